@@ -1,0 +1,1 @@
+"""What executes a topology: the streaming runner (Faust on Kafka) and the local runner."""

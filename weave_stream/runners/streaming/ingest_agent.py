@@ -1,0 +1,123 @@
+"""The ingest agent: raw records from ``<prefix>.calls`` → valid calls or dead letters.
+
+Each record gets exactly one outcome (see :mod:`weave_stream.ingest`), counted in
+``weave_stream_ingest_records_total``. Valid and merged calls go to
+``<prefix>.calls.valid`` keyed by call id; dead letters go to ``<prefix>.calls.dlq``
+with the raw bytes as value and the reason in headers. Held start/end halves live in
+a changelog-backed table, so a crash loses none; a timer forwards halves whose
+partner did not come within ``merge_timeout_seconds``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import faust
+
+from weave_stream import metrics
+from weave_stream.calls import Call
+from weave_stream.config import Settings, TopicNames
+from weave_stream.ingest import DeadLetter, IngestResult, expire_pending, ingest_record
+from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink
+
+__all__ = ["register_ingest"]
+
+log = logging.getLogger(__name__)
+
+
+def register_ingest(app: faust.App, settings: Settings) -> None:
+    """Declare the ingest topics, the merge table, the agent and the expiry timer on ``app``."""
+    topics = settings.topics
+    calls_topic = app.topic(
+        topics.calls, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
+    )
+    for name in (topics.valid, topics.dlq):  # declared (created) with the app's partitions
+        app.topic(
+            name, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
+        )
+    # Keys are call ids; records on the calls topic are keyed by call id with Kafka's
+    # default partitioner, so the table's partitioner puts each key where its calls are.
+    pending = app.Table(
+        "pending-merges",
+        default=None,
+        partitions=settings.partitions,
+        schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
+        use_partitioner=True,
+    )
+    max_payload = settings.max_payload_bytes
+    sink = RecordSink(settings.broker_address, app.conf.producer_max_request_size)
+    app.on_before_shutdown.connect(lambda *args, **kwargs: sink.stop())
+
+    @app.agent(calls_topic, name=f"{topics.prefix}-ingest")
+    async def ingest(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        batches = stream.take_events(settings.batch_size * 8, settings.batch_max_wait_seconds)
+        async for events in batches:
+            started = time.perf_counter()
+            outcomes: Counter[str] = Counter()
+            forwarded: list[Call] = []
+            letters: list[DeadLetter] = []
+            for event in events:
+                message = event.message
+                source = (message.topic, message.partition, message.offset)
+                result = _ingest_safely(message.value, message.key, source, pending, max_payload)
+                outcomes[result.outcome] += 1
+                if result.dead_letter is not None:
+                    letters.append(result.dead_letter)
+                elif result.call is not None:
+                    forwarded.append(result.call)
+            await _write(sink, topics, forwarded, letters)
+            for outcome, count in outcomes.items():
+                metrics.INGEST_RECORDS.labels(outcome).inc(count)
+            metrics.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+            yield None
+
+    @app.timer(interval=max(1.0, min(30.0, settings.merge_timeout_seconds / 4)))
+    async def expire_merges() -> None:
+        expired = list(expire_pending(pending, time.time(), settings.merge_timeout_seconds))
+        for call in expired:
+            missing = "end" if call.kind == "start" else "start"
+            metrics.CALLS_UNMERGED.labels(missing).inc()
+            log.info("call %s: no %s event within the merge timeout; forwarded", call.id, missing)
+        await _write(sink, topics, expired, [])
+
+
+async def _write(
+    sink: RecordSink, topics: TopicNames, calls: list[Call], letters: list[DeadLetter]
+) -> None:
+    if calls:
+        await sink.write(topics.valid, (OutgoingRecord(c.id.encode(), c.to_json()) for c in calls))
+        for kind, count in Counter(c.kind for c in calls).items():
+            metrics.CALLS_INGESTED.labels(kind).inc(count)
+    if letters:
+        await sink.write(topics.dlq, (OutgoingRecord(d.key, d.raw, d.headers()) for d in letters))
+        for reason, count in Counter(d.reason for d in letters).items():
+            metrics.DEAD_LETTERS.labels(reason).inc(count)
+
+
+def _ingest_safely(
+    value: Any,
+    key: Any,
+    source: tuple[str, int, int],
+    pending: Any,
+    max_payload: int,
+) -> IngestResult:
+    """:func:`ingest_record`, turning any unexpected failure into a dead letter."""
+    raw = value if isinstance(value, bytes) else b"" if value is None else bytes(value)
+    try:
+        return ingest_record(raw, pending, None, max_payload, key, source)
+    except Exception as exc:  # a bug must not lose the record or crash the worker
+        log.exception("ingest failed on %s[%d]@%d", *source)
+        letter = DeadLetter(
+            "internal_error",
+            f"{type(exc).__name__}: {exc} (a weave-stream bug: please report it with this "
+            "record; re-ingest it with `weave-stream dlq reingest` once fixed)",
+            raw,
+            key,
+            *source,
+            dead_lettered_at=time.time(),
+        )
+        return IngestResult("dead_letter", dead_letter=letter)

@@ -1,0 +1,75 @@
+"""Batched writes to data topics, awaited before the batch's source records are acked.
+
+Faust's own producer keeps the app's changelogs (on the embedded broker it must send
+one record per batch, see shared/BROKER.md); data topics (valid calls, dead letters,
+derived values, alerts) go through this sink's producer, which batches freely. An
+agent awaits :meth:`RecordSink.write` before it moves to its next micro-batch, and
+Faust commits a source offset only after that, so a crash can repeat a write but
+never lose one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer
+
+__all__ = ["OutgoingRecord", "RecordSink"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    """One record to write: key, value and headers (partition chosen from the key)."""
+
+    key: bytes | None
+    value: bytes
+    headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+
+
+class RecordSink:
+    """An aiokafka producer started on first use and stopped with the app.
+
+    Parameters:
+        bootstrap_servers: ``host:port[,host:port]``.
+        max_request_size: the largest record batch the producer may send, in bytes.
+    """
+
+    def __init__(self, bootstrap_servers: str, max_request_size: int = 4 * 1024 * 1024) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._max_request_size = max_request_size
+        self._producer: AIOKafkaProducer | None = None
+        self._lock = asyncio.Lock()
+
+    async def _ensure_started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            async with self._lock:
+                if self._producer is None:
+                    producer = AIOKafkaProducer(
+                        bootstrap_servers=self._bootstrap_servers,
+                        acks="all",
+                        linger_ms=2,
+                        max_batch_size=256 * 1024,
+                        max_request_size=self._max_request_size,
+                    )
+                    await producer.start()
+                    self._producer = producer
+        return self._producer
+
+    async def write(self, topic: str, records: Iterable[OutgoingRecord]) -> int:
+        """Write ``records`` to ``topic`` and wait until the broker has acknowledged all."""
+        producer = await self._ensure_started()
+        pending = [
+            await producer.send(topic, record.value, key=record.key, headers=list(record.headers))
+            for record in records
+        ]
+        if pending:
+            await asyncio.gather(*pending)
+        return len(pending)
+
+    async def stop(self) -> None:
+        """Flush and stop the producer (a no-op if it never started)."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
