@@ -1,0 +1,26 @@
+"""The root ``weave-stream`` group and the registration of every command module."""
+
+from __future__ import annotations
+
+import click
+
+from weave_stream.cli import broker_cmds, demo, ingest_cmds
+
+__all__ = ["cli", "main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="weave-stream")
+def cli() -> None:
+    """Watch LLM applications in production: derived columns, aggregates and drift alerts
+    over Weave calls streaming through Kafka."""
+
+
+for module in (broker_cmds, ingest_cmds, demo):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="weave-stream")
