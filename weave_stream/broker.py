@@ -24,7 +24,13 @@ from types import TracebackType
 
 from weave_stream.errors import BrokerError
 
-__all__ = ["MEMORY_ONLY_NOTICE", "EmbeddedBroker", "free_port", "wait_for_broker"]
+__all__ = [
+    "MEMORY_ONLY_NOTICE",
+    "EmbeddedBroker",
+    "die_with_parent",
+    "free_port",
+    "wait_for_broker",
+]
 
 MEMORY_ONLY_NOTICE = (
     "no broker configured (--broker / WEAVE_STREAM_BROKER): started the embedded broker at "
@@ -113,7 +119,7 @@ class EmbeddedBroker:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "warn")},
             )
 
@@ -206,7 +212,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: the kernel SIGKILLs it when the parent dies."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)

@@ -186,7 +186,7 @@ def parse_call_object(data: Any) -> Call:
     """Validate an already-decoded record (see :func:`parse_call`)."""
     if not isinstance(data, dict):
         raise CallValidationError(
-            "not_an_object", f"record is a JSON {type(data).__name__}, not an object"
+            "not_an_object", f"record is a JSON {_json_type(data)}, not an object"
         )
     expected: CallKind | None = None
     if len(data) == 1 and ("start" in data or "end" in data):
@@ -195,7 +195,7 @@ def parse_call_object(data: Any) -> Call:
         data = data[expected]
         if not isinstance(data, dict):
             raise CallValidationError(
-                "not_an_object", f"'{expected}' holds a JSON {type(data).__name__}, not an object"
+                "not_an_object", f"'{expected}' holds a JSON {_json_type(data)}, not an object"
             )
     _check_id(data)
     try:
@@ -218,6 +218,16 @@ def parse_call_object(data: Any) -> Call:
             f"{call.started_at.isoformat()}",
         )
     return call
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "array"}.get(type(value), type(value).__name__)
 
 
 def _check_id(data: dict[str, Any]) -> None:

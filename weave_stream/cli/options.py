@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -11,7 +12,7 @@ from typing import Any, TypeVar
 import click
 
 from weave_stream.broker import MEMORY_ONLY_NOTICE, EmbeddedBroker
-from weave_stream.config import Settings, load_settings
+from weave_stream.config import ENV_PREFIX, Settings, load_settings
 from weave_stream.errors import WeaveStreamError
 
 __all__ = ["connected", "fail", "settings_options"]
@@ -19,39 +20,60 @@ __all__ = ["connected", "fail", "settings_options"]
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def settings_options(function: F) -> F:
-    """Add ``--config``, ``--broker`` and ``--prefix``; pass ``settings`` to the command.
+def settings_options(*extra: str) -> Callable[[F], F]:
+    """Add ``--config``, ``--broker``, ``--prefix`` and a flag per named setting in ``extra``.
 
-    Flags win over ``WEAVE_STREAM_*`` variables, which win over the config file.
+    The command receives the validated ``settings``. Flags win over
+    ``WEAVE_STREAM_*`` variables, which win over the config file.
     """
 
-    @click.option(
-        "--config",
-        "config_file",
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="TOML settings file (also WEAVE_STREAM_CONFIG).",
-    )
-    @click.option(
-        "--broker",
-        help="Kafka bootstrap URL, kafka://host:port (also WEAVE_STREAM_BROKER). "
-        "Unset: start the embedded, memory-only broker.",
-    )
-    @click.option("--prefix", "topic_prefix", help="Topic prefix (default: weave).")
-    @functools.wraps(function)
-    def wrapper(
-        *args: Any,
-        config_file: Path | None,
-        broker: str | None,
-        topic_prefix: str | None,
-        **kwargs: Any,
-    ) -> Any:
-        try:
-            settings = load_settings(config_file, broker=broker, topic_prefix=topic_prefix)
-        except WeaveStreamError as exc:
-            raise click.UsageError(str(exc)) from None
-        return function(*args, settings=settings, **kwargs)
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            config_file = kwargs.pop("config_file")
+            overrides = {name: kwargs.pop(name) for name in ("broker", "topic_prefix", *extra)}
+            try:
+                settings = load_settings(config_file, **overrides)
+            except WeaveStreamError as exc:
+                raise click.UsageError(str(exc)) from None
+            return function(*args, settings=settings, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+        for name in reversed(extra):
+            wrapper = _setting_option(name)(wrapper)
+        wrapper = click.option("--prefix", "topic_prefix", help="Topic prefix (default: weave).")(
+            wrapper
+        )
+        wrapper = click.option(
+            "--broker",
+            help="Kafka bootstrap URL, kafka://host:port (also WEAVE_STREAM_BROKER). "
+            "Unset: start the embedded, memory-only broker.",
+        )(wrapper)
+        wrapper = click.option(
+            "--config",
+            "config_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="TOML settings file (also WEAVE_STREAM_CONFIG).",
+        )(wrapper)
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def _setting_option(name: str) -> Callable[[F], F]:
+    field = Settings.model_fields[name]
+    annotation = str(field.annotation)
+    choice = typing.get_args(field.annotation)
+    if typing.get_origin(field.annotation) is typing.Literal:
+        kind: Any = click.Choice([str(c) for c in choice])
+    elif field.annotation in (int, float):
+        kind = field.annotation
+    elif "Path" in annotation:
+        kind = click.Path(path_type=Path)
+    else:
+        kind = str
+    flag = "--" + name.replace("_", "-")
+    variable = f"{ENV_PREFIX}{name.upper()}"
+    return click.option(flag, name, type=kind, default=None, help=f"(also {variable})")
 
 
 @contextlib.contextmanager

@@ -1,0 +1,206 @@
+"""``weave-stream demo``: the main job a new user runs first, end to end on one machine.
+
+It starts the embedded broker and a worker, streams calls built from real documents
+(with start/end event pairs, calls whose other half never comes, and malformed
+records mixed in), shows live progress from the worker's own metrics, and ends
+with a summary whose books must balance.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from tqdm import tqdm
+
+from weave_stream.cli.ingest_cmds import call_key
+from weave_stream.cli.options import connected, fail, settings_options
+from weave_stream.config import Settings
+from weave_stream.errors import WeaveStreamError
+from weave_stream.ingest import DeadLetter
+from weave_stream.samples import (
+    corpus_documents,
+    malformed_records,
+    sample_calls,
+    split_into_events,
+)
+from weave_stream.topics import ensure_topics, produce, read_topic
+from weave_stream.workers import WorkerProcess
+
+__all__ = ["COMMANDS", "demo"]
+
+_MERGE_TIMEOUT = 3.0
+
+
+@click.command()
+@click.option("--calls", "call_count", type=int, default=400, show_default=True)
+@click.option("--rate", type=float, default=300.0, show_default=True, help="Records per second.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-output"),
+    show_default=True,
+    help="Folder for the demo's outputs.",
+)
+@settings_options()
+def demo(call_count: int, rate: float, out_dir: Path, settings: Settings) -> None:
+    """Run weave-stream end to end on the embedded broker: no Docker, nothing to set up."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(tempfile.mkdtemp(prefix="weave-stream-demo-"))
+    settings = settings.model_copy(
+        update={
+            "data_dir": data_dir,
+            "topic_prefix": settings.topic_prefix,
+            "merge_timeout_seconds": _MERGE_TIMEOUT,
+            "web_port": 0,
+            "partitions": 2,
+        }
+    )
+    _step("1/4", "broker")
+    with connected(settings) as settings:
+        _step("2/4", "worker")
+        worker = WorkerProcess(settings, log_path=out_dir / "worker.log")
+        with worker:
+            try:
+                worker.wait_ready(timeout=90)
+            except WeaveStreamError as exc:
+                fail(str(exc))
+            click.echo(f"worker ready; metrics at {worker.url}/metrics (log: {worker.log_path})")
+            records, expected = _demo_records(call_count, settings.max_payload_bytes)
+            _step("3/4", f"streaming {len(records)} records to {settings.topics.calls}")
+            asyncio.run(ensure_topics(settings, [settings.topics.calls]))
+            with tqdm(total=len(records), unit="rec", desc="produce") as bar:
+                asyncio.run(
+                    produce(
+                        settings,
+                        settings.topics.calls,
+                        ((call_key(raw), raw, ()) for raw in records),
+                        rate=rate,
+                        on_sent=lambda n: bar.update(1),
+                    )
+                )
+            counts = _follow(worker, len(records), expected["calls"])
+            letters = asyncio.run(_dead_letters(settings))
+        _step("4/4", "summary")
+        ok = _summary(counts, letters, expected, len(records))
+    if not ok:
+        fail("the books do not balance: see the summary above and the worker log")
+
+
+def _step(number: str, title: str) -> None:
+    click.secho(f"\n[{number}] {title}", bold=True)
+
+
+def _demo_records(call_count: int, max_payload: int) -> tuple[list[bytes], dict[str, Any]]:
+    """Calls from real documents; every 5th as start + end events; two lone halves; bad ones."""
+    documents = corpus_documents("english")
+    random.Random(7).shuffle(documents)
+    calls = sample_calls(documents[:call_count])
+    records: list[bytes] = []
+    for index, call in enumerate(calls):
+        if index % 5 == 0:
+            start, end = split_into_events(call)
+            records += [orjson.dumps(start), orjson.dumps({"end": end})]
+        else:
+            records.append(orjson.dumps(call))
+    lone_start, _ = split_into_events(sample_calls(documents[-2:-1], seed="lone-start")[0])
+    _, lone_end = split_into_events(sample_calls(documents[-1:], seed="lone-end")[0])
+    records += [orjson.dumps(lone_start), orjson.dumps(lone_end)]
+    bad = malformed_records(max_payload)
+    records += [raw for _, raw in bad]
+    random.Random(11).shuffle(records)
+    expected = {
+        "calls": len(calls) + 2,
+        "complete": len(calls),
+        "incomplete": 2,
+        "dead_letters": Counter(reason for reason, _ in bad),
+    }
+    return records, expected
+
+
+def _follow(
+    worker: WorkerProcess, records: int, calls: int, timeout: float = 120.0
+) -> dict[str, float]:
+    """Show the worker's progress until every record has an outcome and every call is out."""
+    deadline = time.monotonic() + timeout + _MERGE_TIMEOUT
+    counts: dict[str, float] = {}
+    with tqdm(total=records, unit="rec", desc="ingest") as bar:
+        while time.monotonic() < deadline:
+            counts = _counts(worker.metrics())
+            bar.n = int(counts["records"])
+            bar.set_postfix(valid=int(counts["calls"]), dead=int(counts["dead_letter"]))
+            bar.refresh()
+            if counts["records"] >= records and counts["calls"] >= calls:
+                break
+            time.sleep(0.25)
+    return counts
+
+
+def _counts(metrics: dict[str, float]) -> dict[str, float]:
+    outcomes = {
+        outcome: metrics.get(f'weave_stream_ingest_records_total{{outcome="{outcome}"}}', 0.0)
+        for outcome in ("valid", "pending", "merged", "duplicate", "dead_letter")
+    }
+    kinds = {
+        kind: metrics.get(f'weave_stream_calls_ingested_total{{kind="{kind}"}}', 0.0)
+        for kind in ("complete", "start", "end")
+    }
+    return {
+        **outcomes,
+        **{f"calls_{kind}": value for kind, value in kinds.items()},
+        "records": sum(outcomes.values()),
+        "calls": sum(kinds.values()),
+    }
+
+
+async def _dead_letters(settings: Settings) -> list[DeadLetter]:
+    return [
+        DeadLetter.from_record(record.value or b"", record.key, record.headers)
+        async for record in read_topic(settings, settings.topics.dlq)
+    ]
+
+
+def _summary(
+    counts: dict[str, float], letters: list[DeadLetter], expected: dict[str, Any], produced: int
+) -> bool:
+    by_reason = Counter(letter.reason for letter in letters)
+    rows = [
+        ("records produced", produced),
+        ("  complete calls", int(counts["valid"])),
+        ("  start/end events held", int(counts["pending"])),
+        ("  start/end events that completed a call", int(counts["merged"])),
+        ("  dead letters", int(counts["dead_letter"])),
+        ("calls ingested (complete)", int(counts["calls_complete"])),
+        ("calls ingested, end never came", int(counts["calls_start"])),
+        ("calls ingested, start never came", int(counts["calls_end"])),
+    ]
+    width = max(len(label) for label, _ in rows)
+    for label, value in rows:
+        click.echo(f"  {label:<{width}}  {value:>6}")
+    click.echo("  dead letters by reason:")
+    for reason, count in sorted(by_reason.items()):
+        click.echo(f"    {reason:<{width - 2}}  {count:>6}")
+    balanced = (
+        counts["records"] == produced
+        and counts["calls"] == expected["calls"]
+        and counts["calls_complete"] == expected["complete"]
+        and by_reason == expected["dead_letters"]
+    )
+    verdict = "books balance" if balanced else "books do NOT balance"
+    click.secho(
+        f"\n  {verdict}: every record has one outcome, every call came out once, "
+        "every bad record is in the dead-letter topic with its reason",
+        fg="green" if balanced else "red",
+    )
+    return balanced
+
+
+COMMANDS = [demo]

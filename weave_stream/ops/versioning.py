@@ -1,0 +1,201 @@
+"""Op versions: a digest of an op's code, the code it uses, and its parameters.
+
+The code digest hashes the *syntax tree* of the source, with docstrings and
+decorators removed. So:
+
+* a change of behaviour (any token of code) gives a new version;
+* a comment-only, whitespace-only or docstring-only change keeps the version
+  (they cannot change what the op computes, and re-computing a column for them
+  would waste money);
+* changing the decorator's options (timeout, retries, batch size) keeps it too:
+  they change how an op runs, not what it returns.
+
+Besides its own source, a function's digest covers what it reads from its module:
+simple constants (numbers, strings, tuples of them) and functions or classes
+defined in the same module, followed recursively. Code imported from other
+modules is not followed; list it in ``depends=`` to have it counted.
+
+>>> def double(x):
+...     return 2 * x
+>>> code_digest(double) == code_digest(double)
+True
+>>> len(params_digest({"labels": ["a", "b"]}))
+64
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import textwrap
+import types
+from collections.abc import Iterable, Mapping
+from pathlib import PurePath
+from typing import Any
+
+import orjson
+
+from weave_stream.errors import OpError
+
+__all__ = ["canonical_json", "code_digest", "params_digest", "version_digest"]
+
+_SIMPLE = (int, float, str, bytes, bool, type(None))
+VERSION_LENGTH = 12
+
+
+def version_digest(name: str, code: str, params: Mapping[str, Any], state: Any = None) -> str:
+    """The version of an op: 12 hex digits over its name, code digest, parameters and state.
+
+    >>> version_digest("embed", "c0de", {"model": "m"}) == version_digest("embed", "c0de", {"model": "m"})
+    True
+    >>> version_digest("embed", "c0de", {"model": "m"}) != version_digest("embed", "c0de", {"model": "n"})
+    True
+    """
+    hasher = hashlib.sha256(b"weave-stream-op/1\0")
+    for part in (name.encode(), code.encode(), canonical_json(params, name), canonical_json(state, name)):
+        hasher.update(len(part).to_bytes(8, "big"))
+        hasher.update(part)
+    return hasher.hexdigest()[:VERSION_LENGTH]
+
+
+def canonical_json(value: Any, where: str = "op") -> bytes:
+    """``value`` as JSON with sorted keys (the form digests are taken over).
+
+    >>> canonical_json({"b": 1, "a": (1, 2)})
+    b'{"a":[1,2],"b":1}'
+    """
+    try:
+        return orjson.dumps(
+            value,
+            default=_json_default,
+            option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY,
+        )
+    except TypeError as exc:
+        raise OpError(
+            f"{where}: a parameter is not JSON-serialisable ({exc}); pass plain data "
+            "(numbers, strings, lists, dicts), or list the parameter in unversioned= "
+            "if it does not change what the op returns"
+        ) from None
+
+
+def params_digest(params: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of ``params``."""
+    return hashlib.sha256(canonical_json(params)).hexdigest()
+
+
+def code_digest(target: Any, depends: Iterable[Any] = ()) -> str:
+    """SHA-256 over the normalised code of ``target`` (function, class or module) and ``depends``."""
+    hasher = hashlib.sha256()
+    seen: set[int] = set()
+    for item in (target, *depends):
+        _digest_object(item, hasher, seen)
+    return hasher.hexdigest()
+
+
+def _digest_object(obj: Any, hasher: Any, seen: set[int]) -> None:
+    obj = inspect.unwrap(obj) if callable(obj) else obj
+    if id(obj) in seen:
+        return
+    seen.add(id(obj))
+    hasher.update(_normalised_code(obj).encode())
+    module = inspect.getmodule(obj)
+    if module is None or isinstance(obj, types.ModuleType):
+        return
+    for name in sorted(_global_names(obj)):
+        if name not in vars(module):
+            continue
+        value = vars(module)[name]
+        if _is_simple(value):
+            hasher.update(f"\0{name}=".encode() + canonical_json(value))
+        elif (inspect.isfunction(value) or inspect.isclass(value)) and (
+            getattr(value, "__module__", None) == module.__name__
+        ):
+            _digest_object(value, hasher, seen)
+        elif hasattr(value, "__wrapped_op__"):
+            # A function already decorated with @op: follow the function it wraps.
+            _digest_object(value.__wrapped_op__, hasher, seen)
+
+
+def _normalised_code(obj: Any) -> str:
+    try:
+        source = textwrap.dedent(inspect.getsource(obj))
+    except (OSError, TypeError):
+        return _bytecode_identity(obj)
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return source  # e.g. a lambda inside a larger expression: its text is its identity.
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            node.decorator_list = []
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, annotate_fields=False, include_attributes=False)
+
+
+def _bytecode_identity(obj: Any) -> str:
+    """For code without readable source (a REPL, exec): its bytecode and constants."""
+    code = getattr(obj, "__code__", None)
+    if code is None and inspect.isclass(obj):
+        parts = [
+            f"{name}:{_bytecode_identity(member)}"
+            for name, member in sorted(vars(obj).items())
+            if inspect.isfunction(member)
+        ]
+        return f"class {obj.__qualname__}(" + ";".join(parts) + ")"
+    if code is None:
+        raise OpError(
+            f"cannot read the code of {obj!r} to version it; define the op in a module file "
+            "(or as a function or class), so that its source can be read"
+        )
+    return _code_object_identity(code)
+
+
+def _code_object_identity(code: types.CodeType) -> str:
+    consts = [
+        _code_object_identity(c) if isinstance(c, types.CodeType) else repr(c)
+        for c in code.co_consts
+    ]
+    return f"{code.co_code.hex()}|{consts}|{code.co_names}|{code.co_varnames}"
+
+
+def _global_names(obj: Any) -> set[str]:
+    """Names a function (or every method of a class) reads from its module's globals."""
+    names: set[str] = set()
+    functions: list[Any] = []
+    if inspect.isfunction(obj):
+        functions.append(obj)
+    elif inspect.isclass(obj):
+        for member in vars(obj).values():
+            member = getattr(member, "__func__", member)  # staticmethod, classmethod
+            if isinstance(member, property):
+                member = member.fget
+            if inspect.isfunction(member):
+                functions.append(member)
+    for function in functions:
+        stack = [function.__code__]
+        while stack:
+            code = stack.pop()
+            names.update(code.co_names)
+            stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    return names
+
+
+def _is_simple(value: Any) -> bool:
+    if isinstance(value, _SIMPLE):
+        return True
+    if isinstance(value, tuple | frozenset):
+        return all(_is_simple(item) for item in value)
+    return False
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, tuple | set | frozenset):
+        return sorted(value, key=repr) if not isinstance(value, tuple) else list(value)
+    if isinstance(value, PurePath):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} {value!r:.60}")

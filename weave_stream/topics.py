@@ -1,0 +1,181 @@
+"""Kafka topics from outside the workers: create them, produce to them, read them to the end.
+
+Reading "to the end" uses the high-water mark of Fetch responses, not ListOffsets:
+the embedded broker answers a wrong end offset after multi-record batches
+(shared/BROKER.md), while a fetch's high-water mark is right on every broker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from weave_stream.config import Settings
+
+__all__ = ["Record", "ensure_topics", "produce", "read_topic", "topic_partitions"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record read back from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int
+
+    @classmethod
+    def from_consumer(cls, record: ConsumerRecord[bytes, bytes]) -> Record:
+        return cls(
+            record.topic,
+            record.partition,
+            record.offset,
+            record.key,
+            record.value,
+            tuple(record.headers),
+            record.timestamp,
+        )
+
+
+async def ensure_topics(
+    settings: Settings, names: Iterable[str], configs: dict[str, str] | None = None
+) -> None:
+    """Create the topics that do not exist yet, with the settings' partitions and replicas."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_address)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(
+                name,
+                settings.partitions,
+                settings.replication_factor,
+                topic_configs=dict(configs or {}),
+            )
+            for name in names
+            if name not in existing
+        ]
+        if missing:
+            # Another process may create one between list and create: what we wanted.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(missing)
+    finally:
+        await admin.close()
+
+
+async def produce(
+    settings: Settings,
+    topic: str,
+    records: Iterable[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]]]],
+    *,
+    rate: float | None = None,
+    on_sent: object = None,
+) -> int:
+    """Produce ``(key, value, headers)`` records, optionally at ``rate`` records/s.
+
+    ``on_sent``, if callable, is called with the running count after each record.
+    Returns the number of records acknowledged by the broker.
+    """
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.broker_address,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        max_request_size=max(4 * 1024 * 1024, 2 * settings.max_payload_bytes),
+    )
+    await producer.start()
+    sent = 0
+    started = time.monotonic()
+    futures = []
+    try:
+        for key, value, headers in records:
+            futures.append(await producer.send(topic, value, key=key, headers=list(headers)))
+            sent += 1
+            if callable(on_sent):
+                on_sent(sent)
+            if rate:
+                ahead = sent / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return sent
+
+
+async def topic_partitions(settings: Settings, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic`` (empty when it does not exist)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker_address)
+    await consumer.start()
+    try:
+        partitions = await _partitions_for(consumer, topic)
+    finally:
+        await consumer.stop()
+    return [TopicPartition(topic, p) for p in sorted(partitions)]
+
+
+async def read_topic(
+    settings: Settings,
+    topic: str,
+    *,
+    start_offsets: dict[int, int] | None = None,
+    idle_timeout: float = 1.0,
+) -> AsyncIterator[Record]:
+    """Yield every record of ``topic`` from ``start_offsets`` (default: the beginning) to its end.
+
+    The end is each partition's high-water mark at the time it is reached; a
+    partition that returns nothing for ``idle_timeout`` seconds is taken as ended.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker_address,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=max(1024 * 1024, 2 * settings.max_payload_bytes),
+        fetch_max_bytes=max(50 * 1024 * 1024, 4 * settings.max_payload_bytes),
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in await _partitions_for(consumer, topic)]
+        if not partitions:
+            return
+        consumer.assign(partitions)
+        for tp in partitions:
+            offset = (start_offsets or {}).get(tp.partition)
+            if offset is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, offset)
+        remaining = set(partitions)
+        last_data = time.monotonic()
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=200, max_records=2000)
+            for records in batches.values():
+                for record in records:
+                    yield Record.from_consumer(record)
+            for tp in list(remaining):
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= highwater:
+                    remaining.discard(tp)
+            if batches:
+                last_data = time.monotonic()
+            elif time.monotonic() - last_data > idle_timeout:
+                break
+    finally:
+        await consumer.stop()
+
+
+async def _partitions_for(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
+    partitions = consumer.partitions_for_topic(topic)
+    if partitions is None:
+        await consumer.topics()  # refresh metadata
+        partitions = consumer.partitions_for_topic(topic)
+    return set(partitions or ())
