@@ -62,7 +62,9 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
         worker_id = worker_id or f"w{len(started)}"
         settings = settings.model_copy(update={"worker_id": worker_id})
         asyncio.run(
-            ensure_topics(settings, [settings.topics.calls, settings.topics.valid, settings.topics.dlq])
+            ensure_topics(
+                settings, [settings.topics.calls, settings.topics.valid, settings.topics.dlq]
+            )
         )
         worker = WorkerProcess(settings, log_path=tmp_path / f"{worker_id}.log").start()
         started.append(worker)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import orjson
 
 from tests.conftest import produce_records, read_all, wait_for_records
+from tests.unit.test_calls import FULL_CALL
 from weave_stream.calls import call_from_json, parse_call
 from weave_stream.config import Settings
 from weave_stream.ingest import DeadLetter
@@ -20,7 +21,6 @@ from weave_stream.samples import (
     split_into_events,
 )
 from weave_stream.workers import WorkerProcess
-from tests.unit.test_calls import FULL_CALL
 
 
 def _keyed(call: dict) -> tuple[bytes, bytes]:
@@ -81,7 +81,9 @@ def test_start_and_end_events_merge_and_lone_halves_are_kept_after_the_timeout(
     records = []
     for call in paired:
         start, end = split_into_events(call)
-        records += [_keyed(end), _keyed(start)] if len(records) % 3 else [_keyed(start), _keyed(end)]
+        records += (
+            [_keyed(end), _keyed(start)] if len(records) % 3 else [_keyed(start), _keyed(end)]
+        )
     records.append(_keyed(split_into_events(lone_start)[0]))
     records.append(_keyed(split_into_events(lone_end)[1]))
     records.append(_keyed(split_into_events(paired[0])[0]))  # a redelivered start

@@ -9,7 +9,12 @@ import pytest
 
 from weave_stream.calls import Call, call_from_json, merge, parse_call, parse_timestamp
 from weave_stream.errors import CallValidationError
-from weave_stream.samples import malformed_records, sample_calls, corpus_documents, split_into_events
+from weave_stream.samples import (
+    corpus_documents,
+    malformed_records,
+    sample_calls,
+    split_into_events,
+)
 
 FULL_CALL = {
     "project_id": "acme/extract",

@@ -12,7 +12,9 @@ from weave_stream.errors import ConfigError
 
 def test_precedence_is_flags_then_environment_then_file_then_defaults(tmp_path: Path) -> None:
     config = tmp_path / "weave-stream.toml"
-    config.write_text('[weave_stream]\ntopic_prefix = "from-file"\npartitions = 8\nbatch_size = 5\n')
+    config.write_text(
+        '[weave_stream]\ntopic_prefix = "from-file"\npartitions = 8\nbatch_size = 5\n'
+    )
     env = {"WEAVE_STREAM_PARTITIONS": "6", "WEAVE_STREAM_TOPIC_PREFIX": "from-env"}
     settings = load_settings(config, env=env, topic_prefix="from-flag")
     assert settings.topic_prefix == "from-flag"

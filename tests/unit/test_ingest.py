@@ -70,9 +70,7 @@ def test_merge_markers_expire_silently_so_state_stays_bounded() -> None:
 
 
 def test_bad_record_becomes_a_dead_letter_with_its_source() -> None:
-    result = ingest_record(
-        b'{"id": "x y"}', {}, now=3.0, key=b"k", source=("weave.calls", 2, 41)
-    )
+    result = ingest_record(b'{"id": "x y"}', {}, now=3.0, key=b"k", source=("weave.calls", 2, 41))
     letter = result.dead_letter
     assert result.outcome == "dead_letter" and letter is not None
     assert (letter.reason, letter.raw, letter.key) == ("malformed_id", b'{"id": "x y"}', b"k")
@@ -84,7 +82,9 @@ def test_bad_record_becomes_a_dead_letter_with_its_source() -> None:
 
 
 def test_dead_letter_headers_round_trip() -> None:
-    letter = DeadLetter("wrong_type", "inputs: not a dict", b"\x00raw", b"key", "p.calls", 1, 7, 9.5)
+    letter = DeadLetter(
+        "wrong_type", "inputs: not a dict", b"\x00raw", b"key", "p.calls", 1, 7, 9.5
+    )
     headers = letter.headers()
     assert all(name.startswith("weave-stream.") for name, _ in headers)
     assert DeadLetter.from_record(b"\x00raw", b"key", headers) == letter
