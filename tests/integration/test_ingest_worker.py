@@ -32,7 +32,7 @@ def test_valid_calls_round_trip_every_field(
 ) -> None:
     settings = make_settings()
     start_worker(settings)
-    calls = [FULL_CALL] + sample_calls(corpus_documents("english", ["history", "money"]))
+    calls = [FULL_CALL, *sample_calls(corpus_documents("english", ["history", "money"]))]
     produce_records(settings, [_keyed(c) for c in calls])
     records = wait_for_records(settings, settings.topics.valid, lambda r: len(r) >= len(calls))
     assert len(records) == len(calls)

@@ -82,7 +82,7 @@ def _register_pages(app: faust.App) -> None:
 
 def readiness(app: faust.App) -> dict[str, Any]:
     """Whether the worker has joined its group and finished restoring its tables."""
-    recovered = app.tables.recovery.completed.is_set()
+    recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
     rebalancing = bool(app.rebalancing)
     assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in app.assignor.assigned_actives())
     return {

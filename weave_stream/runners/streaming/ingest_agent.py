@@ -54,7 +54,10 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
 
     @app.agent(calls_topic, name=f"{topics.prefix}-ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        batches = stream.take_events(settings.batch_size * 8, settings.batch_max_wait_seconds)
+        # take_events (not take): each batch keeps its messages' partitions and offsets.
+        batches = stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
+            settings.batch_size * 8, settings.batch_max_wait_seconds
+        )
         async for events in batches:
             started = time.perf_counter()
             outcomes: Counter[str] = Counter()

@@ -1,0 +1,115 @@
+"""The command line as a user runs it: broker, ingest, dlq, worker errors, demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from tests.conftest import read_all, wait_for_records
+from tests.integration.test_broker import _wait_gone
+from weave_stream.broker import wait_for_broker
+from weave_stream.config import Settings
+from weave_stream.samples import (
+    MALFORMED_REASONS,
+    corpus_documents,
+    malformed_records,
+    sample_calls,
+)
+from weave_stream.workers import WorkerProcess
+
+
+def weave_stream(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
+    return subprocess.run(
+        [sys.executable, "-m", "weave_stream", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def test_broker_command_prints_its_address_and_stops_on_sigterm(tmp_path: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "weave_stream", "broker", "--log", str(tmp_path / "b.log")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    url = process.stdout.readline().strip()
+    assert url.startswith("kafka://127.0.0.1:")
+    wait_for_broker(url.removeprefix("kafka://"), timeout=5)
+    broker_pids = [
+        int(p) for p in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+    ]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=15) == 0
+    assert broker_pids and all(_wait_gone(pid) for pid in broker_pids)
+    assert "memory only" in (process.stderr.read() if process.stderr else "")
+
+
+def test_bad_settings_are_refused_with_a_clear_message() -> None:
+    result = weave_stream("worker", "--broker", "localhost:9092")
+    assert result.returncode == 2
+    assert "kafka://host:port" in result.stderr
+    result = weave_stream("worker", env={"WEAVE_STREAM_PARTITIONS": "zero"})
+    assert result.returncode == 2
+    assert "WEAVE_STREAM_PARTITIONS" in result.stderr
+
+
+def test_ingest_then_dlq_lists_by_reason_and_reingests_only_new_dead_letters(
+    tmp_path: Path,
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    settings = make_settings(max_payload_bytes=16 * 1024)
+    start_worker(settings)
+    good = sample_calls(corpus_documents("english", ["movies"]))
+    bad = malformed_records(settings.max_payload_bytes)
+    lines = [orjson.dumps(call) for call in good] + [raw for _, raw in bad]
+    calls_file = tmp_path / "calls.jsonl"
+    calls_file.write_bytes(b"\n".join(lines) + b"\n")
+    flags = ["--broker", settings.broker or "", "--prefix", settings.topic_prefix]
+
+    result = weave_stream("ingest", str(calls_file), *flags)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(lines)} records produced" in result.stdout
+    wait_for_records(settings, settings.topics.dlq, lambda r: len(r) >= len(bad))
+    wait_for_records(settings, settings.topics.valid, lambda r: len(r) >= len(good))
+
+    listed = json.loads(weave_stream("dlq", "--format", "json", *flags).stdout)
+    assert listed["total"] == len(bad)
+    assert {reason: v["count"] for reason, v in listed["reasons"].items()} == dict.fromkeys(
+        MALFORMED_REASONS, 1
+    )
+    assert listed["reasons"]["invalid_json"]["examples"][0]["source"].startswith(
+        f"{settings.topics.calls}["
+    )
+
+    first = weave_stream("dlq", "--reingest", *flags)
+    assert f"re-ingested {len(bad)} dead letters" in first.stdout, first.stderr
+    # Still bad: each comes back once more, and a second re-ingest sends only those.
+    wait_for_records(settings, settings.topics.dlq, lambda r: len(r) >= 2 * len(bad))
+    second = weave_stream("dlq", "--reingest", "--reason", "too_large", *flags)
+    assert "re-ingested 1 dead letters" in second.stdout, second.stderr
+    reingested = [r for r in read_all(settings, settings.topics.calls) if r.headers]
+    assert len(reingested) == len(bad) + 1
+    assert all(name == "weave-stream.reingested-from" for r in reingested for name, _ in r.headers)
+
+
+def test_demo_runs_end_to_end_and_the_books_balance(tmp_path: Path) -> None:
+    result = weave_stream(
+        "demo", "--calls", "60", "--rate", "1000", "--out", str(tmp_path), timeout=400
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "keeps everything in memory" in result.stderr
+    assert "books balance" in result.stdout
+    for reason in MALFORMED_REASONS:
+        assert reason in result.stdout
