@@ -19,10 +19,19 @@ from prometheus_client import (
 )
 
 __all__ = [
+    "AGGREGATE_BATCH_SECONDS",
+    "AGGREGATE_BUCKETS",
+    "AGGREGATE_LATE_ROWS",
+    "AGGREGATE_ROWS",
     "CALLS_INGESTED",
     "CALLS_UNMERGED",
     "DEAD_LETTERS",
+    "DERIVED_VALUES",
     "INGEST_RECORDS",
+    "JUDGE_TOKENS",
+    "OP_BATCH_SECONDS",
+    "OP_COST_USD",
+    "OP_RETRIES",
     "REGISTRY",
     "WORKER_INFO",
     "render",
@@ -70,6 +79,69 @@ INGEST_BATCH_SECONDS = Histogram(
     "weave_stream_ingest_batch_seconds",
     "Time to validate, merge and forward one micro-batch of raw records.",
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+    registry=REGISTRY,
+)
+
+# Ops and derived columns (labels: op name, not ref, to keep the label set bounded).
+OP_BATCH_SECONDS = Histogram(
+    "weave_stream_op_batch_seconds",
+    "Time of one attempt of an op on one batch of inputs, by op name.",
+    ["op"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
+OP_RETRIES = Counter(
+    "weave_stream_op_retries_total",
+    "Inputs an op was retried on after a retriable failure (timeout, HTTP 429/5xx, "
+    "malformed answer), by op name.",
+    ["op"],
+    registry=REGISTRY,
+)
+OP_COST_USD = Counter(
+    "weave_stream_op_cost_usd_total",
+    "Dollars spent by ops on computed (not cached) values, by op name.",
+    ["op"],
+    registry=REGISTRY,
+)
+JUDGE_TOKENS = Counter(
+    "weave_stream_judge_tokens_total",
+    "Tokens used by the LLM judge, by model and kind (prompt or completion).",
+    ["model", "kind"],
+    registry=REGISTRY,
+)
+DERIVED_VALUES = Counter(
+    "weave_stream_derived_values_total",
+    "Derived values produced, by topology, column and outcome: computed, cached "
+    "(found in the result cache), error (the value carries the error), filtered "
+    "(the call is outside the column's filter or sample).",
+    ["topology", "column", "outcome"],
+    registry=REGISTRY,
+)
+
+AGGREGATE_ROWS = Counter(
+    "weave_stream_aggregate_rows_total",
+    "Rows read by windowed aggregates, by outcome: applied (counted once, late or not), "
+    "duplicate (every column identity already counted: an at-least-once redelivery).",
+    ["topology", "outcome"],
+    registry=REGISTRY,
+)
+AGGREGATE_LATE_ROWS = Counter(
+    "weave_stream_aggregate_late_rows_total",
+    "Rows not counted in an aggregate because their window had closed (event time older "
+    "than the watermark minus the grace period); also reported by the query API.",
+    ["topology", "aggregate"],
+    registry=REGISTRY,
+)
+AGGREGATE_BUCKETS = Gauge(
+    "weave_stream_aggregate_buckets",
+    "Buckets (aggregate x pane x group) held in memory; bounded by retention.",
+    ["topology"],
+    registry=REGISTRY,
+)
+AGGREGATE_BATCH_SECONDS = Histogram(
+    "weave_stream_aggregate_batch_seconds",
+    "Time to fold one micro-batch of rows into the windowed aggregates.",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
 )
 

@@ -118,7 +118,7 @@ class WindowGeometry:
     def last_late_pane(self, clock: float) -> float:
         """Panes starting at or before this refuse events at ``clock``.
 
-        >>> WindowGeometry(60, 60, grace=10).last_late_pane(130)
+        >>> WindowGeometry(60, 60, grace=10, retention=10).last_late_pane(130)
         60
         """
         return clock - self.step - self.grace

@@ -66,7 +66,7 @@ _NAME = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
 
 
 def parse_duration(value: Any) -> int:
-    """Whole seconds from ``"90s"``, ``"5m"``, ``"1h30m"``, ``"2d"``, ``"1w"``, a number or a timedelta.
+    """Whole seconds from text (``"90s"``, ``"5m"``, ``"1h30m"``, ``"2d"``, ``"1w"``) or numbers.
 
     >>> parse_duration("2d"), parse_duration(45), parse_duration(timedelta(minutes=2))
     (172800, 45, 120)
@@ -227,8 +227,10 @@ class AggregateSpec(BaseModel):
         return tuple(q for q in found if q is not None)
 
 
-def parse_aggregates(entries: Iterable[Mapping[str, Any]], topology: str) -> tuple[AggregateSpec, ...]:
-    """Validate the ``aggregates:`` entries of a topology; raise :class:`TopologyError` on the first bad one.
+def parse_aggregates(
+    entries: Iterable[Mapping[str, Any]], topology: str
+) -> tuple[AggregateSpec, ...]:
+    """Validate a topology's ``aggregates:`` entries; a :class:`TopologyError` names the bad one.
 
     >>> parse_aggregates([{"name": "q", "window": {"size": "1h", "step": "7m"}}], "demo")
     Traceback (most recent call last):
@@ -244,7 +246,8 @@ def parse_aggregates(entries: Iterable[Mapping[str, Any]], topology: str) -> tup
             raise TopologyError(_describe(exc, topology, str(name))) from None
         if any(s.name == spec.name for s in specs):
             raise TopologyError(
-                f"topology {topology!r}: two aggregates are named {spec.name!r}; names must be unique"
+                f"topology {topology!r}: two aggregates are named {spec.name!r}; "
+                "give each a unique name"
             )
         specs.append(spec)
     return tuple(specs)
@@ -253,8 +256,8 @@ def parse_aggregates(entries: Iterable[Mapping[str, Any]], topology: str) -> tup
 def required_fields(specs: Iterable[AggregateSpec]) -> frozenset[str]:
     """Every group-by key and metric column the row builder must extract for ``specs``.
 
-    >>> sorted(required_fields(parse_aggregates(
-    ...     [{"name": "q", "window": "1m", "group_by": ["op_name"], "metrics": {"s": "mean"}}], "t")))
+    >>> entry = {"name": "q", "window": "1m", "group_by": ["op_name"], "metrics": {"s": "mean"}}
+    >>> sorted(required_fields(parse_aggregates([entry], "t")))
     ['op_name', 's']
     """
     fields: set[str] = set()
