@@ -133,6 +133,8 @@ class Settings(BaseModel):
     judge_model: str = "gpt-4o-mini"
     judge_api_key: SecretStr | None = None
     judge_concurrency: int = Field(default=8, ge=1, le=1024)
+    # The result cache of derived values (default directory: <data_dir>/cache).
+    cache_max_bytes: int = Field(default=1024**3, ge=1024**2)
     # Token guarding the HTTP endpoints that change state.
     api_token: SecretStr | None = None
 

@@ -47,13 +47,18 @@ VERSION_LENGTH = 12
 def version_digest(name: str, code: str, params: Mapping[str, Any], state: Any = None) -> str:
     """The version of an op: 12 hex digits over its name, code digest, parameters and state.
 
-    >>> version_digest("embed", "c0de", {"model": "m"}) == version_digest("embed", "c0de", {"model": "m"})
-    True
-    >>> version_digest("embed", "c0de", {"model": "m"}) != version_digest("embed", "c0de", {"model": "n"})
+    >>> version_digest("embed", "c0de", {"model": "m"})
+    'cfa38988acd7'
+    >>> version_digest("embed", "c0de", {"model": "m"}) != version_digest("embed", "c0de", {})
     True
     """
     hasher = hashlib.sha256(b"weave-stream-op/1\0")
-    for part in (name.encode(), code.encode(), canonical_json(params, name), canonical_json(state, name)):
+    for part in (
+        name.encode(),
+        code.encode(),
+        canonical_json(params, name),
+        canonical_json(state, name),
+    ):
         hasher.update(len(part).to_bytes(8, "big"))
         hasher.update(part)
     return hasher.hexdigest()[:VERSION_LENGTH]
@@ -85,7 +90,7 @@ def params_digest(params: Mapping[str, Any]) -> str:
 
 
 def code_digest(target: Any, depends: Iterable[Any] = ()) -> str:
-    """SHA-256 over the normalised code of ``target`` (function, class or module) and ``depends``."""
+    """SHA-256 over the normalised code of ``target`` (a function, class or module) and more."""
     hasher = hashlib.sha256()
     seen: set[int] = set()
     for item in (target, *depends):
@@ -131,9 +136,13 @@ def _normalised_code(obj: Any) -> str:
             node.decorator_list = []
         if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
-                if isinstance(body[0].value.value, str):
-                    node.body = body[1:] or [ast.Pass()]
+            first = body[0] if body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                node.body = body[1:] or [ast.Pass()]
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
 

@@ -1,0 +1,42 @@
+"""Ops: versioned computations applied to calls as derived columns.
+
+::
+
+    @op function / class ──► Op (name, version, ref = name:version, policy, signature)
+                                 │
+    built-ins: Embed, Classify, Judge          registry: "embed" / "pkg.mod:fn" ──► Op
+                                 │
+    run_op(op, inputs) ──► batches, timeout, retries with backoff ──► [OpResult per input]
+
+``base`` holds the protocol and records, ``versioning`` the digests, ``decorator``
+the ``@op`` decorator, ``execute`` the executor, ``registry`` the names YAML uses.
+"""
+
+from __future__ import annotations
+
+from weave_stream.ops.base import CostEstimate, Op, OpPolicy, OpResult, Signature
+from weave_stream.ops.classify import Classify
+from weave_stream.ops.decorator import FunctionOp, OpClass, op
+from weave_stream.ops.embed import Embed
+from weave_stream.ops.execute import run_op
+from weave_stream.ops.judge import Judge
+from weave_stream.ops.registry import BUILTIN_OPS, op_spec, register_op, resolve_op
+
+__all__ = [
+    "BUILTIN_OPS",
+    "Classify",
+    "CostEstimate",
+    "Embed",
+    "FunctionOp",
+    "Judge",
+    "Op",
+    "OpClass",
+    "OpPolicy",
+    "OpResult",
+    "Signature",
+    "op",
+    "op_spec",
+    "register_op",
+    "resolve_op",
+    "run_op",
+]

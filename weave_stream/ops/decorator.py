@@ -1,0 +1,336 @@
+"""``@op``: make an op of a function, or of a class whose instances hold parameters.
+
+A decorated function stays callable as before and gains ``name``, ``version``
+and ``ref``. By default it is called once per input (sync functions run in a
+worker thread, async ones concurrently); with ``batched=True`` it receives each
+argument as a list and returns a list. It may return :class:`OpResult` items to
+report cost, audit details or retriable failures itself.
+
+A decorated class becomes a factory of ops: calling it with parameters returns an
+op whose version covers the class's code and those parameters. The instance may
+define ``estimate(inputs) -> CostEstimate``, ``version_state() -> JSON`` (state
+folded into the version, e.g. what a classifier learned), ``op_policy`` and
+``op_signature`` (when ``__call__`` takes ``**arguments``).
+
+>>> @op
+... def word_count(text: str) -> int:
+...     return len(text.split())
+>>> word_count("two words"), word_count.name, word_count.ref == f"word_count:{word_count.version}"
+(2, 'word_count', True)
+>>> import asyncio
+>>> [r.value for r in asyncio.run(word_count.run_batch([{"text": "a b c"}, {"text": ""}]))]
+[3, 0]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, overload
+
+from weave_stream.ops.base import CostEstimate, OpPolicy, OpResult, Signature
+from weave_stream.ops.versioning import code_digest, version_digest
+
+__all__ = ["FunctionOp", "OpClass", "OpDecorator", "OpOptions", "op"]
+
+DEFAULT_RETRY_ON: tuple[type[BaseException], ...] = (TimeoutError, ConnectionError)
+
+
+@dataclass(frozen=True)
+class OpOptions:
+    """What ``@op(...)`` was told."""
+
+    name: str | None = None
+    deterministic: bool = True
+    batched: bool = False
+    policy: OpPolicy = field(default_factory=OpPolicy)
+    cost: CostEstimate = field(default_factory=CostEstimate)
+    depends: tuple[Any, ...] = ()
+    retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON
+    unversioned: tuple[str, ...] = ()
+
+
+class FunctionOp:
+    """An op made of a callable (a function, or the ``__call__`` of a parameterised instance)."""
+
+    def __init__(
+        self,
+        function: Callable[..., Any],
+        options: OpOptions,
+        *,
+        code_target: Any,
+        name: str,
+        params: Mapping[str, Any] | None = None,
+        instance: Any = None,
+    ) -> None:
+        self._function = function
+        self._options = options
+        self._code_target = code_target
+        self._name = name
+        self._params = dict(params or {})
+        self._instance = instance
+        self._code: str | None = None
+        self._signature = _signature_of(function)
+        self.__wrapped_op__ = code_target
+        functools.update_wrapper(self, function, updated=())
+
+    # -- the Op protocol -------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        """Short name (the function's or class's unless ``name=`` was given)."""
+        return self._name
+
+    @property
+    def version(self) -> str:
+        """Digest of code, parameters and learned state (see :mod:`.versioning`)."""
+        if self._code is None:
+            self._code = code_digest(self._code_target, self._options.depends)
+        state_hook = getattr(self._instance, "version_state", None)
+        state = state_hook() if callable(state_hook) else None
+        return version_digest(self._name, self._code, self._params, state)
+
+    @property
+    def ref(self) -> str:
+        """``name:version``."""
+        return f"{self._name}:{self.version}"
+
+    @property
+    def deterministic(self) -> bool:
+        """As declared with ``deterministic=``."""
+        return self._options.deterministic
+
+    @property
+    def policy(self) -> OpPolicy:
+        """The instance's ``op_policy`` if it has one, else the decorator's."""
+        own = getattr(self._instance, "op_policy", None)
+        return own if isinstance(own, OpPolicy) else self._options.policy
+
+    @property
+    def signature(self) -> Signature:
+        """The instance's ``op_signature`` if it has one, else the function's arguments."""
+        own = getattr(self._instance, "op_signature", None)
+        return own if isinstance(own, Signature) else self._signature
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        """The versioned parameters the op was made with (empty for a function)."""
+        return dict(self._params)
+
+    def estimate(self, inputs: Sequence[Mapping[str, Any]]) -> CostEstimate:
+        """The instance's own estimate, or the declared per-input cost times ``len(inputs)``."""
+        own = getattr(self._instance, "estimate", None)
+        if callable(own):
+            result = own(inputs)
+            if isinstance(result, CostEstimate):
+                return result
+        return self._options.cost.times(len(inputs))
+
+    async def run_batch(self, inputs: Sequence[Mapping[str, Any]]) -> list[OpResult]:
+        """Call the function on ``inputs``; exceptions become failed results."""
+        if not inputs:
+            return []
+        if self._options.batched:
+            return await self._run_batched(inputs)
+        if inspect.iscoroutinefunction(self._function):
+            return list(await asyncio.gather(*(self._call_async(item) for item in inputs)))
+        return await asyncio.to_thread(lambda: [self._call_sync(item) for item in inputs])
+
+    # -- plumbing --------------------------------------------------------------------
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the underlying function directly (no batching, no retries)."""
+        return self._function(*args, **kwargs)
+
+    def __getattr__(self, attribute: str) -> Any:
+        # Public methods of a parameterised instance (e.g. Classify.learn) stay reachable.
+        instance = self.__dict__.get("_instance")
+        if instance is None or attribute.startswith("_"):
+            raise AttributeError(attribute)
+        return getattr(instance, attribute)
+
+    def __repr__(self) -> str:
+        return f"<op {self.ref}>"
+
+    def _call_sync(self, item: Mapping[str, Any]) -> OpResult:
+        try:
+            return _as_result(self._function(**item))
+        except Exception as exc:  # the user's code failed on this input: a failed value
+            return self._failure(exc)
+
+    async def _call_async(self, item: Mapping[str, Any]) -> OpResult:
+        try:
+            return _as_result(await self._function(**item))
+        except Exception as exc:  # as in _call_sync
+            return self._failure(exc)
+
+    async def _run_batched(self, inputs: Sequence[Mapping[str, Any]]) -> list[OpResult]:
+        columns = {name: [item.get(name) for item in inputs] for name in _names(inputs)}
+        try:
+            if inspect.iscoroutinefunction(self._function):
+                outputs = await self._function(**columns)
+            else:
+                outputs = await asyncio.to_thread(self._function, **columns)
+        except Exception as exc:
+            if len(inputs) == 1:
+                return [self._failure(exc)]
+            # One bad input must not fail its neighbours: isolate it.
+            return [result for item in inputs for result in await self._run_batched([item])]
+        outputs = list(outputs)
+        if len(outputs) != len(inputs):
+            error = (
+                f"op {self.ref} returned {len(outputs)} results for a batch of {len(inputs)}; "
+                "a batched op must return one result per input, in order"
+            )
+            return [OpResult.failure(error) for _ in inputs]
+        return [_as_result(output) for output in outputs]
+
+    def _failure(self, exc: Exception) -> OpResult:
+        retriable = isinstance(exc, self._options.retry_on)
+        return OpResult.failure(f"{type(exc).__name__}: {exc}", retriable=retriable)
+
+
+class OpClass:
+    """A class decorated with ``@op``: call it with parameters to get an op."""
+
+    def __init__(self, cls: type, options: OpOptions) -> None:
+        self._cls = cls
+        self._options = options
+        self.__wrapped_op__ = cls
+        functools.update_wrapper(self, cls, updated=())
+
+    def __call__(self, *args: Any, **kwargs: Any) -> FunctionOp:
+        """Instantiate the class and wrap the instance as an op versioned by its parameters."""
+        bound = inspect.signature(self._cls).bind(*args, **kwargs)
+        bound.apply_defaults()
+        params: dict[str, Any] = {}
+        for key, value in bound.arguments.items():
+            kind = inspect.signature(self._cls).parameters[key].kind
+            if kind is inspect.Parameter.VAR_KEYWORD:
+                params.update(value)
+            elif kind is not inspect.Parameter.VAR_POSITIONAL or value:
+                params[key] = value
+        params = {k: v for k, v in params.items() if k not in self._options.unversioned}
+        instance = self._cls(*args, **kwargs)
+        name = self._options.name or self._cls.__name__
+        return FunctionOp(
+            instance.__call__,
+            self._options,
+            code_target=self._cls,
+            name=name,
+            params=params,
+            instance=instance,
+        )
+
+    def __repr__(self) -> str:
+        return f"<op class {self._options.name or self._cls.__name__}>"
+
+
+class OpDecorator:
+    """What ``op(...)`` with options returns: apply it to a function or a class."""
+
+    def __init__(self, options: OpOptions) -> None:
+        self.options = options
+
+    @overload
+    def __call__(self, item: type) -> OpClass: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, item: Callable[..., Any]) -> FunctionOp: ...
+    def __call__(self, item: Any) -> FunctionOp | OpClass:
+        if inspect.isclass(item):
+            return OpClass(item, self.options)
+        if not callable(item):
+            raise TypeError(f"@op decorates a function or a class, not {item!r}")
+        name = self.options.name or item.__name__
+        return FunctionOp(item, self.options, code_target=item, name=name)
+
+
+@overload
+def op(target: type) -> OpClass: ...  # type: ignore[overload-overlap]
+@overload
+def op(target: Callable[..., Any]) -> FunctionOp: ...
+@overload
+def op(
+    target: None = None,
+    *,
+    name: str | None = None,
+    deterministic: bool = True,
+    batched: bool = False,
+    timeout: float = 60.0,
+    retries: int = 2,
+    backoff: float = 0.5,
+    max_backoff: float = 30.0,
+    batch_size: int = 64,
+    cost: CostEstimate | None = None,
+    depends: Sequence[Any] = (),
+    retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
+    unversioned: Sequence[str] = (),
+) -> OpDecorator: ...
+def op(
+    target: Any = None,
+    *,
+    name: str | None = None,
+    deterministic: bool = True,
+    batched: bool = False,
+    timeout: float = 60.0,
+    retries: int = 2,
+    backoff: float = 0.5,
+    max_backoff: float = 30.0,
+    batch_size: int = 64,
+    cost: CostEstimate | None = None,
+    depends: Sequence[Any] = (),
+    retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
+    unversioned: Sequence[str] = (),
+) -> FunctionOp | OpClass | OpDecorator:
+    """Make an op of a function or class; usable bare (``@op``) or with options (``@op(...)``).
+
+    ``cost`` is the estimate per input; ``depends`` lists further code (functions,
+    classes, modules) whose changes must change the version; ``retry_on`` the
+    exception types worth retrying; ``unversioned`` the class parameters that do not
+    change results (an HTTP client, settings) and so stay out of the version.
+
+    mypy does not apply class decorators to types: for a typed class op, write
+    ``Keyword = op(name="keyword")(KeywordOp)`` rather than decorating the class.
+    """
+    decorator = OpDecorator(
+        OpOptions(
+            name=name,
+            deterministic=deterministic,
+            batched=batched,
+            policy=OpPolicy(timeout, retries, backoff, max_backoff, batch_size),
+            cost=cost or CostEstimate(),
+            depends=tuple(depends),
+            retry_on=retry_on,
+            unversioned=tuple(unversioned),
+        )
+    )
+    return decorator(target) if target is not None else decorator
+
+
+def _signature_of(function: Callable[..., Any]) -> Signature:
+    required, optional, open_ = [], [], False
+    for parameter in inspect.signature(function).parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            open_ = True
+        elif parameter.kind in (
+            inspect.Parameter.VAR_POSITIONAL,
+            inspect.Parameter.POSITIONAL_ONLY,
+        ):
+            continue
+        elif parameter.default is inspect.Parameter.empty:
+            required.append(parameter.name)
+        else:
+            optional.append(parameter.name)
+    return Signature(tuple(required), tuple(optional), open_)
+
+
+def _names(inputs: Sequence[Mapping[str, Any]]) -> list[str]:
+    names: dict[str, None] = {}
+    for item in inputs:
+        names.update(dict.fromkeys(item))
+    return list(names)
+
+
+def _as_result(output: Any) -> OpResult:
+    return output if isinstance(output, OpResult) else OpResult(value=output)
