@@ -36,8 +36,10 @@ from __future__ import annotations
 import sys
 from array import array
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from hashlib import blake2b
+
+from weave_stream.windows.rows import AggregateRow
 
 __all__ = ["DEFAULT_CAPACITY", "SeenIdentities", "identity_of"]
 
@@ -72,18 +74,64 @@ class SeenIdentities:
 
     def is_new(self, call_hash: int, column: str, op_ref: str) -> bool:
         """Record the identity and say whether it is new (``False``: a duplicate)."""
-        key = (column, op_ref)
-        column_hash = self._column_hashes.get(key)
+        column_hash = self._column_hashes.get((column, op_ref))
         if column_hash is None:
-            column_hash = _hash64(f"\x1e{column}\x1f{op_ref}")
-            if len(self._column_hashes) < 100_000:
-                self._column_hashes[key] = column_hash
+            column_hash = self._column_hash(column, op_ref)
         identity = call_hash ^ column_hash
         if identity in self._seen:
             return False
         self._seen.add(identity)
         self._pending.append(identity)
         return True
+
+    def fresh_rows(self, rows: Sequence[AggregateRow]) -> tuple[list[AggregateRow], int]:
+        """Record every identity of ``rows``; return the rows with something new, and the count
+        of rows that carried nothing new. A row repeating only some of its columns comes back
+        without them."""
+        fresh: list[AggregateRow] = []
+        duplicates = 0
+        seen, pending, column_hashes = self._seen, self._pending, self._column_hashes
+        for row in rows:
+            call_hash = identity_of(row.call_id, row.trial)
+            refs, errors = row.op_refs, row.errors
+            carried = 0
+            repeated: list[str] | None = None
+            for name, value in row.values.items():
+                if value is None and name not in errors:
+                    continue
+                carried += 1
+                column_hash = column_hashes.get((name, refs.get(name, "")))
+                if column_hash is None:
+                    column_hash = self._column_hash(name, refs.get(name, ""))
+                identity = call_hash ^ column_hash
+                if identity in seen:
+                    repeated = [name] if repeated is None else [*repeated, name]
+                else:
+                    seen.add(identity)
+                    pending.append(identity)
+            for name in errors:
+                if name not in row.values:
+                    carried += 1
+                    if not self.is_new(call_hash, name, refs.get(name, "")):
+                        repeated = [name] if repeated is None else [*repeated, name]
+            if not carried:
+                if self.is_new(call_hash, "", ""):
+                    fresh.append(row)
+                else:
+                    duplicates += 1
+            elif repeated is None:
+                fresh.append(row)
+            elif len(repeated) == carried:
+                duplicates += 1
+            else:
+                fresh.append(_without(row, set(repeated)))
+        return fresh, duplicates
+
+    def _column_hash(self, column: str, op_ref: str) -> int:
+        column_hash = _hash64(f"\x1e{column}\x1f{op_ref}")
+        if len(self._column_hashes) < 100_000:
+            self._column_hashes[(column, op_ref)] = column_hash
+        return column_hash
 
     def seal(self) -> tuple[tuple[int, bytes] | None, list[int]]:
         """Close the current segment; returns ``((sequence, payload) or None, evicted sequences)``.
@@ -122,3 +170,17 @@ def _to_bytes(hashes: array[int]) -> bytes:
     swapped = array("Q", hashes)
     swapped.byteswap()
     return swapped.tobytes()
+
+
+def _without(row: AggregateRow, columns: set[str]) -> AggregateRow:
+    return AggregateRow(
+        row.call_id,
+        row.event_time,
+        row.fields,
+        {k: v for k, v in row.values.items() if k not in columns},
+        tuple(c for c in row.errors if c not in columns),
+        {k: v for k, v in row.costs.items() if k not in columns},
+        {k: v for k, v in row.op_refs.items() if k not in columns},
+        row.trace_id,
+        row.trial,
+    )

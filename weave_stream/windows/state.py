@@ -47,7 +47,7 @@ import orjson
 from weave_stream import metrics
 from weave_stream.errors import TopologyError
 from weave_stream.windows.bucket import AggregatePlan, Bucket
-from weave_stream.windows.dedupe import DEFAULT_CAPACITY, SeenIdentities, identity_of
+from weave_stream.windows.dedupe import DEFAULT_CAPACITY, SeenIdentities
 from weave_stream.windows.rows import AggregateRow
 from weave_stream.windows.snapshot import PaneKey, Snapshot
 from weave_stream.windows.spec import AggregateSpec
@@ -205,35 +205,7 @@ class WindowState:
         return report
 
     def _dedupe(self, rows: Sequence[AggregateRow]) -> tuple[list[AggregateRow], int]:
-        fresh: list[AggregateRow] = []
-        duplicates = 0
-        is_new = self.seen.is_new
-        for row in rows:
-            call_hash = identity_of(row.call_id, row.trial)
-            refs = row.op_refs
-            carried = 0
-            repeated: list[str] | None = None
-            for name, value in row.values.items():
-                if value is not None or name in row.errors:
-                    carried += 1
-                    if not is_new(call_hash, name, refs.get(name, "")):
-                        repeated = [name] if repeated is None else [*repeated, name]
-            for name in row.errors:
-                if name not in row.values:
-                    carried += 1
-                    if not is_new(call_hash, name, refs.get(name, "")):
-                        repeated = [name] if repeated is None else [*repeated, name]
-            if not carried:
-                if is_new(call_hash, "", ""):
-                    fresh.append(row)
-                else:
-                    duplicates += 1
-            elif repeated is None:
-                fresh.append(row)
-            elif len(repeated) == carried:
-                duplicates += 1
-            else:
-                fresh.append(_without(row, set(repeated)))
+        fresh, duplicates = self.seen.fresh_rows(rows)
         self._duplicates += duplicates
         return fresh, duplicates
 
@@ -378,17 +350,3 @@ def _text(value: Any) -> str:
 
 def _sort_key(group: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple("" if v is None else str(v) for v in group)
-
-
-def _without(row: AggregateRow, columns: set[str]) -> AggregateRow:
-    return AggregateRow(
-        row.call_id,
-        row.event_time,
-        row.fields,
-        {k: v for k, v in row.values.items() if k not in columns},
-        tuple(c for c in row.errors if c not in columns),
-        {k: v for k, v in row.costs.items() if k not in columns},
-        {k: v for k, v in row.op_refs.items() if k not in columns},
-        row.trace_id,
-        row.trial,
-    )
