@@ -73,6 +73,7 @@ class FunctionOp:
         self._params = dict(params or {})
         self._instance = instance
         self._code: str | None = None
+        self._version: tuple[Any, str] | None = None  # (state, version): params never change
         self._signature = _signature_of(function)
         self.__wrapped_op__ = code_target
         functools.update_wrapper(self, function, updated=())
@@ -90,7 +91,9 @@ class FunctionOp:
             self._code = code_digest(self._code_target, self._options.depends)
         state_hook = getattr(self._instance, "version_state", None)
         state = state_hook() if callable(state_hook) else None
-        return version_digest(self._name, self._code, self._params, state)
+        if self._version is None or self._version[0] != state:
+            self._version = (state, version_digest(self._name, self._code, self._params, state))
+        return self._version[1]
 
     @property
     def ref(self) -> str:

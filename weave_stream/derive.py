@@ -1,0 +1,383 @@
+"""Compute the columns of a topology for a batch of calls: the core both runners share.
+
+:func:`derive_batch` selects the calls of the topology's source (op name, filter,
+deterministic sample), then walks the column DAG level by level (the columns of
+one level run concurrently). For each column it resolves every in-scope call's
+arguments, looks up all keys (op ref, input digest, trial) in the cache in one
+batch, runs only the misses — each distinct input once — through the op with its
+policy, stores the successes, and returns one :class:`DerivedValue` per (call,
+column, trial). Failures are values with an ``error``, never gaps; a call outside a
+column's filter or sample gets no value for it (and is counted as filtered).
+
+Rules the streaming runner relies on too:
+
+* a column's sample is relative to the source's: a call is kept when its fixed
+  point (:func:`~weave_stream.select.sample_point`) is below source x column rate;
+* trial ``t`` of a column reads trial ``min(t, trials - 1)`` of each column it
+  depends on; a column filter reads trial 0;
+* a dependency that failed makes the dependent value an error (the op is not run);
+  a dependency with no value (filtered) leaves the dependent without one;
+* deterministic ops have one trial, whatever is asked.
+
+Pass a :class:`DeriveStats` to learn, per column, how many values came from the
+cache and how many were computed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from weave_stream import metrics
+from weave_stream.cache import CachedValue, CacheKey, ResultCache, cache_key
+from weave_stream.calls import Call
+from weave_stream.ops.execute import run_op
+from weave_stream.select import MissingFieldError, op_name_matches, sampled
+from weave_stream.topology import CompiledColumn, Topology
+
+__all__ = ["ColumnStats", "DeriveStats", "DerivedValue", "Trials", "derive_batch", "survey_batch"]
+
+Trials = int | Mapping[str, int] | None
+
+
+class DerivedValue(BaseModel):
+    """One value of one column for one call and trial, with how it was obtained.
+
+    >>> v = DerivedValue(call_id="c1", topology="t", column="n", op_ref="n:abc", value=3,
+    ...                  computed_at=datetime(2026, 1, 1, tzinfo=UTC))
+    >>> DerivedValue.from_json(v.to_json()) == v
+    True
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    call_id: str
+    trace_id: str | None = None
+    topology: str
+    column: str
+    op_ref: str
+    trial: int = 0
+    value: Any = None
+    error: str | None = None
+    latency_ms: float | None = None
+    cost: float | None = None
+    computed_at: datetime
+    started_at: datetime | None = None
+    details: dict[str, Any] = {}
+    cached: bool = False
+
+    def to_json(self) -> bytes:
+        """JSON, as the derived topics carry it."""
+        return self.model_dump_json().encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> DerivedValue:
+        """Inverse of :meth:`to_json`."""
+        return cls.model_validate_json(raw)
+
+
+@dataclass
+class ColumnStats:
+    """What happened to one column: values made, cache hits, evaluations run, errors."""
+
+    values: int = 0
+    filtered: int = 0
+    cache_hits: int = 0
+    computed: int = 0  # distinct op evaluations run (identical inputs run once)
+    errors: int = 0
+    cost_usd: float = 0.0
+    pending_inputs: list[dict[str, Any]] = field(default_factory=list, repr=False)  # survey only
+
+
+@dataclass
+class DeriveStats:
+    """Counts over one or more batches, per column."""
+
+    calls: int = 0
+    matched: int = 0
+    columns: dict[str, ColumnStats] = field(default_factory=dict)
+
+    @property
+    def computed(self) -> int:
+        """Op evaluations run, over all columns."""
+        return sum(c.computed for c in self.columns.values())
+
+    @property
+    def cache_hits(self) -> int:
+        """Values found in the cache, over all columns."""
+        return sum(c.cache_hits for c in self.columns.values())
+
+    def column(self, name: str) -> ColumnStats:
+        """The stats of column ``name`` (created empty)."""
+        return self.columns.setdefault(name, ColumnStats())
+
+
+async def derive_batch(
+    topology: Topology,
+    calls: Sequence[Call],
+    cache: ResultCache,
+    *,
+    trials: Trials = None,
+    stats: DeriveStats | None = None,
+) -> list[DerivedValue]:
+    """Every value of every column of ``topology`` for ``calls``; see the module docstring."""
+    walk = _Walk(topology, calls, cache, trials, stats or DeriveStats(), dry_run=False)
+    return await walk.run()
+
+
+async def survey_batch(
+    topology: Topology,
+    calls: Sequence[Call],
+    cache: ResultCache,
+    *,
+    trials: Trials = None,
+    stats: DeriveStats | None = None,
+) -> DeriveStats:
+    """What :func:`derive_batch` would do, without running any op (for cost plans).
+
+    Each column's ``pending_inputs`` are the distinct inputs it would compute; a
+    column reading a value not computed yet counts every such input as to compute.
+    """
+    stats = stats or DeriveStats()
+    await _Walk(topology, calls, cache, trials, stats, dry_run=True).run()
+    return stats
+
+
+@dataclass
+class _Task:
+    call: Call
+    trial: int
+    arguments: dict[str, Any] | None = None
+    error: str | None = None
+    pending: bool = False  # survey: reads a value that would only be computed now
+    key: CacheKey | None = None
+
+
+class _Walk:
+    def __init__(
+        self,
+        topology: Topology,
+        calls: Sequence[Call],
+        cache: ResultCache,
+        trials: Trials,
+        stats: DeriveStats,
+        dry_run: bool,
+    ) -> None:
+        self.topology, self.cache, self.trials, self.stats, self.dry_run = (
+            topology,
+            cache,
+            trials,
+            stats,
+            dry_run,
+        )
+        seen: set[str] = set()
+        self.calls = []  # a call id seen twice in a batch is derived once (the first)
+        for call in calls:
+            if call.id not in seen:
+                seen.add(call.id)
+                self.calls.append(call)
+        self.data: dict[str, dict[str, Any]] = {}
+        self.values: dict[tuple[str, str, int], DerivedValue] = {}
+        self.pending: set[tuple[str, str, int]] = set()
+
+    async def run(self) -> list[DerivedValue]:
+        source = self.topology.source
+        self.stats.calls += len(self.calls)
+        selected = []
+        for call in self.calls:
+            if source.op_name is not None and not op_name_matches(source.op_name, call.op_name):
+                continue
+            data = call.to_dict()
+            if self.topology.source_filter and not self.topology.source_filter.matches(data, {}):
+                continue
+            if sampled(call.id, source.sample):
+                self.data[call.id] = data
+                selected.append(call)
+        self.stats.matched += len(selected)
+        for level in self.topology.levels:
+            columns = [self.topology.column(name) for name in level]
+            await asyncio.gather(*(self._column(column, selected) for column in columns))
+        order = {name: i for i, name in enumerate(c.name for c in self.topology.compiled)}
+        position = {call.id: i for i, call in enumerate(self.calls)}
+        keys = sorted(self.values, key=lambda k: (position[k[0]], order[k[1]], k[2]))
+        return [self.values[k] for k in keys]
+
+    def trials_of(self, column: CompiledColumn) -> int:
+        if column.op.deterministic:
+            return 1
+        asked = self.trials if isinstance(self.trials, int | None) else self.trials.get(column.name)
+        count = column.trials if asked is None else asked
+        if count < 1:
+            raise ValueError(f"column {column.name!r}: trials must be >= 1, got {count}")
+        return count
+
+    async def _column(self, column: CompiledColumn, calls: Sequence[Call]) -> None:
+        stats = self.stats.column(column.name)
+        op_ref = column.op.ref
+        tasks = self._tasks(column, op_ref, calls)
+        filtered = len(calls) - len({t.call.id for t in tasks})
+        stats.filtered += filtered
+        keyed = [t for t in tasks if t.key is not None]
+        hits = await self.cache.get_many(list({t.key: None for t in keyed if t.key}))
+        misses: dict[CacheKey, dict[str, Any]] = {}
+        for task in keyed:
+            if task.key not in hits and task.key is not None and task.arguments is not None:
+                misses.setdefault(task.key, task.arguments)
+        stats.computed += len(misses) + len({(t.call.id, t.trial) for t in tasks if t.pending})
+        if self.dry_run:
+            stats.values += len(tasks)
+            stats.errors += sum(1 for t in tasks if t.error is not None)
+            stats.pending_inputs.extend(misses.values())
+            stats.pending_inputs.extend(t.arguments or {} for t in tasks if t.pending)
+            stats.cache_hits += sum(1 for t in keyed if t.key in hits)
+            for task in tasks:
+                if task.pending or (task.key is not None and task.key not in hits):
+                    self.pending.add((task.call.id, column.name, task.trial))
+                self._store(column, op_ref, task, hits.get(task.key) if task.key else None)
+            return
+        results = dict(zip(misses, await run_op(column.op, list(misses.values())), strict=True))
+        now = time.time()
+        fresh = {
+            key: CachedValue(r.value, r.latency_ms, r.cost, dict(r.details), now)
+            for key, r in results.items()
+            if r.ok
+        }
+        await self.cache.put_many(fresh)
+        spent = sum(r.cost or 0.0 for r in results.values())
+        stats.cost_usd += spent
+        metrics.OP_COST_USD.labels(column.op.name).inc(spent)
+        for task in tasks:
+            hit = hits.get(task.key) if task.key else None
+            if hit is not None:
+                stats.cache_hits += 1
+                self._store(column, op_ref, task, hit, cached=True)
+            elif task.key is not None:
+                result = results[task.key]
+                cached_value = fresh.get(task.key)
+                if cached_value is None:
+                    task.error = result.error
+                    self._store(
+                        column,
+                        op_ref,
+                        task,
+                        None,
+                        details=dict(result.details),
+                        latency_ms=result.latency_ms,
+                        cost=result.cost,
+                    )
+                else:
+                    self._store(column, op_ref, task, cached_value)
+            else:
+                self._store(column, op_ref, task, None)
+        self._count(column, stats, filtered)
+
+    def _tasks(self, column: CompiledColumn, op_ref: str, calls: Sequence[Call]) -> list[_Task]:
+        tasks = []
+        rate = self.topology.source.sample * column.sample
+        trials_of = {name: self.trials_of(self.topology.column(name)) for name in column.depends_on}
+        for call in calls:
+            data = self.data[call.id]
+            first = {dep: self.values.get((call.id, dep, 0)) for dep in column.depends_on}
+            if not sampled(call.id, rate) or any(v is None for v in first.values()):
+                continue
+            # A survey cannot know a value not computed yet: it assumes the filter passes.
+            unknown = any((call.id, dep, 0) in self.pending for dep in first)
+            column_values = {d: v.value for d, v in first.items() if v}
+            if column.filter and not unknown and not column.filter.matches(data, column_values):
+                continue
+            for trial in range(self.trials_of(column)):
+                deps = {
+                    dep: self.values[(call.id, dep, min(trial, trials_of[dep] - 1))]
+                    for dep in first
+                }
+                tasks.append(self._task(column, op_ref, call, trial, data, deps))
+        return tasks
+
+    def _task(
+        self,
+        column: CompiledColumn,
+        op_ref: str,
+        call: Call,
+        trial: int,
+        data: dict[str, Any],
+        deps: dict[str, DerivedValue],
+    ) -> _Task:
+        task = _Task(call, trial)
+        waiting = {
+            dep for dep, value in deps.items() if (call.id, dep, value.trial) in self.pending
+        }
+        failed = sorted(d for d, v in deps.items() if v.error is not None and d not in waiting)
+        if failed:
+            task.error = f"column {failed[0]!r} failed for this call: {deps[failed[0]].error}"
+            return task
+        pending = bool(waiting)
+        arguments: dict[str, Any] = {}
+        for name, path in column.args.items():
+            try:
+                arguments[name] = path.resolve(
+                    data, {dep: value.value for dep, value in deps.items()}
+                )
+            except MissingFieldError as exc:
+                if not pending:
+                    task.error = f"argument {name!r}: {exc}; the call has no such field"
+                    return task
+                arguments[name] = None
+        task.arguments = arguments
+        if pending:
+            task.pending = True
+        else:
+            task.key = cache_key(op_ref, arguments, trial)
+        return task
+
+    def _store(
+        self,
+        column: CompiledColumn,
+        op_ref: str,
+        task: _Task,
+        found: CachedValue | None,
+        *,
+        cached: bool = False,
+        details: dict[str, Any] | None = None,
+        latency_ms: float | None = None,
+        cost: float | None = None,
+    ) -> None:
+        call = task.call
+        value = DerivedValue(
+            call_id=call.id,
+            trace_id=call.trace_id,
+            topology=self.topology.name,
+            column=column.name,
+            op_ref=op_ref,
+            trial=task.trial,
+            value=found.value if found else None,
+            error=None if found else (task.error or ("pending" if self.dry_run else "no value")),
+            latency_ms=found.latency_ms if found else latency_ms,
+            cost=found.cost if found else cost,
+            computed_at=datetime.fromtimestamp(found.computed_at, UTC)
+            if found
+            else datetime.now(UTC),
+            started_at=call.started_at,
+            details=dict(found.details) if found else (details or {}),
+            cached=cached,
+        )
+        self.values[(call.id, column.name, task.trial)] = value
+
+    def _count(self, column: CompiledColumn, stats: ColumnStats, filtered: int) -> None:
+        made = [v for (_, name, _), v in self.values.items() if name == column.name]
+        errors = sum(1 for v in made if v.error is not None)
+        cached = sum(1 for v in made if v.cached)
+        stats.values += len(made)
+        stats.errors += errors
+        name = self.topology.name
+        metrics.DERIVED_VALUES.labels(name, column.name, "error").inc(errors)
+        metrics.DERIVED_VALUES.labels(name, column.name, "cached").inc(cached)
+        metrics.DERIVED_VALUES.labels(name, column.name, "computed").inc(
+            len(made) - errors - cached
+        )
+        metrics.DERIVED_VALUES.labels(name, column.name, "filtered").inc(filtered)

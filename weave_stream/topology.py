@@ -1,0 +1,322 @@
+"""Topologies: which calls to watch and which columns to derive from them.
+
+A topology has a name, a :class:`Source` (which calls: ``op_name`` glob, a filter,
+a sampling rate) and :class:`Column` s: an op, a mapping from the op's arguments to
+call paths or other columns (``args``), an optional filter, a sampling rate
+relative to the source's, and a number of trials (non-deterministic ops only).
+Columns may read other columns (``columns.<name>`` in args or filters): they form
+a DAG, run in dependency order. ``aggregates`` and ``monitors`` are kept as plain
+dicts here; the aggregates and drift modules validate them.
+
+Constructing a :class:`Topology` validates all of it — unknown op, bad path, wrong
+argument, unknown column, cycle, bad rate or trials — and raises one
+:class:`~weave_stream.errors.TopologyError` listing every problem with the
+topology, column and field. The same spec is written in YAML or in Python (see
+``topologies/``); :func:`load_topology` reads either.
+
+>>> from weave_stream.ops import op
+>>> @op
+... def length(text: str) -> int:
+...     return len(text)
+>>> t = Topology("demo", [Column("n", length, args={"text": "inputs.document"})])
+>>> [c.name for c in t.compiled], t.compiled[0].args["text"].text
+(['n'], 'inputs.document')
+>>> Topology("demo", [Column("n", length, args={"txt": "inputs.document"})])
+Traceback (most recent call last):
+...
+weave_stream.errors.TopologyError: topology 'demo' is invalid:
+  column 'n', field 'args': unknown argument 'txt' (the op takes: text)
+  column 'n', field 'args': missing argument 'text'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from weave_stream.config import Settings
+from weave_stream.errors import OpError, TopologyError
+from weave_stream.ops.base import Op
+from weave_stream.ops.registry import op_spec, resolve_op
+from weave_stream.select import FieldPath, Filter, compile_filter
+
+__all__ = ["Column", "CompiledColumn", "Source", "Topology"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # used in topic names
+_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+
+@dataclass(frozen=True)
+class Source:
+    """Which calls a topology reads: ``op_name`` glob, a filter, a sampling rate."""
+
+    op_name: str | None = None
+    filter: Mapping[str, Any] | None = None
+    sample: float = 1.0
+
+
+@dataclass(frozen=True)
+class Column:
+    """A derived column as written: ``op`` is an op, or a name for the registry with ``params``."""
+
+    name: str
+    op: Op | str
+    args: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    filter: Mapping[str, Any] | None = None
+    sample: float = 1.0
+    trials: int = 1
+
+
+@dataclass(frozen=True)
+class CompiledColumn:
+    """A validated column, ready to run: the op resolved, paths and filter compiled."""
+
+    name: str
+    op: Op
+    args: Mapping[str, FieldPath]
+    filter: Filter | None
+    sample: float
+    trials: int
+    depends_on: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A named source of calls and the columns derived from them; validated when built."""
+
+    name: str
+    columns: Sequence[Column] = ()
+    source: Source = field(default_factory=Source)
+    description: str = ""
+    aggregates: Sequence[Mapping[str, Any]] = ()
+    monitors: Sequence[Mapping[str, Any]] = ()
+    settings: Settings | None = field(default=None, compare=False, repr=False)
+    search_path: Path | None = field(default=None, compare=False, repr=False)
+    compiled: tuple[CompiledColumn, ...] = field(init=False, compare=False, repr=False)
+    levels: tuple[tuple[str, ...], ...] = field(init=False, compare=False, repr=False)
+    source_filter: Filter | None = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        problems: list[str] = []
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            problems.append(
+                f"field 'name': {self.name!r} is not a topology name; use 1-100 letters, "
+                "digits, '_', '.' or '-', starting with a letter or digit"
+            )
+        source_filter = self._compile_source(problems)
+        columns = self._compile_columns(problems)
+        for kind in ("aggregates", "monitors"):
+            entries = getattr(self, kind)
+            if isinstance(entries, str | Mapping) or not all(
+                isinstance(e, Mapping) for e in entries
+            ):
+                problems.append(f"field {kind!r}: must be a list of mappings, got {entries!r:.80}")
+        order, levels = _order(columns, problems)
+        if problems:
+            listing = "\n  ".join(dict.fromkeys(problems))
+            raise TopologyError(f"topology {self.name!r} is invalid:\n  {listing}")
+        object.__setattr__(self, "compiled", tuple(columns[name] for name in order))
+        object.__setattr__(self, "levels", levels)
+        object.__setattr__(self, "source_filter", source_filter)
+
+    def column(self, name: str) -> CompiledColumn:
+        """The compiled column ``name``."""
+        for compiled in self.compiled:
+            if compiled.name == name:
+                return compiled
+        raise TopologyError(f"topology {self.name!r} has no column {name!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain data (the YAML form), ops named by registry name or import path."""
+        columns = []
+        for column in self.columns:
+            if isinstance(column.op, str):
+                name, params = column.op, dict(column.params)
+            else:
+                name, params = op_spec(column.op)
+            entry: dict[str, Any] = {"name": column.name, "op": name, "args": dict(column.args)}
+            entry.update({"params": params} if params else {})
+            entry.update({"filter": dict(column.filter)} if column.filter else {})
+            entry.update({"sample": column.sample} if column.sample != 1.0 else {})
+            entry.update({"trials": column.trials} if column.trials != 1 else {})
+            columns.append(entry)
+        source = {k: v for k, v in vars(self.source).items() if v is not None and v != 1.0}
+        return {
+            "name": self.name,
+            "description": self.description,
+            "source": source,
+            "columns": columns,
+            "aggregates": [dict(a) for a in self.aggregates],
+            "monitors": [dict(m) for m in self.monitors],
+        }
+
+    # -- validation ---------------------------------------------------------------------
+    def _compile_source(self, problems: list[str]) -> Filter | None:
+        source = self.source
+        if not isinstance(source, Source):
+            problems.append(f"field 'source': expected a Source, got {source!r:.80}")
+            return None
+        if source.op_name is not None and (
+            not isinstance(source.op_name, str) or not source.op_name
+        ):
+            problems.append(
+                f"source, field 'op_name': must be a non-empty string, got {source.op_name!r}"
+            )
+        _check_rate(source.sample, "source, field 'sample'", problems)
+        if source.filter is None:
+            return None
+        try:
+            compiled = compile_filter(source.filter)
+        except ValueError as exc:
+            problems.append(f"source, field 'filter': {exc}")
+            return None
+        for path in compiled.paths:
+            if path.column is not None:
+                problems.append(
+                    f"source, field 'filter': {path.text!r} reads a column; the source selects "
+                    "calls before any column exists (move the condition to a column's filter)"
+                )
+        return compiled
+
+    def _compile_columns(self, problems: list[str]) -> dict[str, CompiledColumn]:
+        compiled: dict[str, CompiledColumn] = {}
+        for index, column in enumerate(self.columns):
+            if not isinstance(column, Column):
+                problems.append(f"columns[{index}]: expected a Column, got {column!r:.80}")
+                continue
+            where = f"column {column.name!r}"
+            if not isinstance(column.name, str) or not _COLUMN.match(column.name):
+                problems.append(
+                    f"{where}, field 'name': use a Python-style identifier (letters, digits, '_')"
+                )
+            if column.name in compiled:
+                problems.append(f"{where}, field 'name': two columns have this name; rename one")
+                continue
+            result = self._compile_column(column, where, problems)
+            if result is not None:
+                compiled[column.name] = result
+        for result in compiled.values():
+            for dependency in sorted(result.depends_on):
+                if dependency not in compiled and dependency not in {c.name for c in self.columns}:
+                    problems.append(
+                        f"column {result.name!r}, field 'args/filter': reads unknown column "
+                        f"{dependency!r}; columns: {', '.join(compiled) or 'none'}"
+                    )
+        return compiled
+
+    def _compile_column(
+        self, column: Column, where: str, problems: list[str]
+    ) -> CompiledColumn | None:
+        an_op = self._resolve(column, where, problems)
+        args: dict[str, FieldPath] = {}
+        if not isinstance(column.args, Mapping):
+            problems.append(
+                f"{where}, field 'args': must map argument -> path, got {column.args!r:.80}"
+            )
+        else:
+            for argument, text in column.args.items():
+                try:
+                    args[str(argument)] = FieldPath.parse(text)
+                except ValueError as exc:
+                    problems.append(f"{where}, field 'args.{argument}': {exc}")
+        column_filter = None
+        if column.filter is not None:
+            try:
+                column_filter = compile_filter(column.filter)
+            except ValueError as exc:
+                problems.append(f"{where}, field 'filter': {exc}")
+        _check_rate(column.sample, f"{where}, field 'sample'", problems)
+        if (
+            not isinstance(column.trials, int)
+            or isinstance(column.trials, bool)
+            or column.trials < 1
+        ):
+            problems.append(
+                f"{where}, field 'trials': must be a whole number >= 1, got {column.trials!r}"
+            )
+        if an_op is None:
+            return None
+        if isinstance(column.args, Mapping):
+            problems.extend(
+                f"{where}, field 'args': {p}" for p in an_op.signature.problems(set(column.args))
+            )
+        if isinstance(column.trials, int) and column.trials > 1 and an_op.deterministic:
+            problems.append(
+                f"{where}, field 'trials': op {an_op.ref} is deterministic, so every trial would "
+                "give the same value; trials apply to non-deterministic ops (drop 'trials')"
+            )
+        paths = list(args.values()) + (column_filter.paths if column_filter else [])
+        depends_on = frozenset(p.column for p in paths if p.column is not None)
+        return CompiledColumn(
+            column.name, an_op, args, column_filter, column.sample, column.trials, depends_on
+        )
+
+    def _resolve(self, column: Column, where: str, problems: list[str]) -> Op | None:
+        if isinstance(column.op, str):
+            if column.params is not None and not isinstance(column.params, Mapping):
+                problems.append(
+                    f"{where}, field 'params': must be a mapping, got {column.params!r:.80}"
+                )
+                return None
+            try:
+                return resolve_op(
+                    column.op, column.params, settings=self.settings, search_path=self.search_path
+                )
+            except OpError as exc:
+                problems.append(f"{where}, field 'op': {exc}")
+                return None
+        if column.params:
+            problems.append(
+                f"{where}, field 'params': params apply to an op given by name; "
+                f"{column.op!r} is already built"
+            )
+        if not isinstance(column.op, Op):
+            problems.append(
+                f"{where}, field 'op': {column.op!r:.60} is not an op; decorate it with @op, "
+                "or name a built-in (embed, classify, judge) or an import path"
+            )
+            return None
+        return column.op
+
+
+def _check_rate(rate: Any, where: str, problems: list[str]) -> None:
+    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
+        problems.append(f"{where}: a sampling rate is a number in (0, 1], got {rate!r}")
+
+
+def _order(
+    columns: Mapping[str, CompiledColumn], problems: list[str]
+) -> tuple[list[str], tuple[tuple[str, ...], ...]]:
+    """Columns in dependency order, grouped in levels that can run together; cycles reported."""
+    remaining = {name: set(c.depends_on) & set(columns) for name, c in columns.items()}
+    order: list[str] = []
+    levels: list[tuple[str, ...]] = []
+    while remaining:
+        ready = [name for name, needs in remaining.items() if not needs]
+        if not ready:
+            problems.append(
+                f"columns {_cycle(remaining)}: they depend on each other in a cycle; break it"
+            )
+            break
+        levels.append(tuple(ready))
+        order.extend(ready)
+        for name in ready:
+            del remaining[name]
+        for needs in remaining.values():
+            needs.difference_update(ready)
+    return order, tuple(levels)
+
+
+def _cycle(remaining: Mapping[str, set[str]]) -> str:
+    start = min(remaining)
+    path, node = [start], start
+    while True:
+        node = min(remaining[node])
+        if node in path:
+            cycle = [*path[path.index(node) :], node]
+            return " -> ".join(repr(n) for n in cycle)
+        path.append(node)
