@@ -146,7 +146,8 @@ class SeenIdentities:
             written = (sequence, _to_bytes(self._pending))
             self._pending = array("Q")
         evicted = []
-        while len(self._seen) > self.capacity and len(self._segments) > 1:
+        # Drop whole segments while the newest ``capacity`` identities stay held.
+        while self._segments and len(self._seen) - len(self._segments[0][1]) >= self.capacity:
             sequence, hashes = self._segments.popleft()
             self._seen.difference_update(hashes)
             evicted.append(sequence)

@@ -178,8 +178,8 @@ class WindowState:
                     groups[key] = [row]
                 else:
                     members.append(row)
-            if event_time > clock:
-                clock = event_time if event_time <= ceiling else max(clock, ceiling)
+            if clock < event_time <= ceiling:
+                clock = event_time
         self._clock = clock
         dirty: list[tuple[str, PaneKey]] = []
         for (name, plan), (_, _, _, groups) in zip(self.plans.items(), lanes, strict=True):
