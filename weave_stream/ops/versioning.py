@@ -67,12 +67,15 @@ def version_digest(name: str, code: str, params: Mapping[str, Any], state: Any =
 def canonical_json(value: Any, where: str = "op") -> bytes:
     """``value`` as JSON with sorted keys (the form digests are taken over).
 
-    >>> canonical_json({"b": 1, "a": (1, 2)})
-    b'{"a":[1,2],"b":1}'
+    Floats with an integral value are written as integers (``1.0 == 1`` in Python,
+    so YAML's ``[0, 1]`` and Python's ``(0.0, 1.0)`` give one version).
+
+    >>> canonical_json({"b": 1.0, "a": (1, 2.5)})
+    b'{"a":[1,2.5],"b":1}'
     """
     try:
         return orjson.dumps(
-            value,
+            _normalise(value),
             default=_json_default,
             option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY,
         )
@@ -200,6 +203,16 @@ def _is_simple(value: Any) -> bool:
     if isinstance(value, tuple | frozenset):
         return all(_is_simple(item) for item in value)
     return False
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {key: _normalise(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normalise(item) for item in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:

@@ -1,0 +1,161 @@
+"""Cost plans: what running a topology over some calls would compute and cost, before it runs.
+
+For each column: the values in scope (calls matched x trials), how many the cache
+already has, how many would be computed, and the ops' own estimates of tokens,
+dollars and time for those. Nothing is computed: the plan walks the same DAG as
+:func:`~weave_stream.derive.derive_batch` with :func:`~weave_stream.derive.survey_batch`.
+A column that reads a column not computed yet cannot know its inputs, so all its
+values count as to compute (an upper bound, the safe side for a budget).
+
+>>> from weave_stream.ops import CostEstimate
+>>> plan = Plan("t", calls=10, matched=8, columns=[
+...     ColumnPlan("n", "n:abc", 8, 3, 5, CostEstimate(100, 0.25, 2.0))])
+>>> plan.total.usd, plan.to_compute, plan.over_budget(0.10) is not None
+(0.25, 5, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from weave_stream.cache import ResultCache
+from weave_stream.calls import Call
+from weave_stream.derive import DeriveStats, Trials, survey_batch
+from weave_stream.ops.base import CostEstimate
+from weave_stream.topology import Topology
+
+__all__ = ["ColumnPlan", "Plan", "plan_topology"]
+
+
+@dataclass(frozen=True)
+class ColumnPlan:
+    """The plan of one column."""
+
+    column: str
+    op_ref: str
+    matched: int  # values in scope: calls through the filters and samples, times trials
+    cache_hits: int
+    to_compute: int  # distinct op evaluations that would run
+    estimate: CostEstimate
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The plan of a topology over some calls."""
+
+    topology: str
+    calls: int
+    matched: int
+    columns: list[ColumnPlan] = field(default_factory=list)
+
+    @property
+    def total(self) -> CostEstimate:
+        """The sum of every column's estimate (time as if columns ran one after another)."""
+        total = CostEstimate()
+        for column in self.columns:
+            total = total + column.estimate
+        return total
+
+    @property
+    def to_compute(self) -> int:
+        """Op evaluations that would run, over all columns."""
+        return sum(c.to_compute for c in self.columns)
+
+    def over_budget(self, budget_usd: float) -> str | None:
+        """Why the plan does not fit ``budget_usd``, or None when it does."""
+        usd = self.total.usd
+        if usd is None:
+            unknown = [c.column for c in self.columns if c.estimate.usd is None]
+            return (
+                f"the cost of columns {unknown} is unknown (their model has no price), so a "
+                f"${budget_usd:g} budget cannot be checked; add the model to the op's prices, "
+                "or run without --budget"
+            )
+        if usd > budget_usd:
+            return f"the plan costs an estimated ${usd:.4f}, over the ${budget_usd:g} budget"
+        return None
+
+    def render(self) -> str:
+        """The plan as a table for a terminal."""
+        header = ("column", "op", "matched", "cached", "to compute", "tokens", "USD", "time")
+        rows: list[tuple[str, ...]] = [header]
+        for c in self.columns:
+            rows.append(
+                (c.column, c.op_ref, *_figures(c.matched, c.cache_hits, c.to_compute, c.estimate))
+            )
+        matched = sum(c.matched for c in self.columns)
+        hits = sum(c.cache_hits for c in self.columns)
+        rows.append(("total", "", *_figures(matched, hits, self.to_compute, self.total)))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+        lines = [
+            f"Plan for topology {self.topology!r}: {self.calls} calls read, "
+            f"{self.matched} match its source.",
+            "",
+        ]
+        for index, row in enumerate(rows):
+            cells = [
+                cell.ljust(width) if i < 2 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            ]
+            if index == len(rows) - 1:
+                lines.append("-" * len("  ".join(cells)))
+            lines.append("  ".join(cells).rstrip())
+        return "\n".join(lines)
+
+
+def _figures(matched: int, hits: int, to_compute: int, estimate: CostEstimate) -> tuple[str, ...]:
+    usd = "unknown" if estimate.usd is None else f"${estimate.usd:.4f}"
+    return (
+        str(matched),
+        str(hits),
+        str(to_compute),
+        f"{estimate.tokens:,}",
+        usd,
+        _duration(estimate.seconds),
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f}min"
+    return f"{seconds / 3600:.1f}h"
+
+
+async def plan_topology(
+    topology: Topology,
+    batches: Iterable[Sequence[Call]],
+    cache: ResultCache,
+    *,
+    trials: Trials = None,
+) -> Plan:
+    """Survey ``batches`` of calls (as the runner would cut them) and price what is missing."""
+    stats = DeriveStats()
+    estimates = {column.name: CostEstimate() for column in topology.compiled}
+    for batch in batches:
+        await survey_batch(topology, batch, cache, trials=trials, stats=stats)
+        for column in topology.compiled:
+            column_stats = stats.column(column.name)
+            if column_stats.pending_inputs:
+                estimates[column.name] += column.op.estimate(column_stats.pending_inputs)
+                column_stats.pending_inputs.clear()  # priced: memory stays flat over many batches
+    return _plan(topology, stats, estimates)
+
+
+def _plan(topology: Topology, stats: DeriveStats, estimates: dict[str, CostEstimate]) -> Plan:
+    columns = []
+    for column in topology.compiled:
+        column_stats = stats.column(column.name)
+        columns.append(
+            ColumnPlan(
+                column=column.name,
+                op_ref=column.op.ref,
+                matched=column_stats.values,
+                cache_hits=column_stats.cache_hits,
+                to_compute=column_stats.computed,
+                estimate=estimates[column.name],
+            )
+        )
+    return Plan(topology.name, stats.calls, stats.matched, columns)

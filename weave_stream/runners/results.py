@@ -1,0 +1,144 @@
+"""The result table of a local run: one row per call and trial, a column per derived column.
+
+Each derived column ``c`` gives the table ``c`` (the value), ``c.error`` and
+``c.op_ref``, plus ``c.cost`` when the op reports costs and ``c.details`` when it
+keeps an audit trail (the judge's prompt digest, raw answer, tokens, latency). A
+column with fewer trials than the row's (a deterministic op) shows its last
+trial's value. Files: ``.jsonl`` keeps values nested; ``.csv`` and ``.parquet``
+expand dict values into ``c.<key>`` columns (``doc_class.label``) and write the
+rest as JSON text (CSV) or lists (Parquet).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from weave_stream.derive import DerivedValue, DeriveStats
+from weave_stream.ingest import DeadLetter
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["OUTPUT_SUFFIXES", "ResultTable"]
+
+OUTPUT_SUFFIXES = (".jsonl", ".csv", ".parquet")
+
+
+@dataclass
+class ResultTable:
+    """The values of a run, with its counts and the input records that were not calls."""
+
+    topology: str
+    columns: Sequence[str]
+    values: list[DerivedValue]
+    stats: DeriveStats = field(default_factory=DeriveStats)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.rows())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The table as a list of dicts, in call order."""
+        by_call: dict[str, dict[str, dict[int, DerivedValue]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
+        for value in self.values:
+            by_call[value.call_id][value.column][value.trial] = value
+        with_cost = {v.column for v in self.values if v.cost is not None}
+        with_details = {v.column for v in self.values if v.details}
+        rows = []
+        for call_id, columns in by_call.items():
+            first = next(iter(next(iter(columns.values())).values()))
+            trials = max(trial for values in columns.values() for trial in values) + 1
+            for trial in range(trials):
+                row: dict[str, Any] = {
+                    "call_id": call_id,
+                    "trace_id": first.trace_id,
+                    "started_at": first.started_at,
+                    "trial": trial,
+                }
+                for name in self.columns:
+                    trials_of_column = columns.get(name)
+                    derived = (
+                        trials_of_column.get(trial, trials_of_column[max(trials_of_column)])
+                        if trials_of_column
+                        else None
+                    )
+                    row[name] = derived.value if derived else None
+                    row[f"{name}.error"] = derived.error if derived else None
+                    row[f"{name}.op_ref"] = derived.op_ref if derived else None
+                    if name in with_cost:
+                        row[f"{name}.cost"] = derived.cost if derived else None
+                    if name in with_details:
+                        row[f"{name}.details"] = derived.details if derived else None
+                rows.append(row)
+        return rows
+
+    def to_pandas(self, expand: bool = False) -> pd.DataFrame:
+        """The table as a DataFrame; ``expand`` splits dict values into ``column.key`` columns."""
+        import pandas as pd
+
+        frame = pd.DataFrame(self.rows())
+        if frame.empty:
+            return pd.DataFrame(columns=["call_id", "trace_id", "started_at", "trial"])
+        return _expand(frame, self.columns) if expand else frame
+
+    def write(self, path: str | Path) -> Path:
+        """Write the table to ``path``; the suffix picks the format (.jsonl, .csv, .parquet)."""
+        path = Path(path)
+        if path.suffix not in OUTPUT_SUFFIXES:
+            raise ValueError(
+                f"cannot write {path}: the file must end in {', '.join(OUTPUT_SUFFIXES)}"
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".jsonl":
+            with path.open("wb") as out:
+                for row in self.rows():
+                    out.write(orjson.dumps(row, option=orjson.OPT_NON_STR_KEYS) + b"\n")
+            return path
+        frame = self.to_pandas(expand=True)
+        for name in frame.columns:
+            if frame[name].map(lambda cell: isinstance(cell, dict | list)).any():
+                keep_lists = path.suffix == ".parquet"
+                frame[name] = frame[name].map(lambda cell, keep=keep_lists: _cell(cell, keep))
+        if path.suffix == ".csv":
+            frame.to_csv(path, index=False)
+        else:
+            frame.to_parquet(path, index=False)
+        return path
+
+
+def _expand(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    import pandas as pd
+
+    for name in columns:
+        if name not in frame or not frame[name].map(lambda cell: isinstance(cell, dict)).any():
+            continue
+        keys: dict[str, None] = {}
+        for cell in frame[name]:
+            if isinstance(cell, dict):
+                keys.update(dict.fromkeys(cell))
+        parts = pd.DataFrame(
+            {
+                f"{name}.{key}": frame[name].map(
+                    lambda c, k=key: c.get(k) if isinstance(c, dict) else None
+                )
+                for key in keys
+            },
+            index=frame.index,
+        )
+        at = list(frame.columns).index(name)
+        frame = pd.concat([frame.iloc[:, :at], parts, frame.iloc[:, at + 1 :]], axis=1)
+    return frame
+
+
+def _cell(cell: Any, keep_lists: bool) -> Any:
+    if isinstance(cell, dict) or (isinstance(cell, list) and not keep_lists):
+        return orjson.dumps(cell, option=orjson.OPT_NON_STR_KEYS).decode()
+    return cell
