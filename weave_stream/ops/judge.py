@@ -139,6 +139,10 @@ class JudgeOp:
         key = key or os.environ.get("OPENAI_API_KEY") or None
         return base_url, key, self._concurrency or settings.judge_concurrency
 
+    def preflight(self) -> None:
+        """Raise :class:`ConfigError` now if the judge has no endpoint (runners call it first)."""
+        self.endpoint()
+
     # -- the op ------------------------------------------------------------------------
     def render(self, arguments: Mapping[str, Any]) -> str:
         """The user prompt for one input (missing arguments render as empty)."""

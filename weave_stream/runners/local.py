@@ -33,13 +33,13 @@ from tqdm import tqdm
 from weave_stream.cache import MemoryCache, ResultCache
 from weave_stream.calls import Call, parse_call_object
 from weave_stream.derive import DerivedValue, DeriveStats, Trials, derive_batch
-from weave_stream.errors import CallValidationError
+from weave_stream.errors import CallValidationError, ConfigError
 from weave_stream.ingest import DeadLetter, expire_pending, ingest_record
 from weave_stream.plan import Plan, plan_topology
 from weave_stream.runners.results import ResultTable
 from weave_stream.topology import Topology
 
-__all__ = ["arun_local", "batches", "plan_local", "read_calls", "run_local"]
+__all__ = ["arun_local", "batches", "plan_local", "preflight", "read_calls", "run_local"]
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -52,6 +52,19 @@ def read_calls(source: Any) -> tuple[list[Call], list[DeadLetter]]:
         records = [_without_missing(row) for row in source.to_dict(orient="records")]
         return _read_objects(records, "dataframe")
     return _read_objects(source, "list")
+
+
+def preflight(topology: Topology) -> None:
+    """Let every op check its configuration (an op may define ``preflight()``) before a run."""
+    for column in topology.compiled:
+        check = getattr(column.op, "preflight", None)
+        if callable(check):
+            try:
+                check()
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"topology {topology.name!r}, column {column.name!r}: {exc}"
+                ) from None
 
 
 def batches(calls: Sequence[Call], batch_size: int) -> Iterator[Sequence[Call]]:
@@ -70,6 +83,7 @@ async def arun_local(
     progress: bool = False,
 ) -> ResultTable:
     """The async form of :func:`run_local`."""
+    preflight(topology)
     calls, dead_letters = read_calls(source)
     cache = cache if cache is not None else MemoryCache()
     stats = DeriveStats()
