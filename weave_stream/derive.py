@@ -71,6 +71,9 @@ class DerivedValue(BaseModel):
     started_at: datetime | None = None
     details: dict[str, Any] = {}
     cached: bool = False
+    # The digest of the op's inputs: with op_ref and trial, the value's cache key. None
+    # when the op never ran (an upstream column failed, or an argument was missing).
+    input_digest: str | None = None
 
     def to_json(self) -> bytes:
         """JSON, as the derived topics carry it."""
@@ -365,6 +368,7 @@ class _Walk:
             started_at=call.started_at,
             details=dict(found.details) if found else (details or {}),
             cached=cached,
+            input_digest=task.key.input_digest if task.key else None,
         )
         self.values[(call.id, column.name, task.trial)] = value
 
