@@ -1,6 +1,6 @@
 """Every aggregator keeps the contract (initialize, add, merge, result, JSON codec), and each
 one's own promise: exact moments, the sketch's relative error, bounded categories, a
-uniform reservoir and a merge-order-free worst-k."""
+uniform sample of calls and a merge-order-free worst-k."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from scipy import stats
 from windows_rows import lower_quantile
 
 from weave_stream.windows import (
+    CallSample,
     Categories,
     CostSum,
     Moments,
     Outcomes,
     QuantileSketch,
-    Reservoir,
     WorstK,
 )
 
@@ -46,8 +46,9 @@ def _cost() -> tuple[Any, list[Any]]:
     return CostSum(), [0.25 * (i % 4) for i in range(200)]
 
 
-def _reservoir() -> tuple[Any, list[Any]]:
-    return Reservoir(1000, entry=lambda row: [row], rng=random.Random(1)), list(range(300))
+def _sample() -> tuple[Any, list[Any]]:
+    sample = CallSample(40, call_id=lambda row: row[0], entry=lambda row: list(row))
+    return sample, [(f"call-{i % 150}", i // 150) for i in range(450)]  # 150 calls x 3 trials
 
 
 def _worst() -> tuple[Any, list[Any]]:
@@ -60,7 +61,7 @@ FACTORIES: dict[str, Callable[[], tuple[Any, list[Any]]]] = {
     "sketch": _sketch,
     "categories": _categories,
     "cost": _cost,
-    "reservoir": _reservoir,
+    "call_sample": _sample,
     "worst_k": _worst,
 }
 
@@ -87,7 +88,7 @@ def test_split_add_then_merge_equals_one_add(name: str) -> None:
     merged = aggregator.initialize()
     for part in parts:
         merged = aggregator.merge(merged, _add(aggregator, aggregator.initialize(), part))
-    if name == "reservoir":  # under its size the sample is everything, in any order
+    if name == "call_sample":  # a call's trials may come in another order from the parts
         assert sorted(aggregator.result(merged)) == sorted(aggregator.result(whole))
     else:
         assert _comparable(aggregator.result(merged)) == _comparable(aggregator.result(whole))
@@ -182,24 +183,41 @@ def test_outcomes_give_the_error_rate() -> None:
     assert math.isnan(outcomes.result(outcomes.initialize())["error_rate"])
 
 
-def test_reservoir_sample_is_uniform_and_merge_is_weighted() -> None:
-    # Two sides of 900 and 100 rows, merged into samples of 10: each row should be
-    # chosen with probability 10/1000. Chi-square over 2000 draws, per row.
+def test_call_sample_is_uniform_over_calls_and_keeps_trials_together() -> None:
+    # 200 calls, 2 trials each, sampled 10 at a time from 1000 different id sets;
+    # each call position should be chosen with probability 10/200 (chi-square).
     hits: Counter[int] = Counter()
-    rng = random.Random(11)
-    draws = 2000
-    for _ in range(draws):
-        reservoir = Reservoir(10, entry=lambda row: row, rng=rng)
-        big = reservoir.add(reservoir.initialize(), list(range(900)))
-        small = reservoir.add(reservoir.initialize(), list(range(900, 1000)))
-        merged = reservoir.merge(big, small)
-        assert merged[0] == 1000 and len(merged[1]) == 10
-        hits.update(merged[1])
-    from_small = sum(count for row, count in hits.items() if row >= 900)
-    assert from_small / (10 * draws) == pytest.approx(0.1, abs=0.01)
-    observed = [hits[row] for row in range(1000)]
+    draws = 1000
+    for draw in range(draws):
+        sample = CallSample(10, call_id=lambda row: row[0], entry=lambda row: list(row))
+        rows = [(f"d{draw}-{i}", i, trial) for trial in (0, 1) for i in range(200)]
+        state = sample.initialize()
+        for start in range(0, len(rows), 64):
+            state = sample.add(state, rows[start : start + 64])
+        assert len(state) == 10
+        assert all(sorted(e[2] for e in entries) == [0, 1] for _, entries in state.values())
+        hits.update(entries[0][1] for _, entries in state.values())
+    observed = [hits[position] for position in range(200)]
     _, p_value = stats.chisquare(observed)
     assert p_value > 0.001
+
+
+def test_call_sample_is_the_same_however_rows_are_split_or_replayed() -> None:
+    sample = CallSample(7, call_id=lambda row: row[0], entry=lambda row: list(row))
+    rows = [(f"call-{i}", trial) for i in range(300) for trial in range(3)]
+    whole = sample.result(sample.add(sample.initialize(), rows))
+    shuffled = rows[:]
+    random.Random(2).shuffle(shuffled)
+    parts = [sample.add(sample.initialize(), shuffled[i::4]) for i in range(4)]
+    merged = sample.initialize()
+    for part in parts:
+        merged = sample.merge(merged, part)
+    assert sorted(sample.result(merged)) == sorted(whole)
+    capped = CallSample(
+        2, call_id=lambda row: row[0], entry=lambda row: list(row), max_rows_per_call=2
+    )
+    state = capped.add(capped.initialize(), rows)
+    assert all(len(entries) == 2 for _, entries in state.values())
 
 
 def test_worst_k_keeps_the_lowest_scores_in_any_merge_order() -> None:

@@ -153,7 +153,7 @@ def test_plots_are_labelled_and_written(tmp_path, spec, snapshots) -> None:  # t
         table.frame["doc_class"].unique()
     )
     draw_counts_stacked(counts_ax, table)
-    assert counts_ax.get_ylabel() == "rows per window (calls)"
+    assert counts_ax.get_ylabel() == "rows per 30-minute window (calls)"
     heights = sum(patch.get_height() for patch in counts_ax.patches)
     assert heights == table.frame["rows"].sum()
     path = plot_aggregate(
@@ -178,6 +178,10 @@ def test_trial_scatter_shows_each_call_at_its_mean_with_spread(tmp_path) -> None
     )
     expected = samples.groupby("call_id")["score"].mean()
     assert sorted(np.round(plotted, 9)) == sorted(np.round(expected.to_numpy(), 9))
+    few = Figure().subplots()
+    draw_trial_scatter(few, samples, "score", "latency_ms", max_calls=10)
+    assert sum(len(bars.lines[0].get_xdata()) for bars in few.containers) == 10
+    assert f"10 of {len(expected)} sampled calls" in few.get_title()
     with pytest.raises(ValueError, match="no column"):
         draw_trial_scatter(ax, samples, "score", "nope")
     path = plot_aggregate(

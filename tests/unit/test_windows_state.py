@@ -171,10 +171,18 @@ def test_partials_split_across_partitions_merge_to_the_whole() -> None:
     assert merged.sources == 3
     frame = table_frame(spec, snapshots)
     assert_matches_truth(frame, truth(rows, 1200, 300, GROUP_BY), ["window_start", *GROUP_BY])
-    whole = table_frame(spec, aggregate_rows([spec], rows)["quality"])
+    single = aggregate_rows([spec], rows)["quality"]
+    whole = table_frame(spec, single)
     pd.testing.assert_frame_equal(
         frame[EXACT], whole[EXACT], check_exact=False, rtol=1e-9, check_dtype=False
     )
+    start, group = int(T0) + 1200, {"doc_class": "food"}
+    split = drill_down(spec, snapshots, window_start=start, group=group)
+    one = drill_down(spec, single, window_start=start, group=group)
+    assert [ref.call_id for ref in split.sample] == [ref.call_id for ref in one.sample]
+    assert [(ref.call_id, ref.score) for ref in split.worst] == [
+        (ref.call_id, ref.score) for ref in one.worst
+    ]
 
 
 def test_streaming_in_small_batches_equals_local_runner() -> None:

@@ -10,7 +10,7 @@
         bucket.Bucket           partials per (aggregate, pane, group):
             aggregators         moments, categories, outcomes, cost
             sketch              DDSketch quantiles
-            sampling            reservoir sample, worst-k
+            sampling            uniform sample of calls (bottom-k), worst-k
         ──► MutableMapping[str, bytes] (dict, or a changelog-backed table)
         ──► ClosedWindow results; expiry past retention
                                                   │
@@ -28,7 +28,7 @@ from weave_stream.windows.dedupe import SeenIdentities
 from weave_stream.windows.local import aggregate_rows, compute_aggregates
 from weave_stream.windows.query import aggregate_table, compose_windows, drill_down, sample_frame
 from weave_stream.windows.rows import AggregateRow, CallRef
-from weave_stream.windows.sampling import Reservoir, WorstK
+from weave_stream.windows.sampling import CallSample, WorstK
 from weave_stream.windows.sketch import QuantileSketch
 from weave_stream.windows.snapshot import Snapshot, merge_snapshots
 from weave_stream.windows.spec import (
@@ -51,6 +51,7 @@ __all__ = [
     "BatchReport",
     "Bucket",
     "CallRef",
+    "CallSample",
     "Categories",
     "ClosedWindow",
     "CostSum",
@@ -59,7 +60,6 @@ __all__ = [
     "Moments",
     "Outcomes",
     "QuantileSketch",
-    "Reservoir",
     "SeenIdentities",
     "Snapshot",
     "WindowGeometry",

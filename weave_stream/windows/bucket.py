@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,7 +33,7 @@ from typing import Any
 from weave_stream.windows.aggregators import Categories, CostSum, Moments, Outcomes
 from weave_stream.windows.arithmetic import WindowGeometry
 from weave_stream.windows.rows import AggregateRow, Entry, entry_of
-from weave_stream.windows.sampling import Reservoir, WorstK
+from weave_stream.windows.sampling import CallSample, WorstK
 from weave_stream.windows.sketch import QuantileSketch
 from weave_stream.windows.spec import AggregateSpec, quantile_of
 
@@ -79,7 +78,7 @@ class ColumnPlan:
 class AggregatePlan:
     """An :class:`AggregateSpec` compiled into aggregators (build once per topology)."""
 
-    def __init__(self, spec: AggregateSpec, rng: random.Random | None = None) -> None:
+    def __init__(self, spec: AggregateSpec) -> None:
         self.spec = spec
         self.name = spec.name
         self.geometry = WindowGeometry.of(spec)
@@ -94,9 +93,9 @@ class AggregatePlan:
         self.columns = tuple(self._plan_column(spec, column) for column in spec.metrics)
         self._group: Sequence[Any] = ()
         drill = spec.drill_down
-        self.reservoir = (
-            Reservoir(drill.sample_size, self._entry, rng) if drill.sample_size else None
-        )
+        self.sampler: CallSample[AggregateRow] | None = None
+        if drill.sample_size:
+            self.sampler = CallSample(drill.sample_size, _call_id, self._entry)
         self.worst: WorstK[AggregateRow] | None = None
         if drill.score is not None and drill.worst_k:
             score_column = drill.score
@@ -132,7 +131,7 @@ class AggregatePlan:
     def new_bucket(self) -> Bucket:
         """An empty bucket with every partial this plan keeps."""
         partials = {key: agg.initialize() for key, agg in self.aggregators.items()}
-        sample = self.reservoir.initialize() if self.reservoir else None
+        sample = self.sampler.initialize() if self.sampler else None
         worst = self.worst.initialize() if self.worst else None
         return Bucket(0, partials, sample, worst)
 
@@ -165,8 +164,8 @@ class AggregatePlan:
                 self.costs.add(partials[column.cost], spent)
             self.outcomes.add(partials[column.outcomes], (len(raw) + errors, errors, invalid))
         self._group = group
-        if self.reservoir is not None:
-            self.reservoir.add(bucket.sample, rows)
+        if self.sampler is not None:
+            bucket.sample = self.sampler.add(bucket.sample, rows)
         if self.worst is not None:
             bucket.worst = self.worst.add(bucket.worst, rows)
 
@@ -175,8 +174,8 @@ class AggregatePlan:
         bucket.rows += other.rows
         for key, aggregator in self.aggregators.items():
             bucket.partials[key] = aggregator.merge(bucket.partials[key], other.partials[key])
-        if self.reservoir is not None:
-            bucket.sample = self.reservoir.merge(bucket.sample, other.sample)
+        if self.sampler is not None:
+            bucket.sample = self.sampler.merge(bucket.sample, other.sample)
         if self.worst is not None:
             bucket.worst = self.worst.merge(bucket.worst, other.worst)
         return bucket
@@ -228,8 +227,8 @@ class AggregatePlan:
         for key, state in encoded.items():
             if key in self.aggregators:
                 bucket.partials[key] = self.aggregators[key].decode(state)
-        if self.reservoir is not None and sample is not None:
-            bucket.sample = self.reservoir.decode(sample)
+        if self.sampler is not None and sample is not None:
+            bucket.sample = self.sampler.decode(sample)
         if self.worst is not None and worst is not None:
             bucket.worst = self.worst.decode(worst)
         return bucket
@@ -253,6 +252,10 @@ def _numbers(raw: list[Any]) -> tuple[list[float], int]:
         else:
             invalid += 1
     return found, invalid
+
+
+def _call_id(row: AggregateRow) -> str:
+    return row.call_id
 
 
 def _score(row: AggregateRow, column: str) -> float | None:

@@ -41,19 +41,24 @@ from hashlib import blake2b
 
 from weave_stream.windows.rows import AggregateRow
 
-__all__ = ["DEFAULT_CAPACITY", "SeenIdentities", "identity_of"]
+__all__ = ["DEFAULT_CAPACITY", "SeenIdentities", "identity_of", "stable_hash64"]
 
 DEFAULT_CAPACITY = 65_536
 _LITTLE = sys.byteorder == "little"
 
 
-def _hash64(text: str) -> int:
+def stable_hash64(text: str) -> int:
+    """A 64-bit hash of ``text`` that is the same in every process (BLAKE2b).
+
+    >>> stable_hash64("call-1") == stable_hash64("call-1")
+    True
+    """
     return int.from_bytes(blake2b(text.encode(), digest_size=8).digest(), "little")
 
 
 def identity_of(call_id: str, trial: int) -> int:
     """The stable 64-bit hash of a call and trial (the part of an identity every column shares)."""
-    return _hash64(f"{call_id}\x1f{trial}" if trial else call_id)
+    return stable_hash64(f"{call_id}\x1f{trial}" if trial else call_id)
 
 
 class SeenIdentities:
@@ -128,7 +133,7 @@ class SeenIdentities:
         return fresh, duplicates
 
     def _column_hash(self, column: str, op_ref: str) -> int:
-        column_hash = _hash64(f"\x1e{column}\x1f{op_ref}")
+        column_hash = stable_hash64(f"\x1e{column}\x1f{op_ref}")
         if len(self._column_hashes) < 100_000:
             self._column_hashes[(column, op_ref)] = column_hash
         return column_hash

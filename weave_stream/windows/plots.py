@@ -94,15 +94,18 @@ def draw_counts_stacked(ax: Axes, table: AggregateTable) -> None:
         index="window_start", columns="label", values="rows", aggfunc="sum", fill_value=0
     )
     starts = pd.DatetimeIndex(counts.index).tz_localize(None)
-    width = (frame["window_end"] - frame["window_start"]).min() if not frame.empty else None
-    days = width.total_seconds() / 86400 * 0.9 if width is not None else 0.01
+    size = (frame["window_end"] - frame["window_start"]).min() if not frame.empty else None
+    gaps = pd.Series(starts).diff().dropna()
+    slot = gaps.min() if len(gaps) else size  # hopping windows overlap: one bar per hop
+    days = slot.total_seconds() / 86400 * 0.85 if slot is not None else 0.01
     bottom = pd.Series(0, index=counts.index)
     for label in counts.columns:
         ax.bar(starts, counts[label], width=days, bottom=bottom, align="edge", label=str(label))
         bottom = bottom + counts[label]
     by = " / ".join(table.group_keys) or "all calls"
-    ax.set_ylabel("rows per window (calls)")
-    ax.set_title(f"calls per window, stacked by {by}")
+    minutes = f"{size.total_seconds() / 60:g}-minute " if size is not None else ""
+    ax.set_ylabel(f"rows per {minutes}window (calls)")
+    ax.set_title(f"calls per {minutes}window, stacked by {by} (bars at window starts)")
     ax.legend(title=by, fontsize="small", loc="best")
     _time_axis(ax)
 
@@ -114,8 +117,12 @@ def draw_trial_scatter(
     y: str,
     by: str | None = None,
     units: Mapping[str, str] | None = None,
+    max_calls: int = 300,
 ) -> None:
-    """Each call at the mean of its trials on ``x`` and ``y``; bars: ±1 s.d. across trials."""
+    """Each call at the mean of its trials on ``x`` and ``y``; bars: ±1 s.d. across trials.
+
+    At most ``max_calls`` calls are drawn (a seeded random choice), so points stay readable.
+    """
     units = units or {}
     missing = [c for c in (x, y) if c not in samples]
     if missing:
@@ -124,6 +131,9 @@ def draw_trial_scatter(
     keys = ["call_id", by] if by else ["call_id"]
     per_call = points.groupby(keys, dropna=False)[[x, y]].agg(["mean", "std", "count"])
     per_call = per_call.reset_index()
+    total = len(per_call)
+    if total > max_calls:
+        per_call = per_call.sample(n=max_calls, random_state=0)
     classes = per_call[by] if by else pd.Series("all", index=per_call.index)
     for label in sorted(classes.astype(str).unique()):
         part = per_call[classes.astype(str) == label]
@@ -142,7 +152,8 @@ def draw_trial_scatter(
     ax.set_xlabel(_with_unit(f"{x} (mean over trials)", units.get(x)))
     ax.set_ylabel(_with_unit(f"{y} (mean over trials)", units.get(y)))
     note = "±1 s.d. across trials" if trials > 1 else "1 trial per call: no spread to show"
-    ax.set_title(f"{y} vs {x}: {len(per_call)} sampled calls, up to {trials} trials ({note})")
+    shown = f"{len(per_call)} of {total}" if total > len(per_call) else f"{total}"
+    ax.set_title(f"{y} vs {x}: {shown} sampled calls, up to {trials} trials ({note})")
     if by:
         ax.legend(title=by, fontsize="small", loc="best")
     ax.grid(True, alpha=0.3)

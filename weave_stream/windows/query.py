@@ -175,7 +175,8 @@ def drill_down(
         for (pane_start, values), bucket in snapshot.panes.items():
             if pane_start == pane and all(_matches(values[i], text) for i, text in checks):
                 plan.merge(merged, bucket)
-    sample = [CallRef.from_entry(entry) for entry in merged.sample[1]] if merged.sample else []
+    entries = plan.sampler.result(merged.sample) if plan.sampler else []
+    sample = [CallRef.from_entry(entry) for entry in entries]
     sample.sort(key=lambda ref: (ref.event_time, ref.call_id))
     worst = [CallRef.from_entry(entry, score) for score, entry in (merged.worst or [])]
     drill = plan.spec.drill_down
@@ -226,17 +227,18 @@ def sample_frame(
 ) -> pd.DataFrame:
     """Every sampled call, one row per call and trial, with its group keys and column values.
 
-    Each pane and group contributes its own uniform sample: a sample stratified by time
-    and group, for plots and comparisons (not for counting).
+    Each pane and group contributes its own uniform sample of calls (with all their
+    trials): a sample stratified by time and group, for plots and comparisons, not
+    for counting.
     """
     plan = _plan(spec)
     snapshot = _merged(plan, snapshots)
     cutoff = _cutoff(snapshot, since, now)
     records = []
     for (pane, _), bucket in sorted(snapshot.panes.items(), key=lambda item: item[0][0]):
-        if pane + plan.geometry.step <= cutoff or not bucket.sample:
+        if pane + plan.geometry.step <= cutoff or plan.sampler is None:
             continue
-        for entry in bucket.sample[1]:
+        for entry in plan.sampler.result(bucket.sample):
             ref = CallRef.from_entry(entry)
             record: dict[str, Any] = {
                 "call_id": ref.call_id,

@@ -146,7 +146,7 @@ class DrillDownSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    sample_size: int = Field(default=10, ge=0, le=1000)
+    sample_size: int = Field(default=10, ge=0, le=1000, description="calls kept per bucket")
     worst_k: int = Field(default=5, ge=0, le=1000)
     score: str | None = None
     worst: Literal["lowest", "highest"] = "lowest"
