@@ -1,0 +1,96 @@
+"""The embed op with the real offline model: shape, normalisation, determinism, the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import numpy as np
+import pytest
+
+from weave_stream.ops import Embed, run_op
+from weave_stream.ops.embed import DIMENSIONS, encode_sync
+from weave_stream.samples import corpus_documents
+
+
+def embed(texts: list[Any]) -> list[Any]:
+    results = asyncio.run(run_op(Embed(), [{"text": t} for t in texts]))
+    return results
+
+
+@pytest.fixture(scope="module")
+def texts() -> list[str]:
+    return [d.text for d in corpus_documents("english", categories=["science", "money"])[:40]]
+
+
+def test_vectors_are_384_unit_float32_numbers(texts: list[str]) -> None:
+    results = embed(texts)
+    assert all(r.error is None for r in results)
+    vectors = np.array([r.value for r in results])
+    assert vectors.shape == (len(texts), DIMENSIONS)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    as_float32 = vectors.astype(np.float32).astype(np.float64)
+    assert np.array_equal(as_float32, vectors)  # each number is exactly a float32
+    assert all(isinstance(x, float) for x in results[0].value)  # JSON-friendly
+
+
+def test_the_same_text_gives_the_same_vector_whatever_its_batch(texts: list[str]) -> None:
+    alone = embed([texts[3]])[0].value
+    in_batch = embed(texts)[3].value
+    again = embed(texts)[3].value
+    assert in_batch == again  # same batch: bit for bit
+    assert np.allclose(alone, in_batch, atol=1e-5)  # padding in a batch moves the last digits only
+
+
+def test_similar_texts_are_nearer_than_unrelated_ones() -> None:
+    a, b, c = (
+        np.array(r.value)
+        for r in embed(
+            [
+                "How do I reset my password?",
+                "I forgot my password; how can I change it?",
+                "The orchestra played Beethoven's fifth symphony.",
+            ]
+        )
+    )
+    assert a @ b > a @ c + 0.3
+
+
+def test_a_value_that_is_not_text_is_an_error_value_not_an_exception() -> None:
+    good, bad, empty = embed(["fine", None, ""])
+    assert good.error is None and empty.error is None  # an empty text is a text
+    assert bad.value is None and bad.error is not None and "text must be a string" in bad.error
+
+
+def test_inference_does_not_block_the_event_loop(texts: list[str]) -> None:
+    encode_sync(["warm up"])  # load the model first: loading is not what is measured
+
+    async def scenario() -> tuple[int, bool]:
+        ticks = 0
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not done.is_set():
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0)
+        ticks_before = ticks
+        results = await run_op(Embed(), [{"text": t} for t in texts * 5])
+        ticks_during = ticks - ticks_before
+        done.set()
+        await task
+        return ticks_during, all(r.ok for r in results)
+
+    ticks_during, ok = asyncio.run(scenario())
+    assert ok
+    # A blocked loop could not tick at all until the whole batch was embedded.
+    assert ticks_during >= 2
+
+
+def test_the_version_names_the_model_and_not_the_inner_batch_size() -> None:
+    assert Embed().ref == Embed(batch_size=8).ref
+    assert Embed().signature.required == ("text",)
+    assert Embed().deterministic
