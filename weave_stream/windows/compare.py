@@ -156,7 +156,7 @@ def compare_op_refs(
 
 
 def plot_comparison(comparison: Comparison, path: str | Path, unit: str | None = None) -> Path:
-    """Box plots of A and B side by side per class, with the test p-values above each pair."""
+    """Box plots of A and B side by side per class; sizes and p-values under each pair."""
     groups = list(comparison.frame["group"])
     figure = Figure(figsize=(max(6.0, 1.8 * len(groups) + 2), 5), layout="constrained")
     ax = figure.subplots()
@@ -173,16 +173,12 @@ def plot_comparison(comparison: Comparison, path: str | Path, unit: str | None =
                 for patch in box["boxes"]:
                     patch.set_facecolor(color)
                     patch.set_alpha(0.6)
-        row = comparison.frame.iloc[index]
-        ax.annotate(
-            f"Welch p={row['welch_p']:.2g}\nMWU p={row['mwu_p']:.2g}",
-            (index, 1.0),
-            xycoords=("data", "axes fraction"),
-            ha="center",
-            va="top",
-            fontsize="small",
-        )
-    ax.set_xticks(range(len(groups)), [str(g) for g in groups])
+    ticks = [
+        f"{row['group']}\nn={row['n_a']}/{row['n_b']}\n"
+        f"Welch p={row['welch_p']:.2g}\nMWU p={row['mwu_p']:.2g}"
+        for row in comparison.frame.to_dict("records")
+    ]
+    ax.set_xticks(range(len(groups)), ticks)
     ax.set_xlabel(comparison.by or "calls")
     ax.set_ylabel(f"value ({unit})" if unit else "value")
     ax.legend(

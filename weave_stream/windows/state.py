@@ -113,6 +113,7 @@ class WindowState:
         self._clock = -math.inf
         self._late = dict.fromkeys(self.plans, 0)
         self._closed_until = dict.fromkeys(self.plans, -math.inf)
+        self._oldest_pane = dict.fromkeys(self.plans, math.inf)
         self._duplicates = 0
         self._metric_rows = metrics.AGGREGATE_ROWS.labels(topology, "applied")
         self._metric_duplicates = metrics.AGGREGATE_ROWS.labels(topology, "duplicate")
@@ -189,6 +190,7 @@ class WindowState:
                 bucket = buckets.get((pane, group))
                 if bucket is None:
                     bucket = buckets[(pane, group)] = plan.new_bucket()
+                    self._oldest_pane[name] = min(self._oldest_pane[name], pane)
                 plan.update(bucket, members, group)
                 dirty.append((name, (pane, group)))
         late_by_name = dict(zip(self.plans, late, strict=True))
@@ -231,6 +233,7 @@ class WindowState:
             {
                 (start, group)
                 for pane, group in buckets
+                if before < pane + geometry.size and pane + geometry.step <= until
                 for start in geometry.windows_of_pane(pane)
                 if before < start + geometry.size <= until
             },
@@ -250,10 +253,13 @@ class WindowState:
         removed = []
         for name, plan in self.plans.items():
             horizon = clock - plan.geometry.size - plan.geometry.retention
+            if self._oldest_pane[name] > horizon:
+                continue  # the common case: nothing to forget, no scan
             buckets = self._buckets[name]
             for key in [key for key in buckets if key[0] <= horizon]:
                 del buckets[key]
                 removed.append((name, key))
+            self._oldest_pane[name] = min((pane for pane, _ in buckets), default=math.inf)
         return removed
 
     # -- persistence ----------------------------------------------------------
@@ -299,6 +305,7 @@ class WindowState:
                 if name in self.plans:
                     pane_key = (int(pane), tuple(orjson.loads(group)))
                     self._buckets[name][pane_key] = self.plans[name].decode(orjson.loads(value))
+                    self._oldest_pane[name] = min(self._oldest_pane[name], pane_key[0])
             elif kind == "s":
                 segments.append((int(rest), bytes(value)))
             elif kind == "m" and not rest:
