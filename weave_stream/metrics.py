@@ -145,42 +145,6 @@ AGGREGATE_BATCH_SECONDS = Histogram(
     registry=REGISTRY,
 )
 
-# Ops and derived columns (labels: op name, not ref, to keep the label set bounded).
-OP_BATCH_SECONDS = Histogram(
-    "weave_stream_op_batch_seconds",
-    "Time of one attempt of an op on one batch of inputs, by op name.",
-    ["op"],
-    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
-    registry=REGISTRY,
-)
-OP_RETRIES = Counter(
-    "weave_stream_op_retries_total",
-    "Inputs an op was retried on after a retriable failure (timeout, HTTP 429/5xx, "
-    "malformed answer), by op name.",
-    ["op"],
-    registry=REGISTRY,
-)
-OP_COST_USD = Counter(
-    "weave_stream_op_cost_usd_total",
-    "Dollars spent by ops on computed (not cached) values, by op name.",
-    ["op"],
-    registry=REGISTRY,
-)
-JUDGE_TOKENS = Counter(
-    "weave_stream_judge_tokens_total",
-    "Tokens used by the LLM judge, by model and kind (prompt or completion).",
-    ["model", "kind"],
-    registry=REGISTRY,
-)
-DERIVED_VALUES = Counter(
-    "weave_stream_derived_values_total",
-    "Derived values produced, by topology, column and outcome: computed, cached "
-    "(found in the result cache), error (the value carries the error), filtered "
-    "(the call is outside the column's filter or sample).",
-    ["topology", "column", "outcome"],
-    registry=REGISTRY,
-)
-
 
 def render() -> bytes:
     """The registry in Prometheus's text exposition format."""
