@@ -79,6 +79,7 @@ class JudgeOp:
         concurrency: int | None = None,
         timeout: float = 60.0,
         retries: int = 3,
+        backoff: float = 1.0,
     ) -> None:
         self.prompt = prompt
         self.op_signature = Signature(required=_template_fields(prompt))
@@ -105,7 +106,7 @@ class JudgeOp:
         # An attempt of a batch waits for its requests in waves of `concurrency`; each
         # request has its own timeout, so the batch's bound only catches a stuck op.
         waves = math.ceil(batch_size / (concurrency or 8)) + 2
-        self.op_policy = OpPolicy(timeout * waves, retries, 1.0, 30.0, batch_size)
+        self.op_policy = OpPolicy(timeout * waves, retries, backoff, max(30.0, backoff), batch_size)
 
     # -- resolved lazily: constructing a topology reads no settings ---------------------
     @property
@@ -235,7 +236,16 @@ Judge = op(
     deterministic=False,
     batched=True,
     depends=(parse_answer,),  # the parser decides the values; its module is not followed
-    unversioned=("prices", "settings", "base_url", "api_key", "concurrency", "timeout", "retries"),
+    unversioned=(
+        "prices",
+        "settings",
+        "base_url",
+        "api_key",
+        "concurrency",
+        "timeout",
+        "retries",
+        "backoff",
+    ),
 )(JudgeOp)
 
 
