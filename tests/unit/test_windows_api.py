@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import doctest
 import importlib
 import inspect
 import pkgutil
@@ -35,3 +36,10 @@ def test_all_lists_exactly_the_public_names_and_each_is_documented(name: str) ->
             and value.__module__ == name
         }
         assert defined <= exported, f"public but not exported from {name}: {defined - exported}"
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples_run(name: str) -> None:
+    module = importlib.import_module(name)
+    results = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert results.failed == 0, f"{results.failed} doctest example(s) of {name} failed"
