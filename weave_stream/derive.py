@@ -328,7 +328,10 @@ class _Walk:
                 )
             except MissingFieldError as exc:
                 if not pending:
-                    task.error = f"argument {name!r}: {exc}; the call has no such field"
+                    task.error = (
+                        f"argument {name!r} reads {path.text}, which this call lacks ({exc}); "
+                        f"filter such calls out with {{{path.text}: {{exists: true}}}}"
+                    )
                     return task
                 arguments[name] = None
         task.arguments = arguments

@@ -36,6 +36,7 @@ False
 
 from __future__ import annotations
 
+import difflib
 import fnmatch
 import hashlib
 import operator
@@ -89,9 +90,11 @@ class FieldPath:
             return cls(text, parts[2:], column=parts[1])
         head = parts[0]
         if head not in _CALL_FIELDS:
+            close = difflib.get_close_matches(head, _CALL_FIELDS, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
             raise ValueError(
-                f"path {text!r} starts with {head!r}, which is not a field of a call; use one of "
-                f"{', '.join(sorted(_CALL_FIELDS))}, or columns.<column> for another column"
+                f"path {text!r} starts with {head!r}, which is not a field of a call; {hint}use "
+                f"one of {', '.join(sorted(_CALL_FIELDS))}, or columns.<column> for another column"
             )
         if len(parts) > 1 and head not in _NESTED_FIELDS:
             raise ValueError(

@@ -20,6 +20,7 @@ classes); a function takes none.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import importlib.util
 import inspect
@@ -73,8 +74,10 @@ def resolve_op(
     elif ":" in name:
         factory = _import(name, search_path)
     else:
+        close = difflib.get_close_matches(name, registered_ops(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise OpError(
-            f"unknown op {name!r}; use one of {', '.join(registered_ops())}, "
+            f"unknown op {name!r}; {hint}use one of {', '.join(registered_ops())}, "
             "or an import path such as my_package.my_ops:word_count"
         )
     return _build(name, factory, params)
