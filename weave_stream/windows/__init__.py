@@ -17,6 +17,10 @@
     snapshot.Snapshot per partition ──► merge_snapshots ──► query: windows, --by, --since
         ──► table.AggregateTable / DrillDown ──► plots, compare
     local.compute_aggregates: the same over a list of rows, in one go
+
+A topology's ``aggregates:`` entries (plain dicts in :mod:`weave_stream.topology`) are
+validated by :func:`parse_aggregates`. ``weave_stream.windows.plots`` and
+``weave_stream.windows.compare`` import matplotlib: import them where drawing.
 """
 
 from __future__ import annotations
