@@ -65,8 +65,10 @@ def test_the_cache_stays_under_its_size_and_evicts_the_least_recently_used(tmp_p
         get(cache, first[:10])  # used again: now more recent than the other 90
         inserted = len(first)
         while len(cache) == inserted:  # add values until the limit makes the cache evict
+            # Small batches: eviction (down to 90 % of the limit, ~50 values here) then
+            # removes fewer than the 90 untouched values.
             batch = {
-                cache_key("op:2", {"i": inserted + i}, 0): CachedValue(payload) for i in range(50)
+                cache_key("op:2", {"i": inserted + i}, 0): CachedValue(payload) for i in range(10)
             }
             put(cache, batch)
             inserted += len(batch)
