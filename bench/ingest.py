@@ -96,6 +96,7 @@ def run_faust_subject(subject: str, broker: str, prefix: str, calls: int, out: P
     from weave_stream import metrics
     from weave_stream.config import load_settings
     from weave_stream.runners.streaming.app import create_app, run_worker
+    from weave_stream.runners.streaming.ingest_agent import register_ingest
 
     settings = load_settings(
         env={},
@@ -107,7 +108,9 @@ def run_faust_subject(subject: str, broker: str, prefix: str, calls: int, out: P
         data_dir=tempfile.mkdtemp(prefix="bench-ingest-"),
     )
     group = f"bench-{subject}-{uuid.uuid4().hex[:8]}"
-    app = create_app(settings, ingest=subject == "ingest", app_id=group)
+    app = create_app(settings, app_id=group)
+    if subject == "ingest":
+        register_ingest(app, settings)
     counted = [0]
     if subject == "bare":
         source = app.topic(settings.topics.calls, key_serializer="raw", value_serializer="raw")

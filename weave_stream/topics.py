@@ -19,7 +19,14 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from weave_stream.config import Settings
 
-__all__ = ["Record", "ensure_topics", "produce", "read_topic", "topic_partitions"]
+__all__ = [
+    "Record",
+    "ensure_topics",
+    "group_progress",
+    "produce",
+    "read_topic",
+    "topic_partitions",
+]
 
 
 @dataclass(frozen=True)
@@ -179,3 +186,46 @@ async def _partitions_for(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
         await consumer.topics()  # refresh metadata
         partitions = consumer.partitions_for_topic(topic)
     return set(partitions or ())
+
+
+async def group_progress(settings: Settings, group: str, topic: str) -> tuple[int, int]:
+    """``(records consumed, lag)`` of consumer ``group`` on ``topic``, summed over partitions.
+
+    Consumed is the committed offsets' sum (a group that reads from the start has
+    consumed that many records); lag is high-water mark minus committed offset.
+    """
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_address)
+    await admin.start()
+    try:
+        committed = {
+            tp.partition: meta.offset
+            for tp, meta in (await admin.list_consumer_group_offsets(group)).items()
+            if tp.topic == topic and meta.offset >= 0
+        }
+    finally:
+        await admin.close()
+    highwaters = await _highwaters(settings, topic)
+    consumed = sum(committed.values())
+    lag = sum(max(0, hw - committed.get(p, 0)) for p, hw in highwaters.items())
+    return consumed, lag
+
+
+async def _highwaters(settings: Settings, topic: str, timeout: float = 5.0) -> dict[int, int]:
+    """High-water marks from Fetch responses (ListOffsets is wrong on the embedded broker)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker_address, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in await _partitions_for(consumer, topic)]
+        if not partitions:
+            return {}
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            marks = {tp.partition: consumer.highwater(tp) for tp in partitions}
+            if all(mark is not None for mark in marks.values()):
+                return {p: int(mark or 0) for p, mark in marks.items()}
+            await consumer.getmany(timeout_ms=200, max_records=1)
+        raise TimeoutError(f"no high-water mark for every partition of {topic} in {timeout}s")
+    finally:
+        await consumer.stop()

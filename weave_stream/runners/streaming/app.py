@@ -12,8 +12,9 @@ from weave_stream import metrics
 from weave_stream.broker import free_port
 from weave_stream.config import Settings
 from weave_stream.runners.streaming.ingest_agent import register_ingest
+from weave_stream.runners.streaming.supervisor import TopologySupervisor
 
-__all__ = ["Worker", "create_app", "run_worker"]
+__all__ = ["Worker", "create_app", "create_worker_app", "run_worker"]
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,6 @@ def create_app(settings: Settings, *, ingest: bool = True, app_id: str | None = 
     )
     metrics.WORKER_INFO.labels(settings.worker_id, settings.topic_prefix).set(1)
     _register_pages(app)
-    if ingest:
-        register_ingest(app, settings)
     return app
 
 
@@ -107,6 +106,6 @@ class Worker(faust.Worker):
 
 def run_worker(settings: Settings, app: faust.App | None = None) -> None:
     """Run a worker in the foreground until SIGTERM or SIGINT (offsets are committed)."""
-    app = app or create_app(settings)
+    app = app or create_worker_app(settings)
     worker = Worker(app, loglevel=settings.log_level, redirect_stdouts=False)
     worker.execute_from_commandline()

@@ -1,0 +1,147 @@
+"""``register``, ``unregister``, ``topologies`` and the hidden ``topology-worker``."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tempfile
+from pathlib import Path
+
+import click
+import orjson
+
+from weave_stream.cli.options import connected, fail, settings_options
+from weave_stream.config import Settings
+from weave_stream.errors import WeaveStreamError
+from weave_stream.registry import Registration, read_registry, register, unregister
+from weave_stream.topics import group_progress
+from weave_stream.topology import Topology
+from weave_stream.topology_loader import find_topology_file, load_topology
+
+__all__ = ["COMMANDS", "registration_for", "topology_from_registration", "topology_version"]
+
+
+def topology_version(topology: Topology) -> str:
+    """12 hex digits over the topology's spec and the refs of its compiled ops."""
+    spec = {"spec": topology.to_dict(), "ops": [c.op.ref for c in topology.compiled]}
+    canonical = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(canonical).hexdigest()[:12]
+
+
+def registration_for(path_or_name: str, settings: Settings) -> tuple[Topology, Registration]:
+    """Load and validate a topology file and build its registration."""
+    path = find_topology_file(path_or_name)
+    topology = load_topology(path, settings)
+    source_format = "python" if path.suffix == ".py" else "yaml"
+    registration = Registration.create(
+        topology.name, path.read_text(encoding="utf-8"), source_format, topology_version(topology)
+    )
+    return topology, registration
+
+
+def topology_from_registration(registration: Registration, settings: Settings) -> Topology:
+    """Load a registered topology exactly as its file would load locally."""
+    suffix = ".py" if registration.source_format == "python" else ".yaml"
+    with tempfile.TemporaryDirectory(prefix="weave-stream-topology-") as folder:
+        path = Path(folder) / f"{registration.name}{suffix}"
+        path.write_text(registration.source, encoding="utf-8")
+        return load_topology(path, settings)
+
+
+@click.command(name="register")
+@click.argument("topology")
+@settings_options()
+def register_command(topology: str, settings: Settings) -> None:
+    """Validate TOPOLOGY (a file, or a name under topologies/) and register it.
+
+    Running workers start computing it within seconds, from the calls that arrive
+    from now on (use `weave-stream backfill` for the past). Registering a changed
+    topology replaces it: changed columns write values under their new op refs.
+    """
+    try:
+        loaded, registration = registration_for(topology, settings)
+    except WeaveStreamError as exc:
+        fail(str(exc))
+    with connected(settings) as settings:
+        asyncio.run(register(settings, registration))
+    columns = ", ".join(f"{c.name} ({c.op.ref})" for c in loaded.compiled)
+    click.echo(f"registered {registration.name} version {registration.version}: {columns}")
+
+
+@click.command(name="unregister")
+@click.argument("name")
+@settings_options()
+def unregister_command(name: str, settings: Settings) -> None:
+    """Stop computing topology NAME on every worker (its derived values stay)."""
+    with connected(settings) as settings:
+        known = asyncio.run(read_registry(settings))
+        if name not in known:
+            fail(f"no registered topology {name!r} (registered: {', '.join(known) or 'none'})")
+        asyncio.run(unregister(settings, name))
+    click.echo(f"unregistered {name}")
+
+
+@click.command(name="topologies")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@settings_options()
+def topologies_command(output_format: str, settings: Settings) -> None:
+    """List registered topologies: version, registration time, calls processed, lag."""
+    from weave_stream.runners.streaming.topology_app import topology_group
+
+    with connected(settings) as settings:
+        registry = asyncio.run(read_registry(settings))
+        rows = []
+        for name, entry in sorted(registry.items()):
+            processed, lag = asyncio.run(
+                group_progress(settings, topology_group(settings, name), settings.topics.valid)
+            )
+            rows.append(
+                {
+                    "name": name,
+                    "version": entry.version,
+                    "registered_at": entry.registered_at,
+                    "calls_processed": processed,
+                    "lag": lag,
+                }
+            )
+    if output_format == "json":
+        click.echo(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+        return
+    if not rows:
+        click.echo("no registered topologies (weave-stream register FILE)")
+        return
+    header = f"{'topology':<24}{'version':<14}{'registered at':<22}{'processed':>10}{'lag':>8}"
+    click.echo(header)
+    for row in rows:
+        click.echo(
+            f"{row['name']:<24}{row['version']:<14}{row['registered_at']:<22}"
+            f"{row['calls_processed']:>10}{row['lag']:>8}"
+        )
+
+
+@click.command(name="topology-worker", hidden=True)
+@click.argument("name")
+@click.option("--version", "expected_version", default=None)
+@settings_options()
+def topology_worker(name: str, expected_version: str | None, settings: Settings) -> None:
+    """Run the worker of one registered topology (started by a worker's supervisor)."""
+    from weave_stream.runners.streaming import run_worker
+    from weave_stream.runners.streaming.topology_app import create_topology_app
+
+    if settings.broker is None:
+        fail("topology-worker needs --broker (it is started by a worker)")
+    registration = asyncio.run(read_registry(settings)).get(name)
+    if registration is None:
+        fail(f"topology {name!r} is not registered")
+    assert registration is not None
+    if expected_version and registration.version != expected_version:
+        click.echo(
+            f"topology {name}: registry has version {registration.version}, "
+            f"not {expected_version}; running the registry's",
+            err=True,
+        )
+    topology = topology_from_registration(registration, settings)
+    run_worker(settings, create_topology_app(settings, topology, registration.version))
+
+
+COMMANDS = [register_command, unregister_command, topologies_command, topology_worker]

@@ -1,0 +1,143 @@
+"""The topology registry: a compacted topic mapping topology name → registered spec.
+
+A registration carries the topology's *source* (YAML or Python, exactly as the user
+wrote it) so that a worker loads it with the same loader as the local runner: the
+same file means the same topology everywhere. Unregistering writes a tombstone.
+
+Registering Python topologies ships code to the workers: anyone who may write the
+registry topic may run code on them. Restrict write access to that topic (Kafka
+ACLs) in production.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from weave_stream.config import Settings
+from weave_stream.topics import ensure_topics, read_topic
+
+__all__ = ["Registration", "read_registry", "register", "unregister", "watch_registry"]
+
+SourceFormat = Literal["yaml", "python"]
+
+
+@dataclass(frozen=True)
+class Registration:
+    """One registered topology: its name, source, version and when it was registered."""
+
+    name: str
+    source: str
+    source_format: SourceFormat
+    version: str
+    registered_at: str
+    registered_by: str = ""
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Registration:
+        return cls(**orjson.loads(raw))
+
+    @classmethod
+    def create(
+        cls, name: str, source: str, source_format: SourceFormat, version: str | None = None
+    ) -> Registration:
+        """A registration stamped now; ``version`` defaults to a digest of the source."""
+        digest = version or hashlib.sha256(source.encode()).hexdigest()[:12]
+        return cls(
+            name=name,
+            source=source,
+            source_format=source_format,
+            version=digest,
+            registered_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            registered_by=socket.gethostname(),
+        )
+
+
+_COMPACTED = {"cleanup.policy": "compact"}
+
+
+async def register(settings: Settings, registration: Registration) -> None:
+    """Write ``registration`` to the registry topic (creating the topic if needed)."""
+    await _write(settings, registration.name, registration.to_json())
+
+
+async def unregister(settings: Settings, name: str) -> None:
+    """Write a tombstone for ``name``: workers stop computing it; its values stay."""
+    await _write(settings, name, None)
+
+
+async def _write(settings: Settings, name: str, value: bytes | None) -> None:
+    await ensure_topics(settings, [settings.topics.registry], _COMPACTED)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.broker_address, acks="all")
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topics.registry, value, key=name.encode())
+    finally:
+        await producer.stop()
+
+
+async def read_registry(settings: Settings) -> dict[str, Registration]:
+    """The registered topologies now: the latest record per name, tombstones applied."""
+    await ensure_topics(settings, [settings.topics.registry], _COMPACTED)
+    latest: dict[str, Registration | None] = {}
+    async for record in read_topic(settings, settings.topics.registry):
+        if record.key is not None:
+            value = record.value
+            latest[record.key.decode()] = Registration.from_json(value) if value else None
+    return {name: entry for name, entry in latest.items() if entry is not None}
+
+
+async def watch_registry(
+    settings: Settings, poll_seconds: float = 1.0
+) -> AsyncIterator[dict[str, Registration]]:
+    """Yield the registered topologies once caught up, then again after every poll.
+
+    Reads every partition of the registry from the beginning, outside any consumer
+    group: every worker sees every registration.
+    """
+    await ensure_topics(settings, [settings.topics.registry], _COMPACTED)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker_address,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = consumer.partitions_for_topic(settings.topics.registry) or {0}
+        assigned = [TopicPartition(settings.topics.registry, p) for p in partitions]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning()
+        state: dict[str, Registration] = {}
+        caught_up = False
+        while True:
+            batches = await consumer.getmany(timeout_ms=int(poll_seconds * 1000))
+            for records in batches.values():
+                for record in records:
+                    if record.key is None:
+                        continue
+                    name = record.key.decode()
+                    if record.value:
+                        state[name] = Registration.from_json(record.value)
+                    else:
+                        state.pop(name, None)
+            if not caught_up:
+                caught_up = True
+                for tp in assigned:
+                    highwater = consumer.highwater(tp)
+                    if highwater is None or await consumer.position(tp) < highwater:
+                        caught_up = False
+            if caught_up:
+                yield dict(state)
+    finally:
+        await consumer.stop()
