@@ -23,12 +23,20 @@ __all__ = [
     "AGGREGATE_BUCKETS",
     "AGGREGATE_LATE_ROWS",
     "AGGREGATE_ROWS",
+    "ALERTS_DELIVERED",
+    "ALERTS_GROUPED",
+    "ALERTS_PENDING",
+    "ALERTS_RAISED",
+    "ALERT_DELIVERY_FAILURES",
     "CALLS_INGESTED",
     "CALLS_UNMERGED",
     "DEAD_LETTERS",
     "DERIVED_VALUES",
+    "INDEX_REBUILDS",
     "INGEST_RECORDS",
     "JUDGE_TOKENS",
+    "MONITOR_LEARNED",
+    "NOVELTY_DISTANCE",
     "OP_BATCH_SECONDS",
     "OP_COST_USD",
     "OP_RETRIES",
@@ -142,6 +150,64 @@ AGGREGATE_BATCH_SECONDS = Histogram(
     "weave_stream_aggregate_batch_seconds",
     "Time to fold one micro-batch of rows into the windowed aggregates.",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
+)
+
+
+# Drift monitors and alert delivery (labels: topology, monitor, kind and target
+# names come from configuration, so the label sets stay bounded).
+NOVELTY_DISTANCE = Histogram(
+    "weave_stream_novelty_distance",
+    "Distance of each scored embedding to its nearest known embedding (L2; for "
+    "normalized embeddings 0 = identical, sqrt(2) = orthogonal), by topology and monitor.",
+    ["topology", "monitor"],
+    buckets=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.4, 2.0),
+    registry=REGISTRY,
+)
+ALERTS_RAISED = Counter(
+    "weave_stream_alerts_raised_total",
+    "Alerts raised by monitors, by topology and kind (novel_example, distribution_shift).",
+    ["topology", "kind"],
+    registry=REGISTRY,
+)
+ALERTS_GROUPED = Counter(
+    "weave_stream_alerts_grouped_total",
+    "Findings folded into a grouped alert by the cool-down instead of raising their own "
+    "(each is counted in the grouped alert's count), by topology and kind.",
+    ["topology", "kind"],
+    registry=REGISTRY,
+)
+MONITOR_LEARNED = Counter(
+    "weave_stream_monitor_learned_total",
+    "Acknowledged examples offered to a monitor's known set, by outcome: added, evicted "
+    "(forgotten to make room), rejected (no room: the known set is full of reference).",
+    ["topology", "monitor", "outcome"],
+    registry=REGISTRY,
+)
+INDEX_REBUILDS = Counter(
+    "weave_stream_index_rebuilds_total",
+    "Vector indexes rebuilt from the reference instead of loaded from their snapshot, by "
+    "reason: missing, corrupt (checksum, truncation, unreadable), stale (other reference).",
+    ["reason"],
+    registry=REGISTRY,
+)
+ALERTS_DELIVERED = Counter(
+    "weave_stream_alerts_delivered_total",
+    "Alerts delivered (a 2xx answer), by target.",
+    ["target"],
+    registry=REGISTRY,
+)
+ALERT_DELIVERY_FAILURES = Counter(
+    "weave_stream_alert_delivery_failures_total",
+    "Failed delivery attempts, by target and reason: connect, timeout, http_429, "
+    "http_5xx (all retried), http_4xx (rejected: not retried until requeued).",
+    ["target", "reason"],
+    registry=REGISTRY,
+)
+ALERTS_PENDING = Gauge(
+    "weave_stream_alerts_pending",
+    "Alerts waiting for delivery to a target (including ones being retried).",
+    ["target"],
     registry=REGISTRY,
 )
 

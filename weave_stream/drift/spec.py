@@ -1,0 +1,244 @@
+"""What a topology's ``monitors:`` entry says: the monitor spec, validated at load time.
+
+A monitor watches one embedding column. Its *reference* is the set of known examples
+(the first N calls, a time range of calls, or a JSONL file of calls); its *index*
+holds their embeddings (exact, HNSW or IVF, chosen by size unless overridden); its
+*threshold* is calibrated from the reference unless given; its *learning* policy says
+whether acknowledged examples join the known set and how many may; its *shift*
+settings configure the window test and the change detector.
+
+The reference may be written in full or as a shorthand:
+
+>>> spec = MonitorSpec.model_validate(
+...     {"name": "doc_drift", "column": "doc_embedding", "reference": {"first_n": 500}}
+... )
+>>> spec.reference.kind, spec.reference.n, spec.index.kind, spec.calibration_quantile
+('first_n', 500, 'auto', 0.99)
+>>> parse_monitors("extract", [{"name": "m", "column": "emb", "reference": {"first_n": 1}}])
+Traceback (most recent call last):
+...
+weave_stream.errors.TopologyError: topology 'extract', monitor 'm', field reference.first_n.n: \
+Input should be greater than or equal to 2 (got 1); fix the monitors: entry of the topology
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from weave_stream.calls import Timestamp
+from weave_stream.errors import TopologyError
+from weave_stream.select import FieldPath
+
+__all__ = [
+    "FirstNReference",
+    "IndexKind",
+    "IndexSpec",
+    "JsonlReference",
+    "LearningSpec",
+    "MonitorSpec",
+    "ReferenceSpec",
+    "ShiftSpec",
+    "TimeRangeReference",
+    "parse_monitors",
+]
+
+IndexKind = Literal["auto", "exact", "hnsw", "ivf"]
+_NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FirstNReference(_Spec):
+    """The first ``n`` calls the monitor sees are the known examples."""
+
+    kind: Literal["first_n"] = "first_n"
+    n: int = Field(ge=2, le=50_000_000)
+
+
+class TimeRangeReference(_Spec):
+    """Calls whose ``started_at`` lies in ``[start, end)`` are the known examples."""
+
+    kind: Literal["time_range"] = "time_range"
+    start: Timestamp
+    end: Timestamp
+
+    @model_validator(mode="after")
+    def _check_order(self) -> TimeRangeReference:
+        if self.end <= self.start:
+            raise ValueError(
+                f"end {self.end.isoformat()} is not after start {self.start.isoformat()}"
+            )
+        return self
+
+    def contains(self, when: datetime) -> bool:
+        """True when ``when`` falls in the range."""
+        return self.start <= when < self.end
+
+
+class JsonlReference(_Spec):
+    """A JSONL file of known calls (Weave's call shape, one per line)."""
+
+    kind: Literal["jsonl"] = "jsonl"
+    path: Path
+
+
+ReferenceSpec = Annotated[
+    FirstNReference | TimeRangeReference | JsonlReference, Field(discriminator="kind")
+]
+
+
+class IndexSpec(_Spec):
+    """Which FAISS index holds the known embeddings, and its search parameters.
+
+    ``auto`` picks ``exact`` up to ``exact_max`` vectors and ``ivf`` above: IVF with
+    8-bit scalar quantization, whose ``ivf_rerank`` best candidates are re-ranked
+    with exact distances, was both faster and more accurate than HNSW at 1 M
+    vectors here (bench/drift.py), and it builds in half the time.
+    """
+
+    kind: IndexKind = "auto"
+    exact_max: int = Field(default=20_000, ge=0)
+    hnsw_m: int = Field(default=32, ge=4, le=128)
+    hnsw_ef_construction: int = Field(default=40, ge=8, le=1024)
+    hnsw_ef_search: int = Field(default=64, ge=1, le=4096)
+    ivf_nlist: int | None = Field(default=None, ge=1, le=1_000_000)  # None: ~4 * sqrt(n)
+    ivf_nprobe: int = Field(default=8, ge=1, le=65_536)
+    ivf_rerank: int = Field(default=4, ge=1, le=256)
+
+
+class LearningSpec(_Spec):
+    """Whether acknowledged examples join the known set, and how many may.
+
+    The reference is never evicted; ``capacity`` bounds the examples learned on top
+    of it, and ``eviction`` chooses which learned example is forgotten when full.
+    ``pending_capacity`` bounds the novel examples remembered so that they can be
+    acknowledged later (oldest forgotten first).
+    """
+
+    learn_acknowledged: bool = False
+    capacity: int = Field(default=100_000, ge=0)
+    eviction: Literal["oldest", "least_recently_matched"] = "oldest"
+    pending_capacity: int = Field(default=10_000, ge=0)
+
+
+class ShiftSpec(_Spec):
+    """Distribution-shift detection: a window test against the reference, and a
+    change detector over the novelty stream; both per group.
+
+    Windows count embeddings (``window`` per group), so the result does not depend
+    on timing. The window statistic is the squared MMD between the window and a
+    sample of the reference (RBF kernel, median bandwidth) or the squared distance
+    of their centroids. ``permutation`` calibration gives each window a p-value
+    (``permutations`` random splits of the pooled vectors); ``held_out`` fixes the
+    threshold at build time from windows of reference vectors kept out of the sample.
+    A window alarms when its p-value, or the share of held-out windows above it, is at
+    most ``false_alarm_rate``.
+    """
+
+    enabled: bool = True
+    window: int = Field(default=200, ge=10, le=100_000)
+    statistic: Literal["mmd", "centroid"] = "mmd"
+    calibration: Literal["permutation", "held_out"] = "permutation"
+    false_alarm_rate: float = Field(default=0.001, gt=0, lt=0.5)
+    permutations: int = Field(default=999, ge=19, le=100_000)
+    reference_sample: int = Field(default=1_000, ge=10, le=100_000)
+    detector: Literal["adwin", "page_hinkley", "none"] = "adwin"
+    adwin_delta: float = Field(default=0.002, gt=0, lt=1)
+    page_hinkley_threshold: float = Field(default=5.0, gt=0)
+    page_hinkley_delta: float = Field(default=0.02, ge=0)
+    min_instances: int = Field(default=30, ge=1)
+
+
+class MonitorSpec(_Spec):
+    """One drift monitor of a topology (see the module docstring)."""
+
+    name: str = Field(pattern=_NAME)
+    column: str = Field(min_length=1, description="the embedding column to watch")
+    text: str | None = Field(
+        default=None, description="dotted call path of the document, for alert excerpts"
+    )
+    reference: ReferenceSpec
+    index: IndexSpec = IndexSpec()
+    threshold: float | None = Field(default=None, ge=0, description="overrides calibration")
+    calibration_quantile: float = Field(default=0.99, ge=0.5, lt=1)
+    calibration_sample: int = Field(default=20_000, ge=10)
+    learning: LearningSpec = LearningSpec()
+    shift: ShiftSpec = ShiftSpec()
+    cooldown_seconds: float = Field(default=300.0, ge=0)
+    group_by: tuple[str, ...] = ()
+    sample_size: int = Field(default=5, ge=1, le=100)
+
+    @field_validator("text")
+    @classmethod
+    def _check_text(cls, value: str | None) -> str | None:
+        if value is not None:
+            FieldPath.parse(value)  # raises ValueError saying what a path looks like
+        return value
+
+    @field_validator("group_by")
+    @classmethod
+    def _check_group_by(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            if FieldPath.parse(path).column is not None:
+                raise ValueError(f"group by {path!r}: group by call fields, not columns")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _expand_reference(cls, data: Any) -> Any:
+        """Accept ``{first_n: N}``, ``{time_range: {start, end}}`` and ``{jsonl: path}``."""
+        if not isinstance(data, Mapping) or not isinstance(data.get("reference"), Mapping):
+            return data
+        reference = dict(data["reference"])
+        if "kind" not in reference and len(reference) == 1:
+            ((kind, value),) = reference.items()
+            if kind == "first_n":
+                reference = {"kind": kind, "n": value}
+            elif kind == "jsonl":
+                reference = {"kind": kind, "path": value}
+            elif kind == "time_range" and isinstance(value, Mapping):
+                reference = {"kind": kind, **value}
+        return {**data, "reference": reference}
+
+
+def parse_monitors(topology: str, entries: Sequence[Mapping[str, Any]]) -> list[MonitorSpec]:
+    """Validate the ``monitors:`` entries of a topology; raise :class:`TopologyError` if one is bad.
+
+    The message names the topology, the monitor, the field, the bad value and the fix.
+    Monitor names must be unique within the topology.
+    """
+    specs: list[MonitorSpec] = []
+    for position, entry in enumerate(entries):
+        label = entry.get("name", f"#{position}") if isinstance(entry, Mapping) else f"#{position}"
+        try:
+            spec = MonitorSpec.model_validate(entry)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            field = ".".join(str(part) for part in error["loc"]) or "monitor"
+            value = repr(error.get("input"))
+            value = value if len(value) <= 80 else value[:77] + "..."
+            raise TopologyError(
+                f"topology {topology!r}, monitor {label!r}, field {field}: {error['msg']} "
+                f"(got {value}); fix the monitors: entry of the topology"
+            ) from None
+        if any(known.name == spec.name for known in specs):
+            raise TopologyError(
+                f"topology {topology!r}: two monitors are named {spec.name!r}; "
+                "give each monitor a unique name"
+            )
+        specs.append(spec)
+    return specs
