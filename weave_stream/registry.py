@@ -24,7 +24,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from weave_stream.config import Settings
 from weave_stream.topics import ensure_topics, read_topic
 
-__all__ = ["Registration", "read_registry", "register", "unregister", "watch_registry"]
+__all__ = [
+    "Registration",
+    "SourceFormat",
+    "read_registry",
+    "register",
+    "unregister",
+    "watch_registry",
+]
 
 SourceFormat = Literal["yaml", "python"]
 

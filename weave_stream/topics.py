@@ -194,19 +194,19 @@ async def group_progress(settings: Settings, group: str, topic: str) -> tuple[in
     Consumed is the committed offsets' sum (a group that reads from the start has
     consumed that many records); lag is high-water mark minus committed offset.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_address)
-    await admin.start()
-    try:
-        committed = {
-            tp.partition: meta.offset
-            for tp, meta in (await admin.list_consumer_group_offsets(group)).items()
-            if tp.topic == topic and meta.offset >= 0
-        }
-    finally:
-        await admin.close()
     highwaters = await _highwaters(settings, topic)
-    consumed = sum(committed.values())
-    lag = sum(max(0, hw - committed.get(p, 0)) for p, hw in highwaters.items())
+    # OffsetFetch through a consumer of the group that never joins it (the embedded
+    # broker drops the admin client's variant of that request).
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker_address, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        committed = {p: await consumer.committed(TopicPartition(topic, p)) for p in highwaters}
+    finally:
+        await consumer.stop()
+    consumed = sum(offset or 0 for offset in committed.values())
+    lag = sum(max(0, mark - (committed[p] or 0)) for p, mark in highwaters.items())
     return consumed, lag
 
 

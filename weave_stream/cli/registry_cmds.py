@@ -13,7 +13,13 @@ import orjson
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
-from weave_stream.registry import Registration, read_registry, register, unregister
+from weave_stream.registry import (
+    Registration,
+    SourceFormat,
+    read_registry,
+    register,
+    unregister,
+)
 from weave_stream.topics import group_progress
 from weave_stream.topology import Topology
 from weave_stream.topology_loader import find_topology_file, load_topology
@@ -32,7 +38,7 @@ def registration_for(path_or_name: str, settings: Settings) -> tuple[Topology, R
     """Load and validate a topology file and build its registration."""
     path = find_topology_file(path_or_name)
     topology = load_topology(path, settings)
-    source_format = "python" if path.suffix == ".py" else "yaml"
+    source_format: SourceFormat = "python" if path.suffix == ".py" else "yaml"
     registration = Registration.create(
         topology.name, path.read_text(encoding="utf-8"), source_format, topology_version(topology)
     )

@@ -19,8 +19,22 @@ __all__ = ["Worker", "create_app", "create_worker_app", "run_worker"]
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, ingest: bool = True, app_id: str | None = None) -> faust.App:
-    """Build the Faust app for ``settings`` (a broker must be set).
+def create_worker_app(settings: Settings) -> faust.App:
+    """The app of ``weave-stream worker``: the ingest agent and the topology supervisor."""
+    app = create_app(settings)
+    register_ingest(app, settings)
+    supervisor = TopologySupervisor(settings)
+
+    @app.task
+    async def supervise() -> None:
+        await supervisor.run()
+
+    app.on_before_shutdown.connect(lambda *args, **kwargs: supervisor.stop_all())
+    return app
+
+
+def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
+    """A Faust app for ``settings`` (a broker must be set), with the HTTP endpoints.
 
     The app's id (its consumer group and the prefix of its changelog topics) is
     ``weave-stream.<topic_prefix>`` unless ``app_id`` is given, so workers of one

@@ -55,7 +55,7 @@ def derived_key(call_id: str, trial: int) -> bytes:
 
 def create_topology_app(settings: Settings, topology: Topology, version: str) -> faust.App:
     """The Faust app that computes ``topology`` (registered as ``version``) on the stream."""
-    app = create_app(settings, ingest=False, app_id=topology_group(settings, topology.name))
+    app = create_app(settings, app_id=topology_group(settings, topology.name))
     topics = settings.topics
     source = app.topic(
         topics.valid, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
@@ -75,6 +75,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
         app.topic(topic, partitions=settings.partitions)
     values_out = metrics.DERIVED_VALUES_WRITTEN
     batch_seconds = metrics.TOPOLOGY_BATCH_SECONDS.labels(topology.name)
+    calls_read = metrics.TOPOLOGY_CALLS.labels(topology.name)
 
     @app.agent(source, name=f"{topology.name}-derive")
     async def derive(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -84,6 +85,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
         async for events in batches:
             started = time.perf_counter()
             calls = _decode(event.message.value for event in events)
+            calls_read.inc(len(events))
             known = {call.id: dict(results.get(call.id) or {}) for call in calls}
             cache = MemoryCache(max_entries=1_000_000)
             await cache.put_many(
@@ -111,7 +113,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
             batch_seconds.observe(time.perf_counter() - started)
             yield None
 
-    app.conf.weave_stream_topology = (topology.name, version)  # type: ignore[attr-defined]
+    app.conf.weave_stream_topology = (topology.name, version)
     return app
 
 
@@ -123,7 +125,7 @@ def _decode(raws: Iterable[Any]) -> list[Call]:
         except ValueError:
             # The ingest agent wrote it, so this is a bug or a foreign writer: say so.
             log.error("skipping a record of the valid-calls topic that is not a call: %r", raw)
-            metrics.INGEST_RECORDS.labels("unreadable_valid_call").inc()
+            metrics.UNREADABLE_RECORDS.labels("calls.valid").inc()
     return calls
 
 
@@ -134,9 +136,9 @@ def _decode_key(encoded: str) -> CacheKey:
 
 def _new_results(
     values: list[DerivedValue], known: dict[str, dict[str, Any]]
-) -> dict[str, dict[str, bytes]]:
+) -> dict[str, dict[str, str]]:
     """Successful values not yet in the results table, per call, as table entries."""
-    fresh: dict[str, dict[str, bytes]] = defaultdict(dict)
+    fresh: dict[str, dict[str, str]] = defaultdict(dict)
     for value in values:
         if value.error is not None or value.input_digest is None:
             continue
@@ -146,5 +148,5 @@ def _new_results(
         cached = CachedValue(
             value.value, value.latency_ms, value.cost, value.details, value.computed_at.timestamp()
         )
-        fresh[value.call_id][key] = cached.to_json()
+        fresh[value.call_id][key] = cached.to_json().decode()
     return fresh
