@@ -215,3 +215,30 @@ ALERTS_PENDING = Gauge(
 def render() -> bytes:
     """The registry in Prometheus's text exposition format."""
     return generate_latest(REGISTRY)
+
+TOPOLOGY_CALLS = Counter(
+    "weave_stream_topology_calls_total",
+    "Valid calls read by a topology's worker (whether or not its source selects them).",
+    ["topology"],
+    registry=REGISTRY,
+)
+DERIVED_VALUES_WRITTEN = Counter(
+    "weave_stream_derived_values_written_total",
+    "Derived values written to their column's topic (re-emitted ones included).",
+    ["topology", "column"],
+    registry=REGISTRY,
+)
+TOPOLOGY_BATCH_SECONDS = Histogram(
+    "weave_stream_topology_batch_seconds",
+    "Time to compute and write the derived values of one micro-batch of calls.",
+    ["topology"],
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+    registry=REGISTRY,
+)
+UNREADABLE_RECORDS = Counter(
+    "weave_stream_unreadable_records_total",
+    "Records of weave-stream's own topics that could not be decoded (a bug or a "
+    "foreign writer), by topic.",
+    ["topic"],
+    registry=REGISTRY,
+)
