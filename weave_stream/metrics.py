@@ -9,6 +9,8 @@ Label children on hot paths are looked up once and kept (``.labels()`` costs ~1 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -17,6 +19,10 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+from prometheus_client.samples import Sample
 
 __all__ = [
     "AGGREGATE_BATCH_SECONDS",
@@ -32,7 +38,9 @@ __all__ = [
     "CALLS_UNMERGED",
     "DEAD_LETTERS",
     "DERIVED_VALUES",
+    "DERIVED_VALUES_WRITTEN",
     "INDEX_REBUILDS",
+    "INGEST_BATCH_SECONDS",
     "INGEST_RECORDS",
     "JUDGE_TOKENS",
     "MONITOR_LEARNED",
@@ -41,6 +49,9 @@ __all__ = [
     "OP_COST_USD",
     "OP_RETRIES",
     "REGISTRY",
+    "TOPOLOGY_BATCH_SECONDS",
+    "TOPOLOGY_CALLS",
+    "UNREADABLE_RECORDS",
     "WORKER_INFO",
     "render",
 ]
@@ -212,10 +223,6 @@ ALERTS_PENDING = Gauge(
 )
 
 
-def render() -> bytes:
-    """The registry in Prometheus's text exposition format."""
-    return generate_latest(REGISTRY)
-
 TOPOLOGY_CALLS = Counter(
     "weave_stream_topology_calls_total",
     "Valid calls read by a topology's worker (whether or not its source selects them).",
@@ -242,3 +249,48 @@ UNREADABLE_RECORDS = Counter(
     ["topic"],
     registry=REGISTRY,
 )
+
+
+def render(children: Iterable[str] = ()) -> bytes:
+    """This process's metrics in Prometheus's text format, merged with ``children``'s.
+
+    ``children`` are expositions of the worker's child processes (one per topology):
+    samples with the same name and labels are summed, so one scrape of a worker
+    covers everything it runs.
+    """
+    texts = list(children)
+    if not texts:
+        return generate_latest(REGISTRY)
+    merged = _Merged()
+    merged.add(generate_latest(REGISTRY).decode())
+    for text in texts:
+        merged.add(text)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(merged)
+    return generate_latest(registry)
+
+
+class _Merged(Collector):
+    """Metric families parsed from several expositions, samples summed by name and labels."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, Metric] = {}
+        self.values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+
+    def add(self, text: str) -> None:
+        for family in text_string_to_metric_families(text):
+            if family.name not in self.families:
+                self.families[family.name] = Metric(family.name, family.documentation, family.type)
+                self.values[family.name] = {}
+            values = self.values[family.name]
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                values[key] = values.get(key, 0.0) + sample.value
+
+    def collect(self) -> Iterator[Metric]:
+        for name, family in self.families.items():
+            family.samples = [
+                Sample(sample_name, dict(labels), value)
+                for (sample_name, labels), value in self.values[name].items()
+            ]
+            yield family

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import faust
+import httpx
 from faust.web import Request, Response, View
 
 from weave_stream import metrics
@@ -20,10 +23,13 @@ log = logging.getLogger(__name__)
 
 
 def create_worker_app(settings: Settings) -> faust.App:
-    """The app of ``weave-stream worker``: the ingest agent and the topology supervisor."""
-    app = create_app(settings)
-    register_ingest(app, settings)
+    """The app of ``weave-stream worker``: the ingest agent and the topology supervisor.
+
+    Its ``/metrics`` also carries the metrics of the topology workers it runs.
+    """
     supervisor = TopologySupervisor(settings)
+    app = create_app(settings, metrics_sources=supervisor.metrics_urls)
+    register_ingest(app, settings)
 
     @app.task
     async def supervise() -> None:
@@ -33,7 +39,12 @@ def create_worker_app(settings: Settings) -> faust.App:
     return app
 
 
-def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
+def create_app(
+    settings: Settings,
+    *,
+    app_id: str | None = None,
+    metrics_sources: Callable[[], list[str]] | None = None,
+) -> faust.App:
     """A Faust app for ``settings`` (a broker must be set), with the HTTP endpoints.
 
     The app's id (its consumer group and the prefix of its changelog topics) is
@@ -71,15 +82,16 @@ def create_app(settings: Settings, *, app_id: str | None = None) -> faust.App:
         logging_config=None,
     )
     metrics.WORKER_INFO.labels(settings.worker_id, settings.topic_prefix).set(1)
-    _register_pages(app)
+    _register_pages(app, metrics_sources or list)
     return app
 
 
-def _register_pages(app: faust.App) -> None:
+def _register_pages(app: faust.App, metrics_sources: Callable[[], list[str]]) -> None:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(metrics.render(), content_type="text/plain; version=0.0.4")
+            children = await _fetch_all(metrics_sources())
+            return self.bytes(metrics.render(children), content_type="text/plain; version=0.0.4")
 
     @app.page("/healthz")
     class Health(View):
@@ -91,6 +103,21 @@ def _register_pages(app: faust.App) -> None:
         async def get(self, request: Request) -> Response:
             state = readiness(app)
             return self.json(state, status=200 if state["ready"] else 503)
+
+
+async def _fetch_all(urls: list[str]) -> list[str]:
+    """The bodies of ``urls``; a child that does not answer in time is left out (and logged)."""
+    if not urls:
+        return []
+    async with httpx.AsyncClient(timeout=2.0) as client:
+        answers = await asyncio.gather(*(client.get(url) for url in urls), return_exceptions=True)
+    bodies = []
+    for url, answer in zip(urls, answers, strict=True):
+        if isinstance(answer, httpx.Response) and answer.status_code == 200:
+            bodies.append(answer.text)
+        else:
+            log.warning("metrics of child %s unavailable: %r", url, answer)
+    return bodies
 
 
 def readiness(app: faust.App) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from weave_stream.broker import die_with_parent
+from weave_stream.broker import die_with_parent, free_port
 from weave_stream.config import Settings
 from weave_stream.registry import Registration, watch_registry
 
@@ -33,8 +33,8 @@ _RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 class _Child:
     registration: Registration
     process: asyncio.subprocess.Process
+    web_port: int
     started: float = field(default_factory=time.monotonic)
-    failures: int = 0
 
 
 class TopologySupervisor:
@@ -46,6 +46,15 @@ class TopologySupervisor:
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._log_dir = settings.data_dir / "logs"
+
+    def metrics_urls(self) -> list[str]:
+        """The ``/metrics`` URLs of the children alive now."""
+        host = self.settings.web_host
+        return [
+            f"http://{host}:{child.web_port}/metrics"
+            for child in self.children.values()
+            if child.process.returncode is None
+        ]
 
     def running(self) -> dict[str, str]:
         """``{topology: version}`` of the children alive now."""
@@ -100,10 +109,11 @@ class TopologySupervisor:
     async def _start(self, registration: Registration) -> None:
         name = registration.name
         self._log_dir.mkdir(parents=True, exist_ok=True)
+        web_port = free_port()
         environment = {
             **os.environ,
             **self.settings.as_environment(),
-            "WEAVE_STREAM_WEB_PORT": "0",
+            "WEAVE_STREAM_WEB_PORT": str(web_port),
             "WEAVE_STREAM_WORKER_ID": f"{self.settings.worker_id}.{name}",
         }
         with open(self._log_path(name), "ab") as log_file:
@@ -121,7 +131,7 @@ class TopologySupervisor:
                 stderr=asyncio.subprocess.STDOUT,
                 preexec_fn=die_with_parent,
             )
-        self.children[name] = _Child(registration, process)
+        self.children[name] = _Child(registration, process, web_port)
         log.info("topology %s version %s: worker pid %d", name, registration.version, process.pid)
 
     def _log_path(self, name: str) -> Path:

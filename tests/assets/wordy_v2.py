@@ -1,0 +1,26 @@
+"""wordy with a changed ``size`` op: its ref changes, ``words`` keeps its ref."""
+
+from weave_stream.ops import op
+from weave_stream.topology import Column, Source, Topology
+
+
+@op
+def word_count(text: str) -> int:
+    return len(text.split())
+
+
+@op
+def size_class(words: int) -> str:
+    if words == 13:
+        raise ValueError("13 words: unlucky document")
+    return "long" if words > 10 else "short"
+
+
+topology = Topology(
+    name="wordy",
+    source=Source(op_name="text-extract"),
+    columns=[
+        Column(name="words", op=word_count, args={"text": "inputs.document"}),
+        Column(name="size", op=size_class, args={"words": "columns.words"}),
+    ],
+)

@@ -1,0 +1,236 @@
+"""Registered topologies on the real broker: registry, derived streams, cache, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from tests.conftest import produce_records
+from tests.servers.openai import FakeOpenAI, stall
+from weave_stream.cli.registry_cmds import registration_for
+from weave_stream.config import Settings
+from weave_stream.derive import DerivedValue
+from weave_stream.derived import read_derived
+from weave_stream.registry import register, unregister
+from weave_stream.runners.local import run_local
+from weave_stream.samples import corpus_documents, sample_calls
+from weave_stream.topics import group_progress
+from weave_stream.topology_loader import load_topology
+from weave_stream.workers import WorkerProcess
+
+ASSETS = Path(__file__).parent.parent / "assets"
+WORDY = ASSETS / "wordy.py"
+
+
+def register_file(settings: Settings, path: Path) -> str:
+    _, registration = registration_for(str(path), settings)
+    asyncio.run(register(settings, registration))
+    return registration.version
+
+
+def produce_calls(settings: Settings, calls: list[dict]) -> None:
+    produce_records(settings, [(c["id"].encode(), orjson.dumps(c)) for c in calls])
+
+
+def wait_for_values(
+    settings: Settings,
+    topology: str,
+    columns: list[str],
+    done: Callable[[list[DerivedValue]], bool],
+    timeout: float = 90.0,
+) -> list[DerivedValue]:
+    deadline = time.monotonic() + timeout
+    values: list[DerivedValue] = []
+    while time.monotonic() < deadline:
+        values = asyncio.run(read_derived(settings, topology, columns))
+        if done(values):
+            return values
+        time.sleep(0.5)
+    raise AssertionError(f"{topology}: condition not met in {timeout}s; {len(values)} values")
+
+
+def covers(calls: list[dict], columns: list[str], op_ref: str | None = None):
+    wanted = {(c["id"], column) for c in calls for column in columns}
+
+    def done(values: list[DerivedValue]) -> bool:
+        have = {(v.call_id, v.column) for v in values if op_ref is None or v.op_ref == op_ref}
+        return wanted <= have
+
+    return done
+
+
+def documents(categories: list[str], seed: str, count: int | None = None) -> list[dict]:
+    return sample_calls(corpus_documents("english", categories)[:count], seed=seed)
+
+
+def test_registered_topology_streams_one_value_per_call_and_column_with_errors_as_values(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = make_settings()
+    worker = start_worker(settings)
+    register_file(settings, WORDY)
+    calls = documents(["money", "politics", "food"], "stream")
+    calls.append({**calls[0], "id": "thirteen", "inputs": {"document": " ".join(["w"] * 13)}})
+    produce_calls(settings, calls)
+    values = wait_for_values(settings, "wordy", ["words", "size"], covers(calls, ["words", "size"]))
+
+    assert Counter((v.call_id, v.column) for v in values) == Counter(
+        {(c["id"], col): 1 for c in calls for col in ("words", "size")}
+    )
+    by_call = {(v.call_id, v.column): v for v in values}
+    for call in calls:
+        words = by_call[(call["id"], "words")]
+        assert words.value == len(call["inputs"]["document"].split())
+        assert words.trace_id == call["trace_id"] and words.topology == "wordy"
+        assert words.started_at is not None and words.op_ref.startswith("word_count:")
+        assert words.latency_ms is not None and words.computed_at is not None
+    failed = by_call[("thirteen", "size")]
+    assert failed.value is None and "unlucky" in (failed.error or "")
+    assert by_call[("thirteen", "words")].value == 13
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        processed, lag = asyncio.run(
+            group_progress(
+                settings,
+                f"weave-stream.{settings.topic_prefix}.topology.wordy",
+                settings.topics.valid,
+            )
+        )
+        if processed == len(calls) and lag == 0:
+            break
+        time.sleep(0.5)
+    assert (processed, lag) == (len(calls), 0)
+    metrics = worker.metrics()  # the worker's scrape includes its topology workers
+    assert metrics['weave_stream_topology_calls_total{topology="wordy"}'] == len(calls)
+
+
+def test_changed_op_writes_under_its_new_ref_from_then_on_and_old_values_stay(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = make_settings()
+    start_worker(settings)
+    register_file(settings, WORDY)
+    before = documents(["greetings"], "before")
+    produce_calls(settings, before)
+    old_ref = load_topology(WORDY).column("size").op.ref
+    wait_for_values(settings, "wordy", ["size"], covers(before, ["size"], old_ref))
+
+    register_file(settings, ASSETS / "wordy_v2.py")
+    new_ref = load_topology(ASSETS / "wordy_v2.py").column("size").op.ref
+    assert new_ref != old_ref
+    after = documents(["humor"], "after")
+    produce_calls(settings, after)
+    values = wait_for_values(settings, "wordy", ["size"], covers(after, ["size"], new_ref))
+    refs = {v.call_id: v.op_ref for v in values}
+    assert all(refs[c["id"]] == old_ref for c in before)  # old values stay, under the old ref
+    assert {v.op_ref for v in values if v.call_id in {c["id"] for c in after}} == {new_ref}
+
+
+def test_unregistered_topology_stops_and_keeps_its_values(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = make_settings()
+    worker = start_worker(settings)
+    register_file(settings, WORDY)
+    first = documents(["sports"], "first")
+    produce_calls(settings, first)
+    wait_for_values(settings, "wordy", ["words"], covers(first, ["words"]))
+    asyncio.run(unregister(settings, "wordy"))
+    deadline = time.monotonic() + 30
+    while "wordy" in str(worker.metrics().keys()) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the topology worker's metrics leave the scrape when it stops
+    assert not any('topology="wordy"' in key for key in worker.metrics())
+    later = documents(["history"], "later")
+    produce_calls(settings, later)
+    ingested = len(first) + len(later)
+    while worker.metrics()['weave_stream_calls_ingested_total{kind="complete"}'] < ingested:
+        time.sleep(0.2)
+    time.sleep(3)  # what a running topology worker would need to write values
+    values = asyncio.run(read_derived(settings, "wordy", ["words"]))
+    assert {v.call_id for v in values} == {c["id"] for c in first}
+
+
+def test_slow_judge_in_one_topology_does_not_stall_another(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    with FakeOpenAI() as judge_server:
+        judge_server.on("", stall(120))  # every judge request hangs
+        settings = make_settings(judge_base_url=judge_server.base_url)
+        start_worker(settings)
+        register_file(settings, ASSETS / "judged.yaml")
+        register_file(settings, WORDY)
+        calls = documents(["science", "movies"], "isolation")
+        produce_calls(settings, calls)
+        wait_for_values(settings, "wordy", ["words", "size"], covers(calls, ["words", "size"]))
+        assert judge_server.requests  # the judge topology is running, and stuck
+        assert asyncio.run(read_derived(settings, "judged", ["helpful"])) == []
+
+
+def test_replayed_calls_compute_nothing_new_and_readers_count_each_value_once(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = make_settings()
+    worker = start_worker(settings)
+    register_file(settings, WORDY)
+    calls = documents(["emotion"], "replay")
+    produce_calls(settings, calls)
+    wait_for_values(settings, "wordy", ["words"], covers(calls, ["words"]))
+    computed = (
+        'weave_stream_derived_values_total{column="words",outcome="computed",topology="wordy"}'
+    )
+    cached = 'weave_stream_derived_values_total{column="words",outcome="cached",topology="wordy"}'
+    first = worker.metrics()[computed]
+    assert first == len(calls)
+
+    produce_calls(settings, calls)  # the same calls again: a replay
+    deadline = time.monotonic() + 60
+    while worker.metrics().get(cached, 0) < len(calls) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    metrics = worker.metrics()
+    assert metrics[cached] == len(calls) and metrics[computed] == first
+    raw = asyncio.run(read_derived(settings, "wordy", ["words"], deduplicate=False))
+    assert len(raw) == 2 * len(calls)  # re-emitted ...
+    once = asyncio.run(read_derived(settings, "wordy", ["words"]))
+    assert len(once) == len(calls)  # ... and counted once
+
+
+def test_streaming_and_local_runners_agree(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = make_settings(batch_size=32)
+    start_worker(settings)
+    register_file(settings, WORDY)
+    calls = documents(["trivia"], "agree")[:240]
+    calls[5]["inputs"]["document"] = "one two three four five six seven eight nine ten a b c"
+    produce_calls(settings, calls)
+    streamed = wait_for_values(
+        settings, "wordy", ["words", "size"], covers(calls, ["words", "size"])
+    )
+    local = run_local(load_topology(WORDY), calls)
+    key = lambda v: (v.call_id, v.column, v.op_ref, v.trial)  # noqa: E731
+    assert len(local.values) == len(streamed) == 2 * len(calls)
+    assert {key(v): (v.value, v.error) for v in streamed} == {
+        key(v): (v.value, v.error) for v in local.values
+    }
+
+
+def test_registration_while_calls_flow_loses_none(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = make_settings()
+    start_worker(settings)
+    calls = documents(["tech_support"], "flowing", 600)
+    producer = threading.Thread(
+        target=lambda: [produce_calls(settings, calls[i : i + 50]) for i in range(0, 600, 50)]
+    )
+    producer.start()
+    time.sleep(1.0)
+    register_file(settings, WORDY)
+    producer.join()
+    wait_for_values(settings, "wordy", ["words", "size"], covers(calls, ["words", "size"]))
