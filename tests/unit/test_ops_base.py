@@ -98,6 +98,17 @@ def test_code_changes_change_the_ref(
     assert load(tmp_path, BASE.replace(old, new)).ref != base_ref, change
 
 
+def test_module_state_is_not_code(tmp_path: Path) -> None:
+    source = BASE.replace("THRESHOLD = 3", "THRESHOLD = 3\n_loaded = None") + (
+        "\n\ndef load():\n    global _loaded\n    _loaded = object()\n    return _loaded\n"
+    )
+    source = source.replace("return helper(text)", "load()\n    return helper(text)")
+    function = load(tmp_path, source).__wrapped__
+    before = op(function).ref
+    function.__globals__["load"]()  # the lazily loaded state changes ...
+    assert op(function).ref == before  # ... the version does not
+
+
 @op
 class Prefix:
     """A class op with parameters."""

@@ -11,8 +11,10 @@ decorators removed. So:
   they change how an op runs, not what it returns.
 
 Besides its own source, a function's digest covers what it reads from its module:
-simple constants (numbers, strings, tuples of them) and functions or classes
-defined in the same module, followed recursively. Code imported from other
+constants (UPPER_CASE names bound to numbers, strings or tuples of them) and
+functions or classes defined in the same module, followed recursively. Other
+globals are state (a lazily loaded model, a cache), not code: they change while
+the process runs and must not change the version. Code imported from other
 modules is not followed; list it in ``depends=`` to have it counted.
 
 >>> def double(x):
@@ -114,7 +116,7 @@ def _digest_object(obj: Any, hasher: Any, seen: set[int]) -> None:
         if name not in vars(module):
             continue
         value = vars(module)[name]
-        if _is_simple(value):
+        if name.isupper() and _is_simple(value):
             hasher.update(f"\0{name}=".encode() + canonical_json(value))
         elif (inspect.isfunction(value) or inspect.isclass(value)) and (
             getattr(value, "__module__", None) == module.__name__
