@@ -128,6 +128,10 @@ class Settings(BaseModel):
     # Micro-batches of ops.
     batch_size: int = Field(default=64, ge=1, le=100_000)
     batch_max_wait_seconds: float = Field(default=0.25, gt=0)
+    # How long a topology worker remembers a call's results (so a replay computes nothing).
+    results_retention_seconds: float = Field(default=7 * 86400.0, gt=0)
+    # "exactly_once" needs a real Kafka cluster (transactions); see the README.
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     # The LLM judge (an OpenAI-compatible chat-completions endpoint).
     judge_base_url: str | None = None
     judge_model: str = "gpt-4o-mini"
@@ -169,6 +173,16 @@ class Settings(BaseModel):
             raise ValueError(
                 f"heartbeat interval {timeouts.heartbeat}s must be well under the session "
                 f"timeout {timeouts.session}s (at most a third of it is usual)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _check_guarantee(self) -> Settings:
+        if self.processing_guarantee == "exactly_once" and self.embedded_broker_quirks:
+            raise ValueError(
+                "processing_guarantee exactly_once needs Kafka transactions, which the "
+                "embedded broker does not support; use at_least_once there (readers "
+                "deduplicate), or point broker at a real Kafka cluster with broker_kind=kafka"
             )
         return self
 

@@ -51,6 +51,7 @@ __all__ = [
     "REGISTRY",
     "TOPOLOGY_BATCH_SECONDS",
     "TOPOLOGY_CALLS",
+    "TOPOLOGY_INFO",
     "UNREADABLE_RECORDS",
     "WORKER_INFO",
     "render",
@@ -223,6 +224,12 @@ ALERTS_PENDING = Gauge(
 )
 
 
+TOPOLOGY_INFO = Gauge(
+    "weave_stream_topology_info",
+    "Constant 1 per topology a worker computes, labelled with its registered version.",
+    ["topology", "version"],
+    registry=REGISTRY,
+)
 TOPOLOGY_CALLS = Counter(
     "weave_stream_topology_calls_total",
     "Valid calls read by a topology's worker (whether or not its source selects them).",

@@ -200,6 +200,29 @@ def test_replayed_calls_compute_nothing_new_and_readers_count_each_value_once(
     assert len(once) == len(calls)  # ... and counted once
 
 
+def test_results_are_forgotten_after_the_retention(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = make_settings(results_retention_seconds=2)
+    worker = start_worker(settings)
+    register_file(settings, WORDY)
+    calls = documents(["botprofile"], "retention")
+    computed = (
+        'weave_stream_derived_values_total{column="words",outcome="computed",topology="wordy"}'
+    )
+    produce_calls(settings, calls)
+    wait_for_values(settings, "wordy", ["words"], covers(calls, ["words"]))
+    time.sleep(4)  # two retentions: the timer (every second here) has forgotten them
+    produce_calls(settings, calls)
+    deadline = time.monotonic() + 60
+    while worker.metrics().get(computed, 0) < 2 * len(calls) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert worker.metrics()[computed] == 2 * len(calls)  # computed again: state was dropped
+    version = registration_for(str(WORDY), settings)[1].version
+    info = f'weave_stream_topology_info{{topology="wordy",version="{version}"}}'
+    assert worker.metrics()[info] == 1
+
+
 def test_streaming_and_local_runners_agree(
     make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
 ) -> None:

@@ -68,6 +68,7 @@ def create_app(
         consumer_auto_offset_reset="earliest",
         # Standby replicas double every table write; a takeover replays the changelog.
         table_standby_replicas=0,
+        processing_guarantee=settings.processing_guarantee,
         # Dead letters carry the raw record, so allow records a little over the limit.
         producer_max_request_size=max(4 * 1024 * 1024, 2 * settings.max_payload_bytes),
         producer_linger=0.005,

@@ -22,7 +22,7 @@ from weave_stream import metrics
 from weave_stream.calls import Call
 from weave_stream.config import Settings, TopicNames
 from weave_stream.ingest import DeadLetter, IngestResult, expire_pending, ingest_record
-from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink
+from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink, attach_sink
 
 __all__ = ["register_ingest"]
 
@@ -49,8 +49,7 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
         use_partitioner=True,
     )
     max_payload = settings.max_payload_bytes
-    sink = RecordSink(settings.broker_address, app.conf.producer_max_request_size)
-    app.on_before_shutdown.connect(lambda *args, **kwargs: sink.stop())
+    sink = attach_sink(app, settings)
 
     @app.agent(calls_topic, name=f"{topics.prefix}-ingest")
     async def ingest(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:

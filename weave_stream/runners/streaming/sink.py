@@ -14,9 +14,12 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import faust
 from aiokafka import AIOKafkaProducer
 
-__all__ = ["OutgoingRecord", "RecordSink"]
+from weave_stream.config import Settings
+
+__all__ = ["OutgoingRecord", "RecordSink", "attach_sink"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +37,18 @@ class RecordSink:
     Parameters:
         bootstrap_servers: ``host:port[,host:port]``.
         max_request_size: the largest record batch the producer may send, in bytes.
+        idempotent: use Kafka's idempotent producer (a real cluster only).
     """
 
-    def __init__(self, bootstrap_servers: str, max_request_size: int = 4 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        max_request_size: int = 4 * 1024 * 1024,
+        idempotent: bool = False,
+    ) -> None:
         self._bootstrap_servers = bootstrap_servers
         self._max_request_size = max_request_size
+        self._idempotent = idempotent
         self._producer: AIOKafkaProducer | None = None
         self._lock = asyncio.Lock()
 
@@ -52,6 +62,9 @@ class RecordSink:
                         linger_ms=2,
                         max_batch_size=256 * 1024,
                         max_request_size=self._max_request_size,
+                        # On a real cluster: the broker drops a retried batch it already
+                        # has (the embedded broker cannot: InitProducerId fails there).
+                        enable_idempotence=self._idempotent,
                     )
                     await producer.start()
                     self._producer = producer
@@ -73,3 +86,14 @@ class RecordSink:
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
+
+
+def attach_sink(app: faust.App, settings: Settings) -> RecordSink:
+    """A sink for ``app``'s data topics, stopped (flushed) when the app shuts down."""
+    sink = RecordSink(
+        settings.broker_address,
+        app.conf.producer_max_request_size,
+        idempotent=not settings.embedded_broker_quirks,
+    )
+    app.on_before_shutdown.connect(lambda *args, **kwargs: sink.stop())
+    return sink

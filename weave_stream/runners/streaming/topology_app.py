@@ -7,7 +7,8 @@ pace, so a slow op in one topology never stalls another.
 Per micro-batch of valid calls (``batch_size``, ``batch_max_wait_seconds``):
 
 1. the result cache, a changelog-backed table keyed by call id (partition-local,
-   like the calls) holding ``{cache key: computed value}``, is read for the batch;
+   like the calls) holding ``{cache key: computed value}``, is read for the batch
+   (a timer forgets calls older than ``results_retention_seconds``: bounded state);
 2. :func:`~weave_stream.derive.derive_batch` computes what is missing, with the
    same keys as the local runner (op ref, input digest, trial);
 3. new results go to the table, and Faust's producer is flushed, *before*
@@ -33,9 +34,9 @@ from weave_stream import metrics
 from weave_stream.cache import CachedValue, CacheKey, MemoryCache
 from weave_stream.calls import Call, call_from_json
 from weave_stream.config import Settings
-from weave_stream.derive import DerivedValue, DeriveStats, derive_batch
+from weave_stream.derive import DerivedValue, derive_batch
 from weave_stream.runners.streaming.app import create_app
-from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink
+from weave_stream.runners.streaming.sink import OutgoingRecord, attach_sink
 from weave_stream.topology import Topology
 
 __all__ = ["create_topology_app", "derived_key", "topology_group"]
@@ -67,8 +68,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
         schema=faust.Schema(key_type=str, key_serializer="raw", value_serializer="json"),
         use_partitioner=True,
     )
-    sink = RecordSink(settings.broker_address, app.conf.producer_max_request_size)
-    app.on_before_shutdown.connect(lambda *args, **kwargs: sink.stop())
+    sink = attach_sink(app, settings)
     columns = [column.name for column in topology.columns]
     column_topics = {name: topics.derived(topology.name, name) for name in columns}
     for topic in column_topics.values():
@@ -76,6 +76,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     values_out = metrics.DERIVED_VALUES_WRITTEN
     batch_seconds = metrics.TOPOLOGY_BATCH_SECONDS.labels(topology.name)
     calls_read = metrics.TOPOLOGY_CALLS.labels(topology.name)
+    metrics.TOPOLOGY_INFO.labels(topology.name, version).set(1)
 
     @app.agent(source, name=f"{topology.name}-derive")
     async def derive(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -86,7 +87,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
             started = time.perf_counter()
             calls = _decode(event.message.value for event in events)
             calls_read.inc(len(events))
-            known = {call.id: dict(results.get(call.id) or {}) for call in calls}
+            known = {call.id: dict((results.get(call.id) or {}).get("r", {})) for call in calls}
             cache = MemoryCache(max_entries=1_000_000)
             await cache.put_many(
                 {
@@ -95,11 +96,11 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
                     for encoded, raw in entries.items()
                 }
             )
-            stats = DeriveStats()
-            values = await derive_batch(topology, calls, cache, stats=stats)
+            values = await derive_batch(topology, calls, cache)
             fresh = _new_results(values, known)
+            now = time.time()
             for call_id, entries in fresh.items():
-                results[call_id] = {**known[call_id], **entries}
+                results[call_id] = {"t": now, "r": {**known[call_id], **entries}}
             if fresh:
                 await app.producer.flush()  # results durable before anyone sees the values
             by_column: dict[str, list[OutgoingRecord]] = defaultdict(list)
@@ -113,7 +114,16 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
             batch_seconds.observe(time.perf_counter() - started)
             yield None
 
-    app.conf.weave_stream_topology = (topology.name, version)
+    @app.timer(interval=min(300.0, max(1.0, settings.results_retention_seconds / 10)))
+    async def forget_old_results() -> None:
+        """Keep the results table bounded: forget calls not written for the retention."""
+        horizon = time.time() - settings.results_retention_seconds
+        stale = [call_id for call_id, entry in results.items() if entry["t"] < horizon]
+        for call_id in stale:
+            del results[call_id]
+        if stale:
+            log.info("forgot the results of %d calls older than the retention", len(stale))
+
     return app
 
 
