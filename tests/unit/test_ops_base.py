@@ -109,9 +109,8 @@ def test_module_state_is_not_code(tmp_path: Path) -> None:
     assert op(function).ref == before  # ... the version does not
 
 
-@op
-class Prefix:
-    """A class op with parameters."""
+class PrefixOp:
+    """A class op with parameters (``op(PrefixOp)``: the typed form of ``@op`` on a class)."""
 
     def __init__(self, prefix: str, upper: bool = False) -> None:
         self.prefix, self.upper = prefix, upper
@@ -119,6 +118,9 @@ class Prefix:
     def __call__(self, text: str) -> str:
         out = self.prefix + text
         return out.upper() if self.upper else out
+
+
+Prefix = op(PrefixOp)
 
 
 def test_class_ops_are_versioned_by_their_parameters() -> None:

@@ -242,7 +242,7 @@ def test_columns_run_in_dependency_order() -> None:
 # -- paths, filters, sampling ---------------------------------------------------------------
 
 
-CALL = {
+CALL: dict[str, Any] = {
     "id": "c1",
     "op_name": "weave:///acme/app/op/text-extract:v3",
     "attributes": {"env": "prod", "model": "gpt-4o"},
