@@ -127,4 +127,4 @@ def test_bad_parameters_are_refused_with_the_fix() -> None:
     with pytest.raises(ValueError, match="examples are given for unknown labels"):
         Classify(labels=["a", "b"], examples={"c": ["text"]})
     with pytest.raises(ValueError, match="method must be 'centroid' or 'river'"):
-        Classify(labels=["a", "b"], method="svm")  # type: ignore[arg-type]
+        Classify(labels=["a", "b"], method="svm")
