@@ -15,8 +15,9 @@ permutation test serves both: ``permutation`` compares the window's statistic wi
 the statistic of random re-splits of the pooled vectors (a p-value per window,
 exact under "no shift"); ``held_out`` fixes a threshold once, as the
 ``1 - false_alarm_rate`` quantile of the statistic over windows of reference
-vectors kept out of the base (cheap per window; needs a reference several windows
-larger than the base).
+vectors kept out of the base (cheap per window; needs a reference at least five
+windows larger than the base, and the threshold is slightly optimistic when the
+pool of held-out vectors is only a few windows large).
 
 >>> import numpy as np
 >>> from weave_stream.drift.spec import ShiftSpec
@@ -43,6 +44,7 @@ __all__ = ["WindowResult", "WindowTest"]
 
 _BANDWIDTH_SAMPLE = 500
 _HELD_OUT_POOL = 4_000
+_POOL_WINDOWS = 4
 
 
 @dataclass(frozen=True)
@@ -85,13 +87,15 @@ class WindowTest:
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(vectors))
         if spec.calibration == "held_out":
-            base_size = min(spec.reference_sample, len(vectors) - 2 * spec.window)
+            # Windows are drawn from the reference vectors left out of the base; a pool
+            # of only a few windows would make them too alike (and the threshold low).
+            base_size = min(spec.reference_sample, len(vectors) - _POOL_WINDOWS * spec.window)
             if base_size < spec.window:
                 raise TopologyError(
                     f"{where}: a reference of {len(vectors)} examples is too small for "
                     f"held_out calibration with windows of {spec.window}: it needs at least "
-                    f"{3 * spec.window}; use calibration: permutation, a smaller window, or "
-                    "a larger reference"
+                    f"{(_POOL_WINDOWS + 1) * spec.window}; use calibration: permutation, a "
+                    "smaller window, or a larger reference"
                 )
         else:
             base_size = min(spec.reference_sample, len(vectors))

@@ -162,6 +162,17 @@ class ShiftSpec(_Spec):
     page_hinkley_delta: float = Field(default=0.02, ge=0)
     min_instances: int = Field(default=30, ge=1)
 
+    @model_validator(mode="after")
+    def _check_permutations(self) -> ShiftSpec:
+        smallest_p_value = 1.0 / (self.permutations + 1)
+        if self.calibration == "permutation" and smallest_p_value > self.false_alarm_rate:
+            raise ValueError(
+                f"{self.permutations} permutations cannot give a p-value as small as the "
+                f"false alarm rate {self.false_alarm_rate}: use at least "
+                f"{round(1 / self.false_alarm_rate) - 1} permutations"
+            )
+        return self
+
 
 class MonitorSpec(_Spec):
     """One drift monitor of a topology (see the module docstring)."""

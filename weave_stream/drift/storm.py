@@ -88,7 +88,7 @@ class StormGuard:
                 del self._periods[key]
                 continue
             ready.append(self._grouped(period, period.strongest))
-            self._periods[key] = _Period(start=end)
+            self._periods[key] = _Period(start=now)  # the grouped alert opens a new period
         return ready
 
     def _grouped(self, period: _Period, strongest: Finding) -> Finding:
