@@ -151,23 +151,35 @@ def counting_rebuild(calls: list[int]) -> Callable[[], tuple[FaissVectorIndex, d
     return rebuild
 
 
+def nothing(directory: Path) -> None:
+    del directory
+
+
+def saved_then(
+    damage: Callable[[Path], None] | None, fingerprint: str = "ref-v1"
+) -> Callable[[Path], None]:
+    def prepare(directory: Path) -> None:
+        save_snapshot(make_index(), directory, fingerprint=fingerprint)
+        if damage is not None:
+            damage(directory)
+
+    return prepare
+
+
 @pytest.mark.parametrize(
     ("prepare", "reason"),
     [
-        (lambda d: None, "missing"),
-        (
-            lambda d: (save_snapshot(make_index(), d, fingerprint="ref-v1"), flip_a_byte(d)),
-            "corrupt",
-        ),
-        (lambda d: (save_snapshot(make_index(), d, fingerprint="ref-v1"), truncate(d)), "corrupt"),
-        (lambda d: save_snapshot(make_index(), d, fingerprint="ref-v0"), "stale"),
+        (nothing, "missing"),
+        (saved_then(flip_a_byte), "corrupt"),
+        (saved_then(truncate), "corrupt"),
+        (saved_then(None, fingerprint="ref-v0"), "stale"),
     ],
 )
 def test_a_missing_corrupt_or_stale_snapshot_is_rebuilt_and_rewritten(
-    tmp_path: Path, prepare: Callable[[Path], object], reason: str
+    tmp_path: Path, prepare: Callable[[Path], None], reason: str
 ) -> None:
     prepare(tmp_path)
-    before, calls = rebuilds(reason), []
+    before, calls = rebuilds(reason), list[int]()
 
     snapshot = load_or_rebuild(tmp_path, fingerprint="ref-v1", rebuild=counting_rebuild(calls))
 

@@ -62,8 +62,8 @@ def call_link(alert: Alert, template: str, call_id: str | None = None) -> str | 
 def slack_payload(alert: Alert, call_url_template: str) -> dict[str, Any]:
     """The JSON body to post to a Slack incoming webhook for ``alert``."""
     title = f"{_TITLES.get(alert.kind, alert.kind)} in {alert.topology} / {alert.monitor}"
-    relation = ">" if alert.score > alert.threshold else "<="
-    score = f"{alert.score:.4g} {relation} threshold {alert.threshold:.4g}"
+    relation = "above" if alert.score > alert.threshold else "at or below"
+    score = f"{alert.score:.4g}, {relation} the threshold {alert.threshold:.4g}"
     fields = [
         ("Topology", alert.topology),
         ("Monitor", alert.monitor),
