@@ -3,8 +3,10 @@
 Processing is at-least-once (the embedded broker has no transactions), so a derived
 topic can hold the same value twice: re-emitted after a crash or a replay, or — in
 the one window where a revoked worker finishes a batch its successor also computes
-— a second value of a non-deterministic op. Every reader keeps the *first* value of
-each identity in topic order, so all readers agree on one value.
+— a second value of a non-deterministic op. Every reader keeps the *first
+successful* value of each identity in topic order (an error value only while no
+success exists: a retry that succeeds, e.g. by a backfill, supersedes the error),
+so all readers agree on one value.
 
 >>> from datetime import UTC, datetime
 >>> now = datetime(2026, 11, 26, tzinfo=UTC)
@@ -12,6 +14,9 @@ each identity in topic order, so all readers agree on one value.
 >>> b = a.model_copy(update={"value": 2})
 >>> [v.value for v in first_values([a, b])]
 [1]
+>>> failed = a.model_copy(update={"value": None, "error": "timeout"})
+>>> [v.value for v in first_values([failed, b, a])]
+[2]
 """
 
 from __future__ import annotations
@@ -22,9 +27,18 @@ from weave_stream.config import Settings
 from weave_stream.derive import DerivedValue
 from weave_stream.topics import read_topic
 
-__all__ = ["ValueIdentity", "first_values", "identity", "read_derived"]
+__all__ = ["ValueIdentity", "derived_key", "first_values", "identity", "read_derived"]
 
 ValueIdentity = tuple[str, str, str, int]
+
+
+def derived_key(call_id: str, trial: int) -> bytes:
+    """The Kafka key of a derived value: ``<call id>/<trial>`` ('/' never occurs in ids).
+
+    >>> derived_key("019a-c1", 2)
+    b'019a-c1/2'
+    """
+    return f"{call_id}/{trial}".encode()
 
 
 def identity(value: DerivedValue) -> ValueIdentity:
@@ -33,15 +47,14 @@ def identity(value: DerivedValue) -> ValueIdentity:
 
 
 def first_values(values: Iterable[DerivedValue]) -> list[DerivedValue]:
-    """``values`` without repeats of an identity, keeping the first of each."""
-    seen: set[ValueIdentity] = set()
-    kept = []
+    """One value per identity: the first success, else the first error (in input order)."""
+    kept: dict[ValueIdentity, DerivedValue] = {}
     for value in values:
         key = identity(value)
-        if key not in seen:
-            seen.add(key)
-            kept.append(value)
-    return kept
+        held = kept.get(key)
+        if held is None or (held.error is not None and value.error is None):
+            kept[key] = value
+    return list(kept.values())
 
 
 async def read_derived(

@@ -10,6 +10,7 @@
      ├── OpError              an op failed on an input (becomes a derived value's ``error``)
      │    └── OpTimeoutError
      ├── TopologyError        a topology spec is invalid (names topology, column, field)
+     ├── BudgetExceededError  a plan costs more than the budget it was given
      ├── VectorIndexError     a FAISS index or its snapshot is unusable
      └── DeliveryError        an alert could not be delivered to a target (retried)
 
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "BrokerError",
+    "BudgetExceededError",
     "CallValidationError",
     "ConfigError",
     "DeliveryError",
@@ -72,6 +74,10 @@ class OpTimeoutError(OpError):
 
 class TopologyError(WeaveStreamError):
     """A topology spec is invalid; the message names the topology, the column and the field."""
+
+
+class BudgetExceededError(WeaveStreamError):
+    """A run or backfill was refused: its plan costs more than ``--budget``."""
 
 
 class VectorIndexError(WeaveStreamError):

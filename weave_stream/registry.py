@@ -29,11 +29,17 @@ __all__ = [
     "SourceFormat",
     "read_registry",
     "register",
+    "topology_group",
     "unregister",
     "watch_registry",
 ]
 
 SourceFormat = Literal["yaml", "python"]
+
+
+def topology_group(settings: Settings, name: str) -> str:
+    """The consumer group (and Faust app id) of the workers of topology ``name``."""
+    return f"weave-stream.{settings.topic_prefix}.topology.{name}"
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,11 @@ class Registration:
     version: str
     registered_at: str
     registered_by: str = ""
+
+    @property
+    def registered_epoch(self) -> float:
+        """``registered_at`` as epoch seconds."""
+        return datetime.fromisoformat(self.registered_at).timestamp()
 
     def to_json(self) -> bytes:
         return orjson.dumps(asdict(self))
@@ -65,7 +76,9 @@ class Registration:
             source=source,
             source_format=source_format,
             version=digest,
-            registered_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            registered_at=datetime.now(UTC)
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             registered_by=socket.gethostname(),
         )
 

@@ -25,6 +25,7 @@ __all__ = [
     "group_progress",
     "produce",
     "read_topic",
+    "start_group_at",
     "topic_partitions",
 ]
 
@@ -229,3 +230,53 @@ async def _highwaters(settings: Settings, topic: str, timeout: float = 5.0) -> d
         raise TimeoutError(f"no high-water mark for every partition of {topic} in {timeout}s")
     finally:
         await consumer.stop()
+
+
+async def start_group_at(
+    settings: Settings, group: str, topic: str, moment: float
+) -> dict[int, int] | None:
+    """Give a new consumer group its first offsets: the first records written from ``moment``.
+
+    A group that has committed offsets already is left alone (returns None). On a real
+    cluster the offsets come from ``offsets_for_times``; the embedded broker answers
+    that wrongly for times after its last record (shared/BROKER.md), so there the
+    partitions' record timestamps are scanned.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker_address, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(await _partitions_for(consumer, topic))
+        ]
+        if not partitions:
+            return None
+        committed = [await consumer.committed(tp) for tp in partitions]
+        if any(offset is not None for offset in committed):
+            return None
+        if settings.embedded_broker_quirks:
+            offsets = await _first_offsets_at(settings, topic, moment)
+        else:
+            stamp = int(moment * 1000)
+            found = await consumer.offsets_for_times({tp: stamp for tp in partitions})
+            ends = await _highwaters(settings, topic)
+            offsets = {
+                tp.partition: at.offset if at is not None else ends[tp.partition]
+                for tp, at in found.items()
+            }
+        consumer.assign(partitions)
+        await consumer.commit({TopicPartition(topic, p): o for p, o in offsets.items()})
+        return offsets
+    finally:
+        await consumer.stop()
+
+
+async def _first_offsets_at(settings: Settings, topic: str, moment: float) -> dict[int, int]:
+    stamp = int(moment * 1000)
+    first: dict[int, int] = {}
+    async for record in read_topic(settings, topic):
+        if record.timestamp_ms >= stamp and record.partition not in first:
+            first[record.partition] = record.offset
+    ends = await _highwaters(settings, topic)
+    return {partition: first.get(partition, end) for partition, end in ends.items()}

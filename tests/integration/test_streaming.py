@@ -249,11 +249,24 @@ def test_registration_while_calls_flow_loses_none(
     settings = make_settings()
     start_worker(settings)
     calls = documents(["tech_support"], "flowing", 600)
-    producer = threading.Thread(
-        target=lambda: [produce_calls(settings, calls[i : i + 50]) for i in range(0, 600, 50)]
-    )
+    chunks = [calls[i : i + 25] for i in range(0, len(calls), 25)]
+    registered = threading.Event()
+    after: list[dict] = []  # calls produced once the registration was acknowledged
+
+    def flow() -> None:
+        for chunk in chunks:
+            seen_registration = registered.is_set()
+            produce_calls(settings, chunk)
+            if seen_registration:
+                after.extend(chunk)
+            time.sleep(0.1)
+
+    producer = threading.Thread(target=flow)
     producer.start()
     time.sleep(1.0)
     register_file(settings, WORDY)
+    registered.set()
     producer.join()
-    wait_for_values(settings, "wordy", ["words", "size"], covers(calls, ["words", "size"]))
+    assert len(after) >= 300
+    # From now on: every call that arrived after the registration gets its values.
+    wait_for_values(settings, "wordy", ["words", "size"], covers(after, ["words", "size"]))

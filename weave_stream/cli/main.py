@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from weave_stream.cli import broker_cmds, demo, ingest_cmds, ops_cmds, registry_cmds
+from weave_stream.cli import (
+    backfill_cmds,
+    broker_cmds,
+    demo,
+    ingest_cmds,
+    ops_cmds,
+    registry_cmds,
+)
 
 __all__ = ["cli", "main"]
 
@@ -16,7 +23,7 @@ def cli() -> None:
     over Weave calls streaming through Kafka."""
 
 
-for module in (broker_cmds, ingest_cmds, registry_cmds, ops_cmds, demo):
+for module in (broker_cmds, ingest_cmds, registry_cmds, ops_cmds, backfill_cmds, demo):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -18,9 +18,10 @@ from weave_stream.registry import (
     SourceFormat,
     read_registry,
     register,
+    topology_group,
     unregister,
 )
-from weave_stream.topics import group_progress
+from weave_stream.topics import group_progress, start_group_at
 from weave_stream.topology import Topology
 from weave_stream.topology_loader import find_topology_file, load_topology
 
@@ -92,8 +93,6 @@ def unregister_command(name: str, settings: Settings) -> None:
 @settings_options()
 def topologies_command(output_format: str, settings: Settings) -> None:
     """List registered topologies: version, registration time, calls processed, lag."""
-    from weave_stream.runners.streaming.topology_app import topology_group
-
     with connected(settings) as settings:
         registry = asyncio.run(read_registry(settings))
         rows = []
@@ -147,6 +146,12 @@ def topology_worker(name: str, expected_version: str | None, settings: Settings)
             err=True,
         )
     topology = topology_from_registration(registration, settings)
+    # "From now on": a new topology starts with the calls that arrived after it was
+    # registered (the past is for `weave-stream backfill`, with its plan and budget).
+    group = topology_group(settings, name)
+    asyncio.run(
+        start_group_at(settings, group, settings.topics.valid, registration.registered_epoch)
+    )
     run_worker(settings, create_topology_app(settings, topology, registration.version))
 
 

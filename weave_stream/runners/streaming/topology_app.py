@@ -35,23 +35,15 @@ from weave_stream.cache import CachedValue, CacheKey, MemoryCache
 from weave_stream.calls import Call, call_from_json
 from weave_stream.config import Settings
 from weave_stream.derive import DerivedValue, derive_batch
+from weave_stream.derived import derived_key
+from weave_stream.registry import topology_group
 from weave_stream.runners.streaming.app import create_app
 from weave_stream.runners.streaming.sink import OutgoingRecord, attach_sink
 from weave_stream.topology import Topology
 
-__all__ = ["create_topology_app", "derived_key", "topology_group"]
+__all__ = ["create_topology_app"]
 
 log = logging.getLogger(__name__)
-
-
-def topology_group(settings: Settings, name: str) -> str:
-    """The consumer group (and Faust app id) of topology ``name``."""
-    return f"weave-stream.{settings.topic_prefix}.topology.{name}"
-
-
-def derived_key(call_id: str, trial: int) -> bytes:
-    """The Kafka key of a derived value: ``<call id>/<trial>`` ('/' never occurs in ids)."""
-    return f"{call_id}/{trial}".encode()
 
 
 def create_topology_app(settings: Settings, topology: Topology, version: str) -> faust.App:

@@ -1,0 +1,177 @@
+"""Backfills: compute a registered topology over past calls, only what is missing.
+
+The calls come from ``<prefix>.calls`` (validated and merged in-process, exactly as
+the ingest agent does) and are selected by event time (``started_at``; an end-only
+call by ``ended_at``). What is already computed is read from the topology's derived
+topics: every value there is a cache entry (op ref, input digest, trial), so the
+backfill's plan shows real cache hits and its run computes only the rest, writing
+the new values where the stream writes them.
+
+On a real Kafka cluster the read starts at the offsets for ``since`` minus an hour
+of slack (``offsets_for_times``); the embedded broker answers those by write time,
+not record time (shared/BROKER.md), so there it reads from the beginning. Either
+way calls are then filtered by their own timestamps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from weave_stream.cache import CachedValue, CacheKey, MemoryCache
+from weave_stream.calls import Call
+from weave_stream.config import Settings
+from weave_stream.derive import DerivedValue, DeriveStats, derive_batch
+from weave_stream.derived import ValueIdentity, derived_key, identity, read_derived
+from weave_stream.errors import BudgetExceededError
+from weave_stream.ingest import expire_pending, ingest_record
+from weave_stream.plan import Plan, plan_topology
+from weave_stream.topics import produce, read_topic
+from weave_stream.topology import Topology
+
+__all__ = ["Backfill", "TimeRange", "calls_in_range", "known_results", "run_backfill"]
+
+_SEEK_SLACK = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """Event times from ``start`` (inclusive) to ``end`` (exclusive; None: no end)."""
+
+    start: datetime
+    end: datetime | None = None
+
+    def contains(self, call: Call) -> bool:
+        moment = call.started_at or call.ended_at
+        return (
+            moment is not None and self.start <= moment and (self.end is None or moment < self.end)
+        )
+
+
+@dataclass
+class Backfill:
+    """What a backfill found and did."""
+
+    plan: Plan
+    calls: list[Call]
+    written: int = 0
+    stats: DeriveStats = field(default_factory=DeriveStats)
+
+
+async def calls_in_range(settings: Settings, window: TimeRange) -> list[Call]:
+    """Valid calls of ``<prefix>.calls`` whose event time is in ``window``, merged, by id."""
+    pending: dict[str, dict[str, object]] = {}
+    calls: dict[str, Call] = {}
+    start_offsets = None
+    if not settings.embedded_broker_quirks:
+        start_offsets = await _offsets_for(settings, window.start - _SEEK_SLACK)
+    async for record in read_topic(settings, settings.topics.calls, start_offsets=start_offsets):
+        result = ingest_record(record.value or b"", pending, now=0.0, key=record.key)
+        if result.call is not None:
+            calls[result.call.id] = result.call
+    # Halves whose partner never came are calls too (as the ingest agent forwards them).
+    for call in expire_pending(pending, now=float("inf"), timeout=0.0):
+        calls.setdefault(call.id, call)
+    return sorted(
+        (call for call in calls.values() if window.contains(call)),
+        key=lambda c: (c.started_at or c.ended_at, c.id),
+    )
+
+
+async def _offsets_for(settings: Settings, moment: datetime) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker_address)
+    await consumer.start()
+    try:
+        topic = settings.topics.calls
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer.topics()
+            partitions = consumer.partitions_for_topic(topic) or set()
+        stamp = int(moment.timestamp() * 1000)
+        found = await consumer.offsets_for_times(
+            {TopicPartition(topic, p): stamp for p in partitions}
+        )
+        return {tp.partition: at.offset for tp, at in found.items() if at is not None}
+    finally:
+        await consumer.stop()
+
+
+async def known_results(
+    settings: Settings, topology: Topology
+) -> tuple[MemoryCache, set[ValueIdentity]]:
+    """The topology's derived values on Kafka: as a cache keyed like the runners' caches,
+    and as the set of value identities already written (errors included)."""
+    columns = [column.name for column in topology.compiled]
+    cache = MemoryCache(max_entries=10_000_000)
+    entries: dict[CacheKey, CachedValue] = {}
+    written: set[ValueIdentity] = set()
+    for value in await read_derived(settings, topology.name, columns):
+        if value.error is None:
+            written.add(identity(value))
+        if value.error is None and value.input_digest is not None:
+            key = CacheKey(value.op_ref, value.input_digest, value.trial)
+            entries[key] = CachedValue(
+                value.value,
+                value.latency_ms,
+                value.cost,
+                value.details,
+                value.computed_at.timestamp(),
+            )
+    await cache.put_many(entries)
+    return cache, written
+
+
+def _batches(calls: Sequence[Call], size: int) -> Iterator[Sequence[Call]]:
+    for start in range(0, len(calls), size):
+        yield calls[start : start + size]
+
+
+async def run_backfill(
+    settings: Settings,
+    topology: Topology,
+    window: TimeRange,
+    *,
+    budget_usd: float | None = None,
+    dry_run: bool = False,
+    on_plan: Callable[[Plan], None] | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> Backfill:
+    """Plan, check the budget, then compute what is missing and write it to derived topics.
+
+    Raises :class:`BudgetExceededError` when the plan exceeds ``budget_usd``.
+    """
+    calls = await calls_in_range(settings, window)
+    cache, written = await known_results(settings, topology)
+    plan = await plan_topology(topology, _batches(calls, settings.batch_size), cache)
+    if on_plan is not None:
+        on_plan(plan)
+    backfill = Backfill(plan, calls)
+    if budget_usd is not None and (reason := plan.over_budget(budget_usd)) is not None:
+        raise BudgetExceededError(f"not starting: {reason}")
+    if dry_run or plan.to_compute == 0:
+        return backfill
+    for batch in _batches(calls, settings.batch_size):
+        values = await derive_batch(topology, batch, cache, stats=backfill.stats)
+        # A call's value may come from the cache (another call had the same input) and
+        # still be missing from the topic: write every identity not written yet.
+        missing = [value for value in values if identity(value) not in written]
+        backfill.written += await _write(settings, missing)
+        if on_progress is not None:
+            on_progress(len(batch))
+    return backfill
+
+
+async def _write(settings: Settings, values: list[DerivedValue]) -> int:
+    written = 0
+    by_topic: dict[str, list[tuple[bytes, bytes, tuple[()]]]] = {}
+    for value in values:
+        topic = settings.topics.derived(value.topology, value.column)
+        by_topic.setdefault(topic, []).append(
+            (derived_key(value.call_id, value.trial), value.to_json(), ())
+        )
+    for topic, records in by_topic.items():
+        written += await produce(settings, topic, records)
+    return written
