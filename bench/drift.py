@@ -41,7 +41,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from weave_stream.drift.index import FaissVectorIndex
+from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.novelty import NoveltyScorer, calibrate
 from weave_stream.drift.spec import IndexSpec, LearningSpec
 

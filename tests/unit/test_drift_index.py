@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from weave_stream.drift.index import FaissVectorIndex, VectorIndex, choose_kind
+from weave_stream.drift.faiss_index import FaissVectorIndex
+from weave_stream.drift.index import VectorIndex, choose_kind
 from weave_stream.drift.spec import IndexSpec
 from weave_stream.errors import VectorIndexError
 

@@ -11,7 +11,8 @@ import pytest
 from tests.drift_corpus import Corpus, corpus
 from weave_stream.calls import Call
 from weave_stream.drift.findings import Finding
-from weave_stream.drift.monitor import DriftMonitor, Observation, observation_from_call
+from weave_stream.drift.monitor import DriftMonitor
+from weave_stream.drift.observation import Observation, observation_from_call
 from weave_stream.drift.snapshot import DATA_FILE
 from weave_stream.drift.spec import MonitorSpec
 from weave_stream.metrics import MONITOR_LEARNED

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.drift_corpus import Corpus, corpus
-from weave_stream.drift.index import FaissVectorIndex
+from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.novelty import Calibration, NoveltyScorer, calibrate
 from weave_stream.drift.spec import IndexSpec, LearningSpec
 from weave_stream.errors import VectorIndexError

@@ -12,7 +12,7 @@ import pytest
 
 from tests.drift_corpus import Corpus, corpus
 from weave_stream.drift.change import NoveltyChangeDetector
-from weave_stream.drift.index import FaissVectorIndex
+from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.novelty import NoveltyScorer, calibrate
 from weave_stream.drift.shift import WindowTest
 from weave_stream.drift.spec import LearningSpec, ShiftSpec

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from weave_stream.drift.index import FaissVectorIndex
+from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.snapshot import (
     DATA_FILE,
     META_FILE,

@@ -3,9 +3,10 @@
 ::
 
     reference (first N calls | time range | JSONL file)        reference.py
-        └─► FAISS index (exact | HNSW | IVF by size)            index.py, snapshot.py
+        └─► FAISS index (exact | HNSW | IVF by size)    index.py, faiss_*.py, snapshot.py
               ├─► threshold = quantile of leave-one-out NN distances     novelty.py
               ▼
+    observations (observation.py)
     batch of embeddings ─► novelty score (distance, nearest known call) ─► derived column
         │                        └─► above threshold: novel_example finding
         ├─► window vs reference (MMD / centroid, calibrated)  ─┐           shift.py
@@ -21,15 +22,12 @@ Everything here is plain Python: no broker, no event loop.
 from __future__ import annotations
 
 from weave_stream.drift.change import NoveltyChange, NoveltyChangeDetector
+from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.findings import AlertKind, Finding, GroupKey, group_key
-from weave_stream.drift.index import AddResult, FaissVectorIndex, VectorIndex, choose_kind
-from weave_stream.drift.monitor import (
-    DriftMonitor,
-    MonitorResult,
-    Observation,
-    observation_from_call,
-)
+from weave_stream.drift.index import AddResult, VectorIndex, choose_kind
+from weave_stream.drift.monitor import DriftMonitor, MonitorResult
 from weave_stream.drift.novelty import Calibration, NoveltyScore, NoveltyScorer, calibrate
+from weave_stream.drift.observation import Observation, observation_from_call
 from weave_stream.drift.reference import (
     ReferenceCollector,
     read_reference_calls,

@@ -19,71 +19,28 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from weave_stream.calls import Call
 from weave_stream.drift.change import NoveltyChangeDetector
-from weave_stream.drift.findings import Finding, GroupKey, group_key
-from weave_stream.drift.index import AddResult, FaissVectorIndex
+from weave_stream.drift.faiss_index import FaissVectorIndex
+from weave_stream.drift.findings import Finding, GroupKey
+from weave_stream.drift.index import AddResult
 from weave_stream.drift.novelty import Calibration, NoveltyScore, NoveltyScorer, calibrate
+from weave_stream.drift.observation import Observation, excerpt
 from weave_stream.drift.shift import WindowTest
 from weave_stream.drift.snapshot import load_or_rebuild, save_snapshot
 from weave_stream.drift.spec import MonitorSpec
 from weave_stream.drift.storm import StormGuard
 from weave_stream.errors import VectorIndexError
 from weave_stream.metrics import ALERTS_GROUPED, ALERTS_RAISED, MONITOR_LEARNED, NOVELTY_DISTANCE
-from weave_stream.select import FieldPath, MissingFieldError
 
-__all__ = ["DriftMonitor", "MonitorResult", "Observation", "observation_from_call"]
+__all__ = ["DriftMonitor", "MonitorResult"]
 
-EXCERPT_CHARS = 280
 ExcerptLookup = Callable[[str], str | None]
-
-
-@dataclass(frozen=True)
-class Observation:
-    """One embedding to score: its call id, event time, group and document text."""
-
-    call_id: str
-    vector: np.ndarray
-    time: datetime
-    group: GroupKey = ()
-    text: str | None = None
-
-
-def observation_from_call(
-    call: Call | Mapping[str, Any], vector: np.ndarray, spec: MonitorSpec
-) -> Observation:
-    """An observation of ``call``: group-by values and text read by the spec's dotted paths.
-
-    A missing group-by field groups as ``""``; the time is ``started_at`` (else
-    ``ended_at``, else now).
-    """
-    data = call.to_dict() if isinstance(call, Call) else dict(call)
-    values = {path: _read(data, path) for path in spec.group_by}
-    text = _read(data, spec.text) if spec.text else None
-    stamp = data.get("started_at") or data.get("ended_at")
-    if isinstance(stamp, str):
-        stamp = datetime.fromisoformat(stamp)
-    when = stamp if isinstance(stamp, datetime) else datetime.now(UTC)
-    return Observation(
-        call_id=str(data["id"]),
-        vector=np.asarray(vector, dtype=np.float32),
-        time=when if when.tzinfo else when.replace(tzinfo=UTC),
-        group=group_key(values),
-        text=None if text is None else str(text),
-    )
-
-
-def _read(data: Mapping[str, Any], path: str) -> Any:
-    try:
-        return FieldPath.parse(path).resolve(data, {})
-    except MissingFieldError:
-        return None
 
 
 @dataclass
@@ -258,8 +215,8 @@ class DriftMonitor:
             time=observation.time,
             group=observation.group,
             nearest_known_call=nearest,
-            excerpt=_excerpt(observation.text),
-            nearest_known_excerpt=_excerpt(self.excerpt_of(nearest))
+            excerpt=excerpt(observation.text),
+            nearest_known_excerpt=excerpt(self.excerpt_of(nearest))
             if self.excerpt_of and nearest
             else None,
         )
@@ -358,13 +315,6 @@ class DriftMonitor:
         for finding in ready:
             ALERTS_RAISED.labels(self.topology, finding.kind).inc()
         return ready
-
-
-def _excerpt(text: str | None) -> str | None:
-    if text is None:
-        return None
-    flat = " ".join(text.split())
-    return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1] + "…"
 
 
 def _build_index(

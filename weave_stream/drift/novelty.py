@@ -9,7 +9,7 @@ false-positive rate) and every example farther from the known set than nearly al
 known examples are from each other.
 
 >>> import numpy as np
->>> from weave_stream.drift.index import FaissVectorIndex
+>>> from weave_stream.drift.faiss_index import FaissVectorIndex
 >>> from weave_stream.drift.spec import LearningSpec
 >>> rng = np.random.default_rng(0)
 >>> known = rng.normal(size=(500, 8)).astype(np.float32)

@@ -29,7 +29,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import ValidationError
 
-from weave_stream.drift.index import FaissVectorIndex, IndexState
+from weave_stream.drift.faiss_index import FaissVectorIndex
+from weave_stream.drift.index import IndexState
 from weave_stream.drift.spec import IndexSpec
 from weave_stream.errors import VectorIndexError
 from weave_stream.metrics import INDEX_REBUILDS
