@@ -139,6 +139,9 @@ class Settings(BaseModel):
     judge_concurrency: int = Field(default=8, ge=1, le=1024)
     # The result cache of derived values (default directory: <data_dir>/cache).
     cache_max_bytes: int = Field(default=1024**3, ge=1024**2)
+    # Alert delivery: the targets file (Slack and webhooks; weave_stream.notify.targets).
+    # Delivery state is kept in <data_dir>/notify/delivery.sqlite3.
+    alert_targets_file: Path | None = None
     # Token guarding the HTTP endpoints that change state.
     api_token: SecretStr | None = None
 
