@@ -54,7 +54,7 @@ def test_topology_computes_from_registration_on_and_backfill_fills_the_past(
     assert listing[0]["version"] in registered.stdout
 
     window = ["--from", "2026-11-26T00:00:00Z", "--to", "2026-11-27T00:00:00Z"]
-    plan = weave_stream("backfill", "wordy", *window, "--dry-run", *flags)
+    plan = weave_stream("plan", "wordy", *window, *flags)
     assert plan.returncode == 0, plan.stderr
     # The same plan as a local run whose cache holds what the stream computed.
     topology = load_topology(WORDY)

@@ -18,7 +18,7 @@ from weave_stream.plan import Plan
 from weave_stream.registry import read_registry
 from weave_stream.windows.spec import parse_duration
 
-__all__ = ["COMMANDS", "backfill", "time_range"]
+__all__ = ["COMMANDS", "backfill", "plan_backfill", "range_options", "time_range"]
 
 
 def time_range(since: str | None, start: str | None, end: str | None) -> TimeRange:
@@ -110,6 +110,21 @@ def backfill(
             f"backfill {name}: {len(result.calls)} calls in range, "
             f"{result.stats.computed} values computed, {result.written} written"
         )
+
+
+def plan_backfill(name: str, window: TimeRange, settings: Settings) -> None:
+    """Print the plan of backfilling registered topology ``name`` over ``window``."""
+    with connected(settings) as settings:
+        registration = asyncio.run(read_registry(settings)).get(name)
+        if registration is None:
+            fail(f"no registered topology {name!r}: `weave-stream register FILE` first")
+        assert registration is not None
+        topology = topology_from_registration(registration, settings)
+        asyncio.run(run_backfill(settings, topology, window, dry_run=True, on_plan=_echo_plan))
+
+
+def _echo_plan(plan: Plan) -> None:
+    click.echo(plan.render())
 
 
 COMMANDS = [backfill]

@@ -10,12 +10,14 @@ the result table. Both read the same cache, under ``<data_dir>/cache`` unless
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
 from weave_stream.cache import ResultCache, SqliteCache, WriteOnlyCache
+from weave_stream.cli.backfill_cmds import plan_backfill, range_options, time_range
 from weave_stream.cli.options import fail, settings_options
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
@@ -31,14 +33,14 @@ __all__ = ["COMMANDS", "plan", "run"]
 CACHE_FILE = "results.sqlite"
 
 
-def _common(function: click.decorators.FC) -> click.decorators.FC:
+def _common(function: click.decorators.FC, input_required: bool = True) -> click.decorators.FC:
     for decorator in reversed(
         [
             click.argument("topology_name", metavar="TOPOLOGY"),
             click.option(
                 "--input",
                 "input_path",
-                required=True,
+                required=input_required,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path),
                 help="Calls as JSON lines (complete calls, or start and end events).",
             ),
@@ -66,20 +68,31 @@ def _common(function: click.decorators.FC) -> click.decorators.FC:
 
 
 @click.command("plan")
-@_common
+@functools.partial(_common, input_required=False)
+@range_options
 @settings_options("judge_base_url", "judge_model", "data_dir")
 def plan(
     topology_name: str,
-    input_path: Path,
+    input_path: Path | None,
     cache_dir: Path | None,
     trials: int | None,
     batch_size: int,
+    since: str | None,
+    start: str | None,
+    end: str | None,
     settings: Settings,
 ) -> None:
-    """Show what running TOPOLOGY over --input would compute and cost; compute nothing.
+    """Show what running TOPOLOGY would compute and cost; compute nothing.
 
-    TOPOLOGY is a .yaml/.py file, or a name under ./topologies/.
+    With --input: over a JSONL file, TOPOLOGY being a .yaml/.py file or a name under
+    ./topologies/. With --since (or --from/--to): the backfill of registered topology
+    TOPOLOGY over <prefix>.calls, cache hits being the values already on Kafka.
     """
+    if input_path is None:
+        if not (since or start):
+            fail("say what to plan over: --input FILE, or --since/--from for a registered topology")
+        plan_backfill(topology_name, time_range(since, start, end), settings)
+        return
     topology = _load(topology_name, settings)
     with _open_cache(settings, cache_dir) as cache:
         the_plan, dead_letters = _plan(topology, input_path, cache, trials, batch_size)
