@@ -255,6 +255,7 @@ class _Walk:
         spent = sum(r.cost or 0.0 for r in results.values())
         stats.cost_usd += spent
         metrics.OP_COST_USD.labels(column.op.name).inc(spent)
+        metrics.DERIVED_COST_USD.labels(self.topology.name, column.name).inc(spent)
         for task in tasks:
             hit = hits.get(task.key) if task.key else None
             if hit is not None:

@@ -36,7 +36,10 @@ __all__ = [
     "ALERT_DELIVERY_FAILURES",
     "CALLS_INGESTED",
     "CALLS_UNMERGED",
+    "COLUMN_INFO",
+    "CONSUMER_LAG",
     "DEAD_LETTERS",
+    "DERIVED_COST_USD",
     "DERIVED_VALUES",
     "DERIVED_VALUES_WRITTEN",
     "INDEX_REBUILDS",
@@ -52,6 +55,7 @@ __all__ = [
     "TOPOLOGY_BATCH_SECONDS",
     "TOPOLOGY_CALLS",
     "TOPOLOGY_INFO",
+    "TOPOLOGY_REGISTERED",
     "UNREADABLE_RECORDS",
     "WORKER_INFO",
     "render",
@@ -254,6 +258,38 @@ UNREADABLE_RECORDS = Counter(
     "Records of weave-stream's own topics that could not be decoded (a bug or a "
     "foreign writer), by topic.",
     ["topic"],
+    registry=REGISTRY,
+)
+
+
+# Observability of the deployment itself: consumer lag, what is registered, which op
+# ref computes each column, and what each column costs.
+CONSUMER_LAG = Gauge(
+    "weave_stream_consumer_lag",
+    "Records of a topic not yet committed by a consumer group (the high-water mark from "
+    "Fetch responses minus the committed offset), summed over the partitions this process "
+    "is assigned; sum by (group, topic) across workers for the group's lag.",
+    ["group", "topic"],
+    registry=REGISTRY,
+)
+TOPOLOGY_REGISTERED = Gauge(
+    "weave_stream_topology_registered",
+    "Constant 1 per topology in the registry, as a worker's supervisor sees it (whether "
+    "or not its topology worker is alive).",
+    ["topology"],
+    registry=REGISTRY,
+)
+COLUMN_INFO = Gauge(
+    "weave_stream_column_info",
+    "Constant 1 per derived column a topology worker computes, labelled with its op name "
+    "and op ref (join on topology and column to break other metrics down by op).",
+    ["topology", "column", "op", "op_ref"],
+    registry=REGISTRY,
+)
+DERIVED_COST_USD = Counter(
+    "weave_stream_derived_cost_usd_total",
+    "Dollars spent computing (not cached) values of a derived column, by topology and column.",
+    ["topology", "column"],
     registry=REGISTRY,
 )
 

@@ -14,7 +14,9 @@ from faust.web import Request, Response, View
 from weave_stream import metrics
 from weave_stream.broker import free_port
 from weave_stream.config import Settings
+from weave_stream.runners.streaming.admin_pages import register_admin_pages
 from weave_stream.runners.streaming.ingest_agent import register_ingest
+from weave_stream.runners.streaming.lag import track_consumer_lag
 from weave_stream.runners.streaming.supervisor import TopologySupervisor
 
 __all__ = ["Worker", "create_app", "create_worker_app", "run_worker"]
@@ -30,6 +32,7 @@ def create_worker_app(settings: Settings) -> faust.App:
     supervisor = TopologySupervisor(settings)
     app = create_app(settings, metrics_sources=supervisor.metrics_urls)
     register_ingest(app, settings)
+    register_admin_pages(app, settings)
 
     @app.task
     async def supervise() -> None:
@@ -84,6 +87,7 @@ def create_app(
     )
     metrics.WORKER_INFO.labels(settings.worker_id, settings.topic_prefix).set(1)
     _register_pages(app, metrics_sources or list)
+    track_consumer_lag(app)
     return app
 
 

@@ -69,6 +69,10 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     batch_seconds = metrics.TOPOLOGY_BATCH_SECONDS.labels(topology.name)
     calls_read = metrics.TOPOLOGY_CALLS.labels(topology.name)
     metrics.TOPOLOGY_INFO.labels(topology.name, version).set(1)
+    for compiled in topology.compiled:
+        metrics.COLUMN_INFO.labels(
+            topology.name, compiled.name, compiled.op.name, compiled.op.ref
+        ).set(1)
 
     @app.agent(source, name=f"{topology.name}-derive")
     async def derive(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
