@@ -215,8 +215,9 @@ ALERTS_DELIVERED = Counter(
 )
 ALERT_DELIVERY_FAILURES = Counter(
     "weave_stream_alert_delivery_failures_total",
-    "Failed delivery attempts, by target and reason: connect, timeout, http_429, "
-    "http_5xx (all retried), http_4xx (rejected: not retried until requeued).",
+    "Failed delivery attempts, by target and reason: connect, timeout (including HTTP "
+    "408), http_429, http_5xx (all retried), http_4xx (rejected: not retried until "
+    "requeued).",
     ["target", "reason"],
     registry=REGISTRY,
 )

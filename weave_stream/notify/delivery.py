@@ -309,6 +309,7 @@ class Notifier:
             return _Outcome(True, False, "delivered", status, f"HTTP {status}")
         wait = parse_retry_after(response.headers.get("Retry-After"), self._clock())
         if status in _RETRIED_STATUSES or status >= 500:
-            reason = "http_429" if status == 429 else "http_5xx" if status >= 500 else "http_4xx"
+            reason = {429: "http_429", 408: "timeout"}.get(status, "http_5xx")
             return _Outcome(False, True, reason, status, f"HTTP {status}", wait)
-        return _Outcome(False, False, "http_4xx", status, f"HTTP {status}: {response.text[:200]!r}")
+        answer = self._redact.scrub(response.text[:200])
+        return _Outcome(False, False, "http_4xx", status, f"HTTP {status}: {answer!r}")
