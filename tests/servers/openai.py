@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from weave_stream.judge_standin import chat_completion
+
 __all__ = [
     "FakeOpenAI",
     "Fault",
@@ -231,28 +233,8 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 score, reason = server.scorer(request.prompt)
                 content = json.dumps({"score": score, "reason": reason})
             prompt_chars = sum(len(m.get("content", "")) for m in request.body.get("messages", []))
-            usage = {
-                "prompt_tokens": max(1, prompt_chars // 4),
-                "completion_tokens": max(1, len(content) // 4),
-            }
-            usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
-            self._send(
-                200,
-                {
-                    "id": f"chatcmpl-{len(server.requests)}",
-                    "object": "chat.completion",
-                    "created": int(time.time()),
-                    "model": request.body.get("model", "unknown"),
-                    "choices": [
-                        {
-                            "index": 0,
-                            "message": {"role": "assistant", "content": content},
-                            "finish_reason": "stop",
-                        }
-                    ],
-                    "usage": usage,
-                },
-            )
+            model = request.body.get("model", "unknown")
+            self._send(200, chat_completion(model, content, prompt_chars))
 
         def _send(self, code: int, payload: Any, headers: tuple[tuple[str, str], ...] = ()) -> None:
             data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()

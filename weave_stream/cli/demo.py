@@ -1,14 +1,18 @@
 """``weave-stream demo``: the main job a new user runs first, end to end on one machine.
 
-It starts the embedded broker and a worker, streams calls built from real documents
-(with start/end event pairs, calls whose other half never comes, and malformed
-records mixed in), shows live progress from the worker's own metrics, and ends
-with a summary whose books must balance.
+It starts the embedded broker and a worker, registers the text-extract topology
+(classify the document, judge the extraction, embed the document), streams calls
+built from real documents (with start/end event pairs, calls whose other half never
+comes, and malformed records mixed in), shows live progress from the worker's own
+metrics, shows the derived values as they arrive, and ends with a summary whose
+books must balance. With no judge endpoint configured, the judge column uses a
+built-in stand-in (word overlap, not an LLM), and the demo says so.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import tempfile
 import time
@@ -22,9 +26,14 @@ from tqdm import tqdm
 
 from weave_stream.cli.ingest_cmds import call_key
 from weave_stream.cli.options import connected, fail, settings_options
+from weave_stream.cli.registry_cmds import registration_for
 from weave_stream.config import Settings
+from weave_stream.derive import DerivedValue
+from weave_stream.derived import read_derived
 from weave_stream.errors import WeaveStreamError
 from weave_stream.ingest import DeadLetter
+from weave_stream.judge_standin import StandInJudge
+from weave_stream.registry import register
 from weave_stream.samples import (
     corpus_documents,
     malformed_records,
@@ -32,6 +41,7 @@ from weave_stream.samples import (
     split_into_events,
 )
 from weave_stream.topics import ensure_topics, produce, read_topic
+from weave_stream.topology import Topology
 from weave_stream.workers import WorkerProcess
 
 __all__ = ["COMMANDS", "demo"]
@@ -39,8 +49,19 @@ __all__ = ["COMMANDS", "demo"]
 _MERGE_TIMEOUT = 3.0
 
 
+DEFAULT_TOPOLOGY = Path("topologies") / "text_extract.yaml"
+
+
 @click.command()
 @click.option("--calls", "call_count", type=int, default=400, show_default=True)
+@click.option(
+    "--topology",
+    "topology_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_TOPOLOGY,
+    show_default=True,
+    help="The topology to register (run from the repository root for the default).",
+)
 @click.option("--rate", type=float, default=300.0, show_default=True, help="Records per second.")
 @click.option(
     "--out",
@@ -50,10 +71,33 @@ _MERGE_TIMEOUT = 3.0
     show_default=True,
     help="Folder for the demo's outputs.",
 )
-@settings_options()
-def demo(call_count: int, rate: float, out_dir: Path, settings: Settings) -> None:
+@settings_options("judge_base_url", "judge_model")
+def demo(
+    call_count: int, topology_path: Path, rate: float, out_dir: Path, settings: Settings
+) -> None:
     """Run weave-stream end to end on the embedded broker: no Docker, nothing to set up."""
+    if not topology_path.is_file():
+        fail(
+            f"no topology file {topology_path}: run the demo from the repository root, "
+            "or pass --topology FILE"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if settings.judge_base_url is None:
+            judge = stack.enter_context(StandInJudge())
+            settings = settings.model_copy(update={"judge_base_url": judge.base_url})
+            click.secho(
+                f"no judge endpoint configured (--judge-base-url / WEAVE_STREAM_JUDGE_BASE_URL): "
+                f"the judge column uses the built-in stand-in at {judge.base_url} — it scores "
+                "by word overlap and is NOT an LLM.",
+                fg="yellow",
+            )
+        _run(settings, call_count, topology_path, rate, out_dir)
+
+
+def _run(
+    settings: Settings, call_count: int, topology_path: Path, rate: float, out_dir: Path
+) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="weave-stream-demo-"))
     settings = settings.model_copy(
         update={
@@ -64,9 +108,9 @@ def demo(call_count: int, rate: float, out_dir: Path, settings: Settings) -> Non
             "partitions": 2,
         }
     )
-    _step("1/4", "broker")
+    _step("1/6", "broker")
     with connected(settings) as settings:
-        _step("2/4", "worker")
+        _step("2/6", "worker")
         worker = WorkerProcess(settings, log_path=out_dir / "worker.log")
         with worker:
             try:
@@ -74,8 +118,10 @@ def demo(call_count: int, rate: float, out_dir: Path, settings: Settings) -> Non
             except WeaveStreamError as exc:
                 fail(str(exc))
             click.echo(f"worker ready; metrics at {worker.url}/metrics (log: {worker.log_path})")
+            _step("3/6", f"registering {topology_path}")
+            topology = _register(settings, topology_path)
             records, expected = _demo_records(call_count, settings.max_payload_bytes)
-            _step("3/4", f"streaming {len(records)} records to {settings.topics.calls}")
+            _step("4/6", f"streaming {len(records)} records to {settings.topics.calls}")
             asyncio.run(ensure_topics(settings, [settings.topics.calls]))
             with tqdm(total=len(records), unit="rec", desc="produce") as bar:
                 asyncio.run(
@@ -89,10 +135,85 @@ def demo(call_count: int, rate: float, out_dir: Path, settings: Settings) -> Non
                 )
             counts = _follow(worker, len(records), expected["calls"])
             letters = asyncio.run(_dead_letters(settings))
-        _step("4/4", "summary")
+            _step("5/6", f"derived values of {topology.name}")
+            values = _follow_values(settings, topology, expected["selected"])
+            _show_values(topology, values)
+        _step("6/6", "summary")
         ok = _summary(counts, letters, expected, len(records))
+        ok = _values_summary(topology, values, expected["selected"]) and ok
     if not ok:
         fail("the books do not balance: see the summary above and the worker log")
+
+
+def _register(settings: Settings, topology_path: Path) -> Topology:
+    try:
+        topology, registration = registration_for(str(topology_path), settings)
+    except WeaveStreamError as exc:
+        fail(str(exc))
+    asyncio.run(register(settings, registration))
+    for column in topology.compiled:
+        click.echo(f"  column {column.name:<16} op {column.op.ref}")
+    click.echo(
+        f"registered {topology.name} version {registration.version}: the worker computes it "
+        "on every call from now on"
+    )
+    return topology
+
+
+def _follow_values(
+    settings: Settings, topology: Topology, calls: int, timeout: float = 300.0
+) -> list[DerivedValue]:
+    """Poll the derived topics until every call has a value in every column."""
+    columns = [column.name for column in topology.compiled]
+    wanted = calls * len(columns)
+    deadline = time.monotonic() + timeout
+    values: list[DerivedValue] = []
+    with tqdm(total=wanted, unit="value", desc="derived", mininterval=0.5) as bar:
+        while time.monotonic() < deadline:
+            values = asyncio.run(read_derived(settings, topology.name, columns))
+            bar.n = len(values)
+            bar.refresh()
+            if len(values) >= wanted:
+                break
+            time.sleep(1.0)
+    return values
+
+
+def _show_values(topology: Topology, values: list[DerivedValue], rows: int = 8) -> None:
+    by_call: dict[str, dict[str, DerivedValue]] = {}
+    for value in values:
+        by_call.setdefault(value.call_id, {})[value.column] = value
+    columns = [column.name for column in topology.compiled]
+    click.echo("  " + "call".ljust(10) + "".join(c[:28].ljust(30) for c in columns))
+    for call_id, row in list(by_call.items())[:rows]:
+        cells = [_cell(row.get(column)).ljust(30) for column in columns]
+        click.echo("  " + call_id[:8].ljust(10) + "".join(cells))
+
+
+def _cell(value: DerivedValue | None) -> str:
+    if value is None:
+        return "-"
+    if value.error is not None:
+        return f"error: {value.error[:20]}"
+    shown = value.value
+    if isinstance(shown, dict) and "label" in shown:
+        return f"{shown['label']} ({shown.get('confidence', 0):.2f})"
+    if isinstance(shown, dict) and "score" in shown:
+        return f"score {shown['score']:.2f}"
+    if isinstance(shown, list):
+        return f"[{len(shown)} floats]"
+    return str(shown)[:28]
+
+
+def _values_summary(topology: Topology, values: list[DerivedValue], calls: int) -> bool:
+    complete = True
+    click.echo(f"  derived values of {topology.name} (each counted once):")
+    for column in topology.compiled:
+        mine = [v for v in values if v.column == column.name]
+        errors = sum(1 for v in mine if v.error is not None)
+        click.echo(f"    {column.name:<38}  {len(mine):>6}  ({errors} errors)")
+        complete = complete and len(mine) == calls
+    return complete
 
 
 def _step(number: str, title: str) -> None:
@@ -119,6 +240,8 @@ def _demo_records(call_count: int, max_payload: int) -> tuple[list[bytes], dict[
     random.Random(11).shuffle(records)
     expected = {
         "calls": len(calls) + 2,
+        # An end event alone has no op_name, so no topology's source selects it.
+        "selected": len(calls) + 1,
         "complete": len(calls),
         "incomplete": 2,
         "dead_letters": Counter(reason for reason, _ in bad),

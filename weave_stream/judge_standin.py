@@ -1,0 +1,139 @@
+"""A stand-in for an LLM judge: an OpenAI-compatible endpoint on loopback, *not* an LLM.
+
+The demo uses it when no judge endpoint is configured, so that the judge column has
+values without a network or an API key; it says so plainly. It answers
+``POST /v1/chat/completions`` with ``{"score": s, "reason": r}`` where ``s`` is the
+share of the extraction's content words found in the document (a crude faithfulness
+proxy), read from the ``Document:`` and ``Extraction:`` sections of the prompt, and
+scaled to the score range the judge's system prompt asks for.
+
+>>> prompt = "Document:\\nThe invoice total is 42 dollars.\\n\\nExtraction:\\ninvoice total"
+>>> score_prompt(prompt, 0, 1)
+(1.0, 'stand-in judge (word overlap, not an LLM): 2 of 2 extraction words are in the document')
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any
+
+__all__ = ["StandInJudge", "chat_completion", "score_prompt"]
+
+_SECTION = re.compile(r"^(Document|Extraction):\s*$", re.MULTILINE)
+_RANGE = re.compile(r"from (-?[\d.]+) to (-?[\d.]+)")
+_WORD = re.compile(r"[a-z0-9']{4,}")
+
+
+def score_prompt(prompt: str, low: float, high: float) -> tuple[float, str]:
+    """A deterministic score in ``[low, high]`` and its reason, from the prompt's sections."""
+    sections: dict[str, str] = {}
+    marks = list(_SECTION.finditer(prompt))
+    for mark, following in zip(marks, [*marks[1:], None], strict=True):
+        end = following.start() if following else len(prompt)
+        sections[mark.group(1).lower()] = prompt[mark.end() : end]
+    document = set(_WORD.findall(sections.get("document", "").lower()))
+    extraction = set(_WORD.findall(sections.get("extraction", "").lower()))
+    if not document or not extraction:
+        middle = (low + high) / 2
+        return middle, "stand-in judge (not an LLM): no Document/Extraction sections to compare"
+    found = len(extraction & document)
+    share = found / len(extraction)
+    score = round(low + share * (high - low), 3)
+    return score, (
+        f"stand-in judge (word overlap, not an LLM): {found} of {len(extraction)} "
+        "extraction words are in the document"
+    )
+
+
+def chat_completion(model: str, content: str, prompt_chars: int) -> dict[str, Any]:
+    """An OpenAI chat-completion response carrying ``content``, with rough token usage."""
+    usage = {
+        "prompt_tokens": max(1, prompt_chars // 4),
+        "completion_tokens": max(1, len(content) // 4),
+    }
+    usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    return {
+        "id": f"chatcmpl-standin-{time.monotonic_ns()}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": usage,
+    }
+
+
+class StandInJudge:
+    """The stand-in server on a free loopback port; a context manager."""
+
+    def __init__(self) -> None:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>/v1``, as OpenAI clients take it."""
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}/v1"
+
+    def start(self) -> StandInJudge:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> StandInJudge:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # the demo's output is for the user, not for access logs
+
+    def do_POST(self) -> None:
+        if self.path.rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        try:
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+            messages = body["messages"]
+        except (ValueError, KeyError, TypeError):
+            self._send(400, {"error": {"message": "expected a chat-completions JSON body"}})
+            return
+        system = " ".join(m.get("content", "") for m in messages if m.get("role") == "system")
+        prompt = "\n".join(m.get("content", "") for m in messages if m.get("role") == "user")
+        bounds = _RANGE.search(system)
+        low, high = (float(bounds.group(1)), float(bounds.group(2))) if bounds else (0.0, 1.0)
+        score, reason = score_prompt(prompt, low, high)
+        content = json.dumps({"score": score, "reason": reason})
+        size = sum(len(m.get("content", "")) for m in messages)
+        self._send(200, chat_completion(body.get("model", "stand-in"), content, size))
+
+    def _send(self, code: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
