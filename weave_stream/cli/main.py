@@ -7,6 +7,7 @@ import click
 from weave_stream.cli import (
     backfill_cmds,
     broker_cmds,
+    dashboard_cmds,
     demo,
     ingest_cmds,
     ops_cmds,
@@ -23,7 +24,15 @@ def cli() -> None:
     over Weave calls streaming through Kafka."""
 
 
-for module in (broker_cmds, ingest_cmds, registry_cmds, ops_cmds, backfill_cmds, demo):
+for module in (
+    broker_cmds,
+    ingest_cmds,
+    registry_cmds,
+    ops_cmds,
+    backfill_cmds,
+    dashboard_cmds,
+    demo,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 
