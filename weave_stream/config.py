@@ -130,6 +130,9 @@ class Settings(BaseModel):
     batch_max_wait_seconds: float = Field(default=0.25, gt=0)
     # How long a topology worker remembers a call's results (so a replay computes nothing).
     results_retention_seconds: float = Field(default=7 * 86400.0, gt=0)
+    # Windowed aggregates: at most this many groups per aggregate get their own series in
+    # the latest-closed-window metrics; the rest are summed under group="_other".
+    aggregate_metric_max_groups: int = Field(default=20, ge=1, le=10_000)
     # "exactly_once" needs a real Kafka cluster (transactions); see the README.
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
     # The LLM judge (an OpenAI-compatible chat-completions endpoint).

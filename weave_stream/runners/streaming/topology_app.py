@@ -37,6 +37,7 @@ from weave_stream.config import Settings
 from weave_stream.derive import DerivedValue, derive_batch
 from weave_stream.derived import derived_key
 from weave_stream.registry import topology_group
+from weave_stream.runners.streaming.aggregates import attach_aggregates
 from weave_stream.runners.streaming.app import create_app
 from weave_stream.runners.streaming.sink import OutgoingRecord, attach_sink
 from weave_stream.topology import Topology
@@ -61,6 +62,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
         use_partitioner=True,
     )
     sink = attach_sink(app, settings)
+    aggregates = attach_aggregates(app, settings, topology)  # None: no aggregates declared
     columns = [column.name for column in topology.columns]
     column_topics = {name: topics.derived(topology.name, name) for name in columns}
     for topic in column_topics.values():
@@ -107,6 +109,8 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
             for column, records in by_column.items():
                 await sink.write(column_topics[column], records)
                 values_out.labels(topology.name, column).inc(len(records))
+            if aggregates is not None:
+                aggregates.apply(events, values)  # windowed aggregates, per source partition
             batch_seconds.observe(time.perf_counter() - started)
             yield None
 

@@ -1,0 +1,192 @@
+"""The answers of ``weave-stream aggregates`` and ``drill``, shared with the workers' HTTP API.
+
+Both take the plans and per-partition snapshots of a topology (from the changelog or
+from a local run, :mod:`weave_stream.aggregates_source`) and return the objects of
+:mod:`weave_stream.windows.table`; :func:`tables_document` is the one JSON shape the
+CLI's ``--format json`` and ``GET /aggregates/{topology}`` both print, so the two
+agree to the byte. :func:`plot_tables` draws each aggregate's picture.
+
+>>> from weave_stream.windows import AggregatePlan, AggregateRow, aggregate_rows, parse_aggregates
+>>> plan = AggregatePlan(parse_aggregates([{"name": "q", "window": "1m", "group_by": ["c"],
+...                                         "metrics": {"s": ["mean"]}}], "t")[0])
+>>> rows = [AggregateRow("a", 5.0, {"c": "x"}, {"s": 1.0}),
+...         AggregateRow("b", 7.0, {"c": "y"}, {"s": 3.0})]
+>>> snapshots = {"q": [aggregate_rows([plan], rows)["q"]]}
+>>> [table.frame["s.mean"].tolist() for table in query_tables([plan], snapshots, by=[])]
+[[2.0]]
+>>> drill([plan], snapshots, window_start=0, group={"c": "y"}).rows
+1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from weave_stream.errors import TopologyError
+from weave_stream.windows.bucket import AggregatePlan
+from weave_stream.windows.query import aggregate_table, drill_down, sample_frame
+from weave_stream.windows.snapshot import Snapshot
+from weave_stream.windows.table import AggregateTable, DrillDown
+
+__all__ = [
+    "UNITS",
+    "choose_plan",
+    "drill",
+    "parse_by",
+    "parse_group",
+    "plot_tables",
+    "query_tables",
+    "tables_document",
+]
+
+# Units of keys the row builder knows; user columns carry their own (none by default).
+UNITS = {"duration_seconds": "s"}
+
+SnapshotsByAggregate = Mapping[str, Snapshot | Sequence[Snapshot]]
+
+
+def choose_plan(plans: Sequence[AggregatePlan], aggregate: str | None) -> AggregatePlan:
+    """The plan named ``aggregate`` (the only one when ``None``); a :class:`TopologyError` else."""
+    names = [plan.name for plan in plans]
+    if aggregate is None:
+        if len(plans) == 1:
+            return plans[0]
+        raise TopologyError(
+            f"this topology has several aggregates {names}; choose one with --aggregate"
+        )
+    for plan in plans:
+        if plan.name == aggregate:
+            return plan
+    raise TopologyError(f"no aggregate {aggregate!r}; this topology has {names}")
+
+
+def parse_by(values: Sequence[str] | None) -> list[str] | None:
+    """``--by`` values (repeatable, comma-separated) as keys; ``None`` when not given.
+
+    ``--by ""`` merges every group into one.
+
+    >>> parse_by(["doc_class,attributes.model"]), parse_by([""]), parse_by(None)
+    (['doc_class', 'attributes.model'], [], None)
+    """
+    if values is None:
+        return None
+    return [key.strip() for value in values for key in value.split(",") if key.strip()]
+
+
+def parse_group(values: Sequence[str]) -> dict[str, str]:
+    """``--group key=value`` pairs as a mapping (``key=`` matches a missing value).
+
+    >>> parse_group(["doc_class=invoice", "attributes.model=gpt-4o"])
+    {'doc_class': 'invoice', 'attributes.model': 'gpt-4o'}
+    """
+    group = {}
+    for value in values:
+        key, sign, text = value.partition("=")
+        if not sign or not key.strip():
+            raise TopologyError(
+                f"--group {value!r} is not key=value (e.g. --group doc_class=invoice)"
+            )
+        group[key.strip()] = text
+    return group
+
+
+def _listed(snapshots: Snapshot | Sequence[Snapshot]) -> list[Snapshot]:
+    return [snapshots] if isinstance(snapshots, Snapshot) else list(snapshots)
+
+
+def query_tables(
+    plans: Sequence[AggregatePlan],
+    snapshots: SnapshotsByAggregate,
+    *,
+    aggregate: str | None = None,
+    by: Sequence[str] | None = None,
+    since: str | float | None = None,
+) -> list[AggregateTable]:
+    """One table per aggregate (or only ``aggregate``), merged over every partition.
+
+    ``by`` re-groups on a subset of the group keys (an aggregate lacking one of them is
+    an error when it was chosen, and skipped when every aggregate is shown).
+    """
+    chosen = [choose_plan(plans, aggregate)] if aggregate is not None else list(plans)
+    tables = []
+    for plan in chosen:
+        if by is not None and aggregate is None and not set(by) <= set(plan.group_by):
+            continue
+        parts = _listed(snapshots.get(plan.name, []))
+        tables.append(
+            aggregate_table(plan, parts or [Snapshot(plan.name, sources=0)], by=by, since=since)
+        )
+    if not tables:
+        raise TopologyError(
+            f"no aggregate is grouped by {list(by or [])}; their keys: "
+            + "; ".join(f"{plan.name}: {list(plan.group_by)}" for plan in plans)
+        )
+    return tables
+
+
+def tables_document(topology: str, tables: Sequence[AggregateTable]) -> dict[str, Any]:
+    """The JSON answer of a query: the topology and each aggregate's table with its notes."""
+    return {"topology": topology, "aggregates": [table.to_dict() for table in tables]}
+
+
+def drill(
+    plans: Sequence[AggregatePlan],
+    snapshots: SnapshotsByAggregate,
+    *,
+    window_start: Any,
+    group: Mapping[str, str] | None = None,
+    aggregate: str | None = None,
+) -> DrillDown:
+    """The sampled and worst calls of one window and group of one aggregate."""
+    plan = choose_plan(plans, aggregate)
+    parts = _listed(snapshots.get(plan.name, [])) or [Snapshot(plan.name, sources=0)]
+    return drill_down(plan, parts, window_start=window_start, group=group)
+
+
+def plot_tables(
+    plans: Sequence[AggregatePlan],
+    snapshots: SnapshotsByAggregate,
+    tables: Sequence[AggregateTable],
+    path: Path,
+    *,
+    since: str | float | None = None,
+) -> list[Path]:
+    """Write each table's picture: ``path`` for one aggregate, ``<stem>.<aggregate><suffix>`` else.
+
+    The score panel shows the first column with a mean; the scatter the first two
+    numeric columns of the sampled calls (with error bars across trials).
+    """
+    from weave_stream.windows.plots import plot_aggregate  # matplotlib: only when drawing
+
+    by_name = {plan.name: plan for plan in plans}
+    written = []
+    for table in tables:
+        plan = by_name[table.aggregate]
+        scored = [c for c, asked in plan.spec.metrics.items() if "mean" in asked]
+        if not scored:
+            raise TopologyError(
+                f"aggregate {plan.name!r} has no column with a mean to plot; add 'mean' and "
+                "'ci95' to a numeric column's metrics"
+            )
+        numeric = [c for c in plan.spec.metrics if plan.spec.numeric(c)]
+        parts = _listed(snapshots.get(plan.name, [])) or [Snapshot(plan.name, sources=0)]
+        samples = sample_frame(plan, parts, since=since)
+        scatter = (numeric[0], numeric[1]) if len(numeric) >= 2 else None
+        by = table.group_keys[0] if table.group_keys else None
+        target = (
+            path if len(tables) == 1 else path.with_name(f"{path.stem}.{plan.name}{path.suffix}")
+        )
+        written.append(
+            plot_aggregate(
+                table,
+                target,
+                score=scored[0],
+                samples=samples,
+                scatter=scatter,
+                scatter_by=by if by in samples else None,
+                units=UNITS,
+            )
+        )
+    return written

@@ -1,0 +1,199 @@
+"""Reading windowed aggregates back for queries: from the stream's changelog, or from a file.
+
+**Where the partials are.** A topology worker keeps its aggregates in a Faust table
+(``aggregates``) whose changelog topic, ``<app id>-aggregates-changelog``, holds every
+write. Each source partition of ``<prefix>.calls.valid`` has its own namespace of keys
+(``<partition>/b/<aggregate>/<pane>/<group>`` buckets, ``<partition>/m`` its meta) and
+its keys live in the changelog partition of the same number. A query reads that
+topic to its end (Fetch high-water marks: right on every broker), keeps the latest
+value of each key (a tombstone forgets an expired pane), decodes one
+:class:`~weave_stream.windows.Snapshot` per source partition and merges them.
+
+**Why the changelog, not each worker's HTTP API.** The changelog is the one place
+that always holds every partition's partials, whichever worker owns it, during a
+rebalance or after a worker died: no worker discovery, no partial answer while a
+worker restarts, and the CLI, any worker's HTTP API and a worker with no partition
+all give the same answer. The price is a read of the topic per query: compacted on
+Kafka (Faust creates changelogs compacted), it holds about one record per live key;
+the embedded broker does not compact, so there a query also reads superseded writes.
+
+**Files.** :func:`local_snapshots` runs a topology in-process over calls (the local
+runner) and folds the same rows into the same windows, sorted by event time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from weave_stream.aggregate_rows import RowBuilder
+from weave_stream.config import Settings
+from weave_stream.errors import TopologyError
+from weave_stream.registry import read_registry, topology_group
+from weave_stream.topics import read_topic
+from weave_stream.topology import Topology
+from weave_stream.windows.bucket import AggregatePlan
+from weave_stream.windows.local import aggregate_rows
+from weave_stream.windows.snapshot import Snapshot
+from weave_stream.windows.spec import parse_aggregates
+
+__all__ = [
+    "AGGREGATES_TABLE",
+    "aggregate_plans",
+    "changelog_topic",
+    "decode_partials",
+    "local_snapshots",
+    "partition_namespace",
+    "read_partials",
+    "read_snapshots",
+    "registered_topology",
+]
+
+AGGREGATES_TABLE = "aggregates"
+
+
+def changelog_topic(settings: Settings, topology: str) -> str:
+    """The changelog topic of ``topology``'s aggregates table (Faust's naming).
+
+    >>> from weave_stream.config import load_settings
+    >>> changelog_topic(load_settings(env={}, topic_prefix="demo"), "text_extract")
+    'weave-stream.demo.topology.text_extract-aggregates-changelog'
+    """
+    return f"{topology_group(settings, topology)}-{AGGREGATES_TABLE}-changelog"
+
+
+def partition_namespace(partition: int) -> str:
+    """The key prefix of the state of one source partition (``"3/"``)."""
+    return f"{partition}/"
+
+
+def aggregate_plans(topology: Topology) -> list[AggregatePlan]:
+    """The compiled aggregates of ``topology`` (validated: specs and keys), in spec order."""
+    specs = parse_aggregates(topology.aggregates, topology.name)
+    RowBuilder(topology, specs)  # every key must be a column or a call field
+    return [AggregatePlan(spec) for spec in specs]
+
+
+def decode_partials(
+    plans: Sequence[AggregatePlan], entries: Mapping[str, bytes]
+) -> dict[str, list[Snapshot]]:
+    """One snapshot per source partition and aggregate from the table's keys and values.
+
+    Keys of aggregates the plans do not have (a topology changed since) are skipped.
+
+    >>> from weave_stream.windows import AggregateRow, WindowState, parse_aggregates
+    >>> plan = AggregatePlan(parse_aggregates([{"name": "q", "window": "1m"}], "t")[0])
+    >>> table: dict = {}
+    >>> for partition, call in ((0, "a"), (1, "b"), (1, "c")):
+    ...     state = WindowState([plan], table, namespace=partition_namespace(partition))
+    ...     _ = state.apply([AggregateRow(call, 5.0)])
+    >>> snapshots = decode_partials([plan], table)["q"]
+    >>> [sum(bucket.rows for bucket in s.panes.values()) for s in snapshots]
+    [1, 2]
+    """
+    by_name = {plan.name: plan for plan in plans}
+    panes: dict[tuple[str, str], dict[Any, Any]] = defaultdict(dict)
+    metas: dict[str, dict[str, Any]] = {}
+    for key, value in entries.items():
+        namespace, _, rest = key.partition("/")
+        kind, _, detail = rest.partition("/")
+        if kind == "b":
+            name, pane, group = detail.split("/", 2)
+            plan = by_name.get(name)
+            if plan is not None:
+                pane_key = (int(pane), tuple(orjson.loads(group)))
+                panes[(namespace, name)][pane_key] = plan.decode(orjson.loads(value))
+        elif kind == "m" and not detail:
+            metas[namespace] = orjson.loads(value)
+    snapshots: dict[str, list[Snapshot]] = {plan.name: [] for plan in plans}
+    for namespace in sorted({ns for ns, _ in panes} | set(metas), key=_partition_order):
+        meta = metas.get(namespace, {})
+        for plan in plans:
+            snapshots[plan.name].append(
+                Snapshot(
+                    plan.name,
+                    panes.get((namespace, plan.name), {}),
+                    late_rows=int((meta.get("late") or {}).get(plan.name, 0)),
+                    watermark=meta.get("clock"),
+                    duplicates=int(meta.get("duplicates", 0)),
+                )
+            )
+    return snapshots
+
+
+def _partition_order(namespace: str) -> tuple[int, str]:
+    return (int(namespace), "") if namespace.isdigit() else (1 << 30, namespace)
+
+
+async def read_partials(settings: Settings, topology: str) -> dict[str, bytes]:
+    """The latest value of every live key of ``topology``'s aggregates table, from Kafka."""
+    latest: dict[str, bytes] = {}
+    async for record in read_topic(settings, changelog_topic(settings, topology)):
+        if record.key is None:
+            continue
+        key = _table_key(record.key)
+        if record.value is None:
+            latest.pop(key, None)
+        else:
+            latest[key] = record.value
+    return latest
+
+
+def _table_key(raw: bytes) -> str:
+    """A table key as written to the changelog (Faust writes ``str`` keys as JSON strings)."""
+    if raw[:1] == b'"':
+        key = orjson.loads(raw)
+        if isinstance(key, str):
+            return key
+    return raw.decode()
+
+
+async def read_snapshots(
+    settings: Settings, topology: Topology
+) -> tuple[list[AggregatePlan], dict[str, list[Snapshot]]]:
+    """The plans of ``topology`` and every partition's snapshots of each aggregate."""
+    plans = aggregate_plans(topology)
+    if not plans:
+        raise TopologyError(
+            f"topology {topology.name!r} declares no aggregates; add an 'aggregates:' section "
+            "(see topologies/text_extract.yaml) and register it again"
+        )
+    entries = await read_partials(settings, topology.name)
+    return plans, decode_partials(plans, entries)
+
+
+async def registered_topology(settings: Settings, name: str) -> Topology:
+    """The topology registered as ``name``, loaded as its workers load it."""
+    # The registration's loader lives with the register command (shared by the workers).
+    from weave_stream.cli.registry_cmds import topology_from_registration
+
+    registry = await read_registry(settings)
+    registration = registry.get(name)
+    if registration is None:
+        raise TopologyError(
+            f"no registered topology {name!r} "
+            f"(registered: {', '.join(sorted(registry)) or 'none'}); "
+            f"register it with `weave-stream register {name}`, or query a file with --input"
+        )
+    return topology_from_registration(registration, settings)
+
+
+def local_snapshots(
+    topology: Topology, calls: Any, values: Iterable[Any] | None = None
+) -> tuple[list[AggregatePlan], dict[str, Snapshot]]:
+    """The aggregates of ``topology`` over ``calls`` in-process (the local runner).
+
+    ``calls`` is a JSONL path, a DataFrame or calls (as :func:`~weave_stream.runners.local.
+    run_local` takes them); without ``values`` the topology's columns are computed first.
+    """
+    from weave_stream.runners.local import read_calls, run_local
+
+    plans = aggregate_plans(topology)
+    loaded, _ = read_calls(calls)
+    if values is None:
+        values = run_local(topology, loaded).values
+    rows = RowBuilder(topology, [plan.spec for plan in plans]).rows(loaded, values)
+    return plans, aggregate_rows(plans, rows, topology=topology.name)
