@@ -29,6 +29,9 @@ __all__ = [
     "AGGREGATE_BUCKETS",
     "AGGREGATE_LATE_ROWS",
     "AGGREGATE_ROWS",
+    "AGGREGATE_WINDOW_END",
+    "AGGREGATE_WINDOW_MEAN",
+    "AGGREGATE_WINDOW_ROWS",
     "ALERTS_DELIVERED",
     "ALERTS_GROUPED",
     "ALERTS_PENDING",
@@ -166,6 +169,29 @@ AGGREGATE_BATCH_SECONDS = Histogram(
     "weave_stream_aggregate_batch_seconds",
     "Time to fold one micro-batch of rows into the windowed aggregates.",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+    registry=REGISTRY,
+)
+# The latest closed window of each aggregate, as this worker's partitions saw it: a worker
+# holding some partitions shows their part (sum the rows of every worker; for an exact
+# merged mean use the query API). Groups past aggregate_metric_max_groups (by rows) are
+# merged into group="_other"; groups absent from the latest window are removed.
+AGGREGATE_WINDOW_ROWS = Gauge(
+    "weave_stream_aggregate_window_rows",
+    "Rows (calls x trials) in the latest closed window of an aggregate, per group "
+    '(group keys joined by "/").',
+    ["topology", "aggregate", "group"],
+    registry=REGISTRY,
+)
+AGGREGATE_WINDOW_MEAN = Gauge(
+    "weave_stream_aggregate_window_mean",
+    "Mean of a numeric column in the latest closed window of an aggregate, per group.",
+    ["topology", "aggregate", "column", "group"],
+    registry=REGISTRY,
+)
+AGGREGATE_WINDOW_END = Gauge(
+    "weave_stream_aggregate_window_end_seconds",
+    "End (Unix time) of the latest closed window the window gauges describe.",
+    ["topology", "aggregate"],
     registry=REGISTRY,
 )
 
