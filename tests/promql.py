@@ -8,6 +8,10 @@ metric name makes a query silently empty, so both check every name they use agai
 from __future__ import annotations
 
 import re
+import shutil
+from pathlib import Path
+
+import pytest
 
 from weave_stream.metrics import REGISTRY
 
@@ -61,3 +65,13 @@ def exported_series() -> set[str]:
         for suffix in _SUFFIXES[family.type]:
             names.add(family.name + suffix)
     return names
+
+
+def promtool() -> str:
+    """The promtool executable; fails the test (never skips) when it is missing."""
+    found = shutil.which("promtool") or (
+        "/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None
+    )
+    if found is None:
+        pytest.fail("promtool is missing: install Debian's prometheus package (make prometheus)")
+    return found
