@@ -4,7 +4,7 @@ Both take the plans and per-partition snapshots of a topology (from the changelo
 from a local run, :mod:`weave_stream.aggregates_source`) and return the objects of
 :mod:`weave_stream.windows.table`; :func:`tables_document` is the one JSON shape the
 CLI's ``--format json`` and ``GET /aggregates/{topology}`` both print, so the two
-agree to the byte. :func:`plot_tables` draws each aggregate's picture.
+agree. :func:`plot_tables` draws each aggregate's picture.
 
 >>> from weave_stream.windows import AggregatePlan, AggregateRow, aggregate_rows, parse_aggregates
 >>> plan = AggregatePlan(parse_aggregates([{"name": "q", "window": "1m", "group_by": ["c"],
@@ -20,10 +20,15 @@ agree to the byte. :func:`plot_tables` draws each aggregate's picture.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
+from weave_stream.aggregate_rows import field_of
+from weave_stream.derive import DerivedValue
 from weave_stream.errors import TopologyError
 from weave_stream.windows.bucket import AggregatePlan
 from weave_stream.windows.query import aggregate_table, drill_down, sample_frame
@@ -33,6 +38,7 @@ from weave_stream.windows.table import AggregateTable, DrillDown
 __all__ = [
     "UNITS",
     "choose_plan",
+    "comparison_frame",
     "drill",
     "parse_by",
     "parse_group",
@@ -175,6 +181,15 @@ def plot_tables(
         samples = sample_frame(plan, parts, since=since)
         scatter = (numeric[0], numeric[1]) if len(numeric) >= 2 else None
         by = table.group_keys[0] if table.group_keys else None
+        if by is not None and by in samples:
+            # A call without the key (its op failed) is its own class in the legend.
+            samples[by] = samples[by].map(lambda v: "(none)" if v is None or v != v else str(v))
+        if table.group_keys:
+            # Missing keys (an op failed) read "(none)" in every panel, not "nan".
+            frame = table.frame.copy()
+            for key in table.group_keys:
+                frame[key] = frame[key].map(lambda v: "(none)" if v is None or v != v else v)
+            table = dataclasses.replace(table, frame=frame)
         target = (
             path if len(tables) == 1 else path.with_name(f"{path.stem}.{plan.name}{path.suffix}")
         )
@@ -190,3 +205,59 @@ def plot_tables(
             )
         )
     return written
+
+
+def comparison_frame(
+    values: Iterable[DerivedValue],
+    keys: Sequence[str],
+    *,
+    by: str | None = None,
+    by_refs: bool = False,
+) -> pd.DataFrame:
+    """One row per call and trial with each key's value: what ``weave-stream compare`` tests.
+
+    A key is a column (its primary value: a judge's score) or a field inside one
+    (``doc_class_v1.confidence``); ``by`` is a column to group on (its label), read from
+    the nearest trial. With ``by_refs`` each op ref of the (single) key gets its own
+    rows, with ``<key>.op_ref``.
+
+    >>> from datetime import UTC, datetime
+    >>> at = datetime(2026, 11, 26, tzinfo=UTC)
+    >>> def v(call, column, value, ref="r:1"):
+    ...     return DerivedValue(call_id=call, topology="t", column=column, op_ref=ref,
+    ...                         value=value, computed_at=at)
+    >>> frame = comparison_frame([v("c1", "a", {"label": "x", "confidence": 0.5}),
+    ...                           v("c1", "b", {"score": 0.7})], ["a.confidence", "b"], by="a")
+    >>> frame.to_dict("records")
+    [{'call_id': 'c1', 'trial': 0, 'a': 'x', 'a.confidence': 0.5, 'b': 0.7}]
+    """
+    heads = {key: key.partition(".") for key in keys}
+    wanted = {head for head, _, _ in heads.values()} | ({by} if by else set())
+    cells: dict[tuple[str, int, str], dict[str, DerivedValue]] = {}
+    nearest: dict[str, dict[int, DerivedValue]] = {}
+    for value in values:
+        if value.column not in wanted:
+            continue
+        if by is not None and value.column == by:
+            nearest.setdefault(value.call_id, {}).setdefault(value.trial, value)
+        ref = value.op_ref if by_refs and value.column != by else ""
+        cells.setdefault((value.call_id, value.trial, ref), {})[value.column] = value
+    records = []
+    for (call_id, trial, ref), columns in cells.items():
+        if by_refs and not ref:
+            continue  # the grouping column alone
+        record: dict[str, Any] = {"call_id": call_id, "trial": trial}
+        if by is not None:
+            trials = nearest.get(call_id, {})
+            grouping = trials.get(trial) or (trials[max(trials)] if trials else None)
+            ok = grouping is not None and grouping.error is None
+            record[by] = field_of(grouping.value, "") if ok and grouping else None
+        for key, (head, _, path) in heads.items():
+            derived = columns.get(head)
+            ok = derived is not None and derived.error is None
+            record[key] = field_of(derived.value, path) if ok and derived else None
+        if by_refs:
+            record[f"{keys[0]}.op_ref"] = ref
+        if any(record[key] is not None for key in keys):
+            records.append(record)
+    return pd.DataFrame.from_records(records)

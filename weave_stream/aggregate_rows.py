@@ -46,7 +46,7 @@ from weave_stream.topology import Topology
 from weave_stream.windows.rows import AggregateRow
 from weave_stream.windows.spec import AggregateSpec, required_fields
 
-__all__ = ["DURATION", "RowBuilder", "primary_value"]
+__all__ = ["DURATION", "RowBuilder", "field_of", "primary_value"]
 
 DURATION = "duration_seconds"
 _MISSING = object()
@@ -71,6 +71,18 @@ def primary_value(value: Any) -> Any:
         if "score" in value:
             return value["score"]
     return value
+
+
+def field_of(value: Any, path: str) -> Any:
+    """The field ``path`` (dotted) of a column's value; its primary value when ``path`` is ``""``.
+
+    >>> field_of({"label": "money", "confidence": 0.9}, "confidence"), field_of({"score": 1}, "")
+    (0.9, 1)
+    """
+    if not path:
+        return primary_value(value)
+    found = _walk(value, path.split("."))
+    return None if found is _MISSING else found
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from weave_stream.cli import (
+    aggregates_cmds,
     backfill_cmds,
     broker_cmds,
     dashboard_cmds,
@@ -30,6 +31,7 @@ for module in (
     registry_cmds,
     ops_cmds,
     backfill_cmds,
+    aggregates_cmds,
     dashboard_cmds,
     demo,
 ):

@@ -17,6 +17,7 @@ from weave_stream.config import Settings
 from weave_stream.runners.streaming.admin_pages import register_admin_pages
 from weave_stream.runners.streaming.ingest_agent import register_ingest
 from weave_stream.runners.streaming.lag import track_consumer_lag
+from weave_stream.runners.streaming.query_pages import register_query_pages
 from weave_stream.runners.streaming.supervisor import TopologySupervisor
 
 __all__ = ["Worker", "create_app", "create_worker_app", "run_worker"]
@@ -87,6 +88,7 @@ def create_app(
     )
     metrics.WORKER_INFO.labels(settings.worker_id, settings.topic_prefix).set(1)
     _register_pages(app, metrics_sources or list)
+    register_query_pages(app, settings)  # GET /aggregates/{topology}[/drill]
     track_consumer_lag(app)
     return app
 
