@@ -56,9 +56,12 @@ class Record:
 
 
 async def ensure_topics(
-    settings: Settings, names: Iterable[str], configs: dict[str, str] | None = None
+    settings: Settings,
+    names: Iterable[str],
+    configs: dict[str, str] | None = None,
+    partitions: int | None = None,
 ) -> None:
-    """Create the topics that do not exist yet, with the settings' partitions and replicas."""
+    """Create the topics that do not exist yet (``partitions`` default: the settings')."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.broker_address)
     await admin.start()
     try:
@@ -66,7 +69,7 @@ async def ensure_topics(
         missing = [
             NewTopic(
                 name,
-                settings.partitions,
+                partitions or settings.partitions,
                 settings.replication_factor,
                 topic_configs=dict(configs or {}),
             )

@@ -21,7 +21,7 @@ from weave_stream.registry import (
     topology_group,
     unregister,
 )
-from weave_stream.topics import group_progress, start_group_at
+from weave_stream.topics import ensure_topics, group_progress, start_group_at
 from weave_stream.topology import Topology
 from weave_stream.topology_loader import find_topology_file, load_topology
 
@@ -131,6 +131,7 @@ def topologies_command(output_format: str, settings: Settings) -> None:
 def topology_worker(name: str, expected_version: str | None, settings: Settings) -> None:
     """Run the worker of one registered topology (started by a worker's supervisor)."""
     from weave_stream.runners.streaming import run_worker
+    from weave_stream.runners.streaming.monitor_agent import monitor_topics
     from weave_stream.runners.streaming.topology_app import create_topology_app
 
     if settings.broker is None:
@@ -152,6 +153,8 @@ def topology_worker(name: str, expected_version: str | None, settings: Settings)
     asyncio.run(
         start_group_at(settings, group, settings.topics.valid, registration.registered_epoch)
     )
+    # One partition per monitor: one worker holds each (see monitor_agent).
+    asyncio.run(ensure_topics(settings, monitor_topics(settings, topology), partitions=1))
     run_worker(settings, create_topology_app(settings, topology, registration.version))
 
 

@@ -39,6 +39,7 @@ from weave_stream.derived import derived_key
 from weave_stream.registry import topology_group
 from weave_stream.runners.streaming.aggregates import attach_aggregates
 from weave_stream.runners.streaming.app import create_app
+from weave_stream.runners.streaming.monitor_agent import register_monitors
 from weave_stream.runners.streaming.sink import OutgoingRecord, attach_sink
 from weave_stream.topology import Topology
 
@@ -63,6 +64,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     )
     sink = attach_sink(app, settings)
     aggregates = attach_aggregates(app, settings, topology)  # None: no aggregates declared
+    monitors = register_monitors(app, settings, topology, sink)  # None: no monitors declared
     columns = [column.name for column in topology.columns]
     column_topics = {name: topics.derived(topology.name, name) for name in columns}
     for topic in column_topics.values():
@@ -111,6 +113,8 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
                 values_out.labels(topology.name, column).inc(len(records))
             if aggregates is not None:
                 aggregates.apply(events, values)  # windowed aggregates, per source partition
+            if monitors is not None:
+                await monitors.offer(sink, calls, values)  # embeddings to the drift monitors
             batch_seconds.observe(time.perf_counter() - started)
             yield None
 
