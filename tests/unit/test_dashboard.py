@@ -238,3 +238,50 @@ def test_the_provisioned_dashboard_is_the_generated_one_for_text_extract() -> No
         "docker/grafana/dashboards/text_extract.json is stale; regenerate it with "
         "`weave-stream dashboard text_extract --out docker/grafana/dashboards/text_extract.json`"
     )
+
+
+def test_the_class_mean_weights_each_workers_mean_by_its_rows(
+    board: dict[str, Any], tmp_path: Path
+) -> None:
+    # Two workers hold parts of the latest window of class "money": 30 rows at 0.5 and
+    # 10 rows at 0.9 make 0.6 together; "food" is on one worker only.
+    (panel,) = titled(board, "doc_class.confidence: mean per class")
+    expr = panel["targets"][0]["expr"]
+    where = 'topology="support", aggregate="quality", '
+    mean = "weave_stream_aggregate_window_mean{" + where + 'column="doc_class.confidence", '
+    rows = "weave_stream_aggregate_window_rows{" + where
+    series = [
+        (mean + 'group="money", instance="w1"}', "0.5x5"),
+        (rows + 'group="money", instance="w1"}', "30x5"),
+        (mean + 'group="money", instance="w2"}', "0.9x5"),
+        (rows + 'group="money", instance="w2"}', "10x5"),
+        (mean + 'group="food", instance="w2"}', "0.7x5"),
+        (rows + 'group="food", instance="w2"}', "4x5"),
+    ]
+    (tmp_path / "none.yml").write_text("groups: []\n")
+    test = {
+        "rule_files": ["none.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": v} for s, v in series],
+                "promql_expr_test": [
+                    {
+                        "expr": expr,
+                        "eval_time": "3m",
+                        "exp_samples": [
+                            {"labels": '{group="money"}', "value": 0.6},
+                            {"labels": '{group="food"}', "value": 0.7},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "test.yml"
+    path.write_text(yaml.safe_dump(test))
+    result = subprocess.run(
+        [promtool(), "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
