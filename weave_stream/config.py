@@ -74,6 +74,11 @@ class TopicNames:
         """Alerts raised by monitors."""
         return f"{self.prefix}.alerts"
 
+    @property
+    def alerts_status(self) -> str:
+        """Delivery status of each alert per target (compacted: alert id -> status)."""
+        return f"{self.prefix}.alerts.status"
+
     def derived(self, topology: str, column: str) -> str:
         """The stream of values of one derived column."""
         return f"{self.prefix}.derived.{topology}.{column}"

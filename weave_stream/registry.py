@@ -22,7 +22,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from weave_stream.config import Settings
-from weave_stream.topics import ensure_topics, read_topic
+from weave_stream.topics import COMPACTED, ensure_topics, read_topic
 
 __all__ = [
     "Registration",
@@ -83,9 +83,6 @@ class Registration:
         )
 
 
-_COMPACTED = {"cleanup.policy": "compact"}
-
-
 async def register(settings: Settings, registration: Registration) -> None:
     """Write ``registration`` to the registry topic (creating the topic if needed)."""
     await _write(settings, registration.name, registration.to_json())
@@ -97,7 +94,7 @@ async def unregister(settings: Settings, name: str) -> None:
 
 
 async def _write(settings: Settings, name: str, value: bytes | None) -> None:
-    await ensure_topics(settings, [settings.topics.registry], _COMPACTED)
+    await ensure_topics(settings, [settings.topics.registry], COMPACTED)
     producer = AIOKafkaProducer(bootstrap_servers=settings.broker_address, acks="all")
     await producer.start()
     try:
@@ -108,7 +105,7 @@ async def _write(settings: Settings, name: str, value: bytes | None) -> None:
 
 async def read_registry(settings: Settings) -> dict[str, Registration]:
     """The registered topologies now: the latest record per name, tombstones applied."""
-    await ensure_topics(settings, [settings.topics.registry], _COMPACTED)
+    await ensure_topics(settings, [settings.topics.registry], COMPACTED)
     latest: dict[str, Registration | None] = {}
     async for record in read_topic(settings, settings.topics.registry):
         if record.key is not None:
@@ -125,7 +122,7 @@ async def watch_registry(
     Reads every partition of the registry from the beginning, outside any consumer
     group: every worker sees every registration.
     """
-    await ensure_topics(settings, [settings.topics.registry], _COMPACTED)
+    await ensure_topics(settings, [settings.topics.registry], COMPACTED)
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.broker_address,
         enable_auto_commit=False,

@@ -20,6 +20,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from weave_stream.config import Settings
 
 __all__ = [
+    "COMPACTED",
     "Record",
     "ensure_topics",
     "group_progress",
@@ -53,6 +54,9 @@ class Record:
             tuple(record.headers),
             record.timestamp,
         )
+
+
+COMPACTED = {"cleanup.policy": "compact"}
 
 
 async def ensure_topics(

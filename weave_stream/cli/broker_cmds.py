@@ -13,7 +13,7 @@ from weave_stream.broker import EmbeddedBroker
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
-from weave_stream.topics import ensure_topics
+from weave_stream.topics import COMPACTED, ensure_topics
 
 __all__ = ["COMMANDS", "broker", "worker"]
 
@@ -73,7 +73,10 @@ def start_worker(settings: Settings, run: object) -> None:
     """Create the worker's topics, then hand over to the Faust worker ``run``."""
     topics = settings.topics
     try:
-        asyncio.run(ensure_topics(settings, [topics.calls, topics.valid, topics.dlq]))
+        asyncio.run(
+            ensure_topics(settings, [topics.calls, topics.valid, topics.dlq, topics.alerts])
+        )
+        asyncio.run(ensure_topics(settings, [topics.alerts_status], COMPACTED))
     except Exception as exc:  # the broker is unreachable: say which and where
         fail(f"cannot create topics on {settings.broker}: {exc!r}")
     click.echo(

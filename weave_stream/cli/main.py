@@ -6,6 +6,7 @@ import click
 
 from weave_stream.cli import (
     aggregates_cmds,
+    alerts_cmds,
     backfill_cmds,
     broker_cmds,
     dashboard_cmds,
@@ -34,6 +35,7 @@ for module in (
     aggregates_cmds,
     dashboard_cmds,
     demo,
+    alerts_cmds,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -17,6 +17,7 @@ from weave_stream.config import Settings
 from weave_stream.runners.streaming.admin_pages import register_admin_pages
 from weave_stream.runners.streaming.ingest_agent import register_ingest
 from weave_stream.runners.streaming.lag import track_consumer_lag
+from weave_stream.runners.streaming.notifier_agent import register_notifier
 from weave_stream.runners.streaming.query_pages import register_query_pages
 from weave_stream.runners.streaming.supervisor import TopologySupervisor
 
@@ -33,6 +34,7 @@ def create_worker_app(settings: Settings) -> faust.App:
     supervisor = TopologySupervisor(settings)
     app = create_app(settings, metrics_sources=supervisor.metrics_urls)
     register_ingest(app, settings)
+    register_notifier(app, settings)
     register_admin_pages(app, settings)
 
     @app.task
