@@ -54,4 +54,15 @@ topology = Topology(
         ),
         Column("doc_embedding", Embed(), args={"text": "inputs.document"}),
     ],
+    monitors=[
+        {
+            "name": "doc_drift",
+            "column": "doc_embedding",
+            "text": "inputs.document",
+            "reference": {"first_n": 150},
+            "calibration_quantile": 0.95,
+            "cooldown_seconds": 60,
+            "shift": {"window": 50},
+        }
+    ],
 )

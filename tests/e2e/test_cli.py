@@ -113,3 +113,6 @@ def test_demo_runs_end_to_end_and_the_books_balance(tmp_path: Path) -> None:
     assert "books balance" in result.stdout
     for reason in MALFORMED_REASONS:
         assert reason in result.stdout
+    assert "the judge column uses the built-in stand-in" in result.stdout
+    assert "registered text_extract version" in result.stdout
+    assert "drift alerts received by the demo's webhook" in result.stdout

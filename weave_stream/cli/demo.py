@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import random
+import secrets
 import tempfile
 import time
 from collections import Counter
@@ -33,6 +35,8 @@ from weave_stream.derived import read_derived
 from weave_stream.errors import WeaveStreamError
 from weave_stream.ingest import DeadLetter
 from weave_stream.judge_standin import StandInJudge
+from weave_stream.notify import Alert
+from weave_stream.notify.receiver import WebhookReceiver
 from weave_stream.registry import register
 from weave_stream.samples import (
     corpus_documents,
@@ -50,6 +54,8 @@ _MERGE_TIMEOUT = 3.0
 
 
 DEFAULT_TOPOLOGY = Path("topologies") / "text_extract.yaml"
+SHIFT_AT = 0.75  # the share of calls before the documents change kind
+SHIFTED_LANGUAGE = "japanese"
 
 
 @click.command()
@@ -83,6 +89,26 @@ def demo(
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
+        receiver = None
+        if settings.alert_targets_file is None:
+            receiver = stack.enter_context(_alert_receiver())
+            targets = out_dir / "alert-targets.json"
+            targets.write_text(
+                json.dumps(
+                    {
+                        "targets": [
+                            {
+                                "kind": "webhook",
+                                "name": "demo-receiver",
+                                "url": receiver.url,
+                                "secret": receiver.secret,
+                            }
+                        ]
+                    }
+                )
+            )
+            settings = settings.model_copy(update={"alert_targets_file": targets})
+            click.echo(f"drift alerts go to a webhook receiver the demo runs at {receiver.url}")
         if settings.judge_base_url is None:
             judge = stack.enter_context(StandInJudge())
             settings = settings.model_copy(update={"judge_base_url": judge.base_url})
@@ -92,11 +118,16 @@ def demo(
                 "by word overlap and is NOT an LLM.",
                 fg="yellow",
             )
-        _run(settings, call_count, topology_path, rate, out_dir)
+        _run(settings, call_count, topology_path, rate, out_dir, receiver)
 
 
 def _run(
-    settings: Settings, call_count: int, topology_path: Path, rate: float, out_dir: Path
+    settings: Settings,
+    call_count: int,
+    topology_path: Path,
+    rate: float,
+    out_dir: Path,
+    receiver: WebhookReceiver | None,
 ) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="weave-stream-demo-"))
     settings = settings.model_copy(
@@ -138,11 +169,41 @@ def _run(
             _step("5/6", f"derived values of {topology.name}")
             values = _follow_values(settings, topology, expected["selected"])
             _show_values(topology, values)
+            if receiver is not None and topology.monitors:
+                _await_alerts(receiver)
         _step("6/6", "summary")
         ok = _summary(counts, letters, expected, len(records))
         ok = _values_summary(topology, values, expected["selected"]) and ok
+        if receiver is not None:
+            kinds = Counter(alert.kind for alert in receiver.alerts)
+            shown = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
+            click.echo(f"  drift alerts received by the demo's webhook: {shown}")
     if not ok:
         fail("the books do not balance: see the summary above and the worker log")
+
+
+def _await_alerts(receiver: WebhookReceiver, quiet_seconds: float = 5.0) -> None:
+    """Wait until no new alert arrived for ``quiet_seconds`` (grouped ones come late)."""
+    seen, last_change = len(receiver.alerts), time.monotonic()
+    deadline = last_change + 60
+    while time.monotonic() - last_change < quiet_seconds and time.monotonic() < deadline:
+        time.sleep(0.5)
+        if len(receiver.alerts) != seen:
+            seen, last_change = len(receiver.alerts), time.monotonic()
+
+
+def _alert_receiver() -> WebhookReceiver:
+    """A loopback webhook receiver that prints each (signature-checked) alert as it arrives."""
+
+    def show(alert: Alert) -> None:
+        excerpt = (alert.excerpt or "").replace("\n", " ")[:70]
+        tqdm.write(
+            click.style(f"  ALERT {alert.kind}", fg="red", bold=True)
+            + f" {alert.topology}/{alert.monitor}: score {alert.score:.3f} > threshold "
+            f"{alert.threshold:.3f}, {alert.count} call(s); e.g. {excerpt!r}"
+        )
+
+    return WebhookReceiver(secrets.token_hex(16), on_alert=show)
 
 
 def _register(settings: Settings, topology_path: Path) -> Topology:
@@ -220,24 +281,32 @@ def _step(number: str, title: str) -> None:
     click.secho(f"\n[{number}] {title}", bold=True)
 
 
-def _demo_records(call_count: int, max_payload: int) -> tuple[list[bytes], dict[str, Any]]:
-    """Calls from real documents; every 5th as start + end events; two lone halves; bad ones."""
-    documents = corpus_documents("english")
-    random.Random(7).shuffle(documents)
-    calls = sample_calls(documents[:call_count])
-    records: list[bytes] = []
+def _demo_records(
+    call_count: int, max_payload: int, shift_at: float = SHIFT_AT
+) -> tuple[list[bytes], dict[str, Any]]:
+    """Calls from real documents, English first, then (from ``shift_at``) Japanese ones —
+    a new kind of document the drift monitor has not seen. Every 5th call comes as start
+    + end events; two lone halves and one bad record per dead-letter reason are mixed in.
+    """
+    english = corpus_documents("english")
+    random.Random(7).shuffle(english)
+    familiar = int(call_count * shift_at)
+    documents = english[:familiar] + corpus_documents(SHIFTED_LANGUAGE)[: call_count - familiar]
+    calls = sample_calls(documents)
+    phases: list[list[bytes]] = [[], []]
     for index, call in enumerate(calls):
+        phase = phases[0 if index < familiar else 1]
         if index % 5 == 0:
             start, end = split_into_events(call)
-            records += [orjson.dumps(start), orjson.dumps({"end": end})]
+            phase += [orjson.dumps(start), orjson.dumps({"end": end})]
         else:
-            records.append(orjson.dumps(call))
-    lone_start, _ = split_into_events(sample_calls(documents[-2:-1], seed="lone-start")[0])
-    _, lone_end = split_into_events(sample_calls(documents[-1:], seed="lone-end")[0])
-    records += [orjson.dumps(lone_start), orjson.dumps(lone_end)]
+            phase.append(orjson.dumps(call))
+    lone_start, _ = split_into_events(sample_calls(english[-2:-1], seed="lone-start")[0])
+    _, lone_end = split_into_events(sample_calls(english[-1:], seed="lone-end")[0])
     bad = malformed_records(max_payload)
-    records += [raw for _, raw in bad]
-    random.Random(11).shuffle(records)
+    phases[0] += [orjson.dumps(lone_start), orjson.dumps(lone_end), *(raw for _, raw in bad)]
+    for number, phase in enumerate(phases):
+        random.Random(11 + number).shuffle(phase)
     expected = {
         "calls": len(calls) + 2,
         # An end event alone has no op_name, so no topology's source selects it.
@@ -246,7 +315,7 @@ def _demo_records(call_count: int, max_payload: int) -> tuple[list[bytes], dict[
         "incomplete": 2,
         "dead_letters": Counter(reason for reason, _ in bad),
     }
-    return records, expected
+    return phases[0] + phases[1], expected
 
 
 def _follow(
