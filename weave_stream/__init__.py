@@ -1,1 +1,90 @@
-"""weave-stream."""
+"""weave-stream: watch LLM applications in production, over Kafka.
+
+::
+
+    producers ─► <prefix>.calls ─► ingest (calls, ingest) ─► <prefix>.calls.valid
+                                      └─► <prefix>.calls.dlq (raw bytes + reason)
+    <prefix>.registry ─► one topology worker per topology (runners.streaming):
+      <prefix>.calls.valid ─► derive_batch (ops, cache) ─► <prefix>.derived.<topology>.<col>
+                                ├─► windowed aggregates (windows) ─► queries, plots, /metrics
+                                └─► drift monitors (drift) ─► <prefix>.alerts ─► notifier
+
+The same topology runs in-process over a file or a list of calls (``run_local``),
+with the same values, for experiments, tests and backfills.
+
+>>> from weave_stream import Column, Source, Topology, op, run_local
+>>> @op
+... def words(text: str) -> int:
+...     return len(text.split())
+>>> topology = Topology(name="demo", source=Source(op_name="extract"),
+...                     columns=[Column("words", words, args={"text": "inputs.document"})])
+>>> calls = [{"id": "c1", "op_name": "extract", "started_at": 1795662000,
+...           "ended_at": 1795662001, "inputs": {"document": "an invoice for ACME"}}]
+>>> run_local(topology, calls).to_pandas()["words"].tolist()
+[4]
+"""
+
+from __future__ import annotations
+
+from weave_stream.broker import EmbeddedBroker
+from weave_stream.cache import MemoryCache, ResultCache, SqliteCache
+from weave_stream.calls import Call, merge, parse_call
+from weave_stream.config import Settings, load_settings
+from weave_stream.derive import DerivedValue, derive_batch
+from weave_stream.errors import (
+    BrokerError,
+    BudgetExceededError,
+    CallValidationError,
+    ConfigError,
+    DeliveryError,
+    IngestError,
+    OpError,
+    OpTimeoutError,
+    TopologyError,
+    VectorIndexError,
+    WeaveStreamError,
+)
+from weave_stream.ops import Classify, Embed, Judge, Op, op
+from weave_stream.plan import Plan, plan_topology
+from weave_stream.runners.local import run_local
+from weave_stream.runners.results import ResultTable
+from weave_stream.topology import Column, Source, Topology
+from weave_stream.topology_loader import load_topology
+
+__all__ = [
+    "BrokerError",
+    "BudgetExceededError",
+    "Call",
+    "CallValidationError",
+    "Classify",
+    "Column",
+    "ConfigError",
+    "DeliveryError",
+    "DerivedValue",
+    "Embed",
+    "EmbeddedBroker",
+    "IngestError",
+    "Judge",
+    "MemoryCache",
+    "Op",
+    "OpError",
+    "OpTimeoutError",
+    "Plan",
+    "ResultCache",
+    "ResultTable",
+    "Settings",
+    "Source",
+    "SqliteCache",
+    "Topology",
+    "TopologyError",
+    "VectorIndexError",
+    "WeaveStreamError",
+    "derive_batch",
+    "load_settings",
+    "load_topology",
+    "merge",
+    "op",
+    "parse_call",
+    "plan_topology",
+    "run_local",
+]
