@@ -4,9 +4,10 @@ It keeps everything in memory: a restart loses every topic, record and committed
 offset. It is for the demo, tests and experiments; production points ``--broker``
 at a real Kafka cluster.
 
->>> with EmbeddedBroker() as broker:          # doctest: +SKIP
-...     print(broker.url)
-kafka://127.0.0.1:41873
+Use it as a context manager::
+
+    with EmbeddedBroker() as broker:
+        print(broker.url)   # kafka://127.0.0.1:41873
 """
 
 from __future__ import annotations
