@@ -53,8 +53,8 @@ _MISSING = object()
 
 # A call as JSON data (Call.to_dict(), or the valid-calls topic's record decoded).
 CallData = Mapping[str, Any]
-# (call data, the call's values of one trial by column) -> the value of one key
-Reader = Callable[[CallData, Mapping[str, DerivedValue]], Any]
+# (call data, the call's values of one trial by column, its event time) -> a key's value
+Reader = Callable[[CallData, Mapping[str, DerivedValue], float], Any]
 
 
 def primary_value(value: Any) -> Any:
@@ -113,12 +113,20 @@ class RowBuilder:
         self._costed = {key.text for key in self._metrics if key.text == key.column}
         self._columns = {key.column for key in self._fields + self._metrics if key.column}
         self.keys = required_fields(specs)
+        self._op_names: dict[Any, bool] = {}
 
     def selects(self, call: CallData) -> bool:
         """Whether the topology's source takes ``call`` (op name, filter, sample)."""
         source = self.topology.source
-        if source.op_name is not None and not op_name_matches(source.op_name, call.get("op_name")):
-            return False
+        if source.op_name is not None:
+            op_name = call.get("op_name")
+            matches = self._op_names.get(op_name)
+            if matches is None:
+                matches = op_name_matches(source.op_name, op_name)
+                if len(self._op_names) < 10_000:  # op names are few; stay bounded anyway
+                    self._op_names[op_name] = matches
+            if not matches:
+                return False
         source_filter = self.topology.source_filter
         if source_filter is not None and not source_filter.matches(call, {}):
             return False
@@ -155,8 +163,12 @@ class RowBuilder:
         if event_time is None:
             return []
         if not columns:  # no derived values: the common case of call-field aggregates
-            fields = {key.text: key.read(call, {}) for key in self._fields}
-            values = {key.text: key.read(call, {}) for key in self._metrics if key.column is None}
+            fields = {key.text: key.read(call, {}, event_time) for key in self._fields}
+            values = {
+                key.text: key.read(call, {}, event_time)
+                for key in self._metrics
+                if key.column is None
+            }
             return [
                 AggregateRow(call["id"], event_time, fields, values, trace_id=call.get("trace_id"))
             ]
@@ -169,7 +181,7 @@ class RowBuilder:
                 for name, found in columns.items()
                 if found
             }
-            fields = {key.text: key.read(call, nearest) for key in self._fields}
+            fields = {key.text: key.read(call, nearest, event_time) for key in self._fields}
             values = {}
             errors: list[str] = []
             costs: dict[str, float] = {}
@@ -187,7 +199,7 @@ class RowBuilder:
                         continue
                 elif trial:
                     continue  # call fields are counted with trial 0 only
-                values[key.text] = key.read(call, exact)
+                values[key.text] = key.read(call, exact, event_time)
             rows.append(
                 AggregateRow(
                     call["id"],
@@ -240,7 +252,7 @@ def _key(topology: Topology, columns: set[str], text: str) -> _Key:
 
 
 def _column_reader(column: str, parts: tuple[str, ...]) -> Reader:
-    def read(call: CallData, values: Mapping[str, DerivedValue]) -> Any:
+    def read(call: CallData, values: Mapping[str, DerivedValue], event_time: float) -> Any:
         derived = values.get(column)
         if derived is None or derived.error is not None:
             return None
@@ -256,18 +268,21 @@ def _column_reader(column: str, parts: tuple[str, ...]) -> Reader:
 def _call_reader(parts: tuple[str, ...]) -> Reader:
     head, rest = parts[0], parts[1:]
     if not rest:
-        return lambda call, values: call.get(head)
+        return lambda call, values, event_time: call.get(head)
 
-    def read(call: CallData, values: Mapping[str, DerivedValue]) -> Any:
+    def read(call: CallData, values: Mapping[str, DerivedValue], event_time: float) -> Any:
         found = _walk(call.get(head), rest)
         return None if found is _MISSING else found
 
     return read
 
 
-def _duration(call: CallData, values: Mapping[str, DerivedValue]) -> float | None:
-    started, ended = _timestamp(call.get("started_at")), _timestamp(call.get("ended_at"))
-    return None if started is None or ended is None else ended - started
+def _duration(call: CallData, values: Mapping[str, DerivedValue], event_time: float) -> Any:
+    # The event time is the parsed started_at whenever the call has one.
+    if call.get("started_at") is None:
+        return None
+    ended = _timestamp(call.get("ended_at"))
+    return None if ended is None else ended - event_time
 
 
 def _walk(value: Any, parts: Sequence[str]) -> Any:

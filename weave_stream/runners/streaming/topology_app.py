@@ -78,6 +78,10 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
             topology.name, compiled.name, compiled.op.name, compiled.op.ref
         ).set(1)
 
+    if aggregates is not None and not topology.compiled:
+        aggregates.consume(source, settings)  # aggregate-only: its own light agent
+        return app
+
     @app.agent(source, name=f"{topology.name}-derive")
     async def derive(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         batches = stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
