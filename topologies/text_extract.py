@@ -54,6 +54,37 @@ topology = Topology(
         ),
         Column("doc_embedding", Embed(), args={"text": "inputs.document"}),
     ],
+    aggregates=[
+        {
+            "name": "quality_by_class",
+            "window": {"size": "10m", "step": "5m"},
+            "grace": "10m",
+            "retention": "2d",
+            "group_by": ["doc_class"],
+            "metrics": {
+                "faithfulness": [
+                    "count",
+                    "mean",
+                    "std",
+                    "ci95",
+                    "p50",
+                    "p90",
+                    "p99",
+                    "error_rate",
+                    "cost_sum",
+                ],
+                "doc_class.confidence": ["mean", "ci95"],
+                "doc_class": ["counts"],
+                "duration_seconds": ["mean", "p90"],
+            },
+            "drill_down": {
+                "sample_size": 20,
+                "worst_k": 5,
+                "score": "faithfulness",
+                "worst": "lowest",
+            },
+        }
+    ],
     monitors=[
         {
             "name": "doc_drift",
