@@ -133,6 +133,8 @@ class Settings(BaseModel):
     # Micro-batches of ops.
     batch_size: int = Field(default=64, ge=1, le=100_000)
     batch_max_wait_seconds: float = Field(default=0.25, gt=0)
+    # A topology worker idle this long while its partitions lag restarts (see watchdog).
+    stall_seconds: float = Field(default=30.0, gt=0)
     # How long a topology worker remembers a call's results (so a replay computes nothing).
     results_retention_seconds: float = Field(default=7 * 86400.0, gt=0)
     # Windowed aggregates: at most this many groups per aggregate get their own series in

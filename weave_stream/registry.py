@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 import orjson
@@ -23,13 +25,18 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from weave_stream.config import Settings
 from weave_stream.topics import COMPACTED, ensure_topics, read_topic
+from weave_stream.topology import Topology
+from weave_stream.topology_loader import find_topology_file, load_topology
 
 __all__ = [
     "Registration",
     "SourceFormat",
     "read_registry",
     "register",
+    "registration_for",
+    "topology_from_registration",
     "topology_group",
+    "topology_version",
     "unregister",
     "watch_registry",
 ]
@@ -158,3 +165,30 @@ async def watch_registry(
                 yield dict(state)
     finally:
         await consumer.stop()
+
+
+def topology_version(topology: Topology) -> str:
+    """12 hex digits over the topology's spec and the refs of its compiled ops."""
+    spec = {"spec": topology.to_dict(), "ops": [c.op.ref for c in topology.compiled]}
+    canonical = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(canonical).hexdigest()[:12]
+
+
+def registration_for(path_or_name: str, settings: Settings) -> tuple[Topology, Registration]:
+    """Load and validate a topology file and build its registration."""
+    path = find_topology_file(path_or_name)
+    topology = load_topology(path, settings)
+    source_format: SourceFormat = "python" if path.suffix == ".py" else "yaml"
+    registration = Registration.create(
+        topology.name, path.read_text(encoding="utf-8"), source_format, topology_version(topology)
+    )
+    return topology, registration
+
+
+def topology_from_registration(registration: Registration, settings: Settings) -> Topology:
+    """Load a registered topology exactly as its file would load locally."""
+    suffix = ".py" if registration.source_format == "python" else ".yaml"
+    with tempfile.TemporaryDirectory(prefix="weave-stream-topology-") as folder:
+        path = Path(folder) / f"{registration.name}{suffix}"
+        path.write_text(registration.source, encoding="utf-8")
+        return load_topology(path, settings)

@@ -24,6 +24,7 @@ __all__ = [
     "Record",
     "ensure_topics",
     "group_progress",
+    "highwaters",
     "produce",
     "read_topic",
     "start_group_at",
@@ -143,7 +144,7 @@ async def read_topic(
     topic: str,
     *,
     start_offsets: dict[int, int] | None = None,
-    idle_timeout: float = 1.0,
+    idle_timeout: float = 10.0,
 ) -> AsyncIterator[Record]:
     """Yield every record of ``topic`` from ``start_offsets`` (default: the beginning) to its end.
 
@@ -202,7 +203,7 @@ async def group_progress(settings: Settings, group: str, topic: str) -> tuple[in
     Consumed is the committed offsets' sum (a group that reads from the start has
     consumed that many records); lag is high-water mark minus committed offset.
     """
-    highwaters = await _highwaters(settings, topic)
+    marks = await highwaters(settings, topic)
     # OffsetFetch through a consumer of the group that never joins it (the embedded
     # broker drops the admin client's variant of that request).
     consumer = AIOKafkaConsumer(
@@ -210,15 +211,15 @@ async def group_progress(settings: Settings, group: str, topic: str) -> tuple[in
     )
     await consumer.start()
     try:
-        committed = {p: await consumer.committed(TopicPartition(topic, p)) for p in highwaters}
+        committed = {p: await consumer.committed(TopicPartition(topic, p)) for p in marks}
     finally:
         await consumer.stop()
     consumed = sum(offset or 0 for offset in committed.values())
-    lag = sum(max(0, mark - (committed[p] or 0)) for p, mark in highwaters.items())
+    lag = sum(max(0, mark - (committed[p] or 0)) for p, mark in marks.items())
     return consumed, lag
 
 
-async def _highwaters(settings: Settings, topic: str, timeout: float = 5.0) -> dict[int, int]:
+async def highwaters(settings: Settings, topic: str, timeout: float = 5.0) -> dict[int, int]:
     """High-water marks from Fetch responses (ListOffsets is wrong on the embedded broker)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker_address, enable_auto_commit=False)
     await consumer.start()
@@ -267,7 +268,7 @@ async def start_group_at(
         else:
             stamp = int(moment * 1000)
             found = await consumer.offsets_for_times({tp: stamp for tp in partitions})
-            ends = await _highwaters(settings, topic)
+            ends = await highwaters(settings, topic)
             offsets = {
                 tp.partition: at.offset if at is not None else ends[tp.partition]
                 for tp, at in found.items()
@@ -285,5 +286,5 @@ async def _first_offsets_at(settings: Settings, topic: str, moment: float) -> di
     async for record in read_topic(settings, topic):
         if record.timestamp_ms >= stamp and record.partition not in first:
             first[record.partition] = record.offset
-    ends = await _highwaters(settings, topic)
+    ends = await highwaters(settings, topic)
     return {partition: first.get(partition, end) for partition, end in ends.items()}

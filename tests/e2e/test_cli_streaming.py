@@ -13,6 +13,7 @@ import orjson
 from tests.conftest import wait_for_records
 from tests.e2e.test_cli import weave_stream
 from tests.integration.test_streaming import (
+    ASSETS,
     WORDY,
     covers,
     documents,
@@ -86,14 +87,22 @@ def test_topology_computes_from_registration_on_and_backfill_fills_the_past(
     assert written == len(unlucky) > 0  # identical inputs: one evaluation per batch
     assert 1 <= computed <= len(unlucky)
 
+    # A plan over budget refuses to start, and says why with the plan.
+    judged = weave_stream("register", str(ASSETS / "judged.yaml"), *flags)
+    assert judged.returncode == 0, judged.stderr
+    refused = weave_stream("backfill", "judged", *window, "--budget", "0", *flags)
+    assert refused.returncode == 1
+    assert "not starting" in refused.stderr and "budget" in refused.stderr
+    assert "Plan for topology 'judged'" in refused.stdout
+
     gone = weave_stream("unregister", "wordy", *flags)
     assert gone.returncode == 0 and "unregistered wordy" in gone.stdout
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         listing = json.loads(weave_stream("topologies", "--format", "json", *flags).stdout)
-        if not listing:
+        if [row["name"] for row in listing] == ["judged"]:
             break
-    assert listing == []
+    assert [row["name"] for row in listing] == ["judged"]
 
 
 def _total_row(rendered: str) -> list[str]:

@@ -16,9 +16,8 @@ import httpx
 import pytest
 import yaml
 
-from weave_stream.cli.registry_cmds import registration_for
 from weave_stream.config import Settings
-from weave_stream.registry import read_registry
+from weave_stream.registry import read_registry, registration_for
 from weave_stream.workers import WorkerProcess
 
 TOKEN = "s3cret-token-for-tests"

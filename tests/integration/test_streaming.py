@@ -13,11 +13,11 @@ import orjson
 
 from tests.conftest import produce_records
 from tests.servers.openai import FakeOpenAI, stall
-from weave_stream.cli.registry_cmds import registration_for
+from weave_stream.backfill import known_results
 from weave_stream.config import Settings
 from weave_stream.derive import DerivedValue
-from weave_stream.derived import read_derived
-from weave_stream.registry import register, unregister
+from weave_stream.derived import derived_key, identity, read_derived
+from weave_stream.registry import register, registration_for, unregister
 from weave_stream.runners.local import run_local
 from weave_stream.samples import corpus_documents, sample_calls
 from weave_stream.topics import group_progress
@@ -114,16 +114,21 @@ def test_changed_op_writes_under_its_new_ref_from_then_on_and_old_values_stay(
     make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
 ) -> None:
     settings = make_settings()
-    start_worker(settings)
+    worker = start_worker(settings)
     register_file(settings, WORDY)
     before = documents(["greetings"], "before")
     produce_calls(settings, before)
     old_ref = load_topology(WORDY).column("size").op.ref
     wait_for_values(settings, "wordy", ["size"], covers(before, ["size"], old_ref))
 
-    register_file(settings, ASSETS / "wordy_v2.py")
+    version = register_file(settings, ASSETS / "wordy_v2.py")
     new_ref = load_topology(ASSETS / "wordy_v2.py").column("size").op.ref
     assert new_ref != old_ref
+    # "From then on" is from when the workers run the new version (within seconds).
+    info = f'weave_stream_topology_info{{topology="wordy",version="{version}"}}'
+    deadline = time.monotonic() + 60
+    while worker.metrics().get(info) != 1 and time.monotonic() < deadline:
+        time.sleep(0.3)
     after = documents(["humor"], "after")
     produce_calls(settings, after)
     values = wait_for_values(settings, "wordy", ["size"], covers(after, ["size"], new_ref))
@@ -270,3 +275,29 @@ def test_registration_while_calls_flow_loses_none(
     assert len(after) >= 300
     # From now on: every call that arrived after the registration gets its values.
     wait_for_values(settings, "wordy", ["words", "size"], covers(after, ["words", "size"]))
+
+
+def test_a_second_value_of_an_identity_is_ignored_by_every_reader(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The one window where a value can be computed twice: a worker that lost its partition
+    mid-batch (rebalance) may still write a batch its successor computes too. For a
+    non-deterministic op the two values differ. Every reader keeps the first."""
+    settings = make_settings()
+    start_worker(settings)
+    register_file(settings, WORDY)
+    calls = documents(["computers"], "twice")
+    produce_calls(settings, calls)
+    first = wait_for_values(settings, "wordy", ["words"], covers(calls, ["words"]))
+    zombie = [v.model_copy(update={"value": -1}) for v in first]  # what a zombie would write
+    produce_records(
+        settings,
+        [(derived_key(v.call_id, v.trial), v.to_json()) for v in zombie],
+        topic=settings.topics.derived("wordy", "words"),
+    )
+    again = asyncio.run(read_derived(settings, "wordy", ["words"]))
+    assert sorted((v.call_id, v.value) for v in again) == sorted(
+        (v.call_id, v.value) for v in first
+    )
+    _, written = asyncio.run(known_results(settings, load_topology(WORDY)))
+    assert {key for key in written if key[1] == "words"} == {identity(v) for v in first}

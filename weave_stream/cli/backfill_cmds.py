@@ -11,11 +11,10 @@ from tqdm import tqdm
 from weave_stream.backfill import TimeRange, run_backfill
 from weave_stream.calls import parse_timestamp
 from weave_stream.cli.options import connected, fail, settings_options
-from weave_stream.cli.registry_cmds import topology_from_registration
 from weave_stream.config import Settings
 from weave_stream.errors import BudgetExceededError, WeaveStreamError
 from weave_stream.plan import Plan
-from weave_stream.registry import read_registry
+from weave_stream.registry import read_registry, topology_from_registration
 from weave_stream.windows.spec import parse_duration
 
 __all__ = ["COMMANDS", "backfill", "plan_backfill", "range_options", "time_range"]

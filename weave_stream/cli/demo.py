@@ -28,7 +28,6 @@ from tqdm import tqdm
 
 from weave_stream.cli.ingest_cmds import call_key
 from weave_stream.cli.options import connected, fail, settings_options
-from weave_stream.cli.registry_cmds import registration_for
 from weave_stream.config import Settings
 from weave_stream.derive import DerivedValue
 from weave_stream.derived import read_derived
@@ -37,7 +36,7 @@ from weave_stream.ingest import DeadLetter
 from weave_stream.judge_standin import StandInJudge
 from weave_stream.notify import Alert
 from weave_stream.notify.receiver import WebhookReceiver
-from weave_stream.registry import register
+from weave_stream.registry import register, registration_for
 from weave_stream.samples import (
     corpus_documents,
     malformed_records,

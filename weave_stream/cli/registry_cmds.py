@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import tempfile
-from pathlib import Path
+import time
 
 import click
 import orjson
@@ -14,45 +12,16 @@ from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
 from weave_stream.registry import (
-    Registration,
-    SourceFormat,
     read_registry,
     register,
+    registration_for,
+    topology_from_registration,
     topology_group,
     unregister,
 )
 from weave_stream.topics import ensure_topics, group_progress, start_group_at
-from weave_stream.topology import Topology
-from weave_stream.topology_loader import find_topology_file, load_topology
 
-__all__ = ["COMMANDS", "registration_for", "topology_from_registration", "topology_version"]
-
-
-def topology_version(topology: Topology) -> str:
-    """12 hex digits over the topology's spec and the refs of its compiled ops."""
-    spec = {"spec": topology.to_dict(), "ops": [c.op.ref for c in topology.compiled]}
-    canonical = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS, default=str)
-    return hashlib.sha256(canonical).hexdigest()[:12]
-
-
-def registration_for(path_or_name: str, settings: Settings) -> tuple[Topology, Registration]:
-    """Load and validate a topology file and build its registration."""
-    path = find_topology_file(path_or_name)
-    topology = load_topology(path, settings)
-    source_format: SourceFormat = "python" if path.suffix == ".py" else "yaml"
-    registration = Registration.create(
-        topology.name, path.read_text(encoding="utf-8"), source_format, topology_version(topology)
-    )
-    return topology, registration
-
-
-def topology_from_registration(registration: Registration, settings: Settings) -> Topology:
-    """Load a registered topology exactly as its file would load locally."""
-    suffix = ".py" if registration.source_format == "python" else ".yaml"
-    with tempfile.TemporaryDirectory(prefix="weave-stream-topology-") as folder:
-        path = Path(folder) / f"{registration.name}{suffix}"
-        path.write_text(registration.source, encoding="utf-8")
-        return load_topology(path, settings)
+__all__ = ["COMMANDS"]
 
 
 @click.command(name="register")
@@ -137,6 +106,14 @@ def topology_worker(name: str, expected_version: str | None, settings: Settings)
     if settings.broker is None:
         fail("topology-worker needs --broker (it is started by a worker)")
     registration = asyncio.run(read_registry(settings)).get(name)
+    deadline = time.monotonic() + 10
+    while (
+        expected_version
+        and (registration is None or registration.version != expected_version)
+        and time.monotonic() < deadline
+    ):  # the supervisor saw a newer registration than this read: read again
+        time.sleep(0.5)
+        registration = asyncio.run(read_registry(settings)).get(name)
     if registration is None:
         fail(f"topology {name!r} is not registered")
     assert registration is not None
@@ -150,9 +127,17 @@ def topology_worker(name: str, expected_version: str | None, settings: Settings)
     # "From now on": a new topology starts with the calls that arrived after it was
     # registered (the past is for `weave-stream backfill`, with its plan and budget).
     group = topology_group(settings, name)
-    asyncio.run(
+    started = asyncio.run(
         start_group_at(settings, group, settings.topics.valid, registration.registered_epoch)
     )
+    if started is None:
+        click.echo(f"topology {name}: group {group} resumes from its committed offsets", err=True)
+    else:
+        click.echo(
+            f"topology {name}: new group {group} starts at offsets {started} (the calls "
+            f"written since its registration at {registration.registered_at})",
+            err=True,
+        )
     # One partition per monitor: one worker holds each (see monitor_agent).
     asyncio.run(ensure_topics(settings, monitor_topics(settings, topology), partitions=1))
     run_worker(settings, create_topology_app(settings, topology, registration.version))

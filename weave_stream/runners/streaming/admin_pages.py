@@ -160,7 +160,7 @@ def _registration_from_yaml(
 ) -> tuple[Registration, dict[str, str]]:
     """Validate ``body`` as topology ``name`` exactly as ``weave-stream register`` would."""
     # The CLI's registration builder computes the version the same way for both paths.
-    from weave_stream.cli.registry_cmds import registration_for
+    from weave_stream.registry import registration_for
 
     try:
         text = body.decode("utf-8")

@@ -23,7 +23,13 @@ import faust
 
 from weave_stream import metrics
 
-__all__ = ["LAG_INTERVAL_SECONDS", "partition_lags", "topic_lags", "track_consumer_lag"]
+__all__ = [
+    "LAG_INTERVAL_SECONDS",
+    "committed_offsets",
+    "partition_lags",
+    "topic_lags",
+    "track_consumer_lag",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +90,7 @@ def track_consumer_lag(app: faust.App, interval: float = LAG_INTERVAL_SECONDS) -
         lags = topic_lags(
             partition_lags(
                 {(tp.topic, tp.partition): _highwater(app, tp) for tp in assigned},
-                _committed(app, assigned),
+                committed_offsets(app, assigned),
             )
         )
         for topic in published - set(lags):
@@ -106,9 +112,10 @@ def _highwater(app: faust.App, tp: faust.types.TP) -> int | None:
     return None if mark is None else int(mark)
 
 
-def _committed(
+def committed_offsets(
     app: faust.App, assigned: Iterable[faust.types.TP]
 ) -> dict[tuple[str, int], int | None]:
+    """The offsets Faust committed (or found at assignment) for ``assigned`` partitions."""
     # Faust keeps the offsets it committed (and the ones it found at assignment) per
     # partition; there is no public accessor, so read its mapping without creating keys.
     consumer: Any = app.consumer

@@ -41,6 +41,7 @@ from weave_stream.runners.streaming.aggregates import attach_aggregates
 from weave_stream.runners.streaming.app import create_app
 from weave_stream.runners.streaming.monitor_agent import register_monitors
 from weave_stream.runners.streaming.sink import OutgoingRecord, attach_sink
+from weave_stream.runners.streaming.watchdog import Activity, watch_for_stall
 from weave_stream.topology import Topology
 
 __all__ = ["create_topology_app"]
@@ -65,6 +66,8 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     sink = attach_sink(app, settings)
     aggregates = attach_aggregates(app, settings, topology)  # None: no aggregates declared
     monitors = register_monitors(app, settings, topology, sink)  # None: no monitors declared
+    activity = Activity()
+    watch_for_stall(app, settings, topics.valid, activity, settings.stall_seconds)
     columns = [column.name for column in topology.columns]
     column_topics = {name: topics.derived(topology.name, name) for name in columns}
     for topic in column_topics.values():
@@ -88,6 +91,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
             settings.batch_size, settings.batch_max_wait_seconds
         )
         async for events in batches:
+            activity.begin()
             started = time.perf_counter()
             calls = _decode(event.message.value for event in events)
             calls_read.inc(len(events))
@@ -120,6 +124,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
             if monitors is not None:
                 await monitors.offer(sink, calls, values)  # embeddings to the drift monitors
             batch_seconds.observe(time.perf_counter() - started)
+            activity.end()
             yield None
 
     @app.timer(interval=min(300.0, max(1.0, settings.results_retention_seconds / 10)))
