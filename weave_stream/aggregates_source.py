@@ -168,7 +168,7 @@ async def read_snapshots(
 async def registered_topology(settings: Settings, name: str) -> Topology:
     """The topology registered as ``name``, loaded as its workers load it."""
     # The registration's loader lives with the register command (shared by the workers).
-    from weave_stream.cli.registry_cmds import topology_from_registration
+    from weave_stream.registry import topology_from_registration
 
     registry = await read_registry(settings)
     registration = registry.get(name)

@@ -109,7 +109,7 @@ def register_query_pages(app: faust.App, settings: Settings) -> None:
 
 def _load(registration: Registration, settings: Settings) -> Topology:
     # The registration's loader lives with the register command (shared by the workers).
-    from weave_stream.cli.registry_cmds import topology_from_registration
+    from weave_stream.registry import topology_from_registration
 
     return topology_from_registration(registration, settings)
 
