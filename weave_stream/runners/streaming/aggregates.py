@@ -107,13 +107,14 @@ class StreamingAggregates:
         self.plans = aggregate_plans(topology)
         self.builder = RowBuilder(topology, [plan.spec for plan in self.plans])
         self.source_topic = settings.topics.valid
+        # The types, not a Schema, set the changelog's codecs in Faust (the recovery reads
+        # with them): keys are JSON strings, values the raw bytes WindowState writes.
         self.table = app.Table(
             AGGREGATES_TABLE,
             default=None,
             partitions=settings.partitions,
-            schema=faust.Schema(
-                key_type=str, key_serializer="raw", value_type=bytes, value_serializer="raw"
-            ),
+            key_type=str,
+            value_type=bytes,
         )
         self.gauges = WindowGauges(topology.name, self.plans, settings.aggregate_metric_max_groups)
         self._states: dict[int, WindowState] = {}
