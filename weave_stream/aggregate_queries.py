@@ -218,8 +218,8 @@ def comparison_frame(
 
     A key is a column (its primary value: a judge's score) or a field inside one
     (``doc_class_v1.confidence``); ``by`` is a column to group on (its label), read from
-    the nearest trial. With ``by_refs`` each op ref of the (single) key gets its own
-    rows, with ``<key>.op_ref``.
+    the nearest trial (``"(none)"`` when it has no value). With ``by_refs`` each op ref
+    of the (single) key gets its own rows, with ``<key>.op_ref``.
 
     >>> from datetime import UTC, datetime
     >>> at = datetime(2026, 11, 26, tzinfo=UTC)
@@ -251,7 +251,8 @@ def comparison_frame(
             trials = nearest.get(call_id, {})
             grouping = trials.get(trial) or (trials[max(trials)] if trials else None)
             ok = grouping is not None and grouping.error is None
-            record[by] = field_of(grouping.value, "") if ok and grouping else None
+            label = field_of(grouping.value, "") if ok and grouping else None
+            record[by] = "(none)" if label is None else label  # no class: its own group
         for key, (head, _, path) in heads.items():
             derived = columns.get(head)
             ok = derived is not None and derived.error is None

@@ -53,7 +53,12 @@ def windows_topology(folder: Path, **aggregate: Any) -> Path:
         "grace": "30m",
         "retention": "1d",
         "group_by": ["size", "attributes.model"],
-        "metrics": {"words": WORDS, "size": ["counts", "error_rate"], "duration_seconds": ["mean"]},
+        "metrics": {
+            "words": WORDS,
+            "summary_words": ["mean"],
+            "size": ["counts", "error_rate"],
+            "duration_seconds": ["mean"],
+        },
         "drill_down": {"sample_size": 5, "worst_k": 3, "score": "words", "worst": "highest"},
         **aggregate,
     }
@@ -65,6 +70,11 @@ def windows_topology(folder: Path, **aggregate: Any) -> Path:
                 "name": "words",
                 "op": "tests.assets.wordy:word_count",
                 "args": {"text": "inputs.document"},
+            },
+            {
+                "name": "summary_words",
+                "op": "tests.assets.wordy:word_count",
+                "args": {"text": "output.summary"},
             },
             {
                 "name": "size",
