@@ -20,6 +20,7 @@ from tests.integration.test_aggregates_streaming import (
     windows_topology,
 )
 from tests.integration.test_streaming import produce_calls
+from weave_stream.cli.aggregates_cmds import show_aggregates
 from weave_stream.config import Settings
 from weave_stream.workers import WorkerProcess
 
@@ -99,6 +100,11 @@ def test_aggregates_drill_and_compare_from_the_stream_and_from_a_file(
     assert groups["all"]["n_a"] == groups["all"]["n_b"] == len(calls)
     assert 0 <= groups["all"]["welch_p"] <= 1 and 0 <= groups["all"]["mwu_p"] <= 1
     assert figure.stat().st_size > 10_000
+
+    # What the demo ends with: the table printed and the plots written.
+    written = show_aggregates(settings, NAME, tmp_path / "demo-output")
+    assert [p.name for p in written] == [f"aggregates.{NAME}.png"]
+    assert written[0].stat().st_size > 10_000
 
     # The same aggregates from a file, computed in-process by the local runner.
     jsonl = tmp_path / "calls.jsonl"
