@@ -174,7 +174,7 @@ import json, math, sys, time, uuid
 from datetime import datetime
 from quixstreams import Application
 
-address, topic_name, calls, out, state_dir = sys.argv[1:6]
+address, topic_name, calls, out, state_dir, mode = sys.argv[1:7]
 calls = int(calls)
 GAMMA_LOG = math.log((1 + 0.01) / (1 - 0.01))
 app = Application(
@@ -214,7 +214,10 @@ topic = app.topic(topic_name, value_deserializer="json", timestamp_extractor=sta
 sdf = app.dataframe(topic)
 sdf = sdf.group_by(lambda v: v["attributes"]["model"] + "/" + v["attributes"]["env"], name="grp")
 sdf = sdf.update(count)
-sdf = sdf.hopping_window(duration_ms=3_600_000, step_ms=300_000, grace_ms=600_000)
+if mode == "hopping":  # the same aggregation: every 1 h window holding the event
+    sdf = sdf.hopping_window(duration_ms=3_600_000, step_ms=300_000, grace_ms=600_000)
+else:  # 5-minute panes only (windows would be merged at query time, as weave-stream does)
+    sdf = sdf.tumbling_window(duration_ms=300_000, grace_ms=600_000)
 sdf = sdf.reduce(fold, lambda value: fold({}, value)).final()
 app.run()
 with open(out, "w") as handle:

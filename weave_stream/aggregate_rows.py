@@ -278,11 +278,16 @@ def _call_reader(parts: tuple[str, ...]) -> Reader:
 
 
 def _duration(call: CallData, values: Mapping[str, DerivedValue], event_time: float) -> Any:
-    # The event time is the parsed started_at whenever the call has one.
-    if call.get("started_at") is None:
+    started, ended = call.get("started_at"), call.get("ended_at")
+    if started is None or ended is None:
         return None
-    ended = _timestamp(call.get("ended_at"))
-    return None if ended is None else ended - event_time
+    if isinstance(started, str) and isinstance(ended, str):
+        # Subtract the times, not two epoch floats: exact to the microsecond.
+        return (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+    if isinstance(started, datetime) and isinstance(ended, datetime):
+        return (ended - started).total_seconds()
+    end = _timestamp(ended)
+    return None if end is None else end - event_time
 
 
 def _walk(value: Any, parts: Sequence[str]) -> Any:

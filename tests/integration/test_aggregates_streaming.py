@@ -363,3 +363,60 @@ def test_state_survives_a_killed_worker_restarted_or_taken_over(
     assert table.late_rows == 0
     # The same buckets took both halves: exact only if each partition's state came back.
     assert_matches_truth(table, before + after, size=3600, step=3600)
+
+
+def test_an_aggregate_only_topology_reads_call_fields_with_its_own_agent(
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
+) -> None:
+    settings = make_settings()
+    worker = start_worker(settings)
+    spec = {
+        "name": NAME,
+        "source": {"op_name": "text-extract"},
+        "aggregates": [
+            {
+                "name": "usage",
+                "window": "10m",
+                "group_by": ["attributes.model"],
+                "metrics": {
+                    "duration_seconds": ["count", "mean", "p90"],
+                    "summary.usage.gpt-4o-mini.prompt_tokens": ["sum"],
+                },
+            }
+        ],
+    }
+    path = tmp_path / f"{NAME}.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    register_file(settings, path)
+    calls = make_calls("fields", datetime.now(UTC) - timedelta(minutes=15), 70)
+    produce_calls(settings, calls)  # fewer than a batch: the wait timer folds them in
+    plans, snapshots = wait_for_rows(settings, len(calls))
+
+    (table,) = query_tables(plans, snapshots)
+    records = []
+    for call in calls:
+        started = datetime.fromisoformat(call["started_at"])
+        records.append(
+            {
+                "window_start": pd.Timestamp(
+                    math.floor(started.timestamp() / 600) * 600, unit="s", tz=UTC
+                ),
+                "attributes.model": call["attributes"]["model"],
+                "duration": (datetime.fromisoformat(call["ended_at"]) - started).total_seconds(),
+                "tokens": call["summary"]["usage"]["gpt-4o-mini"]["prompt_tokens"],
+            }
+        )
+    grouped = pd.DataFrame(records).groupby(["window_start", "attributes.model"])
+    expected = pd.DataFrame(
+        {
+            "duration_seconds.count": grouped["duration"].count(),
+            "duration_seconds.mean": grouped["duration"].mean(),
+            "summary.usage.gpt-4o-mini.prompt_tokens.sum": grouped["tokens"].sum(),
+        }
+    ).reset_index()
+    got = table.frame[list(expected.columns)].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, expected, check_exact=False, rtol=1e-9, check_dtype=False)
+    scraped = worker.metrics()
+    assert scraped[f'weave_stream_topology_calls_total{{topology="{NAME}"}}'] == len(calls)

@@ -153,7 +153,7 @@ class StreamingAggregates:
             started = time.perf_counter()
             events = list(held)
             held.clear()
-            self.apply(events, ())
+            self.apply(events, (), count_unreadable=True)
             for event in events:
                 event.ack()
             calls_read.inc(len(events))
@@ -190,8 +190,18 @@ class StreamingAggregates:
 
     # -- the batch --------------------------------------------------------------
 
-    def apply(self, events: Sequence[EventT], values: Sequence[DerivedValue]) -> int:
-        """Fold a micro-batch (its events and derived values) in; returns the rows built."""
+    def apply(
+        self,
+        events: Sequence[EventT],
+        values: Sequence[DerivedValue],
+        *,
+        count_unreadable: bool = False,
+    ) -> int:
+        """Fold a micro-batch (its events and derived values) in; returns the rows built.
+
+        A record that is not a call is skipped; ``count_unreadable`` counts it in
+        ``weave_stream_unreadable_records_total`` (the derive agent already does).
+        """
         by_call = self.builder.values_by_call(values) if values else {}
         builder = self.builder
         by_partition: dict[int, list[AggregateRow]] = {}
@@ -203,8 +213,17 @@ class StreamingAggregates:
             try:
                 call = orjson.loads(message.value or b"")
             except orjson.JSONDecodeError:
-                continue  # counted (weave_stream_unreadable_records_total) by the topology agent
-            if not isinstance(call, dict) or "id" not in call or not builder.selects(call):
+                call = None
+            if not isinstance(call, dict) or "id" not in call:
+                if count_unreadable:
+                    log.error(
+                        "skipping a record of %s that is not a call: %r",
+                        message.topic,
+                        message.value,
+                    )
+                    metrics.UNREADABLE_RECORDS.labels("calls.valid").inc()
+                continue
+            if not builder.selects(call):
                 continue
             rows = builder.call_rows(call, by_call.get(call["id"], {}))
             held = by_partition.get(partition)
