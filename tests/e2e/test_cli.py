@@ -116,3 +116,5 @@ def test_demo_runs_end_to_end_and_the_books_balance(tmp_path: Path) -> None:
     assert "the judge column uses the built-in stand-in" in result.stdout
     assert "registered text_extract version" in result.stdout
     assert "drift alerts received by the demo's webhook" in result.stdout
+    assert "aggregate quality_by_class of text_extract" in result.stdout
+    assert list(tmp_path.glob("*.png")), "the demo writes its plots to its output folder"

@@ -19,6 +19,7 @@ import secrets
 import tempfile
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ import click
 import orjson
 from tqdm import tqdm
 
+from weave_stream.cli.aggregates_cmds import show_aggregates
 from weave_stream.cli.ingest_cmds import call_key
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
@@ -138,9 +140,9 @@ def _run(
             "partitions": 2,
         }
     )
-    _step("1/6", "broker")
+    _step("1/7", "broker")
     with connected(settings) as settings:
-        _step("2/6", "worker")
+        _step("2/7", "worker")
         worker = WorkerProcess(settings, log_path=out_dir / "worker.log")
         with worker:
             try:
@@ -148,10 +150,10 @@ def _run(
             except WeaveStreamError as exc:
                 fail(str(exc))
             click.echo(f"worker ready; metrics at {worker.url}/metrics (log: {worker.log_path})")
-            _step("3/6", f"registering {topology_path}")
+            _step("3/7", f"registering {topology_path}")
             topology = _register(settings, topology_path)
             records, expected = _demo_records(call_count, settings.max_payload_bytes)
-            _step("4/6", f"streaming {len(records)} records to {settings.topics.calls}")
+            _step("4/7", f"streaming {len(records)} records to {settings.topics.calls}")
             asyncio.run(ensure_topics(settings, [settings.topics.calls]))
             with tqdm(total=len(records), unit="rec", desc="produce") as bar:
                 asyncio.run(
@@ -165,18 +167,25 @@ def _run(
                 )
             counts = _follow(worker, len(records), expected["calls"])
             letters = asyncio.run(_dead_letters(settings))
-            _step("5/6", f"derived values of {topology.name}")
+            _step("5/7", f"derived values of {topology.name}")
             values = _follow_values(settings, topology, expected["selected"])
             _show_values(topology, values)
             if receiver is not None and topology.monitors:
                 _await_alerts(receiver)
-        _step("6/6", "summary")
+            plots: list[Path] = []
+            if topology.aggregates:
+                _step("6/7", f"aggregates of {topology.name}")
+                plots = show_aggregates(settings, topology.name, out_dir)
+        _step("7/7", "summary")
         ok = _summary(counts, letters, expected, len(records))
         ok = _values_summary(topology, values, expected["selected"]) and ok
         if receiver is not None:
             kinds = Counter(alert.kind for alert in receiver.alerts)
             shown = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
             click.echo(f"  drift alerts received by the demo's webhook: {shown}")
+        for plot in plots:
+            click.echo(f"  plot: {plot}")
+        click.echo(f"  outputs (worker log, plots, alert targets) are in {out_dir}/")
     if not ok:
         fail("the books do not balance: see the summary above and the worker log")
 
@@ -291,7 +300,12 @@ def _demo_records(
     random.Random(7).shuffle(english)
     familiar = int(call_count * shift_at)
     documents = english[:familiar] + corpus_documents(SHIFTED_LANGUAGE)[: call_count - familiar]
-    calls = sample_calls(documents)
+    # Live calls: started over the last few minutes, as a production stream's would be
+    # (windows close on wall-clock time too, so calls from hours ago would be late).
+    spacing = timedelta(seconds=0.5)
+    calls = sample_calls(
+        documents, start=datetime.now(UTC) - spacing * len(documents), spacing=spacing
+    )
     phases: list[list[bytes]] = [[], []]
     for index, call in enumerate(calls):
         phase = phases[0 if index < familiar else 1]
