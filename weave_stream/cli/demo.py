@@ -302,7 +302,7 @@ def _demo_records(
     documents = english[:familiar] + corpus_documents(SHIFTED_LANGUAGE)[: call_count - familiar]
     # Live calls: started over the last few minutes, as a production stream's would be
     # (windows close on wall-clock time too, so calls from hours ago would be late).
-    spacing = timedelta(seconds=0.5)
+    spacing = timedelta(seconds=1.2)  # 400 calls over 8 minutes: a few windows
     calls = sample_calls(
         documents, start=datetime.now(UTC) - spacing * len(documents), spacing=spacing
     )
