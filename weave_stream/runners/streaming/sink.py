@@ -11,24 +11,30 @@ never lose one.
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 
 from weave_stream.config import Settings
 
 __all__ = ["OutgoingRecord", "RecordSink", "attach_sink"]
 
+_partitioner = DefaultPartitioner()
+
 
 @dataclass(frozen=True, slots=True)
 class OutgoingRecord:
-    """One record to write: key, value and headers (partition chosen from the key)."""
+    """One record to write: key, value, headers, and its partition (None: from the key,
+    with Kafka's default partitioner — murmur2, as every Kafka client does)."""
 
     key: bytes | None
     value: bytes
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
+    partition: int | None = None
 
 
 class RecordSink:
@@ -71,15 +77,45 @@ class RecordSink:
         return self._producer
 
     async def write(self, topic: str, records: Iterable[OutgoingRecord]) -> int:
-        """Write ``records`` to ``topic`` and wait until the broker has acknowledged all."""
+        """Write ``records`` to ``topic`` and wait until the broker has acknowledged all.
+
+        Records are packed into one batch per partition (``create_batch``): far cheaper
+        per record than ``send``, which matters on the ingest path.
+        """
         producer = await self._ensure_started()
-        pending = [
-            await producer.send(topic, record.value, key=record.key, headers=list(record.headers))
-            for record in records
-        ]
+        by_partition: dict[int, list[OutgoingRecord]] = defaultdict(list)
+        partitions = sorted(await producer.partitions_for(topic))
+        known = set(partitions)
+        for record in records:
+            partition = record.partition
+            if partition is None or partition not in known:
+                partition = _partitioner(record.key, partitions, partitions)
+            by_partition[partition].append(record)
+        pending = []
+        for partition, batch_records in by_partition.items():
+            batch = producer.create_batch()
+            for record in batch_records:
+                if (
+                    batch.append(
+                        key=record.key,
+                        value=record.value,
+                        timestamp=None,
+                        headers=list(record.headers),
+                    )
+                    is None
+                ):  # full: send it, start the next
+                    pending.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(
+                        key=record.key,
+                        value=record.value,
+                        timestamp=None,
+                        headers=list(record.headers),
+                    )
+            pending.append(await producer.send_batch(batch, topic, partition=partition))
         if pending:
             await asyncio.gather(*pending)
-        return len(pending)
+        return sum(len(batch_records) for batch_records in by_partition.values())
 
     async def stop(self) -> None:
         """Flush and stop the producer (a no-op if it never started)."""
