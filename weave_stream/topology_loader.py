@@ -40,7 +40,13 @@ from weave_stream.config import Settings
 from weave_stream.errors import TopologyError
 from weave_stream.topology import Column, Source, Topology
 
-__all__ = ["TOPOLOGY_DIR", "find_topology_file", "load_topology", "topology_from_dict"]
+__all__ = [
+    "TOPOLOGY_DIR",
+    "check_sections",
+    "find_topology_file",
+    "load_topology",
+    "topology_from_dict",
+]
 
 TOPOLOGY_DIR = Path("topologies")
 _TOP_KEYS = frozenset({"name", "description", "source", "columns", "aggregates", "monitors"})
@@ -52,18 +58,45 @@ _SUFFIXES = (".yaml", ".yml", ".py")
 def load_topology(
     path_or_name: str | Path, settings: Settings | None = None, directory: Path | None = None
 ) -> Topology:
-    """Load and validate a topology from a file, or by name from ``directory`` (``topologies/``)."""
+    """Load and validate a topology from a file, or by name from ``directory`` (``topologies/``).
+
+    Everything is checked here, before anything runs: columns and their DAG, and the
+    ``aggregates:`` and ``monitors:`` sections (keys that name no column or call field,
+    a monitor on a column the topology does not have).
+    """
     path = find_topology_file(path_or_name, directory)
     if path.suffix == ".py":
         topology = _from_python(path)
-        return dataclasses.replace(
+        topology = dataclasses.replace(
             topology, settings=settings or topology.settings, search_path=path.parent
         )
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise TopologyError(f"topology file {path} is not valid YAML: {exc}") from None
-    return topology_from_dict(data, settings=settings, search_path=path.parent, origin=str(path))
+    else:
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except yaml.YAMLError as exc:
+            raise TopologyError(f"topology file {path} is not valid YAML: {exc}") from None
+        topology = topology_from_dict(
+            data, settings=settings, search_path=path.parent, origin=str(path)
+        )
+    check_sections(topology)
+    return topology
+
+
+def check_sections(topology: Topology) -> None:
+    """Validate the ``aggregates:`` and ``monitors:`` of ``topology`` against its columns."""
+    from weave_stream.aggregate_rows import RowBuilder
+    from weave_stream.drift.spec import parse_monitors
+    from weave_stream.windows.spec import parse_aggregates
+
+    RowBuilder(topology, parse_aggregates(topology.aggregates, topology.name))
+    columns = {column.name for column in topology.columns}
+    for monitor in parse_monitors(topology.name, topology.monitors):
+        if monitor.column not in columns:
+            raise TopologyError(
+                f"topology {topology.name!r}, monitor {monitor.name!r}, field column: "
+                f"{monitor.column!r} is not a column of the topology (its columns: "
+                f"{', '.join(sorted(columns))}); name the embedding column to watch"
+            )
 
 
 def find_topology_file(path_or_name: str | Path, directory: Path | None = None) -> Path:
