@@ -41,7 +41,7 @@ from typing import Any
 from weave_stream.calls import Call
 from weave_stream.derive import DerivedValue
 from weave_stream.errors import TopologyError
-from weave_stream.select import FieldPath, op_name_matches, sampled
+from weave_stream.selection import FieldPath, op_name_matches, sampled
 from weave_stream.topology import Topology
 from weave_stream.windows.rows import AggregateRow
 from weave_stream.windows.spec import AggregateSpec, required_fields

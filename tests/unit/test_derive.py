@@ -20,7 +20,7 @@ from weave_stream.calls import Call, parse_call_object
 from weave_stream.derive import DerivedValue, DeriveStats, derive_batch, survey_batch
 from weave_stream.ops import op
 from weave_stream.samples import corpus_documents, sample_calls
-from weave_stream.select import sample_point
+from weave_stream.selection import sample_point
 from weave_stream.topology import Column, Source, Topology
 
 RUNS: Counter[str] = Counter()  # how many inputs each op was really run on

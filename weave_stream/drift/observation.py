@@ -24,7 +24,7 @@ import numpy as np
 from weave_stream.calls import Call
 from weave_stream.drift.findings import GroupKey, group_key
 from weave_stream.drift.spec import MonitorSpec
-from weave_stream.select import FieldPath, MissingFieldError
+from weave_stream.selection import FieldPath, MissingFieldError
 
 __all__ = ["EXCERPT_CHARS", "Observation", "excerpt", "observation_from_call"]
 

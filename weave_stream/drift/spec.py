@@ -39,7 +39,7 @@ from pydantic import (
 
 from weave_stream.calls import Timestamp
 from weave_stream.errors import TopologyError
-from weave_stream.select import FieldPath
+from weave_stream.selection import FieldPath
 
 __all__ = [
     "FirstNReference",
