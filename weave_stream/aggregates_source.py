@@ -32,7 +32,7 @@ import orjson
 from weave_stream.aggregate_rows import RowBuilder
 from weave_stream.config import Settings
 from weave_stream.errors import TopologyError
-from weave_stream.registry import read_registry, topology_group
+from weave_stream.registry import topology_group
 from weave_stream.topics import read_topic
 from weave_stream.topology import Topology
 from weave_stream.windows.bucket import AggregatePlan
@@ -49,7 +49,6 @@ __all__ = [
     "partition_namespace",
     "read_partials",
     "read_snapshots",
-    "registered_topology",
 ]
 
 AGGREGATES_TABLE = "aggregates"
@@ -163,22 +162,6 @@ async def read_snapshots(
         )
     entries = await read_partials(settings, topology.name)
     return plans, decode_partials(plans, entries)
-
-
-async def registered_topology(settings: Settings, name: str) -> Topology:
-    """The topology registered as ``name``, loaded as its workers load it."""
-    # The registration's loader lives with the register command (shared by the workers).
-    from weave_stream.registry import topology_from_registration
-
-    registry = await read_registry(settings)
-    registration = registry.get(name)
-    if registration is None:
-        raise TopologyError(
-            f"no registered topology {name!r} "
-            f"(registered: {', '.join(sorted(registry)) or 'none'}); "
-            f"register it with `weave-stream register {name}`, or query a file with --input"
-        )
-    return topology_from_registration(registration, settings)
 
 
 def local_snapshots(

@@ -15,7 +15,7 @@ way calls are then filtered by their own timestamps.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -29,6 +29,7 @@ from weave_stream.derived import ValueIdentity, derived_key, identity, read_deri
 from weave_stream.errors import BudgetExceededError
 from weave_stream.ingest import expire_pending, ingest_record
 from weave_stream.plan import Plan, plan_topology
+from weave_stream.runners.local import batches
 from weave_stream.topics import produce, read_topic
 from weave_stream.topology import Topology
 
@@ -124,11 +125,6 @@ async def known_results(
     return cache, written
 
 
-def _batches(calls: Sequence[Call], size: int) -> Iterator[Sequence[Call]]:
-    for start in range(0, len(calls), size):
-        yield calls[start : start + size]
-
-
 async def run_backfill(
     settings: Settings,
     topology: Topology,
@@ -145,7 +141,7 @@ async def run_backfill(
     """
     calls = await calls_in_range(settings, window)
     cache, written = await known_results(settings, topology)
-    plan = await plan_topology(topology, _batches(calls, settings.batch_size), cache)
+    plan = await plan_topology(topology, batches(calls, settings.batch_size), cache)
     if on_plan is not None:
         on_plan(plan)
     backfill = Backfill(plan, calls)
@@ -153,7 +149,7 @@ async def run_backfill(
         raise BudgetExceededError(f"not starting: {reason}")
     if dry_run or plan.to_compute == 0:
         return backfill
-    for batch in _batches(calls, settings.batch_size):
+    for batch in batches(calls, settings.batch_size):
         values = await derive_batch(topology, batch, cache, stats=backfill.stats)
         # A call's value may come from the cache (another call had the same input) and
         # still be missing from the topic: write every identity not written yet.

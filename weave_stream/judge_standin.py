@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from weave_stream.loopback import LoopbackServer
 
 __all__ = ["StandInJudge", "chat_completion", "score_prompt"]
 
@@ -35,7 +35,8 @@ def score_prompt(prompt: str, low: float, high: float) -> tuple[float, str]:
     marks = list(_SECTION.finditer(prompt))
     for mark, following in zip(marks, [*marks[1:], None], strict=True):
         end = following.start() if following else len(prompt)
-        sections[mark.group(1).lower()] = prompt[mark.end() : end]
+        # A section is its first paragraph: the instructions after it are not part of it.
+        sections[mark.group(1).lower()] = prompt[mark.end() : end].strip().split("\n\n")[0]
     document = set(_WORD.findall(sections.get("document", "").lower()))
     extraction = set(_WORD.findall(sections.get("extraction", "").lower()))
     if not document or not extraction:
@@ -73,38 +74,16 @@ def chat_completion(model: str, content: str, prompt_chars: int) -> dict[str, An
     }
 
 
-class StandInJudge:
+class StandInJudge(LoopbackServer):
     """The stand-in server on a free loopback port; a context manager."""
 
     def __init__(self) -> None:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), daemon=True)
+        super().__init__(_Handler)
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>/v1``, as OpenAI clients take it."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/v1"
-
-    def start(self) -> StandInJudge:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    def __enter__(self) -> StandInJudge:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        return f"{self.origin}/v1"
 
 
 class _Handler(BaseHTTPRequestHandler):

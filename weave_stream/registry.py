@@ -24,6 +24,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from weave_stream.config import Settings
+from weave_stream.errors import TopologyError
 from weave_stream.topics import COMPACTED, ensure_topics, read_topic
 from weave_stream.topology import Topology
 from weave_stream.topology_loader import find_topology_file, load_topology
@@ -33,6 +34,7 @@ __all__ = [
     "SourceFormat",
     "read_registry",
     "register",
+    "registered_topology",
     "registration_for",
     "topology_from_registration",
     "topology_group",
@@ -192,3 +194,19 @@ def topology_from_registration(registration: Registration, settings: Settings) -
         path = Path(folder) / f"{registration.name}{suffix}"
         path.write_text(registration.source, encoding="utf-8")
         return load_topology(path, settings)
+
+
+async def registered_topology(settings: Settings, name: str) -> Topology:
+    """The topology registered as ``name``, loaded as its workers load it.
+
+    Raises :class:`TopologyError` naming what is registered when ``name`` is not.
+    """
+    registry = await read_registry(settings)
+    registration = registry.get(name)
+    if registration is None:
+        raise TopologyError(
+            f"no registered topology {name!r} "
+            f"(registered: {', '.join(sorted(registry)) or 'none'}); "
+            f"register it with `weave-stream register FILE`, or query a file with --input"
+        )
+    return topology_from_registration(registration, settings)

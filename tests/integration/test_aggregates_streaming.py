@@ -29,10 +29,9 @@ from weave_stream.aggregates_source import (
     changelog_topic,
     local_snapshots,
     read_snapshots,
-    registered_topology,
 )
 from weave_stream.config import Settings
-from weave_stream.registry import topology_group
+from weave_stream.registry import registered_topology, topology_group
 from weave_stream.samples import corpus_documents, sample_calls
 from weave_stream.topics import group_progress, read_topic
 from weave_stream.topology_loader import load_topology

@@ -27,11 +27,11 @@ from weave_stream.aggregate_queries import (
     query_tables,
     tables_document,
 )
-from weave_stream.aggregates_source import local_snapshots, read_snapshots, registered_topology
+from weave_stream.aggregates_source import local_snapshots, read_snapshots
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
-from weave_stream.registry import topology_group
+from weave_stream.registry import registered_topology, topology_group
 from weave_stream.topics import group_progress
 from weave_stream.topology import Topology
 from weave_stream.topology_loader import load_topology

@@ -14,7 +14,8 @@ from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
 from weave_stream.errors import BudgetExceededError, WeaveStreamError
 from weave_stream.plan import Plan
-from weave_stream.registry import read_registry, topology_from_registration
+from weave_stream.registry import registered_topology
+from weave_stream.topology import Topology
 from weave_stream.windows.spec import parse_duration
 
 __all__ = ["COMMANDS", "backfill", "plan_backfill", "range_options", "time_range"]
@@ -77,11 +78,7 @@ def backfill(
     """
     window = time_range(since, start, end)
     with connected(settings) as settings:
-        registration = asyncio.run(read_registry(settings)).get(name)
-        if registration is None:
-            fail(f"no registered topology {name!r}: `weave-stream register FILE` first")
-        assert registration is not None
-        topology = topology_from_registration(registration, settings)
+        topology = _registered(settings, name)
         bar = tqdm(unit="call", desc=f"backfill {name}", disable=dry_run)
 
         def show(plan: Plan) -> None:
@@ -114,12 +111,16 @@ def backfill(
 def plan_backfill(name: str, window: TimeRange, settings: Settings) -> None:
     """Print the plan of backfilling registered topology ``name`` over ``window``."""
     with connected(settings) as settings:
-        registration = asyncio.run(read_registry(settings)).get(name)
-        if registration is None:
-            fail(f"no registered topology {name!r}: `weave-stream register FILE` first")
-        assert registration is not None
-        topology = topology_from_registration(registration, settings)
+        topology = _registered(settings, name)
         asyncio.run(run_backfill(settings, topology, window, dry_run=True, on_plan=_echo_plan))
+
+
+def _registered(settings: Settings, name: str) -> Topology:
+    try:
+        return asyncio.run(registered_topology(settings, name))
+    except WeaveStreamError as exc:
+        fail(str(exc))
+        raise  # fail() does not return
 
 
 def _echo_plan(plan: Plan) -> None:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from weave_stream.loopback import LoopbackServer
 from weave_stream.notify.alerts import Alert
 from weave_stream.notify.webhook import (
     IDEMPOTENCY_HEADER,
@@ -26,7 +26,7 @@ from weave_stream.notify.webhook import (
 __all__ = ["WebhookReceiver"]
 
 
-class WebhookReceiver:
+class WebhookReceiver(LoopbackServer):
     """Receive signed alerts on ``http://127.0.0.1:<port>/alerts``; a context manager."""
 
     def __init__(self, secret: str, on_alert: Callable[[Alert], None] | None = None) -> None:
@@ -36,27 +36,12 @@ class WebhookReceiver:
         self.rejected = 0
         self._seen: set[str] = set()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.1,), daemon=True)
+        super().__init__(self._handler())
 
     @property
     def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/alerts"
-
-    def __enter__(self) -> WebhookReceiver:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        """Where to post alerts."""
+        return f"{self.origin}/alerts"
 
     def _accept(self, headers: Any, body: bytes) -> int:
         stamp = headers.get(TIMESTAMP_HEADER, "")
