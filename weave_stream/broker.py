@@ -169,11 +169,18 @@ def wait_for_broker(
 
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
+    host, _, port = address.rpartition(":")
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise BrokerError(
                 f"the broker exited with status {process.returncode} before it was ready"
             )
+        try:  # a refused connection fails here at once, not after a client's own retries
+            socket.create_connection((host, int(port)), timeout=0.5).close()
+        except OSError as exc:
+            last_error = exc
+            time.sleep(0.05)
+            continue
         try:
             admin = KafkaAdminClient(bootstrap_servers=address, request_timeout_ms=2000)
         except (KafkaError, OSError) as exc:
