@@ -173,6 +173,9 @@ def test_slow_judge_in_one_topology_does_not_stall_another(
         calls = documents(["science", "movies"], "isolation")
         produce_calls(settings, calls)
         wait_for_values(settings, "wordy", ["words", "size"], covers(calls, ["words", "size"]))
+        deadline = time.monotonic() + 60
+        while not judge_server.requests and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert judge_server.requests  # the judge topology is running, and stuck
         assert asyncio.run(read_derived(settings, "judged", ["helpful"])) == []
 
