@@ -15,6 +15,7 @@ from weave_stream import metrics
 from weave_stream.broker import free_port
 from weave_stream.config import Settings
 from weave_stream.runners.streaming.admin_pages import register_admin_pages
+from weave_stream.runners.streaming.end_offsets import use_fetch_high_water_marks
 from weave_stream.runners.streaming.ingest_agent import register_ingest
 from weave_stream.runners.streaming.lag import track_consumer_lag
 from weave_stream.runners.streaming.notifier_agent import register_notifier
@@ -58,6 +59,8 @@ def create_app(
     prefix share the work.
     """
     timeouts = settings.consumer_timeouts
+    if settings.embedded_broker_quirks:
+        use_fetch_high_water_marks(settings)  # its ListOffsets is wrong (shared/BROKER.md)
     table_dir = settings.data_dir / "tables" / settings.worker_id
     table_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -78,9 +81,7 @@ def create_app(
         # Dead letters carry the raw record, so allow records a little over the limit.
         producer_max_request_size=max(4 * 1024 * 1024, 2 * settings.max_payload_bytes),
         producer_linger=0.005,
-        # The embedded broker answers a wrong end offset after a multi-record batch,
-        # which truncates changelog recovery (shared/BROKER.md): one record per batch.
-        producer_max_batch_size=1 if settings.embedded_broker_quirks else 16384,
+        producer_max_batch_size=64 * 1024,
         web_enabled=True,
         web_bind=settings.web_host,
         web_host=settings.web_host,

@@ -1,8 +1,8 @@
 """Batched writes to data topics, awaited before the batch's source records are acked.
 
-Faust's own producer keeps the app's changelogs (on the embedded broker it must send
-one record per batch, see shared/BROKER.md); data topics (valid calls, dead letters,
-derived values, alerts) go through this sink's producer, which batches freely. An
+Faust's own producer keeps the app's changelogs; data topics (valid calls, dead
+letters, derived values, alerts) go through this sink's producer, which batches
+per partition and is awaited as a whole. An
 agent awaits :meth:`RecordSink.write` before it moves to its next micro-batch, and
 Faust commits a source offset only after that, so a crash can repeat a write but
 never lose one.
