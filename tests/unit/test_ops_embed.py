@@ -42,6 +42,14 @@ def test_the_same_text_gives_the_same_vector_whatever_its_batch(texts: list[str]
     assert np.allclose(alone, in_batch, atol=1e-5)  # padding in a batch moves the last digits only
 
 
+def test_texts_of_mixed_lengths_keep_their_own_vectors_across_length_sorted_batches() -> None:
+    texts = ["short", "a much longer sentence about invoices and payments " * 6, "mid length text"]
+    texts = texts * 3 + ["tiny", "another long one, about the weather and the sea " * 8]
+    together = encode_sync(texts, token_budget=128)  # several batches, sorted by length
+    for text, vector in zip(texts, together, strict=True):
+        assert np.allclose(encode_sync([text])[0], vector, atol=1e-5), text
+
+
 def test_similar_texts_are_nearer_than_unrelated_ones() -> None:
     a, b, c = (
         np.array(r.value)
@@ -91,6 +99,6 @@ def test_inference_does_not_block_the_event_loop(texts: list[str]) -> None:
 
 
 def test_the_version_names_the_model_and_not_the_inner_batch_size() -> None:
-    assert Embed().ref == Embed(batch_size=8).ref
+    assert Embed().ref == Embed(token_budget=256).ref
     assert Embed().signature.required == ("text",)
     assert Embed().deterministic

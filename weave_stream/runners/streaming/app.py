@@ -15,7 +15,7 @@ from weave_stream import metrics
 from weave_stream.broker import free_port
 from weave_stream.config import Settings
 from weave_stream.runners.streaming.admin_pages import register_admin_pages
-from weave_stream.runners.streaming.end_offsets import use_fetch_high_water_marks
+from weave_stream.runners.streaming.embedded_consumer import adapt_consumers_to_embedded_broker
 from weave_stream.runners.streaming.ingest_agent import register_ingest
 from weave_stream.runners.streaming.lag import track_consumer_lag
 from weave_stream.runners.streaming.notifier_agent import register_notifier
@@ -60,7 +60,7 @@ def create_app(
     """
     timeouts = settings.consumer_timeouts
     if settings.embedded_broker_quirks:
-        use_fetch_high_water_marks(settings)  # its ListOffsets is wrong (shared/BROKER.md)
+        adapt_consumers_to_embedded_broker(settings)  # its measured gaps (shared/BROKER.md)
     table_dir = settings.data_dir / "tables" / settings.worker_id
     table_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
