@@ -15,6 +15,7 @@ from weave_stream import metrics
 from weave_stream.broker import free_port
 from weave_stream.config import Settings
 from weave_stream.runners.streaming.admin_pages import register_admin_pages
+from weave_stream.runners.streaming.commit_guard import commit_only_processed_offsets
 from weave_stream.runners.streaming.embedded_consumer import adapt_consumers_to_embedded_broker
 from weave_stream.runners.streaming.ingest_agent import register_ingest
 from weave_stream.runners.streaming.lag import track_consumer_lag
@@ -59,6 +60,8 @@ def create_app(
     prefix share the work.
     """
     timeouts = settings.consumer_timeouts
+    if settings.processing_guarantee == "at_least_once":
+        commit_only_processed_offsets()  # Faust can commit past a lost record (commit_guard)
     if settings.embedded_broker_quirks:
         adapt_consumers_to_embedded_broker(settings)  # its measured gaps (shared/BROKER.md)
     table_dir = settings.data_dir / "tables" / settings.worker_id
