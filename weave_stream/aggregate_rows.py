@@ -41,7 +41,7 @@ from typing import Any
 from weave_stream.calls import Call
 from weave_stream.derive import DerivedValue
 from weave_stream.errors import TopologyError
-from weave_stream.selection import FieldPath, op_name_matches, sampled
+from weave_stream.selection import MISSING, FieldPath, op_name_matches, sampled, walk
 from weave_stream.topology import Topology
 from weave_stream.windows.rows import AggregateRow
 from weave_stream.windows.spec import AggregateSpec, required_fields
@@ -49,7 +49,6 @@ from weave_stream.windows.spec import AggregateSpec, required_fields
 __all__ = ["DURATION", "RowBuilder", "field_of", "primary_value"]
 
 DURATION = "duration_seconds"
-_MISSING = object()
 
 # A call as JSON data (Call.to_dict(), or the valid-calls topic's record decoded).
 CallData = Mapping[str, Any]
@@ -81,8 +80,8 @@ def field_of(value: Any, path: str) -> Any:
     """
     if not path:
         return primary_value(value)
-    found = _walk(value, path.split("."))
-    return None if found is _MISSING else found
+    found = walk(value, path.split("."))
+    return None if found is MISSING else found
 
 
 @dataclass(frozen=True)
@@ -259,8 +258,8 @@ def _column_reader(column: str, parts: tuple[str, ...]) -> Reader:
         value = derived.value
         if not parts:
             return primary_value(value)
-        found = _walk(value, parts)
-        return None if found is _MISSING else found
+        found = walk(value, parts)
+        return None if found is MISSING else found
 
     return read
 
@@ -271,8 +270,8 @@ def _call_reader(parts: tuple[str, ...]) -> Reader:
         return lambda call, values, event_time: call.get(head)
 
     def read(call: CallData, values: Mapping[str, DerivedValue], event_time: float) -> Any:
-        found = _walk(call.get(head), rest)
-        return None if found is _MISSING else found
+        found = walk(call.get(head), rest)
+        return None if found is MISSING else found
 
     return read
 
@@ -288,20 +287,3 @@ def _duration(call: CallData, values: Mapping[str, DerivedValue], event_time: fl
         return (ended - started).total_seconds()
     end = _timestamp(ended)
     return None if end is None else end - event_time
-
-
-def _walk(value: Any, parts: Sequence[str]) -> Any:
-    for part in parts:
-        if isinstance(value, dict) and part in value:
-            value = value[part]
-        elif (
-            isinstance(value, list)
-            and part.lstrip("-").isdigit()
-            and -len(value) <= int(part) < len(value)
-        ):
-            value = value[int(part)]
-        elif isinstance(value, Mapping) and part in value:
-            value = value[part]
-        else:
-            return _MISSING
-    return value

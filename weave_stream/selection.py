@@ -47,6 +47,7 @@ from typing import Any
 from weave_stream.calls import Call
 
 __all__ = [
+    "MISSING",
     "FieldPath",
     "Filter",
     "MissingFieldError",
@@ -59,7 +60,7 @@ __all__ = [
 # Fields of a call that hold structured data a path may go into.
 _NESTED_FIELDS = frozenset({"inputs", "output", "attributes", "summary", "otel_dump"})
 _CALL_FIELDS = frozenset(Call.model_fields)
-_MISSING = object()
+MISSING = object()  # what :func:`walk` gives for a path that is not there
 
 
 class MissingFieldError(LookupError):
@@ -113,9 +114,15 @@ class FieldPath:
         return _walk(call.get(head), rest, self.text, head)
 
 
-def _walk(value: Any, parts: Sequence[str], text: str, walked: str) -> Any:
+def walk(value: Any, parts: Sequence[str]) -> Any:
+    """The value at ``parts`` below ``value`` (mapping keys, list indexes), or
+    :data:`MISSING`.
+
+    >>> walk({"a": [{"b": 1}, {"b": 2}]}, ["a", "-1", "b"]), walk({"a": []}, ["a", "0"]) is MISSING
+    (2, True)
+    """
     for part in parts:
-        if isinstance(value, Mapping) and part in value:
+        if value.__class__ is dict and part in value:  # the common case first: hot path
             value = value[part]
         elif (
             isinstance(value, list)
@@ -123,10 +130,21 @@ def _walk(value: Any, parts: Sequence[str], text: str, walked: str) -> Any:
             and -len(value) <= int(part) < len(value)
         ):
             value = value[int(part)]
+        elif isinstance(value, Mapping) and part in value:
+            value = value[part]
         else:
-            raise MissingFieldError(f"{text}: {walked} has no {part!r}")
-        walked = f"{walked}.{part}"
+            return MISSING
     return value
+
+
+def _walk(value: Any, parts: Sequence[str], text: str, walked: str) -> Any:
+    """:func:`walk`, raising :class:`MissingFieldError` that names the missing part."""
+    found = walk(value, parts)
+    if found is not MISSING:
+        return found
+    depth = next(d for d in range(len(parts)) if walk(value, parts[: d + 1]) is MISSING)
+    reached = ".".join([walked, *parts[:depth]])
+    raise MissingFieldError(f"{text}: {reached} has no {parts[depth]!r}")
 
 
 def _contains(container: Any, item: Any) -> bool:
@@ -171,10 +189,10 @@ class Filter:
         try:
             value = self.path.resolve(call, columns)
         except MissingFieldError:
-            value = _MISSING
+            value = MISSING
         if self.kind == "exists":
-            return (value is not _MISSING and value is not None) == bool(self.operand)
-        if value is _MISSING:
+            return (value is not MISSING and value is not None) == bool(self.operand)
+        if value is MISSING:
             return self.kind in ("ne", "not_in")
         try:
             return bool(_OPERATORS[self.kind](value, self.operand))
