@@ -77,7 +77,7 @@ async def fill_topic(address: str, topic: str, calls: int, partitions: int) -> N
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    from weave_stream.calls import parse_call_object
+    from weave_stream.ingest.call import parse_call_object
 
     admin = AIOKafkaAdminClient(bootstrap_servers=address)
     await admin.start()
@@ -152,7 +152,7 @@ def main() -> None:
         run_faust_subject(args.subject, args.broker, args.prefix, args.calls, args.out)
         return
 
-    from weave_stream.broker import EmbeddedBroker
+    from weave_stream.broker.embedded import EmbeddedBroker
 
     chosen = [subject for subject in SUBJECTS if subject in args.subjects.split(",")]
     prefix = f"bench{uuid.uuid4().hex[:6]}"

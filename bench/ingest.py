@@ -167,7 +167,7 @@ def main() -> None:
         run_faust_subject(args.subject, args.broker, args.prefix, args.calls, args.out)
         return
 
-    from weave_stream.broker import EmbeddedBroker
+    from weave_stream.broker.embedded import EmbeddedBroker
 
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     rates: dict[str, list[float]] = {"raw": [], "bare": [], "ingest": []}

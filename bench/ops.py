@@ -33,13 +33,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from tests.servers.openai import FakeOpenAI
-from weave_stream.cache import SqliteCache
+from weave_stream.columns.cache import SqliteCache
 from weave_stream.config import load_settings
+from weave_stream.demo.samples import corpus_documents, sample_calls
 from weave_stream.ops import Embed, run_op
 from weave_stream.ops.embed import load_model
 from weave_stream.runners.local import run_local
-from weave_stream.samples import corpus_documents, sample_calls
-from weave_stream.topology_loader import load_topology
+from weave_stream.topology.loader import load_topology
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -32,12 +32,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
 
-from weave_stream.broker import EmbeddedBroker
+from weave_stream.broker.embedded import EmbeddedBroker
+from weave_stream.broker.kafka import ensure_topics, produce, read_topic
 from weave_stream.config import Settings, load_settings
-from weave_stream.registry import register, registration_for
-from weave_stream.samples import Document, corpus_documents, sample_calls
-from weave_stream.topics import ensure_topics, produce, read_topic
-from weave_stream.workers import WorkerProcess
+from weave_stream.demo.samples import Document, corpus_documents, sample_calls
+from weave_stream.runners.workers import WorkerProcess
+from weave_stream.topology.registrations import register, registration_for
 
 TOPOLOGY = """\
 name: embed_only

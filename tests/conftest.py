@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from weave_stream.broker import EmbeddedBroker
+from weave_stream.broker.embedded import EmbeddedBroker
+from weave_stream.broker.kafka import Record, ensure_topics, produce, read_topic
 from weave_stream.config import Settings, load_settings
-from weave_stream.topics import Record, ensure_topics, produce, read_topic
-from weave_stream.workers import WorkerProcess
+from weave_stream.runners.workers import WorkerProcess
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

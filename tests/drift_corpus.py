@@ -1,7 +1,7 @@
 """Real embeddings of real documents of different kinds, for the drift tests.
 
 Documents are the conversations of ``chatterbot-corpus`` (via
-:func:`weave_stream.samples.corpus_documents`), deduplicated: all English ones (the
+:func:`weave_stream.demo.samples.corpus_documents`), deduplicated: all English ones (the
 known kind), and a slice of Japanese and of Italian ones (new kinds: Japanese lies
 far from English in the model's space, Italian partly near it, which per-example
 novelty alone half misses). They are encoded once per test process with the
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from weave_stream.samples import corpus_documents
+from weave_stream.demo.samples import corpus_documents
 
 __all__ = ["Corpus", "corpus"]
 

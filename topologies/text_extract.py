@@ -8,7 +8,7 @@ so ``--config`` and ``WEAVE_STREAM_JUDGE_*`` apply to it.
 from __future__ import annotations
 
 from weave_stream.ops import Classify, Embed
-from weave_stream.topology import Column, Source, Topology
+from weave_stream.topology.spec import Column, Source, Topology
 
 LABELS = {
     "technology": "computers, software, programming and technical support",

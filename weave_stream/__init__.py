@@ -26,11 +26,11 @@ with the same values, for experiments, tests and backfills.
 
 from __future__ import annotations
 
-from weave_stream.broker import EmbeddedBroker
-from weave_stream.cache import MemoryCache, ResultCache, SqliteCache
-from weave_stream.calls import Call, merge, parse_call
+from weave_stream.broker.embedded import EmbeddedBroker
+from weave_stream.columns.cache import MemoryCache, ResultCache, SqliteCache
+from weave_stream.columns.derive import DerivedValue, derive_batch
+from weave_stream.columns.plan import Plan, plan_topology
 from weave_stream.config import Settings, load_settings
-from weave_stream.derive import DerivedValue, derive_batch
 from weave_stream.errors import (
     BrokerError,
     BudgetExceededError,
@@ -44,12 +44,12 @@ from weave_stream.errors import (
     VectorIndexError,
     WeaveStreamError,
 )
+from weave_stream.ingest.call import Call, merge, parse_call
 from weave_stream.ops import Classify, Embed, Judge, Op, op
-from weave_stream.plan import Plan, plan_topology
 from weave_stream.runners.local import run_local
 from weave_stream.runners.results import ResultTable
-from weave_stream.topology import Column, Source, Topology
-from weave_stream.topology_loader import load_topology
+from weave_stream.topology.loader import load_topology
+from weave_stream.topology.spec import Column, Source, Topology
 
 __all__ = [
     "BrokerError",

@@ -4,7 +4,7 @@
 """
 
 from weave_stream.ops import op
-from weave_stream.topology import Column, Source, Topology
+from weave_stream.topology.spec import Column, Source, Topology
 
 
 @op

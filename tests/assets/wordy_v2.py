@@ -1,7 +1,7 @@
 """wordy with a changed ``size`` op: its ref changes, ``words`` keeps its ref."""
 
 from weave_stream.ops import op
-from weave_stream.topology import Column, Source, Topology
+from weave_stream.topology.spec import Column, Source, Topology
 
 
 @op

@@ -14,15 +14,15 @@ import orjson
 
 from tests.conftest import read_all, wait_for_records
 from tests.integration.test_broker import _wait_gone
-from weave_stream.broker import wait_for_broker
+from weave_stream.broker.embedded import wait_for_broker
 from weave_stream.config import Settings
-from weave_stream.samples import (
+from weave_stream.demo.samples import (
     MALFORMED_REASONS,
     corpus_documents,
     malformed_records,
     sample_calls,
 )
-from weave_stream.workers import WorkerProcess
+from weave_stream.runners.workers import WorkerProcess
 
 
 def weave_stream(*args: str, env: dict[str, str] | None = None, timeout: float = 300):

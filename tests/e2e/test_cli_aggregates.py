@@ -23,7 +23,7 @@ from tests.integration.test_aggregates_streaming import (
 from tests.integration.test_streaming import produce_calls
 from weave_stream.cli.aggregates_cmds import show_aggregates
 from weave_stream.config import Settings
-from weave_stream.workers import WorkerProcess
+from weave_stream.runners.workers import WorkerProcess
 
 
 def test_aggregates_drill_and_compare_from_the_stream_and_from_a_file(

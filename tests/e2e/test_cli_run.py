@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.servers.openai import FakeOpenAI
-from weave_stream.samples import corpus_documents, sample_calls, split_into_events
+from weave_stream.demo.samples import corpus_documents, sample_calls, split_into_events
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / ".venv" / "bin" / "weave-stream"

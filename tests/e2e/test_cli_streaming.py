@@ -20,15 +20,15 @@ from tests.integration.test_streaming import (
     produce_calls,
     wait_for_values,
 )
-from weave_stream.cache import MemoryCache
-from weave_stream.calls import parse_call
+from weave_stream.columns.cache import MemoryCache
+from weave_stream.columns.plan import plan_topology
+from weave_stream.columns.values import read_derived
 from weave_stream.config import Settings
-from weave_stream.derived import read_derived
-from weave_stream.plan import plan_topology
+from weave_stream.demo.samples import corpus_documents, sample_calls
+from weave_stream.ingest.call import parse_call
 from weave_stream.runners.local import batches, run_local
-from weave_stream.samples import corpus_documents, sample_calls
-from weave_stream.topology_loader import load_topology
-from weave_stream.workers import WorkerProcess
+from weave_stream.runners.workers import WorkerProcess
+from weave_stream.topology.loader import load_topology
 
 
 def test_topology_computes_from_registration_on_and_backfill_fills_the_past(

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from weave_stream.config import Settings
-from weave_stream.registry import read_registry, registration_for
-from weave_stream.workers import WorkerProcess
+from weave_stream.runners.workers import WorkerProcess
+from weave_stream.topology.registrations import read_registry, registration_for
 
 TOKEN = "s3cret-token-for-tests"
 SPEC = {

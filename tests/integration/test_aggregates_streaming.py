@@ -24,20 +24,20 @@ import pytest
 import yaml
 
 from tests.integration.test_streaming import produce_calls, register_file
-from weave_stream.aggregate_queries import drill, query_tables, tables_document
-from weave_stream.aggregates_source import (
+from weave_stream.aggregates.queries import drill, query_tables, tables_document
+from weave_stream.aggregates.source import (
     changelog_topic,
-    local_snapshots,
     read_snapshots,
 )
+from weave_stream.aggregates.table import AggregateTable
+from weave_stream.broker.kafka import group_progress, read_topic
 from weave_stream.config import Settings
-from weave_stream.registry import registered_topology, topology_group
-from weave_stream.samples import corpus_documents, sample_calls
-from weave_stream.topics import group_progress, read_topic
-from weave_stream.topology_loader import load_topology
-from weave_stream.windows import AggregatePlan, Snapshot
-from weave_stream.windows.table import AggregateTable
-from weave_stream.workers import WorkerProcess
+from weave_stream.demo.samples import corpus_documents, sample_calls
+from weave_stream.runners.local import local_aggregates
+from weave_stream.runners.workers import WorkerProcess
+from weave_stream.topology.loader import load_topology
+from weave_stream.topology.registrations import registered_topology, topology_group
+from weave_stream.windows import AggregatePartials, AggregatePlan
 
 NAME = "wordy_windows"
 WORDS = ["count", "sum", "mean", "std", "ci95", "p50", "p90", "p99"]
@@ -98,7 +98,9 @@ def make_calls(seed: str, start: datetime, count: int, spacing: float = 7.0) -> 
     return calls
 
 
-def snapshots_now(settings: Settings) -> tuple[list[AggregatePlan], dict[str, list[Snapshot]]]:
+def snapshots_now(
+    settings: Settings,
+) -> tuple[list[AggregatePlan], dict[str, list[AggregatePartials]]]:
     topology = asyncio.run(registered_topology(settings, NAME))
     return asyncio.run(read_snapshots(settings, topology))
 
@@ -221,7 +223,7 @@ def test_streamed_aggregates_equal_pandas_the_local_runner_and_the_http_api(
     assert (counts + table.frame["size.errors"] == table.frame["rows"]).all()
 
     # Streaming equals local: the same calls through the local runner.
-    local_plans, local = local_snapshots(load_topology(path), calls)
+    local_plans, local = local_aggregates(load_topology(path), calls)
     (local_table,) = query_tables(local_plans, local)
     columns = sorted(table.frame.columns)
     assert columns == sorted(local_table.frame.columns)

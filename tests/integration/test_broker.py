@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from weave_stream.broker import EmbeddedBroker, wait_for_broker
+from weave_stream.broker.embedded import EmbeddedBroker, wait_for_broker
 from weave_stream.errors import BrokerError
 
 
@@ -55,7 +55,7 @@ def test_broker_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import sys, time
-        from weave_stream.broker import EmbeddedBroker
+        from weave_stream.broker.embedded import EmbeddedBroker
         broker = EmbeddedBroker(log_path={str(tmp_path / "b.log")!r}).start()
         print(broker.pid, flush=True)
         time.sleep(600)

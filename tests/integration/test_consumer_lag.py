@@ -13,7 +13,7 @@ from collections.abc import Callable
 from tests.integration.test_streaming import ASSETS, WORDY, documents, produce_calls, register_file
 from tests.servers.openai import FakeOpenAI, stall
 from weave_stream.config import Settings
-from weave_stream.workers import WorkerProcess
+from weave_stream.runners.workers import WorkerProcess
 
 
 def lag(worker: WorkerProcess, group: str, topic: str) -> float | None:

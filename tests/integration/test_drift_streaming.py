@@ -22,8 +22,8 @@ from tests.integration.test_streaming import (
 from tests.servers.webhooks import Receiver
 from weave_stream.cli.alerts_cmds import read_alerts
 from weave_stream.config import Settings
-from weave_stream.samples import corpus_documents, sample_calls
-from weave_stream.workers import WorkerProcess
+from weave_stream.demo.samples import corpus_documents, sample_calls
+from weave_stream.runners.workers import WorkerProcess
 
 SECRET = "a-shared-secret-of-the-test"
 

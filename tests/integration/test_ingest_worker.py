@@ -10,17 +10,17 @@ import orjson
 
 from tests.conftest import produce_records, read_all, wait_for_records
 from tests.unit.test_calls import FULL_CALL
-from weave_stream.calls import call_from_json, parse_call
 from weave_stream.config import Settings
-from weave_stream.ingest import DeadLetter
-from weave_stream.samples import (
+from weave_stream.demo.samples import (
     MALFORMED_REASONS,
     corpus_documents,
     malformed_records,
     sample_calls,
     split_into_events,
 )
-from weave_stream.workers import WorkerProcess
+from weave_stream.ingest.call import call_from_json, parse_call
+from weave_stream.ingest.outcomes import DeadLetter
+from weave_stream.runners.workers import WorkerProcess
 
 
 def _keyed(call: dict) -> tuple[bytes, bytes]:

@@ -20,12 +20,12 @@ import yaml
 
 from tests.conftest import produce_records
 from tests.integration.test_streaming import WORDY, documents, produce_calls, register_file
-from weave_stream.broker import die_with_parent, free_port
+from weave_stream.broker.embedded import die_with_parent, free_port
 from weave_stream.config import Settings
-from weave_stream.dashboard import build_dashboard
-from weave_stream.samples import malformed_records
-from weave_stream.topology_loader import load_topology
-from weave_stream.workers import WorkerProcess
+from weave_stream.dashboard.build import build_dashboard
+from weave_stream.demo.samples import malformed_records
+from weave_stream.runners.workers import WorkerProcess
+from weave_stream.topology.loader import load_topology
 
 ROOT = Path(__file__).resolve().parents[2]
 

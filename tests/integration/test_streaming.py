@@ -13,16 +13,16 @@ import orjson
 
 from tests.conftest import produce_records
 from tests.servers.openai import FakeOpenAI, stall
-from weave_stream.backfill import known_results
+from weave_stream.broker.kafka import group_progress
+from weave_stream.columns.derive import DerivedValue
+from weave_stream.columns.values import derived_key, identity, read_derived
 from weave_stream.config import Settings
-from weave_stream.derive import DerivedValue
-from weave_stream.derived import derived_key, identity, read_derived
-from weave_stream.registry import register, registration_for, unregister
+from weave_stream.demo.samples import corpus_documents, sample_calls
+from weave_stream.runners.backfill import known_results
 from weave_stream.runners.local import run_local
-from weave_stream.samples import corpus_documents, sample_calls
-from weave_stream.topics import group_progress
-from weave_stream.topology_loader import load_topology
-from weave_stream.workers import WorkerProcess
+from weave_stream.runners.workers import WorkerProcess
+from weave_stream.topology.loader import load_topology
+from weave_stream.topology.registrations import register, registration_for, unregister
 
 ASSETS = Path(__file__).parent.parent / "assets"
 WORDY = ASSETS / "wordy.py"

@@ -18,11 +18,11 @@ from tests.integration.test_streaming import (
     wait_for_values,
 )
 from tests.servers.openai import FakeOpenAI, stall
+from weave_stream.broker.kafka import group_progress
+from weave_stream.columns.values import read_derived
 from weave_stream.config import Settings
-from weave_stream.derived import read_derived
-from weave_stream.registry import topology_group
-from weave_stream.topics import group_progress
-from weave_stream.workers import WorkerProcess
+from weave_stream.runners.workers import WorkerProcess
+from weave_stream.topology.registrations import topology_group
 
 TOPOLOGY_CALLS = 'weave_stream_topology_calls_total{topology="wordy"}'
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from weave_stream.judge_standin import chat_completion
+from weave_stream.demo.judge_standin import chat_completion
 
 __all__ = [
     "FakeOpenAI",

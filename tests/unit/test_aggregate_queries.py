@@ -13,8 +13,9 @@ import pytest
 from windows_rows import T0, make_rows
 
 from weave_stream import metrics
-from weave_stream.aggregate_gauges import OTHER_GROUP, WindowGauges
-from weave_stream.aggregate_queries import (
+from weave_stream.aggregates import aggregate_rows, aggregate_table
+from weave_stream.aggregates.gauges import OTHER_GROUP, WindowGauges
+from weave_stream.aggregates.queries import (
     comparison_frame,
     drill,
     parse_by,
@@ -23,24 +24,22 @@ from weave_stream.aggregate_queries import (
     query_tables,
     tables_document,
 )
-from weave_stream.aggregates_source import (
+from weave_stream.aggregates.source import (
     changelog_topic,
     decode_partials,
-    local_snapshots,
     partition_namespace,
 )
+from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import load_settings
-from weave_stream.derive import DerivedValue
 from weave_stream.errors import TopologyError
 from weave_stream.ops import op
-from weave_stream.topology import Column, Topology
+from weave_stream.runners.local import local_aggregates
+from weave_stream.topology.spec import Column, Topology
 from weave_stream.windows import (
     AggregatePlan,
     AggregateRow,
     WindowState,
-    aggregate_rows,
-    aggregate_table,
-    merge_snapshots,
+    merge_partials,
     parse_aggregates,
 )
 
@@ -91,7 +90,7 @@ def test_late_rows_duplicates_and_watermarks_come_from_each_partitions_meta() ->
         fresh = AggregateRow(f"p{partition}", T0, {"doc_class": "a"}, {"score": 1.0})
         state.apply([fresh, fresh, AggregateRow(f"late{partition}", late_time, {}, {"score": 0})])
     snapshots = decode_partials([plan()], table)["quality"]
-    merged = merge_snapshots(plan(), snapshots)
+    merged = merge_partials(plan(), snapshots)
     assert (merged.late_rows, merged.duplicates, merged.watermark) == (2, 2, T0)
 
 
@@ -190,7 +189,7 @@ def test_the_comparison_frame_pairs_two_columns_per_call_and_trial_with_the_clas
     ]
 
 
-def test_local_snapshots_run_the_topology_and_aggregate_its_values() -> None:
+def test_local_aggregates_run_the_topology_and_aggregate_its_values() -> None:
     @op
     def words(text: str) -> int:
         return len(text.split())
@@ -209,7 +208,7 @@ def test_local_snapshots_run_the_topology_and_aggregate_its_values() -> None:
         }
         for i in range(9)
     ]
-    plans, snapshots = local_snapshots(topology, calls)
+    plans, snapshots = local_aggregates(topology, calls)
     (table,) = query_tables(plans, snapshots)
     assert table.frame[["rows", "words.count", "words.sum"]].values.tolist() == [[9, 9, 18]]
 

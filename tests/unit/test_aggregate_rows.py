@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from weave_stream.aggregate_rows import DURATION, RowBuilder, field_of, primary_value
-from weave_stream.calls import parse_call_object
-from weave_stream.derive import DerivedValue
+from weave_stream.aggregates.rows import DURATION, RowBuilder, field_of, primary_value
+from weave_stream.columns.derive import DerivedValue
 from weave_stream.errors import TopologyError
+from weave_stream.ingest.call import parse_call_object
 from weave_stream.ops import op
-from weave_stream.topology import Column, Source, Topology
+from weave_stream.topology.spec import Column, Source, Topology
 from weave_stream.windows import parse_aggregates
 
 AT = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping
 from pathlib import Path
 
-from weave_stream.cache import (
+from weave_stream.columns.cache import (
     CachedValue,
     CacheKey,
     MemoryCache,

@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from weave_stream.calls import Call, call_from_json, merge, parse_call, parse_timestamp
-from weave_stream.errors import CallValidationError
-from weave_stream.samples import (
+from weave_stream.demo.samples import (
     corpus_documents,
     malformed_records,
     sample_calls,
     split_into_events,
 )
+from weave_stream.errors import CallValidationError
+from weave_stream.ingest.call import Call, call_from_json, merge, parse_call, parse_timestamp
 
 FULL_CALL = {
     "project_id": "acme/extract",

@@ -18,9 +18,9 @@ import pytest
 import yaml
 
 from tests.promql import exported_series, metric_names, promtool
-from weave_stream.dashboard import build_dashboard
-from weave_stream.topology import Topology
-from weave_stream.topology_loader import load_topology, topology_from_dict
+from weave_stream.dashboard.build import build_dashboard
+from weave_stream.topology.loader import load_topology, topology_from_dict
+from weave_stream.topology.spec import Topology
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVISIONED = ROOT / "docker" / "grafana" / "dashboards"

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from weave_stream.cache import MemoryCache, ResultCache
-from weave_stream.calls import Call, parse_call_object
-from weave_stream.derive import DerivedValue, DeriveStats, derive_batch, survey_batch
+from weave_stream.columns.cache import MemoryCache, ResultCache
+from weave_stream.columns.derive import DerivedValue, DeriveStats, derive_batch, survey_batch
+from weave_stream.demo.samples import corpus_documents, sample_calls
+from weave_stream.ingest.call import Call, parse_call_object
 from weave_stream.ops import op
-from weave_stream.samples import corpus_documents, sample_calls
-from weave_stream.selection import sample_point
-from weave_stream.topology import Column, Source, Topology
+from weave_stream.topology.selection import sample_point
+from weave_stream.topology.spec import Column, Source, Topology
 
 RUNS: Counter[str] = Counter()  # how many inputs each op was really run on
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from tests.drift_corpus import Corpus, corpus
-from weave_stream.calls import Call
 from weave_stream.drift.findings import Finding
 from weave_stream.drift.monitor import DriftMonitor
 from weave_stream.drift.observation import Observation, observation_from_call
 from weave_stream.drift.snapshot import DATA_FILE
 from weave_stream.drift.spec import MonitorSpec
+from weave_stream.ingest.call import Call
 from weave_stream.metrics import MONITOR_LEARNED
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)

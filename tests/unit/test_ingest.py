@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 
-from weave_stream.ingest import DeadLetter, expire_pending, ingest_record
-from weave_stream.samples import corpus_documents, sample_calls, split_into_events
+from weave_stream.demo.samples import corpus_documents, sample_calls, split_into_events
+from weave_stream.ingest.outcomes import DeadLetter, expire_pending, ingest_record
 
 
 def _events(index: int = 0) -> tuple[bytes, bytes, dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from weave_stream.judge_standin import StandInJudge
+from weave_stream.demo.judge_standin import StandInJudge
 from weave_stream.ops import Judge, run_op
 
 PROMPT = "Document:\n{document}\n\nExtraction:\n{extraction}\n\nScore the extraction."

@@ -10,13 +10,13 @@ import orjson
 import pandas as pd
 import pytest
 
-from weave_stream.cache import SqliteCache
-from weave_stream.calls import parse_call_object
+from weave_stream.columns.cache import SqliteCache
+from weave_stream.demo.samples import corpus_documents, sample_calls, split_into_events
 from weave_stream.errors import ConfigError
+from weave_stream.ingest.call import parse_call_object
 from weave_stream.ops import op
 from weave_stream.runners.local import arun_local, plan_local, read_calls, run_local
-from weave_stream.samples import corpus_documents, sample_calls, split_into_events
-from weave_stream.topology import Column, Source, Topology
+from weave_stream.topology.spec import Column, Source, Topology
 
 
 @op

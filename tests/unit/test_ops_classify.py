@@ -27,8 +27,8 @@ from collections import defaultdict
 
 import pytest
 
+from weave_stream.demo.samples import Document, corpus_documents
 from weave_stream.ops import Classify, run_op
-from weave_stream.samples import Document, corpus_documents
 
 CATEGORIES = {
     "literature": "literature, books, novels, poems and authors",

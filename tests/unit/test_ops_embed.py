@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from weave_stream.demo.samples import corpus_documents
 from weave_stream.ops import Embed, run_op
 from weave_stream.ops.embed import DIMENSIONS, encode_sync
-from weave_stream.samples import corpus_documents
 
 
 def embed(texts: list[Any]) -> list[Any]:

@@ -10,9 +10,15 @@ import yaml
 
 from weave_stream.errors import TopologyError
 from weave_stream.ops import op
-from weave_stream.selection import FieldPath, compile_filter, op_name_matches, sample_point, sampled
-from weave_stream.topology import Column, Source, Topology
-from weave_stream.topology_loader import find_topology_file, load_topology, topology_from_dict
+from weave_stream.topology.loader import find_topology_file, load_topology, topology_from_dict
+from weave_stream.topology.selection import (
+    FieldPath,
+    compile_filter,
+    op_name_matches,
+    sample_point,
+    sampled,
+)
+from weave_stream.topology.spec import Column, Source, Topology
 
 TOPOLOGIES = Path(__file__).resolve().parents[2] / "topologies"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from weave_stream.errors import TopologyError
-from weave_stream.topology_loader import load_topology
+from weave_stream.topology.loader import load_topology
 
 COLUMNS = """
 name: sections

@@ -14,24 +14,16 @@ from scipy import stats
 from test_windows_state import GROUP_BY, assert_matches_truth, spec_for, table_frame
 from windows_rows import T0, make_rows, truth
 
-from weave_stream.errors import TopologyError
-from weave_stream.windows import (
-    AggregatePlan,
-    AggregateRow,
-    Snapshot,
-    WindowState,
-    aggregate_rows,
-    aggregate_table,
-    drill_down,
-    sample_frame,
-)
-from weave_stream.windows.compare import compare_columns, compare_op_refs, plot_comparison
-from weave_stream.windows.plots import (
+from weave_stream.aggregates import aggregate_rows, aggregate_table, drill_down, sample_frame
+from weave_stream.aggregates.compare import compare_columns, compare_op_refs, plot_comparison
+from weave_stream.aggregates.plots import (
     draw_counts_stacked,
     draw_scores_over_time,
     draw_trial_scatter,
     plot_aggregate,
 )
+from weave_stream.errors import TopologyError
+from weave_stream.windows import AggregatePartials, AggregatePlan, AggregateRow, WindowState
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -83,13 +75,16 @@ def test_since_keeps_windows_ending_after_now_minus_since(spec, snapshots) -> No
 
 def test_snapshots_travel_as_json_and_merge_the_same(spec, snapshots) -> None:  # type: ignore[no-untyped-def]
     plan = AggregatePlan(spec)
-    shipped = [Snapshot.decode(plan, orjson.loads(orjson.dumps(s.encode(plan)))) for s in snapshots]
+    shipped = [
+        AggregatePartials.decode(plan, orjson.loads(orjson.dumps(s.encode(plan))))
+        for s in snapshots
+    ]
     direct = aggregate_table(spec, snapshots).frame
     remote = aggregate_table(spec, shipped).frame
     pd.testing.assert_frame_equal(direct, remote, check_exact=False, rtol=1e-12)
     other = spec_for("5m").model_copy(update={"name": "other"})
     with pytest.raises(TopologyError, match="not 'other'"):
-        Snapshot.decode(AggregatePlan(other), snapshots[0].encode(plan))
+        AggregatePartials.decode(AggregatePlan(other), snapshots[0].encode(plan))
 
 
 def test_formats_table_csv_json(spec, snapshots) -> None:  # type: ignore[no-untyped-def]

@@ -14,15 +14,12 @@ from scipy import stats
 from windows_rows import T0, late_flags, make_rows, truth
 
 from weave_stream import metrics
+from weave_stream.aggregates import aggregate_rows, aggregate_table, compute_aggregates, drill_down
 from weave_stream.windows import (
     AggregatePlan,
     AggregateRow,
     WindowState,
-    aggregate_rows,
-    aggregate_table,
-    compute_aggregates,
-    drill_down,
-    merge_snapshots,
+    merge_partials,
     parse_aggregates,
 )
 
@@ -167,7 +164,7 @@ def test_partials_split_across_partitions_merge_to_the_whole() -> None:
         for start in range(0, len(part), 100):
             state.apply(part[start : start + 100])
         snapshots.append(state.snapshot("quality"))
-    merged = merge_snapshots(AggregatePlan(spec), snapshots)
+    merged = merge_partials(AggregatePlan(spec), snapshots)
     assert merged.sources == 3
     frame = table_frame(spec, snapshots)
     assert_matches_truth(frame, truth(rows, 1200, 300, GROUP_BY), ["window_start", *GROUP_BY])

@@ -2,7 +2,7 @@
 
 Without ``--input`` they read what the workers computed (the topology's aggregate
 changelog, merged over every partition and worker, see
-:mod:`weave_stream.aggregates_source`); with ``--input calls.jsonl`` they run the
+:mod:`weave_stream.aggregates.source`); with ``--input calls.jsonl`` they run the
 topology in-process over the file (the local runner) and compute the same figures.
 :func:`show_aggregates` is the demo's closing step.
 """
@@ -18,7 +18,7 @@ from typing import Any
 import click
 import orjson
 
-from weave_stream.aggregate_queries import (
+from weave_stream.aggregates.queries import (
     comparison_frame,
     drill,
     parse_by,
@@ -27,14 +27,15 @@ from weave_stream.aggregate_queries import (
     query_tables,
     tables_document,
 )
-from weave_stream.aggregates_source import local_snapshots, read_snapshots
+from weave_stream.aggregates.source import read_snapshots
+from weave_stream.broker.kafka import group_progress
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
-from weave_stream.registry import registered_topology, topology_group
-from weave_stream.topics import group_progress
-from weave_stream.topology import Topology
-from weave_stream.topology_loader import load_topology
+from weave_stream.runners.local import local_aggregates
+from weave_stream.topology.loader import load_topology
+from weave_stream.topology.registrations import registered_topology, topology_group
+from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
 
 __all__ = ["COMMANDS", "show_aggregates"]
@@ -54,7 +55,7 @@ def _snapshots(
 ) -> tuple[Topology, list[AggregatePlan], dict[str, Any]]:
     if input_file is not None:
         topology = load_topology(topology_name, settings)
-        plans, local = local_snapshots(topology, input_file)
+        plans, local = local_aggregates(topology, input_file)
         return topology, plans, dict(local)
     with connected(settings) as connected_settings:
         topology = asyncio.run(registered_topology(connected_settings, topology_name))
@@ -188,7 +189,7 @@ def compare_command(
     """Two columns of TOPOLOGY (COLUMN_A COLUMN_B: two classifier versions, e.g.
     doc_class_v1.confidence doc_class_v2.confidence), or one column under two op refs
     (--ref-a/--ref-b), per class: sizes, means, medians, Welch's t and Mann-Whitney U."""
-    from weave_stream.windows.compare import compare_columns, compare_op_refs, plot_comparison
+    from weave_stream.aggregates.compare import compare_columns, compare_op_refs, plot_comparison
 
     by_refs = column_b is None
     if by_refs and not (ref_a and ref_b):
@@ -228,7 +229,7 @@ def _values(
 
         topology = load_topology(topology_name, settings)
         return run_local(topology, input_file).values
-    from weave_stream.derived import read_derived
+    from weave_stream.columns.values import read_derived
 
     with connected(settings) as connected_settings:
         topology = asyncio.run(registered_topology(connected_settings, topology_name))

@@ -9,10 +9,10 @@ from typing import Any
 import click
 import orjson
 
+from weave_stream.broker.kafka import produce, read_topic
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
 from weave_stream.notify import Alert
-from weave_stream.topics import produce, read_topic
 
 __all__ = ["COMMANDS", "alerts", "read_alerts"]
 

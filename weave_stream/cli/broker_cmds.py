@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from weave_stream.broker import EmbeddedBroker
+from weave_stream.broker.embedded import EmbeddedBroker
+from weave_stream.broker.kafka import COMPACTED, ensure_topics
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
-from weave_stream.topics import COMPACTED, ensure_topics
 
 __all__ = ["COMMANDS", "broker", "worker"]
 

@@ -2,7 +2,7 @@
 
 Nothing runs and no broker is needed: the topology file is loaded and validated, and
 the dashboard is built from its columns, aggregates and monitors
-(:func:`weave_stream.dashboard.build_dashboard`). Put the file where Grafana's
+(:func:`weave_stream.dashboard.build.build_dashboard`). Put the file where Grafana's
 dashboard provisioning looks (``docker/grafana/dashboards/`` in the compose stack),
 or import it in Grafana's UI.
 """
@@ -16,9 +16,9 @@ import click
 
 from weave_stream.cli.options import fail, settings_options
 from weave_stream.config import Settings
-from weave_stream.dashboard import build_dashboard
+from weave_stream.dashboard.build import build_dashboard
 from weave_stream.errors import WeaveStreamError
-from weave_stream.topology_loader import load_topology
+from weave_stream.topology.loader import load_topology
 
 __all__ = ["COMMANDS", "dashboard"]
 

@@ -27,27 +27,27 @@ import click
 import orjson
 from tqdm import tqdm
 
+from weave_stream.broker.kafka import ensure_topics, produce, read_topic
 from weave_stream.cli.aggregates_cmds import show_aggregates
 from weave_stream.cli.ingest_cmds import call_key
 from weave_stream.cli.options import connected, fail, settings_options
+from weave_stream.columns.derive import DerivedValue
+from weave_stream.columns.values import read_derived
 from weave_stream.config import Settings
-from weave_stream.derive import DerivedValue
-from weave_stream.derived import read_derived
-from weave_stream.errors import WeaveStreamError
-from weave_stream.ingest import DeadLetter
-from weave_stream.judge_standin import StandInJudge
-from weave_stream.notify import Alert
-from weave_stream.notify.receiver import WebhookReceiver
-from weave_stream.registry import register, registration_for
-from weave_stream.samples import (
+from weave_stream.demo.judge_standin import StandInJudge
+from weave_stream.demo.samples import (
     corpus_documents,
     malformed_records,
     sample_calls,
     split_into_events,
 )
-from weave_stream.topics import ensure_topics, produce, read_topic
-from weave_stream.topology import Topology
-from weave_stream.workers import WorkerProcess
+from weave_stream.errors import WeaveStreamError
+from weave_stream.ingest.outcomes import DeadLetter
+from weave_stream.notify import Alert
+from weave_stream.notify.receiver import WebhookReceiver
+from weave_stream.runners.workers import WorkerProcess
+from weave_stream.topology.registrations import register, registration_for
+from weave_stream.topology.spec import Topology
 
 __all__ = ["COMMANDS", "demo"]
 

@@ -14,10 +14,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from tqdm import tqdm
 
+from weave_stream.broker.kafka import ensure_topics, produce, read_topic
 from weave_stream.cli.options import connected, settings_options
 from weave_stream.config import Settings
-from weave_stream.ingest import DeadLetter
-from weave_stream.topics import ensure_topics, produce, read_topic
+from weave_stream.ingest.outcomes import DeadLetter
 
 __all__ = ["COMMANDS", "call_key", "dlq", "ingest"]
 

@@ -16,17 +16,17 @@ from pathlib import Path
 
 import click
 
-from weave_stream.cache import ResultCache, SqliteCache, WriteOnlyCache
 from weave_stream.cli.backfill_cmds import plan_backfill, range_options, time_range
 from weave_stream.cli.options import fail, settings_options
+from weave_stream.columns.cache import ResultCache, SqliteCache, WriteOnlyCache
+from weave_stream.columns.plan import Plan
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
-from weave_stream.ingest import DeadLetter
-from weave_stream.plan import Plan
+from weave_stream.ingest.outcomes import DeadLetter
 from weave_stream.runners.local import DEFAULT_BATCH_SIZE, arun_local, plan_local, preflight
 from weave_stream.runners.results import OUTPUT_SUFFIXES
-from weave_stream.topology import Topology
-from weave_stream.topology_loader import load_topology
+from weave_stream.topology.loader import load_topology
+from weave_stream.topology.spec import Topology
 
 __all__ = ["COMMANDS", "plan", "run"]
 

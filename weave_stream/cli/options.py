@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
-from weave_stream.broker import MEMORY_ONLY_NOTICE, EmbeddedBroker
+from weave_stream.broker.embedded import MEMORY_ONLY_NOTICE, EmbeddedBroker
 from weave_stream.config import ENV_PREFIX, Settings, load_settings
 from weave_stream.errors import WeaveStreamError
 

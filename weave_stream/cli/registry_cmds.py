@@ -8,10 +8,11 @@ import time
 import click
 import orjson
 
+from weave_stream.broker.kafka import ensure_topics, group_progress, start_group_at
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
-from weave_stream.registry import (
+from weave_stream.topology.registrations import (
     read_registry,
     register,
     registration_for,
@@ -19,7 +20,6 @@ from weave_stream.registry import (
     topology_group,
     unregister,
 )
-from weave_stream.topics import ensure_topics, group_progress, start_group_at
 
 __all__ = ["COMMANDS"]
 

@@ -34,7 +34,7 @@ from weave_stream.drift.reference import (
     reference_fingerprint,
 )
 from weave_stream.drift.shift import WindowResult, WindowTest
-from weave_stream.drift.snapshot import Snapshot, load_or_rebuild, load_snapshot, save_snapshot
+from weave_stream.drift.snapshot import IndexSnapshot, load_or_rebuild, load_snapshot, save_snapshot
 from weave_stream.drift.spec import MonitorSpec, parse_monitors
 from weave_stream.drift.storm import StormGuard
 
@@ -46,6 +46,7 @@ __all__ = [
     "FaissVectorIndex",
     "Finding",
     "GroupKey",
+    "IndexSnapshot",
     "MonitorResult",
     "MonitorSpec",
     "NoveltyChange",
@@ -54,7 +55,6 @@ __all__ = [
     "NoveltyScorer",
     "Observation",
     "ReferenceCollector",
-    "Snapshot",
     "StormGuard",
     "VectorIndex",
     "WindowResult",

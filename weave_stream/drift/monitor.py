@@ -162,7 +162,7 @@ class DriftMonitor:
         return cls(topology, spec, scorer, window_test, excerpt_of=excerpt_of, stored=extra)
 
     def save(self, directory: Path, *, fingerprint: str) -> None:
-        """Snapshot the index (with learned examples) and its calibration to ``directory``."""
+        """IndexSnapshot the index (with learned examples) and its calibration to ``directory``."""
         index = self.scorer.index
         if not isinstance(index, FaissVectorIndex):
             raise VectorIndexError(f"cannot snapshot a {type(index).__name__}")

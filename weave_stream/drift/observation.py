@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from weave_stream.calls import Call
 from weave_stream.drift.findings import GroupKey, group_key
 from weave_stream.drift.spec import MonitorSpec
-from weave_stream.selection import FieldPath, MissingFieldError
+from weave_stream.ingest.call import Call
+from weave_stream.topology.selection import FieldPath, MissingFieldError
 
 __all__ = ["EXCERPT_CHARS", "Observation", "excerpt", "observation_from_call"]
 

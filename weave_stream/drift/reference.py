@@ -26,7 +26,6 @@ from datetime import datetime
 
 import numpy as np
 
-from weave_stream.calls import Call
 from weave_stream.drift.spec import (
     FirstNReference,
     JsonlReference,
@@ -35,7 +34,8 @@ from weave_stream.drift.spec import (
     TimeRangeReference,
 )
 from weave_stream.errors import TopologyError
-from weave_stream.ingest import expire_pending, ingest_record
+from weave_stream.ingest.call import Call
+from weave_stream.ingest.outcomes import expire_pending, ingest_record
 
 __all__ = ["ReferenceCollector", "read_reference_calls", "reference_fingerprint"]
 

@@ -35,7 +35,7 @@ from weave_stream.drift.spec import IndexSpec
 from weave_stream.errors import VectorIndexError
 from weave_stream.metrics import INDEX_REBUILDS
 
-__all__ = ["Snapshot", "load_or_rebuild", "load_snapshot", "save_snapshot"]
+__all__ = ["IndexSnapshot", "load_or_rebuild", "load_snapshot", "save_snapshot"]
 
 FORMAT_VERSION = 1
 DATA_FILE = "index.npz"
@@ -47,7 +47,7 @@ RebuildReason = Literal["missing", "corrupt", "stale"]
 
 
 @dataclass
-class Snapshot:
+class IndexSnapshot:
     """A loaded (or freshly built) index with what was stored beside it."""
 
     index: FaissVectorIndex
@@ -97,7 +97,7 @@ def save_snapshot(
     _write_atomically(directory / META_FILE, json.dumps(meta, indent=1).encode())
 
 
-def load_snapshot(directory: Path, *, fingerprint: str | None = None) -> Snapshot:
+def load_snapshot(directory: Path, *, fingerprint: str | None = None) -> IndexSnapshot:
     """Load and verify a snapshot; raise :class:`VectorIndexError` saying what is wrong.
 
     With ``fingerprint``, a snapshot built from another reference is *stale* and
@@ -139,7 +139,7 @@ def load_snapshot(directory: Path, *, fingerprint: str | None = None) -> Snapsho
         raise VectorIndexError(f"index snapshot {data_path} is unreadable: {exc}") from None
     _check_shapes(state, meta, data_path)
     index = FaissVectorIndex.from_state(state)
-    return Snapshot(index, str(meta["fingerprint"]), dict(meta["extra"]))
+    return IndexSnapshot(index, str(meta["fingerprint"]), dict(meta["extra"]))
 
 
 def load_or_rebuild(
@@ -148,7 +148,7 @@ def load_or_rebuild(
     fingerprint: str,
     rebuild: Callable[[], tuple[FaissVectorIndex, Mapping[str, Any]]],
     where: str = "",
-) -> Snapshot:
+) -> IndexSnapshot:
     """Load the snapshot in ``directory``, or rebuild it with ``rebuild()`` and save it.
 
     ``rebuild`` returns the index built from the reference and the ``extra`` data to
@@ -172,7 +172,7 @@ def load_or_rebuild(
     INDEX_REBUILDS.labels(reason=reason).inc()
     index, extra = rebuild()
     save_snapshot(index, directory, fingerprint=fingerprint, extra=extra)
-    return Snapshot(index, fingerprint, dict(extra), rebuilt=reason)
+    return IndexSnapshot(index, fingerprint, dict(extra), rebuilt=reason)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

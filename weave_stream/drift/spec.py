@@ -37,9 +37,9 @@ from pydantic import (
     model_validator,
 )
 
-from weave_stream.calls import Timestamp
 from weave_stream.errors import TopologyError
-from weave_stream.selection import FieldPath
+from weave_stream.ingest.call import Timestamp
+from weave_stream.topology.selection import FieldPath
 
 __all__ = [
     "FirstNReference",

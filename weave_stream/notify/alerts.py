@@ -28,9 +28,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from weave_stream.calls import Timestamp
 from weave_stream.drift.findings import AlertKind, Finding, StatValue
 from weave_stream.errors import DeliveryError
+from weave_stream.ingest.call import Timestamp
 
 __all__ = ["Alert", "alert_id"]
 

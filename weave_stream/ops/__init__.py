@@ -20,7 +20,7 @@ from weave_stream.ops.decorator import FunctionOp, OpClass, op
 from weave_stream.ops.embed import Embed
 from weave_stream.ops.execute import run_op
 from weave_stream.ops.judge import Judge
-from weave_stream.ops.registry import BUILTIN_OPS, op_spec, register_op, resolve_op
+from weave_stream.ops.resolve import BUILTIN_OPS, op_spec, register_op, resolve_op
 
 __all__ = [
     "BUILTIN_OPS",

@@ -3,12 +3,12 @@
 It reads the calls the way the ingest stage does (start and end events are
 merged; a record that is not a call becomes a dead letter with its line number;
 a half whose partner never comes is kept as an incomplete call), cuts them into
-batches, and runs each through :func:`~weave_stream.derive.derive_batch` — the
+batches, and runs each through :func:`~weave_stream.columns.derive.derive_batch` — the
 same function, cache keys and rules as the streaming runner, so both give the
 same values for the same calls.
 
 >>> from weave_stream.ops import op
->>> from weave_stream.topology import Column, Topology
+>>> from weave_stream.topology.spec import Column, Topology
 >>> @op
 ... def words(text: str) -> int:
 ...     return len(text.split())
@@ -30,16 +30,29 @@ from typing import Any
 
 from tqdm import tqdm
 
-from weave_stream.cache import MemoryCache, ResultCache
-from weave_stream.calls import Call, parse_call_object
-from weave_stream.derive import DerivedValue, DeriveStats, Trials, derive_batch
+from weave_stream.aggregates.in_process import aggregate_rows
+from weave_stream.aggregates.rows import RowBuilder
+from weave_stream.aggregates.source import aggregate_plans
+from weave_stream.columns.cache import MemoryCache, ResultCache
+from weave_stream.columns.derive import DerivedValue, DeriveStats, Trials, derive_batch
+from weave_stream.columns.plan import Plan, plan_topology
 from weave_stream.errors import CallValidationError, ConfigError
-from weave_stream.ingest import DeadLetter, expire_pending, ingest_record
-from weave_stream.plan import Plan, plan_topology
+from weave_stream.ingest.call import Call, parse_call_object
+from weave_stream.ingest.outcomes import DeadLetter, expire_pending, ingest_record
 from weave_stream.runners.results import ResultTable
-from weave_stream.topology import Topology
+from weave_stream.topology.spec import Topology
+from weave_stream.windows.bucket import AggregatePlan
+from weave_stream.windows.snapshot import AggregatePartials
 
-__all__ = ["arun_local", "batches", "plan_local", "preflight", "read_calls", "run_local"]
+__all__ = [
+    "arun_local",
+    "batches",
+    "local_aggregates",
+    "plan_local",
+    "preflight",
+    "read_calls",
+    "run_local",
+]
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -109,7 +122,7 @@ def run_local(
 ) -> ResultTable:
     """Run ``topology`` over a JSONL path, a DataFrame or calls; a :class:`ResultTable`.
 
-    ``cache`` defaults to an in-memory one; pass a :class:`~weave_stream.cache.SqliteCache`
+    ``cache`` defaults to an in-memory one; pass a :class:`~weave_stream.columns.cache.SqliteCache`
     to keep results between runs. From inside an event loop, await :func:`arun_local`.
     """
     return asyncio.run(
@@ -174,3 +187,19 @@ def _without_missing(row: Mapping[str, Any]) -> dict[str, Any]:
     return {
         k: v for k, v in row.items() if not (v is None or (isinstance(v, float) and math.isnan(v)))
     }
+
+
+def local_aggregates(
+    topology: Topology, calls: Any, values: Iterable[Any] | None = None
+) -> tuple[list[AggregatePlan], dict[str, AggregatePartials]]:
+    """The aggregates of ``topology`` over ``calls`` in-process (the local runner).
+
+    ``calls`` is a JSONL path, a DataFrame or calls (as :func:`~weave_stream.runners.local.
+    run_local` takes them); without ``values`` the topology's columns are computed first.
+    """
+    plans = aggregate_plans(topology)
+    loaded, _ = read_calls(calls)
+    if values is None:
+        values = run_local(topology, loaded).values
+    rows = RowBuilder(topology, [plan.spec for plan in plans]).rows(loaded, values)
+    return plans, aggregate_rows(plans, rows, topology=topology.name)

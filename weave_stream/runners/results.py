@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from weave_stream.derive import DerivedValue, DeriveStats
-from weave_stream.ingest import DeadLetter
+from weave_stream.columns.derive import DerivedValue, DeriveStats
+from weave_stream.ingest.outcomes import DeadLetter
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,4 +1,4 @@
-"""Windowed aggregates: pure building blocks, no broker.
+"""Windows: pure building blocks of windowed aggregates (no broker, no queries, no plots).
 
 ::
 
@@ -14,13 +14,10 @@
         ──► MutableMapping[str, bytes] (dict, or a changelog-backed table)
         ──► ClosedWindow results; expiry past retention
                                                   │
-    snapshot.Snapshot per partition ──► merge_snapshots ──► query: windows, --by, --since
-        ──► table.AggregateTable / DrillDown ──► plots, compare
-    local.compute_aggregates: the same over a list of rows, in one go
+    snapshot.AggregatePartials per partition ──► merge_partials ──► weave_stream.aggregates
 
-A topology's ``aggregates:`` entries (plain dicts in :mod:`weave_stream.topology`) are
-validated by :func:`parse_aggregates`. ``weave_stream.windows.plots`` and
-``weave_stream.windows.compare`` import matplotlib: import them where drawing.
+Reading partials back as tables, drill-down, comparisons and plots are the next stage,
+:mod:`weave_stream.aggregates`.
 """
 
 from __future__ import annotations
@@ -29,12 +26,10 @@ from weave_stream.windows.aggregators import Aggregator, Categories, CostSum, Mo
 from weave_stream.windows.arithmetic import WindowGeometry
 from weave_stream.windows.bucket import AggregatePlan, Bucket
 from weave_stream.windows.dedupe import SeenIdentities
-from weave_stream.windows.local import aggregate_rows, compute_aggregates
-from weave_stream.windows.query import aggregate_table, compose_windows, drill_down, sample_frame
 from weave_stream.windows.rows import AggregateRow, CallRef
 from weave_stream.windows.sampling import CallSample, WorstK
 from weave_stream.windows.sketch import QuantileSketch
-from weave_stream.windows.snapshot import Snapshot, merge_snapshots
+from weave_stream.windows.snapshot import AggregatePartials, merge_partials
 from weave_stream.windows.spec import (
     AggregateSpec,
     DrillDownSpec,
@@ -44,13 +39,12 @@ from weave_stream.windows.spec import (
     required_fields,
 )
 from weave_stream.windows.state import BatchReport, ClosedWindow, WindowState
-from weave_stream.windows.table import AggregateTable, DrillDown
 
 __all__ = [
+    "AggregatePartials",
     "AggregatePlan",
     "AggregateRow",
     "AggregateSpec",
-    "AggregateTable",
     "Aggregator",
     "BatchReport",
     "Bucket",
@@ -59,25 +53,17 @@ __all__ = [
     "Categories",
     "ClosedWindow",
     "CostSum",
-    "DrillDown",
     "DrillDownSpec",
     "Moments",
     "Outcomes",
     "QuantileSketch",
     "SeenIdentities",
-    "Snapshot",
     "WindowGeometry",
     "WindowSpec",
     "WindowState",
     "WorstK",
-    "aggregate_rows",
-    "aggregate_table",
-    "compose_windows",
-    "compute_aggregates",
-    "drill_down",
-    "merge_snapshots",
+    "merge_partials",
     "parse_aggregates",
     "parse_duration",
     "required_fields",
-    "sample_frame",
 ]

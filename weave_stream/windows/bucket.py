@@ -37,7 +37,7 @@ from weave_stream.windows.sampling import CallSample, WorstK
 from weave_stream.windows.sketch import QuantileSketch
 from weave_stream.windows.spec import AggregateSpec, quantile_of
 
-__all__ = ["AggregatePlan", "Bucket", "ColumnPlan"]
+__all__ = ["AggregatePlan", "Bucket", "MetricPartials"]
 
 _MOMENT_FIGURES = {
     "count": ("count",),
@@ -63,7 +63,7 @@ class Bucket:
 
 
 @dataclass(frozen=True)
-class ColumnPlan:
+class MetricPartials:
     """Which partials one metric column keeps, and under which keys."""
 
     name: str
@@ -103,7 +103,7 @@ class AggregatePlan:
                 drill.worst_k, drill.worst, lambda r: _score(r, score_column), self._entry
             )
 
-    def _plan_column(self, spec: AggregateSpec, column: str) -> ColumnPlan:
+    def _plan_column(self, spec: AggregateSpec, column: str) -> MetricPartials:
         names = spec.metrics[column]
         numeric = spec.numeric(column)
         moments = sketch = categories = cost = None
@@ -123,7 +123,7 @@ class AggregatePlan:
             self.aggregators[cost] = self.costs
         outcomes = f"{column}:o"
         self.aggregators[outcomes] = self.outcomes
-        return ColumnPlan(column, numeric, moments, sketch, categories, cost, outcomes)
+        return MetricPartials(column, numeric, moments, sketch, categories, cost, outcomes)
 
     def _entry(self, row: AggregateRow) -> Entry:
         return entry_of(row, self._group, self.metric_columns)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from weave_stream.calls import parse_timestamp
+from weave_stream.ingest.call import parse_timestamp
 
 __all__ = ["AggregateRow", "CallRef", "Entry", "entry_of"]
 

@@ -1,18 +1,18 @@
 """The partials of one aggregate as one partition or worker holds them, and their merge.
 
 Each worker keeps partial aggregates per source partition (no repartition by group
-key); a query collects a :class:`Snapshot` from every partition, possibly over HTTP
-as JSON (:meth:`Snapshot.encode`), and merges them (:func:`merge_snapshots`) into one
+key); a query collects a :class:`AggregatePartials` from every partition, possibly over HTTP
+as JSON (:meth:`AggregatePartials.encode`), and merges them (:func:`merge_partials`) into one
 snapshot over all the calls. Snapshots hold *panes* (see
-:mod:`weave_stream.windows.arithmetic`); :mod:`weave_stream.windows.query` composes
+:mod:`weave_stream.windows.arithmetic`); :mod:`weave_stream.aggregates.compose` composes
 them into windows.
 
 >>> from weave_stream.windows.spec import parse_aggregates
 >>> from weave_stream.windows.bucket import AggregatePlan
 >>> plan = AggregatePlan(parse_aggregates([{"name": "q", "window": "1m"}], "demo")[0])
->>> one = Snapshot("q", {(0, ()): plan.new_bucket()}, late_rows=2, watermark=30.0)
->>> two = Snapshot.decode(plan, one.encode(plan))
->>> merged = merge_snapshots(plan, [one, two])
+>>> one = AggregatePartials("q", {(0, ()): plan.new_bucket()}, late_rows=2, watermark=30.0)
+>>> two = AggregatePartials.decode(plan, one.encode(plan))
+>>> merged = merge_partials(plan, [one, two])
 >>> merged.late_rows, merged.sources, merged.watermark, list(merged.panes)
 (4, 2, 30.0, [(0, ())])
 """
@@ -26,14 +26,14 @@ from typing import Any
 from weave_stream.errors import TopologyError
 from weave_stream.windows.bucket import AggregatePlan, Bucket
 
-__all__ = ["PaneKey", "Snapshot", "merge_snapshots"]
+__all__ = ["AggregatePartials", "PaneKey", "merge_partials"]
 
 # (pane start in epoch seconds, group values in group_by order)
 PaneKey = tuple[int, tuple[Any, ...]]
 
 
 @dataclass
-class Snapshot:
+class AggregatePartials:
     """Pane partials of one aggregate, with the rows refused as late and the watermark.
 
     A snapshot taken from a live state shares its buckets: read or encode it before
@@ -62,7 +62,7 @@ class Snapshot:
         }
 
     @classmethod
-    def decode(cls, plan: AggregatePlan, data: dict[str, Any]) -> Snapshot:
+    def decode(cls, plan: AggregatePlan, data: dict[str, Any]) -> AggregatePartials:
         """A snapshot back from :meth:`encode`; fails if it is of another aggregate."""
         if data.get("aggregate") != plan.name:
             raise TopologyError(
@@ -82,9 +82,11 @@ class Snapshot:
         )
 
 
-def merge_snapshots(plan: AggregatePlan, snapshots: Iterable[Snapshot]) -> Snapshot:
+def merge_partials(
+    plan: AggregatePlan, snapshots: Iterable[AggregatePartials]
+) -> AggregatePartials:
     """One snapshot over all of ``snapshots`` (partitions, workers); the inputs are not changed."""
-    merged = Snapshot(plan.name, sources=0)
+    merged = AggregatePartials(plan.name, sources=0)
     watermarks = []
     for snapshot in snapshots:
         if snapshot.aggregate != plan.name:

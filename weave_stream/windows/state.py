@@ -49,7 +49,7 @@ from weave_stream.errors import TopologyError
 from weave_stream.windows.bucket import AggregatePlan, Bucket
 from weave_stream.windows.dedupe import DEFAULT_CAPACITY, SeenIdentities
 from weave_stream.windows.rows import AggregateRow
-from weave_stream.windows.snapshot import PaneKey, Snapshot
+from weave_stream.windows.snapshot import AggregatePartials, PaneKey
 from weave_stream.windows.spec import AggregateSpec
 
 __all__ = ["BatchReport", "ClosedWindow", "WindowState"]
@@ -133,14 +133,14 @@ class WindowState:
         """Buckets held (bounded by retention x groups)."""
         return sum(len(buckets) for buckets in self._buckets.values())
 
-    def snapshot(self, aggregate: str) -> Snapshot:
+    def snapshot(self, aggregate: str) -> AggregatePartials:
         """This partition's partials of ``aggregate`` (shares buckets: use before next apply)."""
         if aggregate not in self.plans:
             raise TopologyError(
                 f"no aggregate {aggregate!r}; this topology has {sorted(self.plans)}"
             )
         clock = None if self._clock == -math.inf else self._clock
-        return Snapshot(
+        return AggregatePartials(
             aggregate,
             dict(self._buckets[aggregate]),
             self._late[aggregate],

@@ -34,14 +34,14 @@ from faust.web import Request, Response, View
 
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
-from weave_stream.registry import Registration, read_registry, register, unregister
+from weave_stream.topology.registrations import Registration, read_registry, register, unregister
 
 __all__ = ["MAX_TOPOLOGY_BYTES", "bearer_token", "register_admin_pages", "token_matches"]
 
 log = logging.getLogger(__name__)
 
 MAX_TOPOLOGY_BYTES = 256 * 1024
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # as weave_stream.topology
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # as weave_stream.topology.spec
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -160,7 +160,7 @@ def _registration_from_yaml(
 ) -> tuple[Registration, dict[str, str]]:
     """Validate ``body`` as topology ``name`` exactly as ``weave-stream register`` would."""
     # The CLI's registration builder computes the version the same way for both paths.
-    from weave_stream.registry import registration_for
+    from weave_stream.topology.registrations import registration_for
 
     try:
         text = body.decode("utf-8")

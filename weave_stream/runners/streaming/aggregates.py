@@ -1,12 +1,12 @@
 """Windowed aggregates inside a topology worker: per micro-batch, per source partition.
 
 After the derived values of a micro-batch are computed, :meth:`StreamingAggregates.apply`
-builds one row per selected call and trial (:mod:`weave_stream.aggregate_rows`), groups
+builds one row per selected call and trial (:mod:`weave_stream.aggregates.rows`), groups
 them by the source partition of ``<prefix>.calls.valid`` they came from, and folds each
 group into that partition's :class:`~weave_stream.windows.WindowState` at once: each
 (window pane, group) is touched once per batch, and the per-row work is a few
 dictionary operations. No repartition by group key: queries merge the per-partition
-partials (:mod:`weave_stream.aggregates_source`).
+partials (:mod:`weave_stream.aggregates.source`).
 
 **State and its partitions.** Each partition's state lives in the changelog-backed
 ``aggregates`` table under its own key namespace (``<partition>/``), and each key must
@@ -46,12 +46,12 @@ from faust.streams import _current_event
 from faust.types import TP, EventT
 
 from weave_stream import metrics
-from weave_stream.aggregate_gauges import WindowGauges
-from weave_stream.aggregate_rows import RowBuilder
-from weave_stream.aggregates_source import AGGREGATES_TABLE, aggregate_plans, partition_namespace
+from weave_stream.aggregates.gauges import WindowGauges
+from weave_stream.aggregates.rows import RowBuilder
+from weave_stream.aggregates.source import AGGREGATES_TABLE, aggregate_plans, partition_namespace
+from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import Settings
-from weave_stream.derive import DerivedValue
-from weave_stream.topology import Topology
+from weave_stream.topology.spec import Topology
 from weave_stream.windows.rows import AggregateRow
 from weave_stream.windows.state import ClosedWindow, WindowState
 

@@ -12,7 +12,7 @@ import httpx
 from faust.web import Request, Response, View
 
 from weave_stream import metrics
-from weave_stream.broker import free_port
+from weave_stream.broker.embedded import free_port
 from weave_stream.config import Settings
 from weave_stream.runners.streaming.admin_pages import register_admin_pages
 from weave_stream.runners.streaming.commit_guard import commit_only_processed_offsets

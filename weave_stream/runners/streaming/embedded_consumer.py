@@ -24,8 +24,8 @@ from typing import Any
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
+from weave_stream.broker.kafka import highwaters
 from weave_stream.config import Settings
-from weave_stream.topics import highwaters
 
 __all__ = ["FETCH_MAX_WAIT_MS", "adapt_consumers_to_embedded_broker"]
 

@@ -1,6 +1,6 @@
 """The ingest agent: raw records from ``<prefix>.calls`` → valid calls or dead letters.
 
-Each record gets exactly one outcome (see :mod:`weave_stream.ingest`), counted in
+Each record gets exactly one outcome (see :mod:`weave_stream.ingest.outcomes`), counted in
 ``weave_stream_ingest_records_total``. Valid and merged calls go to
 ``<prefix>.calls.valid`` keyed by call id; dead letters go to ``<prefix>.calls.dlq``
 with the raw bytes as value and the reason in headers. Held start/end halves live in
@@ -19,9 +19,9 @@ from typing import Any
 import faust
 
 from weave_stream import metrics
-from weave_stream.calls import Call
 from weave_stream.config import Settings, TopicNames
-from weave_stream.ingest import DeadLetter, IngestResult, expire_pending, ingest_record
+from weave_stream.ingest.call import Call
+from weave_stream.ingest.outcomes import DeadLetter, IngestResult, expire_pending, ingest_record
 from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink, attach_sink
 
 __all__ = ["register_ingest"]

@@ -41,10 +41,10 @@ import numpy as np
 import orjson
 
 from weave_stream import metrics
-from weave_stream.calls import Call
+from weave_stream.broker.kafka import ensure_topics, read_topic
+from weave_stream.columns.derive import DerivedValue
+from weave_stream.columns.values import derived_key
 from weave_stream.config import Settings
-from weave_stream.derive import DerivedValue
-from weave_stream.derived import derived_key
 from weave_stream.drift.findings import Finding
 from weave_stream.drift.monitor import DriftMonitor
 from weave_stream.drift.observation import Observation, observation_from_call
@@ -54,11 +54,11 @@ from weave_stream.drift.reference import (
     reference_fingerprint,
 )
 from weave_stream.drift.spec import JsonlReference, MonitorSpec, parse_monitors
+from weave_stream.ingest.call import Call
 from weave_stream.notify.alerts import Alert
 from weave_stream.ops.execute import run_op
 from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink
-from weave_stream.topics import ensure_topics, read_topic
-from weave_stream.topology import Topology
+from weave_stream.topology.spec import Topology
 
 __all__ = ["MonitorHook", "encode_ack", "monitor_topics", "observation_topic", "register_monitors"]
 

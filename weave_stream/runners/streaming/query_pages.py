@@ -13,7 +13,7 @@
 The answers are the JSON of ``weave-stream aggregates --format json`` and ``weave-stream
 drill --format json`` exactly: both read the topology's aggregate changelog to its end
 and merge the partials of every source partition
-(:mod:`weave_stream.aggregates_source` says why the changelog and not each worker).
+(:mod:`weave_stream.aggregates.source` says why the changelog and not each worker).
 So any worker answers for all of them, including a worker that holds no partition
 of the topology. Errors: 404 (topology not registered), 400 (a bad parameter), with
 ``{"error": ..., "status": ...}``.
@@ -28,18 +28,18 @@ from typing import Any
 import faust
 from faust.web import Request, Response, View
 
-from weave_stream.aggregate_queries import (
+from weave_stream.aggregates.queries import (
     drill,
     parse_by,
     parse_group,
     query_tables,
     tables_document,
 )
-from weave_stream.aggregates_source import read_snapshots
+from weave_stream.aggregates.source import read_snapshots
 from weave_stream.config import Settings
 from weave_stream.errors import TopologyError
-from weave_stream.registry import Registration, read_registry
-from weave_stream.topology import Topology
+from weave_stream.topology.registrations import Registration, read_registry
+from weave_stream.topology.spec import Topology
 
 __all__ = ["register_query_pages"]
 
@@ -109,7 +109,7 @@ def register_query_pages(app: faust.App, settings: Settings) -> None:
 
 def _load(registration: Registration, settings: Settings) -> Topology:
     # The registration's loader lives with the register command (shared by the workers).
-    from weave_stream.registry import topology_from_registration
+    from weave_stream.topology.registrations import topology_from_registration
 
     return topology_from_registration(registration, settings)
 

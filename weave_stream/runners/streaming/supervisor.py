@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from weave_stream import metrics
-from weave_stream.broker import die_with_parent, free_port
+from weave_stream.broker.embedded import die_with_parent, free_port
 from weave_stream.config import Settings
-from weave_stream.registry import Registration, watch_registry
+from weave_stream.topology.registrations import Registration, watch_registry
 
 __all__ = ["TopologySupervisor"]
 

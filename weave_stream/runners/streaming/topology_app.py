@@ -9,7 +9,7 @@ Per micro-batch of valid calls (``batch_size``, ``batch_max_wait_seconds``):
 1. the result cache, a changelog-backed table keyed by call id (partition-local,
    like the calls) holding ``{cache key: computed value}``, is read for the batch
    (a timer forgets calls older than ``results_retention_seconds``: bounded state);
-2. :func:`~weave_stream.derive.derive_batch` computes what is missing, with the
+2. :func:`~weave_stream.columns.derive.derive_batch` computes what is missing, with the
    same keys as the local runner (op ref, input digest, trial);
 3. new results go to the table, and Faust's producer is flushed, *before*
 4. the values are written to ``<prefix>.derived.<topology>.<column>``, keyed
@@ -31,18 +31,18 @@ from typing import Any
 import faust
 
 from weave_stream import metrics
-from weave_stream.cache import CachedValue, CacheKey, MemoryCache
-from weave_stream.calls import Call, call_from_json
+from weave_stream.columns.cache import CachedValue, CacheKey, MemoryCache
+from weave_stream.columns.derive import DerivedValue, derive_batch
+from weave_stream.columns.values import derived_key
 from weave_stream.config import Settings
-from weave_stream.derive import DerivedValue, derive_batch
-from weave_stream.derived import derived_key
-from weave_stream.registry import topology_group
+from weave_stream.ingest.call import Call, call_from_json
 from weave_stream.runners.streaming.aggregates import attach_aggregates
 from weave_stream.runners.streaming.app import create_app
 from weave_stream.runners.streaming.monitor_agent import register_monitors
 from weave_stream.runners.streaming.sink import OutgoingRecord, attach_sink
 from weave_stream.runners.streaming.watchdog import Activity, watch_for_stall
-from weave_stream.topology import Topology
+from weave_stream.topology.registrations import topology_group
+from weave_stream.topology.spec import Topology
 
 __all__ = ["create_topology_app"]
 

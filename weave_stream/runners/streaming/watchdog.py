@@ -20,9 +20,9 @@ from collections.abc import Mapping
 
 import faust
 
+from weave_stream.broker.kafka import highwaters
 from weave_stream.config import Settings
 from weave_stream.runners.streaming.lag import committed_offsets
-from weave_stream.topics import highwaters
 
 __all__ = ["Activity", "lagging", "watch_for_stall"]
 

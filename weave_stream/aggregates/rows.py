@@ -19,7 +19,7 @@ to ``cost_sum``, and its op ref identifies the value for deduplication. The even
 time is the call's ``started_at`` (``ended_at`` for an end event whose start never
 came).
 
->>> from weave_stream.topology import Topology
+>>> from weave_stream.topology.spec import Topology
 >>> from weave_stream.windows import parse_aggregates
 >>> specs = parse_aggregates([{"name": "q", "window": "1h", "group_by": ["op_name"],
 ...                            "metrics": {"duration_seconds": ["mean"]}}], "t")
@@ -38,11 +38,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from weave_stream.calls import Call
-from weave_stream.derive import DerivedValue
+from weave_stream.columns.derive import DerivedValue
 from weave_stream.errors import TopologyError
-from weave_stream.selection import MISSING, FieldPath, op_name_matches, sampled, walk
-from weave_stream.topology import Topology
+from weave_stream.ingest.call import Call
+from weave_stream.topology.selection import MISSING, FieldPath, op_name_matches, sampled, walk
+from weave_stream.topology.spec import Topology
 from weave_stream.windows.rows import AggregateRow
 from weave_stream.windows.spec import AggregateSpec, required_fields
 

@@ -15,7 +15,7 @@ YAML (or the dict it parses to)::
     aggregates: []                         # validated by the aggregates module
     monitors: []                           # validated by the drift module
 
-A Python file defines a :class:`~weave_stream.topology.Topology` named ``topology``
+A Python file defines a :class:`~weave_stream.topology.spec.Topology` named ``topology``
 (or exactly one Topology at module level).
 
 >>> t = topology_from_dict({"name": "t", "columns": [
@@ -38,7 +38,7 @@ import yaml
 
 from weave_stream.config import Settings
 from weave_stream.errors import TopologyError
-from weave_stream.topology import Column, Source, Topology
+from weave_stream.topology.spec import Column, Source, Topology
 
 __all__ = [
     "TOPOLOGY_DIR",
@@ -84,7 +84,7 @@ def load_topology(
 
 def check_sections(topology: Topology) -> None:
     """Validate the ``aggregates:`` and ``monitors:`` of ``topology`` against its columns."""
-    from weave_stream.aggregate_rows import RowBuilder
+    from weave_stream.aggregates.rows import RowBuilder
     from weave_stream.drift.spec import parse_monitors
     from weave_stream.windows.spec import parse_aggregates
 

@@ -7,7 +7,7 @@ write. Each source partition of ``<prefix>.calls.valid`` has its own namespace o
 its keys live in the changelog partition of the same number. A query reads that
 topic to its end (Fetch high-water marks: right on every broker), keeps the latest
 value of each key (a tombstone forgets an expired pane), decodes one
-:class:`~weave_stream.windows.Snapshot` per source partition and merges them.
+:class:`~weave_stream.windows.AggregatePartials` per source partition and merges them.
 
 **Why the changelog, not each worker's HTTP API.** The changelog is the one place
 that always holds every partition's partials, whichever worker owns it, during a
@@ -17,27 +17,26 @@ all give the same answer. The price is a read of the topic per query: compacted 
 Kafka (Faust creates changelogs compacted), it holds about one record per live key;
 the embedded broker does not compact, so there a query also reads superseded writes.
 
-**Files.** :func:`local_snapshots` runs a topology in-process over calls (the local
+**Files.** :func:`local_aggregates` runs a topology in-process over calls (the local
 runner) and folds the same rows into the same windows, sorted by event time.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 
-from weave_stream.aggregate_rows import RowBuilder
+from weave_stream.aggregates.rows import RowBuilder
+from weave_stream.broker.kafka import read_topic
 from weave_stream.config import Settings
 from weave_stream.errors import TopologyError
-from weave_stream.registry import topology_group
-from weave_stream.topics import read_topic
-from weave_stream.topology import Topology
+from weave_stream.topology.registrations import topology_group
+from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
-from weave_stream.windows.local import aggregate_rows
-from weave_stream.windows.snapshot import Snapshot
+from weave_stream.windows.snapshot import AggregatePartials
 from weave_stream.windows.spec import parse_aggregates
 
 __all__ = [
@@ -45,7 +44,6 @@ __all__ = [
     "aggregate_plans",
     "changelog_topic",
     "decode_partials",
-    "local_snapshots",
     "partition_namespace",
     "read_partials",
     "read_snapshots",
@@ -78,7 +76,7 @@ def aggregate_plans(topology: Topology) -> list[AggregatePlan]:
 
 def decode_partials(
     plans: Sequence[AggregatePlan], entries: Mapping[str, bytes]
-) -> dict[str, list[Snapshot]]:
+) -> dict[str, list[AggregatePartials]]:
     """One snapshot per source partition and aggregate from the table's keys and values.
 
     Keys of aggregates the plans do not have (a topology changed since) are skipped.
@@ -107,12 +105,12 @@ def decode_partials(
                 panes[(namespace, name)][pane_key] = plan.decode(orjson.loads(value))
         elif kind == "m" and not detail:
             metas[namespace] = orjson.loads(value)
-    snapshots: dict[str, list[Snapshot]] = {plan.name: [] for plan in plans}
+    snapshots: dict[str, list[AggregatePartials]] = {plan.name: [] for plan in plans}
     for namespace in sorted({ns for ns, _ in panes} | set(metas), key=_partition_order):
         meta = metas.get(namespace, {})
         for plan in plans:
             snapshots[plan.name].append(
-                Snapshot(
+                AggregatePartials(
                     plan.name,
                     panes.get((namespace, plan.name), {}),
                     late_rows=int((meta.get("late") or {}).get(plan.name, 0)),
@@ -152,7 +150,7 @@ def _table_key(raw: bytes) -> str:
 
 async def read_snapshots(
     settings: Settings, topology: Topology
-) -> tuple[list[AggregatePlan], dict[str, list[Snapshot]]]:
+) -> tuple[list[AggregatePlan], dict[str, list[AggregatePartials]]]:
     """The plans of ``topology`` and every partition's snapshots of each aggregate."""
     plans = aggregate_plans(topology)
     if not plans:
@@ -162,21 +160,3 @@ async def read_snapshots(
         )
     entries = await read_partials(settings, topology.name)
     return plans, decode_partials(plans, entries)
-
-
-def local_snapshots(
-    topology: Topology, calls: Any, values: Iterable[Any] | None = None
-) -> tuple[list[AggregatePlan], dict[str, Snapshot]]:
-    """The aggregates of ``topology`` over ``calls`` in-process (the local runner).
-
-    ``calls`` is a JSONL path, a DataFrame or calls (as :func:`~weave_stream.runners.local.
-    run_local` takes them); without ``values`` the topology's columns are computed first.
-    """
-    from weave_stream.runners.local import read_calls, run_local
-
-    plans = aggregate_plans(topology)
-    loaded, _ = read_calls(calls)
-    if values is None:
-        values = run_local(topology, loaded).values
-    rows = RowBuilder(topology, [plan.spec for plan in plans]).rows(loaded, values)
-    return plans, aggregate_rows(plans, rows, topology=topology.name)

@@ -20,7 +20,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from weave_stream.broker import die_with_parent, free_port
+from weave_stream.broker.embedded import die_with_parent, free_port
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
 

@@ -21,17 +21,17 @@ from datetime import datetime, timedelta
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from weave_stream.cache import CachedValue, CacheKey, MemoryCache
-from weave_stream.calls import Call
+from weave_stream.broker.kafka import produce, read_topic
+from weave_stream.columns.cache import CachedValue, CacheKey, MemoryCache
+from weave_stream.columns.derive import DerivedValue, DeriveStats, derive_batch
+from weave_stream.columns.plan import Plan, plan_topology
+from weave_stream.columns.values import ValueIdentity, derived_key, identity, read_derived
 from weave_stream.config import Settings
-from weave_stream.derive import DerivedValue, DeriveStats, derive_batch
-from weave_stream.derived import ValueIdentity, derived_key, identity, read_derived
 from weave_stream.errors import BudgetExceededError
-from weave_stream.ingest import expire_pending, ingest_record
-from weave_stream.plan import Plan, plan_topology
+from weave_stream.ingest.call import Call
+from weave_stream.ingest.outcomes import expire_pending, ingest_record
 from weave_stream.runners.local import batches
-from weave_stream.topics import produce, read_topic
-from weave_stream.topology import Topology
+from weave_stream.topology.spec import Topology
 
 __all__ = ["Backfill", "TimeRange", "calls_in_range", "known_results", "run_backfill"]
 

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from weave_stream.broker.kafka import read_topic
+from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import Settings
-from weave_stream.derive import DerivedValue
-from weave_stream.topics import read_topic
 
 __all__ = ["ValueIdentity", "derived_key", "first_values", "identity", "read_derived"]
 

@@ -1,12 +1,13 @@
 """The answers of ``weave-stream aggregates`` and ``drill``, shared with the workers' HTTP API.
 
 Both take the plans and per-partition snapshots of a topology (from the changelog or
-from a local run, :mod:`weave_stream.aggregates_source`) and return the objects of
-:mod:`weave_stream.windows.table`; :func:`tables_document` is the one JSON shape the
+from a local run, :mod:`weave_stream.aggregates.source`) and return the objects of
+:mod:`weave_stream.aggregates.table`; :func:`tables_document` is the one JSON shape the
 CLI's ``--format json`` and ``GET /aggregates/{topology}`` both print, so the two
 agree. :func:`plot_tables` draws each aggregate's picture.
 
->>> from weave_stream.windows import AggregatePlan, AggregateRow, aggregate_rows, parse_aggregates
+>>> from weave_stream.windows import AggregatePlan, AggregateRow, parse_aggregates
+>>> from weave_stream.aggregates import aggregate_rows
 >>> plan = AggregatePlan(parse_aggregates([{"name": "q", "window": "1m", "group_by": ["c"],
 ...                                         "metrics": {"s": ["mean"]}}], "t")[0])
 >>> rows = [AggregateRow("a", 5.0, {"c": "x"}, {"s": 1.0}),
@@ -27,13 +28,13 @@ from typing import Any
 
 import pandas as pd
 
-from weave_stream.aggregate_rows import field_of
-from weave_stream.derive import DerivedValue
+from weave_stream.aggregates.compose import aggregate_table, drill_down, sample_frame
+from weave_stream.aggregates.rows import field_of
+from weave_stream.aggregates.table import AggregateTable, DrillDown
+from weave_stream.columns.derive import DerivedValue
 from weave_stream.errors import TopologyError
 from weave_stream.windows.bucket import AggregatePlan
-from weave_stream.windows.query import aggregate_table, drill_down, sample_frame
-from weave_stream.windows.snapshot import Snapshot
-from weave_stream.windows.table import AggregateTable, DrillDown
+from weave_stream.windows.snapshot import AggregatePartials
 
 __all__ = [
     "UNITS",
@@ -50,7 +51,7 @@ __all__ = [
 # Units of keys the row builder knows; user columns carry their own (none by default).
 UNITS = {"duration_seconds": "s"}
 
-SnapshotsByAggregate = Mapping[str, Snapshot | Sequence[Snapshot]]
+SnapshotsByAggregate = Mapping[str, AggregatePartials | Sequence[AggregatePartials]]
 
 
 def choose_plan(plans: Sequence[AggregatePlan], aggregate: str | None) -> AggregatePlan:
@@ -98,8 +99,8 @@ def parse_group(values: Sequence[str]) -> dict[str, str]:
     return group
 
 
-def _listed(snapshots: Snapshot | Sequence[Snapshot]) -> list[Snapshot]:
-    return [snapshots] if isinstance(snapshots, Snapshot) else list(snapshots)
+def _listed(snapshots: AggregatePartials | Sequence[AggregatePartials]) -> list[AggregatePartials]:
+    return [snapshots] if isinstance(snapshots, AggregatePartials) else list(snapshots)
 
 
 def query_tables(
@@ -122,7 +123,9 @@ def query_tables(
             continue
         parts = _listed(snapshots.get(plan.name, []))
         tables.append(
-            aggregate_table(plan, parts or [Snapshot(plan.name, sources=0)], by=by, since=since)
+            aggregate_table(
+                plan, parts or [AggregatePartials(plan.name, sources=0)], by=by, since=since
+            )
         )
     if not tables:
         raise TopologyError(
@@ -147,7 +150,7 @@ def drill(
 ) -> DrillDown:
     """The sampled and worst calls of one window and group of one aggregate."""
     plan = choose_plan(plans, aggregate)
-    parts = _listed(snapshots.get(plan.name, [])) or [Snapshot(plan.name, sources=0)]
+    parts = _listed(snapshots.get(plan.name, [])) or [AggregatePartials(plan.name, sources=0)]
     return drill_down(plan, parts, window_start=window_start, group=group)
 
 
@@ -164,7 +167,7 @@ def plot_tables(
     The score panel shows the first column with a mean; the scatter the first two
     numeric columns of the sampled calls (with error bars across trials).
     """
-    from weave_stream.windows.plots import plot_aggregate  # matplotlib: only when drawing
+    from weave_stream.aggregates.plots import plot_aggregate  # matplotlib: only when drawing
 
     by_name = {plan.name: plan for plan in plans}
     written = []
@@ -177,7 +180,7 @@ def plot_tables(
                 "'ci95' to a numeric column's metrics"
             )
         numeric = [c for c in plan.spec.metrics if plan.spec.numeric(c)]
-        parts = _listed(snapshots.get(plan.name, [])) or [Snapshot(plan.name, sources=0)]
+        parts = _listed(snapshots.get(plan.name, [])) or [AggregatePartials(plan.name, sources=0)]
         samples = sample_frame(plan, parts, since=since)
         scatter = (numeric[0], numeric[1]) if len(numeric) >= 2 else None
         by = table.group_keys[0] if table.group_keys else None

@@ -23,11 +23,11 @@ from typing import Literal
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from weave_stream.broker.kafka import COMPACTED, ensure_topics, read_topic
 from weave_stream.config import Settings
 from weave_stream.errors import TopologyError
-from weave_stream.topics import COMPACTED, ensure_topics, read_topic
-from weave_stream.topology import Topology
-from weave_stream.topology_loader import find_topology_file, load_topology
+from weave_stream.topology.loader import find_topology_file, load_topology
+from weave_stream.topology.spec import Topology
 
 __all__ = [
     "Registration",

@@ -6,14 +6,14 @@ mean of each ``mean`` column per class over time, one panel per class with a ban
 column, values, errors, cache hits, op latency and cost; novelty and alerts of its
 monitors; the consumer lag of its group. Every query names metrics through the metric
 objects of :mod:`weave_stream.metrics`, so a renamed metric fails here, not silently
-in Grafana (:mod:`weave_stream.dashboard_panels` builds the panels).
+in Grafana (:mod:`weave_stream.dashboard.panels` builds the panels).
 
 Windows are shared by the workers of a topology (each holds some partitions), so a
 class's mean is the rows-weighted mean of the workers' gauges. The band around a
 class's mean is its normal variation: ±2 standard deviations of that class's window
 means over the previous 6 hours (a mean outside it moved more than usual).
 
->>> from weave_stream.topology_loader import topology_from_dict
+>>> from weave_stream.topology.loader import topology_from_dict
 >>> topology = topology_from_dict({"name": "demo", "columns": [
 ...     {"name": "words", "op": "classify", "params": {"labels": ["a", "b"]},
 ...      "args": {"text": "inputs.document"}}]})
@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from weave_stream import metrics
-from weave_stream.dashboard_panels import (
+from weave_stream.dashboard.panels import (
     DATASOURCE,
     aggregate_panels,
     column_panels,
@@ -42,7 +42,7 @@ from weave_stream.dashboard_panels import (
     series,
     window_rows,
 )
-from weave_stream.topology import Topology
+from weave_stream.topology.spec import Topology
 from weave_stream.windows.spec import AggregateSpec, parse_aggregates
 
 __all__ = ["build_dashboard", "dashboard_uid"]

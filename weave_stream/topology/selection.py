@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from weave_stream.calls import Call
+from weave_stream.ingest.call import Call
 
 __all__ = [
     "MISSING",

@@ -1,13 +1,13 @@
 """Merged partials as tables: windows from panes, re-grouping, ``--since``, drill-down.
 
 Every function takes the snapshots of one aggregate from any number of partitions
-and workers, merges them (:func:`~weave_stream.windows.snapshot.merge_snapshots`),
+and workers, merges them (:func:`~weave_stream.windows.snapshot.merge_partials`),
 composes each window from its panes and, with ``by``, merges the groups that agree
 on the chosen keys -- all with the mergeable partials, so a re-grouped mean, standard
 deviation or quantile is the one over the underlying calls, not an average of
 averages.
 
->>> from weave_stream.windows.local import aggregate_rows
+>>> from weave_stream.aggregates.in_process import aggregate_rows
 >>> from weave_stream.windows.rows import AggregateRow
 >>> from weave_stream.windows.spec import parse_aggregates
 >>> spec = parse_aggregates([{"name": "q", "window": {"size": "2m", "step": "1m"},
@@ -31,26 +31,26 @@ from typing import Any
 
 import pandas as pd
 
-from weave_stream.calls import parse_timestamp
+from weave_stream.aggregates.table import AggregateTable, DrillDown
 from weave_stream.errors import TopologyError
+from weave_stream.ingest.call import parse_timestamp
 from weave_stream.windows.bucket import AggregatePlan, Bucket
 from weave_stream.windows.rows import CallRef
-from weave_stream.windows.snapshot import Snapshot, merge_snapshots
+from weave_stream.windows.snapshot import AggregatePartials, merge_partials
 from weave_stream.windows.spec import AggregateSpec, parse_duration
-from weave_stream.windows.table import AggregateTable, DrillDown
 
 __all__ = ["aggregate_table", "compose_windows", "drill_down", "sample_frame"]
 
-Snapshots = Snapshot | Iterable[Snapshot]
+Snapshots = AggregatePartials | Iterable[AggregatePartials]
 
 
 def _plan(spec: AggregateSpec | AggregatePlan) -> AggregatePlan:
     return spec if isinstance(spec, AggregatePlan) else AggregatePlan(spec)
 
 
-def _merged(plan: AggregatePlan, snapshots: Snapshots) -> Snapshot:
-    items = [snapshots] if isinstance(snapshots, Snapshot) else list(snapshots)
-    return items[0] if len(items) == 1 else merge_snapshots(plan, items)
+def _merged(plan: AggregatePlan, snapshots: Snapshots) -> AggregatePartials:
+    items = [snapshots] if isinstance(snapshots, AggregatePartials) else list(snapshots)
+    return items[0] if len(items) == 1 else merge_partials(plan, items)
 
 
 def _projection(plan: AggregatePlan, by: Sequence[str] | None) -> tuple[tuple[str, ...], list[int]]:
@@ -64,7 +64,7 @@ def _projection(plan: AggregatePlan, by: Sequence[str] | None) -> tuple[tuple[st
     return keys, [plan.group_by.index(key) for key in keys]
 
 
-def _cutoff(snapshot: Snapshot, since: str | float | None, now: Any) -> float:
+def _cutoff(snapshot: AggregatePartials, since: str | float | None, now: Any) -> float:
     if since is None:
         return -math.inf
     reference = _seconds(now) if now is not None else snapshot.watermark

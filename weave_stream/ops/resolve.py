@@ -14,7 +14,7 @@ classes); a function takes none.
 
 >>> resolve_op("classify", {"labels": ["spam", "ham"]}).name
 'classify'
->>> resolve_op("weave_stream.ops.registry:_example_length").signature.required
+>>> resolve_op("weave_stream.ops.resolve:_example_length").signature.required
 ('text',)
 """
 

@@ -3,7 +3,7 @@
 For each class, and over all calls, the two score distributions side by side (n,
 mean, standard deviation, median) with Welch's t test (unequal variances) and the
 Mann-Whitney U test (two-sided), both from scipy. The inputs are the sampled calls
-of an aggregate (:func:`~weave_stream.windows.query.sample_frame`) or any frame of
+of an aggregate (:func:`~weave_stream.aggregates.compose.sample_frame`) or any frame of
 per-call values; the tests are unpaired, as the two samples need not hold the same
 calls.
 
@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from scipy import stats
 
-from weave_stream.windows.table import OutputFormat
+from weave_stream.aggregates.table import OutputFormat
 
 __all__ = ["Comparison", "compare_columns", "compare_op_refs", "compare_values", "plot_comparison"]
 

@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
-from weave_stream.windows.table import AggregateTable
+from weave_stream.aggregates.table import AggregateTable
 
 __all__ = ["draw_counts_stacked", "draw_scores_over_time", "draw_trial_scatter", "plot_aggregate"]
 

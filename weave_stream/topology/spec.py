@@ -40,8 +40,8 @@ from typing import Any
 from weave_stream.config import Settings
 from weave_stream.errors import OpError, TopologyError
 from weave_stream.ops.base import Op
-from weave_stream.ops.registry import op_spec, resolve_op
-from weave_stream.selection import FieldPath, Filter, compile_filter
+from weave_stream.ops.resolve import op_spec, resolve_op
+from weave_stream.topology.selection import FieldPath, Filter, compile_filter
 
 __all__ = ["Column", "CompiledColumn", "Source", "Topology"]
 

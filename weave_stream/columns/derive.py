@@ -12,7 +12,7 @@ column's filter or sample gets no value for it (and is counted as filtered).
 Rules the streaming runner relies on too:
 
 * a column's sample is relative to the source's: a call is kept when its fixed
-  point (:func:`~weave_stream.selection.sample_point`) is below source x column rate;
+  point (:func:`~weave_stream.topology.selection.sample_point`) is below source x column rate;
 * trial ``t`` of a column reads trial ``min(t, trials - 1)`` of each column it
   depends on; a column filter reads trial 0;
 * a dependency that failed makes the dependent value an error (the op is not run);
@@ -35,11 +35,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from weave_stream import metrics
-from weave_stream.cache import CachedValue, CacheKey, ResultCache, cache_key
-from weave_stream.calls import Call
+from weave_stream.columns.cache import CachedValue, CacheKey, ResultCache, cache_key
+from weave_stream.ingest.call import Call
 from weave_stream.ops.execute import run_op
-from weave_stream.selection import MissingFieldError, op_name_matches, sampled
-from weave_stream.topology import CompiledColumn, Topology
+from weave_stream.topology.selection import MissingFieldError, op_name_matches, sampled
+from weave_stream.topology.spec import CompiledColumn, Topology
 
 __all__ = ["ColumnStats", "DeriveStats", "DerivedValue", "Trials", "derive_batch", "survey_batch"]
 

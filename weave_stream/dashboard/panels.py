@@ -1,4 +1,4 @@
-"""The panels of a topology's Grafana dashboard (see :mod:`weave_stream.dashboard`).
+"""The panels of a topology's Grafana dashboard (see :mod:`weave_stream.dashboard.build`).
 
 Each function yields Grafana panel dicts (``gridPos`` is set by the layout) whose
 queries name metrics through the metric objects of :mod:`weave_stream.metrics`.
@@ -14,7 +14,7 @@ from prometheus_client.metrics import MetricWrapperBase
 
 from weave_stream import metrics
 from weave_stream.drift.spec import parse_monitors
-from weave_stream.topology import Topology
+from weave_stream.topology.spec import Topology
 from weave_stream.windows.spec import AggregateSpec
 
 __all__ = [

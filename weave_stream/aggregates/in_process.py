@@ -23,13 +23,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from weave_stream.aggregates.compose import aggregate_table
+from weave_stream.aggregates.table import AggregateTable
 from weave_stream.windows.bucket import AggregatePlan
-from weave_stream.windows.query import aggregate_table
 from weave_stream.windows.rows import AggregateRow
-from weave_stream.windows.snapshot import Snapshot
+from weave_stream.windows.snapshot import AggregatePartials
 from weave_stream.windows.spec import AggregateSpec
 from weave_stream.windows.state import WindowState
-from weave_stream.windows.table import AggregateTable
 
 __all__ = ["aggregate_rows", "compute_aggregates"]
 
@@ -42,7 +42,7 @@ def aggregate_rows(
     expire: bool = False,
     batch_size: int = 10_000,
     topology: str = "local",
-) -> dict[str, Snapshot]:
+) -> dict[str, AggregatePartials]:
     """A snapshot per aggregate of ``specs`` over ``rows`` (feed them to the query functions)."""
     ordered = sorted(rows, key=lambda row: row.event_time) if sort else list(rows)
     state = WindowState(specs, {}, topology=topology, emit_closed=False, expire=expire)

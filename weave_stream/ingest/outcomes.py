@@ -31,8 +31,8 @@ from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from weave_stream.calls import Call, merge, parse_call
 from weave_stream.errors import CallValidationError
+from weave_stream.ingest.call import Call, merge, parse_call
 
 __all__ = [
     "DLQ_HEADER_PREFIX",

@@ -3,13 +3,14 @@
 For each column: the values in scope (calls matched x trials), how many the cache
 already has, how many would be computed, and the ops' own estimates of tokens,
 dollars and time for those. Nothing is computed: the plan walks the same DAG as
-:func:`~weave_stream.derive.derive_batch` with :func:`~weave_stream.derive.survey_batch`.
+:func:`~weave_stream.columns.derive.derive_batch` with
+:func:`~weave_stream.columns.derive.survey_batch`.
 A column that reads a column not computed yet cannot know its inputs, so all its
 values count as to compute (an upper bound, the safe side for a budget).
 
 >>> from weave_stream.ops import CostEstimate
 >>> plan = Plan("t", calls=10, matched=8, columns=[
-...     ColumnPlan("n", "n:abc", 8, 3, 5, CostEstimate(100, 0.25, 2.0))])
+...     ColumnEstimate("n", "n:abc", 8, 3, 5, CostEstimate(100, 0.25, 2.0))])
 >>> plan.total.usd, plan.to_compute, plan.over_budget(0.10) is not None
 (0.25, 5, True)
 """
@@ -19,17 +20,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from weave_stream.cache import ResultCache
-from weave_stream.calls import Call
-from weave_stream.derive import DeriveStats, Trials, survey_batch
+from weave_stream.columns.cache import ResultCache
+from weave_stream.columns.derive import DeriveStats, Trials, survey_batch
+from weave_stream.ingest.call import Call
 from weave_stream.ops.base import CostEstimate
-from weave_stream.topology import Topology
+from weave_stream.topology.spec import Topology
 
-__all__ = ["ColumnPlan", "Plan", "plan_topology"]
+__all__ = ["ColumnEstimate", "Plan", "plan_topology"]
 
 
 @dataclass(frozen=True)
-class ColumnPlan:
+class ColumnEstimate:
     """The plan of one column."""
 
     column: str
@@ -47,7 +48,7 @@ class Plan:
     topology: str
     calls: int
     matched: int
-    columns: list[ColumnPlan] = field(default_factory=list)
+    columns: list[ColumnEstimate] = field(default_factory=list)
 
     @property
     def total(self) -> CostEstimate:
@@ -149,7 +150,7 @@ def _plan(topology: Topology, stats: DeriveStats, estimates: dict[str, CostEstim
     for column in topology.compiled:
         column_stats = stats.column(column.name)
         columns.append(
-            ColumnPlan(
+            ColumnEstimate(
                 column=column.name,
                 op_ref=column.op.ref,
                 matched=column_stats.values,
