@@ -34,54 +34,14 @@ from pydantic import (
 )
 
 from weave_stream.errors import ConfigError
+from weave_stream.topics import TopicNames
 
-__all__ = ["ConsumerTimeouts", "Settings", "TopicNames", "load_settings"]
+__all__ = ["ConsumerTimeouts", "Settings", "load_settings"]
 
 ENV_PREFIX = "WEAVE_STREAM_"
 _BROKER_URL = re.compile(r"^kafka://(?P<hosts>[^/\s]+?)/?$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:\d{1,5}$")
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9._-]+$")
-
-
-@dataclass(frozen=True)
-class TopicNames:
-    """Every Kafka topic weave-stream uses, derived from one prefix."""
-
-    prefix: str
-
-    @property
-    def calls(self) -> str:
-        """Raw calls as producers write them (Weave's call shapes, keyed by call id)."""
-        return f"{self.prefix}.calls"
-
-    @property
-    def dlq(self) -> str:
-        """Dead letters: the raw record, with the reason in its headers."""
-        return f"{self.prefix}.calls.dlq"
-
-    @property
-    def valid(self) -> str:
-        """Validated, merged (start + end) calls in canonical JSON, keyed by call id."""
-        return f"{self.prefix}.calls.valid"
-
-    @property
-    def registry(self) -> str:
-        """Registered topologies (compacted: name -> spec)."""
-        return f"{self.prefix}.registry"
-
-    @property
-    def alerts(self) -> str:
-        """Alerts raised by monitors."""
-        return f"{self.prefix}.alerts"
-
-    @property
-    def alerts_status(self) -> str:
-        """Delivery status of each alert per target (compacted: alert id -> status)."""
-        return f"{self.prefix}.alerts.status"
-
-    def derived(self, topology: str, column: str) -> str:
-        """The stream of values of one derived column."""
-        return f"{self.prefix}.derived.{topology}.{column}"
 
 
 @dataclass(frozen=True)

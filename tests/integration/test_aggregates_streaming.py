@@ -26,7 +26,6 @@ import yaml
 from tests.integration.test_streaming import produce_calls, register_file
 from weave_stream.aggregates.queries import drill, query_tables, tables_document
 from weave_stream.aggregates.source import (
-    changelog_topic,
     read_snapshots,
 )
 from weave_stream.aggregates.table import AggregateTable
@@ -36,7 +35,7 @@ from weave_stream.demo.samples import corpus_documents, sample_calls
 from weave_stream.runners.local import local_aggregates
 from weave_stream.runners.workers import WorkerProcess
 from weave_stream.topology.loader import load_topology
-from weave_stream.topology.registrations import registered_topology, topology_group
+from weave_stream.topology.registrations import registered_topology
 from weave_stream.windows import AggregatePartials, AggregatePlan
 
 NAME = "wordy_windows"
@@ -178,7 +177,7 @@ def assert_matches_truth(table: AggregateTable, calls: list[dict], size: int, st
 
 def wait_until_committed(settings: Settings, timeout: float = 60.0) -> None:
     """Until the topology's group has committed every valid call (lag 0)."""
-    group = topology_group(settings, NAME)
+    group = settings.topics.topology_group(NAME)
     deadline = time.monotonic() + timeout
     lag = -1
     while time.monotonic() < deadline:
@@ -193,7 +192,7 @@ def changelog_partitions(settings: Settings) -> list[tuple[str, int]]:
     """``(key, changelog partition)`` of every record of the aggregates changelog."""
 
     async def collect() -> list[tuple[str, int]]:
-        topic = changelog_topic(settings, NAME)
+        topic = settings.topics.aggregates_changelog(NAME)
         return [
             (orjson.loads(r.key) if r.key[:1] == b'"' else r.key.decode(), r.partition)
             async for r in read_topic(settings, topic)

@@ -22,7 +22,6 @@ from weave_stream.broker.kafka import group_progress
 from weave_stream.columns.values import read_derived
 from weave_stream.config import Settings
 from weave_stream.runners.workers import WorkerProcess
-from weave_stream.topology.registrations import topology_group
 
 TOPOLOGY_CALLS = 'weave_stream_topology_calls_total{topology="wordy"}'
 
@@ -63,7 +62,7 @@ def test_killing_one_of_two_workers_mid_stream_loses_no_value(
     assert all(len(variants) == 1 for variants in seen.values())
     # The survivor owns every partition after the kill and carries each to its end: no
     # partition stays uncommitted (a worker whose commits stall is restarted).
-    group = topology_group(settings, "wordy")
+    group = settings.topics.topology_group("wordy")
     deadline = time.monotonic() + 120
     while asyncio.run(group_progress(settings, group, settings.topics.valid))[1] > 0:
         assert time.monotonic() < deadline, "partitions left uncommitted after the takeover"
@@ -111,7 +110,7 @@ def test_a_restarted_worker_restores_every_result_of_its_table(
 
     second = start_worker(settings, "second")
     produce_calls(settings, calls)  # the same calls again (and those not committed: again)
-    group = topology_group(settings, "wordy")
+    group = settings.topics.topology_group("wordy")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         _, lag = asyncio.run(group_progress(settings, group, settings.topics.valid))

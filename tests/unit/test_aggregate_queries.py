@@ -25,7 +25,6 @@ from weave_stream.aggregates.queries import (
     tables_document,
 )
 from weave_stream.aggregates.source import (
-    changelog_topic,
     decode_partials,
     partition_namespace,
 )
@@ -103,7 +102,10 @@ def test_keys_of_aggregates_a_topology_no_longer_has_are_skipped() -> None:
 
 def test_the_changelog_topic_is_fausts_name_for_the_aggregates_table_of_the_topology() -> None:
     settings = load_settings(env={}, topic_prefix="p1")
-    assert changelog_topic(settings, "t") == "weave-stream.p1.topology.t-aggregates-changelog"
+    assert (
+        settings.topics.aggregates_changelog("t")
+        == "weave-stream.p1.topology.t-aggregates-changelog"
+    )
 
 
 def test_queries_regroup_filter_by_time_and_drill_into_one_window_and_group() -> None:

@@ -33,33 +33,18 @@ from weave_stream.aggregates.rows import RowBuilder
 from weave_stream.broker.kafka import read_topic
 from weave_stream.config import Settings
 from weave_stream.errors import TopologyError
-from weave_stream.topology.registrations import topology_group
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
 from weave_stream.windows.snapshot import AggregatePartials
 from weave_stream.windows.spec import parse_aggregates
 
 __all__ = [
-    "AGGREGATES_TABLE",
     "aggregate_plans",
-    "changelog_topic",
     "decode_partials",
     "partition_namespace",
     "read_partials",
     "read_snapshots",
 ]
-
-AGGREGATES_TABLE = "aggregates"
-
-
-def changelog_topic(settings: Settings, topology: str) -> str:
-    """The changelog topic of ``topology``'s aggregates table (Faust's naming).
-
-    >>> from weave_stream.config import load_settings
-    >>> changelog_topic(load_settings(env={}, topic_prefix="demo"), "text_extract")
-    'weave-stream.demo.topology.text_extract-aggregates-changelog'
-    """
-    return f"{topology_group(settings, topology)}-{AGGREGATES_TABLE}-changelog"
 
 
 def partition_namespace(partition: int) -> str:
@@ -128,7 +113,7 @@ def _partition_order(namespace: str) -> tuple[int, str]:
 async def read_partials(settings: Settings, topology: str) -> dict[str, bytes]:
     """The latest value of every live key of ``topology``'s aggregates table, from Kafka."""
     latest: dict[str, bytes] = {}
-    async for record in read_topic(settings, changelog_topic(settings, topology)):
+    async for record in read_topic(settings, settings.topics.aggregates_changelog(topology)):
         if record.key is None:
             continue
         key = _table_key(record.key)

@@ -34,7 +34,7 @@ from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
 from weave_stream.runners.local import local_aggregates
 from weave_stream.topology.loader import load_topology
-from weave_stream.topology.registrations import registered_topology, topology_group
+from weave_stream.topology.registrations import registered_topology
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
 
@@ -250,7 +250,7 @@ def show_aggregates(
     call, so the table covers what was sent. ``settings`` must name a running broker.
     Returns the plots written (``aggregates.<topology>[.<aggregate>].png``).
     """
-    group = topology_group(settings, topology_name)
+    group = settings.topics.topology_group(topology_name)
     deadline = time.monotonic() + wait_seconds
     while time.monotonic() < deadline:
         _, lag = asyncio.run(group_progress(settings, group, settings.topics.valid))

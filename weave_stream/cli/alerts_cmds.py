@@ -12,6 +12,7 @@ import orjson
 from weave_stream.broker.kafka import produce, read_topic
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
+from weave_stream.drift.observation import encode_ack
 from weave_stream.notify import Alert
 
 __all__ = ["COMMANDS", "alerts", "read_alerts"]
@@ -85,15 +86,13 @@ def alerts(
 
 
 def _acknowledge(settings: Settings, known: list[Alert], alert_id: str) -> None:
-    from weave_stream.runners.streaming.monitor_agent import encode_ack, observation_topic
-
     alert = next((a for a in known if a.id == alert_id), None)
     if alert is None:
         fail(f"no alert {alert_id!r} on {settings.topics.alerts}")
     assert alert is not None
     if alert.kind != "novel_example":
         fail(f"alert {alert_id} is a {alert.kind}: only novel examples can be acknowledged")
-    topic = observation_topic(settings, alert.topology, alert.monitor)
+    topic = settings.topics.observations(alert.topology, alert.monitor)
     record = (b"ack", encode_ack(alert.call_ids), ())
     asyncio.run(produce(settings, topic, [record]))
     click.echo(

@@ -141,7 +141,7 @@ async def _reingest(settings: Settings, reason: str | None) -> int:
     topics = settings.topics
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.broker_address,
-        group_id=f"weave-stream.{settings.topic_prefix}.dlq-reingest",
+        group_id=settings.topics.dlq_reingest_group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )

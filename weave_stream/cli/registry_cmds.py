@@ -17,7 +17,6 @@ from weave_stream.topology.registrations import (
     register,
     registration_for,
     topology_from_registration,
-    topology_group,
     unregister,
 )
 
@@ -67,7 +66,9 @@ def topologies_command(output_format: str, settings: Settings) -> None:
         rows = []
         for name, entry in sorted(registry.items()):
             processed, lag = asyncio.run(
-                group_progress(settings, topology_group(settings, name), settings.topics.valid)
+                group_progress(
+                    settings, settings.topics.topology_group(name), settings.topics.valid
+                )
             )
             rows.append(
                 {
@@ -126,7 +127,7 @@ def topology_worker(name: str, expected_version: str | None, settings: Settings)
     topology = topology_from_registration(registration, settings)
     # "From now on": a new topology starts with the calls that arrived after it was
     # registered (the past is for `weave-stream backfill`, with its plan and budget).
-    group = topology_group(settings, name)
+    group = settings.topics.topology_group(name)
     started = asyncio.run(
         start_group_at(settings, group, settings.topics.valid, registration.registered_epoch)
     )

@@ -14,19 +14,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import base64
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from weave_stream.drift.findings import GroupKey, group_key
 from weave_stream.drift.spec import MonitorSpec
 from weave_stream.ingest.call import Call
 from weave_stream.topology.selection import FieldPath, MissingFieldError
 
-__all__ = ["EXCERPT_CHARS", "Observation", "excerpt", "observation_from_call"]
+__all__ = [
+    "EXCERPT_CHARS",
+    "Observation",
+    "decode_observation",
+    "encode_ack",
+    "encode_observation",
+    "excerpt",
+    "observation_from_call",
+]
 
 EXCERPT_CHARS = 280
 
@@ -79,3 +89,33 @@ def excerpt(text: str | None) -> str | None:
         return None
     flat = " ".join(text.split())
     return flat if len(flat) <= EXCERPT_CHARS else flat[: EXCERPT_CHARS - 1] + "…"
+
+
+def encode_ack(call_ids: Sequence[str]) -> bytes:
+    """An acknowledgement of novel examples, as the observation topic carries it."""
+    return orjson.dumps({"ack": list(call_ids)})
+
+
+def encode_observation(observation: Observation) -> bytes:
+    """An observation as compact JSON (the vector as base64 float32)."""
+    return orjson.dumps(
+        {
+            "id": observation.call_id,
+            "v": base64.b64encode(np.asarray(observation.vector, np.float32).tobytes()).decode(),
+            "t": observation.time.isoformat(),
+            "g": [list(pair) for pair in observation.group],
+            "x": observation.text,
+        }
+    )
+
+
+def decode_observation(raw: bytes) -> Observation:
+    """Inverse of :func:`encode_observation`."""
+    data = orjson.loads(raw)
+    return Observation(
+        call_id=data["id"],
+        vector=np.frombuffer(base64.b64decode(data["v"]), dtype=np.float32),
+        time=datetime.fromisoformat(data["t"]),
+        group=tuple((str(k), str(v)) for k, v in data["g"]),
+        text=data["x"],
+    )

@@ -37,18 +37,12 @@ __all__ = [
     "registered_topology",
     "registration_for",
     "topology_from_registration",
-    "topology_group",
     "topology_version",
     "unregister",
     "watch_registry",
 ]
 
 SourceFormat = Literal["yaml", "python"]
-
-
-def topology_group(settings: Settings, name: str) -> str:
-    """The consumer group (and Faust app id) of the workers of topology ``name``."""
-    return f"weave-stream.{settings.topic_prefix}.topology.{name}"
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,10 @@ from faust.types import TP, EventT
 from weave_stream import metrics
 from weave_stream.aggregates.gauges import WindowGauges
 from weave_stream.aggregates.rows import RowBuilder
-from weave_stream.aggregates.source import AGGREGATES_TABLE, aggregate_plans, partition_namespace
+from weave_stream.aggregates.source import aggregate_plans, partition_namespace
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import Settings
+from weave_stream.topics import AGGREGATES_TABLE
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.rows import AggregateRow
 from weave_stream.windows.state import ClosedWindow, WindowState

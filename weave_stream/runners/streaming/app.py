@@ -67,7 +67,7 @@ def create_app(
     table_dir = settings.data_dir / "tables" / settings.worker_id
     table_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        app_id or f"weave-stream.{settings.topic_prefix}",
+        app_id or settings.topics.worker_group,
         broker=[f"kafka://{host}" for host in settings.broker_address.split(",")],
         store=settings.store,
         datadir=str(table_dir),

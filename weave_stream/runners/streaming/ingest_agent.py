@@ -19,10 +19,11 @@ from typing import Any
 import faust
 
 from weave_stream import metrics
-from weave_stream.config import Settings, TopicNames
+from weave_stream.config import Settings
 from weave_stream.ingest.call import Call
 from weave_stream.ingest.outcomes import DeadLetter, IngestResult, expire_pending, ingest_record
 from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink, attach_sink
+from weave_stream.topics import TopicNames
 
 __all__ = ["register_ingest"]
 
@@ -51,7 +52,7 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
     max_payload = settings.max_payload_bytes
     sink = attach_sink(app, settings)
 
-    @app.agent(calls_topic, name=f"{topics.prefix}-ingest")
+    @app.agent(calls_topic, name=topics.ingest_agent)
     async def ingest(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         # take_events (not take): each batch keeps its messages' partitions and offsets.
         batches = stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT

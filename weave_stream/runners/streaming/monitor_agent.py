@@ -28,10 +28,8 @@ snapshot (a worker that rebuilds from the reference topic starts without them).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,7 +45,12 @@ from weave_stream.columns.values import derived_key
 from weave_stream.config import Settings
 from weave_stream.drift.findings import Finding
 from weave_stream.drift.monitor import DriftMonitor
-from weave_stream.drift.observation import Observation, observation_from_call
+from weave_stream.drift.observation import (
+    Observation,
+    decode_observation,
+    encode_observation,
+    observation_from_call,
+)
 from weave_stream.drift.reference import (
     ReferenceCollector,
     read_reference_calls,
@@ -60,55 +63,15 @@ from weave_stream.ops.execute import run_op
 from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink
 from weave_stream.topology.spec import Topology
 
-__all__ = ["MonitorHook", "encode_ack", "monitor_topics", "observation_topic", "register_monitors"]
+__all__ = ["MonitorHook", "monitor_topics", "register_monitors"]
 
 log = logging.getLogger(__name__)
-
-
-def observation_topic(settings: Settings, topology: str, monitor: str) -> str:
-    """The one-partition topic a monitor reads its observations from."""
-    return f"{settings.topic_prefix}.monitor.{topology}.{monitor}"
-
-
-def reference_topic(settings: Settings, topology: str, monitor: str) -> str:
-    """The compacted topic holding a monitor's reference embeddings."""
-    return f"{settings.topic_prefix}.reference.{topology}.{monitor}"
 
 
 def monitor_topics(settings: Settings, topology: Topology) -> list[str]:
     """The one-partition observation topics of the topology's monitors."""
     specs = parse_monitors(topology.name, topology.monitors)
-    return [observation_topic(settings, topology.name, spec.name) for spec in specs]
-
-
-def encode_ack(call_ids: Sequence[str]) -> bytes:
-    """An acknowledgement of novel examples, as the observation topic carries it."""
-    return orjson.dumps({"ack": list(call_ids)})
-
-
-def encode_observation(observation: Observation) -> bytes:
-    """An observation as compact JSON (the vector as base64 float32)."""
-    return orjson.dumps(
-        {
-            "id": observation.call_id,
-            "v": base64.b64encode(np.asarray(observation.vector, np.float32).tobytes()).decode(),
-            "t": observation.time.isoformat(),
-            "g": [list(pair) for pair in observation.group],
-            "x": observation.text,
-        }
-    )
-
-
-def decode_observation(raw: bytes) -> Observation:
-    """Inverse of :func:`encode_observation`."""
-    data = orjson.loads(raw)
-    return Observation(
-        call_id=data["id"],
-        vector=np.frombuffer(base64.b64decode(data["v"]), dtype=np.float32),
-        time=datetime.fromisoformat(data["t"]),
-        group=tuple((str(k), str(v)) for k, v in data["g"]),
-        text=data["x"],
-    )
+    return [settings.topics.observations(topology.name, spec.name) for spec in specs]
 
 
 class MonitorHook:
@@ -134,14 +97,8 @@ class MonitorHook:
                 seen = observation_from_call(call, np.asarray(value.value, np.float32), spec)
                 records.append(OutgoingRecord(call.id.encode(), encode_observation(seen)))
             if records:
-                topic = observation_topic(self.settings, self.topology.name, spec.name)
+                topic = self.settings.topics.observations(self.topology.name, spec.name)
                 await sink.write(topic, records)
-
-
-@dataclass
-class _Reference:
-    ids: list[str]
-    vectors: np.ndarray
 
 
 def register_monitors(
@@ -156,7 +113,7 @@ def register_monitors(
         runner = _MonitorRunner(settings, topology, spec, sink)
         monitors[spec.name] = runner
         source = app.topic(
-            observation_topic(settings, topology.name, spec.name),
+            settings.topics.observations(topology.name, spec.name),
             key_serializer="raw",
             value_serializer="raw",
             partitions=1,
@@ -183,7 +140,7 @@ class _MonitorRunner:
         self.watermark: datetime | None = None
         self.directory = monitor_snapshot_dir(settings, topology.name, spec.name)
         self.fingerprint = ""
-        self.reference_topic = reference_topic(settings, topology.name, spec.name)
+        self.reference_topic = settings.topics.reference(topology.name, spec.name)
         self.values_topic = settings.topics.derived(topology.name, spec.name)
         self.op_ref = f"monitor:{spec.name}"
         self._started = False

@@ -58,7 +58,7 @@ def register_notifier(app: faust.App, settings: Settings) -> Notifier:
     )
     published: dict[str, Any] = {}
 
-    @app.agent(alerts, name=f"{settings.topic_prefix}-notify")
+    @app.agent(alerts, name=settings.topics.notifier_agent)
     async def notify(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         await notifier.start()
         async for raw in stream:

@@ -41,7 +41,6 @@ from weave_stream.runners.streaming.app import create_app
 from weave_stream.runners.streaming.monitor_agent import register_monitors
 from weave_stream.runners.streaming.sink import OutgoingRecord, attach_sink
 from weave_stream.runners.streaming.watchdog import Activity, watch_for_stall
-from weave_stream.topology.registrations import topology_group
 from weave_stream.topology.spec import Topology
 
 __all__ = ["create_topology_app"]
@@ -51,7 +50,7 @@ log = logging.getLogger(__name__)
 
 def create_topology_app(settings: Settings, topology: Topology, version: str) -> faust.App:
     """The Faust app that computes ``topology`` (registered as ``version``) on the stream."""
-    app = create_app(settings, app_id=topology_group(settings, topology.name))
+    app = create_app(settings, app_id=settings.topics.topology_group(topology.name))
     topics = settings.topics
     source = app.topic(
         topics.valid, key_serializer="raw", value_serializer="raw", partitions=settings.partitions
