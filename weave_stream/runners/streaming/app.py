@@ -17,6 +17,7 @@ from weave_stream.config import Settings
 from weave_stream.runners.streaming.admin_pages import register_admin_pages
 from weave_stream.runners.streaming.commit_guard import commit_only_processed_offsets
 from weave_stream.runners.streaming.embedded_consumer import adapt_consumers_to_embedded_broker
+from weave_stream.runners.streaming.health import HEALTH
 from weave_stream.runners.streaming.ingest_agent import register_ingest
 from weave_stream.runners.streaming.lag import track_consumer_lag
 from weave_stream.runners.streaming.notifier_agent import register_notifier
@@ -134,15 +135,18 @@ async def _fetch_all(urls: list[str]) -> list[str]:
 
 
 def readiness(app: faust.App) -> dict[str, Any]:
-    """Whether the worker has joined its group and finished restoring its tables."""
+    """Whether the worker has joined its group, restored its tables, and no component failed."""
     recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
     rebalancing = bool(app.rebalancing)
     assigned = sorted(f"{tp.topic}[{tp.partition}]" for tp in app.assignor.assigned_actives())
+    joined = recovered and not rebalancing and app.rebalancing_count > 0
     return {
-        "ready": recovered and not rebalancing and app.rebalancing_count > 0,
+        "ready": joined and HEALTH.ready,
         "recovered": recovered,
         "rebalancing": rebalancing,
         "assigned": assigned,
+        "failures": HEALTH.failures(),
+        "components": HEALTH.snapshot(),
     }
 
 
