@@ -12,7 +12,9 @@
      ├── TopologyError        a topology spec is invalid (names topology, column, field)
      ├── BudgetExceededError  a plan costs more than the budget it was given
      ├── VectorIndexError     a FAISS index or its snapshot is unusable
-     └── DeliveryError        an alert could not be delivered to a target (retried)
+     ├── DeliveryError        an alert could not be delivered to a target (retried)
+     ├── StoreError           the call store cannot be opened, read or written
+     └── QueryError           a calls() query is malformed (names the part and the fix)
 
 Every message says what failed, where, the offending value, and how to fix it.
 """
@@ -28,6 +30,8 @@ __all__ = [
     "IngestError",
     "OpError",
     "OpTimeoutError",
+    "QueryError",
+    "StoreError",
     "TopologyError",
     "VectorIndexError",
     "WeaveStreamError",
@@ -86,3 +90,11 @@ class VectorIndexError(WeaveStreamError):
 
 class DeliveryError(WeaveStreamError):
     """An alert could not be delivered to a target; the notifier retries it."""
+
+
+class StoreError(WeaveStreamError):
+    """The call store cannot be opened, read or written (names the table, path and fix)."""
+
+
+class QueryError(WeaveStreamError):
+    """A ``calls()`` query is malformed: an unknown field or column, a bad filter or range."""
