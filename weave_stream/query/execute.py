@@ -1,0 +1,125 @@
+"""Running a planned query: DuckDB over the store's tables, scanned as Arrow datasets.
+
+Each run opens a fresh in-memory DuckDB connection (UTC), registers the tables it
+needs (``calls``; ``values`` when a derived column is read) as lazy Arrow datasets
+(filter and projection pushdown: a time range prunes ``date`` partitions), and
+the call-id lists of drill-downs as small Arrow tables. Before the main SQL it
+checks every derived column named (one scan of the small key columns): an
+unknown column or op ref is a :class:`~weave_stream.errors.QueryError` naming the
+known ones, and a column with values of several op refs in the range is read per
+call at its latest value.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from weave_stream.errors import QueryError, StoreError
+from weave_stream.query.paths import Path, literal
+from weave_stream.query.plan import QuerySpec, SqlBuilder, ValueKey, value_keys
+from weave_stream.query.times import TimeRange
+from weave_stream.store.tables import Store
+
+__all__ = ["run_sql"]
+
+
+def _specs(spec: QuerySpec) -> list[QuerySpec]:
+    found = [spec]
+    while found[-1].parent is not None:
+        found.append(found[-1].parent)  # type: ignore[arg-type]
+    return found
+
+
+def run_sql(
+    store: Store,
+    spec: QuerySpec,
+    build: Callable[[SqlBuilder], str],
+    extra_paths: Iterable[Path] = (),
+) -> pa.Table:
+    """Run the SQL ``build`` makes for ``spec`` (and its parents) on ``store``."""
+    specs = _specs(spec)
+    by_range: dict[TimeRange, list[ValueKey]] = {}
+    for index, each in enumerate(specs):
+        paths = each.paths() + (list(extra_paths) if index == 0 else [])
+        for key in value_keys(paths):
+            by_range.setdefault(each.time, []).append(key)
+    connection = duckdb.connect()
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        connection.register("calls", store.dataset("calls"))
+        latest: set[ValueKey] = set()
+        if by_range:
+            connection.register("values", store.dataset("values"))
+            for time, keys in by_range.items():
+                latest |= _check_columns(connection, sorted(set(keys), key=str), time)
+        ids_tables = {}
+        for index, each in enumerate(specs):
+            if each.call_ids is not None and each.call_ids not in ids_tables:
+                name = f"ids_{index}"
+                connection.register(name, pa.table({"id": pa.array(each.call_ids, pa.string())}))
+                ids_tables[each.call_ids] = name
+        sql = build(SqlBuilder(latest, ids_tables))
+        try:
+            return connection.sql(sql).to_arrow_table()
+        except duckdb.Error as exc:
+            raise StoreError(f"the query failed on the store at {store.location}: {exc}") from exc
+    finally:
+        connection.close()
+
+
+def _check_columns(
+    connection: duckdb.DuckDBPyConnection, keys: list[ValueKey], time: TimeRange
+) -> set[ValueKey]:
+    """Validate ``keys``; return those read per call at the latest op ref."""
+    pairs = sorted({(topology, column) for topology, column, _ in keys})
+    where = " OR ".join(
+        f"(topology = {literal(t)} AND column_name = {literal(c)})" for t, c in pairs
+    )
+    first, last = time.days()
+    dates = "".join(
+        f" AND date {sign} {literal(day)}"
+        for sign, day in ((">=", first), ("<=", last))
+        if day is not None
+    )
+    rows = connection.execute(
+        "SELECT topology, column_name, list(DISTINCT op_ref) FROM \"values\" "
+        f"WHERE ({where}){dates} GROUP BY ALL"
+    ).fetchall()
+    refs = {(t, c): set(found) for t, c, found in rows}
+    missing = [key for key in keys if (key[0], key[1]) not in refs or (key[2] and key[2] not in refs[(key[0], key[1])])]
+    if missing:
+        _raise_unknown(connection, missing)
+    return {key for key in keys if key[2] is None and len(refs.get((key[0], key[1]), ())) > 1}
+
+
+def _raise_unknown(connection: duckdb.DuckDBPyConnection, missing: list[ValueKey]) -> None:
+    """Raise for a column or op ref the store has never held (an empty range is fine)."""
+    known: dict[tuple[str, str], list[str]] = {}
+    for topology, column, op_ref in connection.execute(
+        'SELECT DISTINCT topology, column_name, op_ref FROM "values" ORDER BY ALL'
+    ).fetchall():
+        known.setdefault((topology, column), []).append(op_ref)
+    for topology, column, op_ref in missing:
+        if (topology, column) not in known:
+            names = [f"{t}.{c}" for t, c in known]
+            close = difflib.get_close_matches(f"{topology}.{column}", names, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise QueryError(
+                f"unknown derived column {topology}.{column}: {hint}the store holds "
+                f"{', '.join(names) or 'no derived values yet'}"
+            )
+        if op_ref is not None and op_ref not in known[(topology, column)]:
+            raise QueryError(
+                f"{topology}.{column} has no values of op ref {op_ref!r}; its op refs: "
+                f"{', '.join(known[(topology, column)])}"
+            )
+
+
+def first_value(table: pa.Table) -> Any:
+    """The one value of a one-row, one-column result."""
+    return table.column(0)[0].as_py()
