@@ -10,17 +10,16 @@ at once). It runs on ``.to_pandas()``, ``.to_arrow()``, iteration, ``.count()`` 
 ...           columns=["inputs.document", "text_extract.doc_class.label"], sort="-started_at")
 >>> q.limit(10).spec.limit, [name for name, _ in q.spec.columns]
 (10, ['inputs.document', 'text_extract.doc_class.label'])
->>> calls(store="/nonexistent", columns=["input.document"])
+>>> calls(store="/nonexistent", columns=["latency_ms.p50"])  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-weave_stream.errors.QueryError: unknown field 'input.document': did you mean 'inputs'? ...
+weave_stream.errors.QueryError: 'latency_ms.p50' goes into 'latency_ms', which is a plain value; ...
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path as FilePath
 from typing import TYPE_CHECKING, Any
 
 from weave_stream.errors import QueryError
@@ -30,7 +29,7 @@ from weave_stream.query.frame import Columns, assemble, to_arrow, to_pandas
 from weave_stream.query.paths import Path, parse_path
 from weave_stream.query.plan import QuerySpec
 from weave_stream.query.times import TimeRange
-from weave_stream.store.tables import Store
+from weave_stream.store.tables import Store, StoreLike, open_store
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,26 +39,12 @@ if TYPE_CHECKING:
     from weave_stream.query.compare import RangeComparison
     from weave_stream.query.grouping import GroupBy
 
-__all__ = ["DEFAULT_COLUMNS", "Query", "calls", "resolve_store"]
+__all__ = ["DEFAULT_COLUMNS", "Query", "calls"]
 
 DEFAULT_COLUMNS = (
     "op_name display_name trace_id parent_id started_at ended_at status latency_ms "
     "total_tokens cost exception inputs output"
 ).split()
-
-StoreLike = Store | str | FilePath | None
-
-
-def resolve_store(store: StoreLike, settings: Settings | None = None) -> Store:
-    """A :class:`Store` from a store, a path or URL, or (None) the settings' store."""
-    if isinstance(store, Store):
-        return store
-    if store is not None:
-        return Store(store, settings.store_options if settings else None)
-    from weave_stream.config import load_settings
-
-    return Store.from_settings(settings or load_settings())
-
 
 def _many(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
     if value is None:
@@ -158,7 +143,7 @@ class Query:
     def store(self) -> Store:
         """The store this query reads (resolved when first needed; opens no file)."""
         if not isinstance(self._store, Store):
-            self._store = resolve_store(self._store, self._settings)
+            self._store = open_store(self._store, self._settings)
         return self._store
 
     # -- building ----------------------------------------------------------------------

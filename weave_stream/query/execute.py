@@ -20,7 +20,7 @@ import duckdb
 import pyarrow as pa
 
 from weave_stream.errors import QueryError, StoreError
-from weave_stream.query.paths import Path, literal
+from weave_stream.query.paths import CALL_FIELDS, Path, literal
 from weave_stream.query.plan import QuerySpec, SqlBuilder, ValueKey, value_keys
 from weave_stream.query.times import TimeRange
 from weave_stream.store.tables import Store
@@ -109,6 +109,9 @@ def _raise_unknown(connection: duckdb.DuckDBPyConnection, missing: list[ValueKey
             names = [f"{t}.{c}" for t, c in known]
             close = difflib.get_close_matches(f"{topology}.{column}", names, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
+            field = difflib.get_close_matches(topology, list(CALL_FIELDS), n=1)
+            if field and not close:
+                hint = f"did you mean the call field {field[0]}.{column}? "
             raise QueryError(
                 f"unknown derived column {topology}.{column}: {hint}the store holds "
                 f"{', '.join(names) or 'no derived values yet'}"

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
     from weave_stream.config import Settings
 
-__all__ = ["Store"]
+__all__ = ["Store", "StoreLike", "open_store"]
 
 
 class Store:
@@ -173,3 +173,21 @@ class Store:
     def describe(self) -> dict[str, Any]:
         """Location and schema version, for messages and ``store info``."""
         return {"location": self.location, "schema_version": SCHEMA_VERSION}
+
+
+StoreLike = Store | str | Path | None
+"""A store, its folder or URL, or None for the settings' store."""
+
+
+def open_store(store: StoreLike, settings: Settings | None = None) -> Store:
+    """A :class:`Store` from a store, a folder or URL, or (None) the settings' store.
+
+    Nothing is read: a store is only a location until a table is opened.
+    """
+    if isinstance(store, Store):
+        return store
+    if store is not None:
+        return Store(store, settings.store_options if settings else None)
+    from weave_stream.config import load_settings
+
+    return Store.from_settings(settings or load_settings())

@@ -112,6 +112,11 @@ class _Plan(Generic[R]):
 class StoreWriter:
     """Writes records to a :class:`~weave_stream.store.tables.Store` (see the module docstring).
 
+    Each ``write_*`` takes ``txns`` (app id -> version to commit with the rows),
+    ``expect`` (app id -> the version this writer last saw: a different one in the
+    table raises :class:`FencedError`) and ``lookup_before`` (records whose event is
+    older are looked up in the table when the index does not know them; None: all).
+
     Parameters:
         store: where to write (its tables are created when missing).
         index_capacity: identities remembered per table.
@@ -131,6 +136,7 @@ class StoreWriter:
         calls: Iterable[Call],
         *,
         txns: Mapping[str, int] | None = None,
+        expect: Mapping[str, int | None] | None = None,
         lookup_before: datetime | None = None,
     ) -> WriteResult:
         """Write ``calls`` (one row per call id; halves merged, complete calls win)."""
@@ -139,7 +145,7 @@ class StoreWriter:
             held = combined.get(call.id)
             combined[call.id] = call if held is None else _combine_calls(held, call)
         return self._write(
-            "calls", list(combined.values()), _CALLS, txns=txns, lookup_before=lookup_before
+            "calls", list(combined.values()), _CALLS, txns=txns, expect=expect, lookup_before=lookup_before
         )
 
     def write_values(
@@ -147,11 +153,12 @@ class StoreWriter:
         values: Iterable[DerivedValue],
         *,
         txns: Mapping[str, int] | None = None,
+        expect: Mapping[str, int | None] | None = None,
         lookup_before: datetime | None = None,
     ) -> WriteResult:
         """Write derived values, one per (call, column, op ref, trial): the first success."""
         return self._write(
-            "values", first_values(values), _VALUES, txns=txns, lookup_before=lookup_before
+            "values", first_values(values), _VALUES, txns=txns, expect=expect, lookup_before=lookup_before
         )
 
     def write_alerts(
@@ -159,11 +166,12 @@ class StoreWriter:
         alerts: Iterable[Alert],
         *,
         txns: Mapping[str, int] | None = None,
+        expect: Mapping[str, int | None] | None = None,
         lookup_before: datetime | None = None,
     ) -> WriteResult:
         """Write alerts, one per alert id."""
         unique = list({alert.id: alert for alert in reversed(list(alerts))}.values())[::-1]
-        return self._write("alerts", unique, _ALERTS, txns=txns, lookup_before=lookup_before)
+        return self._write("alerts", unique, _ALERTS, txns=txns, expect=expect, lookup_before=lookup_before)
 
     # -- the common path ----------------------------------------------------------------
 
@@ -174,12 +182,14 @@ class StoreWriter:
         kind: _Kind[Any],
         *,
         txns: Mapping[str, int] | None,
+        expect: Mapping[str, int | None] | None,
         lookup_before: datetime | None,
     ) -> WriteResult:
         started = time.perf_counter()
         result = WriteResult(name)
         for attempt in range(1, self.attempts + 1):
             table = self.store.table(name)
+            _check_versions(table, name, expect or {})
             plan = self._resolve(name, table, records, kind, lookup_before)
             now = datetime.now(UTC)
             rows = [kind.row(record, now) for record in [*plan.new, *plan.superseding]]
@@ -254,6 +264,21 @@ class StoreWriter:
             else:
                 superseding.append(replacement)
         return _Plan(new, superseding, duplicates, len(wanted))
+
+
+def _check_versions(table: DeltaTable, name: str, expect: Mapping[str, int | None]) -> None:
+    """Fence a writer whose partitions someone else has written since it last looked."""
+    moved = {
+        app_id: (version, table.transaction_version(app_id))
+        for app_id, version in expect.items()
+        if table.transaction_version(app_id) != version
+    }
+    if moved:
+        metrics.STORE_COMMITS.labels(name, "fenced").inc()
+        raise FencedError(
+            f"{name}: another writer has committed for {sorted(moved)} (expected version, "
+            f"found: {moved}); it owns those partitions now: not written"
+        )
 
 
 def _commit(

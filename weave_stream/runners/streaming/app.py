@@ -22,6 +22,7 @@ from weave_stream.runners.streaming.ingest_agent import register_ingest
 from weave_stream.runners.streaming.lag import track_consumer_lag
 from weave_stream.runners.streaming.notifier_agent import register_notifier
 from weave_stream.runners.streaming.query_pages import register_query_pages
+from weave_stream.runners.streaming.store_sink import register_store_sink
 from weave_stream.runners.streaming.supervisor import TopologySupervisor
 
 __all__ = ["Worker", "create_app", "create_worker_app", "run_worker"]
@@ -39,6 +40,8 @@ def create_worker_app(settings: Settings) -> faust.App:
     register_ingest(app, settings)
     register_notifier(app, settings)
     register_admin_pages(app, settings)
+    if settings.store_sink:
+        register_store_sink(app, settings)  # valid calls, derived values, alerts -> store
 
     @app.task
     async def supervise() -> None:
