@@ -14,6 +14,7 @@ from weave_stream.cli import (
     ingest_cmds,
     ops_cmds,
     registry_cmds,
+    store_cmds,
 )
 
 __all__ = ["cli", "main"]
@@ -36,6 +37,7 @@ for module in (
     dashboard_cmds,
     demo,
     alerts_cmds,
+    store_cmds,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)
