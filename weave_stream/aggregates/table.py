@@ -163,7 +163,8 @@ class DrillDown:
             for name, refs in (("worst", self.worst), ("sample", self.sample))
             for ref in refs
         ]
-        columns = "list call_id trace_id started_at trial score values op_refs errors".split()
+        columns = ["list", "call_id", "trace_id", "started_at", "trial", "score"]
+        columns += ["values", "op_refs", "errors"]
         if self.excerpts:
             columns.append("excerpt")
         frame = pd.DataFrame(lines, columns=columns)

@@ -8,91 +8,20 @@ on a schedule).
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
-import yaml
 
 from weave_stream.cli.options import fail, settings_options
 from weave_stream.config import Settings
-from weave_stream.errors import QueryError, WeaveStreamError
+from weave_stream.errors import WeaveStreamError
+from weave_stream.query.text import format_frame, parse_where
 
-__all__ = ["COMMANDS", "format_frame", "parse_where"]
+__all__ = ["COMMANDS"]
 
 _FORMATS = click.Choice(["table", "csv", "json", "parquet"])
-_CELL_CHARS = 60
-
-
-def parse_where(text: str | None) -> dict[str, Any] | None:
-    """A ``--where`` filter: a YAML (or JSON) mapping; errors name the line and column.
-
-    >>> parse_where("{text_extract.faithfulness.score: {lt: 0.5}}")
-    {'text_extract.faithfulness.score': {'lt': 0.5}}
-    >>> parse_where("{status: error")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    weave_stream.errors.QueryError: --where is not a YAML mapping: expected ',' or '}', but got '<stream end>' at line 1, column 15
-    """
-    if text is None or not text.strip():
-        return None
-    try:
-        parsed = yaml.safe_load(text)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise QueryError(f"--where is not a YAML mapping: {exc.problem}{where}") from None
-    except yaml.YAMLError as exc:
-        raise QueryError(f"--where is not a YAML mapping: {exc}") from None
-    if not isinstance(parsed, dict):
-        raise QueryError(
-            f"--where must be a mapping such as '{{status: error}}', got {parsed!r}"
-        )
-    return parsed
-
-
-def _cell(value: Any) -> Any:
-    if isinstance(value, dict | list):
-        value = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
-    if isinstance(value, str):
-        value = " ".join(value.split())
-        if len(value) > _CELL_CHARS:
-            value = value[: _CELL_CHARS - 1] + "…"
-    return value
-
-
-def _plain(value: Any) -> Any:
-    """JSON for what orjson does not know: timestamps as ISO-8601, arrays as lists."""
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
-
-
-def format_frame(frame: Any, output: str) -> str:
-    """A result DataFrame as an aligned table (long cells cut), CSV or JSON lines."""
-    if output == "json":
-        lines = []
-        for record in frame.to_dict("records"):
-            clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
-            lines.append(orjson.dumps(clean, default=_plain, option=orjson.OPT_NON_STR_KEYS).decode())
-        return "\n".join(lines) + ("\n" if lines else "")
-    if output == "csv":
-        shown = frame.copy()
-        for name in shown.columns:
-            shown[name] = shown[name].map(
-                lambda v: orjson.dumps(v).decode() if isinstance(v, dict | list) else v
-            )
-        return str(shown.to_csv(index=False))
-    if frame.empty:
-        return "(no calls)\n"
-    shown = frame.copy()
-    for name in shown.columns:
-        shown[name] = shown[name].map(_cell)
-    return str(shown.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.4g}")) + "\n"
 
 
 @click.command(name="calls")
@@ -101,14 +30,23 @@ def format_frame(frame: Any, output: str) -> str:
 @click.option("--parent-id", "parent_ids", multiple=True, help="Children of this call (repeat).")
 @click.option("--call-id", "call_ids", multiple=True, help="This call (repeat).")
 @click.option("--roots", is_flag=True, help="Only trace roots (calls without a parent).")
-@click.option("--since", help="Calls started within this duration before now (24h, 7d) or from a time.")
+@click.option(
+    "--since", help="Calls started within this duration before now (24h, 7d) or from a time."
+)
 @click.option("--until", help="... and before this duration ago (1d) or time.")
 @click.option("--from", "from_", help="Calls started from this time (ISO-8601 or epoch seconds).")
 @click.option("--to", help="Calls started before this time.")
-@click.option("--where", "where", help="A filter in the topology filter language (YAML): "
-              "'{text_extract.faithfulness.score: {lt: 0.5}}'.")  # fmt: skip
-@click.option("--columns", help="Comma-separated call fields and derived columns "
-              "(inputs.document,text_extract.doc_class.label).")  # fmt: skip
+@click.option(
+    "--where",
+    "where",
+    help="A filter in the topology filter language (YAML): "
+    "'{text_extract.faithfulness.score: {lt: 0.5}}'.",
+)
+@click.option(
+    "--columns",
+    help="Comma-separated call fields and derived columns "
+    "(inputs.document,text_extract.doc_class.label).",
+)
 @click.option("--sort", "sort", multiple=True, help="Sort key, '-' for descending (repeat).")
 @click.option("--limit", type=click.IntRange(min=0), help="At most N calls.")
 @click.option("--format", "output_format", type=_FORMATS, default="table", show_default=True)
@@ -228,8 +166,12 @@ def store_compact(all_days: bool, settings: Settings) -> None:
 
 
 @store_group.command(name="retain")
-@click.option("--days", type=click.FloatRange(min=0, min_open=True), required=True,
-              help="Keep the calls of the last DAYS days; whole older days are deleted.")  # fmt: skip
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True),
+    required=True,
+    help="Keep the calls of the last DAYS days; whole older days are deleted.",
+)
 @settings_options("store_url", "data_dir")
 def store_retain(days: float, settings: Settings) -> None:
     """Delete the days older than --days from every table (then vacuum frees the space)."""
@@ -245,8 +187,11 @@ def store_retain(days: float, settings: Settings) -> None:
 
 
 @store_group.command(name="vacuum")
-@click.option("--retention-hours", type=click.FloatRange(min=0),
-              help="Remove unreferenced files older than this (default: the tables' own, 7 days).")  # fmt: skip
+@click.option(
+    "--retention-hours",
+    type=click.FloatRange(min=0),
+    help="Remove unreferenced files older than this (default: the tables' own, 7 days).",
+)
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @settings_options("store_url", "data_dir")
 def store_vacuum(retention_hours: float | None, dry_run: bool, settings: Settings) -> None:

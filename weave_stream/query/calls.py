@@ -41,10 +41,22 @@ if TYPE_CHECKING:
 
 __all__ = ["DEFAULT_COLUMNS", "Query", "calls"]
 
-DEFAULT_COLUMNS = (
-    "op_name display_name trace_id parent_id started_at ended_at status latency_ms "
-    "total_tokens cost exception inputs output"
-).split()
+DEFAULT_COLUMNS = [
+    "op_name",
+    "display_name",
+    "trace_id",
+    "parent_id",
+    "started_at",
+    "ended_at",
+    "status",
+    "latency_ms",
+    "total_tokens",
+    "cost",
+    "exception",
+    "inputs",
+    "output",
+]
+
 
 def _many(value: str | Sequence[str] | None, what: str) -> tuple[str, ...]:
     if value is None:

@@ -48,8 +48,13 @@ class RangeComparison:
                 {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
                 for r in self.frame.to_dict("records")
             ]
-            body = {"a": self.label_a, "b": self.label_b, "by": self.by,
-                    "confidence": self.confidence, "rows": records}  # fmt: skip
+            body = {
+                "a": self.label_a,
+                "b": self.label_b,
+                "by": self.by,
+                "confidence": self.confidence,
+                "rows": records,
+            }
             return orjson.dumps(body, option=orjson.OPT_INDENT_2, default=str).decode()
         text = self.frame.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="-")
         return (
@@ -125,9 +130,8 @@ def compare_queries(
             for frame in frames:
                 part = frame if group == ALL else frame[frame[by] == group]
                 sides.append(pd.to_numeric(part[metric], errors="coerce").dropna().to_numpy())
-            rows.append(
-                {"group": group, "metric": metric, **mean_difference(*sides, confidence)}
-            )
+            difference = mean_difference(sides[0], sides[1], confidence)
+            rows.append({"group": group, "metric": metric, **difference})
     return RangeComparison(_label(a), _label(b), by, confidence, pd.DataFrame(rows))
 
 

@@ -31,7 +31,7 @@ __all__ = ["run_sql"]
 def _specs(spec: QuerySpec) -> list[QuerySpec]:
     found = [spec]
     while found[-1].parent is not None:
-        found.append(found[-1].parent)  # type: ignore[arg-type]
+        found.append(found[-1].parent)
     return found
 
 
@@ -87,11 +87,15 @@ def _check_columns(
         if day is not None
     )
     rows = connection.execute(
-        "SELECT topology, column_name, list(DISTINCT op_ref) FROM \"values\" "
+        'SELECT topology, column_name, list(DISTINCT op_ref) FROM "values" '
         f"WHERE ({where}){dates} GROUP BY ALL"
     ).fetchall()
     refs = {(t, c): set(found) for t, c, found in rows}
-    missing = [key for key in keys if (key[0], key[1]) not in refs or (key[2] and key[2] not in refs[(key[0], key[1])])]
+    missing = [
+        key
+        for key in keys
+        if (key[0], key[1]) not in refs or (key[2] and key[2] not in refs[(key[0], key[1])])
+    ]
     if missing:
         _raise_unknown(connection, missing)
     return {key for key in keys if key[2] is None and len(refs.get((key[0], key[1]), ())) > 1}

@@ -10,10 +10,10 @@ with a missing field, or between incomparable values, does not hold (so ``ne`` a
 
 A malformed filter is a :class:`~weave_stream.errors.QueryError` naming its position:
 
->>> parse_filter({"any": [{"status": "error"}, {"latency_ms": {"gtt": 5}}]})
+>>> parse_filter({"any": [{"status": "error"}, {"latency_ms": {"gtt": 5}}]})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-weave_stream.errors.QueryError: where.any[1].latency_ms: unknown operator 'gtt'; use one of exists, eq, ne, in, not_in, contains, startswith, gt, ge, lt, le
+weave_stream.errors.QueryError: where.any[1].latency_ms: unknown operator 'gtt'; use one of ...
 >>> node = parse_filter({"inputs.document": {"contains": "invoice"}, "cost": {"lt": 0.5}})
 >>> [p.text for p in node.paths]
 ['inputs.document', 'cost']
@@ -95,7 +95,9 @@ def _entry(key: Any, value: Any, where: str) -> Condition:
         ):
             raise QueryError(f"{where}.{name}: takes a number or a string, got {operand!r}")
         conditions.append(Condition(name, path=path, operand=operand, where=f"{where}.{name}"))
-    return conditions[0] if len(conditions) == 1 else Condition("all", tuple(conditions), where=where)
+    return (
+        conditions[0] if len(conditions) == 1 else Condition("all", tuple(conditions), where=where)
+    )
 
 
 def filter_sql(condition: Condition, accessor: Callable[[Path], Accessor]) -> str:
@@ -112,7 +114,9 @@ def filter_sql(condition: Condition, accessor: Callable[[Path], Accessor]) -> st
     if kind == "ne":
         return f"(NOT {_holds(_eq(reading, operand, condition.where))})"
     if kind == "in":
-        return _holds(" OR ".join(_eq(reading, item, condition.where) for item in operand) or "FALSE")
+        return _holds(
+            " OR ".join(_eq(reading, item, condition.where) for item in operand) or "FALSE"
+        )
     if kind == "not_in":
         inner = " OR ".join(_eq(reading, item, condition.where) for item in operand) or "FALSE"
         return f"(NOT {_holds(inner)})"

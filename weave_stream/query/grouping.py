@@ -74,7 +74,9 @@ class GroupBy:
                 )
             parsed = parse_path(path)
             if function == "error_rate" and not hasattr(parsed, "topology"):
-                raise QueryError(f"agg {name}: error_rate applies to a derived column, not {path!r}")
+                raise QueryError(
+                    f"agg {name}: error_rate applies to a derived column, not {path!r}"
+                )
             aggregates.append(Aggregate(name, function, parsed))
         taken = {n for n, _ in self.keys} | {"time", "calls", "call_ids"}
         clash = sorted(taken & set(metrics))

@@ -53,21 +53,41 @@ __all__ = [
 # Every column of the calls table a query may read, and what it holds.
 CALL_FIELDS: dict[str, str] = {
     **dict.fromkeys(
-        (
-            "id project_id op_name op display_name trace_id parent_id thread_id turn_id kind "
-            "status exception wb_user_id wb_run_id date"
-        ).split(),
+        [
+            "id",
+            "project_id",
+            "op_name",
+            "op",
+            "display_name",
+            "trace_id",
+            "parent_id",
+            "thread_id",
+            "turn_id",
+            "kind",
+            "status",
+            "exception",
+            "wb_user_id",
+            "wb_run_id",
+            "date",
+        ],
         "text",
     ),
     **dict.fromkeys(
-        (
-            "latency_ms prompt_tokens completion_tokens total_tokens cost wb_run_step "
-            "wb_run_step_end storage_size_bytes total_storage_size_bytes"
-        ).split(),
+        [
+            "latency_ms",
+            "prompt_tokens",
+            "completion_tokens",
+            "total_tokens",
+            "cost",
+            "wb_run_step",
+            "wb_run_step_end",
+            "storage_size_bytes",
+            "total_storage_size_bytes",
+        ],
         "number",
     ),
-    **dict.fromkeys("started_at ended_at deleted_at stored_at".split(), "time"),
-    **dict.fromkeys("inputs output summary attributes otel_dump extra".split(), "json"),
+    **dict.fromkeys(["started_at", "ended_at", "deleted_at", "stored_at"], "time"),
+    **dict.fromkeys(["inputs", "output", "summary", "attributes", "otel_dump", "extra"], "json"),
 }
 META_FIELDS: dict[str, str] = {
     "error": "text",
@@ -120,7 +140,9 @@ Path = CallPath | ValuePath
 def parse_path(text: Any) -> Path:
     """Parse a field or derived-column name; QueryError naming the known fields when wrong."""
     if not isinstance(text, str) or not text.strip():
-        raise QueryError(f"a field name is a non-empty string such as inputs.document, got {text!r}")
+        raise QueryError(
+            f"a field name is a non-empty string such as inputs.document, got {text!r}"
+        )
     text = text.strip()
     head, _, rest = text.partition(".")
     if head in CALL_FIELDS and "@" not in head and "#" not in text:
@@ -336,9 +358,8 @@ class Accessor:
             )
             if isinstance(item, str):
                 key = json_path((*self._parts(), item))
-                checks.append(
-                    f"(json_type({column}, '{where}') = 'OBJECT' AND json_exists({column}, '{key}'))"
-                )
+                is_object = f"json_type({column}, '{where}') = 'OBJECT'"
+                checks.append(f"({is_object} AND json_exists({column}, '{key}'))")
         elif isinstance(self.path, ValuePath) and isinstance(item, int | float):
             checks.append(f"list_contains({self._col('vector')}, {literal(float(item))})")
         return "(" + " OR ".join(checks) + ")" if checks else "FALSE"
@@ -359,7 +380,15 @@ class Accessor:
             return {
                 f"w_{name}": self._col(name)
                 for name in (
-                    "kind number text vector fields_number fields_text value_json".split()
+                    [
+                        "kind",
+                        "number",
+                        "text",
+                        "vector",
+                        "fields_number",
+                        "fields_text",
+                        "value_json",
+                    ]
                 )
             }
         out = {"j": self.json()}

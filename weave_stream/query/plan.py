@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+
 from weave_stream.query.filters import Condition, filter_sql
 from weave_stream.query.paths import Accessor, CallPath, Path, ValuePath, literal, quote
 from weave_stream.query.times import TimeRange
@@ -27,9 +28,22 @@ __all__ = ["AGGREGATES", "Aggregate", "QuerySpec", "SqlBuilder", "value_keys"]
 
 ValueKey = tuple[str, str, str | None]
 
-AGGREGATES = (
-    "count mean sum min max std median p50 p90 p95 p99 ci95 count_distinct error_rate"
-).split()
+AGGREGATES = [
+    "count",
+    "mean",
+    "sum",
+    "min",
+    "max",
+    "std",
+    "median",
+    "p50",
+    "p90",
+    "p95",
+    "p99",
+    "ci95",
+    "count_distinct",
+    "error_rate",
+]
 _QUANTILES = {"median": 0.5, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
 
@@ -216,8 +230,8 @@ class SqlBuilder:
     def _descendants(self, parents: str) -> str:
         # Descendants share their root's trace: walk only the calls of those traces.
         return (
-            "(WITH RECURSIVE kin AS (SELECT id, parent_id FROM \"calls\" WHERE trace_id IN "
-            f"(SELECT trace_id FROM \"calls\" WHERE id IN ({parents}))), "
+            '(WITH RECURSIVE kin AS (SELECT id, parent_id FROM "calls" WHERE trace_id IN '
+            f'(SELECT trace_id FROM "calls" WHERE id IN ({parents}))), '
             f"tree(id) AS (SELECT k.id FROM kin k WHERE k.parent_id IN ({parents}) "
             "UNION SELECT k.id FROM kin k JOIN tree t ON k.parent_id = t.id) "
             "SELECT id FROM tree)"
@@ -238,7 +252,9 @@ def _op_match(name: str, calls: str) -> str:
     """A plain op name matches the short name; a ``weave:///`` ref matches exactly; ``*`` globs."""
     if "*" in name:
         pattern = literal(name.replace("%", "\\%").replace("_", "\\_").replace("*", "%"))
-        return f"({calls}.op_name LIKE {pattern} ESCAPE '\\' OR {calls}.op LIKE {pattern} ESCAPE '\\')"
+        return (
+            f"({calls}.op_name LIKE {pattern} ESCAPE '\\' OR {calls}.op LIKE {pattern} ESCAPE '\\')"
+        )
     if name.startswith("weave:"):
         return f"{calls}.op_name = {literal(name)}"
     return f"({calls}.op = {literal(name)} OR {calls}.op_name = {literal(name)})"

@@ -21,4 +21,12 @@ from weave_stream.store.schema import SCHEMA_VERSION, TABLES, TableSpec
 from weave_stream.store.tables import Store
 from weave_stream.store.writer import FencedError, StoreWriter, WriteResult
 
-__all__ = ["SCHEMA_VERSION", "TABLES", "FencedError", "Store", "StoreWriter", "TableSpec", "WriteResult"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "TABLES",
+    "FencedError",
+    "Store",
+    "StoreWriter",
+    "TableSpec",
+    "WriteResult",
+]

@@ -106,7 +106,7 @@ def compact(
         filters = [("date", "<", today)] if older_than_today else None
         try:
             results[name] = table.optimize.compact(
-                partition_filters=filters,  # type: ignore[arg-type]
+                partition_filters=filters,
                 target_size=target_bytes,
             )
         except (DeltaError, OSError) as exc:
@@ -114,9 +114,7 @@ def compact(
     return results
 
 
-def apply_retention(
-    store: Store, days: float, *, now: datetime | None = None
-) -> dict[str, int]:
+def apply_retention(store: Store, days: float, *, now: datetime | None = None) -> dict[str, int]:
     """Delete every row in a date partition wholly older than ``days``; rows deleted per table.
 
     A partition is dropped only once its whole day lies before ``now - days``: a

@@ -100,7 +100,11 @@ def _usage(call: Call) -> tuple[int | None, int | None, int | None]:
     for usage in call.summary.usage.values():
         p = usage.prompt_tokens or usage.input_tokens or 0
         c = usage.completion_tokens or usage.output_tokens or 0
-        prompt, completion, total = prompt + p, completion + c, total + (usage.total_tokens or p + c)
+        prompt, completion, total = (
+            prompt + p,
+            completion + c,
+            total + (usage.total_tokens or p + c),
+        )
     return prompt, completion, total
 
 
@@ -199,7 +203,9 @@ def split_value(value: Any) -> dict[str, Any]:
         for key, item in value.items():
             if isinstance(item, str):
                 texts.append((key, item))
-            elif isinstance(item, int | float) and not (isinstance(item, int) and abs(item) > _EXACT_INT):
+            elif isinstance(item, int | float) and not (
+                isinstance(item, int) and abs(item) > _EXACT_INT
+            ):
                 numbers.append((key, float(item)))
                 exact = exact and type(item) is float
             else:

@@ -168,9 +168,7 @@ TABLES: dict[str, TableSpec] = {
         ("call_id", "column_name", "op_ref", "trial"),
         description="weave-stream: derived values, one per (call, column, op ref, trial)",
     ),
-    "alerts": TableSpec(
-        "alerts", ALERTS_SCHEMA, ("id",), description="weave-stream: drift alerts"
-    ),
+    "alerts": TableSpec("alerts", ALERTS_SCHEMA, ("id",), description="weave-stream: drift alerts"),
 }
 """Every table of the store by name."""
 

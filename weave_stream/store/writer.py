@@ -145,7 +145,12 @@ class StoreWriter:
             held = combined.get(call.id)
             combined[call.id] = call if held is None else _combine_calls(held, call)
         return self._write(
-            "calls", list(combined.values()), _CALLS, txns=txns, expect=expect, lookup_before=lookup_before
+            "calls",
+            list(combined.values()),
+            _CALLS,
+            txns=txns,
+            expect=expect,
+            lookup_before=lookup_before,
         )
 
     def write_values(
@@ -158,7 +163,12 @@ class StoreWriter:
     ) -> WriteResult:
         """Write derived values, one per (call, column, op ref, trial): the first success."""
         return self._write(
-            "values", first_values(values), _VALUES, txns=txns, expect=expect, lookup_before=lookup_before
+            "values",
+            first_values(values),
+            _VALUES,
+            txns=txns,
+            expect=expect,
+            lookup_before=lookup_before,
         )
 
     def write_alerts(
@@ -171,7 +181,9 @@ class StoreWriter:
     ) -> WriteResult:
         """Write alerts, one per alert id."""
         unique = list({alert.id: alert for alert in reversed(list(alerts))}.values())[::-1]
-        return self._write("alerts", unique, _ALERTS, txns=txns, expect=expect, lookup_before=lookup_before)
+        return self._write(
+            "alerts", unique, _ALERTS, txns=txns, expect=expect, lookup_before=lookup_before
+        )
 
     # -- the common path ----------------------------------------------------------------
 
@@ -248,7 +260,9 @@ class StoreWriter:
             state = index.get(key)
             if state is not None and not kind.needs_row(state, record):
                 states[key] = state
-            elif state is not None or lookup_before is None or kind.may_be_old(record, lookup_before):
+            elif (
+                state is not None or lookup_before is None or kind.may_be_old(record, lookup_before)
+            ):
                 wanted.append(record)
         if wanted:
             states.update(kind.lookup(table, wanted))
@@ -411,13 +425,19 @@ _CALLS: _Kind[Call] = _Kind(
     row=call_row,
     identity=lambda call: call.id,
     state=lambda call: call.kind,
-    may_be_old=lambda c, before: c.kind != "complete" or (c.started_at or c.ended_at or before) < before,
+    may_be_old=lambda c, before: (
+        c.kind != "complete" or (c.started_at or c.ended_at or before) < before
+    ),
     lookup=_lookup_calls,
     supersede=_supersede_call,
     merge_on="t.id = s.id",  # a stored half may sit in another day's partition
     # Merging a half with a stored half needs the stored row, not only its kind.
-    needs_row=lambda state, call: isinstance(state, str) and state != "complete"
-    and state != call.kind and call.kind != "complete",
+    needs_row=lambda state, call: (
+        isinstance(state, str)
+        and state != "complete"
+        and state != call.kind
+        and call.kind != "complete"
+    ),
 )
 
 

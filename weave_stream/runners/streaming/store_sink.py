@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -191,11 +191,11 @@ class StoreSink:
         txns = {app_id(tp): offset for tp, offset in offsets.items()}
         expect = {app_id(tp): self.committed.get(tp) for tp in offsets}
         records = [record for _, record in pending.records]
-        write = {
-            "calls": self.writer.write_calls,
-            "values": self.writer.write_values,
-            "alerts": self.writer.write_alerts,
-        }[table]
+        write: Callable[..., Any] = self.writer.write_alerts
+        if table == "calls":
+            write = self.writer.write_calls
+        elif table == "values":
+            write = self.writer.write_values
         await asyncio.to_thread(
             write, records, txns=txns, expect=expect, lookup_before=self.lookup_before
         )
@@ -281,7 +281,7 @@ class StoreSink:
             metrics.CONSUMER_LAG.labels(self.topics.store_group, topic).set(lag)
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Listener(ConsumerRebalanceListener):
     def __init__(self, sink: StoreSink) -> None:
         self.sink = sink
 
@@ -304,8 +304,14 @@ def _decode(table: str, raw: bytes | None, tp: TopicPartition, offset: int) -> A
         return Alert.from_json(raw)
     except (ValueError, WeaveStreamError) as exc:
         # Written by weave-stream itself, so a bug or a foreign writer: say where.
-        log.error("store sink: %s[%d]@%d is not a %s record: %s", tp.topic, tp.partition,
-                  offset, table, exc)  # fmt: skip
+        log.error(
+            "store sink: %s[%d]@%d is not a %s record: %s",
+            tp.topic,
+            tp.partition,
+            offset,
+            table,
+            exc,
+        )
         metrics.UNREADABLE_RECORDS.labels(tp.topic).inc()
         return None
 
