@@ -10,7 +10,9 @@
                                 └─► drift monitors (drift) ─► <prefix>.alerts ─► notifier
 
 The same topology runs in-process over a file or a list of calls (``run_local``),
-with the same values, for experiments, tests and backfills.
+with the same values, for experiments, tests and backfills. Every valid call, derived
+value and alert lands in the call store (``store``: Delta tables, a folder or S3),
+which ``calls()`` queries lazily, to pandas.
 
 >>> from weave_stream import Column, Source, Topology, op, run_local
 >>> @op
@@ -22,6 +24,12 @@ with the same values, for experiments, tests and backfills.
 ...           "ended_at": 1795662001, "inputs": {"document": "an invoice for ACME"}}]
 >>> run_local(topology, calls).to_pandas()["words"].tolist()
 [4]
+>>> import tempfile
+>>> store = tempfile.mkdtemp()
+>>> _ = run_local(topology, calls, store=store)
+>>> from weave_stream import calls as query
+>>> query(store=store, columns=["inputs.document", "demo.words"]).to_pandas().values.tolist()
+[['c1', 'an invoice for ACME', 4]]
 """
 
 from __future__ import annotations
@@ -40,14 +48,18 @@ from weave_stream.errors import (
     IngestError,
     OpError,
     OpTimeoutError,
+    QueryError,
+    StoreError,
     TopologyError,
     VectorIndexError,
     WeaveStreamError,
 )
 from weave_stream.ingest.call import Call, merge, parse_call
 from weave_stream.ops import Classify, Embed, Judge, Op, op
+from weave_stream.query import Query, calls
 from weave_stream.runners.local import run_local
 from weave_stream.runners.results import ResultTable
+from weave_stream.store import Store, StoreWriter
 from weave_stream.topology.loader import load_topology
 from weave_stream.topology.spec import Column, Source, Topology
 
@@ -70,15 +82,21 @@ __all__ = [
     "OpError",
     "OpTimeoutError",
     "Plan",
+    "Query",
+    "QueryError",
     "ResultCache",
     "ResultTable",
     "Settings",
     "Source",
     "SqliteCache",
+    "Store",
+    "StoreError",
+    "StoreWriter",
     "Topology",
     "TopologyError",
     "VectorIndexError",
     "WeaveStreamError",
+    "calls",
     "derive_batch",
     "load_settings",
     "load_topology",

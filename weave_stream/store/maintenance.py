@@ -123,8 +123,8 @@ def apply_retention(store: Store, days: float, *, now: datetime | None = None) -
     if days <= 0:
         raise StoreError(f"retention must be a positive number of days, got {days}")
     cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
-    # The day that starts after the cutoff is the first one kept in full.
-    first_kept = (cutoff + timedelta(days=1)).strftime("%Y-%m-%d")
+    # The cutoff's own day is partly within the retention: it is the first day kept.
+    first_kept = cutoff.strftime("%Y-%m-%d")
     deleted = {}
     for name in TABLES:
         table = store.table(name)
