@@ -10,7 +10,12 @@ a label (a classifier's ``{"label", "confidence"}``) and a score (a judge's
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -74,8 +79,9 @@ def trace_calls(count: int = 120) -> list[dict[str, Any]]:
                 "ended_at": (started + timedelta(seconds=1 + index % 5)).isoformat(),
                 "inputs": {"document": document, "tags": ["prod" if index % 3 else "beta"]},
                 "output": {"answer": document[:20]},
-                "summary": {"usage": {"gpt-4o-mini": {"prompt_tokens": 10 + index,
-                                                      "completion_tokens": 5}}},  # fmt: skip
+                "summary": {
+                    "usage": {"gpt-4o-mini": {"prompt_tokens": 10 + index, "completion_tokens": 5}}
+                },
                 **({"exception": "boom"} if index % 11 == 5 else {}),
             }
         )
@@ -130,3 +136,23 @@ def _value(value: Any) -> Any:
 
 def _field(value: Any, name: str) -> Any:
     return None if value is None or value.error else value.value[name]
+
+
+@contextmanager
+def unwritable(folder: Path) -> Iterator[None]:
+    """Deny writes under ``folder``: file modes for a user, the immutable flag for root."""
+    targets = [folder, *[p for p in folder.rglob("*") if p.is_dir()]]
+    if os.geteuid() != 0:
+        for target in targets:
+            target.chmod(0o555)
+        try:
+            yield
+        finally:
+            for target in targets:
+                target.chmod(0o755)
+        return
+    subprocess.run(["chattr", "+i", *map(str, targets)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, targets)], check=True)

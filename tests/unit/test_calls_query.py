@@ -80,20 +80,28 @@ def test_derived_columns_read_as_pandas_computes_them(world: dict[str, Any]) -> 
 @pytest.mark.parametrize(
     ("where", "expect"),
     [
-        ({"inputs.document": {"contains": "money"}},
-         lambda t: t["document"].fillna("").str.contains("money")),
+        (
+            {"inputs.document": {"contains": "money"}},
+            lambda t: t["document"].fillna("").str.contains("money"),
+        ),
         ({"support.quality.score": {"lt": 0.3}}, lambda t: t["score"].fillna(2) < 0.3),
-        ({"support.topic.label": "money", "support.words": {"ge": 8}},
-         lambda t: (t["label"] == "money") & (t["words"].fillna(0) >= 8)),
-        ({"any": [{"exception": {"exists": True}}, {"support.quality#error": {"exists": True}}]},
-         lambda t: t["exception"].notna() | t["score_error"].notna()),
+        (
+            {"support.topic.label": "money", "support.words": {"ge": 8}},
+            lambda t: (t["label"] == "money") & (t["words"].fillna(0) >= 8),
+        ),
+        (
+            {"any": [{"exception": {"exists": True}}, {"support.quality#error": {"exists": True}}]},
+            lambda t: t["exception"].notna() | t["score_error"].notna(),
+        ),
         ({"not": {"support.topic.label": {"in": ["money"]}}}, lambda t: t["label"] != "money"),
-        ({"inputs.tags": {"contains": "beta"}},
-         lambda t: t["inputs"].map(lambda i: "beta" in i.get("tags", []))),
+        (
+            {"inputs.tags": {"contains": "beta"}},
+            lambda t: t["inputs"].map(lambda i: "beta" in i.get("tags", [])),
+        ),
         ({"op_name": {"startswith": "weave:///acme"}}, lambda t: t["op_name"] == PREDICT),
         ({"support.words": {"ne": 10}}, lambda t: t["words"] != 10),
     ],
-)  # fmt: skip
+)
 def test_filters_select_what_pandas_selects(
     world: dict[str, Any], where: dict[str, Any], expect: Any
 ) -> None:
@@ -118,8 +126,13 @@ def test_weave_filters_and_time_ranges(world: dict[str, Any]) -> None:
 
 def test_sort_limit_and_iteration(world: dict[str, Any]) -> None:
     store, t = world["store"], world["truth"]
-    query = calls(store=store, op="predict", columns=["support.quality.score"],
-                  sort=["support.quality.score", "-id"], limit=5)  # fmt: skip
+    query = calls(
+        store=store,
+        op="predict",
+        columns=["support.quality.score"],
+        sort=["support.quality.score", "-id"],
+        limit=5,
+    )
     rows = list(query)
     lowest = t[t["op"] == "predict"].sort_values(["score", "id"], ascending=[True, False])
     lowest = lowest.head(5)
@@ -136,9 +149,13 @@ def test_group_by_hour_and_label_matches_pandas_and_drills_to_its_calls(
     grouped = (
         calls(store=store, op="predict")
         .group_by("support.topic.label", every="6h")
-        .agg(scored=("support.quality.score", "count"), mean=("support.quality.score", "mean"),
-             p90=("support.quality.score", "p90"), errors=("support.quality", "error_rate"))
-    )  # fmt: skip
+        .agg(
+            scored=("support.quality.score", "count"),
+            mean=("support.quality.score", "mean"),
+            p90=("support.quality.score", "p90"),
+            errors=("support.quality", "error_rate"),
+        )
+    )
     got = grouped.to_pandas()
     predict = t[t["op"] == "predict"].copy()
     predict["time"] = predict["started_at"].dt.floor("6h")
@@ -212,7 +229,7 @@ def test_building_a_query_reads_nothing(world: dict[str, Any], tmp_path: Path) -
     children = query.children(op_name="embed")
     assert store.scans == 0
     missing = calls(store=tmp_path / "nowhere", where={"status": "error"}).group_by("op")
-    with pytest.raises(StoreError, match="no call store at"):
+    with pytest.raises(StoreError, match=r"no call store at"):
         missing.agg(n="count").to_pandas()
     query.to_pandas()
     assert store.scans == 2  # calls and values, once each
@@ -225,7 +242,7 @@ def test_unknown_names_and_malformed_filters_say_what_is_known(world: dict[str, 
     store = world["store"]
     with pytest.raises(QueryError, match=r"support\.quality.*support\.topic.*support\.words"):
         calls(store=store, columns=["support.qualty.score"]).to_pandas()
-    with pytest.raises(QueryError, match="did you mean 'support.quality'"):
+    with pytest.raises(QueryError, match=r"did you mean 'support.quality'"):
         calls(store=store, columns=["support.qualty.score"]).to_pandas()
     with pytest.raises(QueryError, match="op refs: judge:"):
         calls(store=store, columns=["support.quality@judge:0000.score"]).to_pandas()
@@ -233,7 +250,7 @@ def test_unknown_names_and_malformed_filters_say_what_is_known(world: dict[str, 
         calls(store=store, where={"any": [{"status": "error"}, {"latency_ms": {"gtt": 1}}]})
     with pytest.raises(QueryError, match=r"where\.status\.in: takes a list"):
         calls(store=store, where={"status": {"in": "error"}})
-    with pytest.raises(QueryError, match="did you mean the call field inputs.document"):
+    with pytest.raises(QueryError, match=r"did you mean the call field inputs.document"):
         calls(store=store, columns=["input.document"]).to_pandas()
     with pytest.raises(QueryError, match="is neither a duration before now"):
         calls(store=store, since="yesterday")
@@ -247,13 +264,24 @@ def test_a_pinned_op_ref_and_the_latest_per_call(world: dict[str, Any], tmp_path
     result = run_local(TOPOLOGY, records, store=store)
     old = [v for v in result.values if v.column == "quality" and v.error is None]
     newer = [
-        v.model_copy(update={"op_ref": "judge:v2", "value": {"score": 2.0, "reason": "v2"},
-                             "computed_at": v.computed_at + timedelta(days=1)})
+        v.model_copy(
+            update={
+                "op_ref": "judge:v2",
+                "value": {"score": 2.0, "reason": "v2"},
+                "computed_at": v.computed_at + timedelta(days=1),
+            }
+        )
         for v in old[:2]
-    ]  # fmt: skip
+    ]
     StoreWriter(store).write_values(newer)
-    got = calls(store=store, op="predict", columns={"latest": "support.quality.score",
-                "pinned": f"support.quality@{old[0].op_ref}.score"}).to_pandas()  # fmt: skip
+    got = calls(
+        store=store,
+        op="predict",
+        columns={
+            "latest": "support.quality.score",
+            "pinned": f"support.quality@{old[0].op_ref}.score",
+        },
+    ).to_pandas()
     got = got.set_index("id")
     assert got.loc[old[0].call_id, "latest"] == 2.0
     assert got.loc[old[0].call_id, "pinned"] == old[0].value["score"]

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from deltalake import DeltaTable, write_deltalake
 
+from tests.store_data import unwritable
 from weave_stream import metrics
 from weave_stream.cli.main import cli
 from weave_stream.columns.derive import DerivedValue
@@ -89,17 +86,29 @@ def test_a_call_row_keeps_every_field_and_extracts_the_filter_columns() -> None:
     call = a_call(
         "c1",
         exception='{"type": "ValueError"}',
-        summary={"usage": {"gpt-4o": {"prompt_tokens": 10, "completion_tokens": 4},
-                           "small": {"input_tokens": 3, "output_tokens": 1}},
-                 "weave": {"costs": {"gpt-4o": {"prompt_tokens_total_cost": 0.01,
-                                                "completion_tokens_total_cost": 0.02}}}},
+        summary={
+            "usage": {
+                "gpt-4o": {"prompt_tokens": 10, "completion_tokens": 4},
+                "small": {"input_tokens": 3, "output_tokens": 1},
+            },
+            "weave": {
+                "costs": {
+                    "gpt-4o": {
+                        "prompt_tokens_total_cost": 0.01,
+                        "completion_tokens_total_cost": 0.02,
+                    }
+                }
+            },
+        },
         custom_field={"kept": True},
-    )  # fmt: skip
+    )
     row = call_row(call, NOW)
     assert (row["op"], row["status"], row["latency_ms"]) == ("extract", "error", 2000.0)
     assert (row["prompt_tokens"], row["completion_tokens"], row["total_tokens"]) == (13, 5, 18)
     assert row["cost"] == pytest.approx(0.03)
-    assert row["date"] == "2026-11-26" and orjson.loads(row["extra"]) == {"custom_field": {"kept": True}}
+    assert row["date"] == "2026-11-26" and orjson.loads(row["extra"]) == {
+        "custom_field": {"kept": True}
+    }
     assert call_from_row(row) == call
     assert pa.Table.from_pylist([row], schema=CALLS_SCHEMA).num_rows == 1
 
@@ -107,7 +116,7 @@ def test_a_call_row_keeps_every_field_and_extracts_the_filter_columns() -> None:
 def test_a_folder_that_is_not_a_store_or_another_schema_version_is_a_clear_error(
     tmp_path: Path,
 ) -> None:
-    with pytest.raises(StoreError, match="no call store at .*nothing has been written"):
+    with pytest.raises(StoreError, match=r"no call store at .*nothing has been written"):
         Store(tmp_path / "missing").table("calls")
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(StoreError, match=r"is not a weave-stream call store.*notes.txt"):
@@ -118,7 +127,7 @@ def test_a_folder_that_is_not_a_store_or_another_schema_version_is_a_clear_error
         Store(other).table("calls")
     future = tmp_path / "future"
     DeltaTable.create(future / "calls", CALLS_SCHEMA, name="weave_stream.calls.v2")
-    with pytest.raises(StoreError, match="schema version 2 .* reads version 1"):
+    with pytest.raises(StoreError, match=r"schema version 2 .* reads version 1"):
         Store(future).table("calls")
     clutter = tmp_path / "clutter"
     (clutter / "values").mkdir(parents=True)
@@ -153,14 +162,25 @@ def test_first_success_wins_an_error_is_superseded_and_halves_are_merged(tmp_pat
         [a_value("c1", 0.9), a_value("c2", 0.7), a_value("c2", 0.1, op_ref="judge:2")]
     )
     assert (later.written, later.superseded, later.duplicates) == (1, 1, 1)
-    rows = {(r["call_id"], r["op_ref"]): r for r in store.table("values").to_pyarrow_table().to_pylist()}
+    rows = {
+        (r["call_id"], r["op_ref"]): r for r in store.table("values").to_pyarrow_table().to_pylist()
+    }
     assert rows[("c1", "judge:1")]["number"] == 0.9 and rows[("c1", "judge:1")]["error"] is None
     assert rows[("c2", "judge:1")]["number"] == 0.2  # the first success stays
     assert len(rows) == 3
-    start = parse_call_object({"start": {"id": "h1", "started_at": NOW.isoformat(),
-                                         "inputs": {"q": 1}}})  # fmt: skip
-    end = parse_call_object({"end": {"id": "h1", "ended_at": (NOW + timedelta(days=1)).isoformat(),
-                                     "output": "done", "summary": {}}})  # fmt: skip
+    start = parse_call_object(
+        {"start": {"id": "h1", "started_at": NOW.isoformat(), "inputs": {"q": 1}}}
+    )
+    end = parse_call_object(
+        {
+            "end": {
+                "id": "h1",
+                "ended_at": (NOW + timedelta(days=1)).isoformat(),
+                "output": "done",
+                "summary": {},
+            }
+        }
+    )
     StoreWriter(store).write_calls([end])
     StoreWriter(store).write_calls([start])
     (row,) = store.table("calls").to_pyarrow_table().to_pylist()
@@ -206,26 +226,6 @@ def test_two_writers_committing_at_once_both_succeed(tmp_path: Path) -> None:
     assert table.transaction_version("valid:0") == table.transaction_version("valid:1") == 4
 
 
-@contextmanager
-def unwritable(folder: Path) -> Iterator[None]:
-    """Deny writes under ``folder``: file modes for a user, the immutable flag for root."""
-    targets = [folder, *[p for p in folder.rglob("*") if p.is_dir()]]
-    if os.geteuid() != 0:
-        for target in targets:
-            target.chmod(0o555)
-        try:
-            yield
-        finally:
-            for target in targets:
-                target.chmod(0o755)
-        return
-    subprocess.run(["chattr", "+i", *map(str, targets)], check=True)
-    try:
-        yield
-    finally:
-        subprocess.run(["chattr", "-i", *map(str, targets)], check=True)
-
-
 def test_a_permission_error_is_a_store_error_and_moves_no_offset(tmp_path: Path) -> None:
     store = Store(tmp_path)
     writer = StoreWriter(store)
@@ -265,16 +265,34 @@ def test_the_calls_and_store_commands(tmp_path: Path) -> None:
     store = tmp_path / "store"
     writer = StoreWriter(Store(store))
     writer.write_calls([a_call("c1"), a_call("c2", day=1)])
-    writer.write_values([a_value("c1", {"score": 0.2, "reason": "x"}),
-                         a_value("c2", {"score": 0.8, "reason": "y"},
-                                 started_at=NOW + timedelta(days=1))])  # fmt: skip
+    writer.write_values(
+        [
+            a_value("c1", {"score": 0.2, "reason": "x"}),
+            a_value("c2", {"score": 0.8, "reason": "y"}, started_at=NOW + timedelta(days=1)),
+        ]
+    )
     runner = CliRunner()
     base = ["--store-url", str(store)]
-    shown = runner.invoke(cli, ["calls", *base, "--columns", "inputs.document,t.score.score",
-                                "--where", "{t.score.score: {lt: 0.5}}", "--format", "json"])  # fmt: skip
+    shown = runner.invoke(
+        cli,
+        [
+            "calls",
+            *base,
+            "--columns",
+            "inputs.document,t.score.score",
+            "--where",
+            "{t.score.score: {lt: 0.5}}",
+            "--format",
+            "json",
+        ],
+    )
     assert shown.exit_code == 0, shown.output
     (line,) = shown.output.splitlines()
-    assert orjson.loads(line) == {"id": "c1", "inputs.document": "document c1", "t.score.score": 0.2}
+    assert orjson.loads(line) == {
+        "id": "c1",
+        "inputs.document": "document c1",
+        "t.score.score": 0.2,
+    }
     bad = runner.invoke(cli, ["calls", *base, "--where", "{t.score.score: {lt: 0.5}"])
     assert bad.exit_code == 1 and "line 1, column 26" in bad.output
     out = tmp_path / "calls.parquet"
@@ -283,8 +301,14 @@ def test_the_calls_and_store_commands(tmp_path: Path) -> None:
     described = runner.invoke(cli, ["store", "info", *base, "--format", "json"])
     tables = {t["table"]: t for t in orjson.loads(described.output)["tables"]}
     assert tables["calls"]["rows"] == 2 and tables["values"]["rows"] == 2
-    ranges = ["--range-a", f"{NOW.isoformat()}..{(NOW + timedelta(hours=1)).isoformat()}",
-              "--range-b", f"{(NOW + timedelta(days=1)).isoformat()}.."]  # fmt: skip
-    compared = runner.invoke(cli, ["compare", "t", "score.score", *ranges, *base, "--format", "csv"])
+    ranges = [
+        "--range-a",
+        f"{NOW.isoformat()}..{(NOW + timedelta(hours=1)).isoformat()}",
+        "--range-b",
+        f"{(NOW + timedelta(days=1)).isoformat()}..",
+    ]
+    compared = runner.invoke(
+        cli, ["compare", "t", "score.score", *ranges, *base, "--format", "csv"]
+    )
     assert compared.exit_code == 0, compared.output
     assert "all,t.score.score,1,1,0.2,0.8" in compared.output

@@ -48,13 +48,14 @@ def run_sql(
         paths = each.paths() + (list(extra_paths) if index == 0 else [])
         for key in value_keys(paths):
             by_range.setdefault(each.time, []).append(key)
+    prune = _date_prune([each.time for each in specs])
     connection = duckdb.connect()
     try:
         connection.execute("SET TimeZone = 'UTC'")
-        connection.register("calls", store.dataset("calls"))
+        connection.register("calls", store.dataset("calls", prune))
         latest: set[ValueKey] = set()
         if by_range:
-            connection.register("values", store.dataset("values"))
+            connection.register("values", store.dataset("values", prune))
             for time, keys in by_range.items():
                 latest |= _check_columns(connection, sorted(set(keys), key=str), time)
         ids_tables = {}
@@ -70,6 +71,17 @@ def run_sql(
             raise StoreError(f"the query failed on the store at {store.location}: {exc}") from exc
     finally:
         connection.close()
+
+
+def _date_prune(ranges: list[TimeRange]) -> str | None:
+    """The ``date`` partitions every range lies in (None: some range is open)."""
+    days = [time.days() for time in ranges]
+    bounds = []
+    if all(first is not None for first, _ in days):
+        bounds.append(f"date >= {literal(min(str(first) for first, _ in days))}")
+    if all(last is not None for _, last in days):
+        bounds.append(f"date <= {literal(max(str(last) for _, last in days))}")
+    return " AND ".join(bounds) or None
 
 
 def _check_columns(

@@ -17,6 +17,7 @@ applies retention and vacuums; :mod:`weave_stream.store.schema` is the table lay
 
 from __future__ import annotations
 
+from weave_stream.store.identities import IdentityIndex
 from weave_stream.store.schema import SCHEMA_VERSION, TABLES, TableSpec
 from weave_stream.store.tables import Store
 from weave_stream.store.writer import FencedError, StoreWriter, WriteResult
@@ -25,6 +26,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "TABLES",
     "FencedError",
+    "IdentityIndex",
     "Store",
     "StoreWriter",
     "TableSpec",

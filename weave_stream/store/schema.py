@@ -156,19 +156,39 @@ class TableSpec:
     identity: tuple[str, ...]
     partition_by: tuple[str, ...] = ("date",)
     description: str = ""
+    # Columns whose min/max Delta keeps per file (file skipping): ids, times, scalars;
+    # not the JSON blobs (Delta's default, the first 32 columns, would miss stored_at).
+    stats_columns: tuple[str, ...] = ()
 
 
 TABLES: dict[str, TableSpec] = {
     "calls": TableSpec(
-        "calls", CALLS_SCHEMA, ("id",), description="weave-stream: every valid call"
+        "calls",
+        CALLS_SCHEMA,
+        ("id",),
+        description="weave-stream: every valid call",
+        stats_columns=tuple(
+            "id op_name op trace_id parent_id kind status started_at ended_at latency_ms "
+            "total_tokens cost stored_at".split()
+        ),
     ),
     "values": TableSpec(
         "values",
         VALUES_SCHEMA,
         ("call_id", "column_name", "op_ref", "trial"),
         description="weave-stream: derived values, one per (call, column, op ref, trial)",
+        stats_columns=tuple(
+            "call_id trace_id topology column_name op_ref trial kind number text error "
+            "computed_at started_at stored_at".split()
+        ),
     ),
-    "alerts": TableSpec("alerts", ALERTS_SCHEMA, ("id",), description="weave-stream: drift alerts"),
+    "alerts": TableSpec(
+        "alerts",
+        ALERTS_SCHEMA,
+        ("id",),
+        description="weave-stream: drift alerts",
+        stats_columns=tuple("id topology monitor kind score time stored_at".split()),
+    ),
 }
 """Every table of the store by name."""
 

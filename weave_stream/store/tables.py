@@ -21,6 +21,7 @@ False
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +41,17 @@ if TYPE_CHECKING:
 
     from weave_stream.config import Settings
 
-__all__ = ["Store", "StoreLike", "open_store"]
+__all__ = ["Store", "StoreLike", "open_store", "stamp"]
+
+
+def stamp(moment: datetime) -> str:
+    """A UTC moment as a literal for pruning predicates on timestamp columns.
+
+    >>> from datetime import UTC, datetime
+    >>> stamp(datetime(2026, 11, 26, 3, 0, 1, 5, tzinfo=UTC))
+    "'2026-11-26 03:00:01.000005'"
+    """
+    return "'" + moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f") + "'"
 
 
 class Store:
@@ -58,6 +69,7 @@ class Store:
         self.location = str(Path(text).expanduser().resolve()) if self.is_local else text
         self.storage_options = dict(storage_options or {})
         self.scans = 0
+        self._tables: dict[str, DeltaTable] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Store:
@@ -111,15 +123,24 @@ class Store:
                     partition_by=list(spec.partition_by),
                     name=table_label(name),
                     description=spec.description,
+                    configuration={"delta.dataSkippingStatsColumns": ",".join(spec.stats_columns)},
                     storage_options=self._options(),
                 )
             except (DeltaError, OSError) as exc:
                 raise StoreError(f"cannot create the {name} table at {uri}: {exc}") from exc
 
     def table(self, name: str) -> DeltaTable:
-        """Open table ``name``, checking it is a weave-stream table of this schema version."""
+        """Table ``name`` at its latest version, checked to be a weave-stream table of this
+        schema version when first opened (then brought up to date incrementally)."""
         if name not in TABLES:
             raise StoreError(f"no table {name!r} in a weave-stream store; tables: {list(TABLES)}")
+        cached = self._tables.get(name)
+        if cached is not None:
+            try:
+                cached.update_incremental()
+                return cached
+            except (DeltaError, OSError):
+                del self._tables[name]  # replaced or removed underneath: open it afresh
         uri = self.uri(name)
         try:
             table = DeltaTable(uri, storage_options=self._options())
@@ -139,6 +160,7 @@ class Store:
                 f"version {SCHEMA_VERSION}: use the weave-stream that wrote it, or point "
                 "store_url at another folder"
             )
+        self._tables[name] = table
         return table
 
     def _missing(self, name: str) -> str:
@@ -159,11 +181,18 @@ class Store:
             )
         return f"store {where} has no {name} table yet (it has {found}); nothing written to it"
 
-    def dataset(self, name: str) -> ds.Dataset:
-        """A lazy Arrow dataset over table ``name`` (counted in :attr:`scans`)."""
-        table = self.table(name)
+    def dataset(
+        self, name: str, prune: str | None = None, table: DeltaTable | None = None
+    ) -> ds.Dataset:
+        """A lazy Arrow dataset over table ``name`` (counted in :attr:`scans`).
+
+        ``prune`` is a SQL predicate on partition values and file statistics (``date >=
+        '2026-11-26'``, ``stored_at < '2026-11-26 03:00:00'``): files it rules out are
+        left out of the dataset before anything is opened.
+        """
+        table = table or self.table(name)
         self.scans += 1
-        return table.to_pyarrow_dataset()
+        return table.to_pyarrow_dataset(file_pruning_predicate=prune)
 
     def transaction_versions(self, name: str, app_ids: list[str]) -> dict[str, int | None]:
         """The application-transaction version of each app id in table ``name``."""

@@ -29,7 +29,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -50,9 +50,9 @@ __all__ = ["StoreSink", "app_id", "register_store_sink"]
 log = logging.getLogger(__name__)
 
 COMPONENT = "store-sink"
-# Records of calls that started less than this before a partition was assigned may
-# have been written by its previous owner: they are looked up in the table first.
-_CLOCK_MARGIN = timedelta(seconds=60)
+# On each assignment the writer indexes the identities stored this long ago and since
+# (by any worker): a record of a later event is a duplicate only if it is indexed.
+WARM_WINDOW = timedelta(minutes=10)
 _RETRY_SECONDS = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
@@ -85,7 +85,6 @@ class StoreSink:
         self.topics = settings.topics
         self.pending: dict[str, _Pending] = defaultdict(_Pending)
         self.committed: dict[TopicPartition, int | None] = {}  # last version per partition
-        self.lookup_before = datetime.now(UTC) + _CLOCK_MARGIN
         self.oldest: float | None = None  # when the oldest pending record was read
         self.failed = False
         self.failures = 0  # write failures in a row (the retry backoff)
@@ -130,7 +129,9 @@ class StoreSink:
                 if self.failed:
                     await self._retry()
                     continue
-                batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+                batches = await consumer.getmany(
+                    timeout_ms=200, max_records=min(5000, self.settings.store_batch_rows)
+                )
                 for tp, records in batches.items():
                     self._buffer(tp, records)
                 self._publish_lag(consumer)
@@ -196,9 +197,7 @@ class StoreSink:
             write = self.writer.write_calls
         elif table == "values":
             write = self.writer.write_values
-        await asyncio.to_thread(
-            write, records, txns=txns, expect=expect, lookup_before=self.lookup_before
-        )
+        await asyncio.to_thread(write, records, txns=txns, expect=expect)
         for tp, offset in offsets.items():
             self.committed[tp] = offset
         self.pending[table] = _Pending()
@@ -234,7 +233,8 @@ class StoreSink:
     async def assigned(self, partitions: Iterable[TopicPartition]) -> None:
         """Seek each newly assigned partition to just after what the store holds."""
         async with self.lock:
-            self.lookup_before = datetime.now(UTC) + _CLOCK_MARGIN
+            if self.writer is not None:
+                await asyncio.to_thread(self.writer.warm, WARM_WINDOW)
             await self._reseek(list(partitions))
 
     async def _reseek(self, partitions: list[TopicPartition]) -> None:

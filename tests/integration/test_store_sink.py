@@ -1,0 +1,178 @@
+"""The store sink on the real broker: the store holds what the topics hold, exactly once.
+
+Every worker runs a store sink; these tests read its tables back and compare them with
+the valid-calls topic and the derived topics (after the readers' first-value rule).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from tests.conftest import wait_for_records
+from tests.integration.test_streaming import (
+    WORDY,
+    covers,
+    documents,
+    produce_calls,
+    register_file,
+    wait_for_values,
+)
+from tests.store_data import unwritable
+from weave_stream.columns.values import identity
+from weave_stream.config import Settings
+from weave_stream.runners.workers import WorkerProcess
+from weave_stream.store import Store
+from weave_stream.store.rows import join_value
+
+COLUMNS = ["words", "size"]
+
+
+def stored(settings: Settings) -> tuple[Counter[str], dict[tuple, Any], Counter[tuple]]:
+    """(call ids, value per identity, rows per identity) in the store now."""
+    store = Store(settings.store_location)
+    if not store.exists():
+        return Counter(), {}, Counter()
+    call_ids = Counter(store.table("calls").to_pyarrow_table().column("id").to_pylist())
+    rows = store.table("values").to_pyarrow_table().to_pylist()
+    keys = [(r["call_id"], r["column_name"], r["op_ref"], r["trial"]) for r in rows]
+    return call_ids, {k: join_value(r) for k, r in zip(keys, rows, strict=True)}, Counter(keys)
+
+
+def wait_for_store(settings: Settings, calls: int, values: int, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    found: tuple[int, int] = (0, 0)
+    while time.monotonic() < deadline:
+        call_ids, by_identity, _ = stored(settings)
+        found = (len(call_ids), len(by_identity))
+        if found == (calls, values):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"the store holds {found} calls and values, not {(calls, values)}")
+
+
+def assert_store_is_the_topics(settings: Settings, produced: list[dict[str, Any]]) -> list[Any]:
+    """Each valid call once; each derived value once, equal to the first on its topic."""
+    records = wait_for_records(
+        settings, settings.topics.valid, lambda rs: len({r.key for r in rs}) >= len(produced)
+    )
+    valid = {orjson.loads(r.value or b"{}")["id"] for r in records}
+    assert valid == {c["id"] for c in produced}
+    first = wait_for_values(settings, "wordy", COLUMNS, covers(produced, COLUMNS), timeout=120)
+    wait_for_store(settings, len(valid), len(first))
+    call_ids, by_identity, rows = stored(settings)
+    assert call_ids == Counter(valid)  # every call exactly once
+    assert set(rows.values()) == {1}  # every value exactly once
+    assert by_identity == {identity(v): v.value for v in first}
+    return first
+
+
+def test_the_store_holds_every_valid_call_and_derived_value_and_serves_get_calls(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = make_settings(store_batch_seconds=0.5)
+    worker = start_worker(settings)
+    register_file(settings, WORDY)
+    calls = documents(["money", "food"], "store", 60)
+    calls.append({**calls[0], "id": "thirteen", "inputs": {"document": " ".join(["w"] * 13)}})
+    produce_calls(settings, calls)
+    produce_calls(settings, calls[:10])  # redelivered by a producer: still once in the store
+    first = assert_store_is_the_topics(settings, calls)
+    failed = {v.call_id: v.error for v in first if v.column == "size" and v.error}
+    assert "thirteen" in failed
+    answer = httpx.get(
+        f"{worker.url}/calls",
+        params={
+            "columns": "wordy.words,wordy.size#error",
+            "where": '{"wordy.size#error": {"exists": true}}',
+            "limit": "1000",
+        },
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    lines = [orjson.loads(line) for line in answer.text.splitlines()]
+    assert {line["id"]: line["wordy.size#error"] for line in lines} == failed
+    bad = httpx.get(f"{worker.url}/calls", params={"where": "{status: {gtt: 1}}"}, timeout=30)
+    assert bad.status_code == 400 and "unknown operator 'gtt'" in bad.json()["error"]
+    rows = worker.metrics()['weave_stream_store_rows_total{table="calls"}']
+    assert rows == len(calls)
+
+
+def test_sigkill_during_commits_again_and_again_leaves_every_call_and_value_once(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = make_settings(store_batch_seconds=0.2, store_batch_rows=40, batch_size=16)
+    worker = start_worker(settings, "crashy")
+    register_file(settings, WORDY)
+    calls = documents(["tech_support", "trivia", "money"], "sigkill", 1200)
+    producer = threading.Thread(
+        target=lambda: [
+            (produce_calls(settings, calls[i : i + 30]), time.sleep(0.1))
+            for i in range(0, len(calls), 30)
+        ]
+    )
+    producer.start()
+    kills = 0
+    while kills < 3:
+        # Kill once the sink has written 50 more calls: it is committing batches now.
+        before = stored(settings)[0].total()
+        target = min(len(calls), before + 50)
+        deadline = time.monotonic() + 90
+        while (count := stored(settings)[0].total()) < target:
+            assert time.monotonic() < deadline, f"the sink wrote nothing after a restart ({count})"
+            time.sleep(0.2)
+        print("kill at", count, time.monotonic())
+        if count == len(calls):
+            break  # everything is in: the stream is over
+        worker.kill()
+        kills += 1
+        t0 = time.monotonic()
+        worker = start_worker(settings, "crashy")
+        print("restarted in", time.monotonic() - t0)
+    producer.join()
+    print("produced", time.monotonic())
+    print("topics+store check start", time.monotonic())
+    assert_store_is_the_topics(settings, calls)
+    print("done", time.monotonic())
+
+
+def test_a_write_error_stops_the_sink_loudly_and_it_resumes_without_loss(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = make_settings(store_batch_seconds=0.3)
+    worker = start_worker(settings)
+    register_file(settings, WORDY)
+    store = Store(settings.store_location)
+    table = store.uri("calls")
+    calls = documents(["food"], "denied", 30)
+    with unwritable(Path(table)):
+        produce_calls(settings, calls)
+        deadline = time.monotonic() + 60
+        ready: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            ready = httpx.get(f"{worker.url}/readyz", timeout=10).json()
+            if "store-sink" in ready.get("failures", {}):
+                break
+            time.sleep(0.3)
+        assert ready["ready"] is False and "calls table" in ready["failures"]["store-sink"]
+        metrics = worker.metrics()
+        assert metrics["weave_stream_store_sink_failed"] == 1
+        assert metrics['weave_stream_store_sink_failures_total{table="calls"}'] >= 1
+        versions = store.transaction_versions(
+            "calls", [f"{settings.topics.valid}:{p}" for p in (0, 1)]
+        )
+        assert set(versions.values()) == {None}  # no offset advanced past unwritten data
+        assert "store sink stopped" in worker.log_tail(200)
+    assert_store_is_the_topics(settings, calls)
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{worker.url}/readyz", timeout=10).status_code != 200:
+        assert time.monotonic() < deadline, "the sink never reported ok again"
+        time.sleep(0.3)
+    assert worker.metrics()["weave_stream_store_sink_failed"] == 0
