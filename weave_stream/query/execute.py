@@ -4,10 +4,11 @@ Each run opens a fresh in-memory DuckDB connection (UTC), registers the tables i
 needs (``calls``; ``values`` when a derived column is read) as lazy Arrow datasets
 (filter and projection pushdown: a time range prunes ``date`` partitions), and
 the call-id lists of drill-downs as small Arrow tables. Before the main SQL it
-checks every derived column named (one scan of the small key columns): an
-unknown column or op ref is a :class:`~weave_stream.errors.QueryError` naming the
-known ones, and a column with values of several op refs in the range is read per
-call at its latest value.
+checks every derived column named against the store's catalog (a few rows per
+column and day): an unknown column or op ref is a
+:class:`~weave_stream.errors.QueryError` naming the known ones, a column with values
+of several op refs in the range is read per call at its latest value, and the
+types a field has held decide which typed columns the SQL reads.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import duckdb
 import pyarrow as pa
 
 from weave_stream.errors import QueryError, StoreError
-from weave_stream.query.paths import CALL_FIELDS, Path, literal
+from weave_stream.query.paths import CALL_FIELDS, Hints, Path, ValuePath, literal
 from weave_stream.query.plan import QuerySpec, SqlBuilder, ValueKey, value_keys
 from weave_stream.query.times import TimeRange
 from weave_stream.store.tables import Store
@@ -54,17 +55,19 @@ def run_sql(
         connection.execute("SET TimeZone = 'UTC'")
         connection.register("calls", store.dataset("calls", prune))
         latest: set[ValueKey] = set()
+        catalog = Catalog([])
         if by_range:
+            catalog = Catalog(store.table("catalog").to_pyarrow_table().to_pylist())
             connection.register("values", store.dataset("values", prune))
             for time, keys in by_range.items():
-                latest |= _check_columns(connection, sorted(set(keys), key=str), time)
+                latest |= catalog.check(sorted(set(keys), key=str), time)
         ids_tables = {}
         for index, each in enumerate(specs):
             if each.call_ids is not None and each.call_ids not in ids_tables:
                 name = f"ids_{index}"
                 connection.register(name, pa.table({"id": pa.array(each.call_ids, pa.string())}))
                 ids_tables[each.call_ids] = name
-        sql = build(SqlBuilder(latest, ids_tables))
+        sql = build(SqlBuilder(latest, ids_tables, catalog.hints))
         try:
             return connection.sql(sql).to_arrow_table()
         except duckdb.Error as exc:
@@ -84,59 +87,61 @@ def _date_prune(ranges: list[TimeRange]) -> str | None:
     return " AND ".join(bounds) or None
 
 
-def _check_columns(
-    connection: duckdb.DuckDBPyConnection, keys: list[ValueKey], time: TimeRange
-) -> set[ValueKey]:
-    """Validate ``keys``; return those read per call at the latest op ref."""
-    pairs = sorted({(topology, column) for topology, column, _ in keys})
-    where = " OR ".join(
-        f"(topology = {literal(t)} AND column_name = {literal(c)})" for t, c in pairs
-    )
-    first, last = time.days()
-    dates = "".join(
-        f" AND date {sign} {literal(day)}"
-        for sign, day in ((">=", first), ("<=", last))
-        if day is not None
-    )
-    rows = connection.execute(
-        'SELECT topology, column_name, list(DISTINCT op_ref) FROM "values" '
-        f"WHERE ({where}){dates} GROUP BY ALL"
-    ).fetchall()
-    refs = {(t, c): set(found) for t, c, found in rows}
-    missing = [
-        key
-        for key in keys
-        if (key[0], key[1]) not in refs or (key[2] and key[2] not in refs[(key[0], key[1])])
-    ]
-    if missing:
-        _raise_unknown(connection, missing)
-    return {key for key in keys if key[2] is None and len(refs.get((key[0], key[1]), ())) > 1}
+class Catalog:
+    """The store's catalog rows: which columns and op refs exist, and their types."""
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = rows
+        self.types: dict[tuple[str, str, str], set[str]] = {}
+        for row in rows:
+            key = (row["topology"], row["column_name"], row["field"])
+            self.types.setdefault(key, set()).add(row["type"])
+
+    def hints(self, path: ValuePath) -> Hints | None:
+        """The types ``path``'s column and top-level field have held."""
+        kinds = self.types.get((path.topology, path.column, ""))
+        if kinds is None:
+            return None
+        field = None
+        if len(path.parts) == 1:
+            field = frozenset(self.types.get((path.topology, path.column, path.parts[0]), ()))
+        return Hints(frozenset(kinds), field)
+
+    def check(self, keys: list[ValueKey], time: TimeRange) -> set[ValueKey]:
+        """Validate ``keys``; return those read per call at the latest op ref in ``time``."""
+        first, last = time.days()
+        refs: dict[tuple[str, str], set[str]] = {}
+        known: dict[tuple[str, str], set[str]] = {}
+        for row in self.rows:
+            pair = (row["topology"], row["column_name"])
+            known.setdefault(pair, set()).add(row["op_ref"])
+            if (first is None or row["date"] >= first) and (last is None or row["date"] <= last):
+                refs.setdefault(pair, set()).add(row["op_ref"])
+        for topology, column, op_ref in keys:
+            _known_or_raise(known, topology, column, op_ref)
+        return {key for key in keys if key[2] is None and len(refs.get(key[:2], ())) > 1}
 
 
-def _raise_unknown(connection: duckdb.DuckDBPyConnection, missing: list[ValueKey]) -> None:
+def _known_or_raise(
+    known: dict[tuple[str, str], set[str]], topology: str, column: str, op_ref: str | None
+) -> None:
     """Raise for a column or op ref the store has never held (an empty range is fine)."""
-    known: dict[tuple[str, str], list[str]] = {}
-    for topology, column, op_ref in connection.execute(
-        'SELECT DISTINCT topology, column_name, op_ref FROM "values" ORDER BY ALL'
-    ).fetchall():
-        known.setdefault((topology, column), []).append(op_ref)
-    for topology, column, op_ref in missing:
-        if (topology, column) not in known:
-            names = [f"{t}.{c}" for t, c in known]
-            close = difflib.get_close_matches(f"{topology}.{column}", names, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            field = difflib.get_close_matches(topology, list(CALL_FIELDS), n=1)
-            if field and not close:
-                hint = f"did you mean the call field {field[0]}.{column}? "
-            raise QueryError(
-                f"unknown derived column {topology}.{column}: {hint}the store holds "
-                f"{', '.join(names) or 'no derived values yet'}"
-            )
-        if op_ref is not None and op_ref not in known[(topology, column)]:
-            raise QueryError(
-                f"{topology}.{column} has no values of op ref {op_ref!r}; its op refs: "
-                f"{', '.join(known[(topology, column)])}"
-            )
+    if (topology, column) not in known:
+        names = sorted(f"{t}.{c}" for t, c in known)
+        close = difflib.get_close_matches(f"{topology}.{column}", names, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        field = difflib.get_close_matches(topology, list(CALL_FIELDS), n=1)
+        if field and not close:
+            hint = f"did you mean the call field {field[0]}.{column}? "
+        raise QueryError(
+            f"unknown derived column {topology}.{column}: {hint}the store holds "
+            f"{', '.join(names) or 'no derived values yet'}"
+        )
+    if op_ref is not None and op_ref not in known[(topology, column)]:
+        raise QueryError(
+            f"{topology}.{column} has no values of op ref {op_ref!r}; its op refs: "
+            f"{', '.join(sorted(known[(topology, column)]))}"
+        )
 
 
 def first_value(table: pa.Table) -> Any:

@@ -42,6 +42,7 @@ __all__ = [
     "META_FIELDS",
     "Accessor",
     "CallPath",
+    "Hints",
     "Path",
     "ValuePath",
     "json_path",
@@ -206,17 +207,33 @@ def json_path(parts: tuple[str, ...]) -> str:
     return out
 
 
+@dataclass(frozen=True)
+class Hints:
+    """Types a derived column has held (the catalog): of its values, of one field."""
+
+    kinds: frozenset[str] | None = None  # value kinds: number, text, object, json...
+    field: frozenset[str] | None = None  # a top-level field's types: number, text
+
+
 class Accessor:
     """SQL reading one path, typed by what a comparison or aggregate needs.
 
     ``relation`` is the SQL alias holding the path's column (``c`` for calls, the
     join alias of a derived column). A reading of the wrong type is NULL, so a
     comparison between incomparable values does not hold (as in topology filters).
+    ``hints`` (from the store's catalog) are the types a derived column's values and
+    top-level field have held: a type never seen is not read at all.
     """
 
-    def __init__(self, path: Path, relation: str) -> None:
+    def __init__(self, path: Path, relation: str, hints: Hints | None = None) -> None:
         self.path = path
         self.relation = relation
+        self.hints = hints
+
+    def _field_lacks(self, kind: str) -> bool:
+        """Whether the catalog says this top-level field never held a ``kind``."""
+        hints = self.hints
+        return hints is not None and hints.field is not None and kind not in hints.field
 
     def _col(self, name: str) -> str:
         return f"{self.relation}.{quote(name)}"
@@ -273,7 +290,10 @@ class Accessor:
             index = int(parts[0])
             vector = f"{self._col('vector')}[{index + 1 if index >= 0 else index}]"
             return f"coalesce(CAST({vector} AS DOUBLE), {json_number})"
-        return f"coalesce({self._col('fields_number')}[{literal(parts[0])}], {json_number})"
+        # Every scalar top-level field of a dict is in the maps, JSON kept or not.
+        if self._field_lacks("number"):
+            return "NULL::DOUBLE"
+        return f"{self._col('fields_number')}[{literal(parts[0])}]"
 
     def text(self) -> str:
         """The path as VARCHAR (NULL when it is not a string)."""
@@ -295,7 +315,11 @@ class Accessor:
             return self._col("text")
         if len(parts) > 1:
             return json_text
-        return f"coalesce({self._col('fields_text')}[{literal(parts[0])}], {json_text})"
+        if parts[0].lstrip("-").isdigit():
+            return json_text
+        if self._field_lacks("text"):
+            return "NULL::VARCHAR"
+        return f"{self._col('fields_text')}[{literal(parts[0])}]"
 
     def time(self) -> str | None:
         """The path as a timestamp, for time columns only."""
@@ -391,7 +415,13 @@ class Accessor:
                     ]
                 )
             }
-        out = {"j": self.json()}
+        hints = self.hints
+        out = {}
+        if hints is None or hints.kinds is None or "json" in hints.kinds:
+            out["j"] = self.json()  # only values kept as JSON hold non-scalar fields
         if len(self.path.parts) == 1:
-            out["n"], out["t"] = self.number(), self.text()
-        return out
+            if not self._field_lacks("number"):
+                out["n"] = self.number()
+            if not self._field_lacks("text"):
+                out["t"] = self.text()
+        return out or {"t": "NULL::VARCHAR"}  # a field the column never held

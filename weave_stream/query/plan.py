@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from weave_stream.query.filters import Condition, filter_sql
-from weave_stream.query.paths import Accessor, CallPath, Path, ValuePath, literal, quote
+from weave_stream.query.paths import Accessor, CallPath, Hints, Path, ValuePath, literal, quote
 from weave_stream.query.times import TimeRange
 
 __all__ = ["AGGREGATES", "Aggregate", "QuerySpec", "SqlBuilder", "value_keys"]
@@ -44,6 +44,7 @@ AGGREGATES = [
     "count_distinct",
     "error_rate",
 ]
+INLINE_IDS = 500
 _QUANTILES = {"median": 0.5, "p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
 
@@ -90,12 +91,19 @@ def value_keys(paths: Iterable[Path]) -> list[ValueKey]:
 class SqlBuilder:
     """Builds the SQL of one spec; ``latest`` names the value keys needing a per-call pick.
 
-    ``ids_tables`` names the registered table holding each spec's ``call_ids``.
+    ``ids_tables`` names the registered table holding each spec's ``call_ids``;
+    ``hints`` gives the catalog's types for a derived path.
     """
 
-    def __init__(self, latest: set[ValueKey], ids_tables: dict[tuple[str, ...], str]) -> None:
+    def __init__(
+        self,
+        latest: set[ValueKey],
+        ids_tables: dict[tuple[str, ...], str],
+        hints: Callable[[ValuePath], Hints | None] = lambda path: None,
+    ) -> None:
         self.latest = latest
         self.ids_tables = ids_tables
+        self.hints = hints
         self._depth = 0
 
     def relation(
@@ -110,7 +118,7 @@ class SqlBuilder:
         def accessor(path: Path) -> Accessor:
             if isinstance(path, CallPath):
                 return Accessor(path, calls)
-            return Accessor(path, aliases[path.key])
+            return Accessor(path, aliases[path.key], self.hints(path))
 
         joins = "".join(
             f"\n  LEFT JOIN ({self._values(key, spec)}) {alias} ON {alias}.call_id = {calls}.id"
@@ -195,6 +203,8 @@ class SqlBuilder:
         if op_ref is not None:
             where.append(f"op_ref = {literal(op_ref)}")
         where += _date_bounds(spec.time)
+        if spec.call_ids is not None:
+            where.append(f"call_id IN {self._ids_set(spec.call_ids)}")
         sql = 'SELECT * FROM "values" WHERE ' + " AND ".join(where)
         if op_ref is None and key in self.latest:
             sql += (
@@ -217,8 +227,7 @@ class SqlBuilder:
         if spec.trace_roots:
             where.append(f"{calls}.parent_id IS NULL")
         if spec.call_ids is not None:
-            table = self.ids_tables[spec.call_ids]
-            where.append(f"{calls}.id IN (SELECT id FROM {table})")
+            where.append(f"{calls}.id IN {self._ids_set(spec.call_ids)}")
         if spec.parent is not None:
             parents = self.ids(spec.parent)
             if spec.recursive:
@@ -226,6 +235,13 @@ class SqlBuilder:
             else:
                 where.append(f"{calls}.parent_id IN ({parents})")
         return where
+
+    def _ids_set(self, ids: tuple[str, ...]) -> str:
+        """A few ids inline (pushed down to the scans: a point lookup reads little);
+        many from their registered table."""
+        if len(ids) <= INLINE_IDS:
+            return "(" + ", ".join(map(literal, ids)) + ")" if ids else "(NULL)"
+        return f"(SELECT id FROM {self.ids_tables[ids]})"
 
     def _descendants(self, parents: str) -> str:
         # Descendants share their root's trace: walk only the calls of those traces.
@@ -270,6 +286,9 @@ def _group_candidates(reading: Accessor) -> dict[str, str]:
     candidates = reading.projections()
     if any(name.startswith("w_") for name in candidates):  # a whole value: its scalar parts
         return {"n": reading.number(), "t": reading.text(), "j": reading.json()}
+    if len(reading.path.parts) == 1 and not reading.path.parts[0].lstrip("-").isdigit():
+        scalars = {k: v for k, v in candidates.items() if k in ("n", "t")}  # top-level: scalar
+        return scalars or candidates
     return candidates
 
 

@@ -114,14 +114,14 @@ def _isin(
     dates: set[str] | None,
     stored_before: datetime | None,
 ) -> pa.Table:
-    where = pc.field(column).isin(sorted(set(keys)))
+    """The rows whose ``column`` is one of ``keys``, in the files that may hold them."""
+    prune = []
     if dates:
-        where = pc.field("date").isin(sorted(dates)) & where
+        prune.append("date IN (" + ", ".join(f"'{d}'" for d in sorted(dates)) + ")")
     if stored_before is not None:
-        where = (
-            pc.field("stored_at") < pa.scalar(stored_before, pa.timestamp("us", "UTC"))
-        ) & where
-    return table.to_pyarrow_dataset().to_table(filter=where)
+        prune.append(f"stored_at < {stamp(stored_before)}")
+    dataset = table.to_pyarrow_dataset(file_pruning_predicate=" AND ".join(prune) or None)
+    return dataset.to_table(filter=pc.field(column).isin(sorted(set(keys))))
 
 
 def _day(moment: datetime | None) -> str:

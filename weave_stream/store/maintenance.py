@@ -14,7 +14,7 @@ them on command.
 >>> import tempfile
 >>> store = Store(tempfile.mkdtemp()); store.ensure()
 >>> [(t.table, t.files, t.rows) for t in info(store)]
-[('calls', 0, 0), ('values', 0, 0), ('alerts', 0, 0)]
+[('calls', 0, 0), ('values', 0, 0), ('alerts', 0, 0), ('catalog', 0, 0)]
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def info(store: Store) -> list[TableInfo]:
     for name in TABLES:
         table = store.table(name)
         actions = pa.table(table.get_add_actions(flatten=True))
-        event = {"calls": "started_at", "values": "started_at", "alerts": "time"}[name]
+        event = {"calls": "started_at", "values": "started_at", "alerts": "time"}.get(
+            name, "stored_at"
+        )
         dates = actions.column("partition.date") if actions.num_rows else pa.array([], pa.string())
         oldest = None
         if actions.num_rows and f"min.{event}" in actions.column_names:

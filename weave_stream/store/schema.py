@@ -8,6 +8,9 @@ Each table is a Delta table in its own folder under the store's root::
     <root>/values   one row per derived value (call, topology, column, op ref, trial):
                     the value in typed columns, its error, latency, cost, times
     <root>/alerts   one row per alert raised by a drift monitor
+    <root>/catalog  what the values table holds, per day: each (topology, column, op
+                    ref) and the types of its values and top-level fields (a few rows
+                    per column and day: queries plan from it without scanning values)
 
 ``date`` (``YYYY-MM-DD``, UTC) partitions every table: the call's ``started_at`` day
 for calls and values (so a time range prunes both sides of a join), the alert's day
@@ -16,7 +19,7 @@ store written by another schema version is refused with a clear error, never
 misread. Later tables (datasets, topic maps) are added here, next to these.
 
 >>> sorted(TABLES)
-['alerts', 'calls', 'values']
+['alerts', 'calls', 'catalog', 'values']
 >>> TABLES["values"].identity
 ('call_id', 'column_name', 'op_ref', 'trial')
 >>> table_label("calls"), parse_table_label("weave_stream.calls.v1")
@@ -33,6 +36,7 @@ import pyarrow as pa
 __all__ = [
     "ALERTS_SCHEMA",
     "CALLS_SCHEMA",
+    "CATALOG_SCHEMA",
     "SCHEMA_VERSION",
     "TABLES",
     "VALUES_SCHEMA",
@@ -142,6 +146,18 @@ ALERTS_SCHEMA = pa.schema(
     ]
 )
 
+CATALOG_SCHEMA = pa.schema(
+    [
+        pa.field("topology", pa.string(), nullable=False),
+        pa.field("column_name", pa.string(), nullable=False),
+        pa.field("op_ref", pa.string(), nullable=False),
+        pa.field("field", pa.string(), nullable=False),  # "" for the whole value
+        pa.field("type", pa.string(), nullable=False),  # a value's kind; a field's number/text
+        ("stored_at", _TIME),
+        pa.field("date", pa.string(), nullable=False),
+    ]
+)
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -167,9 +183,20 @@ TABLES: dict[str, TableSpec] = {
         CALLS_SCHEMA,
         ("id",),
         description="weave-stream: every valid call",
-        stats_columns=tuple(
-            "id op_name op trace_id parent_id kind status started_at ended_at latency_ms "
-            "total_tokens cost stored_at".split()
+        stats_columns=(
+            "id",
+            "op_name",
+            "op",
+            "trace_id",
+            "parent_id",
+            "kind",
+            "status",
+            "started_at",
+            "ended_at",
+            "latency_ms",
+            "total_tokens",
+            "cost",
+            "stored_at",
         ),
     ),
     "values": TableSpec(
@@ -177,9 +204,20 @@ TABLES: dict[str, TableSpec] = {
         VALUES_SCHEMA,
         ("call_id", "column_name", "op_ref", "trial"),
         description="weave-stream: derived values, one per (call, column, op ref, trial)",
-        stats_columns=tuple(
-            "call_id trace_id topology column_name op_ref trial kind number text error "
-            "computed_at started_at stored_at".split()
+        stats_columns=(
+            "call_id",
+            "trace_id",
+            "topology",
+            "column_name",
+            "op_ref",
+            "trial",
+            "kind",
+            "number",
+            "text",
+            "error",
+            "computed_at",
+            "started_at",
+            "stored_at",
         ),
     ),
     "alerts": TableSpec(
@@ -187,7 +225,19 @@ TABLES: dict[str, TableSpec] = {
         ALERTS_SCHEMA,
         ("id",),
         description="weave-stream: drift alerts",
-        stats_columns=tuple("id topology monitor kind score time stored_at".split()),
+        stats_columns=("id", "topology", "monitor", "kind", "score", "time", "stored_at"),
+    ),
+    "catalog": TableSpec(
+        "catalog",
+        CATALOG_SCHEMA,
+        ("topology", "column_name", "op_ref", "date", "field", "type"),
+        description="weave-stream: the derived columns, op refs and value types, per day",
+        stats_columns=(
+            "topology",
+            "column_name",
+            "op_ref",
+            "stored_at",
+        ),
     ),
 }
 """Every table of the store by name."""

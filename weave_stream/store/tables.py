@@ -13,7 +13,7 @@ what was found and what to do — never a silently empty answer.
 False
 >>> store.ensure()
 >>> sorted(store.present())
-['alerts', 'calls', 'values']
+['alerts', 'calls', 'catalog', 'values']
 >>> store.table("calls").version()
 0
 """

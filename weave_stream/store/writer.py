@@ -87,7 +87,8 @@ class StoreWriter:
     def __init__(self, store: Store, *, index_capacity: int = 200_000, attempts: int = 8) -> None:
         self.store = store
         self.attempts = attempts
-        self.indexes = {name: IdentityIndex(index_capacity) for name in TABLES}
+        self.indexes = {name: IdentityIndex(index_capacity) for name in RULES}
+        self._catalog: set[tuple[str, ...]] | None = None  # catalog rows known to be stored
         store.ensure()
 
     def warm(self, window: timedelta = timedelta(minutes=5)) -> dict[str, int]:
@@ -167,6 +168,8 @@ class StoreWriter:
             new, superseding, duplicates, looked_up = self._resolve(name, table, records, rules)
             now = datetime.now(UTC)
             rows = [rules.row(record, now) for record in [*new, *superseding]]
+            if name == "values":
+                self._describe(rows, now)  # before the values: the catalog never lags them
             try:
                 version = _commit(table, name, rows, rules.merge_on if superseding else None, txns)
             except CommitFailedError as exc:
@@ -203,6 +206,35 @@ class StoreWriter:
             "not written (the batch will be retried)"
         )
 
+    def _describe(self, rows: list[dict[str, Any]], now: datetime) -> None:
+        """Add to the catalog the (column, op ref, day, field, type) these rows bring."""
+        if self._catalog is None:
+            known = self.store.table("catalog").to_pyarrow_table(columns=list(_CATALOG_KEY))
+            self._catalog = {tuple(row.values()) for row in known.to_pylist()}
+        entries: set[tuple[str, ...]] = set()
+        for row in rows:
+            base = (row["topology"], row["column_name"], row["op_ref"], row["date"])
+            entries.add((*base, "", row["kind"]))
+            for field_name, _ in row["fields_number"] or ():
+                entries.add((*base, field_name, "number"))
+            for field_name, _ in row["fields_text"] or ():
+                entries.add((*base, field_name, "text"))
+        fresh = entries - self._catalog
+        if not fresh:
+            return
+        table = pa.Table.from_pylist(
+            [{**dict(zip(_CATALOG_KEY, entry, strict=True)), "stored_at": now} for entry in fresh],
+            schema=TABLES["catalog"].schema,
+        )
+        try:
+            write_deltalake(self.store.table("catalog"), table, mode="append")
+        except (DeltaError, OSError) as exc:
+            raise StoreError(
+                f"cannot write the catalog at {self.store.uri('catalog')}: {exc} "
+                "(check free space and permissions)"
+            ) from exc
+        self._catalog |= fresh
+
     def _resolve(
         self, name: str, table: DeltaTable, records: list[Any], rules: TableRules[Any]
     ) -> tuple[list[Any], list[Any], int, int]:
@@ -237,6 +269,9 @@ class StoreWriter:
             else:
                 superseding.append(replacement)
         return new, superseding, duplicates, len(wanted)
+
+
+_CATALOG_KEY = ("topology", "column_name", "op_ref", "date", "field", "type")
 
 
 def _check_versions(table: DeltaTable, name: str, expect: Mapping[str, int | None]) -> None:
