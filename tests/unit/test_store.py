@@ -21,7 +21,14 @@ from weave_stream.errors import StoreError
 from weave_stream.ingest.call import parse_call_object
 from weave_stream.store import FencedError, Store, StoreWriter
 from weave_stream.store.maintenance import apply_retention, compact, info, vacuum
-from weave_stream.store.rows import call_from_row, call_row, join_value, split_value
+from weave_stream.store.rows import (
+    call_from_row,
+    call_row,
+    join_value,
+    split_value,
+    value_from_row,
+    value_row,
+)
 from weave_stream.store.schema import CALLS_SCHEMA
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -111,6 +118,16 @@ def test_a_call_row_keeps_every_field_and_extracts_the_filter_columns() -> None:
     }
     assert call_from_row(row) == call
     assert pa.Table.from_pylist([row], schema=CALLS_SCHEMA).num_rows == 1
+
+
+def test_rows_give_back_the_value_and_the_call_they_were_made_from() -> None:
+    value = a_value("c1", {"score": 0.5, "reason": "ok"}, details={"tokens": 12}, cost=0.01)
+    assert value_from_row(value_row(value, NOW)) == value
+    start = parse_call_object(
+        {"start": {"id": "h1", "started_at": NOW.isoformat(), "inputs": {"q": 1}, "surprise": [1]}}
+    )
+    assert call_from_row(call_row(start, NOW)) == start
+    assert call_row(start, NOW)["kind"] == "start" and call_row(start, NOW)["status"] == "running"
 
 
 def test_a_folder_that_is_not_a_store_or_another_schema_version_is_a_clear_error(

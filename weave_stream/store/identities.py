@@ -1,8 +1,8 @@
 """What makes a row one row, per table, and the index of identities written lately.
 
-Each table has :class:`TableRules`: a record's identity (a call's id; a value's
+Each table has :class:`TableRules` over its rows: a row's identity (a call's id; a value's
 call, column, op ref and trial; an alert's id), its state (a value: ``ok`` or
-``error``; a call: ``complete``, ``start`` or ``end``), how a record relates to a
+``error``; a call: ``complete``, ``start`` or ``end``), how a row relates to a
 stored one of the same identity (a duplicate, or it supersedes it: a success over
 an error, a complete call over a half, two halves merged), and how to look
 identities up in the table.
@@ -17,25 +17,20 @@ statistics on ``stored_at`` skip every recent file).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from datetime import datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from weave_stream.columns.derive import DerivedValue
-from weave_stream.columns.values import identity
-from weave_stream.ingest.call import Call, merge
-from weave_stream.notify.alerts import Alert
-from weave_stream.store.rows import alert_row, call_from_row, call_row, value_row
+from weave_stream.ingest.call import merge
+from weave_stream.store.rows import call_from_row, call_row
 from weave_stream.store.tables import stamp
 
-__all__ = ["RULES", "IdentityIndex", "TableRules", "combine_calls"]
-
-R = TypeVar("R")
+__all__ = ["RULES", "IdentityIndex", "Row", "TableRules", "combine_calls", "first_values"]
 
 
 class IdentityIndex:
@@ -86,25 +81,28 @@ class IdentityIndex:
                 self._since = max(self._since, forgotten)
 
 
-@dataclass(frozen=True)
-class TableRules(Generic[R]):
-    """How one table's records are identified, compared, looked up and turned into rows."""
+Row = dict[str, Any]
 
-    row: Callable[[R, datetime], dict[str, Any]]
-    identity: Callable[[R], Hashable]
-    state: Callable[[R], str]
-    event_time: Callable[[R], datetime | None]
-    # Stored states of these records' identities, among rows stored before a moment.
-    lookup: Callable[[DeltaTable, list[R], datetime | None], dict[Hashable, Any]]
-    # None: what is stored wins (a duplicate); else the record to store in its place.
-    supersede: Callable[[Any, R], R | None]
-    # The Delta merge predicate that finds the stored row a superseding record replaces.
+
+@dataclass(frozen=True)
+class TableRules:
+    """How one table's rows are identified, compared, looked up and deduplicated."""
+
+    identity: Callable[[Mapping[str, Any]], Hashable]
+    state: Callable[[Mapping[str, Any]], str]
+    event_time: Callable[[Row], datetime | None]
+    # Stored states (or rows) of these rows' identities, among rows stored before a moment.
+    lookup: Callable[[DeltaTable, list[Row], datetime | None], dict[Hashable, Any]]
+    # None: what is stored wins (a duplicate); else the row to store in its place.
+    supersede: Callable[[Any, Row], Row | None]
+    # One row per identity within a batch, by the same rule.
+    first: Callable[[Iterable[Row]], list[Row]]
+    # The Delta merge predicate that finds the stored row a superseding row replaces.
     merge_on: str
     # The identity columns of a row and its state, to warm the index from the table.
     key_columns: tuple[str, ...]
-    key_of_row: Callable[[Mapping[str, Any]], tuple[Hashable, str]]
-    # Whether a record needs the stored row itself, not only its state (half + half).
-    needs_row: Callable[[str, R], bool] = lambda state, record: False
+    # Whether a row needs the stored row itself, not only its state (half + half).
+    needs_row: Callable[[str, Row], bool] = lambda state, row: False
 
 
 def _isin(
@@ -124,90 +122,106 @@ def _isin(
     return dataset.to_table(filter=pc.field(column).isin(sorted(set(keys))))
 
 
-def _day(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d") if moment else ""
-
-
 # -- values: the first success, else the first error ---------------------------------
 
 
+def _value_identity(row: Mapping[str, Any]) -> Hashable:
+    return (row["call_id"], row["column_name"], row["op_ref"], row["trial"])
+
+
+def _value_state(row: Mapping[str, Any]) -> str:
+    return "ok" if row["error"] is None else "error"
+
+
 def _lookup_values(
-    table: DeltaTable, values: list[DerivedValue], before: datetime | None
+    table: DeltaTable, rows: list[Row], before: datetime | None
 ) -> dict[Hashable, Any]:
-    dates = {_day(v.started_at or v.computed_at) for v in values}
-    found = _isin(table, "call_id", [v.call_id for v in values], dates, before)
+    found = _isin(table, "call_id", [r["call_id"] for r in rows], {r["date"] for r in rows}, before)
     states: dict[Hashable, Any] = {}
-    for row in found.select(["call_id", "column_name", "op_ref", "trial", "error"]).to_pylist():
-        key, state = _value_key(row)
+    for stored in found.select(["call_id", "column_name", "op_ref", "trial", "error"]).to_pylist():
+        key = _value_identity(stored)
         if states.get(key) != "ok":
-            states[key] = state
+            states[key] = _value_state(stored)
     return states
 
 
-def _value_key(row: Mapping[str, Any]) -> tuple[Hashable, str]:
-    key = (row["call_id"], row["column_name"], row["op_ref"], row["trial"])
-    return key, "ok" if row["error"] is None else "error"
+def first_values(rows: Iterable[Row]) -> list[Row]:
+    """One row per identity: the first success, else the first error (the readers' rule of
+    :func:`weave_stream.columns.values.first_values`, on rows)."""
+    kept: dict[Hashable, Row] = {}
+    for row in rows:
+        key = _value_identity(row)
+        held = kept.get(key)
+        if held is None or (held["error"] is not None and row["error"] is None):
+            kept[key] = row
+    return list(kept.values())
 
 
-VALUES: TableRules[DerivedValue] = TableRules(
-    row=value_row,
-    identity=identity,
-    state=lambda value: "ok" if value.error is None else "error",
-    event_time=lambda value: value.started_at or value.computed_at,
+VALUES = TableRules(
+    identity=_value_identity,
+    state=_value_state,
+    event_time=lambda row: row["started_at"] or row["computed_at"],
     lookup=_lookup_values,
-    supersede=lambda state, value: value if state == "error" and value.error is None else None,
+    supersede=lambda state, row: row if state == "error" and row["error"] is None else None,
+    first=first_values,
     merge_on="t.date = s.date AND t.call_id = s.call_id AND t.column_name = s.column_name "
     "AND t.op_ref = s.op_ref AND t.trial = s.trial",
     key_columns=("call_id", "column_name", "op_ref", "trial", "error"),
-    key_of_row=_value_key,
 )
 
 
 # -- calls: a complete call over a half, two halves merged ---------------------------
 
 
-def combine_calls(held: Call, incoming: Call) -> Call:
-    """Two records of one call: a complete one wins; two halves merge; else the first."""
-    if held.kind == "complete":
+def combine_calls(held: Row, incoming: Row) -> Row:
+    """Two rows of one call: a complete one wins; two halves merge; else the first."""
+    if held["kind"] == "complete":
         return held
-    if incoming.kind == "complete":
+    if incoming["kind"] == "complete":
         return incoming
-    if held.kind != incoming.kind:
-        start, end = (held, incoming) if held.kind == "start" else (incoming, held)
-        return merge(start, end)
+    if held["kind"] != incoming["kind"]:
+        start, end = (held, incoming) if held["kind"] == "start" else (incoming, held)
+        return call_row(merge(call_from_row(start), call_from_row(end)), incoming["stored_at"])
     return held
 
 
+def _first_calls(rows: Iterable[Row]) -> list[Row]:
+    combined: dict[str, Row] = {}
+    for row in rows:
+        held = combined.get(row["id"])
+        combined[row["id"]] = row if held is None else combine_calls(held, row)
+    return list(combined.values())
+
+
 def _lookup_calls(
-    table: DeltaTable, calls: list[Call], before: datetime | None
+    table: DeltaTable, rows: list[Row], before: datetime | None
 ) -> dict[Hashable, Any]:
     # A half's partner may sit in another day's partition: look halves up everywhere.
-    complete = all(c.kind == "complete" for c in calls)
-    dates = {_day(c.started_at or c.ended_at) for c in calls} if complete else None
-    found = _isin(table, "id", [c.id for c in calls], dates, before)
-    return {row["id"]: call_from_row(row) for row in found.to_pylist()}
+    complete = all(r["kind"] == "complete" for r in rows)
+    dates = {r["date"] for r in rows} if complete else None
+    found = _isin(table, "id", [r["id"] for r in rows], dates, before)
+    return {stored["id"]: stored for stored in found.to_pylist()}
 
 
-def _supersede_call(held: Any, call: Call) -> Call | None:
-    held_kind = held.kind if isinstance(held, Call) else held
-    if held_kind == "complete" or held_kind == call.kind:
+def _supersede_call(held: Any, row: Row) -> Row | None:
+    held_kind = held["kind"] if isinstance(held, Mapping) else held
+    if held_kind == "complete" or held_kind == row["kind"]:
         return None
-    if call.kind == "complete" or not isinstance(held, Call):
-        return call
-    return combine_calls(held, call)
+    if row["kind"] == "complete" or not isinstance(held, Mapping):
+        return row
+    return combine_calls(dict(held), row)
 
 
-CALLS: TableRules[Call] = TableRules(
-    row=call_row,
-    identity=lambda call: call.id,
-    state=lambda call: call.kind,
-    event_time=lambda call: call.started_at or call.ended_at,
+CALLS = TableRules(
+    identity=lambda row: row["id"],
+    state=lambda row: row["kind"],
+    event_time=lambda row: row["started_at"] or row["ended_at"],
     lookup=_lookup_calls,
     supersede=_supersede_call,
+    first=_first_calls,
     merge_on="t.id = s.id",  # a stored half may sit in another day's partition
     key_columns=("id", "kind"),
-    key_of_row=lambda row: (row["id"], row["kind"]),
-    needs_row=lambda state, call: "complete" not in (state, call.kind) and state != call.kind,
+    needs_row=lambda state, row: "complete" not in (state, row["kind"]) and state != row["kind"],
 )
 
 
@@ -215,23 +229,29 @@ CALLS: TableRules[Call] = TableRules(
 
 
 def _lookup_alerts(
-    table: DeltaTable, alerts: list[Alert], before: datetime | None
+    table: DeltaTable, rows: list[Row], before: datetime | None
 ) -> dict[Hashable, Any]:
-    found = _isin(table, "id", [a.id for a in alerts], None, before)
+    found = _isin(table, "id", [r["id"] for r in rows], None, before)
     return dict.fromkeys(found.column("id").to_pylist(), "stored")
 
 
-ALERTS: TableRules[Alert] = TableRules(
-    row=alert_row,
-    identity=lambda alert: alert.id,
-    state=lambda alert: "stored",
-    event_time=lambda alert: alert.time,
+def _first_alerts(rows: Iterable[Row]) -> list[Row]:
+    unique: dict[str, Row] = {}
+    for row in rows:
+        unique.setdefault(row["id"], row)
+    return list(unique.values())
+
+
+ALERTS = TableRules(
+    identity=lambda row: row["id"],
+    state=lambda row: "stored",
+    event_time=lambda row: row["time"],
     lookup=_lookup_alerts,
-    supersede=lambda state, alert: None,
+    supersede=lambda state, row: None,
+    first=_first_alerts,
     merge_on="t.id = s.id",
     key_columns=("id",),
-    key_of_row=lambda row: (row["id"], "stored"),
 )
 
-RULES: dict[str, TableRules[Any]] = {"calls": CALLS, "values": VALUES, "alerts": ALERTS}
+RULES: dict[str, TableRules] = {"calls": CALLS, "values": VALUES, "alerts": ALERTS}
 """The rules of every table."""

@@ -97,8 +97,8 @@ def compact(
 ) -> dict[str, dict[str, Any]]:
     """Rewrite small files into large ones, per table and date partition.
 
-    ``older_than_today`` leaves today's partitions alone (the sink is still adding to
-    them; the scheduled run uses it so it never competes with live appends).
+    ``older_than_today`` leaves today's partitions alone (the sinks are adding to them;
+    compaction and appends never conflict in Delta, so it is only a way to do less).
     Returns per table Delta's metrics (files added and removed...).
     """
     today = datetime.now(UTC).strftime("%Y-%m-%d")

@@ -36,16 +36,20 @@ __all__ = [
     "alert_row",
     "call_from_row",
     "call_row",
+    "call_row_from_json",
     "call_status",
     "join_value",
     "short_op_name",
     "split_value",
     "value_from_row",
     "value_row",
+    "value_row_from_json",
 ]
 
 _EXACT_INT = 2**53  # float64 holds every int up to here exactly
 _CALL_JSON_FIELDS = ("inputs", "output", "summary", "attributes", "otel_dump")
+_CALL_TIME_FIELDS = ("started_at", "ended_at", "deleted_at")
+_CALL_FIELDS = frozenset(Call.model_fields)
 _CALL_PLAIN_FIELDS = (
     "id",
     "project_id",
@@ -83,33 +87,39 @@ def short_op_name(op_name: str | None) -> str | None:
     return op_name.rsplit("/op/", 1)[-1].split(":", 1)[0]
 
 
-def call_status(call: Call) -> str:
-    """Weave's status of a call: ``summary.weave.status`` when sent, else from its fields."""
-    weave = (call.summary.model_extra or {}).get("weave") if call.summary else None
+def call_status(summary: Mapping[str, Any] | None, exception: Any, ended: bool) -> str:
+    """Weave's status of a call: ``summary.weave.status`` when sent, else from its fields.
+
+    >>> call_status({"weave": {"status": "descendant_error"}}, None, True)
+    'descendant_error'
+    >>> call_status(None, "boom", True), call_status(None, None, False)
+    ('error', 'running')
+    """
+    weave = summary.get("weave") if summary else None
     if isinstance(weave, Mapping) and isinstance(weave.get("status"), str):
         return str(weave["status"])
-    if call.exception:
+    if exception:
         return "error"
-    return "success" if call.ended_at is not None else "running"
+    return "success" if ended else "running"
 
 
-def _usage(call: Call) -> tuple[int | None, int | None, int | None]:
-    if call.summary is None or not call.summary.usage:
+def _usage(summary: Mapping[str, Any] | None) -> tuple[int | None, int | None, int | None]:
+    usages = summary.get("usage") if summary else None
+    if not isinstance(usages, Mapping) or not usages:
         return None, None, None
     prompt = completion = total = 0
-    for usage in call.summary.usage.values():
-        p = usage.prompt_tokens or usage.input_tokens or 0
-        c = usage.completion_tokens or usage.output_tokens or 0
-        prompt, completion, total = (
-            prompt + p,
-            completion + c,
-            total + (usage.total_tokens or p + c),
-        )
+    for usage in usages.values():
+        if not isinstance(usage, Mapping):
+            continue
+        p = usage.get("prompt_tokens") or usage.get("input_tokens") or 0
+        c = usage.get("completion_tokens") or usage.get("output_tokens") or 0
+        prompt, completion = prompt + p, completion + c
+        total += usage.get("total_tokens") or p + c
     return prompt, completion, total
 
 
-def _cost(call: Call) -> float | None:
-    weave = (call.summary.model_extra or {}).get("weave") if call.summary else None
+def _cost(summary: Mapping[str, Any] | None) -> float | None:
+    weave = summary.get("weave") if summary else None
     costs = weave.get("costs") if isinstance(weave, Mapping) else None
     if not isinstance(costs, Mapping) or not costs:
         return None
@@ -130,31 +140,42 @@ def _day(*moments: datetime | None) -> str:
     return datetime.now(UTC).strftime("%Y-%m-%d")
 
 
+def _time(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
 def call_row(call: Call, stored_at: datetime) -> dict[str, Any]:
     """The ``calls`` row of ``call``: every field, JSON ones as text, plus filter columns."""
-    row: dict[str, Any] = {name: getattr(call, name) for name in _CALL_PLAIN_FIELDS}
+    return call_row_from_json(call.to_json(), stored_at)
+
+
+def call_row_from_json(raw: bytes | str, stored_at: datetime) -> dict[str, Any]:
+    """The ``calls`` row of a call in its canonical JSON (as the valid-calls topic holds
+    it: validated by the ingest agent, so it is read here without validating again)."""
+    data = orjson.loads(raw)
+    row: dict[str, Any] = {name: data.get(name) for name in _CALL_PLAIN_FIELDS}
+    for name in _CALL_TIME_FIELDS:
+        row[name] = _time(row[name])
     for name in _CALL_JSON_FIELDS:
-        value = getattr(call, name)
-        if name == "summary" and value is not None:
-            value = value.model_dump(mode="json", exclude_none=True)
+        value = data.get(name)
         row[name] = None if value is None else _json(value)
-    prompt, completion, total = _usage(call)
-    latency = None
-    if call.started_at is not None and call.ended_at is not None:
-        latency = (call.ended_at - call.started_at).total_seconds() * 1000.0
-    extra = call.model_extra or {}
+    summary = data.get("summary")
+    prompt, completion, total = _usage(summary)
+    started, ended = row["started_at"], row["ended_at"]
+    latency = (ended - started).total_seconds() * 1000.0 if started and ended else None
+    extra = {k: v for k, v in data.items() if k not in _CALL_FIELDS}
     row.update(
-        op=short_op_name(call.op_name),
-        kind=call.kind,
-        status=call_status(call),
+        op=short_op_name(row["op_name"]),
+        kind="complete" if started and ended else "start" if started else "end",
+        status=call_status(summary, row["exception"], ended is not None),
         latency_ms=latency,
         prompt_tokens=prompt,
         completion_tokens=completion,
         total_tokens=total,
-        cost=_cost(call),
+        cost=_cost(summary),
         extra=_json(extra) if extra else None,
         stored_at=stored_at,
-        date=_day(call.started_at, call.ended_at, stored_at),
+        date=_day(started, ended, stored_at),
     )
     return row
 
@@ -238,26 +259,34 @@ def join_value(parts: Mapping[str, Any]) -> Any:
 
 def value_row(value: DerivedValue, stored_at: datetime) -> dict[str, Any]:
     """The ``values`` row of a derived value."""
-    parts = split_value(value.value)
+    return value_row_from_json(value.to_json(), stored_at)
+
+
+def value_row_from_json(raw: bytes | str, stored_at: datetime) -> dict[str, Any]:
+    """The ``values`` row of a derived value in its JSON (as a derived topic holds it)."""
+    data = orjson.loads(raw)
+    op_ref = data["op_ref"]
+    computed, started = _time(data["computed_at"]), _time(data.get("started_at"))
+    details = data.get("details")
     return {
-        "call_id": value.call_id,
-        "trace_id": value.trace_id,
-        "topology": value.topology,
-        "column_name": value.column,
-        "op_ref": value.op_ref,
-        "op": value.op_ref.rsplit(":", 1)[0],
-        "trial": value.trial,
-        **parts,
-        "error": value.error,
-        "latency_ms": value.latency_ms,
-        "cost": value.cost,
-        "cached": value.cached,
-        "input_digest": value.input_digest,
-        "details": _json(value.details) if value.details else None,
-        "computed_at": value.computed_at,
-        "started_at": value.started_at,
+        "call_id": data["call_id"],
+        "trace_id": data.get("trace_id"),
+        "topology": data["topology"],
+        "column_name": data["column"],
+        "op_ref": op_ref,
+        "op": op_ref.rsplit(":", 1)[0],
+        "trial": data.get("trial", 0),
+        **split_value(data.get("value")),
+        "error": data.get("error"),
+        "latency_ms": data.get("latency_ms"),
+        "cost": data.get("cost"),
+        "cached": bool(data.get("cached")),
+        "input_digest": data.get("input_digest"),
+        "details": _json(details) if details else None,
+        "computed_at": computed,
+        "started_at": started,
         "stored_at": stored_at,
-        "date": _day(value.started_at, value.computed_at),
+        "date": _day(started, computed),
     }
 
 

@@ -37,11 +37,11 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 
 from weave_stream import metrics
 from weave_stream.columns.derive import DerivedValue
-from weave_stream.columns.values import first_values
 from weave_stream.errors import StoreError
 from weave_stream.ingest.call import Call
 from weave_stream.notify.alerts import Alert
-from weave_stream.store.identities import RULES, IdentityIndex, TableRules, combine_calls
+from weave_stream.store.identities import RULES, IdentityIndex, Row, TableRules
+from weave_stream.store.rows import alert_row, call_row, value_row
 from weave_stream.store.schema import TABLES
 from weave_stream.store.tables import Store, stamp
 
@@ -111,8 +111,7 @@ class StoreWriter:
             index = self.indexes[name]
             index.warmed(since)
             for row in rows:
-                key, state = rules.key_of_row(row)
-                index.put(key, state, row["stored_at"])
+                index.put(rules.identity(row), rules.state(row), row["stored_at"])
             read[name] = len(rows)
         return read
 
@@ -124,11 +123,8 @@ class StoreWriter:
         expect: Mapping[str, int | None] | None = None,
     ) -> WriteResult:
         """Write ``calls`` (one row per call id; halves merged, complete calls win)."""
-        combined: dict[str, Call] = {}
-        for call in calls:
-            held = combined.get(call.id)
-            combined[call.id] = call if held is None else combine_calls(held, call)
-        return self._write("calls", list(combined.values()), txns, expect)
+        now = datetime.now(UTC)
+        return self.write_rows("calls", [call_row(c, now) for c in calls], txns, expect)
 
     def write_values(
         self,
@@ -138,7 +134,8 @@ class StoreWriter:
         expect: Mapping[str, int | None] | None = None,
     ) -> WriteResult:
         """Write derived values, one per (call, column, op ref, trial): the first success."""
-        return self._write("values", first_values(values), txns, expect)
+        now = datetime.now(UTC)
+        return self.write_rows("values", [value_row(v, now) for v in values], txns, expect)
 
     def write_alerts(
         self,
@@ -148,30 +145,32 @@ class StoreWriter:
         expect: Mapping[str, int | None] | None = None,
     ) -> WriteResult:
         """Write alerts, one per alert id (the first)."""
-        unique: dict[str, Alert] = {}
-        for alert in alerts:
-            unique.setdefault(alert.id, alert)
-        return self._write("alerts", list(unique.values()), txns, expect)
+        now = datetime.now(UTC)
+        return self.write_rows("alerts", [alert_row(a, now) for a in alerts], txns, expect)
 
-    def _write(
+    def write_rows(
         self,
         name: str,
-        records: list[Any],
-        txns: Mapping[str, int] | None,
-        expect: Mapping[str, int | None] | None,
+        rows: Iterable[Row],
+        txns: Mapping[str, int] | None = None,
+        expect: Mapping[str, int | None] | None = None,
     ) -> WriteResult:
+        """Write rows of table ``name`` (as :mod:`weave_stream.store.rows` makes them)."""
         started = time.perf_counter()
         rules = RULES[name]
+        batch = rules.first(rows)
         for attempt in range(1, self.attempts + 1):
             table = self.store.table(name)
             _check_versions(table, name, expect or {})
-            new, superseding, duplicates, looked_up = self._resolve(name, table, records, rules)
+            new, superseding, duplicates, looked_up = self._resolve(name, table, batch, rules)
             now = datetime.now(UTC)
-            rows = [rules.row(record, now) for record in [*new, *superseding]]
+            chosen = [{**row, "stored_at": now} for row in [*new, *superseding]]
             if name == "values":
-                self._describe(rows, now)  # before the values: the catalog never lags them
+                self._describe(chosen, now)  # before the values: the catalog never lags them
             try:
-                version = _commit(table, name, rows, rules.merge_on if superseding else None, txns)
+                version = _commit(
+                    table, name, chosen, rules.merge_on if superseding else None, txns
+                )
             except CommitFailedError as exc:
                 if "Concurrent transaction" in str(exc):
                     metrics.STORE_COMMITS.labels(name, "fenced").inc()
@@ -186,16 +185,16 @@ class StoreWriter:
             except (DeltaError, OSError) as exc:
                 metrics.STORE_COMMITS.labels(name, "failed").inc()
                 raise StoreError(
-                    f"cannot write {len(rows)} rows to the {name} table at "
+                    f"cannot write {len(chosen)} rows to the {name} table at "
                     f"{self.store.uri(name)}: {exc} (check free space and permissions)"
                 ) from exc
             metrics.STORE_COMMITS.labels(name, "ok").inc()
             index = self.indexes[name]
-            for record in [*new, *superseding]:
-                index.put(rules.identity(record), rules.state(record), now)
-            untyped = sum(1 for row in rows if row.get("kind") == "json") if name == "values" else 0
+            for row in chosen:
+                index.put(rules.identity(row), rules.state(row), now)
+            untyped = sum(1 for r in chosen if r.get("kind") == "json") if name == "values" else 0
             metrics.STORE_UNTYPED_VALUES.inc(untyped)
-            metrics.STORE_ROWS.labels(name).inc(len(rows))
+            metrics.STORE_ROWS.labels(name).inc(len(chosen))
             metrics.STORE_DUPLICATES.labels(name).inc(duplicates)
             metrics.STORE_COMMIT_SECONDS.labels(name).observe(time.perf_counter() - started)
             return WriteResult(
@@ -236,8 +235,8 @@ class StoreWriter:
         self._catalog |= fresh
 
     def _resolve(
-        self, name: str, table: DeltaTable, records: list[Any], rules: TableRules[Any]
-    ) -> tuple[list[Any], list[Any], int, int]:
+        self, name: str, table: DeltaTable, records: list[Row], rules: TableRules
+    ) -> tuple[list[Row], list[Row], int, int]:
         """(new records, superseding records, duplicates, identities looked up)."""
         index = self.indexes[name]
         horizon = index.covers_since

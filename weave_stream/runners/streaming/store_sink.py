@@ -27,21 +27,20 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from weave_stream import metrics
-from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import Settings
 from weave_stream.errors import StoreError, WeaveStreamError
-from weave_stream.ingest.call import call_from_json
 from weave_stream.notify.alerts import Alert
 from weave_stream.runners.streaming.health import HEALTH
+from weave_stream.store.rows import alert_row, call_row_from_json, value_row_from_json
 from weave_stream.store.tables import Store
 from weave_stream.store.writer import FencedError, StoreWriter
 
@@ -146,9 +145,10 @@ class StoreSink:
         table = self.table_of(tp.topic)
         pending = self.pending[table]
         for record in records:
-            decoded = _decode(table, record.value, tp, record.offset)
-            if decoded is not None:
-                pending.records.append((tp, decoded))
+            # Decoded when committed, in the writer's thread: the event loop (the ingest
+            # agent's too) only buffers bytes.
+            if record.value is not None:
+                pending.records.append((tp, (record.offset, record.value)))
             pending.offsets[tp] = record.offset
             if self.oldest is None:
                 self.oldest = time.monotonic()
@@ -191,13 +191,9 @@ class StoreSink:
         offsets = dict(pending.offsets)
         txns = {app_id(tp): offset for tp, offset in offsets.items()}
         expect = {app_id(tp): self.committed.get(tp) for tp in offsets}
-        records = [record for _, record in pending.records]
-        write: Callable[..., Any] = self.writer.write_alerts
-        if table == "calls":
-            write = self.writer.write_calls
-        elif table == "values":
-            write = self.writer.write_values
-        await asyncio.to_thread(write, records, txns=txns, expect=expect)
+        raws = [(tp, offset, raw) for tp, (offset, raw) in pending.records]
+        writer = self.writer
+        await asyncio.to_thread(lambda: writer.write_rows(table, _rows(table, raws), txns, expect))
         for tp, offset in offsets.items():
             self.committed[tp] = offset
         self.pending[table] = _Pending()
@@ -292,35 +288,38 @@ class _Listener(ConsumerRebalanceListener):
         await self.sink.assigned(assigned)
 
 
-def _decode(table: str, raw: bytes | None, tp: TopicPartition, offset: int) -> Any:
-    """The record a message holds, or None (counted) when it holds none."""
-    if raw is None:
-        return None
-    try:
-        if table == "calls":
-            return call_from_json(raw)
-        if table == "values":
-            return DerivedValue.from_json(raw)
-        return Alert.from_json(raw)
-    except (ValueError, WeaveStreamError) as exc:
-        # Written by weave-stream itself, so a bug or a foreign writer: say where.
-        log.error(
-            "store sink: %s[%d]@%d is not a %s record: %s",
-            tp.topic,
-            tp.partition,
-            offset,
-            table,
-            exc,
-        )
-        metrics.UNREADABLE_RECORDS.labels(tp.topic).inc()
-        return None
+def _rows(table: str, raws: list[tuple[TopicPartition, int, bytes]]) -> list[dict[str, Any]]:
+    """The store rows the messages hold; one that holds none is logged and counted."""
+    now = datetime.now(UTC)
+    rows = []
+    for tp, offset, raw in raws:
+        try:
+            if table == "calls":
+                rows.append(call_row_from_json(raw, now))
+            elif table == "values":
+                rows.append(value_row_from_json(raw, now))
+            else:
+                rows.append(alert_row(Alert.from_json(raw), now))
+        except (ValueError, KeyError, TypeError, WeaveStreamError) as exc:
+            # Written by weave-stream itself, so a bug or a foreign writer: say where.
+            log.error(
+                "store sink: %s[%d]@%d is not a %s record (%s: %s); skipped",
+                tp.topic,
+                tp.partition,
+                offset,
+                table,
+                type(exc).__name__,
+                exc,
+            )
+            metrics.UNREADABLE_RECORDS.labels(tp.topic).inc()
+    return rows
 
 
 def register_store_sink(app: Any, settings: Settings) -> StoreSink:
     """Run a store sink in ``app`` (a worker), and the store's maintenance on its leader.
 
-    Every ``store_maintenance_seconds`` the leader compacts the partitions of past days
-    and, when ``store_retention_days`` is set, drops the days beyond it.
+    Every ``store_maintenance_seconds`` the leader compacts small files and, when
+    ``store_retention_days`` is set, drops the days beyond it.
     """
     from weave_stream.store.maintenance import apply_retention, compact
 
@@ -339,7 +338,7 @@ def register_store_sink(app: Any, settings: Settings) -> StoreSink:
                     apply_retention, store, settings.store_retention_days
                 )
                 log.info("store retention: deleted %s rows", deleted)
-            await asyncio.to_thread(compact, store, older_than_today=True)
+            await asyncio.to_thread(compact, store)
         except StoreError as exc:  # the next run tries again; the sink is not affected
             log.error("store maintenance failed: %s", exc)
 
