@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from tests.integration.test_aggregates_streaming import (
     windows_topology,
 )
 from tests.integration.test_streaming import produce_calls
+from weave_stream import calls as calls_query
 from weave_stream.cli.aggregates_cmds import show_aggregates
 from weave_stream.config import Settings
 from weave_stream.runners.workers import WorkerProcess
@@ -76,17 +78,26 @@ def test_aggregates_drill_and_compare_from_the_stream_and_from_a_file(
     window = max(aggregate["windows"], key=lambda w: w["rows"])
     group = ["--group", f"size={window['size']}"]
     group += ["--group", f"attributes.model={window['attributes.model']}"]
+    # Each call comes with its document's excerpt, read from the worker's call store.
+    store = ["--store-url", settings.store_location]
+    deadline = time.monotonic() + 60
+    while calls_query(store=settings.store_location, columns=[]).count() < len(calls):
+        assert time.monotonic() < deadline, "the worker's store sink did not catch up"
+        time.sleep(0.5)
     drilled = weave_stream(
-        "drill", NAME, "--window-start", window["window_start"], *group, "--format", "json", *flags
-    )
+        "drill", NAME, "--window-start", window["window_start"], *group, "--format", "json",
+        *store, *flags,
+    )  # fmt: skip
     assert drilled.returncode == 0, drilled.stderr
     found = json.loads(drilled.stdout)
     assert found["rows"] == window["rows"]
     start = datetime.fromisoformat(window["window_start"])
+    documents = {call["id"]: call["inputs"]["document"] for call in calls}
     for ref in found["sample"] + found["worst"]:
         assert ref["group"] == [window["size"], window["attributes.model"]]
         assert start <= datetime.fromisoformat(ref["started_at"]) < start + timedelta(minutes=10)
         assert ref["op_refs"]["words"].startswith("word_count:")
+        assert ref["excerpt"] == documents[ref["call_id"]]
     text = weave_stream("drill", NAME, "--window-start", window["window_start"], *group, *flags)
     assert found["sample"][0]["call_id"] in text.stdout
 
