@@ -2,7 +2,7 @@
 
 ``calls(...).group_by(key, ..., every="1h").agg(name=(field, function), ...)`` gives
 one row per group (and time bucket): the keys, ``time`` (the bucket's start) when
-``every`` is set, ``calls`` (how many), each metric, and ``call_ids``; ``.drill(row)``
+``every`` is set, ``calls`` (how many), each metric, and ``call_ids`` (in no order); ``.drill(row)``
 is the query of exactly those calls. Functions: count, mean, sum, min, max, std,
 median, p50, p90, p95, p99, ci95 (the half-width of the mean's 95 % interval),
 count_distinct, error_rate (derived columns: share of values that are errors);

@@ -183,7 +183,7 @@ class SqlBuilder:
         for aggregate in aggregates:
             expr = _aggregate_sql(aggregate, accessor)
             outputs.append(f"{expr} AS {quote(aggregate.name + chr(9) + 'v')}")
-        refs = f"list({calls}.id ORDER BY {calls}.started_at, {calls}.id)"
+        refs = f"list({calls}.id)"  # unordered: ordering cost ~10 % of a 1 M-call group-by
         if max_refs is not None:
             refs = f"max_by({calls}.id, {calls}.started_at, {int(max_refs)})"
         outputs.append(f"{refs} AS {quote('call_ids' + chr(9) + 'v')}")
