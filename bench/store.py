@@ -312,6 +312,17 @@ def ours(folder: Path) -> Any:
     )
 
 
+def ours_without_refs(folder: Path) -> Any:
+    from weave_stream import calls
+
+    return (
+        calls(store=folder)
+        .group_by(f"{TOPOLOGY}.doc_class.label", every="1h")
+        .agg(mean_score=(f"{TOPOLOGY}.faithfulness.score", "mean"), max_refs=0)
+        .to_arrow()
+    )
+
+
 def duckdb_baseline(folder: Path) -> Any:
     import duckdb
     from deltalake import DeltaTable
@@ -410,7 +421,7 @@ def main() -> None:
     print(
         f"generated {args.calls:,} calls and {3 * args.calls:,} values in {made['seconds']:.0f} s"
     )
-    timings: dict[str, list[float]] = {"ours": [], "duckdb": [], "pandas": []}
+    timings: dict[str, list[float]] = {"ours": [], "duckdb": [], "pandas": [], "no_refs": []}
     frames = pandas_frames(folder)
     for _ in range(args.rounds + 2):
         spent, mine = timed(ours, folder)
@@ -419,6 +430,8 @@ def main() -> None:
         timings["duckdb"].append(spent)
         spent, _ = timed(pandas_query, frames)
         timings["pandas"].append(spent)
+        spent, _ = timed(ours_without_refs, folder)
+        timings["no_refs"].append(spent)
     groups_ours = mine.num_rows
     groups_duckdb = theirs.num_rows
     assert groups_ours == groups_duckdb, (groups_ours, groups_duckdb)
@@ -450,7 +463,7 @@ def main() -> None:
         f"{'store sink with ingest (calls/s committed)':<44}{sunk:>12,.0f}"
         f"{', '.join(f'{v:,.0f}' for v in rates['sink']):>40}"
     )
-    for name in ("ours", "duckdb", "pandas"):
+    for name in ("ours", "no_refs", "duckdb", "pandas"):
         print(
             f"{'group-by, ' + name + ' (ms)':<44}{median[name]:>12,.0f}"
             f"{', '.join(f'{v:,.0f}' for v in timings[name]):>40}"
@@ -474,6 +487,12 @@ def main() -> None:
     )
     figure(
         "calls_query_vs_pandas", median["ours"], median["pandas"], median["pandas"] / median["ours"]
+    )
+    figure(
+        "calls_query_without_refs_vs_duckdb",
+        median["no_refs"],
+        median["duckdb"],
+        median["duckdb"] / median["no_refs"],
     )
     print(json.dumps({"bench": "point_lookup_ms", "value": round(statistics.median(lookups), 2)}))
     print(
