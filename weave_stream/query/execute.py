@@ -21,7 +21,8 @@ import duckdb
 import pyarrow as pa
 
 from weave_stream.errors import QueryError, StoreError
-from weave_stream.query.paths import CALL_FIELDS, Hints, Path, ValuePath, literal
+from weave_stream.query.accessor import Hints
+from weave_stream.query.paths import CALL_FIELDS, Path, ValuePath, literal
 from weave_stream.query.plan import QuerySpec, SqlBuilder, ValueKey, value_keys
 from weave_stream.query.times import TimeRange
 from weave_stream.store.tables import Store

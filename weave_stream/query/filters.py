@@ -27,7 +27,8 @@ from typing import Any
 
 from weave_stream.errors import QueryError
 from weave_stream.ingest.call import parse_timestamp
-from weave_stream.query.paths import Accessor, Path, literal, parse_path
+from weave_stream.query.accessor import Accessor
+from weave_stream.query.paths import Path, literal, parse_path
 
 __all__ = ["OPERATORS", "Condition", "filter_sql", "parse_filter"]
 

@@ -20,8 +20,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
+from weave_stream.query.accessor import Accessor, Hints
 from weave_stream.query.filters import Condition, filter_sql
-from weave_stream.query.paths import Accessor, CallPath, Hints, Path, ValuePath, literal, quote
+from weave_stream.query.paths import CallPath, Path, ValuePath, literal, quote
 from weave_stream.query.times import TimeRange
 
 __all__ = ["AGGREGATES", "Aggregate", "QuerySpec", "SqlBuilder", "value_keys"]
