@@ -102,7 +102,12 @@ class StoreSink:
     async def run(self) -> None:
         """Read, batch and commit until cancelled (then flush what is buffered)."""
         HEALTH.starting(COMPONENT)
-        self.writer = await asyncio.to_thread(StoreWriter, self.store)
+        while self.writer is None:  # an unreachable store stops the sink loudly, not silently
+            try:
+                self.writer = await asyncio.to_thread(StoreWriter, self.store)
+            except (StoreError, OSError) as exc:
+                self._fail("calls", exc)
+                await asyncio.sleep(_RETRY_SECONDS[min(self.failures, len(_RETRY_SECONDS)) - 1])
         timeouts = self.settings.consumer_timeouts
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.broker_address,
