@@ -405,7 +405,9 @@ def main() -> None:
     sink_bytes: dict[str, float] = {}
     with EmbeddedBroker() as broker:
         for round_ in range(args.rounds):
-            for subject in ("ingest", "sink"):
+            # Alternate who goes first: on a shared machine the load drifts within a round.
+            order = ("ingest", "sink") if round_ % 2 == 0 else ("sink", "ingest")
+            for subject in order:
                 result = worker_rate(subject, broker.url, args.stream_calls, broker.address)
                 rates[subject].append(result["rate"])
                 if subject == "sink":
