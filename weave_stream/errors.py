@@ -14,7 +14,8 @@
      ├── VectorIndexError     a FAISS index or its snapshot is unusable
      ├── DeliveryError        an alert could not be delivered to a target (retried)
      ├── StoreError           the call store cannot be opened, read or written
-     └── QueryError           a calls() query is malformed (names the part and the fix)
+     ├── QueryError           a calls() query is malformed (names the part and the fix)
+     └── TopicError           a topic map cannot be fitted, stored or used for assignment
 
 Every message says what failed, where, the offending value, and how to fix it.
 """
@@ -32,6 +33,7 @@ __all__ = [
     "OpTimeoutError",
     "QueryError",
     "StoreError",
+    "TopicError",
     "TopologyError",
     "VectorIndexError",
     "WeaveStreamError",
@@ -98,3 +100,7 @@ class StoreError(WeaveStreamError):
 
 class QueryError(WeaveStreamError):
     """A ``calls()`` query is malformed: an unknown field or column, a bad filter or range."""
+
+
+class TopicError(WeaveStreamError):
+    """A topic map cannot be fitted (too few documents), found, or used (another column/model)."""

@@ -22,11 +22,22 @@ from typing import Any
 
 from weave_stream.loopback import LoopbackServer
 
-__all__ = ["StandInJudge", "chat_completion", "score_prompt"]
+__all__ = ["StandInJudge", "chat_completion", "name_prompt", "score_prompt"]
 
 _SECTION = re.compile(r"^(Document|Extraction):\s*$", re.MULTILINE)
 _RANGE = re.compile(r"from (-?[\d.]+) to (-?[\d.]+)")
 _WORD = re.compile(r"[a-z0-9']{4,}")
+_NAMING_MARK = '"name"'  # a topic namer's system prompt asks for {"name": ..., ...}
+_STOPWORDS = frozenset(
+    re.findall(
+        r"\S+",
+        "about after also been before being could does doing from have having here into just "
+        "like more most much only other over same some such than that their them then there "
+        "these they this those through very what when where which while will with would your "
+        "yours you're it's don't what's topic documents first nearest centre last spread "
+        "across name describe",
+    )
+)
 
 
 def score_prompt(prompt: str, low: float, high: float) -> tuple[float, str]:
@@ -48,6 +59,23 @@ def score_prompt(prompt: str, low: float, high: float) -> tuple[float, str]:
     return score, (
         f"stand-in judge (word overlap, not an LLM): {found} of {len(extraction)} "
         "extraction words are in the document"
+    )
+
+
+def name_prompt(prompt: str) -> tuple[str, str]:
+    """A topic name and description from a namer's prompt: its three most frequent words.
+
+    >>> name, description = name_prompt("1. bank sent money\\n2. money for a bank loan")
+    >>> name, description.startswith("stand-in namer (word counts, not an LLM)")
+    ('bank / money / loan', True)
+    """
+    counts: dict[str, int] = {}
+    for word in _WORD.findall(prompt.lower()):
+        if word not in _STOPWORDS and not word.isdigit():
+            counts[word] = counts.get(word, 0) + 1
+    top = sorted(counts, key=lambda w: (-counts[w], w))[:3] or ["misc"]
+    return " / ".join(top), (
+        "stand-in namer (word counts, not an LLM): the documents share " + ", ".join(top)
     )
 
 
@@ -102,10 +130,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         system = " ".join(m.get("content", "") for m in messages if m.get("role") == "system")
         prompt = "\n".join(m.get("content", "") for m in messages if m.get("role") == "user")
-        bounds = _RANGE.search(system)
-        low, high = (float(bounds.group(1)), float(bounds.group(2))) if bounds else (0.0, 1.0)
-        score, reason = score_prompt(prompt, low, high)
-        content = json.dumps({"score": score, "reason": reason})
+        if _NAMING_MARK in system:
+            name, description = name_prompt(prompt)
+            content = json.dumps({"name": name, "description": description})
+        else:
+            bounds = _RANGE.search(system)
+            low, high = (float(bounds.group(1)), float(bounds.group(2))) if bounds else (0, 1)
+            score, reason = score_prompt(prompt, low, high)
+            content = json.dumps({"score": score, "reason": reason})
         size = sum(len(m.get("content", "")) for m in messages)
         self._send(200, chat_completion(body.get("model", "stand-in"), content, size))
 

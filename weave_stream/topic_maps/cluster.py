@@ -1,0 +1,138 @@
+"""Clustering embeddings into topics: k-means, with the number of topics chosen by silhouette.
+
+Chosen by measurement (bench/topics.py, chatterbot-corpus, 21 categories): k-means on
+unit vectors with k picked by the best cosine silhouette scored AMI 0.54-0.55 against
+the true categories, as well as k-means *told* k (0.53-0.54); HDBSCAN (scikit-learn)
+scored 0.40-0.45 and left 26-32 % of documents as noise. The silhouette is computed on
+a seeded sample (``selection_sample``), so choosing k costs the same at 100 k calls as
+at 2 k; the final k-means runs on every vector.
+
+A refit starts from the previous map's centres (``init``): topics that persist stay
+where they were, which is what makes ids carry over (measured stability on two
+random halves: 0.91 warm against 0.75 cold).
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> blobs = np.vstack([rng.normal(c, 0.05, (30, 3)) for c in ([1, 0, 0], [0, 1, 0], [0, 0, 1])])
+>>> result = cluster(blobs, ClusterParams(seed=0, max_topics=6, min_topic_size=5))
+>>> result.k, sorted(np.bincount(result.labels).tolist())
+(3, [30, 30, 30])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.metrics import silhouette_score
+
+from weave_stream.errors import TopicError
+
+__all__ = ["ClusterParams", "Clustering", "cluster", "minimum_documents", "unit_rows"]
+
+
+@dataclass(frozen=True)
+class ClusterParams:
+    """What a fit is told: the seed and the bounds on the number and size of topics."""
+
+    seed: int = 0
+    min_topics: int = 2
+    max_topics: int = 30
+    min_topic_size: int = 5
+    selection_sample: int = 2000
+    radius_quantile: float = 0.95
+    k: int | None = None  # a fixed number of topics (skips the silhouette search)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The parameters as JSON (they are part of the map's ref)."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Clustering:
+    """Labels (one per vector), unit centres, radii (cosine distance) and the k search."""
+
+    labels: np.ndarray
+    centres: np.ndarray
+    radii: np.ndarray
+    k: int
+    silhouette_by_k: Mapping[int, float] = field(default_factory=dict)
+
+
+def minimum_documents(params: ClusterParams) -> int:
+    """How many documents a fit needs: ``min_topics`` topics of ``min_topic_size`` each."""
+    return max(params.min_topics * params.min_topic_size, params.min_topics + 1)
+
+
+def unit_rows(vectors: Any) -> np.ndarray:
+    """``vectors`` as float32 rows of length 1 (zero rows stay zero)."""
+    array = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(array, axis=1, keepdims=True)
+    return np.divide(array, norms, out=np.zeros_like(array), where=norms > 0)
+
+
+def cluster(vectors: Any, params: ClusterParams, init: np.ndarray | None = None) -> Clustering:
+    """Cluster ``vectors`` (n x d); ``init``: previous centres to start from (a refit)."""
+    data = unit_rows(vectors)
+    needed = minimum_documents(params)
+    if len(data) < needed:
+        raise TopicError(
+            f"a topic fit needs at least {needed} documents ({params.min_topics} topics of "
+            f"min_topic_size {params.min_topic_size}), got {len(data)}: widen --since or "
+            "--where, or lower --min-topic-size"
+        )
+    scores: dict[int, float] = {}
+    if params.k is not None:
+        k = params.k
+    else:
+        k, scores = _choose_k(data, params)
+    model = KMeans(k, init=_init(data, k, init, params.seed), n_init=1, random_state=params.seed)
+    labels = model.fit_predict(data)
+    centres = unit_rows(model.cluster_centers_)
+    # Radius: a high quantile of the members' distances, so stray members do not make a
+    # topic swallow everything around it.
+    distances = 1.0 - np.einsum("ij,ij->i", data, centres[labels])
+    radii = np.array(
+        [
+            float(np.quantile(distances[labels == topic], params.radius_quantile))
+            if np.any(labels == topic)
+            else 0.0
+            for topic in range(k)
+        ],
+        dtype=np.float32,
+    )
+    return Clustering(labels.astype(np.int64), centres, radii, k, scores)
+
+
+def _choose_k(data: np.ndarray, params: ClusterParams) -> tuple[int, dict[int, float]]:
+    rng = np.random.default_rng(params.seed)
+    sample = data
+    if len(data) > params.selection_sample:
+        sample = data[np.sort(rng.choice(len(data), params.selection_sample, replace=False))]
+    largest = min(params.max_topics, len(sample) // params.min_topic_size)
+    smallest = min(params.min_topics, largest)
+    scores: dict[int, float] = {}
+    for k in range(max(2, smallest), max(2, largest) + 1):
+        labels = KMeans(k, n_init=1, random_state=params.seed).fit_predict(sample)
+        if len(set(labels.tolist())) < 2:
+            continue
+        scores[k] = float(silhouette_score(sample, labels, metric="cosine"))
+    if not scores:
+        return max(1, smallest), scores
+    return max(scores, key=lambda k: (scores[k], -k)), scores
+
+
+def _init(data: np.ndarray, k: int, previous: np.ndarray | None, seed: int) -> Any:
+    if previous is None or len(previous) == 0:
+        return "k-means++"
+    start = unit_rows(previous)[:k]
+    if len(start) < k:
+        # More topics than before: add the points farthest from every previous centre
+        # (deterministic, and where new topics are most likely to be).
+        nearest = (data @ start.T).max(axis=1)
+        order = np.argsort(nearest, kind="stable")
+        start = np.vstack([start, data[order[: k - len(start)]]])
+    return start
