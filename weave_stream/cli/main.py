@@ -15,6 +15,7 @@ from weave_stream.cli import (
     ops_cmds,
     registry_cmds,
     store_cmds,
+    topic_cmds,
 )
 
 __all__ = ["cli", "main"]
@@ -38,6 +39,7 @@ for module in (
     demo,
     alerts_cmds,
     store_cmds,
+    topic_cmds,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

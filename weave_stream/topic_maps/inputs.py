@@ -67,7 +67,12 @@ def load_inputs(
         sort="id",
         settings=settings,
     ).to_pandas()
-    frame = frame[frame["vector"].map(lambda v: v is not None and len(v) > 0)]
+    frame = frame[frame["vector"].map(lambda v: isinstance(v, list) and len(v) > 0)]
+    if frame.empty:
+        raise TopicError(
+            f"the store has no {topology.name}.{column} embeddings in this range: run the "
+            "topology over some calls (weave-stream run ... / the workers) or widen --since"
+        )
     vectors = np.asarray(frame["vector"].tolist(), dtype=np.float32).reshape(len(frame), -1)
     scores = {
         name.removeprefix("score:"): [_number(v) for v in frame[name].tolist()]

@@ -1,0 +1,250 @@
+"""``weave-stream topics``: fit, price, show, drill into and freeze topic maps.
+
+``topics fit TOPOLOGY --column doc_embedding`` reads the column's embeddings from the
+call store, clusters them and names each topic through the judge endpoint (cached:
+a second fit of the same calls asks nothing). When a map is current and not frozen,
+a fit is a *refit* from it (ids and names carry over, stability is reported);
+``--fresh`` starts over. ``topics plan`` says what the naming would cost;
+``--budget`` refuses a fit over it before any LLM call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import click
+
+from weave_stream.cli.ops_cmds import CACHE_FILE
+from weave_stream.cli.options import fail, settings_options
+from weave_stream.columns.cache import SqliteCache
+from weave_stream.config import Settings
+from weave_stream.errors import WeaveStreamError
+from weave_stream.query.text import format_frame, parse_where
+from weave_stream.topology.loader import load_topology
+
+__all__ = ["COMMANDS"]
+
+
+def _fit_options(function: Any) -> Any:
+    options = [
+        click.argument("topology"),
+        click.option("--column", required=True, help="The embedding column (doc_embedding)."),
+        click.option("--since", help="Calls started within this duration (7d) or from a time."),
+        click.option("--until", help="... and before this duration ago or time."),
+        click.option("--where", help="A filter in the topology filter language (YAML)."),
+        click.option("--max-topics", type=click.IntRange(2, 500), default=30, show_default=True),
+        click.option("--min-topic-size", type=click.IntRange(2), default=5, show_default=True),
+        click.option("--k", "k", type=click.IntRange(2), help="A fixed number of topics."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--fresh", is_flag=True, help="Ignore the current map (no refit from it)."),
+        click.option("--model", help="The namer's model (default: judge_model)."),
+        click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path)),
+        settings_options("store_url", "data_dir", "judge_base_url", "judge_model"),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _prepare(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
+    from weave_stream.store.tables import Store
+    from weave_stream.topic_maps import ClusterParams, MapStore, TopicNamer
+    from weave_stream.topic_maps.inputs import load_inputs
+
+    topology = load_topology(options["topology"], settings=settings)
+    column = options["column"]
+    store = Store.from_settings(settings)
+    inputs, embedding_ref = load_inputs(
+        topology,
+        column,
+        store=store,
+        since=options["since"],
+        until=options["until"],
+        where=parse_where(options["where"]),
+    )
+    maps = MapStore(store)
+    previous = None if options["fresh"] else maps.current_or_none(topology.name, column)
+    if previous is not None and previous.embedding_ref != embedding_ref:
+        previous = None  # another model's centres cannot start this fit
+    params = ClusterParams(
+        seed=options["seed"],
+        max_topics=options["max_topics"],
+        min_topic_size=options["min_topic_size"],
+        k=options["k"],
+    )
+    directory = options["cache_dir"] or settings.data_dir / "cache"
+    return {
+        "topology": topology,
+        "column": column,
+        "inputs": inputs,
+        "embedding_ref": embedding_ref,
+        "maps": maps,
+        "previous": previous,
+        "params": params,
+        "namer": TopicNamer(model=options["model"], settings=settings),
+        "cache": SqliteCache(directory / CACHE_FILE, max_bytes=settings.cache_max_bytes),
+    }
+
+
+@click.group(name="topics")
+def topics_group() -> None:
+    """Topic maps: cluster an embedding column, name the topics with an LLM, assign calls."""
+
+
+@topics_group.command(name="plan")
+@_fit_options
+def plan_command(settings: Settings, **options: Any) -> None:
+    """What a fit would cost: topics, names cached (free), LLM calls, tokens, dollars."""
+    from weave_stream.topic_maps.fit import plan_fit
+
+    try:
+        job = _prepare(settings, options)
+        plan = asyncio.run(
+            plan_fit(job["inputs"], job["params"], job["namer"], job["cache"], job["previous"])
+        )
+    except WeaveStreamError as exc:
+        fail(str(exc))
+        return
+    usd = (
+        "unknown (model has no price)" if plan.estimate.usd is None else f"${plan.estimate.usd:.4f}"
+    )
+    click.echo(
+        f"{len(job['inputs'].call_ids)} calls -> {plan.topics} topics; names cached: "
+        f"{plan.cached}; LLM calls: {plan.to_name}; tokens: ~{plan.estimate.tokens}; cost: {usd}"
+    )
+
+
+@topics_group.command(name="fit")
+@_fit_options
+@click.option("--budget", type=float, help="Refuse the fit if naming would cost more (USD).")
+def fit_command(settings: Settings, budget: float | None, **options: Any) -> None:
+    """Fit (or refit) the topic map of TOPOLOGY's --column and make it current."""
+    from weave_stream.topic_maps import fit_map
+
+    try:
+        job = _prepare(settings, options)
+        topic_map = asyncio.run(
+            fit_map(
+                job["inputs"],
+                topology=job["topology"].name,
+                column=job["column"],
+                embedding_ref=job["embedding_ref"],
+                params=job["params"],
+                namer=job["namer"],
+                cache=job["cache"],
+                previous=job["previous"],
+                budget=budget,
+            )
+        )
+        path = job["maps"].save(topic_map)
+    except WeaveStreamError as exc:
+        fail(str(exc))
+        return
+    cost = sum(t.naming.cost or 0.0 for t in topic_map.topics)
+    cached = sum(t.naming.cached for t in topic_map.topics)
+    click.echo(
+        f"{topic_map.ref}: {len(topic_map.topics)} topics over {topic_map.call_count} calls; "
+        f"names: {cached} cached, {len(topic_map.topics) - cached} asked (${cost:.4f})"
+    )
+    for topic in topic_map.topics:
+        if topic.naming.error:
+            click.echo(f"  topic {topic.id} kept the name {topic.name}: {topic.naming.error}")
+    if topic_map.refit is not None:
+        r = topic_map.refit
+        click.echo(
+            f"refit of {r.previous_ref}: stability {r.stability:.3f}, ARI {r.adjusted_rand:.3f}; "
+            f"born {list(r.born)}, gone {list(r.gone)}, merged {dict(r.merged)}, "
+            f"split {dict(r.split)}"
+        )
+    click.echo(f"stored {path}", err=True)
+
+
+def _name(topology: str, settings: Settings) -> str:
+    """A topology's name: as given, or read from its file when given a path."""
+    if topology.endswith((".yaml", ".yml", ".py")) or "/" in topology:
+        return load_topology(topology, settings=settings).name
+    return topology
+
+
+def _current(settings: Settings, topology: str, column: str) -> Any:
+    from weave_stream.store.tables import Store
+    from weave_stream.topic_maps import MapStore
+
+    return MapStore(Store.from_settings(settings)).current(_name(topology, settings), column)
+
+
+@topics_group.command(name="show")
+@click.argument("topology")
+@click.option("--column", required=True)
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@settings_options("store_url", "data_dir")
+def show_command(topology: str, column: str, output_format: str, settings: Settings) -> None:
+    """The current map: each topic's name, size, share and mean scores (95 % CI)."""
+    import pandas as pd
+
+    try:
+        topic_map = _current(settings, topology, column)
+    except WeaveStreamError as exc:
+        fail(str(exc))
+        return
+    rows = []
+    for t in topic_map.topics:
+        row: dict[str, Any] = {"id": t.id, "name": t.name, "size": t.size, "share": t.share}
+        for name, s in t.scores.items():
+            row[name] = f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
+        row["description"] = t.description
+        rows.append(row)
+    frozen = " (frozen)" if topic_map.frozen else ""
+    click.echo(f"{topic_map.ref}{frozen}: {topic_map.call_count} calls", err=True)
+    click.echo(format_frame(pd.DataFrame(rows), output_format), nl=False)
+
+
+@topics_group.command(name="drill")
+@click.argument("topology")
+@click.argument("topic")
+@click.option("--column", required=True)
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@settings_options("store_url", "data_dir")
+def drill_command(topology: str, topic: str, column: str, limit: int, settings: Settings) -> None:
+    """The calls behind TOPIC (its name or id) in the current map, with excerpts."""
+    from weave_stream.query.calls import calls
+    from weave_stream.topic_maps.inputs import embedding_column
+
+    try:
+        topic_map = _current(settings, topology, column)
+        chosen = topic_map.topic_named(topic)
+        ids = [c for c, t in topic_map.assignments.items() if t == chosen.id][:limit]
+        _, text_path = embedding_column(load_topology(topology, settings=settings), column)
+        frame = calls(
+            settings=settings, call_ids=ids, columns=["op_name", "started_at", text_path]
+        ).to_pandas()
+    except WeaveStreamError as exc:
+        fail(str(exc))
+        return
+    click.echo(f"topic {chosen.id} {chosen.name!r}: {chosen.size} calls", err=True)
+    click.echo(format_frame(frame, "table"), nl=False)
+
+
+@topics_group.command(name="freeze")
+@click.argument("topology")
+@click.option("--column", required=True)
+@click.option("--off", is_flag=True, help="Thaw: let fits refit the map again.")
+@settings_options("store_url", "data_dir")
+def freeze_command(topology: str, column: str, off: bool, settings: Settings) -> None:
+    """Freeze the current map: new calls are assigned to it, never refitted."""
+    from weave_stream.store.tables import Store
+    from weave_stream.topic_maps import MapStore
+
+    try:
+        maps = MapStore(Store.from_settings(settings))
+        topic_map = maps.current(_name(topology, settings), column)
+        maps.save(topic_map.with_frozen(not off))
+    except WeaveStreamError as exc:
+        fail(str(exc))
+        return
+    click.echo(f"{topic_map.ref} {'thawed' if off else 'frozen'}")
+
+
+COMMANDS = [topics_group]
