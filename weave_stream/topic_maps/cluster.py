@@ -44,6 +44,7 @@ class ClusterParams:
     min_topic_size: int = 5
     selection_sample: int = 2000
     radius_quantile: float = 0.95
+    radius_margin: float = 1.25  # new calls of a topic spread a little wider than its fit
     k: int | None = None  # a fixed number of topics (skips the silhouette search)
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,12 +93,14 @@ def cluster(vectors: Any, params: ClusterParams, init: np.ndarray | None = None)
     model = KMeans(k, init=_init(data, k, init, params.seed), n_init=1, random_state=params.seed)
     labels = model.fit_predict(data)
     centres = unit_rows(model.cluster_centers_)
-    # Radius: a high quantile of the members' distances, so stray members do not make a
-    # topic swallow everything around it.
+    # Radius: a high quantile of the members' distances (so stray members do not make a
+    # topic swallow everything around it), with a margin: fresh calls of the same topic
+    # fall past the fit's own quantile that often, and they are not outliers.
     distances = 1.0 - np.einsum("ij,ij->i", data, centres[labels])
     radii = np.array(
         [
-            float(np.quantile(distances[labels == topic], params.radius_quantile))
+            params.radius_margin
+            * float(np.quantile(distances[labels == topic], params.radius_quantile))
             if np.any(labels == topic)
             else 0.0
             for topic in range(k)

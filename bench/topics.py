@@ -1,0 +1,161 @@
+"""Topics: quality against true categories, stability of refits, fit time at 100 k.
+
+Corpora (real labelled text shipped in a package, nothing downloaded): the
+conversations of chatterbot-corpus in English (2026 documents, 21 categories),
+Italian (562, 19) and Dutch (314, 16), embedded with all-MiniLM-L6-v2 (the
+embeddings are cached under ~/.cache/weave-stream/ keyed by the texts' digest).
+
+Figures, one JSON line each:
+
+* ``topics_ami_vs_kmeans`` per corpus: adjusted mutual information between the
+  topics of weave-stream's fit (k-means, k chosen by silhouette, *not told* the
+  number of categories) and the true categories; baseline: plain k-means *told* the
+  true number (scikit-learn, same seed), interleaved seed by seed. Goal: ratio >= 1.
+* ``topics_refit_stability`` per corpus: fit on one random half, refit on the other
+  half from that map; the share of the second half's documents whose topic carries
+  over (their id under the old map's nearest centre equals their new id). Baseline:
+  the same refit started cold (no previous centres). Goal >= 0.8.
+* ``topics_fit_seconds_100k``: the fit without the LLM step (k search + k-means +
+  radii) on 100 k 384-d vectors (the English embeddings resampled with noise).
+
+Run: ``.venv/bin/python bench/topics.py [--seeds 3] [--rows 100000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_mutual_info_score
+
+from weave_stream.demo.samples import corpus_documents
+from weave_stream.topic_maps.cluster import ClusterParams, cluster, unit_rows
+from weave_stream.topic_maps.matching import compare_assignments, match_centres, nearest
+
+CORPORA = ("english", "italian", "dutch")
+CACHE = Path.home() / ".cache/weave-stream/bench-topics"
+
+
+def embedded(language: str) -> tuple[np.ndarray, np.ndarray]:
+    """Unit embeddings and category labels of one language's conversations."""
+    documents = corpus_documents(language)
+    texts = [d.text for d in documents]
+    digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
+    path = CACHE / f"{language}-{digest}.npy"
+    if path.exists():
+        vectors = np.load(path)
+    else:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from weave_stream.ops.embed import encode_sync
+
+        started = time.perf_counter()
+        vectors = np.asarray(encode_sync(texts), dtype=np.float32)
+        print(
+            f"  embedded {len(texts)} {language} documents in {time.perf_counter() - started:.0f}s"
+        )
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.save(path, vectors)
+    return unit_rows(vectors), np.asarray([d.category for d in documents])
+
+
+def topics_of(
+    vectors: np.ndarray, seed: int, init: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    result = cluster(vectors, ClusterParams(seed=seed), init=init)
+    return result.labels, result.centres
+
+
+def stability(vectors: np.ndarray, seed: int, warm: bool) -> float:
+    """Fit on one half, refit on the other (warm: from the first map's centres)."""
+    order = np.random.default_rng(seed).permutation(len(vectors))
+    first, second = vectors[order[: len(order) // 2]], vectors[order[len(order) // 2 :]]
+    _, old_centres = topics_of(first, seed)
+    labels, new_centres = topics_of(second, seed, init=old_centres if warm else None)
+    matched = match_centres(old_centres, new_centres, max_distance=0.35)
+    new_ids = [matched.get(label, 1000 + label) for label in labels.tolist()]
+    old_ids = nearest(second, old_centres).tolist()
+    share, _, _, _ = compare_assignments(old_ids, new_ids)
+    return share
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+    figures = []
+    print(
+        f"{'corpus':<10}{'docs':>6}{'cats':>6}{'topics':>8}{'AMI':>8}{'kmeans@k':>10}"
+        f"{'stab warm':>11}{'stab cold':>11}"
+    )
+    for language in CORPORA:
+        vectors, labels = embedded(language)
+        categories = len(set(labels.tolist()))
+        ours, told, ks, warm, cold = [], [], [], [], []
+        for seed in range(args.seeds):  # interleaved: baseline and subject per seed
+            baseline = KMeans(categories, n_init=1, random_state=seed).fit_predict(vectors)
+            told.append(adjusted_mutual_info_score(labels, baseline))
+            found, centres = topics_of(vectors, seed)
+            ours.append(adjusted_mutual_info_score(labels, found))
+            ks.append(len(centres))
+            cold.append(stability(vectors, seed, warm=False))
+            warm.append(stability(vectors, seed, warm=True))
+        ami, base = float(np.mean(ours)), float(np.mean(told))
+        print(
+            f"{language:<10}{len(vectors):>6}{categories:>6}{np.mean(ks):>8.1f}{ami:>8.3f}"
+            f"{base:>10.3f}{np.mean(warm):>11.3f}{np.mean(cold):>11.3f}"
+        )
+        figures.append(
+            {
+                "bench": "topics_ami_vs_kmeans",
+                "corpus": language,
+                "value": round(ami, 4),
+                "baseline": round(base, 4),
+                "ratio": round(ami / base, 4),
+                "topics": float(np.mean(ks)),
+                "categories": categories,
+            }
+        )
+        figures.append(
+            {
+                "bench": "topics_refit_stability",
+                "corpus": language,
+                "value": round(float(np.mean(warm)), 4),
+                "baseline": round(float(np.mean(cold)), 4),
+                "ratio": round(float(np.mean(warm)) / float(np.mean(cold)), 4),
+            }
+        )
+    english, _ = embedded("english")
+    rng = np.random.default_rng(0)
+    picks = english[rng.integers(0, len(english), args.rows)]
+    big = unit_rows(picks + rng.normal(scale=0.4 / np.sqrt(384), size=picks.shape))
+    started = time.perf_counter()
+    result = cluster(big, ClusterParams(seed=0))
+    seconds = time.perf_counter() - started
+    print(f"fit of {args.rows} x 384 without the LLM step: {seconds:.1f}s ({result.k} topics)")
+    figures.append(
+        {
+            "bench": "topics_fit_seconds_100k",
+            "rows": args.rows,
+            "value": round(seconds, 2),
+            "baseline": None,
+            "ratio": None,
+            "topics": result.k,
+        }
+    )
+    for figure in figures:
+        print(json.dumps(figure))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""The topic column on the local runner: nearest topic or ``outlier``, from the stored map."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tests.unit.test_topic_fit import CATEGORIES, PARAMS, corpus
+from weave_stream.columns.cache import MemoryCache
+from weave_stream.demo.judge_standin import StandInJudge
+from weave_stream.errors import TopicError
+from weave_stream.ops import op
+from weave_stream.runners.local import run_local
+from weave_stream.topic_maps import MapStore, TopicNamer, fit_map
+from weave_stream.topic_maps.assign import AssignTopic
+from weave_stream.topology.spec import Column, Source, Topology
+
+
+def fitted_store(tmp_path: Path) -> tuple[Path, Any, Any]:
+    inputs, truth = corpus(CATEGORIES)
+    with StandInJudge() as judge:
+        topic_map = asyncio.run(
+            fit_map(
+                inputs,
+                topology="support",
+                column="doc_embedding",
+                embedding_ref="embed:test",
+                params=PARAMS,
+                namer=TopicNamer(model="gpt-4o-mini", base_url=judge.base_url),
+                cache=MemoryCache(),
+            )
+        )
+    store = tmp_path / "store"
+    MapStore(store).save(topic_map)
+    return store, topic_map, (inputs, truth)
+
+
+@op
+def given_vector(vector: list[float]) -> list[float]:
+    return vector
+
+
+def topology(store: Path, **params: Any) -> Topology:
+    return Topology(
+        name="support",
+        source=Source(),
+        columns=[
+            Column("doc_embedding", given_vector, args={"vector": "inputs.vector"}),
+            Column(
+                "topic",
+                AssignTopic(topology="support", column="doc_embedding", store=str(store), **params),
+                args={"embedding": "columns.doc_embedding"},
+            ),
+        ],
+    )
+
+
+def test_new_calls_get_their_topic_and_far_ones_are_outliers(tmp_path: Path) -> None:
+    store, topic_map, (inputs, truth) = fitted_store(tmp_path)
+    fresh, fresh_truth = corpus(CATEGORIES, per=5, seed=9)  # new calls from the same topics
+    far = np.random.default_rng(3).normal(size=(3, 384)) * 5
+    vectors = [*fresh.vectors.tolist(), *far.tolist()]
+    calls = [
+        {
+            "id": f"n{i}",
+            "op_name": "predict",
+            "started_at": "2026-12-01T00:00:00Z",
+            "inputs": {"vector": v},
+        }
+        for i, v in enumerate(vectors)
+    ]
+    table = run_local(topology(store), calls)
+    values = {v.call_id: v.value for v in table.values if v.column == "topic"}
+    expected = {truth[i]: topic_map.assignments[c] for i, c in enumerate(inputs.call_ids)}
+    for i, category in enumerate(fresh_truth):
+        assert values[f"n{i}"]["topic_id"] == expected[category]
+        assert values[f"n{i}"]["topic"] == topic_map.topic(expected[category]).name
+    for i in range(len(fresh_truth), len(vectors)):
+        assert values[f"n{i}"]["topic"] == "outlier" and values[f"n{i}"]["topic_id"] == -1
+        assert values[f"n{i}"]["distance"] > 0.5
+    # A restarted worker (a new op) reads the same stored map: same version, same values.
+    again = run_local(topology(store), calls)
+    assert {v.call_id: v.value for v in again.values if v.column == "topic"} == values
+    assert again.values[1].op_ref == table.values[1].op_ref
+
+
+def test_a_map_of_another_model_or_dimension_is_refused(tmp_path: Path) -> None:
+    store, _, _ = fitted_store(tmp_path)
+    with pytest.raises(TopicError, match="fitted on embeddings of embed:test, but the column"):
+        run_local(topology(store, embedding_ref="embed:other"), [])
+    calls = [
+        {
+            "id": "x",
+            "op_name": "p",
+            "started_at": "2026-12-01T00:00:00Z",
+            "inputs": {"vector": [0.1] * 16},
+        }
+    ]
+    table = run_local(topology(store), calls)
+    error = next(v.error for v in table.values if v.column == "topic")
+    assert "fitted on 384-d embeddings" in (error or "") and "refit the map" in (error or "")
+    with pytest.raises(TopicError, match="run `weave-stream topics fit support"):
+        run_local(topology(tmp_path / "empty"), [])

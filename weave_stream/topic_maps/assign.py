@@ -1,0 +1,153 @@
+"""The topic column: each call's nearest topic of the stored map, or ``outlier``.
+
+:class:`TopicIndex` is a FAISS inner-product index over the map's unit centres (a
+few dozen vectors: one exact search per micro-batch costs microseconds beside the
+model that made the embeddings). A call farther (cosine distance) than its nearest
+topic's radius is an ``outlier``.
+
+:data:`AssignTopic` is the op a topology uses; its value is
+``{"topic": name, "topic_id": id, "distance": d}`` (``topic_id`` -1 for outliers), so
+aggregates can group calls by ``<topology>.<column>.topic``. It reads the map from
+the store (``CURRENT``, or the ``ref`` it is pinned to) once, when first used: a
+restarted worker reads the same stored map, nothing is refitted. The map's ref is
+part of the op's version, so values of two maps are never mixed in the cache.
+
+>>> import numpy as np
+>>> from weave_stream.topic_maps.model import Topic, TopicMap
+>>> t = [Topic(i, n, "", tuple(np.eye(3)[i]), 0.2, 1, 0.5) for i, n in enumerate(["a", "b"])]
+>>> index = TopicIndex(TopicMap("t", "c", "embed:1", "topicmap:1", tuple(t)))
+>>> [v["topic"] for v in index.assign(np.array([[0.9, 0.1, 0], [0, 0, 1]]))]
+['a', 'outlier']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import faiss
+import numpy as np
+
+from weave_stream.errors import TopicError
+from weave_stream.ops.base import OpResult
+from weave_stream.ops.decorator import op
+from weave_stream.topic_maps.cluster import unit_rows
+from weave_stream.topic_maps.model import OUTLIER, TopicMap
+from weave_stream.topic_maps.storage import MapStore
+
+__all__ = ["AssignTopic", "TopicIndex", "check_map"]
+
+
+class TopicIndex:
+    """Nearest-centre search over one map's topics."""
+
+    def __init__(self, topic_map: TopicMap) -> None:
+        if not topic_map.topics:
+            raise TopicError(f"topic map {topic_map.ref} has no topics to assign calls to")
+        centres = unit_rows([t.centre for t in topic_map.topics])
+        self.map = topic_map
+        self.dimensions = centres.shape[1]
+        self._index = faiss.IndexFlatIP(self.dimensions)
+        self._index.add(centres)
+        self._radii = np.asarray([t.radius for t in topic_map.topics], dtype=np.float32)
+
+    def assign(self, vectors: Any) -> list[dict[str, Any]]:
+        """One ``{"topic", "topic_id", "distance"}`` per vector (n x d)."""
+        data = unit_rows(vectors)
+        if data.ndim != 2 or data.shape[1] != self.dimensions:
+            raise TopicError(
+                f"topic map {self.map.ref} was fitted on {self.dimensions}-d embeddings of "
+                f"{self.map.embedding_ref}; got vectors of shape {data.shape}: the embedding "
+                f"column changed, so refit the map (weave-stream topics fit "
+                f"{self.map.topology} --column {self.map.column})"
+            )
+        similarity, nearest = self._index.search(data, 1)
+        out = []
+        for sim, index in zip(similarity[:, 0].tolist(), nearest[:, 0].tolist(), strict=True):
+            topic = self.map.topics[index]
+            distance = round(max(0.0, 1.0 - sim), 6)
+            if distance > self._radii[index]:
+                out.append({"topic": OUTLIER, "topic_id": -1, "distance": distance})
+            else:
+                out.append({"topic": topic.name, "topic_id": topic.id, "distance": distance})
+        return out
+
+
+def check_map(topic_map: TopicMap, column: str, embedding_ref: str | None) -> None:
+    """Refuse a map fitted on another column or embedding model (:class:`TopicError`)."""
+    if topic_map.column != column:
+        raise TopicError(
+            f"topic map {topic_map.ref} was fitted on column {topic_map.column!r}, not "
+            f"{column!r}: fit a map for {column!r} first"
+        )
+    if embedding_ref is not None and topic_map.embedding_ref != embedding_ref:
+        raise TopicError(
+            f"topic map {topic_map.ref} of {topic_map.topology}.{column} was fitted on "
+            f"embeddings of {topic_map.embedding_ref}, but the column is now computed by "
+            f"{embedding_ref}: its centres mean nothing in the new space; refit it with "
+            f"`weave-stream topics fit {topic_map.topology} --column {column}`"
+        )
+
+
+class AssignTopicOp:
+    """Assign each embedding to a topic of the map of ``topology.column`` (see module)."""
+
+    def __init__(
+        self,
+        topology: str,
+        column: str,
+        ref: str | None = None,
+        embedding_ref: str | None = None,
+        store: Any = None,
+        settings: Any = None,
+    ) -> None:
+        self.topology, self.column, self.ref = topology, column, ref
+        self.embedding_ref = embedding_ref
+        self._store, self._settings = store, settings
+        self._index: TopicIndex | None = None
+
+    def _maps(self) -> MapStore:
+        store = self._store
+        if store is None:
+            from weave_stream.config import load_settings
+
+            settings = self._settings or load_settings()
+            store = settings.store_location
+        return MapStore(store)
+
+    @property
+    def index(self) -> TopicIndex:
+        """The map's index, loaded from the store on first use and kept."""
+        if self._index is None:
+            maps = self._maps()
+            if self.ref is not None:
+                topic_map = maps.load(self.topology, self.column, self.ref)
+            else:
+                topic_map = maps.current(self.topology, self.column)
+            check_map(topic_map, self.column, self.embedding_ref)
+            self._index = TopicIndex(topic_map)
+        return self._index
+
+    def preflight(self) -> None:
+        """Load the map now: no map, or one of another model, fails before anything runs."""
+        _ = self.index
+
+    def version_state(self) -> Mapping[str, str]:
+        """The map's ref: values of two maps never share a cache entry."""
+        return {"map": self.index.map.ref}
+
+    def __call__(self, embedding: list[Any]) -> list[OpResult]:
+        present = [i for i, v in enumerate(embedding) if v is not None and len(v) > 0]
+        results = [OpResult.failure("no embedding to assign") for _ in embedding]
+        if present:
+            values = self.index.assign(np.asarray([embedding[i] for i in present]))
+            for i, value in zip(present, values, strict=True):
+                results[i] = OpResult(value=value)
+        return results
+
+
+AssignTopic = op(
+    name="topic",
+    batched=True,
+    unversioned=("store", "settings"),
+)(AssignTopicOp)
