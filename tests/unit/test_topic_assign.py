@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +14,12 @@ from tests.unit.test_topic_fit import CATEGORIES, PARAMS, corpus
 from weave_stream.columns.cache import MemoryCache
 from weave_stream.demo.judge_standin import StandInJudge
 from weave_stream.errors import TopicError
+from weave_stream.notify.slack import slack_payload
 from weave_stream.ops import op
 from weave_stream.runners.local import run_local
 from weave_stream.topic_maps import MapStore, TopicNamer, fit_map
-from weave_stream.topic_maps.assign import AssignTopic
+from weave_stream.topic_maps.assign import AssignTopic, TopicIndex
+from weave_stream.topic_maps.watch import TopicWatch, WindowCall
 from weave_stream.topology.spec import Column, Source, Topology
 
 
@@ -105,3 +108,31 @@ def test_a_map_of_another_model_or_dimension_is_refused(tmp_path: Path) -> None:
     assert "fitted on 384-d embeddings" in (error or "") and "refit the map" in (error or "")
     with pytest.raises(TopicError, match="run `weave-stream topics fit support"):
         run_local(topology(tmp_path / "empty"), [])
+
+
+def test_a_vanished_topic_and_gathering_outliers_raise_alerts(tmp_path: Path) -> None:
+    _, topic_map, (inputs, truth) = fitted_store(tmp_path)
+    index = TopicIndex(topic_map)
+    window, window_truth = corpus(["money", "food", "science"], per=20, seed=5)  # no sports
+    born, _ = corpus(["history"], per=12, seed=6)  # a topic the map does not know
+    vectors = np.vstack([window.vectors, born.vectors])
+    ids = [*window.call_ids, *born.call_ids]
+    assigned = index.assign(vectors)
+    assert all(a["topic_id"] == -1 for a in assigned[len(window_truth) :])
+    calls = [
+        WindowCall(c, a["topic_id"], v.tolist(), excerpt=c)
+        for c, a, v in zip(ids, assigned, vectors, strict=True)
+    ]
+    alerts = TopicWatch(topic_map, min_calls=40).check(
+        calls, time=datetime(2026, 12, 1, tzinfo=UTC)
+    )
+    kinds = {(a.kind, a.stats.get("topic")) for a in alerts}
+    sports = topic_map.assignments[
+        next(c for c, t in zip(inputs.call_ids, truth, strict=True) if t == "sports")
+    ]
+    assert kinds == {("topic_shift", topic_map.topic(sports).name), ("new_topic", None)}
+    new = next(a for a in alerts if a.kind == "new_topic")
+    assert new.count == 12 and set(new.call_ids) <= set(born.call_ids)
+    shift = next(a for a in alerts if a.kind == "topic_shift")
+    assert shift.stats["observed_share"] == 0 and shift.stats["expected_share"] == 0.25
+    assert "Topic shift" in str(slack_payload(shift, "{call_id}")) and "New topic" in str(slack_payload(new, "{call_id}"))

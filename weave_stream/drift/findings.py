@@ -23,7 +23,7 @@ from typing import Literal
 
 __all__ = ["AlertKind", "Detector", "Finding", "GroupKey", "StatValue", "group_key"]
 
-AlertKind = Literal["novel_example", "distribution_shift"]
+AlertKind = Literal["novel_example", "distribution_shift", "topic_shift", "new_topic"]
 Detector = Literal["nearest_neighbour", "window_mmd", "window_centroid", "adwin", "page_hinkley"]
 GroupKey = tuple[tuple[str, str], ...]
 StatValue = float | int | str | None

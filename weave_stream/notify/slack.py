@@ -31,7 +31,12 @@ from weave_stream.notify.alerts import Alert
 
 __all__ = ["call_link", "slack_payload"]
 
-_TITLES = {"novel_example": "Novel example", "distribution_shift": "Distribution shift"}
+_TITLES = {
+    "novel_example": "Novel example",
+    "distribution_shift": "Distribution shift",
+    "topic_shift": "Topic shift",
+    "new_topic": "New topic",
+}
 _HEADER_LIMIT = 150
 _FIELD_LIMIT = 1_900
 _TEXT_LIMIT = 2_900
