@@ -135,4 +135,5 @@ def test_a_vanished_topic_and_gathering_outliers_raise_alerts(tmp_path: Path) ->
     assert new.count == 12 and set(new.call_ids) <= set(born.call_ids)
     shift = next(a for a in alerts if a.kind == "topic_shift")
     assert shift.stats["observed_share"] == 0 and shift.stats["expected_share"] == 0.25
-    assert "Topic shift" in str(slack_payload(shift, "{call_id}")) and "New topic" in str(slack_payload(new, "{call_id}"))
+    assert "Topic shift" in str(slack_payload(shift, "{call_id}"))
+    assert "New topic" in str(slack_payload(new, "{call_id}"))
