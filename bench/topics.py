@@ -17,8 +17,12 @@ Figures, one JSON line each:
   the same refit started cold (no previous centres). Goal >= 0.8.
 * ``topics_fit_seconds_100k``: the fit without the LLM step (k search + k-means +
   radii) on 100 k 384-d vectors (the English embeddings resampled with noise).
+* ``topic_column_vs_embed``: the local runner over ``--column-calls`` English calls
+  with the embed column alone (baseline) and with the topic column beside it
+  (subject), fresh caches, interleaved over ``--rounds``; ratio = baseline seconds /
+  subject seconds (throughput kept). Goal >= 0.95.
 
-Run: ``.venv/bin/python bench/topics.py [--seeds 3] [--rows 100000]``.
+Run: ``.venv/bin/python bench/topics.py [--seeds 3] [--rows 100000] [--parts ...]``.
 """
 
 from __future__ import annotations
@@ -92,8 +96,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--column-calls", type=int, default=256)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--parts", default="quality,fit,column")
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     figures = []
+    if "quality" in parts:
+        figures += quality(args.seeds)
+    if "fit" in parts:
+        figures.append(fit_time(args.rows))
+    if "column" in parts:
+        figures.append(column_cost(args.column_calls, args.rounds))
+    for figure in figures:
+        print(json.dumps(figure))
+
+
+def quality(seeds: int) -> list[dict[str, object]]:
+    """AMI against true categories and refit stability, per corpus."""
+    figures: list[dict[str, object]] = []
     print(
         f"{'corpus':<10}{'docs':>6}{'cats':>6}{'topics':>8}{'AMI':>8}{'kmeans@k':>10}"
         f"{'stab warm':>11}{'stab cold':>11}"
@@ -102,7 +123,7 @@ def main() -> None:
         vectors, labels = embedded(language)
         categories = len(set(labels.tolist()))
         ours, told, ks, warm, cold = [], [], [], [], []
-        for seed in range(args.seeds):  # interleaved: baseline and subject per seed
+        for seed in range(seeds):  # interleaved: baseline and subject per seed
             baseline = KMeans(categories, n_init=1, random_state=seed).fit_predict(vectors)
             told.append(adjusted_mutual_info_score(labels, baseline))
             found, centres = topics_of(vectors, seed)
@@ -135,26 +156,91 @@ def main() -> None:
                 "ratio": round(float(np.mean(warm)) / float(np.mean(cold)), 4),
             }
         )
+    return figures
+
+
+def fit_time(rows: int) -> dict[str, object]:
+    """Seconds to fit ``rows`` 384-d vectors, without naming."""
     english, _ = embedded("english")
     rng = np.random.default_rng(0)
-    picks = english[rng.integers(0, len(english), args.rows)]
+    picks = english[rng.integers(0, len(english), rows)]
     big = unit_rows(picks + rng.normal(scale=0.4 / np.sqrt(384), size=picks.shape))
     started = time.perf_counter()
     result = cluster(big, ClusterParams(seed=0))
     seconds = time.perf_counter() - started
-    print(f"fit of {args.rows} x 384 without the LLM step: {seconds:.1f}s ({result.k} topics)")
-    figures.append(
-        {
-            "bench": "topics_fit_seconds_100k",
-            "rows": args.rows,
-            "value": round(seconds, 2),
-            "baseline": None,
-            "ratio": None,
-            "topics": result.k,
-        }
+    print(f"fit of {rows} x 384 without the LLM step: {seconds:.1f}s ({result.k} topics)")
+    return {
+        "bench": "topics_fit_seconds_100k",
+        "rows": rows,
+        "value": round(seconds, 2),
+        "baseline": None,
+        "ratio": None,
+        "topics": result.k,
+    }
+
+
+def column_cost(count: int, rounds: int) -> dict[str, object]:
+    """The local runner with the embed column alone, then with the topic column too."""
+    import asyncio
+    import tempfile
+
+    from weave_stream.columns.cache import MemoryCache
+    from weave_stream.demo.judge_standin import StandInJudge
+    from weave_stream.demo.samples import sample_calls
+    from weave_stream.ops.embed import Embed
+    from weave_stream.runners.local import run_local
+    from weave_stream.topic_maps import MapStore, TopicInputs, TopicNamer, fit_map
+    from weave_stream.topic_maps.assign import AssignTopic
+    from weave_stream.topology.spec import Column, Source, Topology
+
+    vectors, _ = embedded("english")
+    documents = corpus_documents("english")
+    embed = Embed()
+    store = tempfile.mkdtemp()
+    ids = [f"c{i}" for i in range(len(vectors))]
+    inputs = TopicInputs(ids, vectors, [d.text for d in documents])
+    with StandInJudge() as judge:
+        topic_map = asyncio.run(
+            fit_map(
+                inputs,
+                topology="bench",
+                column="doc_embedding",
+                embedding_ref=embed.ref,
+                params=ClusterParams(seed=0),
+                cache=MemoryCache(),
+                namer=TopicNamer(model="gpt-4o-mini", base_url=judge.base_url),
+            )
+        )
+    MapStore(store).save(topic_map)
+    picks = np.random.default_rng(1).choice(len(documents), count, replace=False)
+    calls = sample_calls([documents[i] for i in picks], seed="bench-topics")
+    embed_column = Column("doc_embedding", embed, args={"text": "inputs.document"})
+    topic_column = Column(
+        "topic",
+        AssignTopic(topology="bench", column="doc_embedding", embedding_ref=embed.ref, store=store),
+        args={"embedding": "columns.doc_embedding"},
     )
-    for figure in figures:
-        print(json.dumps(figure))
+    alone = Topology(name="bench", source=Source(), columns=[embed_column])
+    both = Topology(name="bench", source=Source(), columns=[embed_column, topic_column])
+    run_local(both, calls[:8])  # load the model and the map before timing
+    times: dict[str, list[float]] = {"embed": [], "embed+topic": []}
+    for _ in range(rounds):
+        for name, topology in (("embed", alone), ("embed+topic", both)):
+            started = time.perf_counter()
+            table = run_local(topology, calls, MemoryCache())
+            times[name].append(time.perf_counter() - started)
+            failed = [v.error for v in table.values if v.error]
+            if failed:
+                raise SystemExit(f"{len(failed)} values failed, e.g. {failed[0]}")
+    base, subject = float(np.median(times["embed"])), float(np.median(times["embed+topic"]))
+    print(f"{count} calls: embed {base:.2f}s, embed+topic {subject:.2f}s (median of {rounds})")
+    return {
+        "bench": "topic_column_vs_embed",
+        "value": round(count / subject, 2),
+        "baseline": round(count / base, 2),
+        "ratio": round(base / subject, 4),
+        "unit": "calls/s",
+    }
 
 
 if __name__ == "__main__":
