@@ -90,8 +90,11 @@ def test_plan_fit_show_drill_and_freeze(world: dict[str, Any]) -> None:
     assert "3 topics over 42 calls; names: 0 cached, 3 asked" in fitted.output
     again = run(world, "plan", "--max-topics", "6", "--fresh")
     assert "names cached: 3; LLM calls: 0" in again.output and "cost: $0.0000" in again.output
-    shown = run(world, "show")
-    assert shown.exit_code == 0 and "not an LLM" in shown.output and "quality" in shown.output
+    plot = world["root"] / "topics.png"
+    shown = run(world, "show", "--plot", str(plot))
+    assert shown.exit_code == 0, shown.output
+    assert "not an LLM" in shown.output and "quality_low" in shown.output
+    assert plot.read_bytes().startswith(b"\x89PNG")
     drilled = run(world, "drill", "0")
     assert drilled.exit_code == 0, drilled.output
     assert "14 calls" in drilled.output and "inputs.document" in drilled.output

@@ -179,26 +179,36 @@ def _current(settings: Settings, topology: str, column: str) -> Any:
 @click.argument("topology")
 @click.option("--column", required=True)
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also draw the calls in 2-D by topic, and the topic shares over time, to FILE.png.",
+)
+@click.option("--every", default="1h", show_default=True, help="The shares' time bucket.")
 @settings_options("store_url", "data_dir")
-def show_command(topology: str, column: str, output_format: str, settings: Settings) -> None:
+def show_command(
+    topology: str,
+    column: str,
+    output_format: str,
+    plot: Path | None,
+    every: str,
+    settings: Settings,
+) -> None:
     """The current map: each topic's name, size, share and mean scores (95 % CI)."""
-    import pandas as pd
+    from weave_stream.store.tables import Store
+    from weave_stream.topic_maps.frames import plot_map, topic_table
 
     try:
         topic_map = _current(settings, topology, column)
+        if plot is not None:
+            plot_map(topic_map, plot, store=Store.from_settings(settings), every=every)
+            click.echo(f"wrote {plot}", err=True)
     except WeaveStreamError as exc:
         fail(str(exc))
         return
-    rows = []
-    for t in topic_map.topics:
-        row: dict[str, Any] = {"id": t.id, "name": t.name, "size": t.size, "share": t.share}
-        for name, s in t.scores.items():
-            row[name] = f"{s['mean']:.3f} [{s['low']:.3f}, {s['high']:.3f}]"
-        row["description"] = t.description
-        rows.append(row)
     frozen = " (frozen)" if topic_map.frozen else ""
     click.echo(f"{topic_map.ref}{frozen}: {topic_map.call_count} calls", err=True)
-    click.echo(format_frame(pd.DataFrame(rows), output_format), nl=False)
+    click.echo(format_frame(topic_table(topic_map), output_format), nl=False)
 
 
 @topics_group.command(name="drill")
@@ -209,17 +219,18 @@ def show_command(topology: str, column: str, output_format: str, settings: Setti
 @settings_options("store_url", "data_dir")
 def drill_command(topology: str, topic: str, column: str, limit: int, settings: Settings) -> None:
     """The calls behind TOPIC (its name or id) in the current map, with excerpts."""
-    from weave_stream.query.calls import calls
+    from weave_stream.store.tables import Store
+    from weave_stream.topic_maps.frames import topic_calls
     from weave_stream.topic_maps.inputs import embedding_column
 
     try:
         topic_map = _current(settings, topology, column)
         chosen = topic_map.topic_named(topic)
-        ids = [c for c, t in topic_map.assignments.items() if t == chosen.id][:limit]
         _, text_path = embedding_column(load_topology(topology, settings=settings), column)
-        frame = calls(
-            settings=settings, call_ids=ids, columns=["op_name", "started_at", text_path]
-        ).to_pandas()
+        store = Store.from_settings(settings)
+        columns = ["op_name", "started_at", text_path]
+        frame = topic_calls(topic_map, chosen.id, store=store, columns=columns)
+        frame = frame.limit(limit).to_pandas()
     except WeaveStreamError as exc:
         fail(str(exc))
         return

@@ -1,0 +1,104 @@
+"""Topic maps from Python: the topic table, the calls behind a topic, and the plots.
+
+>>> from weave_stream.topic_maps.model import Topic, TopicMap
+>>> t = Topic(0, "billing", "Money matters.", (1.0, 0.0), 0.3, 4, 1.0,
+...           scores={"quality": {"mean": 0.5, "low": 0.4, "high": 0.6, "count": 4.0}})
+>>> table = topic_table(TopicMap("s", "c", "embed:1", "topicmap:1", (t,)))
+>>> list(table.columns), table.loc[0, "quality_high"]
+(['id', 'name', 'size', 'share', 'quality', 'quality_low', 'quality_high', 'description'], 0.6)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from weave_stream.query.calls import Query, calls
+from weave_stream.topic_maps.cluster import unit_rows
+from weave_stream.topic_maps.model import TopicMap
+from weave_stream.topic_maps.storage import MapStore
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["current_map", "plot_map", "topic_calls", "topic_table"]
+
+
+def current_map(topology: str, column: str, *, store: Any = None, settings: Any = None) -> TopicMap:
+    """The current topic map of ``topology.column`` in ``store`` (default: the settings')."""
+    if store is None:
+        from weave_stream.config import load_settings
+
+        store = (settings or load_settings()).store_location
+    return MapStore(store).current(topology, column)
+
+
+def topic_table(topic_map: TopicMap) -> pd.DataFrame:
+    """One row per topic: id, name, size, share, each score's mean and 95 % interval."""
+    import pandas as pd
+
+    rows = []
+    for topic in topic_map.topics:
+        row: dict[str, Any] = {
+            "id": topic.id,
+            "name": topic.name,
+            "size": topic.size,
+            "share": topic.share,
+        }
+        for name, score in topic.scores.items():
+            row[name] = score["mean"]
+            row[f"{name}_low"] = score["low"]
+            row[f"{name}_high"] = score["high"]
+        row["description"] = topic.description
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def topic_calls(
+    topic_map: TopicMap, topic: int | str, *, store: Any = None, columns: Any = None
+) -> Query:
+    """A lazy ``calls()`` query of the calls behind ``topic`` (its id or name)."""
+    chosen = topic_map.topic_named(str(topic))
+    ids = [c for c, t in topic_map.assignments.items() if t == chosen.id]
+    return calls(store=store, call_ids=ids, columns=columns, sort="started_at")
+
+
+def plot_map(topic_map: TopicMap, out: Path, *, store: Any = None, every: str = "1h") -> Path:
+    """Two panels: the fitted calls' embeddings in 2-D (PCA) coloured by topic, and each
+    topic's share of calls per ``every`` bucket of ``started_at``; written to ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    vector_path = f"{topic_map.topology}.{topic_map.column}"
+    frame = calls(
+        store=store,
+        call_ids=list(topic_map.assignments),
+        columns={"started_at": "started_at", "vector": vector_path},
+    ).to_pandas()
+    frame["topic"] = frame["id"].map(topic_map.assignments)
+    names = {t.id: t.name for t in topic_map.topics}
+    vectors = unit_rows(frame["vector"].tolist())
+    centred = vectors - vectors.mean(axis=0)
+    _, _, axes_t = np.linalg.svd(centred, full_matrices=False)  # PCA by SVD
+    points = centred @ axes_t[:2].T
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
+    for topic_id, group in frame.groupby("topic"):
+        rows = group.index.to_numpy()
+        left.scatter(points[rows, 0], points[rows, 1], s=8, label=names[int(topic_id)][:30])
+    left.set_title(f"{topic_map.topology}.{topic_map.column}: calls by topic (PCA)")
+    left.legend(fontsize=7, markerscale=2, loc="best")
+    bucket = pd.to_datetime(frame["started_at"], utc=True).dt.floor(every)
+    shares = pd.crosstab(bucket, frame["topic"].map(names), normalize="index")
+    shares.plot.area(ax=right, legend=False, linewidth=0)
+    right.set_title(f"topic shares per {every}")
+    right.set_ylabel("share of calls")
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=100)
+    plt.close(figure)
+    return out
