@@ -229,8 +229,8 @@ def drill_command(topology: str, topic: str, column: str, limit: int, settings: 
         _, text_path = embedding_column(load_topology(topology, settings=settings), column)
         store = Store.from_settings(settings)
         columns = ["op_name", "started_at", text_path]
-        frame = topic_calls(topic_map, chosen.id, store=store, columns=columns)
-        frame = frame.limit(limit).to_pandas()
+        query = topic_calls(topic_map, chosen.id, store=store, columns=columns)
+        frame = query.limit(limit).to_pandas()
     except WeaveStreamError as exc:
         fail(str(exc))
         return

@@ -4,7 +4,7 @@
 >>> t = Topic(0, "billing", "Money matters.", (1.0, 0.0), 0.3, 4, 1.0,
 ...           scores={"quality": {"mean": 0.5, "low": 0.4, "high": 0.6, "count": 4.0}})
 >>> table = topic_table(TopicMap("s", "c", "embed:1", "topicmap:1", (t,)))
->>> list(table.columns), table.loc[0, "quality_high"]
+>>> list(table.columns), float(table.loc[0, "quality_high"])
 (['id', 'name', 'size', 'share', 'quality', 'quality_low', 'quality_high', 'description'], 0.6)
 """
 
@@ -87,9 +87,10 @@ def plot_map(topic_map: TopicMap, out: Path, *, store: Any = None, every: str = 
     _, _, axes_t = np.linalg.svd(centred, full_matrices=False)  # PCA by SVD
     points = centred @ axes_t[:2].T
     figure, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
-    for topic_id, group in frame.groupby("topic"):
-        rows = group.index.to_numpy()
-        left.scatter(points[rows, 0], points[rows, 1], s=8, label=names[int(topic_id)][:30])
+    labels = frame["topic"].to_numpy()
+    for topic_id, name in names.items():
+        rows = np.flatnonzero(labels == topic_id)
+        left.scatter(points[rows, 0], points[rows, 1], s=8, label=name[:30])
     left.set_title(f"{topic_map.topology}.{topic_map.column}: calls by topic (PCA)")
     left.legend(fontsize=7, markerscale=2, loc="best")
     bucket = pd.to_datetime(frame["started_at"], utc=True).dt.floor(every)
