@@ -31,6 +31,7 @@ from tqdm import tqdm
 from weave_stream.broker.kafka import ensure_topics, produce, read_topic
 from weave_stream.cli.aggregates_cmds import show_aggregates
 from weave_stream.cli.demo_calls import show_lowest_scores
+from weave_stream.cli.demo_topics import show_topics
 from weave_stream.cli.ingest_cmds import call_key
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.columns.derive import DerivedValue
@@ -180,6 +181,9 @@ def _run(
                 plots = show_aggregates(settings, topology.name, out_dir)
             _step("7/8", "calls() over the call store: the lowest judge scores")
             stored = show_lowest_scores(settings, topology, expected["selected"])
+            if stored:
+                _step("7b/8", "topics: fit, name and assign the stored calls")
+                show_topics(settings, topology, out_dir)
         _step("8/8", "summary")
         ok = _summary(counts, letters, expected, len(records))
         ok = _values_summary(topology, values, expected["selected"]) and ok
