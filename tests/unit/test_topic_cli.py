@@ -105,6 +105,10 @@ def test_plan_fit_show_drill_and_freeze(world: dict[str, Any]) -> None:
     refit = run(world, "fit", "--max-topics", "6")
     assert refit.exit_code == 0, refit.output
     assert "stability 1.000" in refit.output and "born [], gone []" in refit.output
+    # The calls the map was fitted on hold no surprise: no topic alert.
+    watched = run(world, "watch", "--since", "3650d", "--min-calls", "10")
+    assert watched.exit_code == 0, watched.output
+    assert "42 calls since 3650d" in watched.output and "no topic alerts" in watched.output
 
 
 def test_an_unknown_column_names_the_columns(world: dict[str, Any], tmp_path: Path) -> None:

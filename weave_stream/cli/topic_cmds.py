@@ -11,6 +11,7 @@ a fit is a *refit* from it (ids and names carry over, stability is reported);
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -256,6 +257,69 @@ def freeze_command(topology: str, column: str, off: bool, settings: Settings) ->
         fail(str(exc))
         return
     click.echo(f"{topic_map.ref} {'thawed' if off else 'frozen'}")
+
+
+@topics_group.command(name="watch")
+@click.argument("topology")
+@click.option("--column", required=True)
+@click.option("--since", default="1h", show_default=True, help="The window: calls this recent.")
+@click.option("--z", "z_threshold", type=float, default=4.0, show_default=True)
+@click.option("--min-calls", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--min-new-topic", type=click.IntRange(2), default=8, show_default=True)
+@click.option("--send", is_flag=True, help="Also produce the alerts to <prefix>.alerts.")
+@settings_options("store_url", "data_dir")
+def watch_command(
+    topology: str,
+    column: str,
+    since: str,
+    z_threshold: float,
+    min_calls: int,
+    min_new_topic: int,
+    send: bool,
+    settings: Settings,
+) -> None:
+    """Check the calls of the window against the current map: topic_shift and new_topic
+    alerts, as JSON lines (``--send``: to the alerts topic, for the notifier)."""
+    from weave_stream.store.tables import Store
+    from weave_stream.topic_maps.assign import TopicIndex, check_map
+    from weave_stream.topic_maps.inputs import load_inputs
+    from weave_stream.topic_maps.watch import TopicWatch, WindowCall
+
+    try:
+        loaded = load_topology(topology, settings=settings)
+        topic_map = _current(settings, loaded.name, column)
+        inputs, embedding_ref = load_inputs(
+            loaded, column, store=Store.from_settings(settings), since=since
+        )
+        check_map(topic_map, column, embedding_ref)
+        assigned = TopicIndex(topic_map).assign(inputs.vectors)
+        window = [
+            WindowCall(call_id, a["topic_id"], vector.tolist(), text[:200])
+            for call_id, a, vector, text in zip(
+                inputs.call_ids, assigned, inputs.vectors, inputs.texts, strict=True
+            )
+        ]
+        watch = TopicWatch(topic_map, z_threshold, min_calls, min_new_topic)
+        alerts = watch.check(window, time=datetime.now(UTC))
+        if send and alerts:
+            _send(settings, alerts)
+    except WeaveStreamError as exc:
+        fail(str(exc))
+        return
+    click.echo(f"{len(window)} calls since {since} against {topic_map.ref}", err=True)
+    for alert in alerts:
+        click.echo(alert.to_json().decode())
+    if not alerts:
+        click.echo("no topic alerts", err=True)
+
+
+def _send(settings: Settings, alerts: list[Any]) -> None:
+    from weave_stream.broker.kafka import produce
+    from weave_stream.cli.options import connected
+
+    with connected(settings) as live:
+        records = [(a.id.encode(), a.to_json(), ()) for a in alerts]
+        asyncio.run(produce(live, live.topics.alerts, records))
 
 
 COMMANDS = [topics_group]
