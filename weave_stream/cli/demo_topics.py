@@ -68,6 +68,8 @@ def show_topics(settings: Settings, topology: Topology, out_dir: Path) -> bool:
         f"(k by silhouette), named by the judge endpoint:"
     )
     click.echo(format_frame(topic_table(topic_map).drop(columns=["description"]), "table"))
+    if topic_map.topics:
+        click.echo(f"  topic {topic_map.topics[0].id}: {topic_map.topics[0].description[:160]}")
     mix = Counter(a["topic"] for a in assigned)
     shown = ", ".join(f"{name} {count}" for name, count in mix.most_common(6))
     click.echo(f"  the other {len(assigned)} calls, assigned by the topic column: {shown}")

@@ -34,8 +34,7 @@ _STOPWORDS = frozenset(
         "about after also been before being could does doing from have having here into just "
         "like more most much only other over same some such than that their them then there "
         "these they this those through very what when where which while will with would your "
-        "yours you're it's don't what's topic documents first nearest centre last spread "
-        "across name describe",
+        "yours you're it's don't what's",
     )
 )
 
@@ -69,8 +68,10 @@ def name_prompt(prompt: str) -> tuple[str, str]:
     >>> name, description.startswith("stand-in namer (word counts, not an LLM)")
     ('bank / money / loan', True)
     """
+    # Only the numbered documents count, not the instructions around them.
+    documents = "\n".join(re.findall(r"^\d+\. (.*)$", prompt, re.MULTILINE)) or prompt
     counts: dict[str, int] = {}
-    for word in _WORD.findall(prompt.lower()):
+    for word in _WORD.findall(documents.lower()):
         if word not in _STOPWORDS and not word.isdigit():
             counts[word] = counts.get(word, 0) + 1
     top = sorted(counts, key=lambda w: (-counts[w], w))[:3] or ["misc"]
