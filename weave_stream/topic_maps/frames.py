@@ -96,7 +96,7 @@ def plot_map(topic_map: TopicMap, out: Path, *, store: Any = None, every: str = 
     bucket = pd.to_datetime(frame["started_at"], utc=True).dt.floor(every)
     shares = pd.crosstab(bucket, frame["topic"].map(names), normalize="index")
     # Bars, not areas: a few buckets far apart must not read as a trend between them.
-    shares.index = shares.index.strftime("%Y-%m-%d %H:%M")
+    shares.index = pd.DatetimeIndex(shares.index).strftime("%Y-%m-%d %H:%M")
     shares.plot.bar(ax=right, stacked=True, legend=False, width=0.9)
     right.set_title(f"topic shares per {every}")
     right.set_ylabel("share of calls")
