@@ -102,7 +102,10 @@ def test_plan_fit_show_drill_and_freeze(world: dict[str, Any]) -> None:
     frozen = run(world, "fit", "--max-topics", "6")
     assert frozen.exit_code == 1 and "frozen" in frozen.output
     assert run(world, "freeze", "--off").exit_code == 0
-    refit = run(world, "fit", "--max-topics", "6")
+    same = run(world, "fit", "--max-topics", "6")
+    assert same.exit_code == 0, same.output
+    assert "stands: the calls and parameters are those of the current map" in same.output
+    refit = run(world, "fit", "--max-topics", "5")  # other parameters: a refit from it
     assert refit.exit_code == 0, refit.output
     assert "stability 1.000" in refit.output and "born [], gone []" in refit.output
     # The calls the map was fitted on hold no surprise: no topic alert.

@@ -105,6 +105,7 @@ def test_the_same_calls_give_the_same_map_and_names_come_from_the_cache() -> Non
     assert second.ref == first.ref and second.assignments == first.assignments
     assert [t.name for t in second.topics] == [t.name for t in first.topics]
     assert all(t.naming.cached and t.naming.cost == 0 for t in second.topics)
+    assert fit(inputs, op, cache, previous=first) is first  # a refit of the same: it stands
     plan = asyncio.run(plan_fit(inputs, PARAMS, op, cache))
     assert plan.to_name == 0 and plan.estimate.usd == 0
 

@@ -143,6 +143,12 @@ def fit_command(settings: Settings, budget: float | None, **options: Any) -> Non
     except WeaveStreamError as exc:
         fail(str(exc))
         return
+    if job["previous"] is not None and topic_map.ref == job["previous"].ref:
+        click.echo(
+            f"{topic_map.ref} stands: the calls and parameters are those of the current map "
+            "(nothing refitted, no LLM call)"
+        )
+        return
     cost = sum(t.naming.cost or 0.0 for t in topic_map.topics)
     cached = sum(t.naming.cached for t in topic_map.topics)
     click.echo(

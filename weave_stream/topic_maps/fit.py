@@ -69,15 +69,19 @@ def _clustering(
 ) -> Clustering:
     init = None
     if previous is not None:
-        if previous.frozen:
-            raise TopicError(
-                f"topic map {previous.ref} of {previous.topology}.{previous.column} is frozen: "
-                "new calls are assigned to it, never refitted. Thaw it with "
-                "`weave-stream topics freeze --off` to refit"
-            )
+        _refuse_frozen(previous)
         ordered = sorted(previous.topics, key=lambda t: -t.size)
         init = np.asarray([t.centre for t in ordered], dtype=np.float32)
     return cluster(inputs.vectors, params, init=init)
+
+
+def _refuse_frozen(previous: TopicMap) -> None:
+    if previous.frozen:
+        raise TopicError(
+            f"topic map {previous.ref} of {previous.topology}.{previous.column} is frozen: "
+            "new calls are assigned to it, never refitted. Thaw it with "
+            "`weave-stream topics freeze --off` to refit"
+        )
 
 
 def _examples(inputs: TopicInputs, clustering: Clustering) -> list[list[int]]:
@@ -125,7 +129,15 @@ async def fit_map(
     budget: float | None = None,
 ) -> TopicMap:
     """Fit a topic map; ``budget`` (dollars) refuses a fit whose naming costs more,
-    before any LLM call (:class:`BudgetExceededError`)."""
+    before any LLM call (:class:`BudgetExceededError`).
+
+    A refit of exactly the calls, parameters and ops of ``previous`` returns
+    ``previous`` itself: nothing changed, so the map stands (same ref, no new version).
+    """
+    if previous is not None:
+        _refuse_frozen(previous)
+    if previous is not None and _unchanged(previous, inputs, params, embedding_ref, namer.ref):
+        return previous
     plan = await plan_fit(inputs, params, namer, cache, previous)
     if budget is not None and (plan.estimate.usd is None or plan.estimate.usd > budget):
         usd = "an unknown amount" if plan.estimate.usd is None else f"${plan.estimate.usd:.4f}"
@@ -187,6 +199,22 @@ async def fit_map(
     if previous is not None:
         topic_map = replace(topic_map, refit=_refit(inputs, previous, labels, ids))
     return topic_map
+
+
+def _unchanged(
+    previous: TopicMap,
+    inputs: TopicInputs,
+    params: ClusterParams,
+    embedding_ref: str,
+    namer_ref: str,
+) -> bool:
+    own = {k: v for k, v in previous.params.items() if k != "previous"}
+    return (
+        own == params.to_dict()
+        and previous.embedding_ref == embedding_ref
+        and previous.namer_ref == namer_ref
+        and set(previous.assignments) == set(inputs.call_ids)
+    )
 
 
 def _topic_ids(clustering: Clustering, previous: TopicMap | None) -> list[int]:
