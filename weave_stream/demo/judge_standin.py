@@ -71,9 +71,11 @@ def name_prompt(prompt: str) -> tuple[str, str]:
     # Only the numbered documents count, not the instructions around them.
     documents = "\n".join(re.findall(r"^\d+\. (.*)$", prompt, re.MULTILINE)) or prompt
     counts: dict[str, int] = {}
-    for word in _WORD.findall(documents.lower()):
-        if word not in _STOPWORDS and not word.isdigit():
-            counts[word] = counts.get(word, 0) + 1
+    # Letters of any script (the demo's calls are in many languages); a run of CJK
+    # characters counts as one word, cut to 12 characters.
+    for word in re.findall(r"[^\W\d_]{4,}", documents.lower()):
+        if word not in _STOPWORDS:
+            counts[word[:12]] = counts.get(word[:12], 0) + 1
     top = sorted(counts, key=lambda w: (-counts[w], w))[:3] or ["misc"]
     return " / ".join(top), (
         "stand-in namer (word counts, not an LLM): the documents share " + ", ".join(top)
