@@ -73,7 +73,7 @@ def name_prompt(prompt: str) -> tuple[str, str]:
     counts: dict[str, int] = {}
     # Letters of any script (the demo's calls are in many languages); a run of CJK
     # characters counts as one word, cut to 12 characters.
-    for word in re.findall(r"[^\W\d_]{4,}", documents.lower()):
+    for word in re.findall(r"[\u3040-\u9fff\uac00-\ud7af]{2,}|[^\W\d_]{4,}", documents.lower()):
         if word not in _STOPWORDS:
             counts[word[:12]] = counts.get(word[:12], 0) + 1
     top = sorted(counts, key=lambda w: (-counts[w], w))[:3] or ["misc"]
