@@ -118,9 +118,14 @@ def test_demo_runs_end_to_end_and_the_books_balance(tmp_path: Path) -> None:
     assert "drift alerts received by the demo's webhook" in result.stdout
     assert "aggregate quality_by_class of text_extract" in result.stdout
     assert list(tmp_path.glob("*.png")), "the demo writes its plots to its output folder"
+    # Topics: fitted on the stored calls, named by the stand-in (which says it is no LLM).
+    assert "topics fitted on the first" in result.stdout
+    assert "stand-in namer (word counts, not an LLM)" in result.stdout
+    assert (tmp_path / "topics.png").is_file()
     # It ends with a calls() query over the store: the five lowest judge scores, ascending.
     assert ">>> from weave_stream import calls" in result.stdout
-    table = result.stdout.split("limit=5).to_pandas()")[1].split("[8/8]")[0].strip().splitlines()
+    lowest = result.stdout.split("limit=5).to_pandas()")[1].split("[7b/8]")[0]
+    table = lowest.split("[8/8]")[0].strip().splitlines()
     assert table[0].split() == ["id", "document", "class", "score"]
     scores = [float(line.split()[-1]) for line in table[1:]]
     assert len(scores) == 5 and scores == sorted(scores)
