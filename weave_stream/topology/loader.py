@@ -38,6 +38,7 @@ import yaml
 
 from weave_stream.config import Settings
 from weave_stream.errors import TopologyError
+from weave_stream.ops.resolve import importable_from
 from weave_stream.topology.spec import Column, Source, Topology
 
 __all__ = [
@@ -207,7 +208,8 @@ def _from_python(path: Path) -> Topology:
         raise TopologyError(f"cannot import topology file {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # ops defined in the file are versioned by their source
-    spec.loader.exec_module(module)
+    with importable_from(path.parent):  # its own modules beside it
+        spec.loader.exec_module(module)
     found = getattr(module, "topology", None)
     if isinstance(found, Topology):
         return found
