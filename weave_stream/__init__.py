@@ -30,6 +30,7 @@ from weave_stream.broker.embedded import EmbeddedBroker
 from weave_stream.columns.cache import MemoryCache, ResultCache, SqliteCache
 from weave_stream.columns.derive import DerivedValue, derive_batch
 from weave_stream.columns.plan import Plan, plan_topology
+from weave_stream.columns.values import derived_values
 from weave_stream.config import Settings, load_settings
 from weave_stream.errors import (
     BrokerError,
@@ -80,6 +81,7 @@ __all__ = [
     "VectorIndexError",
     "WeaveStreamError",
     "derive_batch",
+    "derived_values",
     "load_settings",
     "load_topology",
     "merge",
