@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.metadata
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
 from weave_stream.ops.base import CostEstimate, OpPolicy, OpResult, Signature
-from weave_stream.ops.versioning import code_digest, version_digest
+from weave_stream.ops.versioning import code_digest, imported_distributions, version_digest
 
 __all__ = ["FunctionOp", "OpClass", "OpDecorator", "OpOptions", "op"]
 
@@ -51,6 +52,8 @@ class OpOptions:
     depends: tuple[Any, ...] = ()
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON
     unversioned: tuple[str, ...] = ()
+    version: str | None = None  # the user's label, in place of the distributions
+    distributions: tuple[str, ...] | None = None  # None: those the op's module imports
 
 
 class FunctionOp:
@@ -73,6 +76,7 @@ class FunctionOp:
         self._params = dict(params or {})
         self._instance = instance
         self._code: str | None = None
+        self._dependencies: dict[str, str] | None = None
         self._version: tuple[Any, str] | None = None  # (state, version): params never change
         self._signature = _signature_of(function)
         self.__wrapped_op__ = code_target
@@ -86,14 +90,35 @@ class FunctionOp:
 
     @property
     def version(self) -> str:
-        """Digest of code, parameters and learned state (see :mod:`.versioning`)."""
+        """Digest of code, parameters, learned state and the installed distributions the
+        op's module imports, or its ``version=`` label (see :mod:`.versioning`)."""
         if self._code is None:
             self._code = code_digest(self._code_target, self._options.depends)
         state_hook = getattr(self._instance, "version_state", None)
         state = state_hook() if callable(state_hook) else None
         if self._version is None or self._version[0] != state:
-            self._version = (state, version_digest(self._name, self._code, self._params, state))
+            dependencies = dict(self.distributions)
+            if self._options.version is not None:
+                dependencies = {"version": self._options.version}
+            digest = version_digest(self._name, self._code, self._params, state, dependencies)
+            self._version = (state, digest)
         return self._version[1]
+
+    @property
+    def distributions(self) -> dict[str, str]:
+        """``{distribution: version}`` this op's version covers (empty with ``version=``)."""
+        if self._dependencies is None:
+            options = self._options
+            if options.version is not None:
+                self._dependencies = {}
+            elif options.distributions is not None:
+                self._dependencies = {
+                    name: _installed_version(name) for name in options.distributions
+                }
+            else:
+                targets = [self._code_target, *options.depends]
+                self._dependencies = imported_distributions(targets)
+        return dict(self._dependencies)
 
     @property
     def ref(self) -> str:
@@ -269,6 +294,8 @@ def op(
     depends: Sequence[Any] = (),
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     unversioned: Sequence[str] = (),
+    version: str | None = None,
+    distributions: Sequence[str] | None = None,
 ) -> OpDecorator: ...
 def op(
     target: Any = None,
@@ -285,6 +312,8 @@ def op(
     depends: Sequence[Any] = (),
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     unversioned: Sequence[str] = (),
+    version: str | None = None,
+    distributions: Sequence[str] | None = None,
 ) -> FunctionOp | OpClass | OpDecorator:
     """Make an op of a function or class; usable bare (``@op``) or with options (``@op(...)``).
 
@@ -292,6 +321,10 @@ def op(
     classes, modules) whose changes must change the version; ``retry_on`` the
     exception types worth retrying; ``unversioned`` the class parameters that do not
     change results (an HTTP client, settings) and so stay out of the version.
+    ``version`` is a label of yours that stands for what the code uses (bump it when
+    the model behind an endpoint changes): it replaces the installed distributions the
+    version otherwise covers; ``distributions`` names exactly which distributions count
+    (default: those the op's module imports).
 
     mypy does not apply class decorators to types: for a typed class op, write
     ``Keyword = op(name="keyword")(KeywordOp)`` rather than decorating the class.
@@ -306,9 +339,18 @@ def op(
             depends=tuple(depends),
             retry_on=retry_on,
             unversioned=tuple(unversioned),
+            version=version,
+            distributions=None if distributions is None else tuple(distributions),
         )
     )
     return decorator(target) if target is not None else decorator
+
+
+def _installed_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"  # installing it later is a change too
 
 
 def _signature_of(function: Callable[..., Any]) -> Signature:

@@ -236,6 +236,7 @@ Judge = op(
     deterministic=False,
     batched=True,
     depends=(parse_answer,),  # the parser decides the values; its module is not followed
+    distributions=(),  # the model's name is in version_state; the HTTP client does not score
     unversioned=(
         "prices",
         "settings",
