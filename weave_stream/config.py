@@ -84,9 +84,13 @@ class Settings(BaseModel):
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
     merge_timeout_seconds: float = Field(default=300.0, gt=0)
     # What the broker is: "embedded" (Tansu: short group timeouts and its workarounds)
-    # or "kafka" (a real cluster: Kafka's own timeouts). "auto" is "embedded" when no
-    # broker is set. A timing set below overrides the kind's.
+    # or "kafka" (a real cluster: Kafka's own timeouts). "auto" asks the broker
+    # (weave_stream.broker.probe), whatever way its address was given. A timing set
+    # below overrides the kind's.
     broker_kind: Literal["auto", "embedded", "kafka"] = "auto"
+    # Kafka's idempotent producer for data topics: "auto" uses it when the broker
+    # accepts an InitProducerId request (probed), "on" insists, "off" never.
+    idempotent_producer: Literal["auto", "on", "off"] = "auto"
     session_timeout_seconds: float | None = Field(default=None, gt=0)
     heartbeat_interval_seconds: float | None = Field(default=None, gt=0)
     rebalance_timeout_seconds: float | None = Field(default=None, gt=0)
@@ -116,6 +120,12 @@ class Settings(BaseModel):
     alert_targets_file: Path | None = None
     # Token guarding the HTTP endpoints that change state.
     api_token: SecretStr | None = None
+    # Where running brokers and workers are recorded for the other commands to find
+    # (besides <data_dir>/running.json); default $XDG_STATE_HOME/weave-stream/running.json.
+    state_file: Path = Field(default_factory=lambda: _default_state_file())
+    # SIGTERM or Ctrl-C stops a worker within this many seconds, whatever its consumers
+    # do (what was processed is committed first); a second signal exits at once.
+    shutdown_timeout_seconds: float = Field(default=15.0, gt=0, le=3600)
 
     @field_validator("broker")
     @classmethod
@@ -168,10 +178,19 @@ class Settings(BaseModel):
 
     @property
     def embedded_broker_quirks(self) -> bool:
-        """True when the broker is the embedded one (its timings and workarounds apply)."""
+        """True when the broker is the embedded one (its timings and workarounds apply).
+
+        ``auto`` is decided by probing the broker (``weave_stream.broker.probe``);
+        before that only a missing broker (the embedded one will be started) counts.
+        """
         if self.broker_kind == "auto":
             return self.broker is None
         return self.broker_kind == "embedded"
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether data topics use Kafka's idempotent producer (``auto`` not probed: no)."""
+        return self.idempotent_producer == "on"
 
     @property
     def broker_address(self) -> str:
@@ -198,7 +217,13 @@ class Settings(BaseModel):
     def with_broker(self, url: str) -> Settings:
         """A copy pointing at the embedded broker at ``url``, keeping its short timeouts."""
         kind = "embedded" if self.broker_kind == "auto" else self.broker_kind
-        values = {**self.model_dump(), "broker": url, "broker_kind": kind}
+        idempotent = "off" if self.idempotent_producer == "auto" else self.idempotent_producer
+        values = {
+            **self.model_dump(),
+            "broker": url,
+            "broker_kind": kind,
+            "idempotent_producer": idempotent,
+        }
         return Settings.model_validate(values)
 
     def as_environment(self) -> dict[str, str]:
@@ -211,6 +236,11 @@ class Settings(BaseModel):
                 value = value.get_secret_value()
             env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
         return env
+
+
+def _default_state_file() -> Path:
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local/state")
+    return Path(state_home) / "weave-stream" / "running.json"
 
 
 def load_settings(

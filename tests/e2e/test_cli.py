@@ -25,13 +25,16 @@ from weave_stream.demo.samples import (
 from weave_stream.runners.workers import WorkerProcess
 
 
-def weave_stream(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
+def weave_stream(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 300, cwd: Path | None = None
+):
     return subprocess.run(
         [sys.executable, "-m", "weave_stream", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
         env={**os.environ, **(env or {})},
+        cwd=cwd,
     )
 
 

@@ -14,6 +14,8 @@ from weave_stream.cli import (
     ingest_cmds,
     ops_cmds,
     registry_cmds,
+    status_cmds,
+    values_cmds,
 )
 
 __all__ = ["cli", "main"]
@@ -27,6 +29,7 @@ def cli() -> None:
 
 
 for module in (
+    status_cmds,
     broker_cmds,
     ingest_cmds,
     registry_cmds,
@@ -36,6 +39,7 @@ for module in (
     dashboard_cmds,
     demo,
     alerts_cmds,
+    values_cmds,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -22,10 +22,13 @@ from weave_stream import metrics
 from weave_stream.config import Settings
 from weave_stream.ingest.call import Call
 from weave_stream.ingest.outcomes import DeadLetter, IngestResult, expire_pending, ingest_record
+from weave_stream.runners.streaming.health import HEALTH, watched_agent
 from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink, attach_sink
 from weave_stream.topics import TopicNames
 
-__all__ = ["register_ingest"]
+__all__ = ["INGEST_COMPONENT", "register_ingest"]
+
+INGEST_COMPONENT = "ingest"
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +55,9 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
     max_payload = settings.max_payload_bytes
     sink = attach_sink(app, settings)
 
-    @app.agent(calls_topic, name=topics.ingest_agent)
+    @app.agent(calls_topic, name=watched_agent(topics.ingest_agent, INGEST_COMPONENT))
     async def ingest(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        HEALTH.running(INGEST_COMPONENT)
         # take_events (not take): each batch keeps its messages' partitions and offsets.
         batches = stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
             settings.batch_size * 8, settings.batch_max_wait_seconds
@@ -76,6 +80,7 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
             for outcome, count in outcomes.items():
                 metrics.INGEST_RECORDS.labels(outcome).inc(count)
             metrics.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+            HEALTH.ok(INGEST_COMPONENT)
             yield None
 
     @app.timer(interval=max(1.0, min(30.0, settings.merge_timeout_seconds / 4)))

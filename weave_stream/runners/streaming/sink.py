@@ -17,9 +17,12 @@ from dataclasses import dataclass, field
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from weave_stream.broker.probe import explain_producer_error
 from weave_stream.config import Settings
+from weave_stream.errors import BrokerError
 
 __all__ = ["OutgoingRecord", "RecordSink", "attach_sink"]
 
@@ -43,7 +46,10 @@ class RecordSink:
     Parameters:
         bootstrap_servers: ``host:port[,host:port]``.
         max_request_size: the largest record batch the producer may send, in bytes.
-        idempotent: use Kafka's idempotent producer (a real cluster only).
+        idempotent: use Kafka's idempotent producer (when the broker accepts it).
+
+    A write the broker refuses for lack of a capability (an idempotent producer on a
+    broker without one) raises :class:`BrokerError` saying so and how to fix it.
     """
 
     def __init__(
@@ -68,8 +74,8 @@ class RecordSink:
                         linger_ms=2,
                         max_batch_size=256 * 1024,
                         max_request_size=self._max_request_size,
-                        # On a real cluster: the broker drops a retried batch it already
-                        # has (the embedded broker cannot: InitProducerId fails there).
+                        # Where the broker accepts it (probed): it drops a retried batch it
+                        # already has (the embedded broker cannot: InitProducerId fails).
                         enable_idempotence=self._idempotent,
                     )
                     await producer.start()
@@ -82,6 +88,17 @@ class RecordSink:
         Records are packed into one batch per partition (``create_batch``): far cheaper
         per record than ``send``, which matters on the ingest path.
         """
+        try:
+            return await self._write(topic, records)
+        except KafkaError as exc:
+            explained = explain_producer_error(
+                exc, f"kafka://{self._bootstrap_servers}", self._idempotent
+            )
+            if explained is None:
+                raise
+            raise BrokerError(explained) from exc
+
+    async def _write(self, topic: str, records: Iterable[OutgoingRecord]) -> int:
         producer = await self._ensure_started()
         by_partition: dict[int, list[OutgoingRecord]] = defaultdict(list)
         partitions = sorted(await producer.partitions_for(topic))
@@ -129,7 +146,7 @@ def attach_sink(app: faust.App, settings: Settings) -> RecordSink:
     sink = RecordSink(
         settings.broker_address,
         app.conf.producer_max_request_size,
-        idempotent=not settings.embedded_broker_quirks,
+        idempotent=settings.idempotent,
     )
     app.on_before_shutdown.connect(lambda *args, **kwargs: sink.stop())
     return sink
