@@ -58,7 +58,7 @@ def _wait(condition: Callable[[], Any], what: str, timeout: float = 120.0) -> An
 def test_a_crashed_agent_and_a_crash_looping_child_fail_readyz_status_and_metrics(
     make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    settings = make_settings(idempotent_producer="on")
+    settings = make_settings(idempotent_producer="on", shutdown_timeout_seconds=5)
     worker = start_worker(settings)
     flags = ["--broker", settings.broker or "", "--prefix", settings.topic_prefix]
     produce_calls(settings, sample_calls(corpus_documents("english", ["movies"]))[:5])
@@ -106,3 +106,8 @@ def test_a_crashed_agent_and_a_crash_looping_child_fail_readyz_status_and_metric
 
     _wait(child_ok, "the re-registered child runs", timeout=90)
     assert worker.metrics()['weave_stream_component_failed{component="topology/broken"}'] == 0
+
+    # The hang (minutes at "[^---Fetcher]: Stopping..." once the ingest agent had
+    # crashed) is bounded: SIGTERM stops the worker within its 5 s bound, children too.
+    assert worker.stop(timeout=60) in (0, 1), "killed: SIGTERM did not stop it"
+    assert "SIGTERM: stopping" in worker.log_tail(200)

@@ -175,6 +175,7 @@ Classify = op(
     timeout=300.0,
     retries=1,
     distributions=("sentence-transformers", "transformers", "torch"),  # it embeds the text
+    higher_is_worse=False,  # a confidence: the least confident are the worst
 )(ClassifyOp)
 
 

@@ -54,6 +54,7 @@ class OpOptions:
     unversioned: tuple[str, ...] = ()
     version: str | None = None  # the user's label, in place of the distributions
     distributions: tuple[str, ...] | None = None  # None: those the op's module imports
+    higher_is_worse: bool | None = None  # for drill-downs: which scores are the worst
 
 
 class FunctionOp:
@@ -103,6 +104,11 @@ class FunctionOp:
             digest = version_digest(self._name, self._code, self._params, state, dependencies)
             self._version = (state, digest)
         return self._version[1]
+
+    @property
+    def higher_is_worse(self) -> bool | None:
+        """Whether a higher value is worse (drill-downs list the worst first); None: unsaid."""
+        return self._options.higher_is_worse
 
     @property
     def distributions(self) -> dict[str, str]:
@@ -296,6 +302,7 @@ def op(
     unversioned: Sequence[str] = (),
     version: str | None = None,
     distributions: Sequence[str] | None = None,
+    higher_is_worse: bool | None = None,
 ) -> OpDecorator: ...
 def op(
     target: Any = None,
@@ -314,6 +321,7 @@ def op(
     unversioned: Sequence[str] = (),
     version: str | None = None,
     distributions: Sequence[str] | None = None,
+    higher_is_worse: bool | None = None,
 ) -> FunctionOp | OpClass | OpDecorator:
     """Make an op of a function or class; usable bare (``@op``) or with options (``@op(...)``).
 
@@ -324,7 +332,9 @@ def op(
     ``version`` is a label of yours that stands for what the code uses (bump it when
     the model behind an endpoint changes): it replaces the installed distributions the
     version otherwise covers; ``distributions`` names exactly which distributions count
-    (default: those the op's module imports).
+    (default: those the op's module imports). ``higher_is_worse`` says which of the
+    op's values are the worst (a toxicity: higher; a quality score: lower), for
+    drill-downs of columns that do not say it themselves.
 
     mypy does not apply class decorators to types: for a typed class op, write
     ``Keyword = op(name="keyword")(KeywordOp)`` rather than decorating the class.
@@ -341,6 +351,7 @@ def op(
             unversioned=tuple(unversioned),
             version=version,
             distributions=None if distributions is None else tuple(distributions),
+            higher_is_worse=higher_is_worse,
         )
     )
     return decorator(target) if target is not None else decorator

@@ -12,6 +12,7 @@ YAML (or the dict it parses to)::
         filter: {attributes.env: prod}     # optional
         sample: 1.0                        # optional, relative to the source's
         trials: 1                          # optional, non-deterministic ops only
+        higher_is_worse: false             # optional: drill-downs list the worst first
     aggregates: []                         # validated by the aggregates module
     monitors: []                           # validated by the drift module
 
@@ -52,7 +53,9 @@ __all__ = [
 TOPOLOGY_DIR = Path("topologies")
 _TOP_KEYS = frozenset({"name", "description", "source", "columns", "aggregates", "monitors"})
 _SOURCE_KEYS = frozenset({"op_name", "filter", "sample"})
-_COLUMN_KEYS = frozenset({"name", "op", "params", "args", "filter", "sample", "trials"})
+_COLUMN_KEYS = frozenset(
+    {"name", "op", "params", "args", "filter", "sample", "trials", "higher_is_worse"}
+)
 _SUFFIXES = (".yaml", ".yml", ".py")
 
 
@@ -198,6 +201,7 @@ def _column(data: Any, index: int, where: str) -> Column:
         filter=data.get("filter"),
         sample=data.get("sample", 1.0),
         trials=data.get("trials", 1),
+        higher_is_worse=data.get("higher_is_worse"),
     )
 
 
