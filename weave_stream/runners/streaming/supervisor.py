@@ -132,6 +132,13 @@ class _Child:
     log_offset: int
     started: float = field(default_factory=time.monotonic)
     reported: str | None = None  # the failure last reported from its /readyz
+    signalled: bool = False  # SIGTERM sent: a second one would make it exit at once
+
+    def terminate(self) -> None:
+        """SIGTERM, once: the child stops within its bound, committing what it processed."""
+        if not self.signalled and self.process.returncode is None:
+            self.signalled = True
+            self.process.send_signal(signal.SIGTERM)
 
 
 def _identity(registration: Registration) -> str:
@@ -317,14 +324,13 @@ class TopologySupervisor:
         """SIGTERM every child at once (the worker is stopping: each starts its own
         bounded shutdown now, not after the worker's other services)."""
         for child in self.children.values():
-            if child.process.returncode is None:
-                child.process.send_signal(signal.SIGTERM)
+            child.terminate()
 
     async def _stop(self, name: str, timeout: float | None = None) -> None:
         child = self.children.pop(name, None)
         if child is None or child.process.returncode is not None:
             return
-        child.process.send_signal(signal.SIGTERM)
+        child.terminate()
         try:
             await asyncio.wait_for(
                 child.process.wait(), timeout or self.settings.shutdown_timeout_seconds
