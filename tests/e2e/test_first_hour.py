@@ -11,6 +11,7 @@ worker, and the other commands each started a throwaway broker.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -27,8 +28,9 @@ import pytest
 
 from tests.e2e.test_cli import weave_stream
 from weave_stream import derived_values
-from weave_stream.config import load_settings
+from weave_stream.config import Settings, load_settings
 from weave_stream.demo.samples import corpus_documents, sample_calls
+from weave_stream.topology.registrations import read_registry
 
 MODERATION = """\
 name: moderation
@@ -180,3 +182,25 @@ def test_broker_worker_register_ingest_values_status_without_naming_the_broker(
     nothing = weave_stream("topologies", env=state, cwd=project)
     assert nothing.returncode == 1
     assert "no broker is running" in nothing.stderr and "weave-stream broker" in nothing.stderr
+
+
+def test_register_refuses_a_topology_whose_op_module_would_not_load_on_a_worker(
+    tmp_path: Path, make_settings: Callable[..., Settings]
+) -> None:
+    settings = make_settings()
+    # The op module sits in the current directory, not beside the topology and not
+    # installed: it loads here (the current directory is on sys.path), on no worker.
+    (tmp_path / "topologies").mkdir()
+    (tmp_path / "topologies" / "moderation.yaml").write_text(
+        MODERATION.replace("moderation_ops:", "cwd_only_ops:")
+    )
+    own_lexicon = MODERATION_OPS.replace(
+        "from moderation_lexicon import OFFENSIVE", "OFFENSIVE = {'bad'}"
+    )
+    (tmp_path / "cwd_only_ops.py").write_text(own_lexicon)
+    flags = ["--broker", settings.broker or "", "--prefix", settings.topic_prefix]
+    refused = weave_stream("register", "topologies/moderation.yaml", *flags, cwd=tmp_path)
+    assert refused.returncode == 1, refused.stdout
+    assert "would not load on a worker" in refused.stderr
+    assert "cwd_only_ops" in refused.stderr and "beside the topology" in refused.stderr
+    assert asyncio.run(read_registry(settings)) == {}
