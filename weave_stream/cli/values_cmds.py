@@ -70,13 +70,18 @@ def _table(frame: pd.DataFrame, limit: int) -> None:
     shown = frame.tail(limit)
     for row in shown.to_dict(orient="records"):
         value = "error: " + str(row["error"]) if row["error"] else _short(row["value"])
-        started = row["started_at"].strftime("%Y-%m-%d %H:%M:%S") if row["started_at"] else ""
+        when = row["started_at"]
+        started = when.strftime("%Y-%m-%d %H:%M:%S") if pd.notna(when) else ""
         click.echo(
-            f"{str(row['call_id'])[:20]:<21}{row['op_name'] or ''!s:<18}{started:<20}"
+            f"{str(row['call_id'])[:20]:<21}{_text(row['op_name']):<18}{started:<20}"
             f"{row['column']:<18}{value}"
         )
     if len(frame) > limit:
         click.echo(f"... the last {limit} of {len(frame)} values (--limit, --format csv|json)")
+
+
+def _text(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)
 
 
 def _short(value: Any, width: int = 60) -> str:
@@ -94,10 +99,15 @@ def _plain(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _json_row(row: Mapping[Any, Any]) -> dict[str, Any]:
-    return {
-        str(key): (value.isoformat() if hasattr(value, "isoformat") else _finite(value))
-        for key, value in row.items()
-    }
+    return {str(key): _plain_value(value) for key, value in row.items()}
+
+
+def _plain_value(value: Any) -> Any:
+    if value is pd.NaT:
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return _finite(value)
 
 
 def _finite(value: Any) -> Any:

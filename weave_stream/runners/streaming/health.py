@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from weave_stream import metrics
+from weave_stream.metrics import COMPONENT_FAILED, COMPONENT_FAILURES
 
 __all__ = [
     "HEALTH",
@@ -97,7 +97,7 @@ class ComponentHealth:
         if component.state != "ok":
             was_failed = component.state == "failed"
             component.state, component.since = "ok", time.time()
-            metrics.COMPONENT_FAILED.labels(name).set(0)
+            COMPONENT_FAILED.labels(name).set(0)
             if was_failed:
                 self._tell(name, component)
 
@@ -107,8 +107,8 @@ class ComponentHealth:
         repeated = component.state == "failed" and component.last_error == reason
         component.state, component.since = "failed", time.time()
         component.last_error, component.last_error_at = reason, component.since
-        metrics.COMPONENT_FAILURES.labels(name).inc()
-        metrics.COMPONENT_FAILED.labels(name).set(1)
+        COMPONENT_FAILURES.labels(name).inc()
+        COMPONENT_FAILED.labels(name).set(1)
         if not repeated:  # a crash loop is told once per distinct reason
             self._tell(name, component)
 
@@ -116,7 +116,7 @@ class ComponentHealth:
         """``name`` is gone on purpose (a topology unregistered)."""
         if self._components.pop(name, None) is not None:
             with contextlib.suppress(KeyError):  # never failed nor recovered: no series
-                metrics.COMPONENT_FAILED.remove(name)
+                COMPONENT_FAILED.remove(name)
 
     @property
     def ready(self) -> bool:
