@@ -48,10 +48,13 @@ from weave_stream.ingest.call import Call, merge, parse_call
 from weave_stream.ops import Classify, Embed, Judge, Op, op
 from weave_stream.runners.local import run_local
 from weave_stream.runners.results import ResultTable
+from weave_stream.topology.aggregates import Aggregate, DrillDownSpec, Window
 from weave_stream.topology.loader import load_topology
+from weave_stream.topology.monitors import Monitor
 from weave_stream.topology.spec import Column, Source, Topology
 
 __all__ = [
+    "Aggregate",
     "BrokerError",
     "BudgetExceededError",
     "Call",
@@ -61,11 +64,13 @@ __all__ = [
     "ConfigError",
     "DeliveryError",
     "DerivedValue",
+    "DrillDownSpec",
     "Embed",
     "EmbeddedBroker",
     "IngestError",
     "Judge",
     "MemoryCache",
+    "Monitor",
     "Op",
     "OpError",
     "OpTimeoutError",
@@ -79,6 +84,7 @@ __all__ = [
     "TopologyError",
     "VectorIndexError",
     "WeaveStreamError",
+    "Window",
     "derive_batch",
     "load_settings",
     "load_topology",

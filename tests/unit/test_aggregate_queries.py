@@ -33,13 +33,13 @@ from weave_stream.config import load_settings
 from weave_stream.errors import TopologyError
 from weave_stream.ops import op
 from weave_stream.runners.local import local_aggregates
+from weave_stream.topology.aggregates import parse_aggregates
 from weave_stream.topology.spec import Column, Topology
 from weave_stream.windows import (
     AggregatePlan,
     AggregateRow,
     WindowState,
     merge_partials,
-    parse_aggregates,
 )
 
 SPEC = {

@@ -9,7 +9,7 @@ averages.
 
 >>> from weave_stream.aggregates.in_process import aggregate_rows
 >>> from weave_stream.windows.rows import AggregateRow
->>> from weave_stream.windows.spec import parse_aggregates
+>>> from weave_stream.topology.aggregates import parse_aggregates
 >>> spec = parse_aggregates([{"name": "q", "window": {"size": "2m", "step": "1m"},
 ...     "group_by": ["doc_class"], "metrics": {"s": ["count", "mean"]}}], "demo")[0]
 >>> rows = [AggregateRow(f"c{i}", 30.0 * i, {"doc_class": "ab"[i % 2]}, {"s": float(i)})
@@ -32,19 +32,20 @@ from typing import Any
 import pandas as pd
 
 from weave_stream.aggregates.table import AggregateTable, DrillDown
+from weave_stream.durations import parse_duration
 from weave_stream.errors import TopologyError
 from weave_stream.ingest.call import parse_timestamp
+from weave_stream.topology.aggregates import Aggregate
 from weave_stream.windows.bucket import AggregatePlan, Bucket
 from weave_stream.windows.rows import CallRef
 from weave_stream.windows.snapshot import AggregatePartials, merge_partials
-from weave_stream.windows.spec import AggregateSpec, parse_duration
 
 __all__ = ["aggregate_table", "compose_windows", "drill_down", "sample_frame"]
 
 Snapshots = AggregatePartials | Iterable[AggregatePartials]
 
 
-def _plan(spec: AggregateSpec | AggregatePlan) -> AggregatePlan:
+def _plan(spec: Aggregate | AggregatePlan) -> AggregatePlan:
     return spec if isinstance(spec, AggregatePlan) else AggregatePlan(spec)
 
 
@@ -74,7 +75,7 @@ def _cutoff(snapshot: AggregatePartials, since: str | float | None, now: Any) ->
 
 
 def compose_windows(
-    spec: AggregateSpec | AggregatePlan,
+    spec: Aggregate | AggregatePlan,
     snapshots: Snapshots,
     *,
     by: Sequence[str] | None = None,
@@ -106,7 +107,7 @@ def compose_windows(
 
 
 def aggregate_table(
-    spec: AggregateSpec | AggregatePlan,
+    spec: Aggregate | AggregatePlan,
     snapshots: Snapshots,
     *,
     by: Sequence[str] | None = None,
@@ -153,7 +154,7 @@ def _columns(keys: Sequence[str], records: list[dict[str, Any]]) -> list[str]:
 
 
 def drill_down(
-    spec: AggregateSpec | AggregatePlan,
+    spec: Aggregate | AggregatePlan,
     snapshots: Snapshots,
     *,
     window_start: float | str | datetime,
@@ -219,7 +220,7 @@ def _matches(value: Any, text: str) -> bool:
 
 
 def sample_frame(
-    spec: AggregateSpec | AggregatePlan,
+    spec: Aggregate | AggregatePlan,
     snapshots: Snapshots,
     *,
     since: str | float | None = None,

@@ -12,7 +12,8 @@ their own series, the rest are merged (with the mergeable partials, so the mean 
 exact) into ``group="_other"``. Series of groups absent from the newest window are
 removed, so the gauges always describe one window.
 
->>> from weave_stream.windows import AggregatePlan, AggregateRow, WindowState, parse_aggregates
+>>> from weave_stream.topology.aggregates import parse_aggregates
+>>> from weave_stream.windows import AggregatePlan, AggregateRow, WindowState
 >>> plan = AggregatePlan(parse_aggregates([{"name": "q", "window": "1m", "grace": "0s",
 ...     "group_by": ["c"], "metrics": {"s": ["mean"]}}], "demo")[0])
 >>> state = WindowState([plan], {})

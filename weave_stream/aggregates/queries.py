@@ -6,7 +6,8 @@ from a local run, :mod:`weave_stream.aggregates.source`) and return the objects 
 CLI's ``--format json`` and ``GET /aggregates/{topology}`` both print, so the two
 agree. :func:`plot_tables` draws each aggregate's picture.
 
->>> from weave_stream.windows import AggregatePlan, AggregateRow, parse_aggregates
+>>> from weave_stream.topology.aggregates import parse_aggregates
+>>> from weave_stream.windows import AggregatePlan, AggregateRow
 >>> from weave_stream.aggregates import aggregate_rows
 >>> plan = AggregatePlan(parse_aggregates([{"name": "q", "window": "1m", "group_by": ["c"],
 ...                                         "metrics": {"s": ["mean"]}}], "t")[0])

@@ -11,12 +11,12 @@ from tqdm import tqdm
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.columns.plan import Plan
 from weave_stream.config import Settings
+from weave_stream.durations import parse_duration
 from weave_stream.errors import BudgetExceededError, WeaveStreamError
 from weave_stream.ingest.call import parse_timestamp
 from weave_stream.runners.backfill import TimeRange, run_backfill
 from weave_stream.topology.registrations import registered_topology
 from weave_stream.topology.spec import Topology
-from weave_stream.windows.spec import parse_duration
 
 __all__ = ["COMMANDS", "backfill", "plan_backfill", "range_options", "time_range"]
 

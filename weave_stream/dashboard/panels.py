@@ -13,9 +13,8 @@ from typing import Any
 from prometheus_client.metrics import MetricWrapperBase
 
 from weave_stream import metrics
-from weave_stream.drift.spec import parse_monitors
+from weave_stream.topology.aggregates import Aggregate
 from weave_stream.topology.spec import Topology
-from weave_stream.windows.spec import AggregateSpec
 
 __all__ = [
     "DATASOURCE",
@@ -73,7 +72,7 @@ def window_rows(topology: str, aggregate: str) -> str:
     )
 
 
-def group_variable(aggregate: AggregateSpec) -> str:
+def group_variable(aggregate: Aggregate) -> str:
     """The name of the template variable listing an aggregate's groups (classes)."""
     return "group_" + re.sub(r"\W", "_", aggregate.name)
 
@@ -89,7 +88,7 @@ def _weighted_mean(name: str, aggregate: str, column: str, group: str = "") -> s
     )
 
 
-def aggregate_panels(name: str, aggregate: AggregateSpec) -> Iterator[tuple[dict[str, Any], int]]:
+def aggregate_panels(name: str, aggregate: Aggregate) -> Iterator[tuple[dict[str, Any], int]]:
     means = [column for column, asked in aggregate.metrics.items() if "mean" in asked]
     variable = group_variable(aggregate)
     for column in means:
@@ -117,7 +116,7 @@ def aggregate_panels(name: str, aggregate: AggregateSpec) -> Iterator[tuple[dict
         yield _band_panel(name, aggregate, column, variable), 8
 
 
-def _band_panel(name: str, aggregate: AggregateSpec, column: str, variable: str) -> dict[str, Any]:
+def _band_panel(name: str, aggregate: Aggregate, column: str, variable: str) -> dict[str, Any]:
     mean = _weighted_mean(name, aggregate.name, column, f'group=~"${variable}"')
     spread = f"2 * stddev_over_time(({mean}){_BAND_RANGE})"
     panel = _timeseries(
@@ -205,7 +204,7 @@ def column_panels(topology: Topology) -> Iterator[dict[str, Any]]:
 
 def drift_panels(topology: Topology) -> Iterator[dict[str, Any]]:
     name = topology.name
-    monitors = ", ".join(m.name for m in parse_monitors(name, topology.monitors)) or "none yet"
+    monitors = ", ".join(m.name for m in topology.monitors) or "none yet"
     buckets = f'{series(metrics.NOVELTY_DISTANCE, "_bucket")}{{topology="{name}"}}'
     novelty = f"sum by (le, monitor) (rate({buckets}[{_RATE}]))"
     yield _timeseries(

@@ -9,7 +9,7 @@ The *fingerprint* of a reference (its spec and ids) names the snapshot built fro
 it, so a worker rebuilds its index when the reference changed.
 
 >>> import numpy as np
->>> from weave_stream.drift.spec import FirstNReference
+>>> from weave_stream.topology.monitors import FirstNReference
 >>> collector = ReferenceCollector(FirstNReference(n=2))
 >>> [collector.offer(cid, np.ones(3)) for cid in ("a", "b", "c")]
 [True, True, False]
@@ -26,16 +26,16 @@ from datetime import datetime
 
 import numpy as np
 
-from weave_stream.drift.spec import (
-    FirstNReference,
-    JsonlReference,
-    MonitorSpec,
-    ReferenceSpec,
-    TimeRangeReference,
-)
 from weave_stream.errors import TopologyError
 from weave_stream.ingest.call import Call
 from weave_stream.ingest.outcomes import expire_pending, ingest_record
+from weave_stream.topology.monitors import (
+    FirstNReference,
+    JsonlReference,
+    Monitor,
+    ReferenceSpec,
+    TimeRangeReference,
+)
 
 __all__ = ["ReferenceCollector", "read_reference_calls", "reference_fingerprint"]
 
@@ -124,11 +124,11 @@ def read_reference_calls(spec: JsonlReference, where: str = "monitor") -> list[C
     return calls
 
 
-def reference_fingerprint(spec: MonitorSpec, ids: Sequence[str], source: str = "") -> str:
+def reference_fingerprint(spec: Monitor, ids: Sequence[str], source: str = "") -> str:
     """A digest of the monitor spec and the reference ids (plus the caller's ``source``).
 
-    >>> from weave_stream.drift.spec import MonitorSpec
-    >>> spec = MonitorSpec(name="m", column="e", reference={"first_n": 2})
+    >>> from weave_stream.topology.monitors import Monitor
+    >>> spec = Monitor(name="m", column="e", reference={"first_n": 2})
     >>> reference_fingerprint(spec, ["a", "b"]) == reference_fingerprint(spec, ["a", "c"])
     False
     """

@@ -30,9 +30,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from weave_stream.aggregates.in_process import aggregate_rows
-from weave_stream.aggregates.rows import RowBuilder
-from weave_stream.aggregates.source import aggregate_plans
+from weave_stream.aggregates.in_process import topology_aggregates
 from weave_stream.columns.cache import MemoryCache, ResultCache
 from weave_stream.columns.derive import DerivedValue, DeriveStats, Trials, derive_batch
 from weave_stream.columns.plan import Plan, plan_topology
@@ -108,7 +106,7 @@ async def arun_local(
             values.extend(await derive_batch(topology, batch, cache, trials=trials, stats=stats))
             bar.update(len(batch))
     columns = [column.name for column in topology.compiled]
-    return ResultTable(topology.name, columns, values, stats, dead_letters)
+    return ResultTable(topology.name, columns, values, stats, dead_letters, topology, calls)
 
 
 def run_local(
@@ -197,9 +195,7 @@ def local_aggregates(
     ``calls`` is a JSONL path, a DataFrame or calls (as :func:`~weave_stream.runners.local.
     run_local` takes them); without ``values`` the topology's columns are computed first.
     """
-    plans = aggregate_plans(topology)
     loaded, _ = read_calls(calls)
     if values is None:
         values = run_local(topology, loaded).values
-    rows = RowBuilder(topology, [plan.spec for plan in plans]).rows(loaded, values)
-    return plans, aggregate_rows(plans, rows, topology=topology.name)
+    return topology_aggregates(topology, loaded, values)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from weave_stream.windows.spec import AggregateSpec
+from weave_stream.topology.aggregates import Aggregate
 
 __all__ = ["WindowGeometry"]
 
@@ -54,8 +54,8 @@ class WindowGeometry:
             )
 
     @classmethod
-    def of(cls, spec: AggregateSpec) -> WindowGeometry:
-        """The geometry an :class:`AggregateSpec` declares."""
+    def of(cls, spec: Aggregate) -> WindowGeometry:
+        """The geometry an :class:`Aggregate` declares."""
         return cls(spec.window.size, spec.window.step, spec.grace, spec.retention)
 
     @property

@@ -7,7 +7,7 @@ snapshot over all the calls. Snapshots hold *panes* (see
 :mod:`weave_stream.windows.arithmetic`); :mod:`weave_stream.aggregates.compose` composes
 them into windows.
 
->>> from weave_stream.windows.spec import parse_aggregates
+>>> from weave_stream.topology.aggregates import parse_aggregates
 >>> from weave_stream.windows.bucket import AggregatePlan
 >>> plan = AggregatePlan(parse_aggregates([{"name": "q", "window": "1m"}], "demo")[0])
 >>> one = AggregatePartials("q", {(0, ()): plan.new_bucket()}, late_rows=2, watermark=30.0)

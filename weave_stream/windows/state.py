@@ -17,7 +17,7 @@ Call :meth:`close_due` on a timer with the wall clock so an idle stream still cl
 (and emits) its last windows. Event times more than ``max_future_skew`` seconds
 ahead of ``now`` count in their pane but do not move the clock.
 
->>> from weave_stream.windows.spec import parse_aggregates
+>>> from weave_stream.topology.aggregates import parse_aggregates
 >>> from weave_stream.windows.rows import AggregateRow
 >>> specs = parse_aggregates([{"name": "q", "window": "1m", "grace": "0s", "retention": "2m",
 ...                           "metrics": {"s": ["mean"]}}], "demo")
@@ -46,11 +46,11 @@ import orjson
 
 from weave_stream import metrics
 from weave_stream.errors import TopologyError
+from weave_stream.topology.aggregates import Aggregate
 from weave_stream.windows.bucket import AggregatePlan, Bucket
 from weave_stream.windows.dedupe import DEFAULT_CAPACITY, SeenIdentities
 from weave_stream.windows.rows import AggregateRow
 from weave_stream.windows.snapshot import AggregatePartials, PaneKey
-from weave_stream.windows.spec import AggregateSpec
 
 __all__ = ["BatchReport", "ClosedWindow", "WindowState"]
 
@@ -85,7 +85,7 @@ class WindowState:
 
     def __init__(
         self,
-        specs: Sequence[AggregateSpec | AggregatePlan],
+        specs: Sequence[Aggregate | AggregatePlan],
         table: MutableMapping[str, bytes] | None = None,
         *,
         namespace: str = "",
