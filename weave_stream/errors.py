@@ -5,6 +5,7 @@
     WeaveStreamError
      ├── ConfigError          a setting is missing or invalid (raised at start-up)
      ├── DurationError        a duration cannot be read ("10m", "500ms", 300); also a ValueError
+     ├── TimestampError       a time cannot be read (ISO-8601 or epoch seconds); also a ValueError
      ├── BrokerError          the Kafka-compatible broker could not be started or reached
      ├── IngestError          calls could not be read: a bad record, an unreadable input file
      │    └── CallValidationError   ... with a machine-readable ``reason`` (the dead-letter reason)
@@ -21,8 +22,9 @@
 
 Every message says what failed, where (topology, column, aggregate, file and line),
 the offending value, and how to fix it. Anything else that escapes is a bug.
-``DurationError`` is also a ``ValueError`` so that a pydantic model reports a bad
-duration at its field; the model's own error is then wrapped in the stage's class.
+``DurationError`` and ``TimestampError`` are also ``ValueError`` s so that a pydantic
+model reports a bad value at its field; the model's own error is then wrapped in
+the stage's class.
 
 >>> try:
 ...     raise TopologyError("topology 'demo', column 'n': ...")
@@ -49,9 +51,12 @@ __all__ = [
     "OpTimeoutError",
     "OutputError",
     "QueryError",
+    "TimestampError",
     "TopologyError",
     "VectorIndexError",
     "WeaveStreamError",
+    "field_errors",
+    "shown",
     "validation_problems",
 ]
 
@@ -66,6 +71,10 @@ class ConfigError(WeaveStreamError):
 
 class DurationError(WeaveStreamError, ValueError):
     """A duration cannot be read; the message shows how to write one (``10m``, ``500ms``, 300)."""
+
+
+class TimestampError(WeaveStreamError, ValueError):
+    """A time cannot be read; write ISO-8601 (``2026-11-26T03:00:00Z``) or epoch seconds."""
 
 
 class BrokerError(WeaveStreamError):
@@ -103,7 +112,8 @@ class OpTimeoutError(OpError):
 
 
 class MissingFieldError(OpError):
-    """A call has no value at a path an op's arguments read; the message names the part."""
+    """A call has no value at a path an op's arguments read (``inputs.document`` on a call
+    without it); the message names the missing part. It becomes the value's ``error``."""
 
 
 class OpDefinitionError(OpError):
@@ -130,16 +140,30 @@ class DeliveryError(WeaveStreamError):
     """An alert could not be delivered to a target; the notifier retries it."""
 
 
-def validation_problems(exc: Any, whole: str = "entry") -> list[str]:
-    """``field F: message (got V)`` for each problem of a pydantic ``ValidationError``.
+def field_errors(exc: Any, whole: str = "entry") -> list[tuple[str, str, Any]]:
+    """``(field, message, offending value)`` for each problem of a pydantic ``ValidationError``.
 
-    ``whole`` names a problem of the whole object (a check across fields).
+    The field is the dotted path (``window.size``), or ``whole`` for a check across
+    fields; the message loses pydantic's ``Value error,`` prefix. Every stage wraps a
+    model's errors in its own class with these.
     """
-    problems = []
+    found = []
     for error in exc.errors(include_url=False):
         field = ".".join(str(part) for part in error["loc"]) or whole
-        message = str(error["msg"]).removeprefix("Value error, ")
-        shown = repr(error.get("input"))
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        problems.append(f"field {field}: {message} (got {shown})")
-    return problems
+        found.append((field, str(error["msg"]).removeprefix("Value error, "), error.get("input")))
+    return found
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters for a message.
+
+    >>> shown("x" * 100, limit=10)
+    "'xxxxxx..."
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def validation_problems(exc: Any, whole: str = "entry") -> list[str]:
+    """``field F: message (got V)`` for each problem of a pydantic ``ValidationError``."""
+    return [f"field {f}: {message} (got {shown(v)})" for f, message, v in field_errors(exc, whole)]

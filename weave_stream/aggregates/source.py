@@ -31,7 +31,7 @@ import orjson
 
 from weave_stream.broker.kafka import read_topic
 from weave_stream.config import Settings
-from weave_stream.errors import TopologyError
+from weave_stream.errors import QueryError
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
 from weave_stream.windows.snapshot import AggregatePartials
@@ -136,7 +136,7 @@ async def read_snapshots(
     """The plans of ``topology`` and every partition's snapshots of each aggregate."""
     plans = aggregate_plans(topology)
     if not plans:
-        raise TopologyError(
+        raise QueryError(
             f"topology {topology.name!r} declares no aggregates; add an 'aggregates:' section "
             "(see topologies/text_extract.yaml) and register it again"
         )

@@ -32,14 +32,14 @@ def time_range(since: str | None, start: str | None, end: str | None) -> TimeRan
     if since:
         try:
             seconds = parse_duration(since)
-        except (ValueError, WeaveStreamError) as exc:
+        except WeaveStreamError as exc:
             raise click.UsageError(f"--since {since!r}: {exc}") from None
         return TimeRange(datetime.now(UTC) - timedelta(seconds=seconds))
     if not start:
         raise click.UsageError("say which calls: --since 24h, or --from T [--to T]")
     try:
         window = TimeRange(parse_timestamp(start), parse_timestamp(end) if end else None)
-    except ValueError as exc:
+    except WeaveStreamError as exc:
         raise click.UsageError(f"--from/--to: {exc}") from None
     if window.end is not None and window.end <= window.start:
         raise click.UsageError("--to must be after --from")

@@ -24,9 +24,10 @@ import numpy as np
 import orjson
 
 from weave_stream.drift.findings import GroupKey, group_key
+from weave_stream.errors import MissingFieldError
 from weave_stream.ingest.call import Call
 from weave_stream.topology.monitors import Monitor
-from weave_stream.topology.selection import FieldPath, MissingFieldError
+from weave_stream.topology.selection import FieldPath
 
 __all__ = [
     "EXCERPT_CHARS",

@@ -33,9 +33,10 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
+import pandas as pd
 
 from weave_stream.aggregates.in_process import topology_aggregates
 from weave_stream.aggregates.queries import choose_plan, query_tables
@@ -45,9 +46,6 @@ from weave_stream.errors import OutputError, QueryError
 from weave_stream.ingest.call import Call
 from weave_stream.ingest.outcomes import DeadLetter
 from weave_stream.topology.spec import Topology
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 __all__ = ["OUTPUT_SUFFIXES", "ResultTable"]
 
@@ -141,8 +139,6 @@ class ResultTable:
 
     def to_pandas(self, expand: bool = False) -> pd.DataFrame:
         """The table as a DataFrame; ``expand`` splits dict values into ``column.key`` columns."""
-        import pandas as pd
-
         frame = pd.DataFrame(self.rows())
         if frame.empty:
             return pd.DataFrame(columns=["call_id", "trace_id", "started_at", "trial"])
@@ -175,8 +171,6 @@ class ResultTable:
 
 
 def _expand(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    import pandas as pd
-
     for name in columns:
         if name not in frame or not frame[name].map(lambda cell: isinstance(cell, dict)).any():
             continue
