@@ -26,9 +26,9 @@ from datetime import datetime
 
 import numpy as np
 
-from weave_stream.errors import TopologyError
+from weave_stream.errors import IngestError, TopologyError
 from weave_stream.ingest.call import Call
-from weave_stream.ingest.outcomes import expire_pending, ingest_record
+from weave_stream.ingest.files import read_call_file
 from weave_stream.topology.monitors import (
     FirstNReference,
     JsonlReference,
@@ -100,27 +100,15 @@ def read_reference_calls(spec: JsonlReference, where: str = "monitor") -> list[C
     first bad line: a broken reference must fail at load, not drift silently.
     """
     try:
-        lines = spec.path.read_bytes().splitlines()
-    except OSError as exc:
+        calls, dead_letters = read_call_file(spec.path)
+    except IngestError as exc:
+        raise TopologyError(f"{where}: reference {exc}; fix reference.path") from None
+    if dead_letters:
+        letter = dead_letters[0]
         raise TopologyError(
-            f"{where}: reference file {spec.path} cannot be read ({exc.strerror}); "
-            "fix reference.path"
-        ) from None
-    pending: dict[str, object] = {}
-    calls: list[Call] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        result = ingest_record(line, pending, now=0.0)
-        if result.dead_letter is not None:
-            letter = result.dead_letter
-            raise TopologyError(
-                f"{where}: reference file {spec.path}, line {number}: {letter.reason}: "
-                f"{letter.detail}; fix or remove the line"
-            )
-        if result.call is not None:
-            calls.append(result.call)
-    calls.extend(expire_pending(pending, now=1.0, timeout=0.0))  # unmatched halves, as they are
+            f"{where}: reference file {spec.path}, line {letter.source_offset}: "
+            f"{letter.reason}: {letter.detail}; fix or remove the line"
+        )
     return calls
 
 

@@ -36,7 +36,8 @@ from weave_stream.columns.derive import DerivedValue, DeriveStats, Trials, deriv
 from weave_stream.columns.plan import Plan, plan_topology
 from weave_stream.errors import CallValidationError, ConfigError
 from weave_stream.ingest.call import Call, parse_call_object
-from weave_stream.ingest.outcomes import DeadLetter, expire_pending, ingest_record
+from weave_stream.ingest.files import read_call_file
+from weave_stream.ingest.outcomes import DeadLetter
 from weave_stream.runners.results import ResultTable
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
@@ -58,7 +59,7 @@ DEFAULT_BATCH_SIZE = 256
 def read_calls(source: Any) -> tuple[list[Call], list[DeadLetter]]:
     """The calls of a JSONL file (path), a DataFrame, or an iterable of calls or dicts."""
     if isinstance(source, str | Path):
-        return _read_jsonl(Path(source))
+        return read_call_file(source)
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
         records = [_without_missing(row) for row in source.to_dict(orient="records")]
         return _read_objects(records, "dataframe")
@@ -141,28 +142,6 @@ async def plan_local(
     cache = cache if cache is not None else MemoryCache()
     plan = await plan_topology(topology, batches(calls, batch_size), cache, trials=trials)
     return plan, dead_letters
-
-
-def _read_jsonl(path: Path) -> tuple[list[Call], list[DeadLetter]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"input file {path} does not exist")
-    calls: list[Call] = []
-    dead_letters: list[DeadLetter] = []
-    pending: dict[str, Any] = {}
-    with path.open("rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            result = ingest_record(
-                line.rstrip(b"\r\n"), pending, now=float(number), source=(str(path), 0, number)
-            )
-            if result.call is not None:
-                calls.append(result.call)
-            elif result.dead_letter is not None:
-                dead_letters.append(result.dead_letter)
-    # The file is all there is: a half still waiting will never be joined.
-    calls.extend(expire_pending(pending, now=math.inf, timeout=0.0))
-    return calls, dead_letters
 
 
 def _read_objects(records: Iterable[Any], where: str) -> tuple[list[Call], list[DeadLetter]]:
