@@ -32,7 +32,7 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from weave_stream import metrics
+from weave_stream.metrics import AGGREGATE_WINDOW_END, AGGREGATE_WINDOW_MEAN, AGGREGATE_WINDOW_ROWS
 from weave_stream.windows.bucket import AggregatePlan, Bucket
 from weave_stream.windows.state import ClosedWindow
 
@@ -103,23 +103,23 @@ class WindowGauges:
         published: dict[str, tuple[int, dict[str, float]]] = {}
         for label, bucket in shown.items():
             figures = plan.figures(bucket) if columns else {}
-            metrics.AGGREGATE_WINDOW_ROWS.labels(self.topology, name, label).set(bucket.rows)
+            AGGREGATE_WINDOW_ROWS.labels(self.topology, name, label).set(bucket.rows)
             means = {}
             for column in columns:
                 value = figures.get(f"{column}.mean")
                 if value is not None and value == value:  # NaN: no values in this group
-                    gauge = metrics.AGGREGATE_WINDOW_MEAN.labels(self.topology, name, column, label)
+                    gauge = AGGREGATE_WINDOW_MEAN.labels(self.topology, name, column, label)
                     gauge.set(value)
                     means[column] = value
                 else:
-                    _remove(metrics.AGGREGATE_WINDOW_MEAN, self.topology, name, column, label)
+                    _remove(AGGREGATE_WINDOW_MEAN, self.topology, name, column, label)
             published[label] = (bucket.rows, means)
         for label in set(self.published.get(name, {})) - set(published):
-            _remove(metrics.AGGREGATE_WINDOW_ROWS, self.topology, name, label)
+            _remove(AGGREGATE_WINDOW_ROWS, self.topology, name, label)
             for column in columns:
-                _remove(metrics.AGGREGATE_WINDOW_MEAN, self.topology, name, column, label)
+                _remove(AGGREGATE_WINDOW_MEAN, self.topology, name, column, label)
         self.published[name] = published
-        metrics.AGGREGATE_WINDOW_END.labels(self.topology, name).set(start + plan.geometry.size)
+        AGGREGATE_WINDOW_END.labels(self.topology, name).set(start + plan.geometry.size)
 
 
 def _remove(gauge: Any, *labels: str) -> None:

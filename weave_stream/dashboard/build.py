@@ -31,7 +31,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from weave_stream import metrics
 from weave_stream.dashboard.panels import (
     DATASOURCE,
     aggregate_panels,
@@ -42,6 +41,7 @@ from weave_stream.dashboard.panels import (
     series,
     window_rows,
 )
+from weave_stream.metrics import WORKER_INFO
 from weave_stream.topology.aggregates import Aggregate
 from weave_stream.topology.spec import Topology
 
@@ -144,7 +144,7 @@ def _variables(
         "current": {},
         "hide": 0,
     }
-    prefix_query = f"label_values({series(metrics.WORKER_INFO)}, topic_prefix)"
+    prefix_query = f"label_values({series(WORKER_INFO)}, topic_prefix)"
     yield {
         "name": "prefix",
         "label": "topic prefix",

@@ -38,7 +38,6 @@ import faust
 import numpy as np
 import orjson
 
-from weave_stream import metrics
 from weave_stream.broker.kafka import ensure_topics, read_topic
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.columns.values import derived_key
@@ -57,6 +56,7 @@ from weave_stream.drift.reference import (
     reference_fingerprint,
 )
 from weave_stream.ingest.call import Call
+from weave_stream.metrics import DERIVED_VALUES_WRITTEN
 from weave_stream.notify.alerts import Alert
 from weave_stream.ops.execute import run_op
 from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink
@@ -265,9 +265,7 @@ class _MonitorRunner:
         if values:
             records = [OutgoingRecord(derived_key(v.call_id, v.trial), v.to_json()) for v in values]
             await self.sink.write(self.values_topic, records)
-            metrics.DERIVED_VALUES_WRITTEN.labels(self.topology.name, self.spec.name).inc(
-                len(records)
-            )
+            DERIVED_VALUES_WRITTEN.labels(self.topology.name, self.spec.name).inc(len(records))
 
     async def _raise(self, findings: Sequence[Finding]) -> None:
         alerts = [Alert.from_finding(self.topology.name, finding) for finding in findings]
