@@ -52,7 +52,6 @@ __all__ = [
     "MONITOR_LEARNED",
     "NOVELTY_DISTANCE",
     "OP_BATCH_SECONDS",
-    "OP_COST_USD",
     "OP_RETRIES",
     "REGISTRY",
     "TOPOLOGY_BATCH_SECONDS",
@@ -121,12 +120,6 @@ OP_RETRIES = Counter(
     "weave_stream_op_retries_total",
     "Inputs an op was retried on after a retriable failure (timeout, HTTP 429/5xx, "
     "malformed answer), by op name.",
-    ["op"],
-    registry=REGISTRY,
-)
-OP_COST_USD = Counter(
-    "weave_stream_op_cost_usd_total",
-    "Dollars spent by ops on computed (not cached) values, by op name.",
     ["op"],
     registry=REGISTRY,
 )
@@ -315,7 +308,8 @@ COLUMN_INFO = Gauge(
 )
 DERIVED_COST_USD = Counter(
     "weave_stream_derived_cost_usd_total",
-    "Dollars spent computing (not cached) values of a derived column, by topology and column.",
+    "Dollars spent computing (not cached) values of a derived column, by topology and column "
+    "(join weave_stream_column_info on topology and column for the op and its ref).",
     ["topology", "column"],
     registry=REGISTRY,
 )

@@ -13,7 +13,7 @@ from weave_stream.demo.samples import (
     sample_calls,
     split_into_events,
 )
-from weave_stream.errors import CallValidationError
+from weave_stream.errors import CallValidationError, IngestError
 from weave_stream.ingest.call import Call, call_from_json, merge, parse_call, parse_timestamp
 
 FULL_CALL = {
@@ -158,5 +158,5 @@ def test_merge_joins_start_and_end_events_into_the_complete_call() -> None:
 def test_merge_refuses_halves_of_different_calls() -> None:
     start = Call.model_validate({"id": "a", "started_at": 1795662000})
     end = Call.model_validate({"id": "b", "ended_at": 1795662000})
-    with pytest.raises(ValueError, match="ids differ"):
+    with pytest.raises(IngestError, match="ids differ"):
         merge(start, end)

@@ -22,7 +22,7 @@ from weave_stream.aggregates.plots import (
     draw_trial_scatter,
     plot_aggregate,
 )
-from weave_stream.errors import TopologyError
+from weave_stream.errors import QueryError
 from weave_stream.windows import AggregatePartials, AggregatePlan, AggregateRow, WindowState
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -55,7 +55,7 @@ def test_regrouping_on_a_subset_of_keys_merges_partials(spec, rows, snapshots) -
     totals = table_frame(spec, snapshots, by=())
     assert list(totals.columns[:3]) == ["window_start", "window_end", "rows"]
     assert_matches_truth(totals, truth(rows, 1800, 600, []), ["window_start"])
-    with pytest.raises(TopologyError, match=r"not grouped by \['op_name'\]; choose --by among"):
+    with pytest.raises(QueryError, match=r"not grouped by \['op_name'\]; choose --by among"):
         aggregate_table(spec, snapshots, by=["op_name"])
 
 
@@ -83,7 +83,7 @@ def test_snapshots_travel_as_json_and_merge_the_same(spec, snapshots) -> None:  
     remote = aggregate_table(spec, shipped).frame
     pd.testing.assert_frame_equal(direct, remote, check_exact=False, rtol=1e-12)
     other = spec_for("5m").model_copy(update={"name": "other"})
-    with pytest.raises(TopologyError, match="not 'other'"):
+    with pytest.raises(QueryError, match="not 'other'"):
         AggregatePartials.decode(AggregatePlan(other), snapshots[0].encode(plan))
 
 
@@ -177,7 +177,7 @@ def test_trial_scatter_shows_each_call_at_its_mean_with_spread(tmp_path) -> None
     draw_trial_scatter(few, samples, "score", "latency_ms", max_calls=10)
     assert sum(len(bars.lines[0].get_xdata()) for bars in few.containers) == 10
     assert f"10 of {len(expected)} sampled calls" in few.get_title()
-    with pytest.raises(ValueError, match="no column"):
+    with pytest.raises(QueryError, match="no column"):
         draw_trial_scatter(ax, samples, "score", "nope")
     path = plot_aggregate(
         aggregate_table(spec, aggregate_rows([spec], rows)["quality"], by=["doc_class"]),
@@ -234,5 +234,5 @@ def test_compare_two_op_refs_of_one_column() -> None:
     row = result.frame.set_index("group").loc["all"]
     assert (row["n_a"], row["n_b"]) == (20, 20)
     assert row["mean_a"] == pytest.approx(0.25) and row["mean_b"] == pytest.approx(0.75)
-    with pytest.raises(ValueError, match=r"refs seen: \['judge:v1', 'judge:v2'\]"):
+    with pytest.raises(QueryError, match=r"refs seen: \['judge:v1', 'judge:v2'\]"):
         compare_op_refs(samples, "score", "judge:v1", "judge:v3")

@@ -15,12 +15,12 @@ from windows_rows import T0, late_flags, make_rows, truth
 
 from weave_stream import metrics
 from weave_stream.aggregates import aggregate_rows, aggregate_table, compute_aggregates, drill_down
+from weave_stream.topology.aggregates import parse_aggregates
 from weave_stream.windows import (
     AggregatePlan,
     AggregateRow,
     WindowState,
     merge_partials,
-    parse_aggregates,
 )
 
 GROUP_BY = ["doc_class", "attributes.model"]

@@ -32,6 +32,7 @@ from matplotlib.patches import Patch
 from scipy import stats
 
 from weave_stream.aggregates.table import OutputFormat
+from weave_stream.errors import QueryError
 
 __all__ = ["Comparison", "compare_columns", "compare_op_refs", "compare_values", "plot_comparison"]
 
@@ -118,7 +119,7 @@ def compare_columns(
     for column in (column_a, column_b, *([by] if by else [])):
         if column not in samples:
             known = sorted(map(str, samples.columns))
-            raise ValueError(f"no column {column!r} in the samples; they have {known}")
+            raise QueryError(f"no column {column!r} in the samples; they have {known}")
     parts = [
         pd.DataFrame(
             {
@@ -139,11 +140,11 @@ def compare_op_refs(
     """Values of one column computed by two op refs (``column.op_ref`` tells them apart)."""
     refs = f"{column}.op_ref"
     if refs not in samples:
-        raise ValueError(f"samples carry no op refs for {column!r} (no {refs!r} column)")
+        raise QueryError(f"samples carry no op refs for {column!r} (no {refs!r} column)")
     found = set(samples[refs].dropna())
     absent = [ref for ref in (ref_a, ref_b) if ref not in found]
     if absent:
-        raise ValueError(f"no sampled value of {column!r} by {absent}; refs seen: {sorted(found)}")
+        raise QueryError(f"no sampled value of {column!r} by {absent}; refs seen: {sorted(found)}")
     chosen = samples[samples[refs].isin([ref_a, ref_b])]
     values = pd.DataFrame(
         {

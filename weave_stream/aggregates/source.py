@@ -29,14 +29,12 @@ from typing import Any
 
 import orjson
 
-from weave_stream.aggregates.rows import RowBuilder
 from weave_stream.broker.kafka import read_topic
 from weave_stream.config import Settings
-from weave_stream.errors import TopologyError
+from weave_stream.errors import QueryError
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
 from weave_stream.windows.snapshot import AggregatePartials
-from weave_stream.windows.spec import parse_aggregates
 
 __all__ = [
     "aggregate_plans",
@@ -53,10 +51,8 @@ def partition_namespace(partition: int) -> str:
 
 
 def aggregate_plans(topology: Topology) -> list[AggregatePlan]:
-    """The compiled aggregates of ``topology`` (validated: specs and keys), in spec order."""
-    specs = parse_aggregates(topology.aggregates, topology.name)
-    RowBuilder(topology, specs)  # every key must be a column or a call field
-    return [AggregatePlan(spec) for spec in specs]
+    """The compiled aggregates of ``topology`` (validated when it was built), in spec order."""
+    return [AggregatePlan(spec) for spec in topology.aggregates]
 
 
 def decode_partials(
@@ -66,7 +62,8 @@ def decode_partials(
 
     Keys of aggregates the plans do not have (a topology changed since) are skipped.
 
-    >>> from weave_stream.windows import AggregateRow, WindowState, parse_aggregates
+    >>> from weave_stream.topology.aggregates import parse_aggregates
+    >>> from weave_stream.windows import AggregateRow, WindowState
     >>> plan = AggregatePlan(parse_aggregates([{"name": "q", "window": "1m"}], "t")[0])
     >>> table: dict = {}
     >>> for partition, call in ((0, "a"), (1, "b"), (1, "c")):
@@ -139,7 +136,7 @@ async def read_snapshots(
     """The plans of ``topology`` and every partition's snapshots of each aggregate."""
     plans = aggregate_plans(topology)
     if not plans:
-        raise TopologyError(
+        raise QueryError(
             f"topology {topology.name!r} declares no aggregates; add an 'aggregates:' section "
             "(see topologies/text_extract.yaml) and register it again"
         )

@@ -65,6 +65,8 @@ def _setting_option(name: str) -> Callable[[F], F]:
     choice = typing.get_args(field.annotation)
     if typing.get_origin(field.annotation) is typing.Literal:
         kind: Any = click.Choice([str(c) for c in choice])
+    elif name.endswith("_seconds"):
+        kind = str  # a duration: "5m" or seconds, read by the settings
     elif field.annotation in (int, float):
         kind = field.annotation
     elif "Path" in annotation:

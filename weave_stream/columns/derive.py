@@ -34,11 +34,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from weave_stream import metrics
 from weave_stream.columns.cache import CachedValue, CacheKey, ResultCache, cache_key
+from weave_stream.errors import MissingFieldError, TopologyError
 from weave_stream.ingest.call import Call
+from weave_stream.metrics import DERIVED_COST_USD, DERIVED_VALUES
 from weave_stream.ops.execute import run_op
-from weave_stream.topology.selection import MissingFieldError, op_name_matches, sampled
+from weave_stream.topology.selection import op_name_matches, sampled
 from weave_stream.topology.spec import CompiledColumn, Topology
 
 __all__ = ["ColumnStats", "DeriveStats", "DerivedValue", "Trials", "derive_batch", "survey_batch"]
@@ -217,7 +218,10 @@ class _Walk:
         asked = self.trials if isinstance(self.trials, int | None) else self.trials.get(column.name)
         count = column.trials if asked is None else asked
         if count < 1:
-            raise ValueError(f"column {column.name!r}: trials must be >= 1, got {count}")
+            raise TopologyError(
+                f"topology {self.topology.name!r}, column {column.name!r}: trials must be a "
+                f"whole number >= 1, got {count!r}; fix the trials asked for this run"
+            )
         return count
 
     async def _column(self, column: CompiledColumn, calls: Sequence[Call]) -> None:
@@ -254,8 +258,7 @@ class _Walk:
         await self.cache.put_many(fresh)
         spent = sum(r.cost or 0.0 for r in results.values())
         stats.cost_usd += spent
-        metrics.OP_COST_USD.labels(column.op.name).inc(spent)
-        metrics.DERIVED_COST_USD.labels(self.topology.name, column.name).inc(spent)
+        DERIVED_COST_USD.labels(self.topology.name, column.name).inc(spent)
         for task in tasks:
             hit = hits.get(task.key) if task.key else None
             if hit is not None:
@@ -383,9 +386,7 @@ class _Walk:
         stats.values += len(made)
         stats.errors += errors
         name = self.topology.name
-        metrics.DERIVED_VALUES.labels(name, column.name, "error").inc(errors)
-        metrics.DERIVED_VALUES.labels(name, column.name, "cached").inc(cached)
-        metrics.DERIVED_VALUES.labels(name, column.name, "computed").inc(
-            len(made) - errors - cached
-        )
-        metrics.DERIVED_VALUES.labels(name, column.name, "filtered").inc(filtered)
+        DERIVED_VALUES.labels(name, column.name, "error").inc(errors)
+        DERIVED_VALUES.labels(name, column.name, "cached").inc(cached)
+        DERIVED_VALUES.labels(name, column.name, "computed").inc(len(made) - errors - cached)
+        DERIVED_VALUES.labels(name, column.name, "filtered").inc(filtered)

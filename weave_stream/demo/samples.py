@@ -24,6 +24,8 @@ from typing import Any
 import orjson
 import yaml
 
+from weave_stream.errors import ConfigError
+
 __all__ = [
     "MALFORMED_REASONS",
     "Document",
@@ -51,7 +53,10 @@ def corpus_documents(
     """The conversations of one language of chatterbot-corpus, in a stable order."""
     root = Path(str(importlib.resources.files("chatterbot_corpus"))) / "data" / language
     if not root.is_dir():
-        raise ValueError(f"chatterbot-corpus has no language {language!r}")
+        known = sorted(p.name for p in root.parent.iterdir() if p.is_dir())
+        raise ConfigError(
+            f"chatterbot-corpus has no language {language!r}; choose one of {', '.join(known)}"
+        )
     wanted = set(categories) if categories is not None else None
     documents = []
     for path in sorted(root.glob("*.yml")):

@@ -30,7 +30,13 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from weave_stream.errors import CallValidationError
+from weave_stream.errors import (
+    CallValidationError,
+    IngestError,
+    TimestampError,
+    field_errors,
+    shown,
+)
 
 __all__ = [
     "Call",
@@ -62,12 +68,12 @@ def parse_timestamp(value: Any) -> datetime:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, bool):
-        raise ValueError(f"a timestamp cannot be a boolean ({value!r})")
+        raise TimestampError(f"a timestamp cannot be a boolean ({value!r})")
     elif isinstance(value, int | float):
         try:
             parsed = datetime.fromtimestamp(value, tz=UTC)
         except (OverflowError, OSError, ValueError):
-            raise ValueError(
+            raise TimestampError(
                 f"epoch value {value!r} is out of range; timestamps are epoch seconds, "
                 "not milliseconds"
             ) from None
@@ -75,18 +81,18 @@ def parse_timestamp(value: Any) -> datetime:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError(
+            raise TimestampError(
                 f"{value!r} is not an ISO-8601 datetime (e.g. 2026-11-26T03:15:32.123Z)"
             ) from None
     else:
-        raise ValueError(f"expected an ISO-8601 string or epoch seconds, got {value!r}")
+        raise TimestampError(f"expected an ISO-8601 string or epoch seconds, got {value!r}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # Weave writes UTC; a naive time is taken as UTC.
     else:
         parsed = parsed.astimezone(UTC)
     if not _EARLIEST <= parsed < _LATEST:
         hint = " (epoch milliseconds? send seconds)" if isinstance(value, int | float) else ""
-        raise ValueError(f"{value!r} is outside 2000..2200{hint}")
+        raise TimestampError(f"{value!r} is outside 2000..2200{hint}")
     return parsed
 
 
@@ -146,6 +152,16 @@ class Call(BaseModel):
     deleted_at: Timestamp | None = None
     storage_size_bytes: int | None = None
     total_storage_size_bytes: int | None = None
+
+    def __init__(self, /, **fields: Any) -> None:
+        """Build a call; a bad field is a :class:`CallValidationError` (as for a record)."""
+        try:
+            super().__init__(**fields)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+
+    # Marked as pydantic's own __init__, so that validating records skips it (speed).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @property
     def kind(self) -> CallKind:
@@ -249,14 +265,10 @@ def _check_id(data: dict[str, Any]) -> None:
 def _validation_error(exc: ValidationError) -> CallValidationError:
     problems = []
     reason = "wrong_type"
-    for error in exc.errors(include_url=False):
-        field = ".".join(str(part) for part in error["loc"])
-        if error["loc"] and error["loc"][0] in _TIMESTAMP_FIELDS:
+    for field, message, value in field_errors(exc, whole="call"):
+        if field.partition(".")[0] in _TIMESTAMP_FIELDS:
             reason = "bad_timestamp"
-        value = repr(error.get("input"))
-        if len(value) > 80:
-            value = value[:77] + "..."
-        problems.append(f"{field}: {error['msg']} (got {value})")
+        problems.append(f"{field}: {message} (got {shown(value)})")
     return CallValidationError(reason, "; ".join(problems))
 
 
@@ -267,7 +279,10 @@ def merge(start: Call, end: Call) -> Call:
     ``wb_run_step_end``) override the start's; everything else comes from the start.
     """
     if start.id != end.id:
-        raise ValueError(f"cannot merge calls {start.id!r} and {end.id!r}: ids differ")
+        raise IngestError(
+            f"cannot merge calls {start.id!r} and {end.id!r}: ids differ; merge the start and "
+            "end events of one call"
+        )
     fields = start.model_dump(exclude_none=True)
     ended = end.model_dump(exclude_none=True)
     for name in _END_FIELDS:

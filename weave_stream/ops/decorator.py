@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from weave_stream.durations import parse_duration
+from weave_stream.errors import DurationError, OpDefinitionError
 from weave_stream.ops.base import CostEstimate, OpPolicy, OpResult, Signature
 from weave_stream.ops.versioning import code_digest, version_digest
 
@@ -244,7 +246,7 @@ class OpDecorator:
         if inspect.isclass(item):
             return OpClass(item, self.options)
         if not callable(item):
-            raise TypeError(f"@op decorates a function or a class, not {item!r}")
+            raise OpDefinitionError(f"@op decorates a function or a class, not {item!r:.80}")
         name = self.options.name or item.__name__
         return FunctionOp(item, self.options, code_target=item, name=name)
 
@@ -260,10 +262,10 @@ def op(
     name: str | None = None,
     deterministic: bool = True,
     batched: bool = False,
-    timeout: float = 60.0,
+    timeout: float | str = 60.0,
     retries: int = 2,
-    backoff: float = 0.5,
-    max_backoff: float = 30.0,
+    backoff: float | str = 0.5,
+    max_backoff: float | str = 30.0,
     batch_size: int = 64,
     cost: CostEstimate | None = None,
     depends: Sequence[Any] = (),
@@ -276,10 +278,10 @@ def op(
     name: str | None = None,
     deterministic: bool = True,
     batched: bool = False,
-    timeout: float = 60.0,
+    timeout: float | str = 60.0,
     retries: int = 2,
-    backoff: float = 0.5,
-    max_backoff: float = 30.0,
+    backoff: float | str = 0.5,
+    max_backoff: float | str = 30.0,
     batch_size: int = 64,
     cost: CostEstimate | None = None,
     depends: Sequence[Any] = (),
@@ -288,6 +290,8 @@ def op(
 ) -> FunctionOp | OpClass | OpDecorator:
     """Make an op of a function or class; usable bare (``@op``) or with options (``@op(...)``).
 
+    ``timeout``, ``retries``, ``backoff``, ``max_backoff`` and ``batch_size`` make its
+    :class:`~weave_stream.ops.base.OpPolicy` (durations in seconds or as text, ``"30s"``).
     ``cost`` is the estimate per input; ``depends`` lists further code (functions,
     classes, modules) whose changes must change the version; ``retry_on`` the
     exception types worth retrying; ``unversioned`` the class parameters that do not
@@ -301,7 +305,7 @@ def op(
             name=name,
             deterministic=deterministic,
             batched=batched,
-            policy=OpPolicy(timeout, retries, backoff, max_backoff, batch_size),
+            policy=_policy(timeout, retries, backoff, max_backoff, batch_size),
             cost=cost or CostEstimate(),
             depends=tuple(depends),
             retry_on=retry_on,
@@ -309,6 +313,17 @@ def op(
         )
     )
     return decorator(target) if target is not None else decorator
+
+
+def _policy(
+    timeout: float | str, retries: int, backoff: float | str, max_backoff: float | str, size: int
+) -> OpPolicy:
+    durations = {"timeout": timeout, "backoff": backoff, "max_backoff": max_backoff}
+    try:
+        seconds = {name: parse_duration(value) for name, value in durations.items()}
+    except DurationError as exc:
+        raise OpDefinitionError(f"@op options: {exc}") from None
+    return OpPolicy(seconds["timeout"], retries, seconds["backoff"], seconds["max_backoff"], size)
 
 
 def _signature_of(function: Callable[..., Any]) -> Signature:

@@ -45,12 +45,12 @@ import orjson
 from faust.streams import _current_event
 from faust.types import TP, EventT
 
-from weave_stream import metrics
 from weave_stream.aggregates.gauges import WindowGauges
 from weave_stream.aggregates.rows import RowBuilder
 from weave_stream.aggregates.source import aggregate_plans, partition_namespace
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import Settings
+from weave_stream.metrics import TOPOLOGY_BATCH_SECONDS, TOPOLOGY_CALLS, UNREADABLE_RECORDS
 from weave_stream.topics import AGGREGATES_TABLE
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.rows import AggregateRow
@@ -145,8 +145,8 @@ class StreamingAggregates:
         """
         batch_size = max(settings.batch_size, AGGREGATE_BATCH_SIZE)
         max_wait = settings.batch_max_wait_seconds
-        calls_read = metrics.TOPOLOGY_CALLS.labels(self.topology.name)
-        batch_seconds = metrics.TOPOLOGY_BATCH_SECONDS.labels(self.topology.name)
+        calls_read = TOPOLOGY_CALLS.labels(self.topology.name)
+        batch_seconds = TOPOLOGY_BATCH_SECONDS.labels(self.topology.name)
         held: list[EventT] = []
         held_since = [0.0]
 
@@ -222,7 +222,7 @@ class StreamingAggregates:
                         message.topic,
                         message.value,
                     )
-                    metrics.UNREADABLE_RECORDS.labels("calls.valid").inc()
+                    UNREADABLE_RECORDS.labels("calls.valid").inc()
                 continue
             if not builder.selects(call):
                 continue

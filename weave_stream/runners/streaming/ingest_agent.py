@@ -18,10 +18,16 @@ from typing import Any
 
 import faust
 
-from weave_stream import metrics
 from weave_stream.config import Settings
 from weave_stream.ingest.call import Call
 from weave_stream.ingest.outcomes import DeadLetter, IngestResult, expire_pending, ingest_record
+from weave_stream.metrics import (
+    CALLS_INGESTED,
+    CALLS_UNMERGED,
+    DEAD_LETTERS,
+    INGEST_BATCH_SECONDS,
+    INGEST_RECORDS,
+)
 from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink, attach_sink
 from weave_stream.topics import TopicNames
 
@@ -74,8 +80,8 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
                     forwarded.append((result.call, message.partition))
             await _write(sink, topics, forwarded, letters)
             for outcome, count in outcomes.items():
-                metrics.INGEST_RECORDS.labels(outcome).inc(count)
-            metrics.INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+                INGEST_RECORDS.labels(outcome).inc(count)
+            INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
             yield None
 
     @app.timer(interval=max(1.0, min(30.0, settings.merge_timeout_seconds / 4)))
@@ -83,7 +89,7 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
         expired = list(expire_pending(pending, time.time(), settings.merge_timeout_seconds))
         for call in expired:
             missing = "end" if call.kind == "start" else "start"
-            metrics.CALLS_UNMERGED.labels(missing).inc()
+            CALLS_UNMERGED.labels(missing).inc()
             log.info("call %s: no %s event within the merge timeout; forwarded", call.id, missing)
         await _write(sink, topics, [(call, None) for call in expired], [])
 
@@ -107,14 +113,14 @@ async def _write(
             (OutgoingRecord(c.id.encode(), c.to_json(), partition=p) for c, p in calls),
         )
         for kind, count in Counter(c.kind for c, _ in calls).items():
-            metrics.CALLS_INGESTED.labels(kind).inc(count)
+            CALLS_INGESTED.labels(kind).inc(count)
     if letters:
         await sink.write(
             topics.dlq,
             (OutgoingRecord(d.key, d.raw, d.headers(), d.source_partition) for d in letters),
         )
         for reason, count in Counter(d.reason for d in letters).items():
-            metrics.DEAD_LETTERS.labels(reason).inc(count)
+            DEAD_LETTERS.labels(reason).inc(count)
 
 
 def _ingest_safely(
