@@ -11,6 +11,7 @@
      │    └── OpTimeoutError
      ├── TopologyError        a topology spec is invalid (names topology, column, field)
      ├── BudgetExceededError  a plan costs more than the budget it was given
+     ├── ExperimentError      an experiment spec, its data or a comparison is invalid
      ├── VectorIndexError     a FAISS index or its snapshot is unusable
      └── DeliveryError        an alert could not be delivered to a target (retried)
 
@@ -25,6 +26,7 @@ __all__ = [
     "CallValidationError",
     "ConfigError",
     "DeliveryError",
+    "ExperimentError",
     "IngestError",
     "OpError",
     "OpTimeoutError",
@@ -78,6 +80,10 @@ class TopologyError(WeaveStreamError):
 
 class BudgetExceededError(WeaveStreamError):
     """A run or backfill was refused: its plan costs more than ``--budget``."""
+
+
+class ExperimentError(WeaveStreamError):
+    """An experiment cannot run or be compared as asked; the message names the variant and fix."""
 
 
 class VectorIndexError(WeaveStreamError):
