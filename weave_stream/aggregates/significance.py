@@ -171,14 +171,7 @@ def paired_test(
     difference = b_values - a_values
     mean_difference = float(difference.mean())
     low, high = _difference_interval(difference, confidence, seed)
-    common = {
-        "n": n,
-        "mean_a": float(a_values.mean()),
-        "mean_b": float(b_values.mean()),
-        "mean_difference": mean_difference,
-        "ci_low": low,
-        "ci_high": high,
-    }
+    means = (float(a_values.mean()), float(b_values.mean()), mean_difference, low, high)
     if is_binary(a_values) and is_binary(b_values):
         improved = int(((a_values == 0) & (b_values == 1)).sum())
         regressed = int(((a_values == 1) & (b_values == 0)).sum())
@@ -186,7 +179,8 @@ def paired_test(
         # Exact McNemar: under no difference, each discordant pair goes either way at 1/2.
         p_value = stats.binomtest(regressed, changed, 0.5).pvalue if changed else 1.0
         return PairedResult(
-            **common,
+            n,
+            *means,
             test="McNemar exact",
             statistic=float(min(improved, regressed)),
             p_value=float(p_value),
@@ -195,7 +189,8 @@ def paired_test(
     t_statistic, t_p = _paired_t(difference)
     w_statistic, w_p = _wilcoxon(difference)
     return PairedResult(
-        **common,
+        n,
+        *means,
         test="paired t",
         statistic=t_statistic,
         p_value=t_p,
