@@ -115,9 +115,9 @@ def _per_call(values: pd.DataFrame) -> pd.DataFrame:
     if "call_id" not in frame:
         frame["call_id"] = [f"row{i}" for i in range(len(frame))]
     frame["value"] = frame["value"].astype(float)
-    return frame.groupby(["group", "variant", "call_id"], as_index=False, sort=False)[
-        "value"
-    ].mean()
+    keys = ["group", "variant", "call_id"]
+    means: pd.DataFrame = frame.groupby(keys, sort=False)[["value"]].mean().reset_index()
+    return means
 
 
 def _statistics(a: pd.Series, b: pd.Series) -> dict[str, Any]:

@@ -149,9 +149,7 @@ def mean_interval(
     return MeanInterval(mean, float(low), float(high), n, "t")
 
 
-def paired_test(
-    a: Numbers, b: Numbers, *, confidence: float = 0.95, seed: int = 0
-) -> PairedResult:
+def paired_test(a: Numbers, b: Numbers, *, confidence: float = 0.95, seed: int = 0) -> PairedResult:
     """Compare ``b`` with ``a``, unit by unit (same length, same order).
 
     >>> r = paired_test([0.1, 0.4, 0.5, 0.7], [0.3, 0.5, 0.9, 0.8])
