@@ -17,7 +17,7 @@ in every answer. It answers ``POST /v1/chat/completions``:
 >>> prompt = "Document:\\nThe invoice total is 42 dollars.\\n\\nExtraction:\\ninvoice total"
 >>> score_prompt(prompt, 0, 1)
 (1.0, 'stand-in judge (word overlap, not an LLM): 2 of 2 extraction words are in the document')
->>> explain_prompt("Input:\\nWhat is your favourite food?\\n\\nOutput:\\nI like chess a lot")
+>>> explain_prompt("Input:\\nYour favourite food?\\n\\nOutput:\\nI like chess, mostly openings")
 'stand-in (word overlap, not an LLM): the output shares no words with the input: it is off topic'
 """
 
@@ -72,10 +72,12 @@ def explain_prompt(prompt: str) -> str:
             prefix
             + f"the output says {output_text.strip()[:40]!r} but {expected[:40]!r} was expected"
         )
-    if not output or not output & given:
+    if len(output) <= 2:
+        return prefix + "the output is too short to answer the input"
+    if not output & given:
+        if len(output) > 2 * max(len(given), 1):
+            return prefix + "the output is long and drifts away from what the input asks"
         return prefix + "the output shares no words with the input: it is off topic"
-    if len(output) < 0.3 * len(given):
-        return prefix + "the output is too short: it leaves out most of the input"
     if len(output & given) < 0.5 * len(output):
         return (
             prefix + "most of the output's words are not in the input: it adds unsupported content"
