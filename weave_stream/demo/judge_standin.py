@@ -18,7 +18,7 @@ in every answer. It answers ``POST /v1/chat/completions``:
 >>> score_prompt(prompt, 0, 1)
 (1.0, 'stand-in judge (word overlap, not an LLM): 2 of 2 extraction words are in the document')
 >>> explain_prompt("Input:\\nYour favourite food?\\n\\nOutput:\\nI like chess, mostly openings")
-'stand-in (word overlap, not an LLM): the output shares no words with the input: it is off topic'
+'stand-in (word overlap, not an LLM): off topic: not one word in common with the input'
 """
 
 from __future__ import annotations
@@ -66,23 +66,21 @@ def explain_prompt(prompt: str) -> str:
     expected = sections.get("expected", "").strip()
     prefix = "stand-in (word overlap, not an LLM): "
     if not output_text.strip():
-        return prefix + "the output is empty"
+        return prefix + "empty output: there is nothing to judge"
     if expected and expected.lower() not in output_text.lower():
         return (
             prefix
-            + f"the output says {output_text.strip()[:40]!r} but {expected[:40]!r} was expected"
+            + f"wrong answer: {output_text.strip()[:40]!r} where {expected[:40]!r} was expected"
         )
     if len(output) <= 2:
-        return prefix + "the output is too short to answer the input"
+        return prefix + "too short: a few words cannot answer it"
     if not output & given:
         if len(output) > 2 * max(len(given), 1):
-            return prefix + "the output is long and drifts away from what the input asks"
-        return prefix + "the output shares no words with the input: it is off topic"
+            return prefix + "rambling: a long reply about something else entirely"
+        return prefix + "off topic: not one word in common with the input"
     if len(output & given) < 0.5 * len(output):
-        return (
-            prefix + "most of the output's words are not in the input: it adds unsupported content"
-        )
-    return prefix + "the output stays close to the input; no fault found by word overlap"
+        return prefix + "unsupported content: most of its words are not in the input"
+    return prefix + "no fault found by word overlap"
 
 
 def _sections(prompt: str) -> dict[str, str]:

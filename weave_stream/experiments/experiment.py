@@ -88,7 +88,8 @@ class Experiment:
                 f"{self.trials!r} (1 for deterministic ops; more to measure the spread of a "
                 "non-deterministic one)"
             )
-        has_columns = isinstance(self.columns, Topology) or bool(self.columns)
+        base_columns = self.columns.columns if isinstance(self.columns, Topology) else self.columns
+        has_columns = bool(base_columns)
         if not has_columns and not all(v.topology is not None for v in self.variants):
             raise ExperimentError(
                 f"experiment {self.name!r} has no columns: give columns=[Column(...)], a "

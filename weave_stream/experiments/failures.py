@@ -7,7 +7,8 @@ variant and a few example ids -- what to read before rewriting a prompt.
 
 :func:`cluster_reasons` is the seam: it embeds the distinct reasons with the
 offline all-MiniLM-L6-v2 model and cuts an average-linkage tree of their cosine
-distances (scipy) at ``distance``; the largest ``max_kinds - 1`` kinds are kept and
+distances (scipy) at ``distance`` -- after dropping the words every reason starts or
+ends with (a model's boilerplate, the stand-in's "not an LLM") -- ; the largest ``max_kinds - 1`` kinds are kept and
 the rest pooled as ``other``. Any function from reasons to kind numbers fits there
 (``failure_kinds(..., grouper=...)``), e.g. a topic model later.
 """
@@ -130,7 +131,7 @@ def cluster_reasons(
 
     from weave_stream.ops.embed import encode_sync
 
-    vectors = encode_sync(distinct)
+    vectors = encode_sync(_without_boilerplate(distinct))
     tree = linkage(vectors, method="average", metric="cosine")
     clusters = fcluster(tree, t=distance, criterion="distance")
     weight = Counter(reasons)
@@ -146,6 +147,23 @@ def cluster_reasons(
         for text, cluster in zip(distinct, np.asarray(clusters), strict=True)
     }
     return [of_text[text] for text in reasons]
+
+
+def _without_boilerplate(texts: list[str]) -> list[str]:
+    """``texts`` without the words all of them start or end with (they tell no kinds apart).
+
+    >>> _without_boilerplate(["judge: too short here", "judge: off topic here"])
+    ['too short', 'off topic']
+    """
+    split = [text.split() for text in texts]
+    shortest = min(len(words) for words in split)
+    start = 0
+    while start < shortest - 1 and len({words[start] for words in split}) == 1:
+        start += 1
+    end = 0
+    while end < shortest - start - 1 and len({words[-1 - end] for words in split}) == 1:
+        end += 1
+    return [" ".join(words[start : len(words) - end]) for words in split]
 
 
 def _reason(value: Any) -> str | None:
