@@ -5,11 +5,11 @@ Each reason (``{"reason": ...}`` or a plain string) is one failed example-trial;
 its most frequent reason, with its count, its share of all reasons, its count per
 variant and a few example ids -- what to read before rewriting a prompt.
 
-:func:`cluster_reasons` is the seam: it embeds the distinct reasons with the
-offline all-MiniLM-L6-v2 model and cuts an average-linkage tree of their cosine
-distances (scipy) at ``distance`` -- after dropping the words every reason starts or
-ends with (a model's boilerplate, the stand-in's "not an LLM") -- ; the largest ``max_kinds - 1`` kinds are kept and
-the rest pooled as ``other``. Any function from reasons to kind numbers fits there
+:func:`cluster_reasons` is the seam: it drops the words every reason starts or ends
+with (a model's boilerplate, the stand-in's "not an LLM"), embeds the distinct rest with
+the offline all-MiniLM-L6-v2 model and cuts an average-linkage tree of their cosine
+distances (scipy) at ``distance``; the largest ``max_kinds - 1`` kinds are kept and the
+rest pooled as ``other``. Any function from reasons to kind numbers fits there
 (``failure_kinds(..., grouper=...)``), e.g. a topic model later.
 """
 
