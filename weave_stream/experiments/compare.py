@@ -161,7 +161,7 @@ def compare_variants(
             f"{len(set(left.index) & set(right.index))} they share with common=True "
             "(--common), or give both variants the same slice"
         )
-    joined = left.join(right, how="inner", lsuffix="_a", rsuffix="_b")
+    joined = left.merge(right, left_index=True, right_index=True, suffixes=("_a", "_b"))
     if by:
         differ = joined[joined["class_a"] != joined["class_b"]]
         if len(differ):

@@ -106,7 +106,7 @@ def draw_examples(ax: Axes, comparison: ExperimentComparison) -> None:
         for variant in (comparison.a, comparison.b):
             xs = result.per_example(x).query("variant == @variant").set_index("example")
             ys = result.per_example(y).query("variant == @variant").set_index("example")
-            both = xs.join(ys, how="inner", lsuffix="_x", rsuffix="_y").dropna(
+            both = xs.merge(ys, left_index=True, right_index=True, suffixes=("_x", "_y")).dropna(
                 subset=["mean_x", "mean_y"]
             )
             ax.errorbar(
