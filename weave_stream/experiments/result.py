@@ -31,7 +31,7 @@ from weave_stream.topology.selection import MISSING, FieldPath, walk
 
 if TYPE_CHECKING:
     from weave_stream.experiments.compare import ExperimentComparison
-    from weave_stream.experiments.failures import FailureKinds
+    from weave_stream.experiments.failures import FailureKinds, Grouper
 
 __all__ = ["ALL", "ExperimentResult"]
 
@@ -224,12 +224,17 @@ class ExperimentResult:
         return compare_variants(self, a, b, **options)
 
     def failure_kinds(
-        self, column: str, variant: str | None = None, max_kinds: int = 8
+        self,
+        column: str,
+        variant: str | None = None,
+        max_kinds: int = 8,
+        grouper: Grouper | None = None,
     ) -> FailureKinds:
-        """The reasons an explain column gave, grouped into a few kinds with counts."""
+        """The reasons an explain column gave, grouped into a few kinds with counts
+        (by ``grouper``, default :func:`~weave_stream.experiments.failures.cluster_reasons`)."""
         from weave_stream.experiments.failures import failure_kinds
 
-        return failure_kinds(self, column, variant=variant, max_kinds=max_kinds)
+        return failure_kinds(self, column, variant=variant, max_kinds=max_kinds, grouper=grouper)
 
     # -- helpers -------------------------------------------------------------------------
     def output_of(self, variant: str, example: str) -> Any:
