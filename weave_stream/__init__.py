@@ -10,7 +10,9 @@
                                 └─► drift monitors (drift) ─► <prefix>.alerts ─► notifier
 
 The same topology runs in-process over a file or a list of calls (``run_local``),
-with the same values, for experiments, tests and backfills.
+with the same values, for tests and backfills; an ``Experiment`` runs variants of it
+(ops, parameters, topologies, data slices) x examples x trials through the same cache
+and compares them with paired statistics.
 
 >>> from weave_stream import Column, Source, Topology, op, run_local
 >>> @op
@@ -37,6 +39,7 @@ from weave_stream.errors import (
     CallValidationError,
     ConfigError,
     DeliveryError,
+    ExperimentError,
     IngestError,
     OpError,
     OpTimeoutError,
@@ -44,8 +47,9 @@ from weave_stream.errors import (
     VectorIndexError,
     WeaveStreamError,
 )
+from weave_stream.experiments import Experiment, ExperimentResult, Variant
 from weave_stream.ingest.call import Call, merge, parse_call
-from weave_stream.ops import Classify, Embed, Judge, Op, op
+from weave_stream.ops import Classify, Embed, Explain, Judge, Op, op
 from weave_stream.runners.local import run_local
 from weave_stream.runners.results import ResultTable
 from weave_stream.topology.loader import load_topology
@@ -63,6 +67,10 @@ __all__ = [
     "DerivedValue",
     "Embed",
     "EmbeddedBroker",
+    "Experiment",
+    "ExperimentError",
+    "ExperimentResult",
+    "Explain",
     "IngestError",
     "Judge",
     "MemoryCache",
@@ -77,6 +85,7 @@ __all__ = [
     "SqliteCache",
     "Topology",
     "TopologyError",
+    "Variant",
     "VectorIndexError",
     "WeaveStreamError",
     "derive_batch",
