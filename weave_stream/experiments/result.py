@@ -15,6 +15,7 @@ runs, so a new summary, another grouping or another comparison costs nothing.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -239,14 +240,19 @@ class ExperimentResult:
     # -- helpers -------------------------------------------------------------------------
     def output_of(self, variant: str, example: str) -> Any:
         """Trial 0's value of the experiment's output column for ``example`` under ``variant``."""
+        return self._outputs.get((variant, example))
+
+    @functools.cached_property
+    def _outputs(self) -> dict[tuple[str, str], Any]:
         column = self.output or self.variants[0].topology.compiled[0].name
-        for cells in self.variants:
-            if cells.variant != variant:
-                continue
-            for value in cells.values:
-                if value.call_id == example and value.column == column and value.trial == 0:
-                    return value.value if value.error is None else f"error: {value.error}"
-        return None
+        return {
+            (cells.variant, value.call_id): (
+                value.value if value.error is None else f"error: {value.error}"
+            )
+            for cells in self.variants
+            for value in cells.values
+            if value.column == column and value.trial == 0
+        }
 
     def variant(self, name: str) -> VariantCells:
         """The cells of variant ``name``."""
