@@ -64,6 +64,7 @@ if _typing.TYPE_CHECKING:
         ConfigError,
         DeliveryError,
         DurationError,
+        ExperimentError,
         IngestError,
         MissingFieldError,
         OpDefinitionError,
@@ -76,8 +77,9 @@ if _typing.TYPE_CHECKING:
         VectorIndexError,
         WeaveStreamError,
     )
+    from weave_stream.experiments import Experiment, ExperimentResult, Variant
     from weave_stream.ingest.call import Call, merge, parse_call
-    from weave_stream.ops import Classify, Embed, Judge, Op, op
+    from weave_stream.ops import Classify, Embed, Explain, Judge, Op, op
     from weave_stream.runners.local import run_local
     from weave_stream.runners.results import ResultTable
     from weave_stream.topology.aggregates import Aggregate, DrillDownSpec, Window
@@ -103,6 +105,11 @@ _EXPORTS = {
     "ConfigError": "weave_stream.errors",
     "DeliveryError": "weave_stream.errors",
     "DurationError": "weave_stream.errors",
+    "ExperimentError": "weave_stream.errors",
+    "Experiment": "weave_stream.experiments",
+    "ExperimentResult": "weave_stream.experiments",
+    "Variant": "weave_stream.experiments",
+    "Explain": "weave_stream.ops",
     "IngestError": "weave_stream.errors",
     "MissingFieldError": "weave_stream.errors",
     "OpDefinitionError": "weave_stream.errors",
@@ -149,6 +156,10 @@ __all__ = [
     "DurationError",
     "Embed",
     "EmbeddedBroker",
+    "Experiment",
+    "ExperimentError",
+    "ExperimentResult",
+    "Explain",
     "IngestError",
     "Judge",
     "MemoryCache",
@@ -169,6 +180,7 @@ __all__ = [
     "TimestampError",
     "Topology",
     "TopologyError",
+    "Variant",
     "VectorIndexError",
     "WeaveStreamError",
     "Window",

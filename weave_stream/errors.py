@@ -17,6 +17,7 @@
      ├── BudgetExceededError  a plan costs more than the budget it was given
      ├── QueryError           a question about results cannot be answered as asked
      ├── OutputError          a result cannot be written in the format asked for
+     ├── ExperimentError      an experiment spec, its data or a comparison is invalid
      ├── VectorIndexError     a FAISS index or its snapshot is unusable
      └── DeliveryError        an alert could not be delivered to a target (retried)
 
@@ -44,6 +45,7 @@ __all__ = [
     "ConfigError",
     "DeliveryError",
     "DurationError",
+    "ExperimentError",
     "IngestError",
     "MissingFieldError",
     "OpDefinitionError",
@@ -130,6 +132,10 @@ class QueryError(WeaveStreamError):
 
 class OutputError(WeaveStreamError):
     """A result cannot be written: the format or the file name is not one weave-stream writes."""
+
+
+class ExperimentError(WeaveStreamError):
+    """An experiment cannot run or be compared as asked; the message names the variant and fix."""
 
 
 class VectorIndexError(WeaveStreamError):

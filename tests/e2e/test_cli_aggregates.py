@@ -90,7 +90,7 @@ def test_aggregates_drill_and_compare_from_the_stream_and_from_a_file(
     text = weave_stream("drill", NAME, "--window-start", window["window_start"], *group, *flags)
     assert found["sample"][0]["call_id"] in text.stdout
 
-    # Compare two columns per class: sizes, means, Welch's t and Mann-Whitney U.
+    # Compare two columns per class: both are columns of the same calls, so the test is paired.
     figure = tmp_path / "compare.png"
     compared = weave_stream(
         "compare",
@@ -109,7 +109,8 @@ def test_aggregates_drill_and_compare_from_the_stream_and_from_a_file(
     groups = {g["group"]: g for g in json.loads(compared.stdout)["groups"]}
     assert set(groups) == {"short", "long", "(none)", "all"}  # (none): its size op failed
     assert groups["all"]["n_a"] == groups["all"]["n_b"] == len(calls)
-    assert 0 <= groups["all"]["welch_p"] <= 1 and 0 <= groups["all"]["mwu_p"] <= 1
+    assert groups["all"]["test"] == "paired t" and 0 <= groups["all"]["p_value"] <= 1
+    assert 0 <= groups["all"]["wilcoxon_p"] <= 1 and groups["all"]["welch_p"] is None
     assert figure.stat().st_size > 10_000
 
     # What the demo ends with: the table printed and the plots written.

@@ -17,7 +17,10 @@ Rules the streaming runner relies on too:
   depends on; a column filter reads trial 0;
 * a dependency that failed makes the dependent value an error (the op is not run);
   a dependency with no value (filtered) leaves the dependent without one;
-* deterministic ops have one trial, whatever is asked.
+* deterministic ops have one trial of their own, whatever is asked; a deterministic
+  column that reads a column with trials gets one value per trial of what it reads (a
+  scorer of a judge's trials scores every trial), keyed as trial 0 in the cache (the
+  inputs decide its value, so two trials with the same inputs are computed once).
 
 Pass a :class:`DeriveStats` to learn, per column, how many values came from the
 cache and how many were computed.
@@ -214,7 +217,8 @@ class _Walk:
 
     def trials_of(self, column: CompiledColumn) -> int:
         if column.op.deterministic:
-            return 1
+            deps = (self.trials_of(self.topology.column(d)) for d in column.depends_on)
+            return max(deps, default=1)
         asked = self.trials if isinstance(self.trials, int | None) else self.trials.get(column.name)
         count = column.trials if asked is None else asked
         if count < 1:
@@ -342,7 +346,7 @@ class _Walk:
         if pending:
             task.pending = True
         else:
-            task.key = cache_key(op_ref, arguments, trial)
+            task.key = cache_key(op_ref, arguments, 0 if column.op.deterministic else trial)
         return task
 
     def _store(

@@ -67,6 +67,8 @@ class FunctionOp:
         name: str,
         params: Mapping[str, Any] | None = None,
         instance: Any = None,
+        factory: OpClass | None = None,
+        arguments: Mapping[str, Any] | None = None,
     ) -> None:
         self._function = function
         self._options = options
@@ -74,6 +76,8 @@ class FunctionOp:
         self._name = name
         self._params = dict(params or {})
         self._instance = instance
+        self._factory = factory
+        self._arguments = dict(arguments or {})  # every constructor argument, versioned or not
         self._code: str | None = None
         self._version: tuple[Any, str] | None = None  # (state, version): params never change
         self._signature = _signature_of(function)
@@ -123,6 +127,29 @@ class FunctionOp:
     def params(self) -> Mapping[str, Any]:
         """The versioned parameters the op was made with (empty for a function)."""
         return dict(self._params)
+
+    def with_params(self, **changes: Any) -> FunctionOp:
+        """The same op class built with ``changes`` to its parameters (a new version).
+
+        Raises :class:`~weave_stream.errors.OpDefinitionError` naming the parameters the op takes
+        when one is unknown, or when the op is a function (it has no parameters).
+
+        >>> from weave_stream.ops.classify import Classify
+        >>> two = Classify(labels=["a", "b"]).with_params(temperature=0.1)
+        >>> two.params["temperature"], two.params["labels"]
+        (0.1, ['a', 'b'])
+        >>> two.with_params(temprature=0.2)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        weave_stream.errors.OpDefinitionError: op 'classify' has no parameter 'temprature'; ...
+        """
+        if self._factory is None:
+            raise OpDefinitionError(
+                f"op {self._name!r} is a function: it has no parameters to vary "
+                f"(changes asked: {sorted(changes)}); vary the op itself, or make it a class "
+                "whose constructor takes them"
+            )
+        return self._factory.rebuild(self._arguments, changes)
 
     def estimate(self, inputs: Sequence[Mapping[str, Any]]) -> CostEstimate:
         """The instance's own estimate, or the declared per-input cost times ``len(inputs)``."""
@@ -226,7 +253,27 @@ class OpClass:
             name=name,
             params=params,
             instance=instance,
+            factory=self,
+            arguments=_keyword_arguments(bound),
         )
+
+    def rebuild(self, arguments: Mapping[str, Any], changes: Mapping[str, Any]) -> FunctionOp:
+        """An op of this class from ``arguments`` (by keyword) with ``changes`` applied."""
+        parameters = inspect.signature(self._cls).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        named = [
+            name
+            for name, p in parameters.items()
+            if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+        ]
+        unknown = sorted(name for name in changes if name not in named and not takes_any)
+        if unknown:
+            name = self._options.name or self._cls.__name__
+            listed = ", ".join(repr(u) for u in unknown)
+            raise OpDefinitionError(
+                f"op {name!r} has no parameter {listed}; its parameters: {', '.join(named)}"
+            )
+        return self(**{**arguments, **changes})
 
     def __repr__(self) -> str:
         return f"<op class {self._options.name or self._cls.__name__}>"
@@ -341,6 +388,18 @@ def _signature_of(function: Callable[..., Any]) -> Signature:
         else:
             optional.append(parameter.name)
     return Signature(tuple(required), tuple(optional), open_)
+
+
+def _keyword_arguments(bound: inspect.BoundArguments) -> dict[str, Any]:
+    """The bound constructor arguments as keywords (``**kwargs`` spread out)."""
+    arguments: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            arguments.update(value)
+        elif kind is not inspect.Parameter.VAR_POSITIONAL:
+            arguments[name] = value
+    return arguments
 
 
 def _names(inputs: Sequence[Mapping[str, Any]]) -> list[str]:

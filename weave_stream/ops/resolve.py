@@ -2,7 +2,7 @@
 
 An op is named by
 
-* a built-in name: ``embed``, ``classify``, ``judge``;
+* a built-in name: ``embed``, ``classify``, ``judge``, ``explain``;
 * a name given to :func:`register_op`;
 * an import path ``package.module:attribute`` (an ``@op`` function or class, or a
   plain function or class, which is made an op). When the module is not
@@ -35,11 +35,17 @@ from weave_stream.ops.base import Op
 from weave_stream.ops.classify import Classify
 from weave_stream.ops.decorator import FunctionOp, OpClass, op
 from weave_stream.ops.embed import Embed
+from weave_stream.ops.explain import Explain
 from weave_stream.ops.judge import Judge
 
 __all__ = ["BUILTIN_OPS", "op_spec", "register_op", "registered_ops", "resolve_op"]
 
-BUILTIN_OPS: dict[str, OpClass] = {"embed": Embed, "classify": Classify, "judge": Judge}
+BUILTIN_OPS: dict[str, OpClass] = {
+    "embed": Embed,
+    "classify": Classify,
+    "judge": Judge,
+    "explain": Explain,
+}
 _registered: dict[str, Callable[..., Op]] = {}
 
 
@@ -69,7 +75,7 @@ def resolve_op(
     factory: Any
     if name in BUILTIN_OPS:
         factory = BUILTIN_OPS[name]
-        if name == "judge" and settings is not None:
+        if name in ("judge", "explain") and settings is not None:
             params.setdefault("settings", settings)
     elif name in _registered:
         factory = _registered[name]

@@ -327,7 +327,7 @@ class Topology:
         if not isinstance(column.op, Op):
             problems.append(
                 f"{where}, field 'op': {column.op!r:.60} is not an op; decorate it with @op, "
-                "or name a built-in (embed, classify, judge) or an import path"
+                "or name a built-in (embed, classify, judge, explain) or an import path"
             )
             return None
         return column.op
