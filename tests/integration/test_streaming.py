@@ -63,10 +63,8 @@ def test_registered_topology_streams_one_value_per_call_and_column_with_errors_a
     failed = by_call[("thirteen", "size")]
     assert failed.value is None and "unlucky" in (failed.error or "")
     assert by_call[("thirteen", "words")].value == 13
-    assert wait_until_committed(settings, settings.topics.topology_group("wordy"), timeout=30) == (
-        len(calls),
-        0,
-    )
+    group = settings.topics.topology_group("wordy")
+    assert wait_until_committed(settings, group, timeout=30) == (len(calls), 0)
     metrics = worker.metrics()  # the worker's scrape includes its topology workers
     assert metrics['weave_stream_topology_calls_total{topology="wordy"}'] == len(calls)
 
