@@ -29,7 +29,7 @@ from tests.support.aggregates import (
     wait_for_rows,
     windows_topology,
 )
-from tests.support.records import produce_calls, wait_until_committed
+from tests.support.records import produce_calls, table_key, wait_until_committed
 from tests.support.topologies import register_file
 from tests.support.waiting import wait_until
 from weave_stream.aggregates.queries import drill, query_tables, tables_document
@@ -104,7 +104,7 @@ def changelog_partitions(settings: Settings) -> list[tuple[str, int]]:
     async def collect() -> list[tuple[str, int]]:
         topic = settings.topics.aggregates_changelog(NAME)
         return [
-            (orjson.loads(r.key) if r.key[:1] == b'"' else r.key.decode(), r.partition)
+            (table_key(r.key), r.partition)
             async for r in read_topic(settings, topic)
             if r.key is not None
         ]

@@ -15,6 +15,7 @@ from tests.support.records import (
     produce_calls,
     produce_records,
     read_all,
+    table_key,
     wait_until_committed,
 )
 from tests.support.servers.openai import FakeOpenAI, stall
@@ -197,11 +198,11 @@ def test_results_are_forgotten_after_the_retention(
     # for its key in the results table's changelog says it is gone from the table.
     changelog = TopicNames.changelog(settings.topics.topology_group("wordy"), "results")
     wait_until(
-        lambda: {r.key for r in read_all(settings, changelog) if r.value is None},
+        lambda: {table_key(r.key or b"") for r in read_all(settings, changelog) if r.value is None},
         30,
         "the results of every call to be forgotten",
-        until=lambda forgotten: forgotten >= {c["id"].encode() for c in calls},
-        describe=lambda forgotten: f"{len(forgotten)} of {len(calls)} forgotten",
+        until=lambda forgotten: forgotten >= {c["id"] for c in calls},
+        describe=lambda forgotten: f"{len(forgotten & {c['id'] for c in calls})} of {len(calls)}",
     )
     produce_calls(settings, calls)
     wait_for_metric(worker, computed, lambda count: (count or 0) >= 2 * len(calls))

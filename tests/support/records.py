@@ -20,6 +20,7 @@ __all__ = [
     "produce_calls",
     "produce_records",
     "read_all",
+    "table_key",
     "wait_for_records",
     "wait_until_committed",
 ]
@@ -46,6 +47,17 @@ def read_all(settings: Settings, topic: str) -> list[Record]:
         return [record async for record in read_topic(settings, topic)]
 
     return asyncio.run(collect())
+
+
+def table_key(raw: bytes) -> str:
+    """The key of a Faust table's changelog record, as the table's code wrote it.
+
+    Faust writes some string keys JSON-encoded (``b'"abc"'``), others raw (``b'abc'``).
+
+    >>> table_key(b'"0/call-1"'), table_key(b"0/call-1")
+    ('0/call-1', '0/call-1')
+    """
+    return str(orjson.loads(raw)) if raw[:1] == b'"' else raw.decode()
 
 
 def wait_for_records(
