@@ -1,4 +1,4 @@
-"""The notifier against real HTTP receivers on loopback (tests/servers/webhooks.py).
+"""The notifier against real HTTP receivers on loopback (tests/support/servers/webhooks.py).
 
 Every wait polls for a condition with a deadline; retry delays are shortened by
 the retry policy (tens of milliseconds), except where Retry-After is the point.
