@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Callable
+from typing import get_args
 
 import orjson
 
-from tests.conftest import produce_records, read_all, wait_for_records
-from tests.unit.test_calls import FULL_CALL
+from tests.support.calls import FULL_CALL
+from tests.support.records import produce_records, read_all, wait_for_records
+from tests.support.waiting import wait_until
 from weave_stream.config import Settings
 from weave_stream.demo.samples import (
     MALFORMED_REASONS,
@@ -19,12 +20,30 @@ from weave_stream.demo.samples import (
     split_into_events,
 )
 from weave_stream.ingest.call import call_from_json, parse_call
-from weave_stream.ingest.outcomes import DeadLetter
+from weave_stream.ingest.outcomes import DeadLetter, Outcome
 from weave_stream.runners.workers import WorkerProcess
 
 
 def _keyed(call: dict) -> tuple[bytes, bytes]:
     return call["id"].encode(), orjson.dumps(call)
+
+
+def _ingest_books(metrics: dict[str, float]) -> tuple[float, float]:
+    """``(records given an outcome, halves still held)`` by a worker's /metrics.
+
+    A held half (outcome ``pending``) leaves the merge table merged with its partner
+    (outcome ``merged``) or, after the merge timeout, alone (a call of kind start or end
+    written to the valid-calls topic).
+    """
+    outcomes = {
+        outcome: metrics.get(f'weave_stream_ingest_records_total{{outcome="{outcome}"}}', 0.0)
+        for outcome in get_args(Outcome)
+    }
+    alone = sum(
+        metrics.get(f'weave_stream_calls_ingested_total{{kind="{kind}"}}', 0.0)
+        for kind in ("start", "end")
+    )
+    return sum(outcomes.values()), outcomes["pending"] - outcomes["merged"] - alone
 
 
 def test_valid_calls_round_trip_every_field(
@@ -89,8 +108,16 @@ def test_start_and_end_events_merge_and_lone_halves_are_kept_after_the_timeout(
     records.append(_keyed(split_into_events(paired[0])[0]))  # a redelivered start
     produce_records(settings, records)
 
-    valid = wait_for_records(settings, settings.topics.valid, lambda r: len(r) >= len(calls))
-    time.sleep(1.0)  # a duplicate would show up within this margin; none must
+    wait_for_records(settings, settings.topics.valid, lambda r: len(r) >= len(calls))
+    # Nothing more can come once every record has its outcome and no half is held: the
+    # calls written so far (awaited before they are counted) are all there will be.
+    wait_until(
+        worker.metrics,
+        30,
+        "every record to have its outcome and no half to be held (records, held)",
+        until=lambda metrics: _ingest_books(metrics) == (len(records), 0),
+        describe=_ingest_books,
+    )
     valid = read_all(settings, settings.topics.valid)
     assert len(valid) == len(calls)
     out = {call_from_json(r.value or b"").id: call_from_json(r.value or b"") for r in valid}
