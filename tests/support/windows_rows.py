@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from weave_stream.aggregates import aggregate_table
-from weave_stream.windows import AggregateRow, parse_aggregates
+from weave_stream.topology.aggregates import parse_aggregates
+from weave_stream.windows import AggregateRow
 
 T0 = 1_795_662_000.0  # 2026-11-26T03:00:00Z, a multiple of one hour
 CLASSES = ("food", "history", "science", "sports", "money")
