@@ -77,7 +77,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
 
 
 def produce_records(
-    settings: Settings, records: list[tuple[bytes | None, bytes]], topic: str | None = None
+    settings: Settings, records: list[tuple[bytes | None, bytes | None]], topic: str | None = None
 ) -> int:
     """Produce ``(key, value)`` records to the calls topic (or ``topic``)."""
     topic = topic or settings.topics.calls

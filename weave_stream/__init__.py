@@ -44,7 +44,8 @@ from weave_stream.errors import (
     VectorIndexError,
     WeaveStreamError,
 )
-from weave_stream.ingest.call import Call, merge, parse_call
+from weave_stream.ingest.call import Call, parse_call
+from weave_stream.ingest.merge import merge
 from weave_stream.ops import Classify, Embed, Judge, Op, op
 from weave_stream.runners.local import run_local
 from weave_stream.runners.results import ResultTable

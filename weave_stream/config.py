@@ -83,6 +83,9 @@ class Settings(BaseModel):
     # Ingest.
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
     merge_timeout_seconds: float = Field(default=300.0, gt=0)
+    # Ids forwarded lately, remembered per partition to tell a redelivery (duplicate)
+    # from a second call under one id (conflict): ~150 bytes each (ingest/window.py).
+    dedupe_window_calls: int = Field(default=100_000, ge=2, le=100_000_000)
     # What the broker is: "embedded" (Tansu: short group timeouts and its workarounds)
     # or "kafka" (a real cluster: Kafka's own timeouts). "auto" is "embedded" when no
     # broker is set. A timing set below overrides the kind's.

@@ -47,9 +47,12 @@ __all__ = [
     "DERIVED_VALUES_WRITTEN",
     "INDEX_REBUILDS",
     "INGEST_BATCH_SECONDS",
+    "INGEST_DEDUPE_IDS",
     "INGEST_RECORDS",
     "JUDGE_TOKENS",
+    "MERGE_CONFLICTS",
     "MONITOR_LEARNED",
+    "NON_FINITE_NUMBERS",
     "NOVELTY_DISTANCE",
     "OP_BATCH_SECONDS",
     "OP_COST_USD",
@@ -72,7 +75,9 @@ INGEST_RECORDS = Counter(
     "weave_stream_ingest_records_total",
     "Records read from the calls topic, by outcome: valid (a complete call), pending "
     "(a start or end event waiting for its other half), merged (the half that completed "
-    "a call), duplicate (a repeat of an already merged event), dead_letter.",
+    "a call), duplicate (a redelivery of a held half or of a call already forwarded), "
+    "conflict (a different call under an id already forwarded: dead-lettered), "
+    "dead_letter.",
     ["outcome"],
     registry=REGISTRY,
 )
@@ -94,6 +99,25 @@ DEAD_LETTERS = Counter(
     "weave_stream_dead_letters_total",
     "Records sent to the dead-letter topic, by reason.",
     ["reason"],
+    registry=REGISTRY,
+)
+MERGE_CONFLICTS = Counter(
+    "weave_stream_merge_conflicts_total",
+    "Fields on which the start and end events of a call disagreed, by field (the merged "
+    "call keeps one value and notes both in attributes.weave_stream.merge_conflicts).",
+    ["field"],
+    registry=REGISTRY,
+)
+NON_FINITE_NUMBERS = Counter(
+    "weave_stream_non_finite_numbers_total",
+    "NaN, Infinity and out-of-range numbers in ingested records, replaced by null (their "
+    "paths are noted in the call's attributes.weave_stream.non_finite_numbers).",
+    registry=REGISTRY,
+)
+INGEST_DEDUPE_IDS = Gauge(
+    "weave_stream_ingest_dedupe_ids",
+    "Call ids held in the ingest dedupe windows of this worker (bounded by "
+    "dedupe_window_calls per partition).",
     registry=REGISTRY,
 )
 WORKER_INFO = Gauge(

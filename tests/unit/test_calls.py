@@ -14,7 +14,8 @@ from weave_stream.demo.samples import (
     split_into_events,
 )
 from weave_stream.errors import CallValidationError
-from weave_stream.ingest.call import Call, call_from_json, merge, parse_call, parse_timestamp
+from weave_stream.ingest.call import Call, call_from_json, parse_call, parse_timestamp
+from weave_stream.ingest.merge import merge
 
 FULL_CALL = {
     "project_id": "acme/extract",

@@ -368,7 +368,7 @@ def _counts(metrics: dict[str, float]) -> dict[str, float]:
 
 async def _dead_letters(settings: Settings) -> list[DeadLetter]:
     return [
-        DeadLetter.from_record(record.value or b"", record.key, record.headers)
+        DeadLetter.from_record(record.value, record.key, record.headers)
         async for record in read_topic(settings, settings.topics.dlq)
     ]
 

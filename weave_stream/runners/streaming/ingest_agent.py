@@ -2,10 +2,13 @@
 
 Each record gets exactly one outcome (see :mod:`weave_stream.ingest.outcomes`), counted in
 ``weave_stream_ingest_records_total``. Valid and merged calls go to
-``<prefix>.calls.valid`` keyed by call id; dead letters go to ``<prefix>.calls.dlq``
-with the raw bytes as value and the reason in headers. Held start/end halves live in
-a changelog-backed table, so a crash loses none; a timer forwards halves whose
-partner did not come within ``merge_timeout_seconds``.
+``<prefix>.calls.valid`` keyed by call id; dead letters (conflicts included) go to
+``<prefix>.calls.dlq`` with the raw bytes as value (a tombstone's null as null) and the
+reason in headers. Held start/end halves live in a changelog-backed table, so a crash
+loses none; a timer forwards halves whose partner did not come within
+``merge_timeout_seconds``. The ids forwarded lately live in per-partition dedupe
+windows, rebuilt from the valid-calls topic when a partition is taken
+(:mod:`.ingest_windows`).
 """
 
 from __future__ import annotations
@@ -17,17 +20,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import faust
+from faust.types import TP
 
 from weave_stream import metrics
 from weave_stream.config import Settings
-from weave_stream.ingest.call import Call
-from weave_stream.ingest.outcomes import DeadLetter, IngestResult, expire_pending, ingest_record
+from weave_stream.ingest.outcomes import DeadLetter, IngestResult, expire_held, ingest_record
+from weave_stream.runners.streaming.ingest_windows import PartitionWindows
 from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink, attach_sink
 from weave_stream.topics import TopicNames
 
 __all__ = ["register_ingest"]
 
 log = logging.getLogger(__name__)
+
+Forward = tuple[str, bytes, str, int | None]  # call id, canonical JSON, kind, partition
 
 
 def register_ingest(app: faust.App, settings: Settings) -> None:
@@ -51,6 +57,12 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
     )
     max_payload = settings.max_payload_bytes
     sink = attach_sink(app, settings)
+    windows = PartitionWindows(settings)
+
+    def on_revoked(revoked: set[TP]) -> None:
+        windows.forget(tp.partition for tp in revoked if tp.topic == topics.calls)
+
+    app.on_partitions_revoked.connect(lambda *args, **_: on_revoked(args[1]))
 
     @app.agent(calls_topic, name=topics.ingest_agent)
     async def ingest(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -60,18 +72,19 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
         )
         async for events in batches:
             started = time.perf_counter()
+            await windows.ensure({event.message.partition for event in events})
             outcomes: Counter[str] = Counter()
-            forwarded: list[tuple[Call, int | None]] = []
+            forwarded: list[Forward] = []
             letters: list[DeadLetter] = []
             for event in events:
                 message = event.message
                 source = (message.topic, message.partition, message.offset)
-                result = _ingest_safely(message.value, message.key, source, pending, max_payload)
+                window = windows[message.partition]
+                result = _ingest_safely(
+                    message.value, message.key, source, pending, max_payload, window
+                )
                 outcomes[result.outcome] += 1
-                if result.dead_letter is not None:
-                    letters.append(result.dead_letter)
-                elif result.call is not None:
-                    forwarded.append((result.call, message.partition))
+                _note(result, forwarded, letters, message.partition)
             await _write(sink, topics, forwarded, letters)
             for outcome, count in outcomes.items():
                 metrics.INGEST_RECORDS.labels(outcome).inc(count)
@@ -80,18 +93,39 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
 
     @app.timer(interval=max(1.0, min(30.0, settings.merge_timeout_seconds / 4)))
     async def expire_merges() -> None:
-        expired = list(expire_pending(pending, time.time(), settings.merge_timeout_seconds))
-        for call in expired:
-            missing = "end" if call.kind == "start" else "start"
-            metrics.CALLS_UNMERGED.labels(missing).inc()
-            log.info("call %s: no %s event within the merge timeout; forwarded", call.id, missing)
-        await _write(sink, topics, [(call, None) for call in expired], [])
+        forwarded: list[Forward] = []
+        letters: list[DeadLetter] = []
+        now = time.time()
+        for result in expire_held(pending, now, settings.merge_timeout_seconds, windows):
+            _note(result, forwarded, letters, None)
+            if result.call is not None:
+                missing = "end" if result.call.kind == "start" else "start"
+                metrics.CALLS_UNMERGED.labels(missing).inc()
+                log.info("call %s: no %s event within the merge timeout", result.call.id, missing)
+        await _write(sink, topics, forwarded, letters)
+
+
+def _note(
+    result: IngestResult,
+    forwarded: list[Forward],
+    letters: list[DeadLetter],
+    partition: int | None,
+) -> None:
+    """File ``result`` under what to forward or dead-letter, and count its side facts."""
+    if result.dead_letter is not None:
+        letters.append(result.dead_letter)
+    elif result.call is not None and result.payload is not None:
+        forwarded.append((result.call.id, result.payload, result.call.kind, partition))
+    for conflict in result.conflicts:
+        metrics.MERGE_CONFLICTS.labels(conflict.field).inc()
+    if result.non_finite:
+        metrics.NON_FINITE_NUMBERS.inc(result.non_finite)
 
 
 async def _write(
     sink: RecordSink,
     topics: TopicNames,
-    calls: list[tuple[Call, int | None]],
+    calls: list[Forward],
     letters: list[DeadLetter],
 ) -> None:
     """Forward calls and dead letters, each to the partition of its source record.
@@ -104,9 +138,9 @@ async def _write(
     if calls:
         await sink.write(
             topics.valid,
-            (OutgoingRecord(c.id.encode(), c.to_json(), partition=p) for c, p in calls),
+            (OutgoingRecord(i.encode(), payload, partition=p) for i, payload, _, p in calls),
         )
-        for kind, count in Counter(c.kind for c, _ in calls).items():
+        for kind, count in Counter(kind for _, _, kind, _ in calls).items():
             metrics.CALLS_INGESTED.labels(kind).inc(count)
     if letters:
         await sink.write(
@@ -123,11 +157,12 @@ def _ingest_safely(
     source: tuple[str, int, int],
     pending: Any,
     max_payload: int,
+    window: Any,
 ) -> IngestResult:
     """:func:`ingest_record`, turning any unexpected failure into a dead letter."""
-    raw = value if isinstance(value, bytes) else b"" if value is None else bytes(value)
+    raw = value if value is None or isinstance(value, bytes) else bytes(value)
     try:
-        return ingest_record(raw, pending, None, max_payload, key, source)
+        return ingest_record(raw, pending, None, max_payload, key, source, window)
     except Exception as exc:  # a bug must not lose the record or crash the worker
         log.exception("ingest failed on %s[%d]@%d", *source)
         letter = DeadLetter(
