@@ -119,6 +119,20 @@ class Settings(BaseModel):
     alert_targets_file: Path | None = None
     # Token guarding the HTTP endpoints that change state.
     api_token: SecretStr | None = None
+    # The collector (the Weave trace-server write API and OTLP/HTTP; weave_stream.collector):
+    # `weave-stream collector` serves it on collector_host:collector_port, and every
+    # worker on its web port too unless collector_on_workers is false.
+    collector_host: str = "127.0.0.1"
+    collector_port: int = Field(default=6068, ge=0, le=65535)
+    collector_on_workers: bool = True
+    # Comma-separated API keys the collector accepts (HTTP Basic api:<key>, as the weave
+    # client sends WANDB_API_KEY, or a bearer token). None: loopback clients only.
+    collector_api_keys: SecretStr | None = None
+    collector_max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    collector_ack_timeout_seconds: float = Field(default=10.0, gt=0)
+    collector_retry_after_seconds: float = Field(default=2.0, gt=0)
+    # Forward every collector request to this trace server too (W&B's or self-hosted).
+    collector_upstream: str | None = None
 
     @field_validator("broker")
     @classmethod

@@ -7,6 +7,7 @@
      ├── BrokerError          the Kafka-compatible broker could not be started or reached
      ├── IngestError          a record could not be turned into a call
      │    └── CallValidationError   ... with a machine-readable ``reason`` (the dead-letter reason)
+     ├── CollectorRequestError  a request to the collector was refused (with its HTTP status)
      ├── OpError              an op failed on an input (becomes a derived value's ``error``)
      │    └── OpTimeoutError
      ├── TopologyError        a topology spec is invalid (names topology, column, field)
@@ -23,6 +24,7 @@ __all__ = [
     "BrokerError",
     "BudgetExceededError",
     "CallValidationError",
+    "CollectorRequestError",
     "ConfigError",
     "DeliveryError",
     "IngestError",
@@ -62,6 +64,19 @@ class CallValidationError(IngestError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class CollectorRequestError(WeaveStreamError):
+    """A request to the collector was refused; ``status`` is the HTTP status it answers.
+
+    >>> CollectorRequestError(400, "calls/complete: expected a batch").status
+    400
+    """
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 class OpError(WeaveStreamError):

@@ -39,6 +39,10 @@ __all__ = [
     "ALERT_DELIVERY_FAILURES",
     "CALLS_INGESTED",
     "CALLS_UNMERGED",
+    "COLLECTOR_CALLS",
+    "COLLECTOR_REFUSED",
+    "COLLECTOR_REQUESTS",
+    "COLLECTOR_REQUEST_SECONDS",
     "COLUMN_INFO",
     "CONSUMER_LAG",
     "DEAD_LETTERS",
@@ -118,6 +122,32 @@ INGEST_DEDUPE_IDS = Gauge(
     "weave_stream_ingest_dedupe_ids",
     "Call ids held in the ingest dedupe windows of this worker (bounded by "
     "dedupe_window_calls per partition).",
+    registry=REGISTRY,
+)
+COLLECTOR_CALLS = Counter(
+    "weave_stream_collector_calls_total",
+    "Call records the collector put on the calls topic (acknowledged by Kafka), by "
+    "source: complete, start, end (the trace-server API) or otlp (spans).",
+    ["source"],
+    registry=REGISTRY,
+)
+COLLECTOR_REQUESTS = Counter(
+    "weave_stream_collector_requests_total",
+    "Requests the collector answered, by endpoint and HTTP status.",
+    ["endpoint", "status"],
+    registry=REGISTRY,
+)
+COLLECTOR_REFUSED = Counter(
+    "weave_stream_collector_refused_total",
+    "Requests the collector refused, by reason: kafka_unavailable (503), unauthorized "
+    "(401), not_loopback (403), too_large (413), bad_request (400).",
+    ["reason"],
+    registry=REGISTRY,
+)
+COLLECTOR_REQUEST_SECONDS = Histogram(
+    "weave_stream_collector_request_seconds",
+    "Time from a write request's arrival to its answer (Kafka's acknowledgement included).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=REGISTRY,
 )
 WORKER_INFO = Gauge(
