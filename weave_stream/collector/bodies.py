@@ -41,29 +41,29 @@ Record = tuple[bytes | None, bytes]
 """(key, value) of one record for the calls topic."""
 
 
-def decode_body(raw: bytes, where: str) -> Any:
-    """A request's JSON body; ``NaN``/``Infinity`` (which Python writes) are kept as floats.
+def decode_body(raw: bytes, where: str) -> tuple[Any, bool]:
+    """A request's JSON body, and whether it holds ``NaN``/``Infinity``/``1e400``.
 
-    Raises :class:`CollectorRequestError` (400) when it is not JSON.
+    Python writes such numbers by default; they are kept as floats, and the records
+    made from such a body carry them as the client wrote them, so that the ingest
+    agent turns them into null, noted and counted (``ingest/numbers.py``), as it does
+    for every producer. Raises :class:`CollectorRequestError` (400) when it is not JSON.
     """
     try:
-        return orjson.loads(raw)
+        return orjson.loads(raw), False
     except orjson.JSONDecodeError as fast_error:
         try:
-            return json.loads(raw)  # the standard library reads NaN, Infinity and 1e400
+            return json.loads(raw), True  # the standard library reads NaN, Infinity and 1e400
         except (ValueError, RecursionError):
             raise CollectorRequestError(
                 400, f"{where}: the body is not JSON ({fast_error})"
             ) from None
 
 
-def _encode(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value)
-    except orjson.JSONEncodeError:
-        # Non-finite floats or huge integers: written as the client wrote them; the ingest
-        # agent turns them into null, noted and counted (ingest/numbers.py).
+def _encode(value: Any, non_finite: bool) -> bytes:
+    if non_finite:  # orjson would write them as null, silently
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(value)
 
 
 def _key(call: Any) -> bytes | None:
@@ -78,12 +78,13 @@ def _batch(body: Any, where: str) -> list[Any]:
     return batch
 
 
-def calls_complete(body: Any) -> tuple[list[Record], dict[str, Any]]:
+def calls_complete(body: Any, non_finite: bool = False) -> tuple[list[Record], dict[str, Any]]:
     """``POST /v2/{entity}/{project}/calls/complete``: ``{"batch": [complete calls]}``."""
-    return [(_key(call), _encode(call)) for call in _batch(body, "calls/complete")], {}
+    batch = _batch(body, "calls/complete")
+    return [(_key(call), _encode(call, non_finite)) for call in batch], {}
 
 
-def call_start(body: Any) -> tuple[list[Record], dict[str, Any]]:
+def call_start(body: Any, non_finite: bool = False) -> tuple[list[Record], dict[str, Any]]:
     """``POST .../call/start``: ``{"start": {...}}``; an id or trace id left out is made here."""
     start = body.get("start") if isinstance(body, dict) else None
     if not isinstance(start, dict):
@@ -91,18 +92,18 @@ def call_start(body: Any) -> tuple[list[Record], dict[str, Any]]:
     start = {**start, "id": start.get("id") or new_id()}
     start["trace_id"] = start.get("trace_id") or new_id()
     answer = {"id": start["id"], "trace_id": start["trace_id"]}
-    return [(_key(start), _encode({"start": start}))], answer
+    return [(_key(start), _encode({"start": start}, non_finite))], answer
 
 
-def call_end(body: Any) -> tuple[list[Record], dict[str, Any]]:
+def call_end(body: Any, non_finite: bool = False) -> tuple[list[Record], dict[str, Any]]:
     """``POST .../call/end``: ``{"end": {...}}``."""
     end = body.get("end") if isinstance(body, dict) else None
     if not isinstance(end, dict):
         raise CollectorRequestError(400, 'call/end: expected {"end": {...}}')
-    return [(_key(end), _encode(body))], {}
+    return [(_key(end), _encode(body, non_finite))], {}
 
 
-def upsert_batch(body: Any) -> tuple[list[Record], dict[str, Any]]:
+def upsert_batch(body: Any, non_finite: bool = False) -> tuple[list[Record], dict[str, Any]]:
     """``POST /call/upsert_batch``: ``{"batch": [{"mode": "start"|"end", "req": {...}}]}``."""
     records: list[Record] = []
     answers: list[dict[str, Any]] = []
@@ -112,7 +113,7 @@ def upsert_batch(body: Any) -> tuple[list[Record], dict[str, Any]]:
             raise CollectorRequestError(
                 400, f'call/upsert_batch: item {index} has mode {mode!r}; expected "start" or "end"'
             )
-        found, answer = (call_start if mode == "start" else call_end)(item.get("req"))
+        found, answer = (call_start if mode == "start" else call_end)(item.get("req"), non_finite)
         records += found
         answers.append(answer)
     return records, {"res": answers}

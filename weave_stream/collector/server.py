@@ -159,12 +159,12 @@ class Collector:
     async def _graphql(self, request: web.Request, body: bytes) -> web.StreamResponse:
         if self.upstream is not None:
             return await self._tee(request, body, _nothing())
-        query = bodies.decode_body(body, "graphql")
+        query, _ = bodies.decode_body(body, "graphql")
         return _json(graphql_answer(query if isinstance(query, dict) else {}))
 
-    def _calls(self, source: str, parse: Callable[[Any], Any]) -> Handler:
+    def _calls(self, source: str, parse: Callable[[Any, bool], Any]) -> Handler:
         async def write(request: web.Request, body: bytes) -> web.StreamResponse:
-            records, answer = parse(bodies.decode_body(body, request.path))
+            records, answer = parse(*bodies.decode_body(body, request.path))
             sent = self._send(records, source)
             if self.upstream is not None:
                 return await self._tee(request, body, sent)
@@ -183,11 +183,11 @@ class Collector:
             metrics.COLLECTOR_CALLS.labels(source).inc(len(records))
 
     async def _obj_create(self, request: web.Request, body: bytes) -> web.StreamResponse:
-        record, answer = objects.obj_create(bodies.decode_body(body, "obj/create"))
+        record, answer = objects.obj_create(bodies.decode_body(body, "obj/create")[0])
         return await self._keep(request, body, record, answer)
 
     async def _table_create(self, request: web.Request, body: bytes) -> web.StreamResponse:
-        record, answer = objects.table_create(bodies.decode_body(body, "table/create"))
+        record, answer = objects.table_create(bodies.decode_body(body, "table/create")[0])
         return await self._keep(request, body, record, answer)
 
     async def _file_create(self, request: web.Request, body: bytes) -> web.StreamResponse:
