@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from weave_stream.demo.samples import corpus_documents, sample_calls, weave_client_events
-from weave_stream.ingest.call import parse_call
+from weave_stream.ingest.call import canonical_json, decode_object
 from weave_stream.ingest.outcomes import (
     DeadLetter,
     ForwardedWindow,
@@ -51,7 +51,7 @@ def test_a_second_version_under_one_id_is_a_conflict_dead_lettered_with_both_dig
     assert letter is not None and letter.reason == "conflict" and results[1].call is None
     notes = dict(letter.notes)
     assert notes["kept-digest"] == digest(results[0].payload).hex()
-    assert notes["digest"] == digest(parse_call(orjson.dumps(second)).to_json()).hex()
+    assert notes["digest"] == digest(canonical_json(*decode_object(second))).hex()
     assert notes["kept-digest"] in letter.detail and notes["digest"] in letter.detail
     assert DeadLetter.from_record(letter.raw, letter.key, letter.headers()) == letter
 

@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from weave_stream.errors import CallValidationError
 from weave_stream.ingest.numbers import loads_lenient
@@ -41,6 +41,9 @@ __all__ = [
     "CallKind",
     "Usage",
     "call_from_json",
+    "canonical_json",
+    "decode_object",
+    "decode_record",
     "mark",
     "parse_call",
     "parse_call_object",
@@ -159,18 +162,13 @@ class Call(BaseModel):
     total_storage_size_bytes: int | None = None
     is_eval: bool | None = None  # on the real client's end events
 
-    # What the record's wrapper said it was; None for a bare record.
-    _event: CallKind | None = PrivateAttr(default=None)
-
     @property
     def kind(self) -> CallKind:
         """``complete``, ``start`` (no end yet) or ``end`` (its start never seen).
 
-        A half says so through its wrapper (or, once forwarded alone, through the
-        ``half`` marker in its attributes); a bare record through its timestamps.
+        A record says so by its timestamps, unless it has both and is a half: then the
+        ``half`` marker in its attributes says which (set from the record's wrapper).
         """
-        if self._event is not None:
-            return self._event
         if self.started_at is not None and self.ended_at is not None:
             if self.attributes is not None:
                 noted = self.attributes.get(MARKER)
@@ -196,6 +194,13 @@ def parse_call(raw: bytes | None, max_payload_bytes: int | None = None) -> Call:
     ``wrong_type``, ``unknown_shape``. ``NaN``, ``Infinity`` and numbers out of a
     double's range become null, noted in ``attributes.weave_stream.non_finite_numbers``.
     """
+    return decode_record(raw, max_payload_bytes)[0]
+
+
+def decode_record(
+    raw: bytes | None, max_payload_bytes: int | None = None
+) -> tuple[Call, dict[str, Any]]:
+    """:func:`parse_call`, with the call's fields as decoded (unwrapped, notes added)."""
     if raw is None:
         raise CallValidationError(
             "tombstone",
@@ -212,11 +217,16 @@ def parse_call(raw: bytes | None, max_payload_bytes: int | None = None) -> Call:
         data, non_finite = loads_lenient(raw)
     except orjson.JSONDecodeError as exc:
         raise CallValidationError("invalid_json", f"record is not valid JSON: {exc}") from None
-    return parse_call_object(data, non_finite)
+    return decode_object(data, non_finite)
 
 
-def parse_call_object(data: Any, non_finite: list[str] | None = None) -> Call:
-    """Validate an already-decoded record (see :func:`parse_call`).
+def parse_call_object(data: Any) -> Call:
+    """Validate an already-decoded record (see :func:`parse_call`)."""
+    return decode_object(data)[0]
+
+
+def decode_object(data: Any, non_finite: list[str] | None = None) -> tuple[Call, dict[str, Any]]:
+    """Validate a decoded record: the call, and its fields (unwrapped, notes added).
 
     ``non_finite``: paths (from the record's root) of numbers decoding replaced by null.
     """
@@ -238,7 +248,9 @@ def parse_call_object(data: Any, non_finite: list[str] | None = None) -> Call:
             non_finite = [path.removeprefix(expected).lstrip(".") for path in non_finite]
     if non_finite:
         data = mark(data, non_finite_numbers=non_finite)
-    return build_call(data, expected)
+    if expected is not None and data.get("started_at") is not None and data.get("ended_at"):
+        data = mark(data, half=expected)  # its timestamps alone would say "complete"
+    return build_call(data, expected), data
 
 
 def build_call(data: dict[str, Any], expected: CallKind | None = None) -> Call:
@@ -263,8 +275,6 @@ def build_call(data: dict[str, Any], expected: CallKind | None = None) -> Call:
         if missing:
             what = "merged call" if expected == "complete" else f"'{expected}' event"
             raise CallValidationError("wrong_type", f"{what} {call.id!r} has no {missing[0]}")
-        if expected != "complete":
-            call._event = expected
     if call.started_at and call.ended_at and call.ended_at < call.started_at:
         raise CallValidationError(
             "bad_timestamp",
@@ -329,6 +339,22 @@ def _validation_error(exc: ValidationError) -> CallValidationError:
             value = value[:77] + "..."
         problems.append(f"{field}: {error['msg']} (got {value})")
     return CallValidationError(reason, "; ".join(problems))
+
+
+def canonical_json(call: Call, fields: dict[str, Any]) -> bytes:
+    """What ingest forwards: ``fields`` (a validated call's) without nulls, keys sorted,
+    timestamps as ISO-8601 UTC. The same call always gives the same bytes, whatever its
+    producer's key order or timestamp format: their digest identifies its content.
+
+    >>> call, fields = decode_object({"started_at": 1795662000, "id": "c1", "ended_at": None})
+    >>> canonical_json(call, fields)
+    b'{"id":"c1","started_at":"2026-11-26T03:00:00Z"}'
+    """
+    out = {name: value for name, value in fields.items() if value is not None}
+    for name in _TIMESTAMP_FIELDS:
+        if name in out:
+            out[name] = getattr(call, name).isoformat().replace("+00:00", "Z")
+    return orjson.dumps(out, option=orjson.OPT_SORT_KEYS)
 
 
 def call_from_json(raw: bytes | str) -> Call:

@@ -52,7 +52,14 @@ from typing import Any, Literal
 import orjson
 
 from weave_stream.errors import CallValidationError
-from weave_stream.ingest.call import MARKER, Call, build_call, mark, parse_call
+from weave_stream.ingest.call import (
+    MARKER,
+    Call,
+    build_call,
+    canonical_json,
+    decode_record,
+    mark,
+)
 from weave_stream.ingest.merge import FieldConflict, merged_fields
 from weave_stream.ingest.window import ForwardedWindow, digest
 
@@ -169,10 +176,10 @@ def ingest_record(
     """
     now = time.time() if now is None else now
     try:
-        call = parse_call(raw, max_payload_bytes)
+        call, fields = decode_record(raw, max_payload_bytes)
     except CallValidationError as err:
         return IngestResult("dead_letter", dead_letter=_letter(err, raw, key, source, now))
-    result = accept_call(call, pending, now, window, raw=raw, key=key, source=source)
+    result = accept_call(call, fields, pending, now, window, key=key, source=source)
     noted = call.attributes.get(MARKER) if call.attributes else None
     if isinstance(noted, dict) and noted.get("non_finite_numbers"):
         return _with(result, non_finite=len(noted["non_finite_numbers"]))
@@ -181,60 +188,53 @@ def ingest_record(
 
 def accept_call(
     call: Call,
+    fields: dict[str, Any],
     pending: MutableMapping[str, Any],
     now: float,
     window: ForwardedWindow | None = None,
-    raw: bytes | None = None,
     key: bytes | None = None,
     source: Source | None = None,
 ) -> IngestResult:
-    """Run a validated call through the merge buffer and the window (see :func:`ingest_record`)."""
+    """Run a validated call (and its fields) through the merge buffer and the window."""
     kind = call.kind
+    payload = canonical_json(call, fields)
     if kind == "complete":
-        payload = call.to_json()
         return _forward_once(call, payload, (digest(payload),), window, "valid", key, source, now)
-    half = call.to_json()
-    half_digest = digest(half).hex()
+    half = digest(payload)
     held = pending.get(call.id)
+    known: bytes | None = None  # the digest of a different version of this half, if any
     if held is None:
         prior = window.get(call.id) if window is not None else None
-        if prior is not None:
-            if bytes.fromhex(half_digest) in prior[1:]:
-                return IngestResult("duplicate")
-            return _conflict(call.id, prior[0], bytes.fromhex(half_digest), half, key, source, now)
-        partition = source[1] if source else None
-        pending[call.id] = {
-            "half": kind,
-            "call": call.to_dict(),
-            "seen": now,
-            "digest": half_digest,
-            "partition": partition,
-        }
-        return IngestResult("pending")
-    if held.get("done"):
-        if half_digest in held.get("digests", (half_digest,)):
+        if prior is None:
+            pending[call.id] = {
+                "half": kind,
+                "call": fields,
+                "seen": now,
+                "digest": half.hex(),
+                "partition": source[1] if source else None,
+            }
+            return IngestResult("pending")
+        if half in prior[1:]:
+            return IngestResult("duplicate")
+        known = prior[0]
+    elif held.get("done"):
+        if half.hex() in held["digests"]:
             return IngestResult("duplicate")
         known = bytes.fromhex(held["digests"][0 if kind == "start" else 1])
-        return _conflict(call.id, known, bytes.fromhex(half_digest), half, key, source, now)
-    if held["half"] == kind:
-        if held.get("digest", half_digest) == half_digest:
+    elif held["half"] == kind:
+        if held["digest"] == half.hex():
             return IngestResult("duplicate")
-        return _conflict(
-            call.id,
-            bytes.fromhex(held["digest"]),
-            bytes.fromhex(half_digest),
-            half,
-            key,
-            source,
-            now,
-        )
-    return _complete(call, held, half_digest, pending, now, window, key, source)
+        known = bytes.fromhex(held["digest"])
+    if known is not None:
+        return _conflict(call.id, known, half, payload, key, source, now)
+    assert held is not None  # a held other half: every other case returned above
+    return _complete(call, half, held, pending, now, window, key, source)
 
 
 def _complete(
     call: Call,
+    half: bytes,
     held: dict[str, Any],
-    half_digest: str,
     pending: MutableMapping[str, Any],
     now: float,
     window: ForwardedWindow | None,
@@ -244,10 +244,9 @@ def _complete(
     """Merge ``call`` with its held other half; the merged call passes a complete call's checks."""
     other = Call.model_validate(held["call"])
     start, end = (call, other) if call.kind == "start" else (other, call)
-    held_digest = held.get("digest") or digest(other.to_json()).hex()
-    digests = [half_digest, held_digest] if call.kind == "start" else [held_digest, half_digest]
+    pair = [half.hex(), held["digest"]] if call.kind == "start" else [held["digest"], half.hex()]
     # Keep a marker for a while so that a redelivered half is not held again.
-    pending[call.id] = {"done": True, "seen": now, "digests": digests}
+    pending[call.id] = {"done": True, "seen": now, "digests": pair}
     fields, conflicts = merged_fields(start, end)
     try:
         merged = build_call(fields, "complete")
@@ -256,8 +255,8 @@ def _complete(
         failed = CallValidationError(err.reason, detail)
         letter = _letter(failed, orjson.dumps(fields), key, source, now)
         return IngestResult("dead_letter", dead_letter=letter, conflicts=conflicts)
-    payload = merged.to_json()
-    identity = (digest(payload), *(bytes.fromhex(d) for d in digests))
+    payload = canonical_json(merged, fields)
+    identity = (digest(payload), *(bytes.fromhex(d) for d in pair))
     result = _forward_once(merged, payload, identity, window, "merged", key, source, now)
     return _with(result, conflicts=conflicts)
 
@@ -345,8 +344,9 @@ def expire_held(
         held = pending.pop(key)
         if held.get("done"):
             continue
-        call = build_call(mark(held["call"], half=held["half"]), held["half"])
-        payload = call.to_json()
+        fields = mark(held["call"], half=held["half"])
+        call = build_call(fields, held["half"])
+        payload = canonical_json(call, fields)
         window = windows.get(held.get("partition")) if windows is not None else None
         source = None
         yield _forward_once(call, payload, (digest(payload),), window, "valid", None, source, now)
