@@ -2,7 +2,8 @@
 
 ::
 
-    producers ─► <prefix>.calls ─► ingest (calls, ingest) ─► <prefix>.calls.valid
+    weave clients, OTLP ─► collector ─┐
+    other producers ──────────────────┴► <prefix>.calls ─► ingest ─► <prefix>.calls.valid
                                       └─► <prefix>.calls.dlq (raw bytes + reason)
     <prefix>.registry ─► one topology worker per topology (runners.streaming):
       <prefix>.calls.valid ─► derive_batch (ops, cache) ─► <prefix>.derived.<topology>.<col>

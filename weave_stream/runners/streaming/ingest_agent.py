@@ -111,11 +111,20 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
             if len(held) >= batch_size:
                 await flush()
 
-    @app.timer(interval=max_wait)
+    @app.task
     async def flush_waiting() -> None:
-        """Ingest the events that waited ``batch_max_wait_seconds`` (a quiet stream)."""
-        if held and time.monotonic() - held_since[0] >= max_wait:
-            await flush()
+        """Ingest the events that waited ``batch_max_wait_seconds`` (a quiet stream).
+
+        A loop, not a Faust timer: a flush may take longer than the interval, which a
+        timer reports as a warning every time.
+        """
+        while True:
+            await asyncio.sleep(max_wait)
+            if held and time.monotonic() - held_since[0] >= max_wait:
+                try:
+                    await flush()
+                except Exception:  # unacked, so not committed: the batch comes again
+                    log.exception("ingest: a batch failed; its records stay unacknowledged")
 
     lighten_hot_path(app)
 
