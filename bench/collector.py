@@ -37,7 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ingest import make_call
 
 BATCH = 100
-Result = tuple[float, list[float]]  # calls/s, per-batch latencies (s)
+Result = tuple[float, list[float], float]  # calls/s, per-batch latencies (s), CPU µs per call
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def batches(calls: int, salt: str) -> list[list[dict[str, object]]]:
@@ -49,7 +55,11 @@ def batches(calls: int, salt: str) -> list[list[dict[str, object]]]:
     return [made[i : i + BATCH] for i in range(0, len(made), BATCH)]
 
 
-async def run_clients(clients: int, work: list[object], send: object) -> Result:
+async def run_clients(
+    clients: int, work: list[object], send: object, server_pid: int | None = None
+) -> Result:
+    """Send ``work`` from ``clients`` concurrent clients: rate, latencies, CPU per call
+    (this process, plus the server's when there is one)."""
     queue: asyncio.Queue[object] = asyncio.Queue()
     for item in work:
         queue.put_nowait(item)
@@ -62,10 +72,14 @@ async def run_clients(clients: int, work: list[object], send: object) -> Result:
             await send(item)  # type: ignore[operator]
             latencies.append(time.perf_counter() - started)
 
-    started = time.perf_counter()
+    def used() -> float:
+        return time.process_time() + (cpu_seconds(server_pid) if server_pid else 0.0)
+
+    cpu_started, started = used(), time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     elapsed = time.perf_counter() - started
-    return len(work) * BATCH / elapsed, latencies
+    calls = len(work) * BATCH
+    return calls / elapsed, latencies, (used() - cpu_started) / calls * 1e6
 
 
 async def run_produce(address: str, topic: str, calls: int, clients: int) -> Result:
@@ -90,7 +104,7 @@ async def run_produce(address: str, topic: str, calls: int, clients: int) -> Res
         await producer.stop()
 
 
-async def run_collector(url: str, calls: int, clients: int) -> Result:
+async def run_collector(url: str, calls: int, clients: int, pid: int | None = None) -> Result:
     import aiohttp
 
     work = [json.dumps({"batch": b}).encode() for b in batches(calls, uuid.uuid4().hex[:8])]
@@ -105,7 +119,7 @@ async def run_collector(url: str, calls: int, clients: int) -> Result:
                     raise RuntimeError(f"collector answered {answer.status}: {await answer.text()}")
                 await answer.read()
 
-        return await run_clients(clients, work, send)  # type: ignore[arg-type]
+        return await run_clients(clients, work, send, pid)  # type: ignore[arg-type]
 
 
 def start_collector(broker: str, prefix: str) -> tuple[subprocess.Popen[bytes], str]:
@@ -159,14 +173,21 @@ def main() -> None:
         finally:
             collector.terminate()
             collector.wait(30)
-    rate = {k: statistics.median(r for r, _ in v) for k, v in results.items()}
-    tail = {k: p99([lat for _, lats in v for lat in lats]) for k, v in results.items()}
+    rate = {k: statistics.median(r for r, _, _ in v) for k, v in results.items()}
+    tail = {k: p99([lat for _, lats, _ in v for lat in lats]) for k, v in results.items()}
+    cpu = {k: statistics.median(c for _, _, c in v) for k, v in results.items()}
     print()
-    print(f"{'subject':<12}{'calls/s':>12}{'p99 ms/batch':>15}   calls/s per round")
+    print(
+        f"{'subject':<12}{'calls/s':>12}{'p99 ms/batch':>15}{'CPU µs/call':>14}   calls/s per round"
+    )
     for subject, values in results.items():
-        shown = ", ".join(f"{r:,.0f}" for r, _ in values)
-        print(f"{subject:<12}{rate[subject]:>12,.0f}{tail[subject]:>15,.1f}   {shown}")
-    print(f"(batches of {BATCH} complete calls, {args.clients} concurrent clients, medians)")
+        shown = ", ".join(f"{r:,.0f}" for r, _, _ in values)
+        print(
+            f"{subject:<12}{rate[subject]:>12,.0f}{tail[subject]:>15,.1f}{cpu[subject]:>14,.1f}"
+            f"   {shown}"
+        )
+    print(f"(batches of {BATCH} complete calls, {args.clients} concurrent clients, medians;")
+    print(" CPU: the clients' process, and the collector's for the collector; not the broker's)")
     print()
     figure = {
         "bench": "collector_vs_produce",
@@ -175,6 +196,7 @@ def main() -> None:
         "ratio": round(rate["collector"] / rate["produce"], 3),
         "p99_ms": round(tail["collector"], 1),
         "baseline_p99_ms": round(tail["produce"], 1),
+        "cpu_ratio": round(cpu["produce"] / cpu["collector"], 3),
     }
     print(json.dumps(figure))
 

@@ -123,7 +123,7 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
             if held and time.monotonic() - held_since[0] >= max_wait:
                 try:
                     await flush()
-                except Exception:  # unacked, so not committed: the batch comes again
+                except Exception:  # unacked, so never committed: a restart reads them again
                     log.exception("ingest: a batch failed; its records stay unacknowledged")
 
     lighten_hot_path(app)
