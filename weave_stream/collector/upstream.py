@@ -13,8 +13,9 @@ side wins:
   503 whatever the upstream said, so that it retries and no call is missing from the
   stream (W&B stores calls by id, so the retried batch is the same calls again).
 
-Hop-by-hop headers are not forwarded, and the answer's body is passed on as the
-upstream sent it.
+Hop-by-hop headers are not forwarded; a compressed request body is forwarded
+decompressed (without its ``Content-Encoding``), and the answer's body is passed on
+byte for byte as the upstream sent it.
 """
 
 from __future__ import annotations
@@ -67,7 +68,12 @@ class Upstream:
         The answer's body arrives as sent (``Content-Encoding`` kept), so it is passed on
         byte for byte.
         """
-        sent = [(k, v) for k, v in headers.items() if k.lower() not in _NOT_FORWARDED]
+        # The body arrives decompressed (aiohttp undoes Content-Encoding): sent as it is.
+        sent = [
+            (k, v)
+            for k, v in headers.items()
+            if k.lower() not in _NOT_FORWARDED and k.lower() != "content-encoding"
+        ]
         try:
             request = self._client.build_request(
                 method, self.base_url + path_qs, headers=sent, content=body

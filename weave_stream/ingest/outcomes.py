@@ -158,11 +158,13 @@ def accept_call(
             return IngestResult("duplicate")
         known = prior[0]
     elif held.get("done"):
-        if half.hex() in held["digests"]:
+        # (A marker written before digests were kept has none: a duplicate, as then.)
+        digests = held.get("digests") or (half.hex(), half.hex())
+        if half.hex() in digests:
             return IngestResult("duplicate")
-        known = bytes.fromhex(held["digests"][0 if kind == "start" else 1])
+        known = bytes.fromhex(digests[0 if kind == "start" else 1])
     elif held["half"] == kind:
-        if held["digest"] == half.hex():
+        if held.get("digest", half.hex()) == half.hex():
             return IngestResult("duplicate")
         known = bytes.fromhex(held["digest"])
     if known is not None:
@@ -184,7 +186,8 @@ def _complete(
     """Merge ``call`` with its held other half; the merged call passes a complete call's checks."""
     other = Call.model_validate(held["call"])
     start, end = (call, other) if call.kind == "start" else (other, call)
-    pair = [half.hex(), held["digest"]] if call.kind == "start" else [held["digest"], half.hex()]
+    held_digest = held.get("digest") or digest(canonical_json(other, held["call"])).hex()
+    pair = [half.hex(), held_digest] if call.kind == "start" else [held_digest, half.hex()]
     # Keep a marker for a while so that a redelivered half is not held again.
     pending[call.id] = {"done": True, "seen": now, "digests": pair}
     fields, conflicts = merged_fields(start, end)
