@@ -166,7 +166,7 @@ def main() -> None:
                     )
                 )
                 results["collector"].append(
-                    asyncio.run(run_collector(url, args.calls, args.clients))
+                    asyncio.run(run_collector(url, args.calls, args.clients, collector.pid))
                 )
                 shown = ", ".join(f"{k} {v[-1][0]:,.0f} calls/s" for k, v in results.items())
                 print(f"round {round_ + 1}: {shown}", flush=True)

@@ -373,7 +373,7 @@ def _follow(
 def _counts(metrics: dict[str, float]) -> dict[str, float]:
     outcomes = {
         outcome: metrics.get(f'weave_stream_ingest_records_total{{outcome="{outcome}"}}', 0.0)
-        for outcome in ("valid", "pending", "merged", "duplicate", "dead_letter")
+        for outcome in ("valid", "pending", "merged", "duplicate", "conflict", "dead_letter")
     }
     kinds = {
         kind: metrics.get(f'weave_stream_calls_ingested_total{{kind="{kind}"}}', 0.0)

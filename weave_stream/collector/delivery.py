@@ -77,7 +77,7 @@ class Delivery:
             await ensure_topics(self._settings, [topics.calls, topics.valid, topics.dlq])
             await ensure_topics(self._settings, [topics.objects], {"cleanup.policy": "compact"})
             self._topics_ready = True
-        return await self._sink.write(topic, batch, shared=True)
+        return await self._sink.write(topic, batch)
 
     def _unavailable(self, what: str) -> CollectorRequestError:
         wait = math.ceil(max(1.0, self._refuse_until - time.monotonic()))

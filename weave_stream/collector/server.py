@@ -164,7 +164,11 @@ class Collector:
 
     def _calls(self, source: str, parse: Callable[[Any, bool], Any]) -> Handler:
         async def write(request: web.Request, body: bytes) -> web.StreamResponse:
-            records, answer = parse(*bodies.decode_body(body, request.path))
+            fast = bodies.complete_records(body) if source == "complete" else None
+            if fast is not None:
+                records, answer = fast, {}
+            else:
+                records, answer = parse(*bodies.decode_body(body, request.path))
             sent = self._send(records, source)
             if self.upstream is not None:
                 return await self._tee(request, body, sent)
