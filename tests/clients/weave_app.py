@@ -18,86 +18,78 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from loopback_guard import install
-
-install(sys.argv[3])  # before weave opens a socket
-
-import weave  # noqa: E402
-
-made: list[dict] = []
-
-
-def note(op: str, **inputs: object) -> None:
-    call = weave.get_current_call()
-    assert call is not None
-    made.append(
-        {
-            "op": op,
-            "id": call.id,
-            "trace_id": call.trace_id,
-            "parent_id": call.parent_id,
-            "inputs": inputs,
-        }
-    )
-
-
-@weave.op
-def add(a: int, b: int) -> int:
-    note("add", a=a, b=b)
-    return a + b
-
-
-@weave.op
-def upper(text: str) -> str:
-    note("upper", text=text)
-    return text.upper()
-
-
-@weave.op
-def count_words(text: str) -> int:
-    note("count_words", text=text)
-    return len(text.split())
-
-
-@weave.op
-def pipeline(text: str) -> dict:
-    note("pipeline", text=text)
-    return {"upper": upper(text), "words": count_words(text)}
-
-
-@weave.op
-def fails(x: int) -> int:
-    note("fails", x=x)
-    raise ValueError(f"bad input {x}")
-
-
-@weave.op
-def chat(prompt: str) -> dict:
-    note("chat", prompt=prompt)
-    # The shape of an OpenAI chat.completions answer, as a plain dict.
-    return {
-        "id": "chatcmpl-stub1",
-        "object": "chat.completion",
-        "created": 1764820000,
-        "model": "gpt-4o-mini-2024-07-18",
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "stop",
-                "message": {"role": "assistant", "content": "Paris."},
-            }
-        ],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
-    }
-
-
-@weave.op(eager_call_start=True)
-def long_running(n: int) -> int:
-    note("long_running", n=n)
-    return n * 2
 
 
 def main() -> int:
+    from loopback_guard import install
+
+    install(sys.argv[3])  # before weave opens a socket
+    import weave
+
+    made: list[dict] = []
+
+    def note(op: str, **inputs: object) -> None:
+        call = weave.get_current_call()
+        assert call is not None
+        made.append(
+            {
+                "op": op,
+                "id": call.id,
+                "trace_id": call.trace_id,
+                "parent_id": call.parent_id,
+                "inputs": inputs,
+            }
+        )
+
+    @weave.op
+    def add(a: int, b: int) -> int:
+        note("add", a=a, b=b)
+        return a + b
+
+    @weave.op
+    def upper(text: str) -> str:
+        note("upper", text=text)
+        return text.upper()
+
+    @weave.op
+    def count_words(text: str) -> int:
+        note("count_words", text=text)
+        return len(text.split())
+
+    @weave.op
+    def pipeline(text: str) -> dict:
+        note("pipeline", text=text)
+        return {"upper": upper(text), "words": count_words(text)}
+
+    @weave.op
+    def fails(x: int) -> int:
+        note("fails", x=x)
+        raise ValueError(f"bad input {x}")
+
+    @weave.op
+    def chat(prompt: str) -> dict:
+        note("chat", prompt=prompt)
+        # The shape of an OpenAI chat.completions answer, as a plain dict.
+        return {
+            "id": "chatcmpl-stub1",
+            "object": "chat.completion",
+            "created": 1764820000,
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": "Paris."},
+                }
+            ],
+            "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},
+        }
+
+    @weave.op(eager_call_start=True)
+    def long_running(n: int) -> int:
+        note("long_running", n=n)
+        return n * 2
+
     client = weave.init(sys.argv[1])
     add(2, 3)
     pipeline("hello weave stream")
