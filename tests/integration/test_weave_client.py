@@ -111,6 +111,8 @@ def assert_calls_arrived_whole(made: list[dict[str, Any]], calls: dict[str, Call
     assert [c.thread_id for c in threaded] == ["thread-1"] and threaded[0].turn_id
 
 
+# The first test to run also builds the client's venv (~30-90 s, once): a longer timeout.
+@pytest.mark.timeout(900)
 def test_the_real_client_in_both_write_modes_reaches_a_topology(
     make_settings: Callable[..., Settings],
     start_worker: Callable[..., WorkerProcess],
@@ -160,6 +162,7 @@ def test_the_real_client_in_both_write_modes_reaches_a_topology(
     assert worker.metrics()['weave_stream_collector_calls_total{source="complete"}'] == 7
 
 
+@pytest.mark.timeout(900)
 def test_kafka_stopped_while_the_client_sends_loses_no_acknowledged_call(
     weave_python: Path, tmp_path: Path
 ) -> None:
