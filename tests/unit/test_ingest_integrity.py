@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,6 +24,7 @@ from weave_stream.ingest.outcomes import (
     ingest_record,
 )
 from weave_stream.ingest.window import digest
+from weave_stream.runners.local import read_calls
 
 
 def _call(index: int = 0) -> dict[str, Any]:
@@ -134,3 +136,15 @@ def test_the_window_is_bounded_and_forgets_the_oldest_ids() -> None:
         window.add(f"call-{index}", digest(str(index).encode()))
         assert len(window) <= 100
     assert window.get("call-9999") is not None and window.get("call-0") is None
+
+
+def test_a_file_read_by_the_local_runner_gives_each_id_once_as_the_stream_does(
+    tmp_path: Path,
+) -> None:
+    call = _call()
+    lines = [orjson.dumps(call), orjson.dumps(call), orjson.dumps({**call, "output": "other"})]
+    path = tmp_path / "calls.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    calls, letters = read_calls(path)
+    assert [c.id for c in calls] == [call["id"]]
+    assert [letter.reason for letter in letters] == ["conflict"]

@@ -38,7 +38,12 @@ from weave_stream.columns.derive import DerivedValue, DeriveStats, Trials, deriv
 from weave_stream.columns.plan import Plan, plan_topology
 from weave_stream.errors import CallValidationError, ConfigError
 from weave_stream.ingest.call import Call, parse_call_object
-from weave_stream.ingest.outcomes import DeadLetter, expire_pending, ingest_record
+from weave_stream.ingest.outcomes import (
+    DeadLetter,
+    ForwardedWindow,
+    expire_pending,
+    ingest_record,
+)
 from weave_stream.runners.results import ResultTable
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
@@ -151,12 +156,17 @@ def _read_jsonl(path: Path) -> tuple[list[Call], list[DeadLetter]]:
     calls: list[Call] = []
     dead_letters: list[DeadLetter] = []
     pending: dict[str, Any] = {}
+    window = ForwardedWindow(capacity=2**62)  # the whole file: each id once, as the stream does
     with path.open("rb") as lines:
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             result = ingest_record(
-                line.rstrip(b"\r\n"), pending, now=float(number), source=(str(path), 0, number)
+                line.rstrip(b"\r\n"),
+                pending,
+                now=float(number),
+                source=(str(path), 0, number),
+                window=window,
             )
             if result.call is not None:
                 calls.append(result.call)
