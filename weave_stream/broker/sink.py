@@ -76,27 +76,13 @@ class RecordSink:
                     self._producer = producer
         return self._producer
 
-    async def write(
-        self, topic: str, records: Iterable[OutgoingRecord], shared: bool = False
-    ) -> int:
+    async def write(self, topic: str, records: Iterable[OutgoingRecord]) -> int:
         """Write ``records`` to ``topic`` and wait until the broker has acknowledged all.
 
         Records are packed into one batch per partition (``create_batch``): far cheaper
-        per record than ``send``, which matters on the ingest path. ``shared``: send
-        each record on its own instead, so that the producer packs records of
-        concurrent writers (the collector's requests) into the same batches, in fewer
-        produce requests.
+        per record than ``send``, which matters on the ingest path.
         """
         producer = await self._ensure_started()
-        if shared:
-            sent = [
-                await producer.send(
-                    topic, r.value, key=r.key, partition=r.partition, headers=list(r.headers)
-                )
-                for r in records
-            ]
-            await asyncio.gather(*sent)
-            return len(sent)
         by_partition: dict[int, list[OutgoingRecord]] = defaultdict(list)
         partitions = sorted(await producer.partitions_for(topic))
         known = set(partitions)
