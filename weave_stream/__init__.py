@@ -2,7 +2,8 @@
 
 ::
 
-    producers ─► <prefix>.calls ─► ingest ─► <prefix>.calls.valid
+    weave clients, OTLP ─► collector ─┐
+    other producers ──────────────────┴► <prefix>.calls ─► ingest ─► <prefix>.calls.valid
                                       └─► <prefix>.calls.dlq (raw bytes + reason)
     <prefix>.registry ─► one topology worker per topology (runners.streaming):
       <prefix>.calls.valid ─► derive_batch (columns, ops) ─► <prefix>.derived.<topology>.<col>
@@ -16,6 +17,7 @@ The package, in the order calls flow (a stage imports only the ones above it)::
 
     errors durations topics config metrics loopback   shared modules at the root
     broker/      the embedded broker (Tansu) and Kafka helpers
+    collector/   the Weave trace-server write API and OTLP/HTTP, into <prefix>.calls
     ingest/      the call record, validation, start/end merge, dead letters, call files
     ops/         the Op protocol, versioning, execution; embed, classify, judge
     topology/    Topology, Column, Aggregate, Monitor; YAML/Python loader; paths, registry
@@ -61,6 +63,7 @@ if _typing.TYPE_CHECKING:
         BrokerError,
         BudgetExceededError,
         CallValidationError,
+        CollectorRequestError,
         ConfigError,
         DeliveryError,
         DurationError,
@@ -78,7 +81,8 @@ if _typing.TYPE_CHECKING:
         WeaveStreamError,
     )
     from weave_stream.experiments import Experiment, ExperimentResult, Variant
-    from weave_stream.ingest.call import Call, merge, parse_call
+    from weave_stream.ingest.call import Call, parse_call
+    from weave_stream.ingest.merge import merge
     from weave_stream.ops import Classify, Embed, Explain, Judge, Op, op
     from weave_stream.runners.local import run_local
     from weave_stream.runners.results import ResultTable
@@ -102,6 +106,7 @@ _EXPORTS = {
     "BrokerError": "weave_stream.errors",
     "BudgetExceededError": "weave_stream.errors",
     "CallValidationError": "weave_stream.errors",
+    "CollectorRequestError": "weave_stream.errors",
     "ConfigError": "weave_stream.errors",
     "DeliveryError": "weave_stream.errors",
     "DurationError": "weave_stream.errors",
@@ -122,7 +127,7 @@ _EXPORTS = {
     "VectorIndexError": "weave_stream.errors",
     "WeaveStreamError": "weave_stream.errors",
     "Call": "weave_stream.ingest.call",
-    "merge": "weave_stream.ingest.call",
+    "merge": "weave_stream.ingest.merge",
     "parse_call": "weave_stream.ingest.call",
     "Classify": "weave_stream.ops",
     "Embed": "weave_stream.ops",
@@ -148,6 +153,7 @@ __all__ = [
     "Call",
     "CallValidationError",
     "Classify",
+    "CollectorRequestError",
     "Column",
     "ConfigError",
     "DeliveryError",

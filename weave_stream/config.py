@@ -89,6 +89,9 @@ class Settings(BaseModel):
     # Ingest.
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
     merge_timeout_seconds: Duration = Field(default=300.0, gt=0)
+    # Ids forwarded lately, remembered per partition to tell a redelivery (duplicate)
+    # from a second call under one id (conflict): ~150 bytes each (ingest/window.py).
+    dedupe_window_calls: int = Field(default=100_000, ge=2, le=100_000_000)
     # What the broker is: "embedded" (Tansu: short group timeouts and its workarounds)
     # or "kafka" (a real cluster: Kafka's own timeouts). "auto" is "embedded" when no
     # broker is set. A timing set below overrides the kind's.
@@ -122,6 +125,20 @@ class Settings(BaseModel):
     alert_targets_file: Path | None = None
     # Token guarding the HTTP endpoints that change state.
     api_token: SecretStr | None = None
+    # The collector (the Weave trace-server write API and OTLP/HTTP; weave_stream.collector):
+    # `weave-stream collector` serves it on collector_host:collector_port, and every
+    # worker on its web port too unless collector_on_workers is false.
+    collector_host: str = "127.0.0.1"
+    collector_port: int = Field(default=6068, ge=0, le=65535)
+    collector_on_workers: bool = True
+    # Comma-separated API keys the collector accepts (HTTP Basic api:<key>, as the weave
+    # client sends WANDB_API_KEY, or a bearer token). None: loopback clients only.
+    collector_api_keys: SecretStr | None = None
+    collector_max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    collector_ack_timeout_seconds: Duration = Field(default=10.0, gt=0)
+    collector_retry_after_seconds: Duration = Field(default=2.0, gt=0)
+    # Forward every collector request to this trace server too (W&B's or self-hosted).
+    collector_upstream: str | None = None
 
     def __init__(self, /, **values: Any) -> None:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from collections.abc import Callable
 from typing import get_args
@@ -11,6 +12,7 @@ import orjson
 from tests.support.calls import FULL_CALL
 from tests.support.records import produce_records, read_all, wait_for_records
 from tests.support.waiting import wait_until
+from weave_stream.broker.kafka import group_progress
 from weave_stream.config import Settings
 from weave_stream.demo.samples import (
     MALFORMED_REASONS,
@@ -161,3 +163,42 @@ def test_worker_killed_mid_stream_and_restarted_leaves_no_call_unprocessed(
     assert set(seen) == expected
     complete = [call_from_json(r.value or b"") for r in valid]
     assert all(call.kind == "complete" for call in complete)  # every pair merged, across the crash
+
+
+def test_each_id_is_forwarded_once_across_a_restart_and_conflicts_and_tombstones_are_kept(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = make_settings()
+    first = start_worker(settings, "before")
+    call = sample_calls(corpus_documents("english", ["money"])[:1], seed="once")[0]
+    second_version = {**call, "output": "CONFLICTING second version"}
+    produce_records(settings, [_keyed(call), _keyed(call), _keyed(second_version)])
+    produce_records(settings, [(call["id"].encode(), None)])  # a tombstone
+    wait_for_records(settings, settings.topics.dlq, lambda r: len(r) >= 2)
+    first.stop()
+    # A new worker rebuilds its window from the valid-calls topic: still once, still a conflict.
+    second = start_worker(settings, "after")
+    third_version = {**call, "output": "a third version"}
+    produce_records(settings, [_keyed(call), _keyed(third_version)])
+    letters = wait_for_records(settings, settings.topics.dlq, lambda r: len(r) >= 3)
+    # Proof that nothing more comes: ingest has committed every record produced (it
+    # commits a record only once its forwards and dead letters are written).
+    wait_until(
+        lambda: asyncio.run(
+            group_progress(settings, settings.topics.worker_group, settings.topics.calls)
+        )[1],
+        60,
+        "ingest to commit every record of the calls topic",
+        until=lambda lag: lag == 0,
+    )
+    valid = read_all(settings, settings.topics.valid)
+    assert [r.key for r in valid] == [call["id"].encode()]
+    decoded = [DeadLetter.from_record(r.value, r.key, r.headers) for r in letters]
+    assert Counter(d.reason for d in decoded) == {"conflict": 2, "tombstone": 1}
+    (tombstone,) = [r for r, d in zip(letters, decoded, strict=True) if d.reason == "tombstone"]
+    assert tombstone.value is None and tombstone.key == call["id"].encode()
+    kept = {dict(d.notes)["kept-digest"] for d in decoded if d.reason == "conflict"}
+    assert len(kept) == 1  # both conflicts name the one version forwarded
+    metrics = second.metrics()
+    assert metrics['weave_stream_ingest_records_total{outcome="duplicate"}'] == 1
+    assert metrics['weave_stream_ingest_records_total{outcome="conflict"}'] == 1

@@ -15,7 +15,8 @@ from weave_stream.demo.samples import (
     split_into_events,
 )
 from weave_stream.errors import CallValidationError, IngestError
-from weave_stream.ingest.call import Call, call_from_json, merge, parse_call, parse_timestamp
+from weave_stream.ingest.call import Call, call_from_json, parse_call, parse_timestamp
+from weave_stream.ingest.merge import merge
 
 
 def test_complete_call_round_trips_every_field() -> None:

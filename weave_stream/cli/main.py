@@ -9,6 +9,7 @@ from weave_stream.cli import (
     alerts_cmds,
     backfill_cmds,
     broker_cmds,
+    collector_cmds,
     dashboard_cmds,
     demo,
     experiment_cmds,
@@ -29,6 +30,7 @@ def cli() -> None:
 
 for module in (
     broker_cmds,
+    collector_cmds,
     ingest_cmds,
     registry_cmds,
     ops_cmds,

@@ -15,6 +15,7 @@ from weave_stream.broker.embedded import free_port
 from weave_stream.config import Settings
 from weave_stream.metrics import WORKER_INFO, render
 from weave_stream.runners.streaming.admin_pages import register_admin_pages
+from weave_stream.runners.streaming.collector_pages import register_collector
 from weave_stream.runners.streaming.commit_guard import commit_only_processed_offsets
 from weave_stream.runners.streaming.embedded_consumer import adapt_consumers_to_embedded_broker
 from weave_stream.runners.streaming.health import HEALTH
@@ -39,6 +40,7 @@ def create_worker_app(settings: Settings) -> faust.App:
     register_ingest(app, settings)
     register_notifier(app, settings)
     register_admin_pages(app, settings)
+    register_collector(app, settings)  # the trace-server write API and OTLP on the web port
 
     @app.task
     async def supervise() -> None:
