@@ -1,7 +1,8 @@
 """Shared fixtures: one embedded broker per test session, factories for settings and workers.
 
 A missing broker fails the run; nothing here skips. Every test gets its own topic
-prefix, so tests share the broker without seeing each other's records.
+prefix, so tests share the broker without seeing each other's records. Helpers that
+are not fixtures live in ``tests/support/``; no test module imports another.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from weave_stream.broker.embedded import EmbeddedBroker
-from weave_stream.broker.kafka import Record, ensure_topics, produce, read_topic
+from weave_stream.broker.kafka import ensure_topics
 from weave_stream.config import Settings, load_settings
 from weave_stream.runners.workers import WorkerProcess
 
@@ -81,38 +81,3 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield factory
     for worker in started:
         worker.stop(timeout=20)
-
-
-def produce_records(
-    settings: Settings, records: list[tuple[bytes | None, bytes]], topic: str | None = None
-) -> int:
-    """Produce ``(key, value)`` records to the calls topic (or ``topic``)."""
-    topic = topic or settings.topics.calls
-    asyncio.run(ensure_topics(settings, [topic]))
-    return asyncio.run(produce(settings, topic, ((k, v, ()) for k, v in records)))
-
-
-def read_all(settings: Settings, topic: str) -> list[Record]:
-    """Every record of ``topic`` now."""
-
-    async def collect() -> list[Record]:
-        return [record async for record in read_topic(settings, topic)]
-
-    return asyncio.run(collect())
-
-
-def wait_for_records(
-    settings: Settings,
-    topic: str,
-    done: Callable[[list[Record]], bool],
-    timeout: float = 60.0,
-) -> list[Record]:
-    """Poll ``topic`` until ``done(records)``; fail with what was there if it never is."""
-    deadline = time.monotonic() + timeout
-    records: list[Record] = []
-    while time.monotonic() < deadline:
-        records = read_all(settings, topic)
-        if done(records):
-            return records
-        time.sleep(0.3)
-    raise AssertionError(f"condition not met on {topic} after {timeout}s; {len(records)} records")

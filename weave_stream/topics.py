@@ -7,6 +7,7 @@ All names derive from one prefix (the ``topic_prefix`` setting, default ``weave`
     <prefix>.calls                          raw calls as producers write them
     <prefix>.calls.valid / .calls.dlq       validated calls / dead letters
     <prefix>.registry                       registered topologies (compacted)
+    <prefix>.objects                        op code, files and tables the collector kept (compacted)
     <prefix>.derived.<topology>.<column>    the values of one derived column
     <prefix>.monitor.<topology>.<monitor>   a monitor's observations (one partition)
     <prefix>.reference.<topology>.<monitor> a monitor's reference (compacted)
@@ -55,6 +56,11 @@ class TopicNames:
     def valid(self) -> str:
         """Validated, merged (start + end) calls in canonical JSON, keyed by call id."""
         return f"{self.prefix}.calls.valid"
+
+    @property
+    def objects(self) -> str:
+        """Objects the weave client sent the collector: op code, files, tables (compacted)."""
+        return f"{self.prefix}.objects"
 
     @property
     def registry(self) -> str:

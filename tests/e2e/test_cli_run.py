@@ -11,7 +11,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from tests.servers.openai import FakeOpenAI
+from tests.support.servers.openai import FakeOpenAI
 from weave_stream.demo.samples import corpus_documents, sample_calls, split_into_events
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,7 +18,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +25,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.e2e.test_cli import weave_stream
+from tests.support.cli import weave_stream
+from tests.support.waiting import wait_until
 from weave_stream import derived_values
 from weave_stream.config import Settings, load_settings
 from weave_stream.demo.samples import corpus_documents, sample_calls
@@ -72,14 +72,20 @@ class Terminal:
         return self.log.read_text(errors="replace")
 
     def wait_for(self, pattern: str, timeout: float = 120.0) -> re.Match[str]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def seen() -> re.Match[str] | None:
             found = re.search(pattern, self.output())
-            if found:
-                return found
-            assert self.process.poll() is None, f"exited:\n{self.output()[-3000:]}"
-            time.sleep(0.2)
-        raise AssertionError(f"{pattern!r} not seen in {timeout}s:\n{self.output()[-3000:]}")
+            assert found or self.process.poll() is None, f"exited:\n{self.output()[-3000:]}"
+            return found
+
+        found = wait_until(
+            seen,
+            timeout,
+            f"{pattern!r} in the output",
+            interval=0.2,
+            describe=lambda _: self.output()[-3000:],
+        )
+        assert found is not None
+        return found
 
     def stop(self, timeout: float = 60.0) -> int:
         if self.process.poll() is None:
@@ -144,13 +150,19 @@ def test_broker_worker_register_ingest_values_status_without_naming_the_broker(
     assert ingested.returncode == 0, ingested.stderr
     assert f"broker {url} (started by weave-stream broker" in ingested.stderr
 
-    deadline = time.monotonic() + 240
-    rows: list[dict] = []
-    while time.monotonic() < deadline and len(rows) < len(calls):
+    def listed_values() -> list[dict]:
         listed = weave_stream("values", "moderation", "--format", "json", env=state, cwd=project)
-        rows = json.loads(listed.stdout) if listed.returncode == 0 else []
-        time.sleep(1.0)
-    assert len(rows) == len(calls), worker.output()[-3000:]
+        return json.loads(listed.stdout) if listed.returncode == 0 else []
+
+    rows = wait_until(
+        listed_values,
+        240,
+        f"`values` to list all {len(calls)} calls' values",
+        until=lambda found: len(found) >= len(calls),
+        interval=1.0,
+        describe=lambda found: f"{len(found)} values; worker: {worker.output()[-3000:]}",
+    )
+    assert len(rows) == len(calls)
     by_call = {row["call_id"]: row for row in rows}
     assert set(by_call) == {c["id"] for c in calls}
     for call in calls:

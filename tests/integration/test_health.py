@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
-from tests.e2e.test_cli import weave_stream
-from tests.integration.test_streaming import produce_calls
+from tests.support.cli import weave_stream
+from tests.support.records import produce_calls
+from tests.support.waiting import wait_until
 from weave_stream.config import Settings
 from weave_stream.demo.samples import corpus_documents, sample_calls
 from weave_stream.runners.workers import WorkerProcess
@@ -44,17 +44,6 @@ def _readyz(worker: WorkerProcess) -> tuple[int, dict[str, Any]]:
         return answer.code, json.loads(answer.read())
 
 
-def _wait(condition: Callable[[], Any], what: str, timeout: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
-
-
 def test_a_crashed_agent_and_a_crash_looping_child_fail_readyz_status_and_metrics(
     make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
 ) -> None:
@@ -67,7 +56,7 @@ def test_a_crashed_agent_and_a_crash_looping_child_fail_readyz_status_and_metric
         status, body = _readyz(worker)
         return body if status == 503 and "ingest" in body["failures"] else None
 
-    body = _wait(ingest_failed, "/readyz fails for the crashed ingest agent")
+    body = wait_until(ingest_failed, 120, "/readyz to fail for the crashed ingest agent")
     reason = body["failures"]["ingest"]
     assert "refused the idempotent producer" in reason and "idempotent_producer=auto" in reason
     assert worker.metrics()['weave_stream_component_failures_total{component="ingest"}'] >= 1
@@ -81,7 +70,7 @@ def test_a_crashed_agent_and_a_crash_looping_child_fail_readyz_status_and_metric
         component = _readyz(worker)[1]["components"].get("topology/broken", {})
         return component if component.get("state") == "failed" else None
 
-    child = _wait(child_failed, "the crash-looping child fails /readyz")
+    child = wait_until(child_failed, 120, "the crash-looping child to fail /readyz")
     assert "exited with status 1" in child["last_error"]
     assert "nowhere_to_be_found_ops" in child["last_error"]
 
@@ -104,7 +93,7 @@ def test_a_crashed_agent_and_a_crash_looping_child_fail_readyz_status_and_metric
         component = _readyz(worker)[1]["components"].get("topology/broken", {})
         return component.get("state") == "ok"
 
-    _wait(child_ok, "the re-registered child runs", timeout=90)
+    wait_until(child_ok, 90, "the re-registered child to run")
     assert worker.metrics()['weave_stream_component_failed{component="topology/broken"}'] == 0
 
     # The hang (minutes at "[^---Fetcher]: Stopping..." once the ingest agent had

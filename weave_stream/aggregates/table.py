@@ -25,6 +25,7 @@ from typing import Any, Literal
 import orjson
 import pandas as pd
 
+from weave_stream.errors import OutputError
 from weave_stream.windows.rows import CallRef
 
 __all__ = ["AggregateTable", "DrillDown", "OutputFormat"]
@@ -101,7 +102,7 @@ class AggregateTable:
         if output == "csv":
             return str(frame.to_csv(index=False))
         if output != "table":
-            raise ValueError(f"unknown format {output!r}; use table, csv or json")
+            raise OutputError(f"unknown format {output!r}; use table, csv or json")
         if frame.empty:
             body = f"aggregate {self.aggregate}: no windows"
         else:

@@ -54,7 +54,7 @@ def settings_options(*extra: str) -> Callable[[F], F]:
         wrapper = click.option(
             "--broker",
             help="Kafka bootstrap URL, kafka://host:port (also WEAVE_STREAM_BROKER). "
-            "Unset: start the embedded, memory-only broker.",
+            "Unset: the running one that `weave-stream broker` or `worker` recorded.",
         )(wrapper)
         wrapper = click.option(
             "--config",
@@ -73,6 +73,8 @@ def _setting_option(name: str) -> Callable[[F], F]:
     choice = typing.get_args(field.annotation)
     if typing.get_origin(field.annotation) is typing.Literal:
         kind: Any = click.Choice([str(c) for c in choice])
+    elif name.endswith("_seconds"):
+        kind = str  # a duration: "5m" or seconds, read by the settings
     elif field.annotation in (int, float):
         kind = field.annotation
     elif "Path" in annotation:

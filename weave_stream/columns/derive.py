@@ -17,7 +17,10 @@ Rules the streaming runner relies on too:
   depends on; a column filter reads trial 0;
 * a dependency that failed makes the dependent value an error (the op is not run);
   a dependency with no value (filtered) leaves the dependent without one;
-* deterministic ops have one trial, whatever is asked.
+* deterministic ops have one trial of their own, whatever is asked; a deterministic
+  column that reads a column with trials gets one value per trial of what it reads (a
+  scorer of a judge's trials scores every trial), keyed as trial 0 in the cache (the
+  inputs decide its value, so two trials with the same inputs are computed once).
 
 Pass a :class:`DeriveStats` to learn, per column, where each value came from. Every
 value in scope (*matched*) is exactly one of: *cached* (found in the cache),
@@ -39,11 +42,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from weave_stream import metrics
 from weave_stream.columns.cache import CachedValue, CacheKey, ResultCache, cache_key
+from weave_stream.errors import MissingFieldError, TopologyError
 from weave_stream.ingest.call import Call
+from weave_stream.metrics import DERIVED_COST_USD, DERIVED_VALUES
 from weave_stream.ops.execute import run_op
-from weave_stream.topology.selection import MissingFieldError, op_name_matches, sampled
+from weave_stream.topology.selection import op_name_matches, sampled
 from weave_stream.topology.spec import CompiledColumn, Topology
 
 __all__ = ["ColumnStats", "DeriveStats", "DerivedValue", "Trials", "derive_batch", "survey_batch"]
@@ -262,11 +266,15 @@ class _Walk:
 
     def trials_of(self, column: CompiledColumn) -> int:
         if column.op.deterministic:
-            return 1
+            deps = (self.trials_of(self.topology.column(d)) for d in column.depends_on)
+            return max(deps, default=1)
         asked = self.trials if isinstance(self.trials, int | None) else self.trials.get(column.name)
         count = column.trials if asked is None else asked
         if count < 1:
-            raise ValueError(f"column {column.name!r}: trials must be >= 1, got {count}")
+            raise TopologyError(
+                f"topology {self.topology.name!r}, column {column.name!r}: trials must be a "
+                f"whole number >= 1, got {count!r}; fix the trials asked for this run"
+            )
         return count
 
     async def _column(self, column: CompiledColumn, calls: Sequence[Call]) -> None:
@@ -316,8 +324,7 @@ class _Walk:
         stats.failed += len(results) - len(fresh)
         spent = sum(r.cost or 0.0 for r in results.values())
         stats.cost_usd += spent
-        metrics.OP_COST_USD.labels(column.op.name).inc(spent)
-        metrics.DERIVED_COST_USD.labels(self.topology.name, column.name).inc(spent)
+        DERIVED_COST_USD.labels(self.topology.name, column.name).inc(spent)
         for task in tasks:
             hit = hits.get(task.key) if task.key else None
             if hit is not None:
@@ -400,7 +407,7 @@ class _Walk:
         if pending:
             task.pending = True
         else:
-            task.key = cache_key(op_ref, arguments, trial)
+            task.key = cache_key(op_ref, arguments, 0 if column.op.deterministic else trial)
         return task
 
     def _store(
@@ -444,9 +451,7 @@ class _Walk:
         stats.values += len(made)
         stats.errors += errors
         name = self.topology.name
-        metrics.DERIVED_VALUES.labels(name, column.name, "error").inc(errors)
-        metrics.DERIVED_VALUES.labels(name, column.name, "cached").inc(cached)
-        metrics.DERIVED_VALUES.labels(name, column.name, "computed").inc(
-            len(made) - errors - cached
-        )
-        metrics.DERIVED_VALUES.labels(name, column.name, "filtered").inc(filtered)
+        DERIVED_VALUES.labels(name, column.name, "error").inc(errors)
+        DERIVED_VALUES.labels(name, column.name, "cached").inc(cached)
+        DERIVED_VALUES.labels(name, column.name, "computed").inc(len(made) - errors - cached)
+        DERIVED_VALUES.labels(name, column.name, "filtered").inc(filtered)

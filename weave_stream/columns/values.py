@@ -36,7 +36,8 @@ from aiokafka import AIOKafkaConsumer
 from weave_stream.broker.kafka import read_topic
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import Settings, load_settings
-from weave_stream.errors import BrokerError, ConfigError, TopologyError
+from weave_stream.durations import parse_duration
+from weave_stream.errors import BrokerError, DurationError, TimestampError, TopologyError
 from weave_stream.ingest.call import Call, call_from_json, parse_timestamp
 
 __all__ = [
@@ -233,16 +234,14 @@ def _since(since: str | float | datetime | None) -> datetime | None:
     if since is None:
         return None
     if isinstance(since, str) and not _looks_like_time(since):
-        from weave_stream.windows.spec import parse_duration  # pure duration syntax
-
         try:
             return datetime.now(UTC) - timedelta(seconds=parse_duration(since))
-        except ValueError as exc:
-            raise ConfigError(f"since {since!r}: {exc}; or give a time (ISO-8601)") from None
+        except DurationError as exc:
+            raise DurationError(f"since: {exc}; or give a time (ISO-8601)") from None
     try:
         return parse_timestamp(since)
-    except ValueError as exc:
-        raise ConfigError(f"since {since!r}: {exc}") from None
+    except TimestampError as exc:
+        raise TimestampError(f"since {since!r}: {exc}") from None
 
 
 def _looks_like_time(text: str) -> bool:

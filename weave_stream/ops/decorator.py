@@ -32,6 +32,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from weave_stream.durations import parse_duration
+from weave_stream.errors import DurationError, OpDefinitionError
 from weave_stream.ops.base import CostEstimate, OpPolicy, OpResult, Signature
 from weave_stream.ops.versioning import code_digest, imported_distributions, version_digest
 
@@ -69,6 +71,8 @@ class FunctionOp:
         name: str,
         params: Mapping[str, Any] | None = None,
         instance: Any = None,
+        factory: OpClass | None = None,
+        arguments: Mapping[str, Any] | None = None,
     ) -> None:
         self._function = function
         self._options = options
@@ -76,6 +80,8 @@ class FunctionOp:
         self._name = name
         self._params = dict(params or {})
         self._instance = instance
+        self._factory = factory
+        self._arguments = dict(arguments or {})  # every constructor argument, versioned or not
         self._code: str | None = None
         self._dependencies: dict[str, str] | None = None
         self._version: tuple[Any, str] | None = None  # (state, version): params never change
@@ -152,6 +158,29 @@ class FunctionOp:
     def params(self) -> Mapping[str, Any]:
         """The versioned parameters the op was made with (empty for a function)."""
         return dict(self._params)
+
+    def with_params(self, **changes: Any) -> FunctionOp:
+        """The same op class built with ``changes`` to its parameters (a new version).
+
+        Raises :class:`~weave_stream.errors.OpDefinitionError` naming the parameters the op takes
+        when one is unknown, or when the op is a function (it has no parameters).
+
+        >>> from weave_stream.ops.classify import Classify
+        >>> two = Classify(labels=["a", "b"]).with_params(temperature=0.1)
+        >>> two.params["temperature"], two.params["labels"]
+        (0.1, ['a', 'b'])
+        >>> two.with_params(temprature=0.2)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        weave_stream.errors.OpDefinitionError: op 'classify' has no parameter 'temprature'; ...
+        """
+        if self._factory is None:
+            raise OpDefinitionError(
+                f"op {self._name!r} is a function: it has no parameters to vary "
+                f"(changes asked: {sorted(changes)}); vary the op itself, or make it a class "
+                "whose constructor takes them"
+            )
+        return self._factory.rebuild(self._arguments, changes)
 
     def estimate(self, inputs: Sequence[Mapping[str, Any]]) -> CostEstimate:
         """The instance's own estimate, or the declared per-input cost times ``len(inputs)``."""
@@ -255,7 +284,27 @@ class OpClass:
             name=name,
             params=params,
             instance=instance,
+            factory=self,
+            arguments=_keyword_arguments(bound),
         )
+
+    def rebuild(self, arguments: Mapping[str, Any], changes: Mapping[str, Any]) -> FunctionOp:
+        """An op of this class from ``arguments`` (by keyword) with ``changes`` applied."""
+        parameters = inspect.signature(self._cls).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        named = [
+            name
+            for name, p in parameters.items()
+            if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+        ]
+        unknown = sorted(name for name in changes if name not in named and not takes_any)
+        if unknown:
+            name = self._options.name or self._cls.__name__
+            listed = ", ".join(repr(u) for u in unknown)
+            raise OpDefinitionError(
+                f"op {name!r} has no parameter {listed}; its parameters: {', '.join(named)}"
+            )
+        return self(**{**arguments, **changes})
 
     def __repr__(self) -> str:
         return f"<op class {self._options.name or self._cls.__name__}>"
@@ -275,7 +324,7 @@ class OpDecorator:
         if inspect.isclass(item):
             return OpClass(item, self.options)
         if not callable(item):
-            raise TypeError(f"@op decorates a function or a class, not {item!r}")
+            raise OpDefinitionError(f"@op decorates a function or a class, not {item!r:.80}")
         name = self.options.name or item.__name__
         return FunctionOp(item, self.options, code_target=item, name=name)
 
@@ -291,10 +340,10 @@ def op(
     name: str | None = None,
     deterministic: bool = True,
     batched: bool = False,
-    timeout: float = 60.0,
+    timeout: float | str = 60.0,
     retries: int = 2,
-    backoff: float = 0.5,
-    max_backoff: float = 30.0,
+    backoff: float | str = 0.5,
+    max_backoff: float | str = 30.0,
     batch_size: int = 64,
     cost: CostEstimate | None = None,
     depends: Sequence[Any] = (),
@@ -310,10 +359,10 @@ def op(
     name: str | None = None,
     deterministic: bool = True,
     batched: bool = False,
-    timeout: float = 60.0,
+    timeout: float | str = 60.0,
     retries: int = 2,
-    backoff: float = 0.5,
-    max_backoff: float = 30.0,
+    backoff: float | str = 0.5,
+    max_backoff: float | str = 30.0,
     batch_size: int = 64,
     cost: CostEstimate | None = None,
     depends: Sequence[Any] = (),
@@ -325,6 +374,8 @@ def op(
 ) -> FunctionOp | OpClass | OpDecorator:
     """Make an op of a function or class; usable bare (``@op``) or with options (``@op(...)``).
 
+    ``timeout``, ``retries``, ``backoff``, ``max_backoff`` and ``batch_size`` make its
+    :class:`~weave_stream.ops.base.OpPolicy` (durations in seconds or as text, ``"30s"``).
     ``cost`` is the estimate per input; ``depends`` lists further code (functions,
     classes, modules) whose changes must change the version; ``retry_on`` the
     exception types worth retrying; ``unversioned`` the class parameters that do not
@@ -344,7 +395,7 @@ def op(
             name=name,
             deterministic=deterministic,
             batched=batched,
-            policy=OpPolicy(timeout, retries, backoff, max_backoff, batch_size),
+            policy=_policy(timeout, retries, backoff, max_backoff, batch_size),
             cost=cost or CostEstimate(),
             depends=tuple(depends),
             retry_on=retry_on,
@@ -364,6 +415,17 @@ def _installed_version(distribution: str) -> str:
         return "not installed"  # installing it later is a change too
 
 
+def _policy(
+    timeout: float | str, retries: int, backoff: float | str, max_backoff: float | str, size: int
+) -> OpPolicy:
+    durations = {"timeout": timeout, "backoff": backoff, "max_backoff": max_backoff}
+    try:
+        seconds = {name: parse_duration(value) for name, value in durations.items()}
+    except DurationError as exc:
+        raise OpDefinitionError(f"@op options: {exc}") from None
+    return OpPolicy(seconds["timeout"], retries, seconds["backoff"], seconds["max_backoff"], size)
+
+
 def _signature_of(function: Callable[..., Any]) -> Signature:
     required, optional, open_ = [], [], False
     for parameter in inspect.signature(function).parameters.values():
@@ -379,6 +441,18 @@ def _signature_of(function: Callable[..., Any]) -> Signature:
         else:
             optional.append(parameter.name)
     return Signature(tuple(required), tuple(optional), open_)
+
+
+def _keyword_arguments(bound: inspect.BoundArguments) -> dict[str, Any]:
+    """The bound constructor arguments as keywords (``**kwargs`` spread out)."""
+    arguments: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            arguments.update(value)
+        elif kind is not inspect.Parameter.VAR_POSITIONAL:
+            arguments[name] = value
+    return arguments
 
 
 def _names(inputs: Sequence[Mapping[str, Any]]) -> list[str]:

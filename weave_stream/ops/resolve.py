@@ -2,7 +2,7 @@
 
 An op is named by
 
-* a built-in name: ``embed``, ``classify``, ``judge``;
+* a built-in name: ``embed``, ``classify``, ``judge``, ``explain``;
 * a name given to :func:`register_op`;
 * an import path ``package.module:attribute`` (an ``@op`` function or class, or a
   plain function or class, which is made an op). ``module.py`` next to the
@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from weave_stream.config import Settings
-from weave_stream.errors import OpError
+from weave_stream.errors import OpDefinitionError
 from weave_stream.ops.base import Op
 from weave_stream.ops.classify import Classify
 from weave_stream.ops.decorator import FunctionOp, OpClass, op
 from weave_stream.ops.embed import Embed
+from weave_stream.ops.explain import Explain
 from weave_stream.ops.judge import Judge
 
 __all__ = [
@@ -48,14 +49,21 @@ __all__ = [
     "resolve_op",
 ]
 
-BUILTIN_OPS: dict[str, OpClass] = {"embed": Embed, "classify": Classify, "judge": Judge}
+BUILTIN_OPS: dict[str, OpClass] = {
+    "embed": Embed,
+    "classify": Classify,
+    "judge": Judge,
+    "explain": Explain,
+}
 _registered: dict[str, Callable[..., Op]] = {}
 
 
 def register_op(name: str, factory: Callable[..., Op]) -> None:
     """Make ``name`` usable as ``op: name`` in YAML; ``factory(**params)`` builds the op."""
     if name in BUILTIN_OPS:
-        raise OpError(f"cannot register op {name!r}: it is a built-in op; choose another name")
+        raise OpDefinitionError(
+            f"cannot register op {name!r}: it is a built-in op; choose another name"
+        )
     _registered[name] = factory
 
 
@@ -71,12 +79,12 @@ def resolve_op(
     settings: Settings | None = None,
     search_path: Path | None = None,
 ) -> Op:
-    """The op ``name`` with ``params``; raise :class:`OpError` saying what is wrong and the fix."""
+    """The op ``name`` with ``params``; an :class:`OpDefinitionError` names what is wrong."""
     params = dict(params or {})
     factory: Any
     if name in BUILTIN_OPS:
         factory = BUILTIN_OPS[name]
-        if name == "judge" and settings is not None:
+        if name in ("judge", "explain") and settings is not None:
             params.setdefault("settings", settings)
     elif name in _registered:
         factory = _registered[name]
@@ -85,7 +93,7 @@ def resolve_op(
     else:
         close = difflib.get_close_matches(name, registered_ops(), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise OpError(
+        raise OpDefinitionError(
             f"unknown op {name!r}; {hint}use one of {', '.join(registered_ops())}, "
             "or an import path such as my_package.my_ops:word_count"
         )
@@ -101,33 +109,43 @@ def op_spec(an_op: Op) -> tuple[str, dict[str, Any]]:
     module, qualname = getattr(target, "__module__", None), getattr(target, "__qualname__", "")
     if module and qualname and "<" not in qualname:
         return f"{module}:{qualname}", params
-    raise OpError(f"op {an_op.ref} has no import path; define it at the top level of a module")
+    raise OpDefinitionError(
+        f"op {an_op.ref} has no import path; define it at the top level of a module"
+    )
 
 
 def _build(name: str, factory: Any, params: dict[str, Any]) -> Op:
     if isinstance(factory, FunctionOp) or (not callable(factory) and isinstance(factory, Op)):
         if params:
-            raise OpError(f"op {name!r} is a function; it takes no params (got {sorted(params)})")
+            raise OpDefinitionError(
+                f"op {name!r} is a function; it takes no params (got {sorted(params)})"
+            )
         return factory
     if inspect.isclass(factory) and not isinstance(factory, OpClass):
         factory = op(factory)
     elif inspect.isfunction(factory):
         if params:
-            raise OpError(f"op {name!r} is a function; it takes no params (got {sorted(params)})")
+            raise OpDefinitionError(
+                f"op {name!r} is a function; it takes no params (got {sorted(params)})"
+            )
         return op(factory)
     try:
         built = factory(**params)
-    except (TypeError, ValueError) as exc:
-        raise OpError(f"op {name!r} cannot be built with params {sorted(params)}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # a user's own op class raises what it likes
+        raise OpDefinitionError(
+            f"op {name!r} cannot be built with params {sorted(params)}: {exc}"
+        ) from None
     if not isinstance(built, Op):
-        raise OpError(f"op {name!r}: its factory returned {type(built).__name__}, not an op")
+        raise OpDefinitionError(
+            f"op {name!r}: its factory returned {type(built).__name__}, not an op"
+        )
     return built
 
 
 def _import(path: str, search_path: Path | None) -> Any:
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
-        raise OpError(f"op import path {path!r} must look like package.module:function")
+        raise OpDefinitionError(f"op import path {path!r} must look like package.module:function")
     module = _load_beside(module_name, search_path)
     if module is None:
         try:
@@ -138,7 +156,7 @@ def _import(path: str, search_path: Path | None) -> Any:
                 if search_path
                 else ""
             )
-            raise OpError(
+            raise OpDefinitionError(
                 f"op {path!r}: module {module_name!r} is not importable: {exc}{where}; put "
                 "it beside the topology file (it then travels with the registration), or "
                 "install it where the workers run"
@@ -146,7 +164,7 @@ def _import(path: str, search_path: Path | None) -> Any:
     target: Any = module
     for part in attribute.split("."):
         if not hasattr(target, part):
-            raise OpError(f"op {path!r}: {module_name} has no attribute {attribute!r}")
+            raise OpDefinitionError(f"op {path!r}: {module_name} has no attribute {attribute!r}")
         target = getattr(target, part)
     return target
 
@@ -172,7 +190,7 @@ def _load_beside(module_name: str, search_path: Path | None) -> Any:
             spec.loader.exec_module(module)
         except Exception as exc:
             del sys.modules[unique]
-            raise OpError(
+            raise OpDefinitionError(
                 f"module {module_name!r} beside the topology ({file}) failed to import: "
                 f"{type(exc).__name__}: {exc}"
             ) from None

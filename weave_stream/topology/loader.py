@@ -13,8 +13,8 @@ YAML (or the dict it parses to)::
         sample: 1.0                        # optional, relative to the source's
         trials: 1                          # optional, non-deterministic ops only
         higher_is_worse: false             # optional: drill-downs list the worst first
-    aggregates: []                         # validated by the aggregates module
-    monitors: []                           # validated by the drift module
+    aggregates: []                         # Aggregate entries (topology.aggregates)
+    monitors: []                           # Monitor entries (topology.monitors)
 
 A Python file defines a :class:`~weave_stream.topology.spec.Topology` named ``topology``
 (or exactly one Topology at module level).
@@ -44,7 +44,6 @@ from weave_stream.topology.spec import Column, Source, Topology
 
 __all__ = [
     "TOPOLOGY_DIR",
-    "check_sections",
     "find_topology_file",
     "load_topology",
     "topology_from_dict",
@@ -64,7 +63,8 @@ def load_topology(
 ) -> Topology:
     """Load and validate a topology from a file, or by name from ``directory`` (``topologies/``).
 
-    Everything is checked here, before anything runs: columns and their DAG, and the
+    Everything is checked here, before anything runs (by building the
+    :class:`~weave_stream.topology.spec.Topology`): columns and their DAG, and the
     ``aggregates:`` and ``monitors:`` sections (keys that name no column or call field,
     a monitor on a column the topology does not have).
     """
@@ -82,25 +82,7 @@ def load_topology(
         topology = topology_from_dict(
             data, settings=settings, search_path=path.parent, origin=str(path)
         )
-    check_sections(topology)
     return topology
-
-
-def check_sections(topology: Topology) -> None:
-    """Validate the ``aggregates:`` and ``monitors:`` of ``topology`` against its columns."""
-    from weave_stream.aggregates.rows import RowBuilder
-    from weave_stream.drift.spec import parse_monitors
-    from weave_stream.windows.spec import parse_aggregates
-
-    RowBuilder(topology, parse_aggregates(topology.aggregates, topology.name))
-    columns = {column.name for column in topology.columns}
-    for monitor in parse_monitors(topology.name, topology.monitors):
-        if monitor.column not in columns:
-            raise TopologyError(
-                f"topology {topology.name!r}, monitor {monitor.name!r}, field column: "
-                f"{monitor.column!r} is not a column of the topology (its columns: "
-                f"{', '.join(sorted(columns))}); name the embedding column to watch"
-            )
 
 
 def find_topology_file(path_or_name: str | Path, directory: Path | None = None) -> Path:
@@ -159,8 +141,8 @@ def topology_from_dict(
             columns=columns,
             source=source,
             description=str(data.get("description") or ""),
-            aggregates=list(data.get("aggregates") or []),
-            monitors=list(data.get("monitors") or []),
+            aggregates=data.get("aggregates") or (),
+            monitors=data.get("monitors") or (),
             settings=settings,
             search_path=search_path,
         )

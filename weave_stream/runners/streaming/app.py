@@ -15,10 +15,11 @@ import faust
 import httpx
 from faust.web import Request, Response, View
 
-from weave_stream import metrics
 from weave_stream.broker.embedded import free_port
 from weave_stream.config import Settings
+from weave_stream.metrics import WORKER_INFO, render
 from weave_stream.runners.streaming.admin_pages import register_admin_pages
+from weave_stream.runners.streaming.collector_pages import register_collector
 from weave_stream.runners.streaming.commit_guard import commit_only_processed_offsets
 from weave_stream.runners.streaming.embedded_consumer import adapt_consumers_to_embedded_broker
 from weave_stream.runners.streaming.health import HEALTH, report_agent_crashes
@@ -44,6 +45,7 @@ def create_worker_app(settings: Settings) -> faust.App:
     register_ingest(app, settings)
     register_notifier(app, settings)
     register_admin_pages(app, settings)
+    register_collector(app, settings)  # the trace-server write API and OTLP on the web port
     reporter = StatusReporter(app, settings, lambda: readiness(app))
 
     @app.task
@@ -102,7 +104,7 @@ def create_app(
         logging_config=None,
     )
     report_agent_crashes(app)  # before any agent is declared: each keeps its handler
-    metrics.WORKER_INFO.labels(settings.worker_id, settings.topic_prefix).set(1)
+    WORKER_INFO.labels(settings.worker_id, settings.topic_prefix).set(1)
     _register_pages(app, metrics_sources or list)
     register_query_pages(app, settings)  # GET /aggregates/{topology}[/drill]
     track_consumer_lag(app)
@@ -114,7 +116,7 @@ def _register_pages(app: faust.App, metrics_sources: Callable[[], list[str]]) ->
     class Metrics(View):
         async def get(self, request: Request) -> Response:
             children = await _fetch_all(metrics_sources())
-            return self.bytes(metrics.render(children), content_type="text/plain; version=0.0.4")
+            return self.bytes(render(children), content_type="text/plain; version=0.0.4")
 
     @app.page("/healthz")
     class Health(View):

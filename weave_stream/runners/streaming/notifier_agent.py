@@ -22,8 +22,9 @@ from typing import Any
 import faust
 import orjson
 
-from weave_stream import metrics
 from weave_stream.config import Settings
+from weave_stream.errors import DeliveryError
+from weave_stream.metrics import UNREADABLE_RECORDS
 from weave_stream.notify import (
     Alert,
     Notifier,
@@ -68,9 +69,9 @@ def register_notifier(app: faust.App, settings: Settings) -> Notifier:
         async for raw in stream:
             try:
                 alert = Alert.from_json(raw)
-            except ValueError as exc:
+            except DeliveryError as exc:
                 log.error("alerts topic: a record that is not an alert (%s): %r", exc, raw[:200])
-                metrics.UNREADABLE_RECORDS.labels("alerts").inc()
+                UNREADABLE_RECORDS.labels("alerts").inc()
             else:
                 notifier.submit(alert)  # durable before this record is acknowledged
             HEALTH.ok(NOTIFIER_COMPONENT)

@@ -30,9 +30,9 @@ from typing import Any
 
 import httpx
 
-from weave_stream import metrics
 from weave_stream.broker.embedded import die_with_parent, free_port
 from weave_stream.config import Settings
+from weave_stream.metrics import TOPOLOGY_REGISTERED
 from weave_stream.runners.streaming.health import HEALTH
 from weave_stream.topology.registrations import Registration, watch_registry
 
@@ -185,9 +185,9 @@ class TopologySupervisor:
 
     async def reconcile(self, registrations: dict[str, Registration]) -> None:
         """Make the running children match ``registrations``."""
-        metrics.TOPOLOGY_REGISTERED.clear()  # no await in between: a scrape sees all or none
+        TOPOLOGY_REGISTERED.clear()  # no await in between: a scrape sees all or none
         for name in registrations:
-            metrics.TOPOLOGY_REGISTERED.labels(name).set(1)
+            TOPOLOGY_REGISTERED.labels(name).set(1)
         for name in list(self.children):
             if name not in registrations:
                 log.info("topology %s unregistered: stopping its worker", name)
