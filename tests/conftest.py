@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,11 @@ from weave_stream.runners.workers import WorkerProcess
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Brokers and workers the tests start record themselves for other commands to find:
+# never in the user's own state file, and per test process (pytest-xdist runs two).
+os.environ["WEAVE_STREAM_STATE_FILE"] = os.path.join(
+    tempfile.mkdtemp(prefix="weave-stream-tests-"), "running.json"
+)
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +51,7 @@ def make_settings(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., Setti
             "topic_prefix": prefix,
             "partitions": 2,
             "data_dir": tmp_path / "data",
+            "state_file": tmp_path / "running.json",
             "web_port": 0,
             **overrides,
         }

@@ -57,6 +57,7 @@ if _typing.TYPE_CHECKING:
     from weave_stream.columns.cache import MemoryCache, ResultCache, SqliteCache
     from weave_stream.columns.derive import DerivedValue, derive_batch
     from weave_stream.columns.plan import Plan, plan_topology
+    from weave_stream.columns.values import derived_values
     from weave_stream.config import Settings, load_settings
     from weave_stream.durations import parse_duration
     from weave_stream.errors import (
@@ -100,6 +101,7 @@ _EXPORTS = {
     "derive_batch": "weave_stream.columns.derive",
     "Plan": "weave_stream.columns.plan",
     "plan_topology": "weave_stream.columns.plan",
+    "derived_values": "weave_stream.columns.values",
     "Settings": "weave_stream.config",
     "load_settings": "weave_stream.config",
     "parse_duration": "weave_stream.durations",
@@ -191,6 +193,7 @@ __all__ = [
     "WeaveStreamError",
     "Window",
     "derive_batch",
+    "derived_values",
     "load_settings",
     "load_topology",
     "merge",

@@ -44,6 +44,8 @@ __all__ = [
     "COLLECTOR_REQUESTS",
     "COLLECTOR_REQUEST_SECONDS",
     "COLUMN_INFO",
+    "COMPONENT_FAILED",
+    "COMPONENT_FAILURES",
     "CONSUMER_LAG",
     "DEAD_LETTERS",
     "DERIVED_COST_USD",
@@ -358,6 +360,21 @@ COLUMN_INFO = Gauge(
     "Constant 1 per derived column a topology worker computes, labelled with its op name "
     "and op ref (join on topology and column to break other metrics down by op).",
     ["topology", "column", "op", "op_ref"],
+    registry=REGISTRY,
+)
+COMPONENT_FAILURES = Counter(
+    "weave_stream_component_failures_total",
+    "Failures of a worker's components: an agent that crashed, a topology child process "
+    "that exited or reports a failure (crash loops count every time), by component "
+    "(ingest, notifier, topology/<name>, topology/<name>/derive, ...).",
+    ["component"],
+    registry=REGISTRY,
+)
+COMPONENT_FAILED = Gauge(
+    "weave_stream_component_failed",
+    "1 while a component of the worker is failed (its /readyz answers 503 with the "
+    "reason), 0 once it works again.",
+    ["component"],
     registry=REGISTRY,
 )
 DERIVED_COST_USD = Counter(

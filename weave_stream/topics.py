@@ -12,6 +12,7 @@ All names derive from one prefix (the ``topic_prefix`` setting, default ``weave`
     <prefix>.monitor.<topology>.<monitor>   a monitor's observations (one partition)
     <prefix>.reference.<topology>.<monitor> a monitor's reference (compacted)
     <prefix>.alerts / .alerts.status        alerts and their delivery status
+    <prefix>.workers                        each worker's status (compacted)
     weave-stream.<prefix>                   the workers' group (ingest, notifier)
     weave-stream.<prefix>.topology.<name>   one topology's group (and Faust app id)
     <group>-<table>-changelog               a Faust table's changelog
@@ -75,6 +76,11 @@ class TopicNames:
     def alerts_status(self) -> str:
         """Delivery status of each alert per target (compacted: alert id -> status)."""
         return f"{self.prefix}.alerts.status"
+
+    @property
+    def workers(self) -> str:
+        """Each worker's status: its components, restarts, last errors (compacted: worker id)."""
+        return f"{self.prefix}.workers"
 
     def derived(self, topology: str, column: str) -> str:
         """The stream of values of one derived column."""

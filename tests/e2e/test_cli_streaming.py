@@ -107,6 +107,6 @@ def _total_row(rendered: str) -> list[str]:
 
 
 def _backfilled(stdout: str) -> tuple[int, int]:
-    match = re.search(r"(\d+) values computed, (\d+) written", stdout)
+    match = re.search(r"\+ (\d+) computed \+ .*; (\d+) written", stdout)
     assert match, stdout
     return int(match.group(1)), int(match.group(2))

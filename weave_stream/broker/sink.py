@@ -15,7 +15,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
+
+from weave_stream.broker.probe import explain_producer_error
+from weave_stream.errors import BrokerError
 
 __all__ = ["OutgoingRecord", "RecordSink"]
 
@@ -39,7 +43,10 @@ class RecordSink:
     Parameters:
         bootstrap_servers: ``host:port[,host:port]``.
         max_request_size: the largest record batch the producer may send, in bytes.
-        idempotent: use Kafka's idempotent producer (a real cluster only).
+        idempotent: use Kafka's idempotent producer (when the broker accepts it).
+
+    A write the broker refuses for lack of a capability (an idempotent producer on a
+    broker without one) raises :class:`BrokerError` saying so and how to fix it.
     """
 
     def __init__(
@@ -64,8 +71,8 @@ class RecordSink:
                         linger_ms=2,
                         max_batch_size=256 * 1024,
                         max_request_size=self._max_request_size,
-                        # On a real cluster: the broker drops a retried batch it already
-                        # has (the embedded broker cannot: InitProducerId fails there).
+                        # Where the broker accepts it (probed): it drops a retried batch it
+                        # already has (the embedded broker cannot: InitProducerId fails).
                         enable_idempotence=self._idempotent,
                     )
                     try:
@@ -82,6 +89,17 @@ class RecordSink:
         Records are packed into one batch per partition (``create_batch``): far cheaper
         per record than ``send``, which matters on the ingest path.
         """
+        try:
+            return await self._write(topic, records)
+        except KafkaError as exc:
+            explained = explain_producer_error(
+                exc, f"kafka://{self._bootstrap_servers}", self._idempotent
+            )
+            if explained is None:
+                raise
+            raise BrokerError(explained) from exc
+
+    async def _write(self, topic: str, records: Iterable[OutgoingRecord]) -> int:
         producer = await self._ensure_started()
         by_partition: dict[int, list[OutgoingRecord]] = defaultdict(list)
         partitions = sorted(await producer.partitions_for(topic))

@@ -25,9 +25,11 @@ __all__ = ["COMMANDS", "collector", "op_code"]
 def collector(upstream: str | None, settings: Settings) -> None:
     """Serve the Weave trace server's write API and OTLP/HTTP traces: calls go to <prefix>.calls.
 
-    Point a Weave application at it with WF_TRACE_SERVER_URL and WANDB_BASE_URL (the
-    URL it prints); API keys come from WEAVE_STREAM_COLLECTOR_API_KEYS (none: loopback
-    clients only). Stops on Ctrl-C or SIGTERM.
+    It writes to the broker named (--broker) or the running one (`weave-stream broker`
+    or `weave-stream worker` in another terminal); it starts none. Point a Weave
+    application at it with WF_TRACE_SERVER_URL and WANDB_BASE_URL (the URL it prints);
+    API keys come from WEAVE_STREAM_COLLECTOR_API_KEYS (none: loopback clients only).
+    Stops on Ctrl-C or SIGTERM.
     """
     import logging
 
@@ -61,12 +63,11 @@ def op_code(op_ref: str, settings: Settings) -> None:
 
     The collector keeps every op the weave client sends on <prefix>.objects.
     """
-    if settings.embedded_broker:
-        fail("op-code reads <prefix>.objects: pass --broker (a new embedded broker is empty)")
-    try:
-        found = asyncio.run(read_op_code(settings, op_ref))
-    except ValueError as exc:
-        fail(str(exc))
+    with connected(settings) as settings:  # reads only: never starts a broker
+        try:
+            found = asyncio.run(read_op_code(settings, op_ref))
+        except ValueError as exc:
+            fail(str(exc))
     if found is None:
         fail(f"no op {op_ref} on {settings.topics.objects}: did its client send to the collector?")
     assert found is not None

@@ -162,7 +162,8 @@ def _run(
         }
     )
     _step("1/7", "broker")
-    with connected(settings) as settings:
+    # Its own broker unless one is named: a running one may hold another user's topics.
+    with connected(settings, may_start=True, discover=False) as settings:
         _step("2/7", "worker")
         worker = WorkerProcess(settings, log_path=out_dir / "worker.log")
         with worker:

@@ -68,7 +68,9 @@ def run_weave_demo(settings: Settings, calls: int, topology_path: Path, out_dir:
     documents_file = out_dir / "weave-demo-documents.json"
     documents_file.write_text(json.dumps(picked))
     _step("1/5", "broker")
-    with connected(settings) as settings:
+    # Its own broker unless one is named, as the demo's: a running one may hold another
+    # user's topics.
+    with connected(settings, may_start=True, discover=False) as settings:
         _step("2/5", "worker (its web port serves the collector)")
         with WorkerProcess(settings, log_path=out_dir / "worker.log") as worker:
             try:

@@ -16,6 +16,8 @@ from weave_stream.cli import (
     ingest_cmds,
     ops_cmds,
     registry_cmds,
+    status_cmds,
+    values_cmds,
 )
 
 __all__ = ["cli", "main"]
@@ -29,6 +31,7 @@ def cli() -> None:
 
 
 for module in (
+    status_cmds,
     broker_cmds,
     collector_cmds,
     ingest_cmds,
@@ -40,6 +43,7 @@ for module in (
     dashboard_cmds,
     demo,
     alerts_cmds,
+    values_cmds,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -42,7 +42,7 @@ class Delivery:
         self._sink = RecordSink(
             settings.broker_address,
             max(4 * 1024 * 1024, 2 * settings.max_payload_bytes),
-            idempotent=not settings.embedded_broker_quirks,
+            idempotent=settings.idempotent,  # probed: see weave_stream.broker.probe
         )
         self._topics_ready = False
         self._refuse_until = 0.0

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.metadata
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from typing import Any, overload
 from weave_stream.durations import parse_duration
 from weave_stream.errors import DurationError, OpDefinitionError
 from weave_stream.ops.base import CostEstimate, OpPolicy, OpResult, Signature
-from weave_stream.ops.versioning import code_digest, version_digest
+from weave_stream.ops.versioning import code_digest, imported_distributions, version_digest
 
 __all__ = ["FunctionOp", "OpClass", "OpDecorator", "OpOptions", "op"]
 
@@ -53,6 +54,9 @@ class OpOptions:
     depends: tuple[Any, ...] = ()
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON
     unversioned: tuple[str, ...] = ()
+    version: str | None = None  # the user's label, in place of the distributions
+    distributions: tuple[str, ...] | None = None  # None: those the op's module imports
+    higher_is_worse: bool | None = None  # for drill-downs: which scores are the worst
 
 
 class FunctionOp:
@@ -79,6 +83,7 @@ class FunctionOp:
         self._factory = factory
         self._arguments = dict(arguments or {})  # every constructor argument, versioned or not
         self._code: str | None = None
+        self._dependencies: dict[str, str] | None = None
         self._version: tuple[Any, str] | None = None  # (state, version): params never change
         self._signature = _signature_of(function)
         self.__wrapped_op__ = code_target
@@ -92,14 +97,40 @@ class FunctionOp:
 
     @property
     def version(self) -> str:
-        """Digest of code, parameters and learned state (see :mod:`.versioning`)."""
+        """Digest of code, parameters, learned state and the installed distributions the
+        op's module imports, or its ``version=`` label (see :mod:`.versioning`)."""
         if self._code is None:
             self._code = code_digest(self._code_target, self._options.depends)
         state_hook = getattr(self._instance, "version_state", None)
         state = state_hook() if callable(state_hook) else None
         if self._version is None or self._version[0] != state:
-            self._version = (state, version_digest(self._name, self._code, self._params, state))
+            dependencies = dict(self.distributions)
+            if self._options.version is not None:
+                dependencies = {"version": self._options.version}
+            digest = version_digest(self._name, self._code, self._params, state, dependencies)
+            self._version = (state, digest)
         return self._version[1]
+
+    @property
+    def higher_is_worse(self) -> bool | None:
+        """Whether a higher value is worse (drill-downs list the worst first); None: unsaid."""
+        return self._options.higher_is_worse
+
+    @property
+    def distributions(self) -> dict[str, str]:
+        """``{distribution: version}`` this op's version covers (empty with ``version=``)."""
+        if self._dependencies is None:
+            options = self._options
+            if options.version is not None:
+                self._dependencies = {}
+            elif options.distributions is not None:
+                self._dependencies = {
+                    name: _installed_version(name) for name in options.distributions
+                }
+            else:
+                targets = [self._code_target, *options.depends]
+                self._dependencies = imported_distributions(targets)
+        return dict(self._dependencies)
 
     @property
     def ref(self) -> str:
@@ -318,6 +349,9 @@ def op(
     depends: Sequence[Any] = (),
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     unversioned: Sequence[str] = (),
+    version: str | None = None,
+    distributions: Sequence[str] | None = None,
+    higher_is_worse: bool | None = None,
 ) -> OpDecorator: ...
 def op(
     target: Any = None,
@@ -334,6 +368,9 @@ def op(
     depends: Sequence[Any] = (),
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     unversioned: Sequence[str] = (),
+    version: str | None = None,
+    distributions: Sequence[str] | None = None,
+    higher_is_worse: bool | None = None,
 ) -> FunctionOp | OpClass | OpDecorator:
     """Make an op of a function or class; usable bare (``@op``) or with options (``@op(...)``).
 
@@ -343,6 +380,12 @@ def op(
     classes, modules) whose changes must change the version; ``retry_on`` the
     exception types worth retrying; ``unversioned`` the class parameters that do not
     change results (an HTTP client, settings) and so stay out of the version.
+    ``version`` is a label of yours that stands for what the code uses (bump it when
+    the model behind an endpoint changes): it replaces the installed distributions the
+    version otherwise covers; ``distributions`` names exactly which distributions count
+    (default: those the op's module imports). ``higher_is_worse`` says which of the
+    op's values are the worst (a toxicity: higher; a quality score: lower), for
+    drill-downs of columns that do not say it themselves.
 
     mypy does not apply class decorators to types: for a typed class op, write
     ``Keyword = op(name="keyword")(KeywordOp)`` rather than decorating the class.
@@ -357,9 +400,19 @@ def op(
             depends=tuple(depends),
             retry_on=retry_on,
             unversioned=tuple(unversioned),
+            version=version,
+            distributions=None if distributions is None else tuple(distributions),
+            higher_is_worse=higher_is_worse,
         )
     )
     return decorator(target) if target is not None else decorator
+
+
+def _installed_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"  # installing it later is a change too
 
 
 def _policy(

@@ -50,6 +50,7 @@ from weave_stream.aggregates.source import aggregate_plans, partition_namespace
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import Settings
 from weave_stream.metrics import TOPOLOGY_BATCH_SECONDS, TOPOLOGY_CALLS, UNREADABLE_RECORDS
+from weave_stream.runners.streaming.health import HEALTH, watched_agent
 from weave_stream.runners.streaming.hot_path import lighten_hot_path
 from weave_stream.topics import AGGREGATES_TABLE
 from weave_stream.topology.spec import Topology
@@ -149,6 +150,7 @@ class StreamingAggregates:
         batch_seconds = TOPOLOGY_BATCH_SECONDS.labels(self.topology.name)
         held: list[EventT] = []
         held_since = [0.0]
+        component = f"topology/{self.topology.name}/aggregate"
 
         def flush() -> None:
             started = time.perf_counter()
@@ -159,9 +161,11 @@ class StreamingAggregates:
                 event.ack()
             calls_read.inc(len(events))
             batch_seconds.observe(time.perf_counter() - started)
+            HEALTH.ok(component)
 
-        @self.app.agent(source, name=f"{self.topology.name}-aggregate")
+        @self.app.agent(source, name=watched_agent(f"{self.topology.name}-aggregate", component))
         async def aggregate(stream: faust.StreamT[bytes]) -> None:
+            HEALTH.running(component)
             async for event in stream.noack().events():  # type: ignore[attr-defined]
                 if not held:
                     held_since[0] = time.monotonic()

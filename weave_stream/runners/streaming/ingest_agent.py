@@ -33,12 +33,15 @@ from weave_stream.metrics import (
     MERGE_CONFLICTS,
     NON_FINITE_NUMBERS,
 )
+from weave_stream.runners.streaming.health import HEALTH, describe, watched_agent
 from weave_stream.runners.streaming.hot_path import lighten_hot_path
 from weave_stream.runners.streaming.ingest_windows import PartitionWindows
 from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink, attach_sink
 from weave_stream.topics import TopicNames
 
-__all__ = ["register_ingest"]
+__all__ = ["INGEST_COMPONENT", "register_ingest"]
+
+INGEST_COMPONENT = "ingest"
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +109,14 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
             for outcome, count in outcomes.items():
                 INGEST_RECORDS.labels(outcome).inc(count)
             INGEST_BATCH_SECONDS.observe(time.perf_counter() - started)
+            HEALTH.ok(INGEST_COMPONENT)
 
     # Events one by one, unacked, ingested in batches: cheaper per event than Faust's
     # take_events buffering (bench/ingest.py). Faust commits an offset only once its
     # event is acked, after the batch's writes: a crash repeats a batch, never loses one.
-    @app.agent(calls_topic, name=topics.ingest_agent)
+    @app.agent(calls_topic, name=watched_agent(topics.ingest_agent, INGEST_COMPONENT))
     async def ingest(stream: faust.StreamT[bytes]) -> None:
+        HEALTH.running(INGEST_COMPONENT)
         async for event in stream.noack().events():  # type: ignore[attr-defined]
             if not held:
                 held_since[0] = time.monotonic()
@@ -131,8 +136,10 @@ def register_ingest(app: faust.App, settings: Settings) -> None:
             if held and time.monotonic() - held_since[0] >= max_wait:
                 try:
                     await flush()
-                except Exception:  # unacked, so never committed: a restart reads them again
+                except Exception as exc:  # unacked, so never committed: a restart reads them
                     log.exception("ingest: a batch failed; its records stay unacknowledged")
+                    # Never only a log line: /readyz fails with the reason until a batch works.
+                    HEALTH.failed(INGEST_COMPONENT, f"a batch failed: {describe(exc)}")
 
     lighten_hot_path(app)
 

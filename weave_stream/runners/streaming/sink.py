@@ -20,7 +20,7 @@ def attach_sink(app: faust.App, settings: Settings) -> RecordSink:
     sink = RecordSink(
         settings.broker_address,
         app.conf.producer_max_request_size,
-        idempotent=not settings.embedded_broker_quirks,
+        idempotent=settings.idempotent,
     )
     app.on_before_shutdown.connect(lambda *args, **kwargs: sink.stop())
     return sink
