@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from deltalake import DeltaTable, write_deltalake
 
-from tests.store_data import unwritable
+from tests.support.store_data import unwritable
 from weave_stream import metrics
 from weave_stream.cli.main import cli
 from weave_stream.columns.derive import DerivedValue
