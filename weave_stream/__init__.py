@@ -67,7 +67,6 @@ if _typing.TYPE_CHECKING:
     from weave_stream.columns.cache import MemoryCache, ResultCache, SqliteCache
     from weave_stream.columns.derive import DerivedValue, derive_batch
     from weave_stream.columns.plan import Plan, plan_topology
-    from weave_stream.columns.values import derived_values
     from weave_stream.config import Settings, load_settings
     from weave_stream.durations import parse_duration
     from weave_stream.errors import (
@@ -98,6 +97,7 @@ if _typing.TYPE_CHECKING:
     from weave_stream.ingest.merge import merge
     from weave_stream.ops import Classify, Embed, Explain, Judge, Op, op
     from weave_stream.query.calls import Query, calls
+    from weave_stream.query.values import derived_values
     from weave_stream.runners.local import run_local
     from weave_stream.runners.results import ResultTable
     from weave_stream.store.tables import Store
@@ -116,7 +116,7 @@ _EXPORTS = {
     "derive_batch": "weave_stream.columns.derive",
     "Plan": "weave_stream.columns.plan",
     "plan_topology": "weave_stream.columns.plan",
-    "derived_values": "weave_stream.columns.values",
+    "derived_values": "weave_stream.query.values",
     "Settings": "weave_stream.config",
     "load_settings": "weave_stream.config",
     "parse_duration": "weave_stream.durations",
