@@ -15,6 +15,7 @@ All names derive from one prefix (the ``topic_prefix`` setting, default ``weave`
     <prefix>.workers                        each worker's status (compacted)
     weave-stream.<prefix>                   the workers' group (ingest, notifier)
     weave-stream.<prefix>.topology.<name>   one topology's group (and Faust app id)
+    weave-stream.<prefix>.store             the store sinks' group (valid calls, derived, alerts)
     <group>-<table>-changelog               a Faust table's changelog
 
 >>> names = TopicNames("demo")
@@ -28,6 +29,7 @@ All names derive from one prefix (the ``topic_prefix`` setting, default ``weave`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = ["AGGREGATES_TABLE", "TopicNames"]
@@ -102,6 +104,23 @@ class TopicNames:
     def topology_group(self, topology: str) -> str:
         """The consumer group (and Faust app id) of one topology's worker processes."""
         return f"weave-stream.{self.prefix}.topology.{topology}"
+
+    @property
+    def store_group(self) -> str:
+        """The consumer group of the store sinks (one per worker; offsets live in the store)."""
+        return f"weave-stream.{self.prefix}.store"
+
+    def store_pattern(self) -> str:
+        """The topics the store sink reads: valid calls, every derived column, alerts.
+
+        >>> import re
+        >>> pattern = re.compile(TopicNames("w").store_pattern())
+        >>> [bool(pattern.match(t)) for t in ("w.calls.valid", "w.derived.t.c", "w.alerts",
+        ...                                   "w.alerts.status", "w.calls")]
+        [True, True, True, False, False]
+        """
+        prefix = re.escape(self.prefix)
+        return rf"^{prefix}\.(calls\.valid|alerts|derived\..+)$"
 
     @property
     def dlq_reingest_group(self) -> str:

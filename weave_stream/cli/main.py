@@ -17,6 +17,7 @@ from weave_stream.cli import (
     ops_cmds,
     registry_cmds,
     status_cmds,
+    store_cmds,
     values_cmds,
 )
 
@@ -44,6 +45,7 @@ for module in (
     demo,
     alerts_cmds,
     values_cmds,
+    store_cmds,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

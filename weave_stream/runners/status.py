@@ -179,6 +179,9 @@ async def system_status(settings: Settings) -> SystemStatus:
     groups: dict[str, tuple[str, str]] = {
         "ingest": (topics.worker_group, topics.calls),
         "notifier": (topics.worker_group, topics.alerts),
+        # The store sink's own offsets live in the store; those it commits to Kafka
+        # afterwards give its lag on the valid calls.
+        "store-sink": (topics.store_group, topics.valid),
     }
     for name in registered:
         groups[f"topology/{name}"] = (topics.topology_group(name), topics.valid)
