@@ -103,6 +103,11 @@ class Settings(BaseModel):
     batch_max_wait_seconds: Duration = Field(default=0.05, gt=0)
     # A topology worker idle this long while its partitions lag restarts (see watchdog).
     stall_seconds: Duration = Field(default=30.0, gt=0)
+    # Reconciliation: every interval, a topology worker checks the calls of its partitions
+    # that its topology processed at least the settle time ago for missing derived values,
+    # and recomputes the missing ones (0: off). See weave_stream/runners/reconcile.py.
+    reconcile_interval_seconds: Duration = Field(default=30.0, ge=0)
+    reconcile_settle_seconds: Duration = Field(default=60.0, ge=0)
     # How long a topology worker remembers a call's results (so a replay computes nothing).
     results_retention_seconds: Duration = Field(default=7 * 86400.0, gt=0)
     # Windowed aggregates: at most this many groups per aggregate get their own series in

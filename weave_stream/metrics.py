@@ -53,6 +53,11 @@ __all__ = [
     "NOVELTY_DISTANCE",
     "OP_BATCH_SECONDS",
     "OP_RETRIES",
+    "RECONCILE_CALLS_CHECKED",
+    "RECONCILE_CHECKED_UNTIL",
+    "RECONCILE_FAILURES",
+    "RECONCILE_MISSING",
+    "RECONCILE_REPAIRED",
     "REGISTRY",
     "TOPOLOGY_BATCH_SECONDS",
     "TOPOLOGY_CALLS",
@@ -311,6 +316,41 @@ DERIVED_COST_USD = Counter(
     "Dollars spent computing (not cached) values of a derived column, by topology and column "
     "(join weave_stream_column_info on topology and column for the op and its ref).",
     ["topology", "column"],
+    registry=REGISTRY,
+)
+
+RECONCILE_CALLS_CHECKED = Counter(
+    "weave_stream_reconcile_calls_checked_total",
+    "Valid calls a topology worker's reconciler checked for missing derived values (calls "
+    "its topology processed, after the settle time).",
+    ["topology"],
+    registry=REGISTRY,
+)
+RECONCILE_MISSING = Counter(
+    "weave_stream_reconcile_missing_values_total",
+    "Derived values the reconciler found missing: calls the topology selected and "
+    "processed (committed) with no value written for a column. Each one is a loss the "
+    "stream made; the reconciler recomputes it.",
+    ["topology", "column"],
+    registry=REGISTRY,
+)
+RECONCILE_REPAIRED = Counter(
+    "weave_stream_reconcile_repaired_values_total",
+    "Missing derived values the reconciler computed and wrote (through the backfill path).",
+    ["topology", "column"],
+    registry=REGISTRY,
+)
+RECONCILE_FAILURES = Counter(
+    "weave_stream_reconcile_failures_total",
+    "Reconciliation passes that failed (broker unreachable, an op raising); the calls stay "
+    "unchecked and the next pass tries again.",
+    ["topology"],
+    registry=REGISTRY,
+)
+RECONCILE_CHECKED_UNTIL = Gauge(
+    "weave_stream_reconcile_checked_until_timestamp_seconds",
+    "Unix time of the newest call the reconciler has checked on this worker's partitions.",
+    ["topology"],
     registry=REGISTRY,
 )
 

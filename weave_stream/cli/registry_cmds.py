@@ -8,7 +8,12 @@ import time
 import click
 import orjson
 
-from weave_stream.broker.kafka import ensure_topics, group_progress, start_group_at
+from weave_stream.broker.kafka import (
+    commit_group_offsets,
+    ensure_topics,
+    group_progress,
+    start_group_at,
+)
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
@@ -134,6 +139,9 @@ def topology_worker(name: str, expected_version: str | None, settings: Settings)
     if started is None:
         click.echo(f"topology {name}: group {group} resumes from its committed offsets", err=True)
     else:
+        # The reconciler checks the same calls from the same offsets (runners/reconcile.py).
+        cursor = settings.topics.reconcile_group(name)
+        asyncio.run(commit_group_offsets(settings, cursor, settings.topics.valid, started))
         click.echo(
             f"topology {name}: new group {group} starts at offsets {started} (the calls "
             f"written since its registration at {registration.registered_at})",
