@@ -46,7 +46,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import orjson
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 
 from weave_stream.broker.embedded import EmbeddedBroker
@@ -400,6 +400,9 @@ def count_values(
         variants[identity(value)].add(repr(value.value))
     by_identity = Counter(identity(v) for v in raw)
     first_by_reconciler = {key for key, first in repaired.items() if first}
+    lost_calls = {call_id for call_id, _ in missing} | {key[0] for key in first_by_reconciler}
+    if lost_calls:
+        explain_losses(settings, sorted(lost_calls))
     return {
         "missing": len(missing),
         "repaired": len(first_by_reconciler),
@@ -408,6 +411,44 @@ def count_values(
         "extra": sum(1 for key in present if key not in wanted),
         "not_once": sum(1 for key in wanted if present.get(key, 0) not in (0, 1)),
     }
+
+
+def explain_losses(settings: Settings, call_ids: list[str]) -> None:
+    """Print where each lost call stands: on the valid topic or not (lost by ingest), and
+    whether the topology's group committed past it (acknowledged without its values)."""
+
+    async def where() -> tuple[dict[str, tuple[int, int]], dict[int, int | None]]:
+        found = {}
+        async for record in read_topic(settings, settings.topics.valid):
+            key = (record.key or b"").decode()
+            if key in call_ids:
+                found[key] = (record.partition, record.offset)
+        consumer = AIOKafkaConsumer(  # bench-local: runs against older checkouts too
+            bootstrap_servers=settings.broker_address,
+            group_id=settings.topics.topology_group("soak"),
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        try:
+            valid = settings.topics.valid
+            committed = {
+                p: await consumer.committed(TopicPartition(valid, p))
+                for p in range(settings.partitions)
+            }
+        finally:
+            await consumer.stop()
+        return found, committed
+
+    found, committed = asyncio.run(where())
+    print(f"lost calls ({len(call_ids)}):")
+    for call_id in call_ids[:20]:
+        if call_id not in found:
+            print(f"  {call_id}: not on {settings.topics.valid} (lost before the topology)")
+            continue
+        partition, offset = found[call_id]
+        mark = committed.get(partition)
+        state = "committed past it" if mark is not None and mark > offset else "not committed"
+        print(f"  {call_id}: {settings.topics.valid}[{partition}]@{offset}, {state} ({mark})")
 
 
 async def read_values(
