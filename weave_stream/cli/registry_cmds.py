@@ -65,15 +65,18 @@ def unregister_command(name: str, settings: Settings) -> None:
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
 @settings_options()
 def topologies_command(output_format: str, settings: Settings) -> None:
-    """List registered topologies: version, registration time, calls processed, lag."""
+    """List registered topologies: version, registration time, calls processed, lag, and
+    how many processed calls the reconciler has not checked yet for missing values."""
     with connected(settings) as settings:
         registry = asyncio.run(read_registry(settings))
         rows = []
+        valid = settings.topics.valid
         for name, entry in sorted(registry.items()):
             processed, lag = asyncio.run(
-                group_progress(
-                    settings, settings.topics.topology_group(name), settings.topics.valid
-                )
+                group_progress(settings, settings.topics.topology_group(name), valid)
+            )
+            checked, _ = asyncio.run(
+                group_progress(settings, settings.topics.reconcile_group(name), valid)
             )
             rows.append(
                 {
@@ -82,6 +85,9 @@ def topologies_command(output_format: str, settings: Settings) -> None:
                     "registered_at": entry.registered_at,
                     "calls_processed": processed,
                     "lag": lag,
+                    # Processed, not yet checked (the reconciler waits reconcile_settle_seconds);
+                    # what it found missing and repaired: weave_stream_reconcile_* metrics.
+                    "unchecked": max(0, processed - checked),
                 }
             )
     if output_format == "json":
@@ -90,12 +96,15 @@ def topologies_command(output_format: str, settings: Settings) -> None:
     if not rows:
         click.echo("no registered topologies (weave-stream register FILE)")
         return
-    header = f"{'topology':<24}{'version':<14}{'registered at':<22}{'processed':>10}{'lag':>8}"
+    header = (
+        f"{'topology':<24}{'version':<14}{'registered at':<22}{'processed':>10}{'lag':>8}"
+        f"{'unchecked':>11}"
+    )
     click.echo(header)
     for row in rows:
         click.echo(
             f"{row['name']:<24}{row['version']:<14}{row['registered_at']:<22}"
-            f"{row['calls_processed']:>10}{row['lag']:>8}"
+            f"{row['calls_processed']:>10}{row['lag']:>8}{row['unchecked']:>11}"
         )
 
 

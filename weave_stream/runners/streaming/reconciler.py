@@ -5,10 +5,15 @@ one :func:`~weave_stream.runners.reconcile.reconcile_partitions` pass over the
 partitions of the valid calls it is assigned, counts what it found and repaired
 (``weave_stream_reconcile_*``; the alerting rules watch them) and says so in its
 log. A pass that fails is counted and logged; the next one tries the same calls.
+
+A pass opens a few short-lived Kafka clients; their INFO lines (coordinator found,
+subscription changed) are left out of the worker's log, which keeps the lines of
+the worker's own consumer (they run in another thread, another context).
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 
 import faust
@@ -28,6 +33,24 @@ __all__ = ["attach_reconciler", "report"]
 
 log = logging.getLogger(__name__)
 
+_RECONCILING = contextvars.ContextVar("reconciling", default=False)
+
+
+class _QuietClients(logging.Filter):
+    """Drops the INFO chatter of Kafka clients opened by a reconciliation pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO or not _RECONCILING.get()
+
+
+def _quiet_client_logs() -> None:
+    quiet = _QuietClients()
+    names = [n for n in logging.root.manager.loggerDict if n.startswith("aiokafka")]
+    for name in ["aiokafka", *names]:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _QuietClients) for f in logger.filters):
+            logger.addFilter(quiet)
+
 
 def attach_reconciler(app: faust.App, settings: Settings, topology: Topology) -> None:
     """Run a reconciliation pass on ``app`` every ``reconcile_interval_seconds``."""
@@ -38,6 +61,7 @@ def attach_reconciler(app: faust.App, settings: Settings, topology: Topology) ->
         RECONCILE_MISSING.labels(name, column.name)
         RECONCILE_REPAIRED.labels(name, column.name)
     RECONCILE_FAILURES.labels(name)
+    _quiet_client_logs()
 
     @app.timer(interval=settings.reconcile_interval_seconds)
     async def reconcile_values() -> None:
@@ -50,6 +74,7 @@ def attach_reconciler(app: faust.App, settings: Settings, topology: Topology) ->
         )
         if not partitions:
             return
+        _RECONCILING.set(True)  # this timer's task, and the client tasks it starts
         try:
             result = await reconcile_partitions(settings, topology, partitions)
         except Exception as exc:  # counted and logged; the same calls are checked next time

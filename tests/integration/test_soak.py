@@ -1,0 +1,86 @@
+"""A small kill -9 soak (bench/soak.py is the large one): repeated SIGKILLs, none lost."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+
+import pytest
+
+from tests.integration.test_streaming import (
+    WORDY,
+    covers,
+    documents,
+    produce_calls,
+    register_file,
+    wait_for_values,
+)
+from weave_stream.broker.kafka import group_progress, read_topic
+from weave_stream.columns.derive import DerivedValue
+from weave_stream.columns.values import first_values, identity
+from weave_stream.config import Settings
+from weave_stream.runners.backfill import WRITER_HEADER
+from weave_stream.runners.workers import WorkerProcess
+
+COLUMNS = ["words", "size"]
+
+
+async def every_value(settings: Settings) -> tuple[list[DerivedValue], int]:
+    """Every value written, and how many the reconciler wrote (values the stream lost)."""
+    values, repaired = [], 0
+    for column in COLUMNS:
+        async for record in read_topic(settings, settings.topics.derived("wordy", column)):
+            if record.value is not None:
+                values.append(DerivedValue.from_json(record.value))
+                repaired += dict(record.headers).get(WRITER_HEADER) == b"reconciler"
+    return values, repaired
+
+
+@pytest.mark.slow
+def test_workers_killed_again_and_again_lose_no_value(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = make_settings(partitions=4, batch_size=16)
+    workers = {name: start_worker(settings, name) for name in ("a", "b")}
+    register_file(settings, WORDY)
+    calls = documents(["tech_support", "trivia", "food"], "soak", 600)
+    producer = threading.Thread(
+        target=lambda: [
+            (produce_calls(settings, calls[i : i + 30]), time.sleep(0.5))
+            for i in range(0, len(calls), 30)
+        ]
+    )
+    producer.start()
+    wait_for_values(settings, "wordy", ["words"], lambda v: len(v) >= 60, timeout=120)
+    # Kill a worker mid-stream and restart it; kill the other while the restarted one's
+    # topology child joins (a rebalance), restart it; later kill the first again.
+    workers["a"].kill()
+    time.sleep(3)
+    workers["a"] = start_worker(settings, "a")
+    workers["b"].kill()
+    time.sleep(3)
+    workers["b"] = start_worker(settings, "b")
+    time.sleep(5)
+    workers["a"].kill()
+    time.sleep(3)
+    workers["a"] = start_worker(settings, "a")
+    producer.join()
+
+    wait_for_values(settings, "wordy", COLUMNS, covers(calls, COLUMNS), timeout=240)
+    group = settings.topics.topology_group("wordy")
+    deadline = time.monotonic() + 120
+    while asyncio.run(group_progress(settings, group, settings.topics.valid))[1] > 0:
+        assert time.monotonic() < deadline, "partitions left uncommitted after the kills"
+        time.sleep(0.5)
+    values, repaired = asyncio.run(every_value(settings))
+    assert Counter((v.call_id, v.column) for v in first_values(values)) == Counter(
+        {(c["id"], column): 1 for c in calls for column in COLUMNS}
+    )
+    assert repaired == 0  # every value came from the stream: the reconciler found no loss
+    variants: dict[tuple[str, str, str, int], set[str]] = defaultdict(set)
+    for value in values:
+        variants[identity(value)].add(repr((value.value, value.error)))
+    assert all(len(seen) == 1 for seen in variants.values())  # repeats agree
