@@ -188,3 +188,30 @@ def test_a_batch_is_acknowledged_only_when_the_agent_finished_it(
 
     asyncio.run(run())
     assert acks.offsets == [0, 1]  # the finished batch, never the failed one
+
+
+def test_a_commit_asks_the_broker_where_a_partition_stands_when_its_seek_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Held commits must not wait forever: a partition with acknowledged offsets and no
+    known committed offset learns it from the broker at the next commit."""
+    asked: list[TP] = []
+
+    async def broker_committed(consumer: Any, tp: TP) -> int:
+        asked.append(tp)
+        return 24
+
+    async def faust_force_commit(self: Any, topics: Any, new: bool) -> bool:
+        return Consumer._new_offset(self, PARTITION) == 26
+
+    monkeypatch.setattr(commit_guard, "_broker_committed", broker_committed)
+    monkeypatch.setattr(commit_guard, "_faust_force_commit", faust_force_commit)
+    commit_only_processed_offsets()
+    state = consumer(committed=None, acked=[24, 25])
+    state.app = SimpleNamespace(rebalancing=True)
+    state.assignment = lambda: {PARTITION}
+    assert asyncio.run(Consumer.force_commit(state)) is False  # mid-rebalance: not yet
+    assert asked == []
+    state.app.rebalancing = False
+    assert asyncio.run(Consumer.force_commit(state)) is True
+    assert asked == [PARTITION] and known_committed(state) == {PARTITION: 24}

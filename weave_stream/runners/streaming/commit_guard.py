@@ -29,7 +29,8 @@ The rules here, installed on every Faust consumer and stream of the process:
 * a partition commits only from the committed offset the broker confirmed to this
   consumer (read when recovery seeks the partitions, or written by a commit that
   succeeded), and only up to its first offset not acknowledged; a partition whose
-  committed offset is not known (just revoked, not yet sought) does not commit;
+  committed offset is not known (just revoked, not yet sought) does not commit until
+  it is (if a seek failed, the next commit asks the broker for it);
 * skipped offsets are never gaps: weave-stream's source topics are neither
   compacted nor transactional under ``at_least_once``, so they have no real gaps;
 * a ``take_events`` batch is acknowledged only when the agent asks for the next
@@ -43,9 +44,11 @@ rules stay.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from aiokafka import TopicPartition
 from faust.streams import Stream
 from faust.transport.consumer import Consumer, ThreadDelegateConsumer
 from faust.types import TP
@@ -53,10 +56,13 @@ from faust.utils.functional import consecutive_numbers
 
 __all__ = ["commit_only_processed_offsets", "known_committed", "next_commit"]
 
+log = logging.getLogger(__name__)
+
 _faust_revoked = Consumer.on_partitions_revoked
 _faust_commit_offsets = Consumer._commit_offsets
 _faust_seek_to_committed = ThreadDelegateConsumer.seek_to_committed
 _faust_take_events = Stream.take_events
+_faust_force_commit = Consumer.force_commit
 
 
 def next_commit(acked: list[int], committed: int | None) -> tuple[int | None, list[int]]:
@@ -102,6 +108,34 @@ def _learn(consumer: Any, offsets: Mapping[TP, int]) -> None:
         known[tp] = max(offset, known.get(tp, offset))
 
 
+async def _broker_committed(consumer: Any, tp: TP) -> int | None:
+    """The offset the broker holds for ``tp`` (the reset position when none is committed)."""
+    thread = consumer._thread
+    client = thread._ensure_consumer()
+    offset = await thread.call_thread(client.committed, TopicPartition(tp.topic, tp.partition))
+    if offset is None or offset < 0:
+        offset = await consumer.position(tp)
+    return None if offset is None else int(offset)
+
+
+async def _learn_unknown(consumer: Any) -> None:
+    """Ask the broker for the committed offsets of assigned partitions with acknowledged
+    offsets and none known (their seek failed): held commits must not wait forever."""
+    if consumer.app.rebalancing:
+        return  # recovery seeks every partition once the assignment settles
+    known = known_committed(consumer)
+    assigned = consumer.assignment()
+    for tp, acked in list(consumer._acked.items()):
+        if acked and tp not in known and tp in assigned:
+            try:
+                offset = await _broker_committed(consumer, tp)
+            except Exception as exc:  # a rebalance began: the seek after it teaches us
+                log.info("committed offset of %s not read (%r); asking again later", tp, exc)
+                continue
+            if offset is not None:
+                _learn(consumer, {tp: offset})
+
+
 def commit_only_processed_offsets() -> None:
     """Make every Faust consumer and stream in this process commit only processed offsets."""
 
@@ -143,6 +177,12 @@ def commit_only_processed_offsets() -> None:
         _learn(self, learnt)
         return committed  # type: ignore[return-value]
 
+    async def force_commit(
+        self: Any, topics: Any = None, start_new_transaction: bool = True
+    ) -> bool:
+        await _learn_unknown(self)
+        return bool(await _faust_force_commit(self, topics, start_new_transaction))
+
     async def on_partitions_revoked(self: Any, revoked: set[TP]) -> None:
         try:
             await _faust_revoked(self, revoked)  # waits for batches in flight, commits
@@ -168,6 +208,7 @@ def commit_only_processed_offsets() -> None:
     Consumer._new_offset = _new_offset  # type: ignore[method-assign]
     Consumer._add_gap = _add_gap  # type: ignore[method-assign]
     Consumer._commit_offsets = _commit_offsets  # type: ignore[method-assign]
+    Consumer.force_commit = force_commit  # type: ignore[method-assign]
     Consumer.on_partitions_revoked = on_partitions_revoked  # type: ignore[method-assign]
     ThreadDelegateConsumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]
     Stream.take_events = take_events  # type: ignore[assignment,method-assign]
