@@ -45,6 +45,7 @@ __all__ = [
     "DERIVED_COST_USD",
     "DERIVED_VALUES",
     "DERIVED_VALUES_WRITTEN",
+    "HOLES_HEALED",
     "INDEX_REBUILDS",
     "INGEST_BATCH_SECONDS",
     "INGEST_RECORDS",
@@ -319,6 +320,13 @@ DERIVED_COST_USD = Counter(
     registry=REGISTRY,
 )
 
+HOLES_HEALED = Counter(
+    "weave_stream_holes_healed_total",
+    "Partitions read again from an offset no agent processed while later ones were (a "
+    "record the consumer dropped; its commits were held there, nothing lost).",
+    ["topic"],
+    registry=REGISTRY,
+)
 RECONCILE_CALLS_CHECKED = Counter(
     "weave_stream_reconcile_calls_checked_total",
     "Valid calls a topology worker's reconciler checked for missing derived values (calls "

@@ -23,6 +23,7 @@ from weave_stream.runners.streaming.lag import track_consumer_lag
 from weave_stream.runners.streaming.notifier_agent import register_notifier
 from weave_stream.runners.streaming.query_pages import register_query_pages
 from weave_stream.runners.streaming.supervisor import TopologySupervisor
+from weave_stream.runners.streaming.watchdog import watch_for_holes
 
 __all__ = ["Worker", "create_app", "create_worker_app", "run_worker"]
 
@@ -39,6 +40,7 @@ def create_worker_app(settings: Settings) -> faust.App:
     register_ingest(app, settings)
     register_notifier(app, settings)
     register_admin_pages(app, settings)
+    watch_for_holes(app, settings.stall_seconds)  # records the consumer dropped: read again
 
     @app.task
     async def supervise() -> None:
