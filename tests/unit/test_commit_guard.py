@@ -88,11 +88,18 @@ def test_a_revoked_partition_forgets_its_committed_offset(
         # Faust's own: it waits for the batches in flight and commits what they acked.
         assert known_committed(self) == {PARTITION: 24}
 
+    committed: list[bool] = []
+
+    async def commit() -> bool:  # what was acknowledged so far, before Faust forgets it
+        committed.append(True)
+        return True
+
     monkeypatch.setattr(commit_guard, "_faust_revoked", faust_revoked)
     commit_only_processed_offsets()
     state = consumer(committed=24, acked=[25])
+    state.commit = commit
     asyncio.run(Consumer.on_partitions_revoked(state, {PARTITION}))  # type: ignore[arg-type]
-    assert known_committed(state) == {}
+    assert committed == [True] and known_committed(state) == {}
 
 
 def fake_commit(refused: bool) -> Any:

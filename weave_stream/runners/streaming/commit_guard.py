@@ -184,6 +184,9 @@ def commit_only_processed_offsets() -> None:
         return bool(await _faust_force_commit(self, topics, start_new_transaction))
 
     async def on_partitions_revoked(self: Any, revoked: set[TP]) -> None:
+        # Faust forgets what was acknowledged since the last commit before it waits for
+        # the batches in flight: commit it first, or the next owner processes it again.
+        await self.commit()
         try:
             await _faust_revoked(self, revoked)  # waits for batches in flight, commits
         finally:
