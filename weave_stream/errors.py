@@ -9,6 +9,7 @@
      ├── BrokerError          the Kafka-compatible broker could not be started or reached
      ├── IngestError          calls could not be read: a bad record, an unreadable input file
      │    └── CallValidationError   ... with a machine-readable ``reason`` (the dead-letter reason)
+     ├── CollectorRequestError  a request to the collector was refused (with its HTTP status)
      ├── TopologyError        a topology spec is invalid (names topology, column, field)
      ├── OpError              an op failed on an input (becomes a derived value's ``error``)
      │    ├── OpTimeoutError
@@ -17,6 +18,7 @@
      ├── BudgetExceededError  a plan costs more than the budget it was given
      ├── QueryError           a question about results cannot be answered as asked
      ├── OutputError          a result cannot be written in the format asked for
+     ├── ExperimentError      an experiment spec, its data or a comparison is invalid
      ├── VectorIndexError     a FAISS index or its snapshot is unusable
      └── DeliveryError        an alert could not be delivered to a target (retried)
 
@@ -41,9 +43,11 @@ __all__ = [
     "BrokerError",
     "BudgetExceededError",
     "CallValidationError",
+    "CollectorRequestError",
     "ConfigError",
     "DeliveryError",
     "DurationError",
+    "ExperimentError",
     "IngestError",
     "MissingFieldError",
     "OpDefinitionError",
@@ -103,6 +107,19 @@ class TopologyError(WeaveStreamError):
     """A topology spec is invalid; the message names the topology, the column and the field."""
 
 
+class CollectorRequestError(WeaveStreamError):
+    """A request to the collector was refused; ``status`` is the HTTP status it answers.
+
+    >>> CollectorRequestError(400, "calls/complete: expected a batch").status
+    400
+    """
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
 class OpError(WeaveStreamError):
     """An op failed on an input; the runner records it as the derived value's error."""
 
@@ -130,6 +147,10 @@ class QueryError(WeaveStreamError):
 
 class OutputError(WeaveStreamError):
     """A result cannot be written: the format or the file name is not one weave-stream writes."""
+
+
+class ExperimentError(WeaveStreamError):
+    """An experiment cannot run or be compared as asked; the message names the variant and fix."""
 
 
 class VectorIndexError(WeaveStreamError):

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from collections.abc import Callable
 
-from tests.conftest import read_all
-from tests.integration.test_streaming import (
+from tests.support.metrics import wait_for_metric
+from tests.support.records import produce_calls, read_all
+from tests.support.topologies import (
     WORDY,
     covers,
     documents,
-    produce_calls,
     register_file,
     wait_for_values,
 )
@@ -136,9 +135,7 @@ def test_a_worker_repairs_calls_committed_without_values(
     )
     missing = 'weave_stream_reconcile_missing_values_total{column="words",topology="wordy"}'
     repaired = 'weave_stream_reconcile_repaired_values_total{column="size",topology="wordy"}'
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and worker.metrics().get(repaired, 0) < len(lost):
-        time.sleep(0.5)
+    wait_for_metric(worker, repaired, lambda count: (count or 0) >= len(lost), timeout=30)
     metrics = worker.metrics()
     assert metrics[missing] == len(lost) and metrics[repaired] == len(lost)
     assert "lost values of 8 calls" in (settings.data_dir / "logs" / "w0.wordy.log").read_text()

@@ -10,15 +10,15 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.test_streaming import (
+from tests.support.records import produce_calls, wait_until_committed
+from tests.support.topologies import (
     WORDY,
     covers,
     documents,
-    produce_calls,
     register_file,
     wait_for_values,
 )
-from weave_stream.broker.kafka import group_progress, read_topic
+from weave_stream.broker.kafka import read_topic
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.columns.values import first_values, identity
 from weave_stream.config import Settings
@@ -70,11 +70,7 @@ def test_workers_killed_again_and_again_lose_no_value(
     producer.join()
 
     wait_for_values(settings, "wordy", COLUMNS, covers(calls, COLUMNS), timeout=240)
-    group = settings.topics.topology_group("wordy")
-    deadline = time.monotonic() + 120
-    while asyncio.run(group_progress(settings, group, settings.topics.valid))[1] > 0:
-        assert time.monotonic() < deadline, "partitions left uncommitted after the kills"
-        time.sleep(0.5)
+    wait_until_committed(settings, settings.topics.topology_group("wordy"), timeout=120)
     values, repaired = asyncio.run(every_value(settings))
     assert Counter((v.call_id, v.column) for v in first_values(values)) == Counter(
         {(c["id"], column): 1 for c in calls for column in COLUMNS}

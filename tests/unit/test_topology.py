@@ -131,7 +131,7 @@ def test_to_dict_round_trips_through_yaml() -> None:
     [
         (
             spec(column("n", "summarise")),
-            ["column 'n', field 'op'", "unknown op 'summarise'", "classify, embed, judge"],
+            ["column 'n', field 'op'", "unknown op 'summarise'", "classify, embed, explain, judge"],
         ),
         (
             spec(column("n", "no_such_module:fn")),

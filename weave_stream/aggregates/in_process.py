@@ -33,6 +33,7 @@ from aiokafka.partitioner import murmur2
 
 from weave_stream.aggregates.compose import aggregate_table
 from weave_stream.aggregates.rows import RowBuilder
+from weave_stream.aggregates.source import aggregate_plans
 from weave_stream.aggregates.table import AggregateTable
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.ingest.call import Call, parse_timestamp
@@ -128,7 +129,7 @@ def topology_aggregates(
     With ``as_streamed`` (the number of source partitions) the calls are taken in their
     order, as the stream takes them (:func:`streamed_aggregate_rows`), not by event time.
     """
-    plans = [AggregatePlan(spec) for spec in topology.aggregates]
+    plans = aggregate_plans(topology)  # each drill-down knows which end is worst
     calls = list(calls)
     rows = RowBuilder(topology, topology.aggregates).rows(calls, values)
     if as_streamed is None:

@@ -205,7 +205,10 @@ def compare_command(
 ) -> None:
     """Two columns of TOPOLOGY (COLUMN_A COLUMN_B: two classifier versions, e.g.
     doc_class_v1.confidence doc_class_v2.confidence), or one column under two op refs
-    (--ref-a/--ref-b), per class: sizes, means, medians, Welch's t and Mann-Whitney U."""
+    (--ref-a/--ref-b), per class. Trials are averaged per call first. When both sides
+    cover the same calls the test is paired (mean difference with a bootstrap CI, paired t
+    and Wilcoxon signed-rank, or McNemar for pass/fail), otherwise Welch's t and
+    Mann-Whitney U; the 'test' column says which ran, p_holm adjusts over classes."""
     from weave_stream.aggregates.compare import compare_columns, compare_op_refs, plot_comparison
 
     by_refs = column_b is None

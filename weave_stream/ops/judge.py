@@ -169,6 +169,10 @@ class JudgeOp:
         seconds = EXPECTED_LATENCY_SECONDS * len(inputs) / concurrency
         return CostEstimate(prompt_tokens + completion_tokens, usd, seconds)
 
+    def parse(self, content: str) -> dict[str, Any]:
+        """The value of an answer: ``{"score", "reason"}`` (raises :class:`JudgeAnswerError`)."""
+        return parse_answer(content, self.score_range)
+
     async def __call__(self, **arguments: list[Any]) -> list[OpResult]:
         count = len(next(iter(arguments.values()), []))
         items = [{name: values[i] for name, values in arguments.items()} for i in range(count)]
@@ -227,7 +231,7 @@ class JudgeOp:
         )
         cost = reply.cost(self.prices, self.model)
         try:
-            value = parse_answer(reply.content, self.score_range)
+            value = self.parse(reply.content)
         except JudgeAnswerError as exc:
             return OpResult.failure(
                 str(exc), retriable=True, details=details, cost=cost, latency_ms=latency_ms
@@ -240,6 +244,8 @@ Judge = op(
     deterministic=False,
     batched=True,
     depends=(parse_answer,),  # the parser decides the values; its module is not followed
+    distributions=(),  # the model's name is in version_state; the HTTP client does not score
+    higher_is_worse=False,  # a score: the lowest are the worst
     unversioned=(
         "prices",
         "settings",
