@@ -6,6 +6,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 
+from tests.support.cli import weave_stream
 from tests.support.metrics import wait_for_metric
 from tests.support.records import produce_calls, read_all
 from tests.support.topologies import (
@@ -139,3 +140,7 @@ def test_a_worker_repairs_calls_committed_without_values(
     metrics = worker.metrics()
     assert metrics[missing] == len(lost) and metrics[repaired] == len(lost)
     assert "lost values of 8 calls" in (settings.data_dir / "logs" / "w0.wordy.log").read_text()
+    # weave-stream status says it too: 16 values (8 calls, 2 columns) found and repaired.
+    flags = ["--broker", settings.broker or "", "--prefix", settings.topic_prefix]
+    shown = weave_stream("status", *flags).stdout
+    assert "values found missing 16, repaired 16" in shown, shown
