@@ -194,7 +194,8 @@ class Chaos:
         self.workers = {f"w{i}": self._start(f"w{i}") for i in range(count)}
         for worker in self.workers.values():
             worker.wait_ready(timeout=180)
-        self.kills: list[tuple[float, str, bool]] = []  # (time, worker, a survivor was ready)
+        # (time, worker, a survivor was ready, a worker was joining: a kill in a rebalance)
+        self.kills: list[tuple[float, str, bool, bool]] = []
 
     def _start(self, worker_id: str) -> WorkerProcess:
         settings = self.settings.model_copy(update={"worker_id": worker_id, "web_port": 0})
@@ -204,29 +205,30 @@ class Chaos:
     def alive(self) -> list[str]:
         return [w for w, p in self.workers.items() if p.process and p.process.poll() is None]
 
-    def pick(self) -> tuple[str, bool] | None:
-        """A victim, and whether a survivor's topology child is ready to take over (the
-        takeover is measured then); 30 % of the time a joining worker is around, the kill
-        lands during its join (a rebalance)."""
+    def pick(self) -> tuple[str, bool, bool] | None:
+        """A victim, whether a survivor's topology child is ready to take over (the
+        takeover is measured then), and whether a worker is joining; half the time a
+        joining worker is around, the kill lands during its join (a rebalance)."""
         alive = self.alive()
         if len(alive) < 2:
             return None
         ready = [w for w in alive if child_ready(self.workers[w])]
         joining = [w for w in alive if w not in ready]
-        if joining and self.rng.random() < 0.3:
+        if joining and self.rng.random() < 0.5:
             victim = self.rng.choice(alive)
         elif len(ready) >= 2:
             victim = self.rng.choice(ready)
         else:
             return None
-        return victim, any(w != victim for w in ready)
+        return victim, any(w != victim for w in ready), any(w != victim for w in joining)
 
-    def kill(self, victim: str, measured: bool) -> float:
+    def kill(self, victim: str, measured: bool, joining: bool) -> float:
         self.workers[victim].kill()
         moment = time.time()
-        self.kills.append((moment, victim, measured))
+        self.kills.append((moment, victim, measured, joining))
         print(
             f"  {time.strftime('%X')} SIGKILL {victim}{'' if measured else ' (no survivor ready)'}"
+            f"{' (during a join)' if joining else ''}"
         )
         return moment
 
@@ -479,11 +481,14 @@ def report(
     load_after: tuple[float, float, float],
 ) -> None:
     load = {"load_1m": [round(load_before[0], 1), round(load_after[0], 1)], "cpus": os.cpu_count()}
-    unmeasured = sum(1 for _, _, measured in chaos.kills if not measured)
+    unmeasured = sum(1 for _, _, measured, _ in chaos.kills if not measured)
+    in_rebalance = sum(1 for *_, joining in chaos.kills if joining)
     lost_values = lost["missing"] + lost["repaired"]
     print(f"\n{'figure':<40}{'value':>12}")
     print(f"{'calls':<40}{produced:>12}")
-    print(f"{'kills (no survivor ready: a rebalance)':<40}{len(chaos.kills):>8} ({unmeasured})")
+    print(f"{'kills':<40}{len(chaos.kills):>12}")
+    print(f"{'  during a join (a rebalance)':<40}{in_rebalance:>12}")
+    print(f"{'  with no survivor ready (unmeasured)':<40}{unmeasured:>12}")
     for name, value in lost.items():
         print(f"{name:<40}{value:>12}")
     p50 = statistics.median(takeovers) if takeovers else None
@@ -501,6 +506,7 @@ def report(
         "value": lost_values,
         "goal": 0,
         "kills": len(chaos.kills),
+        "kills_during_rebalance": in_rebalance,
         "kills_without_ready_survivor": unmeasured,
         "calls": produced,
         "workers": args.workers,
