@@ -62,11 +62,13 @@ class ConsumerTimeouts:
     rebalance: float
 
 
-# The embedded broker makes a joining member wait half the session timeout, and a
-# crashed member is only evicted after a whole one: short timeouts make a worker
-# ready in ~3 s and a takeover ~3-5 s (shared/BROKER.md). A real cluster gets
-# Kafka's own defaults, which tolerate GC pauses and slow networks.
-EMBEDDED_TIMEOUTS = ConsumerTimeouts(session=3.0, heartbeat=0.5, rebalance=3.0)
+# The embedded broker makes a joining member wait half the session timeout (rounded up
+# to whole seconds: 3 s -> 2 s, 2 s -> 1 s, measured) and evicts a crashed member after a
+# whole one. bench/soak.py: with 3 s a takeover after SIGKILL took ~6.5 s at the median
+# (load 10-20 on 2 cores: ~2.8 s to notice, 2 s to rejoin, ~1.5 s to recover and write),
+# with 2 s ~2 s less, and no member was evicted by mistake under that load. A real
+# cluster gets Kafka's own defaults, which tolerate GC pauses and slow networks.
+EMBEDDED_TIMEOUTS = ConsumerTimeouts(session=2.0, heartbeat=0.5, rebalance=3.0)
 CLUSTER_TIMEOUTS = ConsumerTimeouts(session=45.0, heartbeat=3.0, rebalance=60.0)
 
 
@@ -113,6 +115,11 @@ class Settings(BaseModel):
     batch_max_wait_seconds: Duration = Field(default=0.05, gt=0)
     # A topology worker idle this long while its partitions lag restarts (see watchdog).
     stall_seconds: Duration = Field(default=30.0, gt=0)
+    # Reconciliation: every interval, a topology worker checks the calls of its partitions
+    # that its topology processed at least the settle time ago for missing derived values,
+    # and recomputes the missing ones (0: off). See weave_stream/runners/reconcile.py.
+    reconcile_interval_seconds: Duration = Field(default=30.0, ge=0)
+    reconcile_settle_seconds: Duration = Field(default=60.0, ge=0)
     # How long a topology worker remembers a call's results (so a replay computes nothing).
     results_retention_seconds: Duration = Field(default=7 * 86400.0, gt=0)
     # Windowed aggregates: at most this many groups per aggregate get their own series in

@@ -51,6 +51,7 @@ __all__ = [
     "DERIVED_COST_USD",
     "DERIVED_VALUES",
     "DERIVED_VALUES_WRITTEN",
+    "HOLES_HEALED",
     "INDEX_REBUILDS",
     "INGEST_BATCH_SECONDS",
     "INGEST_DEDUPE_IDS",
@@ -62,6 +63,11 @@ __all__ = [
     "NOVELTY_DISTANCE",
     "OP_BATCH_SECONDS",
     "OP_RETRIES",
+    "RECONCILE_CALLS_CHECKED",
+    "RECONCILE_CHECKED_UNTIL",
+    "RECONCILE_FAILURES",
+    "RECONCILE_MISSING",
+    "RECONCILE_REPAIRED",
     "REGISTRY",
     "STORE_COMMITS",
     "STORE_COMMIT_SECONDS",
@@ -440,6 +446,47 @@ STORE_SINK_PENDING = Gauge(
 STORE_SINK_FAILED = Gauge(
     "weave_stream_store_sink_failed",
     "1 while the store sink is stopped by a write error, else 0.",
+    registry=REGISTRY,
+)
+HOLES_HEALED = Counter(
+    "weave_stream_holes_healed_total",
+    "Partitions read again from an offset no agent processed while later ones were (a "
+    "record the consumer dropped; its commits were held there, nothing lost).",
+    ["topic"],
+    registry=REGISTRY,
+)
+RECONCILE_CALLS_CHECKED = Counter(
+    "weave_stream_reconcile_calls_checked_total",
+    "Valid calls a topology worker's reconciler checked for missing derived values (calls "
+    "its topology processed, after the settle time).",
+    ["topology"],
+    registry=REGISTRY,
+)
+RECONCILE_MISSING = Counter(
+    "weave_stream_reconcile_missing_values_total",
+    "Derived values the reconciler found missing: calls the topology selected and "
+    "processed (committed) with no value written for a column. Each one is a loss the "
+    "stream made; the reconciler recomputes it.",
+    ["topology", "column"],
+    registry=REGISTRY,
+)
+RECONCILE_REPAIRED = Counter(
+    "weave_stream_reconcile_repaired_values_total",
+    "Missing derived values the reconciler computed and wrote (through the backfill path).",
+    ["topology", "column"],
+    registry=REGISTRY,
+)
+RECONCILE_FAILURES = Counter(
+    "weave_stream_reconcile_failures_total",
+    "Reconciliation passes that failed (broker unreachable, an op raising); the calls stay "
+    "unchecked and the next pass tries again.",
+    ["topology"],
+    registry=REGISTRY,
+)
+RECONCILE_CHECKED_UNTIL = Gauge(
+    "weave_stream_reconcile_checked_until_timestamp_seconds",
+    "Unix time of the newest call the reconciler has checked on this worker's partitions.",
+    ["topology"],
     registry=REGISTRY,
 )
 

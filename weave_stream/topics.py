@@ -16,6 +16,7 @@ All names derive from one prefix (the ``topic_prefix`` setting, default ``weave`
     weave-stream.<prefix>                   the workers' group (ingest, notifier)
     weave-stream.<prefix>.topology.<name>   one topology's group (and Faust app id)
     weave-stream.<prefix>.store             the store sinks' group (valid calls, derived, alerts)
+    weave-stream.<prefix>.reconcile.<name>  how far its reconciler checked the calls
     <group>-<table>-changelog               a Faust table's changelog
 
 >>> names = TopicNames("demo")
@@ -104,6 +105,11 @@ class TopicNames:
     def topology_group(self, topology: str) -> str:
         """The consumer group (and Faust app id) of one topology's worker processes."""
         return f"weave-stream.{self.prefix}.topology.{topology}"
+
+    def reconcile_group(self, topology: str) -> str:
+        """The reconciler's cursor over the valid calls of one topology (it never joins:
+        its committed offsets say how far the calls were checked for missing values)."""
+        return f"weave-stream.{self.prefix}.reconcile.{topology}"
 
     @property
     def store_group(self) -> str:

@@ -144,6 +144,27 @@ def test_aggregates_drill_and_compare_from_the_stream_and_from_a_file(
     pd.testing.assert_frame_equal(  # sums merged over partitions differ in the last bits
         computed[streamed.columns], streamed, check_exact=False, rtol=1e-9
     )
+    # Replayed in arrival order, per partition, as the stream takes them: the same here
+    # (no call was late); tests/unit/test_late_calls.py shows where the two differ.
+    replayed = weave_stream(
+        "aggregates",
+        str(path),
+        "--input",
+        str(jsonl),
+        "--as-streamed",
+        "--format",
+        "json",
+        env={"WEAVE_STREAM_PARTITIONS": str(settings.partitions)},
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    as_streamed = json.loads(replayed.stdout)["aggregates"][0]
+    assert as_streamed["late_rows"] == aggregate["late_rows"] == 0
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(as_streamed["windows"])[streamed.columns],
+        streamed,
+        check_exact=False,
+        rtol=1e-9,
+    )
 
 
 def test_a_query_names_what_is_wrong(

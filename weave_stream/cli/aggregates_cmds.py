@@ -49,14 +49,23 @@ _INPUT = click.option(
     help="Compute over this JSONL file of calls in-process (TOPOLOGY: a file or a name "
     "under topologies/) instead of reading what the workers computed.",
 )
+_AS_STREAMED = click.option(
+    "--as-streamed",
+    is_flag=True,
+    help="With --input: take the calls in file (arrival) order, per partition, as the "
+    "stream does, so late calls are left out as there (default: by event time, none late).",
+)
 
 
 def _snapshots(
-    topology_name: str, input_file: Path | None, settings: Settings
+    topology_name: str, input_file: Path | None, settings: Settings, as_streamed: bool = False
 ) -> tuple[Topology, list[AggregatePlan], dict[str, Any]]:
+    if as_streamed and input_file is None:
+        fail("--as-streamed replays a file: give it with --input calls.jsonl")
     if input_file is not None:
         topology = load_topology(topology_name, settings)
-        plans, local = local_aggregates(topology, input_file)
+        partitions = settings.partitions if as_streamed else None
+        plans, local = local_aggregates(topology, input_file, as_streamed=partitions)
         return topology, plans, dict(local)
     with connected(settings) as connected_settings:
         topology = asyncio.run(registered_topology(connected_settings, topology_name))
@@ -83,6 +92,7 @@ def _snapshots(
     help="Also draw the aggregates to this PNG (one file per aggregate).",
 )
 @_INPUT
+@_AS_STREAMED
 @settings_options()
 def aggregates_command(
     topology: str,
@@ -92,12 +102,13 @@ def aggregates_command(
     output_format: str,
     plot: Path | None,
     input_file: Path | None,
+    as_streamed: bool,
     settings: Settings,
 ) -> None:
     """Windowed aggregates of TOPOLOGY: per window and group, counts, means with 95 %
     confidence intervals, quantiles, error rates and costs; late rows are reported."""
     try:
-        loaded, plans, snapshots = _snapshots(topology, input_file, settings)
+        loaded, plans, snapshots = _snapshots(topology, input_file, settings, as_streamed)
         tables = query_tables(
             plans, snapshots, aggregate=aggregate, by=parse_by(by) if by else None, since=since
         )
@@ -137,6 +148,7 @@ def aggregates_command(
 @click.option("--aggregate", help="The aggregate (needed when the topology has several).")
 @click.option("--format", "output_format", type=_FORMAT, default="table", show_default=True)
 @_INPUT
+@_AS_STREAMED
 @settings_options("store_url")
 def drill_command(
     topology: str,
@@ -145,13 +157,14 @@ def drill_command(
     aggregate: str | None,
     output_format: str,
     input_file: Path | None,
+    as_streamed: bool,
     settings: Settings,
 ) -> None:
     """The calls behind one window of TOPOLOGY: the worst by the drill-down score and a
     uniform sample (call id, trace id, values, op refs, and each call's document excerpt
     from the call store)."""
     try:
-        loaded, plans, snapshots = _snapshots(topology, input_file, settings)
+        loaded, plans, snapshots = _snapshots(topology, input_file, settings, as_streamed)
         found = drill(
             plans,
             snapshots,

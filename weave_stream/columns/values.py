@@ -34,7 +34,7 @@ from typing import Any
 import pandas as pd
 from aiokafka import AIOKafkaConsumer
 
-from weave_stream.broker.kafka import read_topic
+from weave_stream.broker.kafka import highwaters, offsets_at, read_topic
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import Settings, load_settings
 from weave_stream.durations import parse_duration
@@ -84,12 +84,25 @@ def first_values(values: Iterable[DerivedValue]) -> list[DerivedValue]:
 
 
 async def read_derived(
-    settings: Settings, topology: str, columns: Sequence[str], *, deduplicate: bool = True
+    settings: Settings,
+    topology: str,
+    columns: Sequence[str],
+    *,
+    deduplicate: bool = True,
+    since: float | None = None,
 ) -> list[DerivedValue]:
-    """Every value of ``columns`` of ``topology`` now on Kafka (first of each identity)."""
+    """Every value of ``columns`` of ``topology`` now on Kafka (first of each identity);
+    with ``since`` (Unix seconds), only those written from then on."""
     values = []
     for column in columns:
-        async for record in read_topic(settings, settings.topics.derived(topology, column)):
+        topic = settings.topics.derived(topology, column)
+        start = None
+        if since is not None:  # a partition with nothing written since is read from its end
+            start = {
+                **await highwaters(settings, topic),
+                **await offsets_at(settings, topic, since),
+            }
+        async for record in read_topic(settings, topic, start_offsets=start):
             if record.value is not None:
                 values.append(DerivedValue.from_json(record.value))
     return first_values(values) if deduplicate else values

@@ -195,14 +195,21 @@ def _without_missing(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def local_aggregates(
-    topology: Topology, calls: Any, values: Iterable[Any] | None = None
-) -> tuple[list[AggregatePlan], dict[str, AggregatePartials]]:
+    topology: Topology,
+    calls: Any,
+    values: Iterable[Any] | None = None,
+    *,
+    as_streamed: int | None = None,
+) -> tuple[list[AggregatePlan], dict[str, AggregatePartials | list[AggregatePartials]]]:
     """The aggregates of ``topology`` over ``calls`` in-process (the local runner).
 
     ``calls`` is a JSONL path, a DataFrame or calls (as :func:`~weave_stream.runners.local.
     run_local` takes them); without ``values`` the topology's columns are computed first.
+    Calls count by event time, so none is late; with ``as_streamed`` (the number of
+    partitions of the stream) they are taken in their order, as the stream takes them,
+    and late ones are left out as it leaves them out (see the README, "Late calls").
     """
     loaded, _ = read_calls(calls)
     if values is None:
         values = run_local(topology, loaded).values
-    return topology_aggregates(topology, loaded, values)
+    return topology_aggregates(topology, loaded, values, as_streamed=as_streamed)
