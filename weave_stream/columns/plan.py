@@ -8,6 +8,10 @@ dollars and time for those. Nothing is computed: the plan walks the same DAG as
 A column that reads a column not computed yet cannot know its inputs, so all its
 values count as to compute (an upper bound, the safe side for a budget).
 
+A column whose op calls ops is priced all the way down: each op it calls is a
+sub-step with its own calls, cache hits and estimate
+(:mod:`weave_stream.columns.substeps`); cached parents and cached sub-steps are free.
+
 >>> from weave_stream.ops import CostEstimate
 >>> plan = Plan("t", calls=10, matched=8, columns=[
 ...     ColumnEstimate("n", "n:abc", 8, 3, 5, CostEstimate(100, 0.25, 2.0))])
@@ -22,11 +26,12 @@ from dataclasses import dataclass, field
 
 from weave_stream.columns.cache import ResultCache
 from weave_stream.columns.derive import DeriveStats, Trials, survey_batch
+from weave_stream.columns.substeps import SubStepEstimate, SubSteps
 from weave_stream.ingest.call import Call
 from weave_stream.ops.base import CostEstimate
 from weave_stream.topology.spec import Topology
 
-__all__ = ["ColumnEstimate", "Plan", "plan_topology"]
+__all__ = ["ColumnEstimate", "Plan", "SubStepEstimate", "plan_topology"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +43,16 @@ class ColumnEstimate:
     matched: int  # values in scope: calls through the filters and samples, times trials
     cache_hits: int
     to_compute: int  # distinct op evaluations that would run
-    estimate: CostEstimate
+    estimate: CostEstimate  # of the column's op alone
+    sub_steps: tuple[SubStepEstimate, ...] = ()  # the ops it would call
+
+    @property
+    def total(self) -> CostEstimate:
+        """The column's estimate with its sub-steps'."""
+        total = self.estimate
+        for step in self.sub_steps:
+            total = total + step.estimate
+        return total
 
 
 @dataclass(frozen=True)
@@ -52,10 +66,11 @@ class Plan:
 
     @property
     def total(self) -> CostEstimate:
-        """The sum of every column's estimate (time as if columns ran one after another)."""
+        """The sum of every column's estimate with its sub-steps (time as if columns ran
+        one after another)."""
         total = CostEstimate()
         for column in self.columns:
-            total = total + column.estimate
+            total = total + column.total
         return total
 
     @property
@@ -67,7 +82,7 @@ class Plan:
         """Why the plan does not fit ``budget_usd``, or None when it does."""
         usd = self.total.usd
         if usd is None:
-            unknown = [c.column for c in self.columns if c.estimate.usd is None]
+            unknown = [c.column for c in self.columns if c.total.usd is None]
             return (
                 f"the cost of columns {unknown} is unknown (their model has no price), so a "
                 f"${budget_usd:g} budget cannot be checked; add the model to the op's prices, "
@@ -85,6 +100,9 @@ class Plan:
             rows.append(
                 (c.column, c.op_ref, *_figures(c.matched, c.cache_hits, c.to_compute, c.estimate))
             )
+            for step in c.sub_steps:  # calls may be means: shown rounded
+                counts = (round(step.calls), round(step.cache_hits), round(step.to_compute))
+                rows.append(("  calls", step.op_ref, *_figures(*counts, step.estimate)))
         matched = sum(c.matched for c in self.columns)
         hits = sum(c.cache_hits for c in self.columns)
         rows.append(("total", "", *_figures(matched, hits, self.to_compute, self.total)))
@@ -135,17 +153,26 @@ async def plan_topology(
     """Survey ``batches`` of calls (as the runner would cut them) and price what is missing."""
     stats = DeriveStats()
     estimates = {column.name: CostEstimate() for column in topology.compiled}
+    sub_steps = SubSteps()
     for batch in batches:
         await survey_batch(topology, batch, cache, trials=trials, stats=stats)
         for column in topology.compiled:
             column_stats = stats.column(column.name)
             if column_stats.pending_inputs:
-                estimates[column.name] += column.op.estimate(column_stats.pending_inputs)
-                column_stats.pending_inputs.clear()  # priced: memory stays flat over many batches
-    return _plan(topology, stats, estimates)
+                inputs, keys = column_stats.pending_inputs, column_stats.pending_keys
+                estimates[column.name] += column.op.estimate(inputs)
+                await sub_steps.price(column.name, column.op, inputs, keys, cache)
+                inputs.clear()  # priced: memory stays flat over many batches
+                keys.clear()
+    return _plan(topology, stats, estimates, sub_steps)
 
 
-def _plan(topology: Topology, stats: DeriveStats, estimates: dict[str, CostEstimate]) -> Plan:
+def _plan(
+    topology: Topology,
+    stats: DeriveStats,
+    estimates: dict[str, CostEstimate],
+    sub_steps: SubSteps,
+) -> Plan:
     columns = []
     for column in topology.compiled:
         column_stats = stats.column(column.name)
@@ -157,6 +184,7 @@ def _plan(topology: Topology, stats: DeriveStats, estimates: dict[str, CostEstim
                 cache_hits=column_stats.cache_hits,
                 to_compute=column_stats.computed,
                 estimate=estimates[column.name],
+                sub_steps=tuple(sub_steps.of(column.name)),
             )
         )
     return Plan(topology.name, stats.calls, stats.matched, columns)

@@ -6,6 +6,11 @@ worker thread, async ones concurrently); with ``batched=True`` it receives each
 argument as a list and returns a list. It may return :class:`OpResult` items to
 report cost, audit details or retriable failures itself.
 
+An op may call other ops (``summarise`` calling ``embed``): its version then covers
+theirs, and in a run the calls are cached, batched and recorded as its children
+(:mod:`weave_stream.ops.subops`, :mod:`weave_stream.ops.nested`); ``op.call(...)`` and
+``await op.acall(...)`` compute one input, in a run or out of one.
+
 A decorated class becomes a factory of ops: calling it with parameters returns an
 op whose version covers the class's code and those parameters. The instance may
 define ``estimate(inputs) -> CostEstimate``, ``version_state() -> JSON`` (state
@@ -34,6 +39,22 @@ from typing import Any, overload
 from weave_stream.durations import parse_duration
 from weave_stream.errors import DurationError, OpDefinitionError
 from weave_stream.ops.base import CostEstimate, OpPolicy, OpResult, Signature
+from weave_stream.ops.nested import (
+    acall_one,
+    bind_input,
+    call_one,
+    current_frame,
+    current_router,
+    routed_call,
+    run_inputs,
+)
+from weave_stream.ops.subops import (
+    declared_calls,
+    is_op,
+    static_sub_ops,
+    version_with_calls,
+    warn_undeclared,
+)
 from weave_stream.ops.versioning import code_digest, version_digest
 
 __all__ = ["FunctionOp", "OpClass", "OpDecorator", "OpOptions", "op"]
@@ -53,6 +74,7 @@ class OpOptions:
     depends: tuple[Any, ...] = ()
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON
     unversioned: tuple[str, ...] = ()
+    calls: tuple[tuple[Any, float | None], ...] = ()  # declared sub-ops, calls per input
 
 
 class FunctionOp:
@@ -69,6 +91,7 @@ class FunctionOp:
         instance: Any = None,
         factory: OpClass | None = None,
         arguments: Mapping[str, Any] | None = None,
+        param_ops: Sequence[Any] = (),
     ) -> None:
         self._function = function
         self._options = options
@@ -81,6 +104,9 @@ class FunctionOp:
         self._code: str | None = None
         self._version: tuple[Any, str] | None = None  # (state, version): params never change
         self._signature = _signature_of(function)
+        self._param_ops = tuple(param_ops)  # constructor arguments that are ops
+        self._sub_ops: tuple[Any, ...] | None = None
+        self.undeclared_calls: set[str] = set()  # refs called in runs that the version misses
         self.__wrapped_op__ = code_target
         functools.update_wrapper(self, function, updated=())
 
@@ -92,6 +118,11 @@ class FunctionOp:
 
     @property
     def version(self) -> str:
+        """Its own version folded with those of the ops it calls (see :mod:`.subops`)."""
+        return version_with_calls(self, self.own_version)
+
+    @property
+    def own_version(self) -> str:
         """Digest of code, parameters and learned state (see :mod:`.versioning`)."""
         if self._code is None:
             self._code = code_digest(self._code_target, self._options.depends)
@@ -105,6 +136,38 @@ class FunctionOp:
     def ref(self) -> str:
         """``name:version``."""
         return f"{self._name}:{self.version}"
+
+    @property
+    def own_ref(self) -> str:
+        """``name:own_version``: the ref without the ops it calls."""
+        return f"{self._name}:{self.own_version}"
+
+    @property
+    def sub_ops(self) -> tuple[Any, ...]:
+        """The ops its version covers: used by name in its code, passed to it, or declared."""
+        if self._sub_ops is None:
+            found = [*static_sub_ops(self._code_target, self._instance), *self._param_ops]
+            found += [declared for declared, _ in self._options.calls]
+            unique = {id(sub): sub for sub in found if sub is not self}
+            self._sub_ops = tuple(unique.values())
+        return self._sub_ops
+
+    @property
+    def calls_per_input(self) -> dict[str, float]:
+        """Calls per input declared with ``calls={op: n}``, by op name (cost plans read it)."""
+        return {sub.name: n for sub, n in self._options.calls if n is not None}
+
+    def covers(self, sub: Any) -> bool:
+        """Whether this op's version covers calls of ``sub``; warns once when it does not."""
+        if sub is self or any(sub is known for known in self.sub_ops):
+            return True
+        ref = sub.ref
+        if ref == self.ref or any(known.ref == ref for known in self.sub_ops):
+            return True
+        if ref not in self.undeclared_calls:
+            self.undeclared_calls.add(ref)
+            warn_undeclared(self, sub)
+        return False
 
     @property
     def deterministic(self) -> bool:
@@ -166,14 +229,47 @@ class FunctionOp:
             return []
         if self._options.batched:
             return await self._run_batched(inputs)
+        if current_router() is not None:  # in a run: each input in a frame
+            is_async = inspect.iscoroutinefunction(self._function)
+            compute = self._call_async if is_async else self._call_sync
+            return await run_inputs(self, inputs, compute, is_async, bool(self.sub_ops))
         if inspect.iscoroutinefunction(self._function):
             return list(await asyncio.gather(*(self._call_async(item) for item in inputs)))
         return await asyncio.to_thread(lambda: [self._call_sync(item) for item in inputs])
 
+    @property
+    def fans_out(self) -> bool:
+        """True for an async, non-batched op that calls ops: in a run all its inputs may
+        run at once (their sub-calls then fill batches; a sync one is bounded by threads)."""
+        return (
+            not self._options.batched
+            and inspect.iscoroutinefunction(self._function)
+            and bool(self.sub_ops)
+        )
+
+    @property
+    def frames_inputs(self) -> bool:
+        """True: it runs each input in a frame of its own (the executor frames the others)."""
+        return not self._options.batched
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        """The value on one input (batched or not), blocking; see
+        :func:`~weave_stream.ops.nested.call_one`."""
+        return call_one(self, bind_input(self, self._function, args, kwargs))
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        """The value on one input (batched or not); see
+        :func:`~weave_stream.ops.nested.acall_one`."""
+        return await acall_one(self, bind_input(self, self._function, args, kwargs))
+
     # -- plumbing --------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the underlying function directly (no batching, no retries)."""
-        return self._function(*args, **kwargs)
+        """Call the underlying function directly (no batching, no retries); inside an op
+        in a run, a sub-call through the run's cache and batches (see
+        :mod:`~weave_stream.ops.nested`)."""
+        if current_frame() is None:
+            return self._function(*args, **kwargs)
+        return routed_call(self, self._function, self._options.batched, args, kwargs)
 
     def __getattr__(self, attribute: str) -> Any:
         # Public methods of a parameterised instance (e.g. Classify.learn) stay reachable.
@@ -244,6 +340,14 @@ class OpClass:
             elif kind is not inspect.Parameter.VAR_POSITIONAL or value:
                 params[key] = value
         params = {k: v for k, v in params.items() if k not in self._options.unversioned}
+        # An op passed as a parameter is a sub-op: its ref enters the version as a call.
+        param_ops = [
+            item
+            for value in params.values()
+            for item in (value if isinstance(value, list | tuple) else (value,))
+            if is_op(item)
+        ]
+        params = {key: _op_names(value) for key, value in params.items()}
         instance = self._cls(*args, **kwargs)
         name = self._options.name or self._cls.__name__
         return FunctionOp(
@@ -255,6 +359,7 @@ class OpClass:
             instance=instance,
             factory=self,
             arguments=_keyword_arguments(bound),
+            param_ops=param_ops,
         )
 
     def rebuild(self, arguments: Mapping[str, Any], changes: Mapping[str, Any]) -> FunctionOp:
@@ -318,6 +423,7 @@ def op(
     depends: Sequence[Any] = (),
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     unversioned: Sequence[str] = (),
+    calls: Sequence[Any] | Mapping[Any, float] | None = None,
 ) -> OpDecorator: ...
 def op(
     target: Any = None,
@@ -334,6 +440,7 @@ def op(
     depends: Sequence[Any] = (),
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     unversioned: Sequence[str] = (),
+    calls: Sequence[Any] | Mapping[Any, float] | None = None,
 ) -> FunctionOp | OpClass | OpDecorator:
     """Make an op of a function or class; usable bare (``@op``) or with options (``@op(...)``).
 
@@ -343,6 +450,9 @@ def op(
     classes, modules) whose changes must change the version; ``retry_on`` the
     exception types worth retrying; ``unversioned`` the class parameters that do not
     change results (an HTTP client, settings) and so stay out of the version.
+    ``calls`` lists ops its code calls that its names do not show (picked at run
+    time), or maps them to calls per input (``{judge: 3}``) for cost plans: their
+    refs enter its version like those found in its code (see :mod:`.subops`).
 
     mypy does not apply class decorators to types: for a typed class op, write
     ``Keyword = op(name="keyword")(KeywordOp)`` rather than decorating the class.
@@ -357,6 +467,7 @@ def op(
             depends=tuple(depends),
             retry_on=retry_on,
             unversioned=tuple(unversioned),
+            calls=declared_calls(calls, str(name or getattr(target, "__name__", "op"))),
         )
     )
     return decorator(target) if target is not None else decorator
@@ -400,6 +511,15 @@ def _keyword_arguments(bound: inspect.BoundArguments) -> dict[str, Any]:
         elif kind is not inspect.Parameter.VAR_POSITIONAL:
             arguments[name] = value
     return arguments
+
+
+def _op_names(value: Any) -> Any:
+    """A parameter with its ops written as ``op:<name>`` (their refs fold in as calls)."""
+    if is_op(value):
+        return f"op:{value.name}"
+    if isinstance(value, list | tuple) and any(is_op(item) for item in value):
+        return [f"op:{item.name}" if is_op(item) else item for item in value]
+    return value
 
 
 def _names(inputs: Sequence[Mapping[str, Any]]) -> list[str]:

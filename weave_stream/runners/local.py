@@ -100,14 +100,21 @@ async def arun_local(
     cache = cache if cache is not None else MemoryCache()
     stats = DeriveStats()
     values: list[DerivedValue] = []
+    sub_calls: list[DerivedValue] = []
     with tqdm(
         total=len(calls), unit="call", disable=not progress, file=sys.stderr, desc=topology.name
     ) as bar:
         for batch in batches(calls, batch_size):
-            values.extend(await derive_batch(topology, batch, cache, trials=trials, stats=stats))
+            values.extend(
+                await derive_batch(
+                    topology, batch, cache, trials=trials, stats=stats, sub_calls=sub_calls
+                )
+            )
             bar.update(len(batch))
     columns = [column.name for column in topology.compiled]
-    return ResultTable(topology.name, columns, values, stats, dead_letters, topology, calls)
+    return ResultTable(
+        topology.name, columns, values, stats, dead_letters, topology, calls, sub_calls
+    )
 
 
 def run_local(
