@@ -33,7 +33,7 @@ import contextlib
 import contextvars
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -105,13 +105,13 @@ class SubCallScheduler:
         cache: ResultCache,
         stats: dict[str, SubOpStats] | None = None,
         *,
-        max_wait: float = SUB_CALL_MAX_WAIT,
-        thread_wait: float = SUB_CALL_THREAD_WAIT,
+        max_wait: float | None = None,
+        thread_wait: float | None = None,
     ) -> None:
         self.cache = cache
         self.stats = stats if stats is not None else {}
-        self.max_wait = max_wait
-        self.thread_wait = thread_wait
+        self.max_wait = SUB_CALL_MAX_WAIT if max_wait is None else max_wait
+        self.thread_wait = SUB_CALL_THREAD_WAIT if thread_wait is None else thread_wait
         self._loop = asyncio.get_running_loop()
         self._context = contextvars.copy_context()
         self._queues: dict[str, _Queue] = {}
@@ -124,6 +124,7 @@ class SubCallScheduler:
         self._threads = 0  # ... of them on threads
         self._waiting = 0  # counted frames blocked on a sub-call
         self._flush_scheduled = False
+        self._inline_warned: set[str] = set()
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -211,6 +212,50 @@ class SubCallScheduler:
         stats.errors += result.error is not None
         outcome = "error" if result.error else ("cached" if record.cached else "computed")
         SUB_CALLS.labels(op.name, outcome).inc()
+        return record
+
+    def inline(
+        self, op: Any, arguments: Mapping[str, Any], frame: CallFrame, compute: Callable[[], Any]
+    ) -> SubCall:
+        """A sync op called plainly from async code: computed now, recorded, not cached."""
+        ref = self._ref(op)
+        if ref not in self._inline_warned:
+            self._inline_warned.add(ref)
+            log.warning(
+                "op %s was called from async code in op %s: a sync call cannot wait for a "
+                "batch there, so it ran inline, neither cached nor batched; write "
+                "`await %s.acall(...)` to have it cached and batched",
+                ref,
+                frame.op.name,
+                op.name,
+            )
+        covers = getattr(frame.op, "covers", None)
+        declared = bool(covers(op)) if callable(covers) else True
+        trial = 0 if op.deterministic else frame.trial
+        started = time.perf_counter()
+        value, error = None, None
+        try:
+            value = compute()
+        except Exception as exc:  # as a sub-call's failure: raised into the caller's code
+            error = f"{type(exc).__name__}: {exc}"
+        latency_ms = (time.perf_counter() - started) * 1000
+        record = SubCall(
+            op_name=op.name,
+            op_ref=ref,
+            input_digest=cache_key(ref, arguments, trial).input_digest,
+            trial=trial,
+            value=value,
+            error=error,
+            latency_ms=latency_ms,
+            details={"inline": True},
+            declared=declared,
+        )
+        frame.children.append(record)
+        stats = self.stats.setdefault(ref, SubOpStats())
+        stats.calls += 1
+        stats.computed += 1
+        stats.errors += error is not None
+        SUB_CALLS.labels(op.name, "error" if error else "computed").inc()
         return record
 
     def close(self) -> None:

@@ -16,7 +16,9 @@ How code calls an op, in a run and out of it (``summarise`` calling ``embed``):
   ``call`` blocks, so it is for sync code (a sync op runs on a worker thread).
 * ``words(t)``, the plain call: in a run it goes through the scheduler too and
   returns what the plain call returns (a value, or an awaitable for an async op; a
-  batched op takes lists and returns a list of values).
+  batched op takes lists and returns a list of values). A sync op called so from
+  async code cannot wait for a batch without blocking the event loop: it runs inline
+  (recorded, not cached or batched) and a warning, once, says to await ``acall``.
 
 A sync op runs on a worker thread; one that calls ops runs each input on a thread of
 its own so that its sub-calls can gather into batches (measured in ``bench/nested.py``:
@@ -85,6 +87,12 @@ class SubCallRouter(Protocol):
 
     async def load(self, op: Any, arguments: Mapping[str, Any], frame: CallFrame) -> SubCall:
         """The sub-call of ``op`` on ``arguments`` made from ``frame`` (recorded there)."""
+        ...
+
+    def inline(
+        self, op: Any, arguments: Mapping[str, Any], frame: CallFrame, compute: Callable[[], Any]
+    ) -> SubCall:
+        """Run ``compute`` now, on this thread, as the sub-call of ``op`` (recorded only)."""
         ...
 
     def trial_of(self, item: Mapping[str, Any]) -> int:
@@ -231,6 +239,9 @@ def routed_call(op: Any, function: Any, batched: bool, args: Sequence[Any], kw: 
     """The plain call ``op(*args, **kw)`` made inside an op in a run, as a sub-call."""
     arguments = bind_input(op, function, args, kw)
     is_async = inspect.iscoroutinefunction(function)
+    router, frame = _ROUTER.get(), _FRAME.get()
+    if not is_async and router is not None and frame is not None and _on_a_loop():
+        return _value(router.inline(op, arguments, frame, lambda: function(*args, **kw)))
     if not batched:
         return acall_one(op, arguments) if is_async else call_one(op, arguments)
     columns = {name: list(values) for name, values in arguments.items()}
@@ -293,6 +304,14 @@ async def run_inputs(
     if counted:
         router.enter(len(inputs), threads=not is_async)
     return list(await asyncio.gather(*(framed(item) for item in inputs)))
+
+
+def _on_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _threads() -> ThreadPoolExecutor:
