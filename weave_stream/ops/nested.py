@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -170,8 +171,10 @@ def with_children(result: OpResult, frame: CallFrame | None) -> OpResult:
 
 def bind_input(op: Any, function: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict:
     """The arguments of one call as ``{name: value}`` (positional ones named)."""
+    if not args:
+        return dict(kwargs)  # by name already (what the function does not take, it refuses)
     try:
-        bound = inspect.signature(function).bind(*args, **kwargs)
+        bound = _signature(function).bind(*args, **kwargs)
     except TypeError as exc:
         raise OpError(f"op {op.name!r} called with arguments it does not take: {exc}") from None
     arguments: dict[str, Any] = {}
@@ -304,6 +307,11 @@ async def run_inputs(
     if counted:
         router.enter(len(inputs), threads=not is_async)
     return list(await asyncio.gather(*(framed(item) for item in inputs)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _signature(function: Any) -> inspect.Signature:
+    return inspect.signature(function)
 
 
 def _on_a_loop() -> bool:

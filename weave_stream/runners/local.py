@@ -131,9 +131,20 @@ def run_local(
     ``cache`` defaults to an in-memory one; pass a :class:`~weave_stream.columns.cache.SqliteCache`
     to keep results between runs. From inside an event loop, await :func:`arun_local`.
     """
-    return asyncio.run(
-        arun_local(topology, source, cache, trials=trials, batch_size=batch_size, progress=progress)
-    )
+    table: list[ResultTable] = []
+
+    async def run() -> None:
+        table.append(
+            await arun_local(
+                topology, source, cache, trials=trials, batch_size=batch_size, progress=progress
+            )
+        )
+
+    # Not `return asyncio.run(arun_local(...))`: on the main thread asyncio.run formats
+    # its task when it restores the SIGINT handler, and the repr of a task holding a
+    # big table took 0.4 s for 2,000 values (measured in bench/nested.py).
+    asyncio.run(run())
+    return table[0]
 
 
 async def plan_local(
