@@ -1,8 +1,11 @@
 """Ops that call ops: what routing sub-calls through the scheduler costs against one batch.
 
-Figures (subjects and baseline interleaved round by round, in alternating order;
-each ratio is the median of the rounds' ratios, so load from other processes on
-this shared machine hits both sides alike; the load average is printed per round):
+Figures (each round runs direct, the subjects, direct again, the subjects' order
+alternating; a subject's ratio in a round is against the mean of the two directs
+around it, and the figure is the median over rounds, so load from other processes
+on this shared machine hits both sides alike; the load average is printed per
+round, and ``cpu_ratio`` compares the process's CPU seconds, which that load
+disturbs less):
 
 * ``nested_vs_direct``: 1,000 parents (an async op) each calling ``embed`` once on
   its call's text, through :func:`~weave_stream.runners.local.run_local` in one batch,
@@ -23,6 +26,7 @@ Run: ``.venv/bin/python bench/nested.py [--parents 1000] [--rounds 3]``
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -94,19 +98,22 @@ def calls(texts: list[str]) -> list[dict[str, Any]]:
 batches: dict[str, list[list[int]]] = {}  # the sub-op's batch sizes, by parent, per run
 
 
-def timed(column_op: Any, records: list[dict[str, Any]], sub_ref: str | None) -> float:
-    """Seconds to run one column of ``column_op`` over ``records`` in one batch."""
+def timed(
+    column_op: Any, records: list[dict[str, Any]], sub_ref: str | None
+) -> tuple[float, float]:
+    """Wall and CPU seconds to run one column of ``column_op`` over ``records`` in one batch."""
     argument = "document" if sub_ref is not None else "text"
     column = Column("v", column_op, args={argument: "inputs.document"})
-    started = time.perf_counter()
+    gc.collect()
+    started, cpu = time.perf_counter(), time.process_time()
     table = run_local(Topology("bench", [column]), records, MemoryCache(), batch_size=len(records))
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert table.stats.computed == len(records) and table.stats.columns["v"].errors == 0
     if sub_ref is not None:
         stats = table.stats.sub_ops[sub_ref]
         assert stats.computed == len(records), stats
         batches.setdefault(column_op.name, []).append(list(stats.batches))
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> None:
@@ -116,43 +123,54 @@ def main() -> None:
     args = parser.parse_args()
     records = calls(real_texts(args.parents))
     load_model()
-    timed(embed, records[:64], None)  # warm the model up
-    sides = {
-        "direct": lambda: timed(embed, records, None),
+    subjects = {
         "nested": lambda: timed(via_embed, records, embed.ref),
         "nested_sync": lambda: timed(via_embed_sync, records, embed.ref),
     }
-    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    for warm in (embed, via_embed, via_embed_sync):  # the model, the threads, the code paths
+        timed(warm, records[:64], None if warm is embed else embed.ref)
+    walls: dict[str, list[float]] = {side: [] for side in subjects}
+    cpus: dict[str, list[float]] = {side: [] for side in subjects}
+    rates: dict[str, list[float]] = {"direct": [], **{side: [] for side in subjects}}
     loads = []
     for round_number in range(args.rounds):
-        order = list(sides) if round_number % 2 == 0 else list(reversed(sides))
-        for side in order:
-            seconds[side].append(sides[side]())
+        # direct, subjects, direct: each subject is compared with the mean of the two
+        # directs around it; the subjects' order alternates between rounds.
+        order = list(subjects) if round_number % 2 == 0 else list(reversed(subjects))
+        before = timed(embed, records, None)
+        measured = {side: subjects[side]() for side in order}
+        after = timed(embed, records, None)
+        direct_wall, direct_cpu = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+        rates["direct"].append(args.parents / direct_wall)
+        for side, (wall, cpu) in measured.items():
+            walls[side].append(direct_wall / wall)
+            cpus[side].append(direct_cpu / cpu)
+            rates[side].append(args.parents / wall)
         loads.append(os.getloadavg()[0])
-        figures = ", ".join(f"{side} {seconds[side][-1]:.2f} s" for side in sides)
+        figures = ", ".join(f"{side} {args.parents / rates[side][-1]:.1f} s" for side in rates)
         print(f"  round {round_number + 1}: {figures} (load average {loads[-1]:.1f})")
 
     overhead: dict[str, list[float]] = {"async": [], "sync": []}
     small = calls([f"text {i}" for i in range(2000)])
     for _ in range(args.rounds):
         for kind, parent in (("async", via_nothing), ("sync", via_nothing_sync)):
-            overhead[kind].append(timed(parent, small, nothing.ref) / len(small) * 1e6)
+            overhead[kind].append(timed(parent, small, nothing.ref)[0] / len(small) * 1e6)
 
-    results = {}
-    for side in ("nested", "nested_sync"):
-        ratios = [d / s for d, s in zip(seconds["direct"], seconds[side], strict=True)]
-        results[side] = {
-            "value": statistics.median(args.parents / s for s in seconds[side]),
-            "baseline": statistics.median(args.parents / d for d in seconds["direct"]),
-            "ratio": statistics.median(ratios),
+    results = {
+        side: {
+            "value": statistics.median(rates[side]),
+            "baseline": statistics.median(rates["direct"]),
+            "ratio": statistics.median(walls[side]),
+            "cpu_ratio": statistics.median(cpus[side]),
         }
+        for side in subjects
+    }
     print()
-    print(f"{'figure':<24}{'subject':>14}{'baseline':>14}{'ratio':>9}  goal")
-    for side in ("nested", "nested_sync"):
-        r = results[side]
+    print(f"{'figure':<24}{'subject':>14}{'baseline':>14}{'ratio':>9}{'cpu ratio':>11}  goal")
+    for side, r in results.items():
         print(
             f"{side + '_vs_direct':<24}{r['value']:>10.1f} t/s{r['baseline']:>10.1f} t/s"
-            f"{r['ratio']:>9.3f}  >= 0.9"
+            f"{r['ratio']:>9.3f}{r['cpu_ratio']:>11.3f}  >= 0.9"
         )
     for kind in ("async", "sync"):
         print(f"{'sub_call_overhead ' + kind:<24}{statistics.median(overhead[kind]):>11.0f} us")
@@ -164,8 +182,8 @@ def main() -> None:
     )
     print()
     common = {"unit": "texts/s", "goal": ">= 0.9", "load": loads, "parents": args.parents}
-    print(json.dumps({"bench": "nested_vs_direct", **common, **results["nested"]}))
-    print(json.dumps({"bench": "nested_sync_vs_direct", **common, **results["nested_sync"]}))
+    for side, r in results.items():
+        print(json.dumps({"bench": f"{side}_vs_direct", **common, **r}))
     for kind in ("async", "sync"):
         value = statistics.median(overhead[kind])
         print(

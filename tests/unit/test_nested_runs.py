@@ -250,3 +250,85 @@ def test_a_batched_parent_records_its_sub_calls_on_the_first_input(shout: Shout)
     assert table.to_pandas()["s"].tolist() == ["DOC 0", "DOC 1", "DOC 2"]
     assert {sub.call_id for sub in table.sub_calls} == {"c0"}
     assert len(table.sub_calls) == 3
+
+
+def test_the_stream_keeps_sub_call_results_with_their_call(shout: Shout) -> None:
+    from weave_stream.columns.cache import CacheKey
+    from weave_stream.runners.streaming.topology_app import _new_results
+
+    sub = shout.op
+
+    @op(name="summarise")
+    async def summarise(document: str) -> str:
+        return str(await sub.acall(text=document))
+
+    table = run_local(column(summarise), calls(2))
+    fresh = _new_results([*table.values, *table.sub_calls], {})
+    (child,) = [s for s in table.sub_calls if s.call_id == "c0"]
+    key = CacheKey(sub.ref, child.input_digest or "", 0).encode()
+    assert key in fresh["c0"]  # a redelivered call finds what its sub-calls computed
+
+
+def test_a_run_checks_the_configuration_of_the_ops_an_op_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from weave_stream import Judge, load_settings
+    from weave_stream.errors import ConfigError
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    judge = Judge(prompt="Faithful? {document}", model="m", settings=load_settings(env={}))
+
+    @op(name="summarise")
+    async def summarise(document: str) -> Any:
+        return await judge.acall(document=document)
+
+    with pytest.raises(ConfigError, match="column 's', op 'judge' it calls: the judge has no"):
+        run_local(column(summarise), calls(1))
+
+
+def test_a_parent_that_times_out_leaves_no_thread_waiting_on_its_sub_call() -> None:
+    import threading
+
+    finished = threading.Event()
+
+    @op(name="slow")
+    async def slow(text: str) -> str:
+        await asyncio.sleep(30)
+        return text
+
+    @op(name="impatient", timeout=0.3, retries=0)
+    def impatient(document: str) -> str:
+        try:
+            return str(slow.call(text=document))
+        finally:
+            finished.set()
+
+    table = run_local(column(impatient), calls(1))
+    assert "did not finish a batch of 1 within its 0.3s timeout" in table.values[0].error
+    # The run ended its scheduler: the sub-call was answered, the thread went on.
+    assert finished.wait(timeout=30)
+
+
+@pytest.mark.usefixtures("deterministic_flushes")
+def test_the_judge_called_from_an_op_gets_batches_as_big_as_its_concurrency_allows() -> None:
+    from tests.servers.openai import FakeOpenAI
+    from weave_stream import Judge
+
+    with FakeOpenAI() as server:
+        judge = Judge(
+            prompt="Faithful? {document}", model="gpt-4o-mini", base_url=server.base_url,
+            concurrency=4,
+        )  # fmt: skip
+
+        @op(name="summarise")
+        async def summarise(document: str) -> float:
+            verdict = await judge.acall(document=document)
+            return float(verdict["score"])
+
+        table = run_local(column(summarise), calls(40), batch_size=40)
+        requests, peak = len(server.requests), server.max_in_flight
+    assert table.stats.columns["s"].errors == 0 and requests == 40 and peak <= 4
+    stats = table.stats.sub_ops[judge.ref]
+    assert stats.batches == [16, 16, 8]  # the judge's batch: 4 x its concurrency
+    assert stats.cost_usd > 0
+    assert table.stats.columns["s"].cost_usd == pytest.approx(stats.cost_usd)

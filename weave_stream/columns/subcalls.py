@@ -58,6 +58,10 @@ log = logging.getLogger(__name__)
 
 SUB_CALL_MAX_WAIT = 0.005  # seconds a request waits at most for others to join its batch
 SUB_CALL_THREAD_WAIT = 0.05  # ... while parents on threads are running
+_ENDED = (
+    "the run ended before this sub-call was answered (its parent had timed out); "
+    "raise the parent op's timeout"
+)
 
 
 @dataclass
@@ -125,6 +129,7 @@ class SubCallScheduler:
         self._waiting = 0  # counted frames blocked on a sub-call
         self._flush_scheduled = False
         self._inline_warned: set[str] = set()
+        self._closed = False
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -180,6 +185,8 @@ class SubCallScheduler:
         key = cache_key(ref, arguments, trial)
         stats = self.stats.setdefault(ref, SubOpStats())
         answer, first = self._answers.get(key), False
+        if answer is None and self._closed:
+            answer = _Answer(OpResult.failure(_ENDED), False, None)
         if answer is None:
             request = self._open.get(key)
             if request is None:
@@ -259,12 +266,18 @@ class SubCallScheduler:
         return record
 
     def close(self) -> None:
-        """Stop timers and batches still running (their parents are gone)."""
+        """End the run: stop timers and batches still running (their parents are gone,
+        e.g. timed out) and answer what still waits, so that no thread waits forever."""
+        self._closed = True
         for queue in self._queues.values():
             if queue.timer is not None:
                 queue.timer.cancel()
         for task in self._tasks:
             task.cancel()
+        ended = OpResult.failure(_ENDED)
+        for request in list(self._open.values()):
+            if not request.future.done():
+                self._resolve(request, _Answer(ended, False, None))
 
     # -- queues ------------------------------------------------------------------------
     def _ref(self, op: Any) -> str:

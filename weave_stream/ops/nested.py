@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import inspect
 import threading
@@ -156,17 +157,7 @@ def with_children(result: OpResult, frame: CallFrame | None) -> OpResult:
     """``result`` carrying the sub-calls ``frame`` collected."""
     if frame is None or not frame.children:
         return result
-    return OpResult(
-        value=result.value,
-        error=result.error,
-        cost=result.cost,
-        latency_ms=result.latency_ms,
-        details=result.details,
-        retriable=result.retriable,
-        retry_after=result.retry_after,
-        attempts=result.attempts,
-        children=(*result.children, *frame.children),
-    )
+    return dataclasses.replace(result, children=(*result.children, *frame.children))
 
 
 def bind_input(op: Any, function: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> dict:

@@ -38,6 +38,7 @@ from weave_stream.errors import CallValidationError, ConfigError
 from weave_stream.ingest.call import Call, parse_call_object
 from weave_stream.ingest.files import read_call_file
 from weave_stream.ingest.outcomes import DeadLetter
+from weave_stream.ops.subops import reachable_ops
 from weave_stream.runners.results import ResultTable
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
@@ -67,16 +68,19 @@ def read_calls(source: Any) -> tuple[list[Call], list[DeadLetter]]:
 
 
 def preflight(topology: Topology) -> None:
-    """Let every op check its configuration (an op may define ``preflight()``) before a run."""
+    """Let every op check its configuration (an op may define ``preflight()``) before a run,
+    the ops the columns' ops call included (a judge called by an op needs its endpoint)."""
     for column in topology.compiled:
-        check = getattr(column.op, "preflight", None)
-        if callable(check):
-            try:
-                check()
-            except ConfigError as exc:
-                raise ConfigError(
-                    f"topology {topology.name!r}, column {column.name!r}: {exc}"
-                ) from None
+        for checked in (column.op, *reachable_ops(column.op)):
+            check = getattr(checked, "preflight", None)
+            if callable(check):
+                try:
+                    check()
+                except ConfigError as exc:
+                    via = "" if checked is column.op else f", op {checked.name!r} it calls"
+                    raise ConfigError(
+                        f"topology {topology.name!r}, column {column.name!r}{via}: {exc}"
+                    ) from None
 
 
 def batches(calls: Sequence[Call], batch_size: int) -> Iterator[Sequence[Call]]:
