@@ -190,7 +190,8 @@ def _scan(obj: Any, found: dict[int, Any], seen: set[int]) -> None:
     for function in _functions_of(obj):
         names = _names_read([function])
         module_name = getattr(function, "__module__", None)
-        candidates = [function.__globals__[n] for n in names if n in function.__globals__]
+        # Sorted: the order of sub-ops (plans list them so) is the same in every process.
+        candidates = [function.__globals__[n] for n in sorted(names) if n in function.__globals__]
         cells = zip(function.__code__.co_freevars, function.__closure__ or (), strict=False)
         for _, cell in cells:
             try:
@@ -201,7 +202,7 @@ def _scan(obj: Any, found: dict[int, Any], seen: set[int]) -> None:
             if is_op(value):
                 found.setdefault(id(value), value)
             elif isinstance(value, types.ModuleType):
-                for name in names:  # module.attribute: an op reached through a module
+                for name in sorted(names):  # module.attribute: an op reached through a module
                     attribute = getattr(value, name, None)
                     if attribute is not None and is_op(attribute):
                         found.setdefault(id(attribute), attribute)
