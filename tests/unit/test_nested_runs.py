@@ -304,7 +304,7 @@ def test_a_parent_that_times_out_leaves_no_thread_waiting_on_its_sub_call() -> N
             finished.set()
 
     table = run_local(column(impatient), calls(1))
-    assert "did not finish a batch of 1 within its 0.3s timeout" in table.values[0].error
+    assert "did not finish a batch of 1 within its 0.3s timeout" in str(table.values[0].error)
     # The run ended its scheduler: the sub-call was answered, the thread went on.
     assert finished.wait(timeout=30)
 
