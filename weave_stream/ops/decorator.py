@@ -6,10 +6,8 @@ worker thread, async ones concurrently); with ``batched=True`` it receives each
 argument as a list and returns a list. It may return :class:`OpResult` items to
 report cost, audit details or retriable failures itself.
 
-An op may call other ops (``summarise`` calling ``embed``): its version then covers
-theirs, and in a run the calls are cached, batched and recorded as its children
-(:mod:`weave_stream.ops.subops`, :mod:`weave_stream.ops.nested`); ``op.call(...)`` and
-``await op.acall(...)`` compute one input, in a run or out of one.
+An op may call ops (``await embed.acall(text=t)``): its version covers theirs, and in
+a run the calls are cached, batched and recorded (:mod:`weave_stream.ops.nested`).
 
 A decorated class becomes a factory of ops: calling it with parameters returns an
 op whose version covers the class's code and those parameters. The instance may
@@ -49,11 +47,12 @@ from weave_stream.ops.nested import (
     run_inputs,
 )
 from weave_stream.ops.subops import (
+    covers,
     declared_calls,
-    is_op,
+    ops_in_params,
     static_sub_ops,
+    unique_ops,
     version_with_calls,
-    warn_undeclared,
 )
 from weave_stream.ops.versioning import code_digest, version_digest
 
@@ -138,18 +137,12 @@ class FunctionOp:
         return f"{self._name}:{self.version}"
 
     @property
-    def own_ref(self) -> str:
-        """``name:own_version``: the ref without the ops it calls."""
-        return f"{self._name}:{self.own_version}"
-
-    @property
     def sub_ops(self) -> tuple[Any, ...]:
         """The ops its version covers: used by name in its code, passed to it, or declared."""
         if self._sub_ops is None:
-            found = [*static_sub_ops(self._code_target, self._instance), *self._param_ops]
-            found += [declared for declared, _ in self._options.calls]
-            unique = {id(sub): sub for sub in found if sub is not self}
-            self._sub_ops = tuple(unique.values())
+            declared = [sub for sub, _ in self._options.calls]
+            found = static_sub_ops(self._code_target, self._instance)
+            self._sub_ops = unique_ops([*found, *self._param_ops, *declared], self)
         return self._sub_ops
 
     @property
@@ -159,15 +152,7 @@ class FunctionOp:
 
     def covers(self, sub: Any) -> bool:
         """Whether this op's version covers calls of ``sub``; warns once when it does not."""
-        if sub is self or any(sub is known for known in self.sub_ops):
-            return True
-        ref = sub.ref
-        if ref == self.ref or any(known.ref == ref for known in self.sub_ops):
-            return True
-        if ref not in self.undeclared_calls:
-            self.undeclared_calls.add(ref)
-            warn_undeclared(self, sub)
-        return False
+        return covers(self, sub, self.undeclared_calls)
 
     @property
     def deterministic(self) -> bool:
@@ -239,13 +224,9 @@ class FunctionOp:
 
     @property
     def fans_out(self) -> bool:
-        """True for an async, non-batched op that calls ops: in a run all its inputs may
-        run at once (their sub-calls then fill batches; a sync one is bounded by threads)."""
-        return (
-            not self._options.batched
-            and inspect.iscoroutinefunction(self._function)
-            and bool(self.sub_ops)
-        )
+        """An async op that calls ops: in a run, all its inputs may run at once."""
+        is_async = inspect.iscoroutinefunction(self._function)
+        return not self._options.batched and is_async and bool(self.sub_ops)
 
     @property
     def frames_inputs(self) -> bool:
@@ -253,13 +234,11 @@ class FunctionOp:
         return not self._options.batched
 
     def call(self, *args: Any, **kwargs: Any) -> Any:
-        """The value on one input (batched or not), blocking; see
-        :func:`~weave_stream.ops.nested.call_one`."""
+        """The value on one input, blocking (see :mod:`~weave_stream.ops.nested`)."""
         return call_one(self, bind_input(self, self._function, args, kwargs))
 
     async def acall(self, *args: Any, **kwargs: Any) -> Any:
-        """The value on one input (batched or not); see
-        :func:`~weave_stream.ops.nested.acall_one`."""
+        """The value on one input (see :mod:`~weave_stream.ops.nested`)."""
         return await acall_one(self, bind_input(self, self._function, args, kwargs))
 
     # -- plumbing --------------------------------------------------------------------
@@ -341,13 +320,7 @@ class OpClass:
                 params[key] = value
         params = {k: v for k, v in params.items() if k not in self._options.unversioned}
         # An op passed as a parameter is a sub-op: its ref enters the version as a call.
-        param_ops = [
-            item
-            for value in params.values()
-            for item in (value if isinstance(value, list | tuple) else (value,))
-            if is_op(item)
-        ]
-        params = {key: _op_names(value) for key, value in params.items()}
+        param_ops, params = ops_in_params(params)
         instance = self._cls(*args, **kwargs)
         name = self._options.name or self._cls.__name__
         return FunctionOp(
@@ -450,9 +423,8 @@ def op(
     classes, modules) whose changes must change the version; ``retry_on`` the
     exception types worth retrying; ``unversioned`` the class parameters that do not
     change results (an HTTP client, settings) and so stay out of the version.
-    ``calls`` lists ops its code calls that its names do not show (picked at run
-    time), or maps them to calls per input (``{judge: 3}``) for cost plans: their
-    refs enter its version like those found in its code (see :mod:`.subops`).
+    ``calls`` lists ops its code calls that its names do not show (or maps them to
+    calls per input, ``{judge: 3}``, for plans): see :mod:`.subops`.
 
     mypy does not apply class decorators to types: for a typed class op, write
     ``Keyword = op(name="keyword")(KeywordOp)`` rather than decorating the class.
@@ -511,15 +483,6 @@ def _keyword_arguments(bound: inspect.BoundArguments) -> dict[str, Any]:
         elif kind is not inspect.Parameter.VAR_POSITIONAL:
             arguments[name] = value
     return arguments
-
-
-def _op_names(value: Any) -> Any:
-    """A parameter with its ops written as ``op:<name>`` (their refs fold in as calls)."""
-    if is_op(value):
-        return f"op:{value.name}"
-    if isinstance(value, list | tuple) and any(is_op(item) for item in value):
-        return [f"op:{item.name}" if is_op(item) else item for item in value]
-    return value
 
 
 def _names(inputs: Sequence[Mapping[str, Any]]) -> list[str]:

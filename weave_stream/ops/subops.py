@@ -42,11 +42,14 @@ from typing import Any
 from weave_stream.errors import OpDefinitionError
 
 __all__ = [
+    "covers",
     "declared_calls",
     "fold_calls",
     "is_op",
+    "ops_in_params",
     "reachable_ops",
     "static_sub_ops",
+    "unique_ops",
     "version_with_calls",
     "warn_undeclared",
 ]
@@ -85,8 +88,8 @@ def fold_calls(own_version: str, refs: Iterable[str]) -> str:
 
 def own_ref(op: Any) -> str:
     """An op's ref without what it calls (an op that does not fold calls: its ref)."""
-    own = getattr(op, "own_ref", None)
-    return own if isinstance(own, str) else str(op.ref)
+    own = getattr(op, "own_version", None)
+    return f"{op.name}:{own}" if isinstance(own, str) else str(op.ref)
 
 
 def reachable_ops(op: Any) -> list[Any]:
@@ -162,6 +165,51 @@ def static_sub_ops(target: Any, instance: Any = None) -> list[Any]:
                     if is_op(item):
                         found.setdefault(id(item), item)
     return list(found.values())
+
+
+def unique_ops(ops: Iterable[Any], owner: Any) -> tuple[Any, ...]:
+    """``ops`` once each (by identity), in order, without ``owner`` itself."""
+    return tuple({id(sub): sub for sub in ops if sub is not owner}.values())
+
+
+def ops_in_params(params: Mapping[str, Any]) -> tuple[list[Any], dict[str, Any]]:
+    """The ops among a class op's parameters (alone or in a list), and the parameters
+    with each op written as ``op:<name>`` (its ref enters the version as a call).
+
+    >>> from weave_stream.ops.decorator import op
+    >>> shout = op(name="shout")(lambda text: text.upper())
+    >>> found, written = ops_in_params({"inner": shout, "labels": ["a"]})
+    >>> [o.name for o in found], written
+    (['shout'], {'inner': 'op:shout', 'labels': ['a']})
+    """
+    found: list[Any] = []
+    written: dict[str, Any] = {}
+    for key, value in params.items():
+        items = value if isinstance(value, list | tuple) else (value,)
+        ops = [item for item in items if is_op(item)]
+        found += ops
+        if not ops:
+            written[key] = value
+        elif is_op(value):
+            written[key] = f"op:{value.name}"
+        else:
+            written[key] = [f"op:{item.name}" if is_op(item) else item for item in value]
+    return found, written
+
+
+def covers(caller: Any, sub: Any, undeclared: set[str]) -> bool:
+    """Whether ``caller``'s version covers calls of ``sub``; a sub-op it does not cover
+    is added to ``undeclared`` and warned about once."""
+    known = getattr(caller, "sub_ops", ())
+    if sub is caller or any(sub is op for op in known):
+        return True
+    ref = sub.ref
+    if ref == caller.ref or any(op.ref == ref for op in known):
+        return True
+    if ref not in undeclared:
+        undeclared.add(ref)
+        warn_undeclared(caller, sub)
+    return False
 
 
 def warn_undeclared(caller: Any, sub: Any) -> None:
