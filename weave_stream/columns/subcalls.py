@@ -18,7 +18,8 @@ queue per sub-op, in the DataLoader style, and the queue *flushes*:
 
 A flush reads the cache for the whole batch in one lookup, computes the misses in
 one :func:`~weave_stream.ops.execute.run_op` (the sub-op's timeout, retries and
-batching apply), stores the successes, and answers every waiting parent. The same
+batching apply; one batch of an op at a time, while the next one fills), stores the
+successes, and answers every waiting parent. The same
 request made twice in a run is computed once. Each answer is recorded in the
 calling frame as a :class:`~weave_stream.ops.base.SubCall`.
 
@@ -130,6 +131,7 @@ class SubCallScheduler:
         self._flush_scheduled = False
         self._inline_warned: set[str] = set()
         self._closed = False
+        self._locks: dict[str, asyncio.Lock] = {}
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -360,8 +362,17 @@ class SubCallScheduler:
         stats.computed += len(misses)
         SUB_CALL_BATCH_SIZE.labels(op.name).observe(len(misses))
         inputs = [request.arguments for request in misses]
-        with self.trials(inputs, [request.key.trial for request in misses]):
-            results = await run_op(op, inputs)
+        # One batch of an op at a time, as run_op runs an op's batches: its timeout then
+        # bounds its own work, not a wait behind its other batches (the model has one
+        # thread, the judge one concurrency limit). An op that calls ops may recurse into
+        # itself, so its batches are not held back.
+        one_at_a_time = not getattr(op, "sub_ops", ())
+        lock = (
+            self._locks.setdefault(misses[0].key.op_ref, asyncio.Lock()) if one_at_a_time else None
+        )
+        async with lock or contextlib.nullcontext():
+            with self.trials(inputs, [request.key.trial for request in misses]):
+                results = await run_op(op, inputs)
         now = time.time()
         fresh = {
             request.key: CachedValue(r.value, r.latency_ms, r.cost, dict(r.details), now)
