@@ -2,7 +2,8 @@
 
 ::
 
-    producers ─► <prefix>.calls ─► ingest ─► <prefix>.calls.valid
+    weave clients, OTLP ─► collector ─┐
+    other producers ──────────────────┴► <prefix>.calls ─► ingest ─► <prefix>.calls.valid
                                       └─► <prefix>.calls.dlq (raw bytes + reason)
     <prefix>.registry ─► one topology worker per topology (runners.streaming):
       <prefix>.calls.valid ─► derive_batch (columns, ops) ─► <prefix>.derived.<topology>.<col>
@@ -16,6 +17,7 @@ The package, in the order calls flow (a stage imports only the ones above it)::
 
     errors durations topics config metrics loopback   shared modules at the root
     broker/      the embedded broker (Tansu) and Kafka helpers
+    collector/   the Weave trace-server write API and OTLP/HTTP, into <prefix>.calls
     ingest/      the call record, validation, start/end merge, dead letters, call files
     ops/         the Op protocol, versioning, execution; embed, classify, judge
     topology/    Topology, Column, Aggregate, Monitor; YAML/Python loader; paths, registry
@@ -55,12 +57,14 @@ if _typing.TYPE_CHECKING:
     from weave_stream.columns.cache import MemoryCache, ResultCache, SqliteCache
     from weave_stream.columns.derive import DerivedValue, derive_batch
     from weave_stream.columns.plan import Plan, plan_topology
+    from weave_stream.columns.values import derived_values
     from weave_stream.config import Settings, load_settings
     from weave_stream.durations import parse_duration
     from weave_stream.errors import (
         BrokerError,
         BudgetExceededError,
         CallValidationError,
+        CollectorRequestError,
         ConfigError,
         DeliveryError,
         DurationError,
@@ -79,7 +83,8 @@ if _typing.TYPE_CHECKING:
         WeaveStreamError,
     )
     from weave_stream.experiments import Experiment, ExperimentResult, Variant
-    from weave_stream.ingest.call import Call, merge, parse_call
+    from weave_stream.ingest.call import Call, parse_call
+    from weave_stream.ingest.merge import merge
     from weave_stream.ops import Classify, Embed, Explain, Judge, Op, op
     from weave_stream.runners.local import run_local
     from weave_stream.runners.results import ResultTable
@@ -97,12 +102,14 @@ _EXPORTS = {
     "derive_batch": "weave_stream.columns.derive",
     "Plan": "weave_stream.columns.plan",
     "plan_topology": "weave_stream.columns.plan",
+    "derived_values": "weave_stream.columns.values",
     "Settings": "weave_stream.config",
     "load_settings": "weave_stream.config",
     "parse_duration": "weave_stream.durations",
     "BrokerError": "weave_stream.errors",
     "BudgetExceededError": "weave_stream.errors",
     "CallValidationError": "weave_stream.errors",
+    "CollectorRequestError": "weave_stream.errors",
     "ConfigError": "weave_stream.errors",
     "DeliveryError": "weave_stream.errors",
     "DurationError": "weave_stream.errors",
@@ -124,7 +131,7 @@ _EXPORTS = {
     "VectorIndexError": "weave_stream.errors",
     "WeaveStreamError": "weave_stream.errors",
     "Call": "weave_stream.ingest.call",
-    "merge": "weave_stream.ingest.call",
+    "merge": "weave_stream.ingest.merge",
     "parse_call": "weave_stream.ingest.call",
     "Classify": "weave_stream.ops",
     "Embed": "weave_stream.ops",
@@ -150,6 +157,7 @@ __all__ = [
     "Call",
     "CallValidationError",
     "Classify",
+    "CollectorRequestError",
     "Column",
     "ConfigError",
     "DeliveryError",
@@ -188,6 +196,7 @@ __all__ = [
     "WeaveStreamError",
     "Window",
     "derive_batch",
+    "derived_values",
     "load_settings",
     "load_topology",
     "merge",

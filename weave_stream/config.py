@@ -89,10 +89,17 @@ class Settings(BaseModel):
     # Ingest.
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
     merge_timeout_seconds: Duration = Field(default=300.0, gt=0)
+    # Ids forwarded lately, remembered per partition to tell a redelivery (duplicate)
+    # from a second call under one id (conflict): ~150 bytes each (ingest/window.py).
+    dedupe_window_calls: int = Field(default=100_000, ge=2, le=100_000_000)
     # What the broker is: "embedded" (Tansu: short group timeouts and its workarounds)
-    # or "kafka" (a real cluster: Kafka's own timeouts). "auto" is "embedded" when no
-    # broker is set. A timing set below overrides the kind's.
+    # or "kafka" (a real cluster: Kafka's own timeouts). "auto" asks the broker
+    # (weave_stream.broker.probe), whatever way its address was given. A timing set
+    # below overrides the kind's.
     broker_kind: Literal["auto", "embedded", "kafka"] = "auto"
+    # Kafka's idempotent producer for data topics: "auto" uses it when the broker
+    # accepts an InitProducerId request (probed), "on" insists, "off" never.
+    idempotent_producer: Literal["auto", "on", "off"] = "auto"
     session_timeout_seconds: Duration | None = Field(default=None, gt=0)
     heartbeat_interval_seconds: Duration | None = Field(default=None, gt=0)
     rebalance_timeout_seconds: Duration | None = Field(default=None, gt=0)
@@ -122,6 +129,26 @@ class Settings(BaseModel):
     alert_targets_file: Path | None = None
     # Token guarding the HTTP endpoints that change state.
     api_token: SecretStr | None = None
+    # Where running brokers and workers are recorded for the other commands to find
+    # (besides <data_dir>/running.json); default $XDG_STATE_HOME/weave-stream/running.json.
+    state_file: Path = Field(default_factory=lambda: _default_state_file())
+    # SIGTERM or Ctrl-C stops a worker within this many seconds, whatever its consumers
+    # do (what was processed is committed first); a second signal exits at once.
+    shutdown_timeout_seconds: Duration = Field(default=15.0, gt=0, le=3600)
+    # The collector (the Weave trace-server write API and OTLP/HTTP; weave_stream.collector):
+    # `weave-stream collector` serves it on collector_host:collector_port, and every
+    # worker on its web port too unless collector_on_workers is false.
+    collector_host: str = "127.0.0.1"
+    collector_port: int = Field(default=6068, ge=0, le=65535)
+    collector_on_workers: bool = True
+    # Comma-separated API keys the collector accepts (HTTP Basic api:<key>, as the weave
+    # client sends WANDB_API_KEY, or a bearer token). None: loopback clients only.
+    collector_api_keys: SecretStr | None = None
+    collector_max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    collector_ack_timeout_seconds: Duration = Field(default=10.0, gt=0)
+    collector_retry_after_seconds: Duration = Field(default=2.0, gt=0)
+    # Forward every collector request to this trace server too (W&B's or self-hosted).
+    collector_upstream: str | None = None
 
     def __init__(self, /, **values: Any) -> None:
         try:
@@ -186,10 +213,19 @@ class Settings(BaseModel):
 
     @property
     def embedded_broker_quirks(self) -> bool:
-        """True when the broker is the embedded one (its timings and workarounds apply)."""
+        """True when the broker is the embedded one (its timings and workarounds apply).
+
+        ``auto`` is decided by probing the broker (``weave_stream.broker.probe``);
+        before that only a missing broker (the embedded one will be started) counts.
+        """
         if self.broker_kind == "auto":
             return self.broker is None
         return self.broker_kind == "embedded"
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether data topics use Kafka's idempotent producer (``auto`` not probed: no)."""
+        return self.idempotent_producer == "on"
 
     @property
     def broker_address(self) -> str:
@@ -216,7 +252,13 @@ class Settings(BaseModel):
     def with_broker(self, url: str) -> Settings:
         """A copy pointing at the embedded broker at ``url``, keeping its short timeouts."""
         kind = "embedded" if self.broker_kind == "auto" else self.broker_kind
-        values = {**self.model_dump(), "broker": url, "broker_kind": kind}
+        idempotent = "off" if self.idempotent_producer == "auto" else self.idempotent_producer
+        values = {
+            **self.model_dump(),
+            "broker": url,
+            "broker_kind": kind,
+            "idempotent_producer": idempotent,
+        }
         return Settings.model_validate(values)
 
     def as_environment(self) -> dict[str, str]:
@@ -229,6 +271,11 @@ class Settings(BaseModel):
                 value = value.get_secret_value()
             env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
         return env
+
+
+def _default_state_file() -> Path:
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local/state")
+    return Path(state_home) / "weave-stream" / "running.json"
 
 
 def load_settings(

@@ -9,6 +9,7 @@
      ├── BrokerError          the Kafka-compatible broker could not be started or reached
      ├── IngestError          calls could not be read: a bad record, an unreadable input file
      │    └── CallValidationError   ... with a machine-readable ``reason`` (the dead-letter reason)
+     ├── CollectorRequestError  a request to the collector was refused (with its HTTP status)
      ├── TopologyError        a topology spec is invalid (names topology, column, field)
      ├── OpError              an op failed on an input (becomes a derived value's ``error``)
      │    ├── OpTimeoutError
@@ -43,6 +44,7 @@ __all__ = [
     "BrokerError",
     "BudgetExceededError",
     "CallValidationError",
+    "CollectorRequestError",
     "ConfigError",
     "DeliveryError",
     "DurationError",
@@ -105,6 +107,19 @@ class CallValidationError(IngestError):
 
 class TopologyError(WeaveStreamError):
     """A topology spec is invalid; the message names the topology, the column and the field."""
+
+
+class CollectorRequestError(WeaveStreamError):
+    """A request to the collector was refused; ``status`` is the HTTP status it answers.
+
+    >>> CollectorRequestError(400, "calls/complete: expected a batch").status
+    400
+    """
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 class OpError(WeaveStreamError):

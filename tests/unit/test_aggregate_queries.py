@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pandas as pd
 import pytest
-from windows_rows import T0, make_rows
 
+from tests.support.windows_rows import T0, make_rows
 from weave_stream import metrics
 from weave_stream.aggregates import aggregate_rows, aggregate_table
 from weave_stream.aggregates.gauges import OTHER_GROUP, WindowGauges

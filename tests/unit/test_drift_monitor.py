@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.drift_corpus import Corpus, corpus
+from tests.support.drift_corpus import Corpus, corpus
 from weave_stream.drift.findings import Finding
 from weave_stream.drift.monitor import DriftMonitor
 from weave_stream.drift.observation import Observation, observation_from_call

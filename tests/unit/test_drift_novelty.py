@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.drift_corpus import Corpus, corpus
+from tests.support.drift_corpus import Corpus, corpus
 from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.novelty import Calibration, NoveltyScorer, calibrate
 from weave_stream.errors import VectorIndexError

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.drift_corpus import Corpus, corpus
+from tests.support.drift_corpus import Corpus, corpus
 from weave_stream.drift.change import NoveltyChangeDetector
 from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.novelty import NoveltyScorer, calibrate

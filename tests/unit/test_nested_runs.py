@@ -311,7 +311,7 @@ def test_a_parent_that_times_out_leaves_no_thread_waiting_on_its_sub_call() -> N
 
 @pytest.mark.usefixtures("deterministic_flushes")
 def test_the_judge_called_from_an_op_gets_batches_as_big_as_its_concurrency_allows() -> None:
-    from tests.servers.openai import FakeOpenAI
+    from tests.support.servers.openai import FakeOpenAI
     from weave_stream import Judge
 
     with FakeOpenAI() as server:

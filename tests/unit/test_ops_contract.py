@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.servers.openai import FakeOpenAI, status
+from tests.support.servers.openai import FakeOpenAI, status
 from weave_stream.ops import BUILTIN_OPS, CostEstimate, Op, OpResult, op, resolve_op, run_op
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.servers.openai import FakeOpenAI, malformed
+from tests.support.servers.openai import FakeOpenAI, malformed
 from weave_stream.demo.judge_standin import StandInJudge
 from weave_stream.demo.samples import corpus_examples
 from weave_stream.experiments import Experiment, Variant

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers.openai import FakeOpenAI, answer, malformed, rate_limited, stall, status
+from tests.support.servers.openai import FakeOpenAI, answer, malformed, rate_limited, stall, status
 from weave_stream.config import load_settings
 from weave_stream.errors import ConfigError, OpDefinitionError
 from weave_stream.ops import Judge, OpResult, run_op

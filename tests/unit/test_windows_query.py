@@ -11,9 +11,16 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from scipy import stats
-from test_windows_state import GROUP_BY, assert_matches_truth, spec_for, table_frame
-from windows_rows import T0, make_rows, truth
 
+from tests.support.windows_rows import (
+    GROUP_BY,
+    T0,
+    assert_matches_truth,
+    make_rows,
+    spec_for,
+    table_frame,
+    truth,
+)
 from weave_stream.aggregates import aggregate_rows, aggregate_table, drill_down, sample_frame
 from weave_stream.aggregates.compare import compare_columns, compare_op_refs, plot_comparison
 from weave_stream.aggregates.plots import (

@@ -191,7 +191,8 @@ def drill_down(
         sample,
         worst,
         drill.score,
-        drill.worst,
+        drill.direction,
+        drill.worst_reason,
     )
 
 

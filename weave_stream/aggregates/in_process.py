@@ -25,6 +25,7 @@ from typing import Any
 
 from weave_stream.aggregates.compose import aggregate_table
 from weave_stream.aggregates.rows import RowBuilder
+from weave_stream.aggregates.source import aggregate_plans
 from weave_stream.aggregates.table import AggregateTable
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.ingest.call import Call
@@ -63,7 +64,7 @@ def topology_aggregates(
     What the local runner, ``ResultTable.aggregates`` and ``weave-stream aggregates
     --input`` compute; feed the result to :func:`~weave_stream.aggregates.queries.query_tables`.
     """
-    plans = [AggregatePlan(spec) for spec in topology.aggregates]
+    plans = aggregate_plans(topology)  # each drill-down knows which end is worst
     rows = RowBuilder(topology, topology.aggregates).rows(calls, values)
     return plans, aggregate_rows(plans, rows, topology=topology.name)
 

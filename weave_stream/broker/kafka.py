@@ -93,7 +93,7 @@ async def ensure_topics(
 async def produce(
     settings: Settings,
     topic: str,
-    records: Iterable[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]]]],
+    records: Iterable[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]],
     *,
     rate: float | None = None,
     on_sent: object = None,

@@ -103,8 +103,8 @@ def backfill(
             bar.close()
     if not dry_run:
         click.echo(
-            f"backfill {name}: {len(result.calls)} calls in range, "
-            f"{result.stats.computed} values computed, {result.written} written"
+            f"backfill {name}: {len(result.calls)} calls in range; {result.stats.summary()}; "
+            f"{result.written} written"
         )
 
 

@@ -22,8 +22,13 @@ Rules the streaming runner relies on too:
   scorer of a judge's trials scores every trial), keyed as trial 0 in the cache (the
   inputs decide its value, so two trials with the same inputs are computed once).
 
-Pass a :class:`DeriveStats` to learn, per column, how many values came from the
-cache and how many were computed.
+Pass a :class:`DeriveStats` to learn, per column, where each value came from. Every
+value in scope (*matched*) is exactly one of: *cached* (found in the cache),
+*deduplicated* (the same op input as another value of its batch: computed once,
+shared), *computed* (an op evaluation ran for it; in a survey: *to compute*) or *not
+computable* (an argument missing, or a column it reads failed: the op never ran).
+*Errors* are counted apart: values with an error, whatever the cause (a computed
+evaluation that failed, its shared copies, every not computable value).
 
 The walk is a *run* for ops that call ops: their sub-calls go through the same cache
 and are batched across parents by a :class:`~weave_stream.columns.subcalls.SubCallScheduler`.
@@ -111,13 +116,20 @@ class DerivedValue(BaseModel):
 
 @dataclass
 class ColumnStats:
-    """What happened to one column: values made, cache hits, evaluations run, errors."""
+    """What happened to one column (see the module docstring for the words).
+
+    ``values`` (matched) = ``cache_hits`` + ``deduplicated`` + ``computed`` +
+    ``not_computable``; ``errors`` and ``failed`` are counted apart.
+    """
 
     values: int = 0
     filtered: int = 0
     cache_hits: int = 0
-    computed: int = 0  # distinct op evaluations run (identical inputs run once)
-    errors: int = 0
+    deduplicated: int = 0  # same input as another value of the batch: computed once
+    computed: int = 0  # distinct op evaluations run (in a survey: that would run)
+    not_computable: int = 0  # the op could not run: an argument missing, a dependency failed
+    errors: int = 0  # values with an error, whatever the cause
+    failed: int = 0  # evaluations that returned an error (part of computed)
     cost_usd: float = 0.0
     pending_inputs: list[dict[str, Any]] = field(default_factory=list, repr=False)  # survey only
     pending_keys: list[CacheKey | None] = field(default_factory=list, repr=False)  # the same's
@@ -132,6 +144,13 @@ class DeriveStats:
     matched: int = 0
     columns: dict[str, ColumnStats] = field(default_factory=dict)
     sub_ops: dict[str, SubOpStats] = field(default_factory=dict)  # by the called op's ref
+    # Survey only: keys an earlier batch would compute (a later batch finds them cached).
+    planned: set[CacheKey] = field(default_factory=set, repr=False)
+
+    @property
+    def values(self) -> int:
+        """Values in scope, over all columns."""
+        return sum(c.values for c in self.columns.values())
 
     @property
     def computed(self) -> int:
@@ -142,6 +161,36 @@ class DeriveStats:
     def cache_hits(self) -> int:
         """Values found in the cache, over all columns."""
         return sum(c.cache_hits for c in self.columns.values())
+
+    @property
+    def deduplicated(self) -> int:
+        """Values that shared an evaluation within their batch, over all columns."""
+        return sum(c.deduplicated for c in self.columns.values())
+
+    @property
+    def not_computable(self) -> int:
+        """Values whose op could not run, over all columns."""
+        return sum(c.not_computable for c in self.columns.values())
+
+    @property
+    def errors(self) -> int:
+        """Values with an error, over all columns."""
+        return sum(c.errors for c in self.columns.values())
+
+    def summary(self) -> str:
+        """One line that adds up: values = cached + deduplicated + computed + not computable.
+
+        >>> stats = DeriveStats()
+        >>> stats.column("n").values, stats.column("n").cache_hits = 5, 2
+        >>> stats.column("n").computed, stats.column("n").deduplicated = 2, 1
+        >>> stats.summary()
+        '5 values = 2 cached + 1 deduplicated + 2 computed + 0 not computable; 0 errors'
+        """
+        return (
+            f"{self.values} values = {self.cache_hits} cached + {self.deduplicated} "
+            f"deduplicated + {self.computed} computed + {self.not_computable} not computable; "
+            f"{self.errors} errors"
+        )
 
     def column(self, name: str) -> ColumnStats:
         """The stats of column ``name`` (created empty)."""
@@ -274,15 +323,27 @@ class _Walk:
         for task in keyed:
             if task.key not in hits and task.key is not None and task.arguments is not None:
                 misses.setdefault(task.key, task.arguments)
-        stats.computed += len(misses) + len({(t.call.id, t.trial) for t in tasks if t.pending})
+        pending = [t for t in tasks if t.pending]
+        if self.dry_run:  # what an earlier batch computes, a later one finds in the cache
+            planned = {key for key in misses if key in self.stats.planned}
+            for key in planned:
+                del misses[key]
+            self.stats.planned.update(misses)
+            hit_keys = set(hits) | planned
+        else:
+            hit_keys = set(hits)
+        cached = sum(1 for t in keyed if t.key in hit_keys)
+        stats.cache_hits += cached
+        stats.computed += len(misses) + len(pending)
+        stats.deduplicated += len(keyed) - cached - len(misses)
+        stats.not_computable += len(tasks) - len(keyed) - len(pending)
         if self.dry_run:
             stats.values += len(tasks)
             stats.errors += sum(1 for t in tasks if t.error is not None)
             stats.pending_inputs.extend(misses.values())
             stats.pending_keys.extend(misses)
-            stats.pending_inputs.extend(t.arguments or {} for t in tasks if t.pending)
-            stats.pending_keys.extend(None for t in tasks if t.pending)
-            stats.cache_hits += sum(1 for t in keyed if t.key in hits)
+            stats.pending_inputs.extend(t.arguments or {} for t in pending)
+            stats.pending_keys.extend(None for _ in pending)
             for task in tasks:
                 if task.pending or (task.key is not None and task.key not in hits):
                     self.pending.add((task.call.id, column.name, task.trial))
@@ -300,13 +361,13 @@ class _Walk:
             if result.children:
                 index.update(call_index(column.op.name, key, result.children))
         await self.cache.put_many({**fresh, **index})
+        stats.failed += len(results) - len(fresh)
         spent = sum((r.cost or 0.0) + spent_usd(r.children) for r in results.values())
         stats.cost_usd += spent
         DERIVED_COST_USD.labels(self.topology.name, column.name).inc(spent)
         for task in tasks:
             hit = hits.get(task.key) if task.key else None
             if hit is not None:
-                stats.cache_hits += 1
                 self._store(column, op_ref, task, hit, cached=True)
             elif task.key is not None:
                 result = results[task.key]

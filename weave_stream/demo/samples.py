@@ -34,6 +34,7 @@ __all__ = [
     "malformed_records",
     "sample_calls",
     "split_into_events",
+    "weave_client_events",
 ]
 
 _NAMESPACE = uuid.UUID("6f1c2b1e-9a57-4c59-9d1e-3f4a0b7f5e21")
@@ -172,6 +173,16 @@ def split_into_events(call: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     start = {k: v for k, v in call.items() if k not in end_fields}
     end = {k: v for k, v in call.items() if k in end_fields or k in ("id", "project_id")}
     return start, end
+
+
+def weave_client_events(call: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A complete call as the real ``weave`` client sends it in halves: ``{"start": ...}``
+    and ``{"end": ...}``, the end carrying ``started_at``, ``trace_id`` and ``is_eval``
+    as well (shared/weave_client/captured.jsonl)."""
+    start, end = split_into_events(call)
+    end = {**end, "trace_id": call.get("trace_id"), "is_eval": False}
+    end["started_at"] = call["started_at"]
+    return {"start": start}, {"end": end}
 
 
 MALFORMED_REASONS = (

@@ -4,8 +4,9 @@ One record per line: complete calls, or Weave's start and end events (merged by
 call id). Blank lines are skipped; a line that is not a call becomes a
 :class:`~weave_stream.ingest.outcomes.DeadLetter` whose offset is its line number;
 a half whose partner never comes is kept as an incomplete call, since the file is
-all there is. The local runner, backfills and a monitor's ``jsonl`` reference read
-files with this.
+all there is. A call id seen again is a ``duplicate`` (same content, dropped) or a
+``conflict`` (another content, dead-lettered), as on the stream. The local runner,
+backfills and a monitor's ``jsonl`` reference read files with this.
 
 >>> import tempfile, pathlib
 >>> folder = pathlib.Path(tempfile.mkdtemp())
@@ -31,7 +32,12 @@ from typing import Any
 
 from weave_stream.errors import IngestError
 from weave_stream.ingest.call import Call
-from weave_stream.ingest.outcomes import DeadLetter, expire_pending, ingest_record
+from weave_stream.ingest.outcomes import (
+    DeadLetter,
+    ForwardedWindow,
+    expire_pending,
+    ingest_record,
+)
 
 __all__ = ["read_call_file"]
 
@@ -45,13 +51,18 @@ def read_call_file(path: str | Path) -> tuple[list[Call], list[DeadLetter]]:
     calls: list[Call] = []
     dead_letters: list[DeadLetter] = []
     pending: dict[str, Any] = {}
+    window = ForwardedWindow(capacity=2**62)  # the whole file: each id once, as the stream does
     try:
         with path.open("rb") as lines:
             for number, line in enumerate(lines, start=1):
                 if not line.strip():
                     continue
                 result = ingest_record(
-                    line.rstrip(b"\r\n"), pending, now=float(number), source=(str(path), 0, number)
+                    line.rstrip(b"\r\n"),
+                    pending,
+                    now=float(number),
+                    source=(str(path), 0, number),
+                    window=window,
                 )
                 if result.call is not None:
                     calls.append(result.call)

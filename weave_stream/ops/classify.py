@@ -171,7 +171,15 @@ class ClassifyOp:
         return OpResult(value=value, details={"probabilities": scores})
 
 
-Classify = op(name="classify", batched=True, batch_size=256, timeout=300.0, retries=1)(ClassifyOp)
+Classify = op(
+    name="classify",
+    batched=True,
+    batch_size=256,
+    timeout=300.0,
+    retries=1,
+    distributions=("sentence-transformers", "transformers", "torch"),  # it embeds the text
+    higher_is_worse=False,  # a confidence: the least confident are the worst
+)(ClassifyOp)
 
 
 def _features(vector: Vector) -> dict[int, float]:

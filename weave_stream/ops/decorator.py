@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.metadata
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,7 +55,7 @@ from weave_stream.ops.subops import (
     unique_ops,
     version_with_calls,
 )
-from weave_stream.ops.versioning import code_digest, version_digest
+from weave_stream.ops.versioning import code_digest, imported_distributions, version_digest
 
 __all__ = ["FunctionOp", "OpClass", "OpDecorator", "OpOptions", "op"]
 
@@ -74,6 +75,9 @@ class OpOptions:
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON
     unversioned: tuple[str, ...] = ()
     calls: tuple[tuple[Any, float | None], ...] = ()  # declared sub-ops, calls per input
+    version: str | None = None  # the user's label, in place of the distributions
+    distributions: tuple[str, ...] | None = None  # None: those the op's module imports
+    higher_is_worse: bool | None = None  # for drill-downs: which scores are the worst
 
 
 class FunctionOp:
@@ -101,6 +105,7 @@ class FunctionOp:
         self._factory = factory
         self._arguments = dict(arguments or {})  # every constructor argument, versioned or not
         self._code: str | None = None
+        self._dependencies: dict[str, str] | None = None
         self._version: tuple[Any, str] | None = None  # (state, version): params never change
         self._signature = _signature_of(function)
         self._param_ops = tuple(param_ops)  # constructor arguments that are ops
@@ -122,14 +127,40 @@ class FunctionOp:
 
     @property
     def own_version(self) -> str:
-        """Digest of code, parameters and learned state (see :mod:`.versioning`)."""
+        """Digest of code, parameters, learned state and the installed distributions the
+        op's module imports, or its ``version=`` label (see :mod:`.versioning`)."""
         if self._code is None:
             self._code = code_digest(self._code_target, self._options.depends)
         state_hook = getattr(self._instance, "version_state", None)
         state = state_hook() if callable(state_hook) else None
         if self._version is None or self._version[0] != state:
-            self._version = (state, version_digest(self._name, self._code, self._params, state))
+            dependencies = dict(self.distributions)
+            if self._options.version is not None:
+                dependencies = {"version": self._options.version}
+            digest = version_digest(self._name, self._code, self._params, state, dependencies)
+            self._version = (state, digest)
         return self._version[1]
+
+    @property
+    def higher_is_worse(self) -> bool | None:
+        """Whether a higher value is worse (drill-downs list the worst first); None: unsaid."""
+        return self._options.higher_is_worse
+
+    @property
+    def distributions(self) -> dict[str, str]:
+        """``{distribution: version}`` this op's version covers (empty with ``version=``)."""
+        if self._dependencies is None:
+            options = self._options
+            if options.version is not None:
+                self._dependencies = {}
+            elif options.distributions is not None:
+                self._dependencies = {
+                    name: _installed_version(name) for name in options.distributions
+                }
+            else:
+                targets = [self._code_target, *options.depends]
+                self._dependencies = imported_distributions(targets)
+        return dict(self._dependencies)
 
     @property
     def ref(self) -> str:
@@ -397,6 +428,9 @@ def op(
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     unversioned: Sequence[str] = (),
     calls: Sequence[Any] | Mapping[Any, float] | None = None,
+    version: str | None = None,
+    distributions: Sequence[str] | None = None,
+    higher_is_worse: bool | None = None,
 ) -> OpDecorator: ...
 def op(
     target: Any = None,
@@ -414,6 +448,9 @@ def op(
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     unversioned: Sequence[str] = (),
     calls: Sequence[Any] | Mapping[Any, float] | None = None,
+    version: str | None = None,
+    distributions: Sequence[str] | None = None,
+    higher_is_worse: bool | None = None,
 ) -> FunctionOp | OpClass | OpDecorator:
     """Make an op of a function or class; usable bare (``@op``) or with options (``@op(...)``).
 
@@ -425,6 +462,12 @@ def op(
     change results (an HTTP client, settings) and so stay out of the version.
     ``calls`` lists ops its code calls that its names do not show (or maps them to
     calls per input, ``{judge: 3}``, for plans): see :mod:`.subops`.
+    ``version`` is a label of yours that stands for what the code uses (bump it when
+    the model behind an endpoint changes): it replaces the installed distributions the
+    version otherwise covers; ``distributions`` names exactly which distributions count
+    (default: those the op's module imports). ``higher_is_worse`` says which of the
+    op's values are the worst (a toxicity: higher; a quality score: lower), for
+    drill-downs of columns that do not say it themselves.
 
     mypy does not apply class decorators to types: for a typed class op, write
     ``Keyword = op(name="keyword")(KeywordOp)`` rather than decorating the class.
@@ -440,9 +483,19 @@ def op(
             retry_on=retry_on,
             unversioned=tuple(unversioned),
             calls=declared_calls(calls, str(name or getattr(target, "__name__", "op"))),
+            version=version,
+            distributions=None if distributions is None else tuple(distributions),
+            higher_is_worse=higher_is_worse,
         )
     )
     return decorator(target) if target is not None else decorator
+
+
+def _installed_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"  # installing it later is a change too
 
 
 def _policy(

@@ -244,6 +244,8 @@ Judge = op(
     deterministic=False,
     batched=True,
     depends=(parse_answer,),  # the parser decides the values; its module is not followed
+    distributions=(),  # the model's name is in version_state; the HTTP client does not score
+    higher_is_worse=False,  # a score: the lowest are the worst
     unversioned=(
         "prices",
         "settings",

@@ -5,9 +5,9 @@ An op is named by
 * a built-in name: ``embed``, ``classify``, ``judge``, ``explain``;
 * a name given to :func:`register_op`;
 * an import path ``package.module:attribute`` (an ``@op`` function or class, or a
-  plain function or class, which is made an op). When the module is not
-  importable, ``module.py`` next to the topology file is tried, so a topology
-  can ship its own ops beside it.
+  plain function or class, which is made an op). ``module.py`` next to the
+  topology file comes first (the topology's own files win, and travel with its
+  registration: :mod:`weave_stream.topology.modules`); else the module is imported.
 
 A name's ``params`` are the keyword arguments of an op class (built-ins are
 classes); a function takes none.
@@ -20,12 +20,14 @@ classes); a function takes none.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
 import importlib
 import importlib.util
 import inspect
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,14 @@ from weave_stream.ops.embed import Embed
 from weave_stream.ops.explain import Explain
 from weave_stream.ops.judge import Judge
 
-__all__ = ["BUILTIN_OPS", "op_spec", "register_op", "registered_ops", "resolve_op"]
+__all__ = [
+    "BUILTIN_OPS",
+    "importable_from",
+    "op_spec",
+    "register_op",
+    "registered_ops",
+    "resolve_op",
+]
 
 BUILTIN_OPS: dict[str, OpClass] = {
     "embed": Embed,
@@ -137,18 +146,20 @@ def _import(path: str, search_path: Path | None) -> Any:
     module_name, _, attribute = path.partition(":")
     if not module_name or not attribute:
         raise OpDefinitionError(f"op import path {path!r} must look like package.module:function")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        module = _load_beside(module_name, search_path)
-        if module is None:
+    module = _load_beside(module_name, search_path)
+    if module is None:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
             where = (
                 f" (nor is {module_name}.py beside the topology in {search_path})"
                 if search_path
                 else ""
             )
             raise OpDefinitionError(
-                f"op {path!r}: module {module_name!r} is not importable: {exc}{where}"
+                f"op {path!r}: module {module_name!r} is not importable: {exc}{where}; put "
+                "it beside the topology file (it then travels with the registration), or "
+                "install it where the workers run"
             ) from None
     target: Any = module
     for part in attribute.split("."):
@@ -164,7 +175,9 @@ def _load_beside(module_name: str, search_path: Path | None) -> Any:
     file = search_path / (module_name.replace(".", "/") + ".py")
     if not file.is_file():
         return None
-    unique = f"weave_stream_user_ops.{module_name}"
+    # One name per folder: two topologies' modules of the same name never mix.
+    folder = hashlib.sha256(str(search_path.resolve()).encode()).hexdigest()[:10]
+    unique = f"weave_stream_user_ops.d{folder}.{module_name}"
     if unique in sys.modules:
         return sys.modules[unique]
     spec = importlib.util.spec_from_file_location(unique, file)
@@ -172,8 +185,28 @@ def _load_beside(module_name: str, search_path: Path | None) -> Any:
         return None
     module = importlib.util.module_from_spec(spec)
     sys.modules[unique] = module
-    spec.loader.exec_module(module)
+    with importable_from(search_path):  # the module's own imports of its neighbours
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:
+            del sys.modules[unique]
+            raise OpDefinitionError(
+                f"module {module_name!r} beside the topology ({file}) failed to import: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
     return module
+
+
+@contextlib.contextmanager
+def importable_from(folder: Path) -> Iterator[None]:
+    """Let ``import x`` find ``x.py`` in ``folder`` while the block runs."""
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
 
 
 def _example_length(text: str) -> int:

@@ -123,7 +123,15 @@ class DrillDownSpec(SpecModel):
     sample_size: int = Field(default=10, ge=0, le=1000, description="calls kept per bucket")
     worst_k: int = Field(default=5, ge=0, le=1000)
     score: str | None = None
-    worst: Literal["lowest", "highest"] = "lowest"
+    # None: from the score's column (its higher_is_worse, else its op's; see
+    # aggregates.source.worst_direction); "lowest" when nothing says.
+    worst: Literal["lowest", "highest"] | None = None
+    worst_reason: str = ""  # why that direction, for the drill-down's heading
+
+    @property
+    def direction(self) -> Literal["lowest", "highest"]:
+        """The worst scores are the lowest or the highest."""
+        return self.worst or "lowest"
 
 
 class Aggregate(SpecModel):

@@ -12,6 +12,7 @@ YAML (or the dict it parses to)::
         filter: {attributes.env: prod}     # optional
         sample: 1.0                        # optional, relative to the source's
         trials: 1                          # optional, non-deterministic ops only
+        higher_is_worse: false             # optional: drill-downs list the worst first
     aggregates: []                         # Aggregate entries (topology.aggregates)
     monitors: []                           # Monitor entries (topology.monitors)
 
@@ -38,6 +39,7 @@ import yaml
 
 from weave_stream.config import Settings
 from weave_stream.errors import TopologyError
+from weave_stream.ops.resolve import importable_from
 from weave_stream.topology.spec import Column, Source, Topology
 
 __all__ = [
@@ -50,7 +52,9 @@ __all__ = [
 TOPOLOGY_DIR = Path("topologies")
 _TOP_KEYS = frozenset({"name", "description", "source", "columns", "aggregates", "monitors"})
 _SOURCE_KEYS = frozenset({"op_name", "filter", "sample"})
-_COLUMN_KEYS = frozenset({"name", "op", "params", "args", "filter", "sample", "trials"})
+_COLUMN_KEYS = frozenset(
+    {"name", "op", "params", "args", "filter", "sample", "trials", "higher_is_worse"}
+)
 _SUFFIXES = (".yaml", ".yml", ".py")
 
 
@@ -179,6 +183,7 @@ def _column(data: Any, index: int, where: str) -> Column:
         filter=data.get("filter"),
         sample=data.get("sample", 1.0),
         trials=data.get("trials", 1),
+        higher_is_worse=data.get("higher_is_worse"),
     )
 
 
@@ -189,7 +194,8 @@ def _from_python(path: Path) -> Topology:
         raise TopologyError(f"cannot import topology file {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # ops defined in the file are versioned by their source
-    spec.loader.exec_module(module)
+    with importable_from(path.parent):  # its own modules beside it
+        spec.loader.exec_module(module)
     found = getattr(module, "topology", None)
     if isinstance(found, Topology):
         return found

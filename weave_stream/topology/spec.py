@@ -88,6 +88,7 @@ class Column:
     filter: Mapping[str, Any] | None = None
     sample: float = 1.0
     trials: int = 1
+    higher_is_worse: bool | None = None  # drill-downs: the op's default when None
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,8 @@ class Topology:
             entry.update({"filter": dict(column.filter)} if column.filter else {})
             entry.update({"sample": column.sample} if column.sample != 1.0 else {})
             entry.update({"trials": column.trials} if column.trials != 1 else {})
+            if column.higher_is_worse is not None:
+                entry["higher_is_worse"] = column.higher_is_worse
             columns.append(entry)
         source = {k: v for k, v in vars(self.source).items() if v is not None and v != 1.0}
         return {
@@ -280,6 +283,11 @@ class Topology:
             except ValueError as exc:
                 problems.append(f"{where}, field 'filter': {exc}")
         _check_rate(column.sample, f"{where}, field 'sample'", problems)
+        if column.higher_is_worse is not None and not isinstance(column.higher_is_worse, bool):
+            problems.append(
+                f"{where}, field 'higher_is_worse': must be true or false, got "
+                f"{column.higher_is_worse!r}"
+            )
         if (
             not isinstance(column.trials, int)
             or isinstance(column.trials, bool)

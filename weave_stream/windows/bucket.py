@@ -100,7 +100,7 @@ class AggregatePlan:
         if drill.score is not None and drill.worst_k:
             score_column = drill.score
             self.worst = WorstK(
-                drill.worst_k, drill.worst, lambda r: _score(r, score_column), self._entry
+                drill.worst_k, drill.direction, lambda r: _score(r, score_column), self._entry
             )
 
     def _plan_column(self, spec: Aggregate, column: str) -> MetricPartials:

@@ -59,6 +59,7 @@ from weave_stream.ingest.call import Call
 from weave_stream.metrics import DERIVED_VALUES_WRITTEN
 from weave_stream.notify.alerts import Alert
 from weave_stream.ops.execute import run_op
+from weave_stream.runners.streaming.health import HEALTH, watched_agent
 from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink
 from weave_stream.topology.monitors import JsonlReference, Monitor
 from weave_stream.topology.spec import Topology
@@ -117,7 +118,8 @@ def register_monitors(
             value_serializer="raw",
             partitions=1,
         )
-        app.agent(source, name=f"{topology.name}-monitor-{spec.name}")(runner.agent)
+        name = watched_agent(f"{topology.name}-monitor-{spec.name}", runner.component)
+        app.agent(source, name=name)(runner.agent)
 
     @app.timer(interval=1.0)
     async def release_grouped_findings() -> None:
@@ -142,12 +144,14 @@ class _MonitorRunner:
         self.reference_topic = settings.topics.reference(topology.name, spec.name)
         self.values_topic = settings.topics.derived(topology.name, spec.name)
         self.op_ref = f"monitor:{spec.name}"
+        self.component = f"topology/{topology.name}/monitor/{spec.name}"
         self._started = False
 
     async def agent(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         batches = stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
             self.settings.batch_size, self.settings.batch_max_wait_seconds
         )
+        HEALTH.running(self.component)
         async for events in batches:
             if not self._started:
                 await self._start()
@@ -161,6 +165,7 @@ class _MonitorRunner:
                 else:
                     observations.append(decode_observation(data))
             await self.process(observations)
+            HEALTH.ok(self.component)
             yield None
 
     async def _start(self) -> None:

@@ -45,6 +45,7 @@ from weave_stream.metrics import (
 )
 from weave_stream.runners.streaming.aggregates import attach_aggregates
 from weave_stream.runners.streaming.app import create_app
+from weave_stream.runners.streaming.health import HEALTH, watched_agent
 from weave_stream.runners.streaming.monitor_agent import register_monitors
 from weave_stream.runners.streaming.sink import OutgoingRecord, attach_sink
 from weave_stream.runners.streaming.watchdog import Activity, watch_for_stall
@@ -89,8 +90,11 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
         aggregates.consume(source, settings)  # aggregate-only: its own light agent
         return app
 
-    @app.agent(source, name=f"{topology.name}-derive")
+    component = f"topology/{topology.name}/derive"
+
+    @app.agent(source, name=watched_agent(f"{topology.name}-derive", component))
     async def derive(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        HEALTH.running(component)
         batches = stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
             settings.batch_size, settings.batch_max_wait_seconds
         )
@@ -132,6 +136,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
                 await monitors.offer(sink, calls, values)  # embeddings to the drift monitors
             batch_seconds.observe(time.perf_counter() - started)
             activity.end()
+            HEALTH.ok(component)
             yield None
 
     @app.timer(interval=min(300.0, max(1.0, settings.results_retention_seconds / 10)))
