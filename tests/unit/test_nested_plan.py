@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from weave_stream import Column, MemoryCache, Topology, run_local
-from weave_stream.columns.plan import Plan
+from weave_stream.columns.plan import Plan, run_table
 from weave_stream.ops import CostEstimate, op
 from weave_stream.runners.local import plan_local
 
@@ -115,3 +115,15 @@ def test_a_changed_sub_op_is_priced_again() -> None:
     assert step.op_ref == edited.ref != costly.ref
     assert (step.calls, step.cache_hits, step.to_compute) == (10, 0, 10)
     assert step.estimate.usd == pytest.approx(0.1)
+
+
+def test_a_runs_table_shows_what_the_ops_called() -> None:
+    costly, cache = make_costly(), MemoryCache()
+    parent = make_parent(costly)
+    topology = Topology("t", [Column("s", parent, args={"document": "inputs.document"})])
+    table = run_local(topology, calls(10), cache)
+    lines = run_table(topology, table.stats).splitlines()
+    rows = {line.split()[1]: line.split()[2:] for line in lines if line.startswith("  calls")}
+    assert rows == {costly.ref: ["10", "0", "0", "10", "0", "0", "$0.0000"]}
+    again = run_local(topology, calls(4), cache)
+    assert "  calls" not in run_table(topology, again.stats)  # cached parents call nothing

@@ -125,7 +125,11 @@ def _counts(c: ColumnEstimate) -> tuple[int, int, int, int, int]:
 
 
 def run_table(topology: Topology, stats: DeriveStats) -> str:
-    """A run's counts, per column, in the plan's table (with errors and dollars spent)."""
+    """A run's counts, per column, in the plan's table (with errors and dollars spent).
+
+    The ops that column ops called follow, one row each (calls made, answered by the
+    cache, shared with an identical call of the run, computed): their dollars are in
+    their columns' already, so the totals count columns only."""
     header = ("column", "op", *_COUNTS, "errors", "USD")
     rows: list[tuple[str, ...]] = [header]
     totals = DeriveStats()
@@ -134,6 +138,9 @@ def run_table(topology: Topology, stats: DeriveStats) -> str:
         counts = (c.values, c.cache_hits, c.deduplicated, c.computed, c.not_computable, c.errors)
         rows.append((column.name, column.op.ref, *map(str, counts), f"${c.cost_usd:.4f}"))
         totals.columns[column.name] = c
+    for ref, sub in stats.sub_ops.items():  # what the ops called: apart from the totals
+        figures = (sub.calls, sub.cache_hits, sub.shared, sub.computed, 0, sub.errors)
+        rows.append(("  calls", ref, *map(str, figures), f"${sub.cost_usd:.4f}"))
     spent = sum(c.cost_usd for c in totals.columns.values())
     total_counts = (
         totals.values,
