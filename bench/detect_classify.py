@@ -1,0 +1,2 @@
+def classify_figures(seeds):
+    return []
