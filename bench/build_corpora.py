@@ -31,7 +31,7 @@ import re
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -110,7 +110,9 @@ def reviews() -> Iterator[tuple]:
 _WIKI_DROP = [
     re.compile(r"<ref[^>]*/>|<ref.*?</ref>|<!--.*?-->", re.S),
     re.compile(r"\{\|.*?\|\}", re.S),  # tables
-    re.compile(r"\[\[(?:File|Image|Category|Datei|Файл|Категория):[^\]]*(?:\[\[[^\]]*\]\][^\]]*)*\]\]"),
+    re.compile(
+        r"\[\[(?:File|Image|Category|Datei|Файл|Категория):[^\]]*(?:\[\[[^\]]*\]\][^\]]*)*\]\]"
+    ),
     re.compile(r"<[^>]+>"),
 ]
 
@@ -204,7 +206,9 @@ def build() -> list[dict[str, str]]:
             unique.setdefault(text, label)
         items = sorted(unique.items())
         random.Random(kind).shuffle(items)
-        rows += [{"kind": kind, "label": label, "text": text} for text, label in items[:MAX_PER_KIND]]
+        rows += [
+            {"kind": kind, "label": label, "text": text} for text, label in items[:MAX_PER_KIND]
+        ]
         print(f"{kind:14} {min(len(items), MAX_PER_KIND):5} of {len(items)}")
     return rows
 

@@ -31,11 +31,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.detect_classify import classify_figures  # noqa: E402
-from tests.corpora import NEW_KINDS, STABLE_KINDS, texts  # noqa: E402
-from weave_stream.drift.monitor import DriftMonitor  # noqa: E402
-from weave_stream.drift.observation import Observation  # noqa: E402
-from weave_stream.drift.spec import MonitorSpec  # noqa: E402
+from bench.detect_classify import classify_figures
+from tests.corpora import NEW_KINDS, STABLE_KINDS, texts
+from weave_stream.drift.monitor import DriftMonitor
+from weave_stream.drift.observation import Observation
+from weave_stream.drift.spec import MonitorSpec
 
 REFERENCE, STABLE, NEW, BATCH = 1_000, 3_000, 300, 64
 BASELINE_WINDOW = 50
@@ -50,8 +50,9 @@ def run_monitor(reference: np.ndarray, phases: list[np.ndarray]) -> list[dict[st
     """Stream each phase through one monitor; per phase, which calls were flagged and alarmed."""
     from datetime import UTC, datetime, timedelta
 
-    spec = MonitorSpec(name="m", column="e", reference={"first_n": len(reference)},
-                       cooldown_seconds=0)  # fmt: skip
+    spec = MonitorSpec(
+        name="m", column="e", reference={"first_n": len(reference)}, cooldown_seconds=0
+    )
     monitor = DriftMonitor.build("bench", spec, [f"r{i}" for i in range(len(reference))], reference)
     start, outcomes, number = datetime(2026, 1, 1, tzinfo=UTC), [], 0
     for phase in phases:
@@ -122,10 +123,22 @@ def pair(kind: str, seed: int) -> dict[str, float | int | None]:
     }
 
 
-def emit(name: str, pair_name: str, value: float | None, baseline: float | None, **extra: object) -> None:
+def emit(
+    name: str, pair_name: str, value: float | None, baseline: float | None, **extra: object
+) -> None:
     ratio = None if not value or baseline is None else round(baseline / value, 3)
-    print(json.dumps({"bench": name, "pair": pair_name, "value": value, "baseline": baseline,
-                      "ratio": ratio, **extra}))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                "bench": name,
+                "pair": pair_name,
+                "value": value,
+                "baseline": baseline,
+                "ratio": ratio,
+                **extra,
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -133,31 +146,55 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     seeds = range(parser.parse_args().seeds)
     rows = []
-    print(f"{'stable -> new kind':24} {'delay':>11} {'false alarms':>13} {'recall':>11} "
-          f"{'false flags':>12} {'after':>6}   (subject / baseline; worst of {len(seeds)} seeds)")  # fmt: skip
+    print(
+        f"{'stable -> new kind':24} {'delay':>11} {'false alarms':>13} {'recall':>11} "
+        f"{'false flags':>12} {'after':>6}   (subject / baseline; worst of {len(seeds)} seeds)"
+    )
     for kind in NEW_KINDS:
         runs = [pair(kind, seed) for seed in seeds]
         worst = {
             "delay": max((r["delay"] or 10**6) for r in runs),
             "baseline_delay": max((r["baseline_delay"] or 10**6) for r in runs),
-            **{k: max(r[k] for r in runs) for k in ("false_alarms", "baseline_false_alarms",
-               "false_flags", "baseline_false_flags", "false_flags_after")},  # fmt: skip
+            **{
+                k: max(r[k] for r in runs)
+                for k in (
+                    "false_alarms",
+                    "baseline_false_alarms",
+                    "false_flags",
+                    "baseline_false_flags",
+                    "false_flags_after",
+                )
+            },
             **{k: min(r[k] for r in runs) for k in ("recall", "baseline_recall")},
         }
         rows.append((kind, worst))
-        print(f"{'stable -> ' + kind:24} {worst['delay']:>5} / {worst['baseline_delay']:<4}"
-              f"{worst['false_alarms']:>6} / {worst['baseline_false_alarms']:<5}"
-              f"{worst['recall']:>6.2f} / {worst['baseline_recall']:.2f}"
-              f"{worst['false_flags']:>7.3f} / {worst['baseline_false_flags']:.3f}"
-              f"{worst['false_flags_after']:>7.3f}")  # fmt: skip
+        print(
+            f"{'stable -> ' + kind:24} {worst['delay']:>5} / {worst['baseline_delay']:<4}"
+            f"{worst['false_alarms']:>6} / {worst['baseline_false_alarms']:<5}"
+            f"{worst['recall']:>6.2f} / {worst['baseline_recall']:.2f}"
+            f"{worst['false_flags']:>7.3f} / {worst['baseline_false_flags']:.3f}"
+            f"{worst['false_flags_after']:>7.3f}"
+        )
     for kind, worst in rows:
         name = f"stable->{kind}"
-        emit("shift_delay_calls", name, worst["delay"], worst["baseline_delay"], worst_of=len(seeds))
-        emit("shift_false_alarms_3000_calls", name, worst["false_alarms"],
-             worst["baseline_false_alarms"])  # fmt: skip
-        emit("novelty_recall_at_1pct", name, worst["recall"], worst["baseline_recall"],
-             false_flags=worst["false_flags"], baseline_false_flags=worst["baseline_false_flags"],
-             false_flags_after_shift=worst["false_flags_after"])  # fmt: skip
+        emit(
+            "shift_delay_calls", name, worst["delay"], worst["baseline_delay"], worst_of=len(seeds)
+        )
+        emit(
+            "shift_false_alarms_3000_calls",
+            name,
+            worst["false_alarms"],
+            worst["baseline_false_alarms"],
+        )
+        emit(
+            "novelty_recall_at_1pct",
+            name,
+            worst["recall"],
+            worst["baseline_recall"],
+            false_flags=worst["false_flags"],
+            baseline_false_flags=worst["baseline_false_flags"],
+            false_flags_after_shift=worst["false_flags_after"],
+        )
     for figure in classify_figures(seeds=5):
         print(json.dumps(figure))
 

@@ -105,9 +105,7 @@ def test_english_then_japanese_raises_grouped_novelty_and_shift_alerts(documents
     assert sum(f.count for f in novelty) == sum(novel) and len(novelty) <= 3
     japanese_alert = next(f for f in novelty if f.call_ids[0].startswith("ja-"))
     assert japanese_alert.excerpt and japanese_alert.nearest_known_call in texts
-    assert japanese_alert.nearest_known_excerpt == excerpt(
-        texts[japanese_alert.nearest_known_call]
-    )
+    assert japanese_alert.nearest_known_excerpt == excerpt(texts[japanese_alert.nearest_known_call])
     assert japanese_alert.group_dict == {"attributes.env": "prod"}
     # The shift is seen only once Japanese arrives, by the sliding whitened-mean test.
     assert shift and all(c.startswith("ja-") for f in shift for c in f.call_ids[-1:])

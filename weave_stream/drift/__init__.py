@@ -21,6 +21,7 @@ Everything here is plain Python: no broker, no event loop.
 
 from __future__ import annotations
 
+from weave_stream.drift.domain import DomainClassifier
 from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.findings import AlertKind, Finding, GroupKey, group_key
 from weave_stream.drift.index import AddResult, VectorIndex, choose_kind
@@ -32,7 +33,6 @@ from weave_stream.drift.reference import (
     read_reference_calls,
     reference_fingerprint,
 )
-from weave_stream.drift.domain import DomainClassifier
 from weave_stream.drift.shift import ShiftResult, ShiftTest, ShiftWindow
 from weave_stream.drift.snapshot import IndexSnapshot, load_or_rebuild, load_snapshot, save_snapshot
 from weave_stream.drift.spec import MonitorSpec, parse_monitors
@@ -54,11 +54,11 @@ __all__ = [
     "NoveltyScorer",
     "Observation",
     "ReferenceCollector",
-    "StormGuard",
-    "VectorIndex",
     "ShiftResult",
     "ShiftTest",
     "ShiftWindow",
+    "StormGuard",
+    "VectorIndex",
     "calibrate",
     "choose_kind",
     "group_key",

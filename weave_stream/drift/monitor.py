@@ -197,9 +197,9 @@ class DriftMonitor:
         for position, observation in enumerate(observations):
             score = scores[position]
             state = self._group_state(observation.group)
-            if state is not None and state.domain is not None and not score.novel:
-                if bool(state.domain.flags(observation.vector[None, :])[0]):
-                    score = scores[position] = replace(score, novel=True, new_distribution=True)
+            domain = state.domain if state is not None else None
+            if domain is not None and not score.novel and domain.flags(observation.vector[None])[0]:
+                score = scores[position] = replace(score, novel=True, new_distribution=True)
             self._distance_metric.observe(score.distance)
             if score.novel:
                 raw.append(self._novel(observation, score))
@@ -267,9 +267,7 @@ class DriftMonitor:
         state.calls_since_shift = 0
         return [finding]
 
-    def _shift_finding(
-        self, state: _GroupState, result: ShiftResult, last: Observation
-    ) -> Finding:
+    def _shift_finding(self, state: _GroupState, result: ShiftResult, last: Observation) -> Finding:
         size = min(result.calls, len(state.call_ids))
         call_ids = list(state.call_ids)[-size:]
         picks = np.linspace(0, size - 1, num=min(size, self.spec.sample_size)).round().astype(int)

@@ -1,4 +1,4 @@
-"""Novelty: each embedding's mean distance to its nearest known ones, against a calibrated threshold.
+"""Novelty: an embedding's mean distance to its nearest known ones, against a calibrated threshold.
 
 The score of an example is its mean distance to its ``neighbours`` nearest known
 examples (10 by default). Against a varied reference this separates a new kind of
@@ -111,7 +111,8 @@ def calibrate(
     # approximate search that missed the example itself).
     loo = np.empty(len(rows))
     for position, (found, row) in enumerate(zip(hits, rows, strict=True)):
-        others = [d for d, hit in zip(distances[position], found, strict=True) if hit != ids[row]]
+        own = ids[int(row)]
+        others = [d for d, hit in zip(distances[position], found, strict=True) if hit != own]
         loo[position] = np.mean(others[:k])
     loo = loo[np.isfinite(loo)]
     p50, p90, p99, threshold = np.quantile(loo, [0.5, 0.9, 0.99, quantile])

@@ -150,7 +150,9 @@ class ShiftTest:
         the shortest window is full)."""
         out = np.full(len(transformed), -np.inf)
         sums = np.cumsum(np.vstack([np.zeros(transformed.shape[1]), transformed]), axis=0)
-        squares = np.concatenate([[0.0], np.cumsum(np.einsum("ij,ij->i", transformed, transformed))])
+        squares = np.concatenate(
+            [[0.0], np.cumsum(np.einsum("ij,ij->i", transformed, transformed))]
+        )
         for k in self.scales:
             if k > len(transformed):
                 continue
@@ -215,7 +217,7 @@ class ShiftWindow:
 
 
 def _scales(calls: int) -> list[int]:
-    scales = []
+    scales: list[int] = []
     k = calls
     while k >= _SMALLEST_SCALE and len(scales) < 4:
         scales.append(k)

@@ -32,7 +32,7 @@ class OutgoingRecord:
     with Kafka's default partitioner — murmur2, as every Kafka client does)."""
 
     key: bytes | None
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics)
     headers: Sequence[tuple[str, bytes]] = field(default_factory=tuple)
     partition: int | None = None
 
