@@ -9,8 +9,10 @@ import json
 import random
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
+from tests.corpora import texts
 from tests.e2e.test_cli import weave_stream
 from tests.integration.test_streaming import (
     ASSETS,
@@ -20,9 +22,11 @@ from tests.integration.test_streaming import (
     wait_for_values,
 )
 from tests.servers.webhooks import Receiver
+from weave_stream.broker.kafka import read_topic
 from weave_stream.cli.alerts_cmds import read_alerts
 from weave_stream.config import Settings
-from weave_stream.demo.samples import corpus_documents, sample_calls
+from weave_stream.demo.samples import Document, corpus_documents, sample_calls
+from weave_stream.notify.alerts import Alert
 from weave_stream.runners.workers import WorkerProcess
 
 SECRET = "a-shared-secret-of-the-test"
@@ -111,3 +115,45 @@ def test_novel_documents_raise_alerts_delivered_signed_to_a_webhook(
         shown = weave_stream("alerts", "--format", "json", "--limit", "500", *flags)
         assert shown.returncode == 0, shown.stderr
         assert {row["id"] for row in json.loads(shown.stdout)} == {a.id for a, _ in listed}
+
+
+def test_a_shift_between_two_kinds_of_real_text_is_alerted_within_15_calls(
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """Varied prompts (the reference: the first 300 in call order), then news articles."""
+    stable = [
+        Document(kind, "english", text)
+        for kind, count in (("chat", 250), ("trivia", 80), ("jokes", 70))
+        for text in texts(kind).texts[:count]
+    ]
+    random.Random(5).shuffle(stable)
+    news = [Document("news", "english", text) for text in texts("news").texts[:40]]
+    calls = sample_calls(stable + news, seed="shift")  # one second apart, in this order
+    settings = make_settings()
+    start_worker(settings)
+    register_file(settings, ASSETS / "shifty.yaml")
+    produce_calls(settings, calls)
+    values = wait_for_values(
+        settings, "shifty", ["doc_shift"], covers(calls, ["doc_shift"]), timeout=240
+    )
+    by_id = {v.call_id: v.value for v in values}
+    # The reference is the first 300 calls by started_at, whatever order the two
+    # partitions delivered them in; every other call is scored.
+    assert {c["id"] for c in calls if by_id[c["id"]] == {"reference": True}} == {
+        c["id"] for c in calls[:300]
+    }
+    assert all("novelty" in by_id[c["id"]] for c in calls[300:])
+
+    async def read_records(topic: str) -> list[bytes]:
+        return [r.value async for r in read_topic(settings, topic, idle_timeout=2.0) if r.value]
+
+    alerts = [Alert.from_json(raw) for raw in asyncio.run(read_records(settings.topics.alerts))]
+    shifts = sorted(a.time for a in alerts if a.kind == "distribution_shift")
+    assert shifts, "no distribution_shift alert"
+    # The monitor scores in call order (it holds a call until both source partitions
+    # have passed it), so the delay is counted in calls, one second apart.
+    news_start = datetime.fromisoformat(calls[len(stable)]["started_at"])
+    assert shifts[0] >= news_start  # none over the stable calls
+    news_seen = (shifts[0] - news_start).total_seconds() + 1
+    assert news_seen <= 15, f"alerted after {news_seen} calls of the new kind"

@@ -146,3 +146,15 @@ def test_the_fingerprint_changes_with_the_reference_and_the_spec() -> None:
     assert base != reference_fingerprint(spec, ["a", "c"])
     assert base != reference_fingerprint(other, ["a", "b"])
     assert base != reference_fingerprint(spec, ["a", "b"], source="topic@42")
+
+
+def test_a_quiet_stream_settles_the_reference_with_the_calls_that_came() -> None:
+    collector = ReferenceCollector(FirstNReference(n=2), partitions=2)
+    collector.offer("c1", np.ones(2), at(1), partition=0)
+    assert not collector.settle("quiet")  # not enough calls yet
+    collector.offer("c0", np.ones(2), at(0), partition=0)
+    collector.offer("c2", np.ones(2), at(2), partition=0)
+    assert not collector.is_complete()  # partition 1 never sent anything
+
+    assert collector.settle("no call had arrived for 5 s") and collector.is_complete()
+    assert collector.ids == ["c0", "c1"] and "no call had arrived" in collector.how

@@ -38,12 +38,14 @@ False
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 from collections.abc import Sequence
 from datetime import datetime
 
 import numpy as np
 
+from weave_stream.drift.observation import Observation
 from weave_stream.drift.spec import (
     FirstNReference,
     JsonlReference,
@@ -55,7 +57,12 @@ from weave_stream.errors import TopologyError
 from weave_stream.ingest.call import Call
 from weave_stream.ingest.outcomes import expire_pending, ingest_record
 
-__all__ = ["ReferenceCollector", "read_reference_calls", "reference_fingerprint"]
+__all__ = [
+    "CallOrderBuffer",
+    "ReferenceCollector",
+    "read_reference_calls",
+    "reference_fingerprint",
+]
 
 _MIN_WAIT = 1_000
 
@@ -136,6 +143,32 @@ class ReferenceCollector:
                 self._choose(self._in_order({cid: self._offered[cid] for cid in inside}),
                              caught_up, spec.end)  # fmt: skip
         return self._chosen is not None
+
+    def settle(self, reason: str) -> bool:
+        """Choose now with what has been offered, if it is enough (the stream went quiet).
+
+        A partition with no more calls never passes the boundary; when nothing arrives
+        for a while, a call still to come would be late data anyway.
+        """
+        if self._chosen is not None or isinstance(self.spec, JsonlReference):
+            return self._chosen is not None
+        if isinstance(self.spec, FirstNReference):
+            ordered = self._in_order(self._offered)
+            if len(ordered) < self.spec.n:
+                return False
+            self._chosen = ordered[: self.spec.n]
+        else:
+            spec = self.spec
+            if not self._progress or max(self._progress.values()) < spec.end:
+                return False
+            inside = {
+                c: item for c, item in self._offered.items() if item[0] and spec.contains(item[0])
+            }
+            self._chosen = self._in_order(inside)
+        self.how = (
+            f"call order (started_at, then id) among the {len(self._offered)} calls seen; {reason}"
+        )
+        return True
 
     def _passed(self) -> datetime | None:
         """The event time every source partition has passed (None while one sent nothing)."""
@@ -225,3 +258,74 @@ def reference_fingerprint(spec: MonitorSpec, ids: Sequence[str], source: str = "
     digest = hashlib.sha256(spec.model_dump_json().encode())
     digest.update(json.dumps([source, *ids]).encode())
     return digest.hexdigest()[:32]
+
+
+class CallOrderBuffer:
+    """Releases observations in call order (``started_at``, then id) across source partitions.
+
+    An observation is released once every source partition has passed its time, so
+    the monitor scores and tests calls in the order they were made, as the local
+    runner does, whichever partition was read first. A partition that sent nothing
+    for ``idle_seconds`` (wall clock, as :meth:`release` is told) no longer holds the
+    others back, and at most ``max_pending`` observations wait.
+
+    >>> from datetime import UTC, datetime
+    >>> at = lambda second: datetime(2026, 11, 26, 3, 0, second, tzinfo=UTC)
+    >>> buffer = CallOrderBuffer(partitions=2)
+    >>> buffer.add(Observation("b", np.ones(2), at(2), partition=0), now=0.0)
+    >>> buffer.release(now=0.0)  # partition 1 may still send an earlier call
+    []
+    >>> buffer.add(Observation("a", np.ones(2), at(1), partition=1), now=0.0)
+    >>> buffer.progress(1, at(3), now=0.0)
+    >>> [seen.call_id for seen in buffer.release(now=0.0)]
+    ['a', 'b']
+    """
+
+    def __init__(
+        self, partitions: int, *, idle_seconds: float = 5.0, max_pending: int = 10_000
+    ) -> None:
+        self.partitions = partitions
+        self.idle_seconds = idle_seconds
+        self.max_pending = max_pending
+        self._pending: list[tuple[datetime, str, Observation]] = []
+        self._progress: dict[int, tuple[datetime, float]] = {}  # event time, wall clock
+        self._started: float | None = None
+
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def add(self, observation: Observation, *, now: float) -> None:
+        """Hold ``observation`` until every partition has passed its time."""
+        self._started = now if self._started is None else self._started
+        heapq.heappush(self._pending, (observation.time, observation.call_id, observation))
+        if observation.partition is not None:
+            self.progress(observation.partition, observation.time, now=now)
+
+    def progress(self, partition: int, time: datetime, *, now: float) -> None:
+        """Source ``partition`` has been read up to a call started at ``time``."""
+        self._started = now if self._started is None else self._started
+        known = self._progress.get(partition)
+        self._progress[partition] = (max(time, known[0]) if known else time, now)
+
+    def release(self, *, now: float, everything: bool = False) -> list[Observation]:
+        """The observations no partition can still precede, in call order."""
+        bound = None if everything else self._bound(now)
+        released = []
+        while self._pending and (
+            everything
+            or len(self._pending) > self.max_pending
+            or (bound is not None and self._pending[0][0] <= bound)
+        ):
+            released.append(heapq.heappop(self._pending)[2])
+        return released
+
+    def _bound(self, now: float) -> datetime | None:
+        active = [t for t, seen in self._progress.values() if now - seen < self.idle_seconds]
+        waiting_for_unseen = len(self._progress) < self.partitions and (
+            self._started is None or now - self._started < self.idle_seconds
+        )
+        if waiting_for_unseen or not self._progress:
+            return None
+        if not active:  # every partition idle: nothing earlier is coming
+            return max(t for t, _ in self._progress.values())
+        return min(active)

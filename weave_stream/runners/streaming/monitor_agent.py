@@ -20,7 +20,9 @@ For each ``monitors:`` entry of a topology, the topology worker
    takes the monitor over rebuilds it from there, or loads the snapshot in its data
    dir (a missing or corrupt snapshot is rebuilt, never fatal). The calls gathered
    but not chosen are scored once the monitor is built;
-3. then scores every observation (batched FAISS search, off the event loop): the
+3. then scores every observation in call order (held until every source partition
+   has passed it, or went idle: ``CallOrderBuffer`` in drift/reference.py), so the
+   shift test sees calls as they were made (batched FAISS search, off the event loop): the
    novelty value goes to the derived column ``<prefix>.derived.<topology>.<monitor>``
    with the nearest known call's id, and findings (``novel_example``,
    ``distribution_shift``), grouped per cool-down, go to ``<prefix>.alerts``;
@@ -36,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +64,7 @@ from weave_stream.drift.observation import (
     observation_from_call,
 )
 from weave_stream.drift.reference import (
+    CallOrderBuffer,
     ReferenceCollector,
     read_reference_calls,
     reference_fingerprint,
@@ -168,6 +172,8 @@ class _MonitorRunner:
         self.collector = ReferenceCollector(spec.reference, partitions=settings.partitions)
         self.monitor: DriftMonitor | None = None
         self.gathered: dict[str, Observation] = {}  # seen before the reference was chosen
+        self.last_arrival = time.monotonic()
+        self.in_order = CallOrderBuffer(settings.partitions, idle_seconds=_QUIET_SECONDS)
         self.directory = monitor_snapshot_dir(settings, topology.name, spec.name)
         self.fingerprint = ""
         self.reference_topic = settings.topics.reference(topology.name, spec.name)
@@ -190,8 +196,12 @@ class _MonitorRunner:
                     observations = []
                     await self.acknowledge(orjson.loads(data)["ack"])
                 elif data.startswith(b'{"progress"'):
+                    self.last_arrival = time.monotonic()
+                    partition, when = decode_progress(data)
                     if self.monitor is None:
-                        self.collector.progress(*decode_progress(data))
+                        self.collector.progress(partition, when)
+                    else:
+                        self.in_order.progress(partition, when, now=self.last_arrival)
                 else:
                     observations.append(decode_observation(data))
             await self.process(observations)
@@ -238,6 +248,7 @@ class _MonitorRunner:
 
     async def process(self, observations: list[Observation]) -> None:
         if self.monitor is None:
+            self.last_arrival = time.monotonic()
             fresh = [seen for seen in observations if seen.call_id not in self.gathered]
             for seen in fresh:
                 self.gathered[seen.call_id] = seen
@@ -247,7 +258,10 @@ class _MonitorRunner:
                 return  # still gathering: values come once the reference is chosen
             await self._complete(announce=True)
             return
-        await self._score(observations)
+        now = time.monotonic()
+        for seen in observations:
+            self.in_order.add(seen, now=now)
+        await self._score(self.in_order.release(now=now))
 
     async def _complete(self, *, announce: bool) -> None:
         """Build the monitor from the chosen reference; score the calls not chosen."""
@@ -265,7 +279,10 @@ class _MonitorRunner:
                  for cid in self.collector.ids if cid in self.gathered]
             )  # fmt: skip
         self.gathered = {cid: seen for cid, seen in self.gathered.items() if cid in chosen}
-        await self._score(rest)
+        now = time.monotonic()
+        for seen in rest:  # with the calls still to come, in call order
+            self.in_order.add(seen, now=now)
+        await self._score(self.in_order.release(now=now))
 
     async def _score(self, observations: list[Observation]) -> None:
         if not observations or self.monitor is None:
@@ -330,7 +347,12 @@ class _MonitorRunner:
             )
 
     async def flush(self) -> None:
+        quiet = time.monotonic() - self.last_arrival
+        gathering = self.monitor is None and self._started and quiet >= _QUIET_SECONDS
+        if gathering and self.collector.settle(f"no call had arrived for {quiet:.0f} s"):
+            await self._complete(announce=True)
         if self.monitor is not None:
+            await self._score(self.in_order.release(now=time.monotonic()))  # idle partitions
             await self._raise(self.monitor.flush(datetime.now(UTC)))
 
     async def acknowledge(self, call_ids: list[str]) -> None:
@@ -341,6 +363,8 @@ class _MonitorRunner:
 
 
 _COMPLETE = b"__complete__"
+# A gathering reference whose stream was quiet this long is chosen from what arrived.
+_QUIET_SECONDS = 30.0
 
 
 def monitor_snapshot_dir(settings: Settings, topology: str, monitor: str) -> Path:
