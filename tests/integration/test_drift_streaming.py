@@ -58,7 +58,10 @@ def test_novel_documents_raise_alerts_delivered_signed_to_a_webhook(
         familiar = sample_calls(english[200:240], seed="familiar")
         foreign = sample_calls(japanese[:30], seed="foreign")
         produce_calls(settings, reference)
-        wait_for_values(settings, "drifty", ["doc_drift"], covers(reference, ["doc_drift"]))
+        # The reference is chosen once the stream is quiet (every call of it has come).
+        wait_for_values(
+            settings, "drifty", ["doc_drift"], covers(reference, ["doc_drift"]), timeout=180
+        )
         produce_calls(settings, familiar + foreign)
         values = wait_for_values(
             settings,

@@ -173,7 +173,7 @@ class _MonitorRunner:
         self.monitor: DriftMonitor | None = None
         self.gathered: dict[str, Observation] = {}  # seen before the reference was chosen
         self.last_arrival = time.monotonic()
-        self.in_order = CallOrderBuffer(settings.partitions, idle_seconds=_QUIET_SECONDS)
+        self.in_order = CallOrderBuffer(settings.partitions, idle_seconds=_IDLE_PARTITION_SECONDS)
         self.directory = monitor_snapshot_dir(settings, topology.name, spec.name)
         self.fingerprint = ""
         self.reference_topic = settings.topics.reference(topology.name, spec.name)
@@ -364,7 +364,9 @@ class _MonitorRunner:
 
 _COMPLETE = b"__complete__"
 # A gathering reference whose stream was quiet this long is chosen from what arrived.
-_QUIET_SECONDS = 30.0
+_QUIET_SECONDS = 10.0
+# A source partition silent this long no longer holds back the calls of the others.
+_IDLE_PARTITION_SECONDS = 30.0
 
 
 def monitor_snapshot_dir(settings: Settings, topology: str, monitor: str) -> Path:
