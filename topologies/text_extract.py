@@ -93,7 +93,7 @@ topology = Topology(
             "reference": {"first_n": 150},
             "calibration_quantile": 0.95,
             "cooldown_seconds": 60,
-            "shift": {"window": 50},
+            "shift": {"calls": 40},
         }
     ],
 )
