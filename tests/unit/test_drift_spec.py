@@ -60,10 +60,10 @@ def test_yaml_entries_parse_into_specs_with_every_setting() -> None:
     assert str(from_file.reference.path) == "known.jsonl"
 
 
-def test_defaults_are_auto_index_995th_percentile_and_shift_detection_on() -> None:
+def test_defaults_are_auto_index_997th_percentile_and_shift_detection_on() -> None:
     (spec,) = parse_monitors("t", [{"name": "m", "column": "e", "reference": {"first_n": 10}}])
 
-    assert spec.index.kind == "auto" and spec.calibration_quantile == 0.995
+    assert spec.index.kind == "auto" and spec.calibration_quantile == 0.997
     assert spec.neighbours == 10
     assert spec.shift.enabled and spec.shift.statistic == "whitened_mean"
     assert spec.shift.calls == 80 and spec.shift.domain_classifier

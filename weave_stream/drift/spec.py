@@ -13,7 +13,7 @@ The reference may be written in full or as a shorthand:
 ...     {"name": "doc_drift", "column": "doc_embedding", "reference": {"first_n": 500}}
 ... )
 >>> spec.reference.kind, spec.reference.n, spec.index.kind, spec.calibration_quantile
-('first_n', 500, 'auto', 0.995)
+('first_n', 500, 'auto', 0.997)
 >>> parse_monitors("extract", [{"name": "m", "column": "emb", "reference": {"first_n": 1}}])
 Traceback (most recent call last):
 ...
@@ -218,7 +218,7 @@ class MonitorSpec(_Spec):
     index: IndexSpec = IndexSpec()
     threshold: float | None = Field(default=None, ge=0, description="overrides calibration")
     neighbours: int = Field(default=10, ge=1, le=100, description="known examples per score")
-    calibration_quantile: float = Field(default=0.995, ge=0.5, lt=1)
+    calibration_quantile: float = Field(default=0.997, ge=0.5, lt=1)
     calibration_sample: int = Field(default=20_000, ge=10)
     learning: LearningSpec = LearningSpec()
     shift: ShiftSpec = ShiftSpec()
