@@ -2,7 +2,7 @@
 
 Run from the repository root: ``.venv/bin/python bench/detect.py [--seeds N]``.
 
-Corpora: ``tests/corpora.py`` (built by ``bench/build_corpora.py`` from packages on
+Corpora: ``tests/support/corpora.py`` (built by ``bench/build_corpora.py`` from packages on
 the package index). *Stable traffic* is a varied mix of prompts (chat on 18
 topics, trivia and coding questions, programmer jokes, Python documentation);
 each *new kind* (news, movie reviews, encyclopedia articles, Spanish chat, German
@@ -12,7 +12,7 @@ new kind (calls to the first shift alert, share flagged novel), then 300 stable
 calls again (false flags while the post-shift classifier is active).
 
 The subject is :class:`weave_stream.drift.DriftMonitor` with a default spec
-(``cooldown_seconds: 0`` only so that every detection is counted, not grouped).
+(``cooldown: 0`` only so that every detection is counted, not grouped).
 Baselines, as in issue 18: a sliding centroid distance over the latest 50 calls
 with the threshold at the largest such distance over reference windows, and
 nearest-neighbour distance with the 0.99 quantile of the reference's
@@ -32,10 +32,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.detect_classify import classify_figures
-from tests.corpora import NEW_KINDS, STABLE_KINDS, texts
+from tests.support.corpora import NEW_KINDS, STABLE_KINDS, texts
 from weave_stream.drift.monitor import DriftMonitor
 from weave_stream.drift.observation import Observation
-from weave_stream.drift.spec import MonitorSpec
+from weave_stream.topology.monitors import Monitor
 
 REFERENCE, STABLE, NEW, BATCH = 1_000, 3_000, 300, 64
 BASELINE_WINDOW = 50
@@ -50,9 +50,7 @@ def run_monitor(reference: np.ndarray, phases: list[np.ndarray]) -> list[dict[st
     """Stream each phase through one monitor; per phase, which calls were flagged and alarmed."""
     from datetime import UTC, datetime, timedelta
 
-    spec = MonitorSpec(
-        name="m", column="e", reference={"first_n": len(reference)}, cooldown_seconds=0
-    )
+    spec = Monitor(name="m", column="e", reference={"first_n": len(reference)}, cooldown=0)
     monitor = DriftMonitor.build("bench", spec, [f"r{i}" for i in range(len(reference))], reference)
     start, outcomes, number = datetime(2026, 1, 1, tzinfo=UTC), [], 0
     for phase in phases:

@@ -1,6 +1,6 @@
 """Zero-shot and few-shot accuracy of the ``classify`` op beside plain baselines (for detect.py).
 
-Two 10-class tasks of real text (tests/corpora.py):
+Two 10-class tasks of real text (tests/support/corpora.py):
 
 * ``topics``: chat turns of chatterbot-corpus in 10 topics (ai, computers, emotion,
   food, literature, money, movies, politics, science, sports), 510 texts;
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.corpora import embed, texts
+from tests.support.corpora import embed, texts
 from weave_stream.ops.classify import ClassifyOp
 
 TOPICS = {

@@ -7,22 +7,17 @@ import hashlib
 import hmac
 import json
 import random
-import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
-from tests.corpora import texts
-from tests.e2e.test_cli import weave_stream
-from tests.integration.test_streaming import (
-    ASSETS,
-    covers,
-    produce_calls,
-    register_file,
-    wait_for_values,
-)
-from tests.servers.webhooks import Receiver
-from weave_stream.broker.kafka import read_topic
+from tests.support.cli import weave_stream
+from tests.support.corpora import texts
+from tests.support.records import produce_calls, wait_for_records
+from tests.support.servers.webhooks import Receiver
+from tests.support.topologies import ASSETS, covers, register_file, wait_for_values
+from tests.support.waiting import wait_until
+from weave_stream.broker.kafka import Record
 from weave_stream.cli.alerts_cmds import read_alerts
 from weave_stream.config import Settings
 from weave_stream.demo.samples import Document, corpus_documents, sample_calls
@@ -90,9 +85,7 @@ def test_novel_documents_raise_alerts_delivered_signed_to_a_webhook(
             bodies = [json.loads(r.body) for r in hook.accepted()]
             return sum(b["count"] for b in bodies if b["kind"] == "novel_example")
 
-        deadline = time.monotonic() + 60
-        while counted() < novel and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_until(counted, 60, f"{novel} novel examples alerted", until=lambda n: n >= novel)
         assert counted() == novel
         delivered = hook.accepted()
         for request in delivered:  # HMAC-SHA256 over "<timestamp>.<body>", checked here
@@ -107,13 +100,18 @@ def test_novel_documents_raise_alerts_delivered_signed_to_a_webhook(
         assert alerted <= {c["id"] for c in foreign_novel + familiar_novel}
 
         # The alerts command shows them with their delivery status.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            listed = asyncio.run(read_alerts(settings))
-            if listed and all(s.get("hook", {}).get("state") == "delivered" for _, s in listed):
-                break
-            time.sleep(0.5)
-        assert listed and all(s["hook"]["state"] == "delivered" for _, s in listed)
+        listed = wait_until(
+            lambda: asyncio.run(read_alerts(settings)),
+            30,
+            "every alert listed as delivered to the hook",
+            until=lambda alerts: (
+                bool(alerts)
+                and all(s.get("hook", {}).get("state") == "delivered" for _, s in alerts)
+            ),
+            interval=0.5,
+            describe=lambda alerts: [s.get("hook", {}).get("state") for _, s in alerts],
+        )
+        assert all(s["hook"]["state"] == "delivered" for _, s in listed)
         flags = ["--broker", settings.broker or "", "--prefix", settings.topic_prefix]
         shown = weave_stream("alerts", "--format", "json", "--limit", "500", *flags)
         assert shown.returncode == 0, shown.stderr
@@ -148,12 +146,14 @@ def test_a_shift_between_two_kinds_of_real_text_is_alerted_within_15_calls(
     }
     assert all("novelty" in by_id[c["id"]] for c in calls[300:])
 
-    async def read_records(topic: str) -> list[bytes]:
-        return [r.value async for r in read_topic(settings, topic, idle_timeout=2.0) if r.value]
+    def shift_times(records: list[Record]) -> list[datetime]:
+        alerts = [Alert.from_json(r.value) for r in records if r.value]
+        return sorted(a.time for a in alerts if a.kind == "distribution_shift")
 
-    alerts = [Alert.from_json(raw) for raw in asyncio.run(read_records(settings.topics.alerts))]
-    shifts = sorted(a.time for a in alerts if a.kind == "distribution_shift")
-    assert shifts, "no distribution_shift alert"
+    records = wait_for_records(
+        settings, settings.topics.alerts, lambda records: bool(shift_times(records)), timeout=60
+    )
+    shifts = shift_times(records)
     # The monitor scores in call order (it holds a call until both source partitions
     # have passed it), so the delay is counted in calls, one second apart.
     news_start = datetime.fromisoformat(calls[len(stable)]["started_at"])

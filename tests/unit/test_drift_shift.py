@@ -1,7 +1,7 @@
 """The shift test and the post-shift classifier on real text: varied prompts, then news.
 
 Stable traffic is a mix of chat turns, trivia and coding questions and programmer
-jokes (tests/corpora.py); the new kind is news articles. Each document of the new
+jokes (tests/support/corpora.py); the new kind is news articles. Each document of the new
 kind lies near *some* known prompt often enough that nearest-neighbour novelty
 flags only part of them; the sequential test sees the stream move within a few
 calls, and the classifier trained after it flags most of the rest.
@@ -14,13 +14,13 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from tests.corpora import texts
+from tests.support.corpora import texts
 from weave_stream.drift.monitor import DriftMonitor
 from weave_stream.drift.novelty import NoveltyScore
 from weave_stream.drift.observation import Observation
 from weave_stream.drift.shift import ShiftTest
-from weave_stream.drift.spec import MonitorSpec, ShiftSpec
 from weave_stream.errors import TopologyError
+from weave_stream.topology.monitors import Monitor, ShiftSpec
 
 STABLE = {"chat": 500, "trivia": 150, "coding": 96, "jokes": 150}
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
@@ -56,7 +56,7 @@ def test_the_monitor_flags_most_of_the_new_kind_and_few_stable_calls(
     corpus: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> None:
     reference, held, news = corpus
-    spec = MonitorSpec(name="m", column="e", reference={"first_n": 500}, cooldown_seconds=0)
+    spec = Monitor(name="m", column="e", reference={"first_n": 500}, cooldown=0)
     monitor = DriftMonitor.build("t", spec, [f"r{i}" for i in range(500)], reference)
 
     def observe(vectors: np.ndarray, prefix: str) -> list[NoveltyScore]:

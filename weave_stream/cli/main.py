@@ -9,11 +9,15 @@ from weave_stream.cli import (
     alerts_cmds,
     backfill_cmds,
     broker_cmds,
+    collector_cmds,
     dashboard_cmds,
     demo,
+    experiment_cmds,
     ingest_cmds,
     ops_cmds,
     registry_cmds,
+    status_cmds,
+    values_cmds,
 )
 
 __all__ = ["cli", "main"]
@@ -27,15 +31,19 @@ def cli() -> None:
 
 
 for module in (
+    status_cmds,
     broker_cmds,
+    collector_cmds,
     ingest_cmds,
     registry_cmds,
     ops_cmds,
     backfill_cmds,
     aggregates_cmds,
+    experiment_cmds,
     dashboard_cmds,
     demo,
     alerts_cmds,
+    values_cmds,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -34,10 +34,10 @@ from weave_stream.drift.novelty import Calibration, NoveltyScore, NoveltyScorer,
 from weave_stream.drift.observation import Observation, excerpt
 from weave_stream.drift.shift import ShiftResult, ShiftTest, ShiftWindow
 from weave_stream.drift.snapshot import load_or_rebuild, save_snapshot
-from weave_stream.drift.spec import MonitorSpec
 from weave_stream.drift.storm import StormGuard
 from weave_stream.errors import VectorIndexError
 from weave_stream.metrics import ALERTS_GROUPED, ALERTS_RAISED, MONITOR_LEARNED, NOVELTY_DISTANCE
+from weave_stream.topology.monitors import Monitor
 
 __all__ = ["DriftMonitor", "MonitorResult"]
 
@@ -82,7 +82,7 @@ class DriftMonitor:
     def __init__(
         self,
         topology: str,
-        spec: MonitorSpec,
+        spec: Monitor,
         scorer: NoveltyScorer,
         shift_test: ShiftTest | None,
         *,
@@ -98,7 +98,7 @@ class DriftMonitor:
         self._reference_halves: tuple[np.ndarray, np.ndarray] | None = None
         self.excerpt_of = excerpt_of
         self.max_groups = max_groups
-        self.storm = StormGuard(spec.cooldown_seconds, spec.sample_size)
+        self.storm = StormGuard(spec.cooldown, spec.sample_size)
         self._groups: OrderedDict[GroupKey, _GroupState] = OrderedDict()
         self._distance_metric = NOVELTY_DISTANCE.labels(topology, spec.name)
 
@@ -108,7 +108,7 @@ class DriftMonitor:
     def build(
         cls,
         topology: str,
-        spec: MonitorSpec,
+        spec: Monitor,
         ids: Sequence[str],
         vectors: np.ndarray,
         *,
@@ -123,7 +123,7 @@ class DriftMonitor:
     def open(
         cls,
         topology: str,
-        spec: MonitorSpec,
+        spec: Monitor,
         directory: Path,
         *,
         fingerprint: str,
@@ -156,7 +156,7 @@ class DriftMonitor:
     def _restore(
         cls,
         topology: str,
-        spec: MonitorSpec,
+        spec: Monitor,
         index: FaissVectorIndex,
         extra: Mapping[str, Any],
         seed: int,
@@ -338,7 +338,7 @@ class DriftMonitor:
 
 
 def _build_index(
-    spec: MonitorSpec, ids: Sequence[str], vectors: np.ndarray, seed: int
+    spec: Monitor, ids: Sequence[str], vectors: np.ndarray, seed: int
 ) -> tuple[FaissVectorIndex, dict[str, Any]]:
     matrix = np.ascontiguousarray(vectors, dtype=np.float32)
     index = FaissVectorIndex.build(

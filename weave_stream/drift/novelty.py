@@ -16,7 +16,7 @@ examples (the calibrated false-positive rate).
 
 >>> import numpy as np
 >>> from weave_stream.drift.faiss_index import FaissVectorIndex
->>> from weave_stream.drift.spec import LearningSpec
+>>> from weave_stream.topology.monitors import LearningSpec
 >>> rng = np.random.default_rng(0)
 >>> known = rng.normal(size=(500, 8)).astype(np.float32)
 >>> ids = [f"k{i}" for i in range(500)]
@@ -40,8 +40,8 @@ from typing import Any
 import numpy as np
 
 from weave_stream.drift.index import AddResult, VectorIndex
-from weave_stream.drift.spec import LearningSpec
 from weave_stream.errors import VectorIndexError
+from weave_stream.topology.monitors import LearningSpec
 
 __all__ = ["Calibration", "NoveltyScore", "NoveltyScorer", "calibrate"]
 

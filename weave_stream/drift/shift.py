@@ -25,7 +25,7 @@ raises a false alarm with probability about ``false_alarm_rate`` per
 ``false_alarm_calls`` calls.
 
 >>> import numpy as np
->>> from weave_stream.drift.spec import ShiftSpec
+>>> from weave_stream.topology.monitors import ShiftSpec
 >>> rng = np.random.default_rng(0)
 >>> test = ShiftTest.from_reference(rng.normal(size=(600, 8)), ShiftSpec(calls=40))
 >>> window = test.window()
@@ -45,8 +45,8 @@ from typing import Any
 
 import numpy as np
 
-from weave_stream.drift.spec import ShiftSpec
 from weave_stream.errors import TopologyError
+from weave_stream.topology.monitors import ShiftSpec
 
 __all__ = ["ShiftResult", "ShiftTest", "ShiftWindow"]
 

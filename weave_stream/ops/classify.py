@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from weave_stream.errors import OpDefinitionError, OpError
 from weave_stream.ops.base import CostEstimate, OpResult
 from weave_stream.ops.decorator import op
 from weave_stream.ops.embed import encode_sync, estimate_seconds, run_on_model_thread, text_problem
@@ -65,19 +66,24 @@ class ClassifyOp:
     ) -> None:
         self.labels = _check_labels(labels)
         if not 0.0 <= prior_weight <= 1.0:
-            raise ValueError(f"classify: prior_weight must be in [0, 1], got {prior_weight!r}")
+            raise OpDefinitionError(
+                f"classify: prior_weight must be in [0, 1] (the weight of the label "
+                f"descriptions against the examples), got {prior_weight!r}"
+            )
         self.prior_weight = prior_weight
         self.examples = {label: list(texts) for label, texts in (examples or {}).items()}
         unknown = sorted(set(self.examples) - set(self.labels))
         if unknown:
-            raise ValueError(
+            raise OpDefinitionError(
                 f"classify: examples are given for unknown labels {unknown}; the labels are "
                 f"{sorted(self.labels)} (add them to labels, or fix the example keys)"
             )
         if method not in ("centroid", "river"):
-            raise ValueError(f"classify: method must be 'centroid' or 'river', got {method!r}")
+            raise OpDefinitionError(
+                f"classify: method must be 'centroid' or 'river', got {method!r}"
+            )
         if not temperature > 0:
-            raise ValueError(f"classify: temperature must be > 0, got {temperature!r}")
+            raise OpDefinitionError(f"classify: temperature must be > 0, got {temperature!r}")
         self.method: Method = method
         self.temperature = temperature
         self._feedback_digest = ""
@@ -99,12 +105,12 @@ class ClassifyOp:
     def learn(self, text: str, label: str) -> None:
         """Learn that ``text`` is a ``label`` (feedback); the op's version changes."""
         if label not in self.labels:
-            raise ValueError(
+            raise OpError(
                 f"classify: cannot learn unknown label {label!r}; labels: {sorted(self.labels)}"
             )
         problem = text_problem(text)
         if problem:
-            raise ValueError(f"classify: cannot learn from this text: {problem}")
+            raise OpError(f"classify: cannot learn from this text: {problem}")
         with self._lock:
             self._pending.append((text, label))
             chained = f"{self._feedback_digest}\0{label}\0{text}".encode()
@@ -215,7 +221,15 @@ class ClassifyOp:
         return OpResult(value=value, details={"probabilities": scores})
 
 
-Classify = op(name="classify", batched=True, batch_size=256, timeout=300.0, retries=1)(ClassifyOp)
+Classify = op(
+    name="classify",
+    batched=True,
+    batch_size=256,
+    timeout=300.0,
+    retries=1,
+    distributions=("sentence-transformers", "transformers", "torch"),  # it embeds the text
+    higher_is_worse=False,  # a confidence: the least confident are the worst
+)(ClassifyOp)
 
 
 _PARTS = re.compile(r",|;|/|\band\b|\bor\b")
@@ -232,12 +246,14 @@ def _features(vector: Vector) -> dict[int, float]:
 
 def _check_labels(labels: Mapping[str, Described] | Sequence[str]) -> dict[str, Described]:
     if isinstance(labels, str):
-        raise ValueError(f"classify: labels must be a list or a mapping, got the string {labels!r}")
+        raise OpDefinitionError(
+            f"classify: labels must be a list or a mapping, got the string {labels!r}"
+        )
     described: dict[str, Any] = (
         dict(labels) if isinstance(labels, Mapping) else {str(x): str(x) for x in labels}
     )
     if len(described) < 2:
-        raise ValueError(f"classify: give at least two labels, got {sorted(described)}")
+        raise OpDefinitionError(f"classify: give at least two labels, got {sorted(described)}")
 
     def good(text: object) -> bool:
         return isinstance(text, str) and bool(text.strip())
@@ -248,7 +264,7 @@ def _check_labels(labels: Mapping[str, Described] | Sequence[str]) -> dict[str, 
         if not (good(desc) or (isinstance(desc, list | tuple) and desc and all(map(good, desc))))
     ]
     if bad:
-        raise ValueError(
+        raise OpDefinitionError(
             f"classify: labels {bad} need a non-empty text description (or a list of them)"
         )
     return {

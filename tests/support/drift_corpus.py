@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tests.corpora import embed
+from tests.support.corpora import embed
 from weave_stream.demo.samples import corpus_documents
 
 __all__ = ["Corpus", "corpus"]
