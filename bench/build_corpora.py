@@ -15,6 +15,9 @@ line, committed, so tests and benchmarks never download anything). Sources:
 * the ``pyjokes`` 0.8.3 wheel (BSD): programmer jokes in English;
 * the standard library's ``pydoc_data.topics``: Python reference documentation.
 
+Each source, its version and license are named in ``tests/assets/NOTICE`` (keep it in
+step when a source or version changes).
+
 Long documents are cut into passages of at most ``PASSAGE_CHARS`` at sentence ends;
 each kind is deduplicated and shuffled with a fixed seed.
 """

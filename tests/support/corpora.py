@@ -1,7 +1,8 @@
 """Real text of several kinds with real embeddings, for detection tests and benchmarks.
 
 The texts are ``tests/assets/corpora.jsonl.gz``, built from packages on the package
-index by ``bench/build_corpora.py`` (see there for the sources). Embeddings come
+index by ``bench/build_corpora.py`` (sources, versions and licenses:
+``tests/assets/NOTICE``). Embeddings come
 from the offline all-MiniLM-L6-v2 model, normalized, and are cached on disk
 (``~/.cache/weave-stream/embeddings``, keyed by the texts' digest), so only the
 first run pays for encoding (about a minute on 2 cores for all of them).
