@@ -2,10 +2,10 @@
 
 The texts are ``tests/assets/corpora.jsonl.gz``, built from packages on the package
 index by ``bench/build_corpora.py`` (sources, versions and licenses:
-``tests/assets/NOTICE``). Embeddings come
-from the offline all-MiniLM-L6-v2 model, normalized, and are cached on disk
-(``~/.cache/weave-stream/embeddings``, keyed by the texts' digest), so only the
-first run pays for encoding (about a minute on 2 cores for all of them).
+``tests/assets/NOTICE``). Embeddings come from the offline all-MiniLM-L6-v2 model,
+normalized, and are cached on disk (``~/.cache/weave-stream/embeddings``, keyed by the
+texts' digest), so only the first run pays for encoding (about a minute on 2 cores for
+all of them).
 
 *Stable traffic* is a varied mix of prompts: chat turns on 18 topics, trivia and
 coding questions, programmer jokes and Python reference documentation. The *new
@@ -14,6 +14,7 @@ kinds* are news, movie reviews, encyclopedia articles and chat in Spanish or Ger
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import gzip
 import hashlib
@@ -77,17 +78,24 @@ def _model():  # type: ignore[no-untyped-def]
 
 @functools.cache
 def embed(batch: tuple[str, ...]) -> np.ndarray:
-    """Unit-length embeddings of ``batch``, from the disk cache when it has them."""
+    """Unit-length embeddings of ``batch``, from the disk cache when it has them.
+
+    One process encodes a batch the cache lacks while any other (an xdist worker, a
+    benchmark) waits on the batch's lock file and then reads the result: on a cold
+    cache, two processes encoding the same texts at once would each take twice as long.
+    """
     digest = hashlib.sha256("\0".join(batch).encode()).hexdigest()[:24]
     path = CACHE / "embeddings" / f"minilm-{digest}.npy"
-    if path.exists():
-        cached = np.load(path)
-        if cached.shape[0] == len(batch):
-            return cached
-    vectors = _model().encode(list(batch), batch_size=32, normalize_embeddings=True)
-    vectors = np.asarray(vectors, dtype=np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp.npy")
-    np.save(temporary, vectors)
-    temporary.replace(path)
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if path.exists():
+            cached = np.load(path)
+            if cached.shape[0] == len(batch):
+                return cached
+        vectors = _model().encode(list(batch), batch_size=32, normalize_embeddings=True)
+        vectors = np.asarray(vectors, dtype=np.float32)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(temporary, vectors)
+        temporary.replace(path)
     return vectors

@@ -30,10 +30,8 @@ def documents() -> Corpus:
         english=[loaded.english[i] for i in order],
         english_categories=[loaded.english_categories[i] for i in order],
         japanese=loaded.japanese,
-        italian=loaded.italian,
         english_vectors=loaded.english_vectors[order],
         japanese_vectors=loaded.japanese_vectors,
-        italian_vectors=loaded.italian_vectors,
     )
 
 
