@@ -26,6 +26,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 # Brokers and workers the tests start record themselves for other commands to find:
 # never in the user's own state file, and per test process (pytest-xdist runs two).
+# Topologies in tests name ops in this repository's ``tests`` package: it is installed
+# where the workers run, as a user's own op modules would be (a registration is checked
+# by loading it in a new process, in another directory).
+_ROOT = str(Path(__file__).resolve().parents[1])
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [_ROOT, *[p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != _ROOT]]
+)
 os.environ["WEAVE_STREAM_STATE_FILE"] = os.path.join(
     tempfile.mkdtemp(prefix="weave-stream-tests-"), "running.json"
 )

@@ -11,7 +11,9 @@
                                 └─► drift monitors (drift) ─► <prefix>.alerts ─► notify
 
 The same topology runs in-process over a file or a list of calls (``run_local``),
-with the same values, for experiments, tests and backfills.
+with the same values, for experiments, tests and backfills. Every valid call, derived
+value and alert lands in the call store (``store``: Delta tables, a folder or S3),
+which ``calls()`` queries lazily, to pandas.
 
 The package, in the order calls flow (a stage imports only the ones above it)::
 
@@ -27,6 +29,8 @@ The package, in the order calls flow (a stage imports only the ones above it)::
     drift/       vector index, novelty, shift and change detection, storms (pure)
     notify/      alert records, Slack and webhook delivery
     dashboard/   Grafana dashboards generated from a topology
+    store/       the call store: calls, derived values and alerts in Delta tables
+    query/       calls(): lazy queries over the call store (DuckDB), to pandas
     runners/     local, results, backfill, worker processes; streaming/ (Faust, alone)
     demo/        sample calls and the stand-in judge of ``weave-stream demo``
     cli/         the ``weave-stream`` commands
@@ -43,6 +47,12 @@ Names load on first use: ``import weave_stream.errors`` imports no model or brok
 ...           "ended_at": 1795662001, "inputs": {"document": "an invoice for ACME"}}]
 >>> run_local(topology, calls).to_pandas()["words"].tolist()
 [4]
+>>> import tempfile
+>>> store = tempfile.mkdtemp()
+>>> _ = run_local(topology, calls, store=store)
+>>> from weave_stream import calls as query
+>>> query(store=store, columns=["inputs.document", "demo.words"]).to_pandas().values.tolist()
+[['c1', 'an invoice for ACME', 4]]
 """
 
 from __future__ import annotations
@@ -57,7 +67,6 @@ if _typing.TYPE_CHECKING:
     from weave_stream.columns.cache import MemoryCache, ResultCache, SqliteCache
     from weave_stream.columns.derive import DerivedValue, derive_batch
     from weave_stream.columns.plan import Plan, plan_topology
-    from weave_stream.columns.values import derived_values
     from weave_stream.config import Settings, load_settings
     from weave_stream.durations import parse_duration
     from weave_stream.errors import (
@@ -69,6 +78,7 @@ if _typing.TYPE_CHECKING:
         DeliveryError,
         DurationError,
         ExperimentError,
+        FencedError,
         IngestError,
         MissingFieldError,
         OpDefinitionError,
@@ -76,6 +86,7 @@ if _typing.TYPE_CHECKING:
         OpTimeoutError,
         OutputError,
         QueryError,
+        StoreError,
         TimestampError,
         TopologyError,
         VectorIndexError,
@@ -85,8 +96,12 @@ if _typing.TYPE_CHECKING:
     from weave_stream.ingest.call import Call, parse_call
     from weave_stream.ingest.merge import merge
     from weave_stream.ops import Classify, Embed, Explain, Judge, Op, op
+    from weave_stream.query.calls import Query, calls
+    from weave_stream.query.values import derived_values
     from weave_stream.runners.local import run_local
     from weave_stream.runners.results import ResultTable
+    from weave_stream.store.tables import Store
+    from weave_stream.store.writer import StoreWriter
     from weave_stream.topology.aggregates import Aggregate, DrillDownSpec, Window
     from weave_stream.topology.loader import load_topology
     from weave_stream.topology.monitors import Monitor
@@ -101,7 +116,7 @@ _EXPORTS = {
     "derive_batch": "weave_stream.columns.derive",
     "Plan": "weave_stream.columns.plan",
     "plan_topology": "weave_stream.columns.plan",
-    "derived_values": "weave_stream.columns.values",
+    "derived_values": "weave_stream.query.values",
     "Settings": "weave_stream.config",
     "load_settings": "weave_stream.config",
     "parse_duration": "weave_stream.durations",
@@ -122,8 +137,10 @@ _EXPORTS = {
     "OpDefinitionError": "weave_stream.errors",
     "OpError": "weave_stream.errors",
     "OpTimeoutError": "weave_stream.errors",
+    "FencedError": "weave_stream.errors",
     "OutputError": "weave_stream.errors",
     "QueryError": "weave_stream.errors",
+    "StoreError": "weave_stream.errors",
     "TimestampError": "weave_stream.errors",
     "TopologyError": "weave_stream.errors",
     "VectorIndexError": "weave_stream.errors",
@@ -136,8 +153,12 @@ _EXPORTS = {
     "Judge": "weave_stream.ops",
     "Op": "weave_stream.ops",
     "op": "weave_stream.ops",
+    "Query": "weave_stream.query.calls",
+    "calls": "weave_stream.query.calls",
     "run_local": "weave_stream.runners.local",
     "ResultTable": "weave_stream.runners.results",
+    "Store": "weave_stream.store.tables",
+    "StoreWriter": "weave_stream.store.writer",
     "Aggregate": "weave_stream.topology.aggregates",
     "DrillDownSpec": "weave_stream.topology.aggregates",
     "Window": "weave_stream.topology.aggregates",
@@ -168,6 +189,7 @@ __all__ = [
     "ExperimentError",
     "ExperimentResult",
     "Explain",
+    "FencedError",
     "IngestError",
     "Judge",
     "MemoryCache",
@@ -179,12 +201,16 @@ __all__ = [
     "OpTimeoutError",
     "OutputError",
     "Plan",
+    "Query",
     "QueryError",
     "ResultCache",
     "ResultTable",
     "Settings",
     "Source",
     "SqliteCache",
+    "Store",
+    "StoreError",
+    "StoreWriter",
     "TimestampError",
     "Topology",
     "TopologyError",
@@ -192,6 +218,7 @@ __all__ = [
     "VectorIndexError",
     "WeaveStreamError",
     "Window",
+    "calls",
     "derive_batch",
     "derived_values",
     "load_settings",

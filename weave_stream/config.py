@@ -19,6 +19,7 @@ setting is a duration: seconds (``300``) or text (``"5m"``, ``"500ms"``, see
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -47,7 +48,9 @@ ENV_PREFIX = "WEAVE_STREAM_"
 _BROKER_URL = re.compile(r"^kafka://(?P<hosts>[^/\s]+?)/?$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:\d{1,5}$")
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9._-]+$")
-_SECRETS = frozenset({"judge_api_key", "api_token"})
+_STORE_SCHEMES = frozenset({"file", "s3", "s3a", "gs", "az", "abfs", "abfss", "memory"})
+# store_options may carry object-store credentials.
+_SECRETS = frozenset({"judge_api_key", "api_token", "store_options"})
 
 
 @dataclass(frozen=True)
@@ -59,11 +62,13 @@ class ConsumerTimeouts:
     rebalance: float
 
 
-# The embedded broker makes a joining member wait half the session timeout, and a
-# crashed member is only evicted after a whole one: short timeouts make a worker
-# ready in ~3 s and a takeover ~3-5 s (shared/BROKER.md). A real cluster gets
-# Kafka's own defaults, which tolerate GC pauses and slow networks.
-EMBEDDED_TIMEOUTS = ConsumerTimeouts(session=3.0, heartbeat=0.5, rebalance=3.0)
+# The embedded broker makes a joining member wait half the session timeout (rounded up
+# to whole seconds: 3 s -> 2 s, 2 s -> 1 s, measured) and evicts a crashed member after a
+# whole one. bench/soak.py: with 3 s a takeover after SIGKILL took ~6.5 s at the median
+# (load 10-20 on 2 cores: ~2.8 s to notice, 2 s to rejoin, ~1.5 s to recover and write),
+# with 2 s ~2 s less, and no member was evicted by mistake under that load. A real
+# cluster gets Kafka's own defaults, which tolerate GC pauses and slow networks.
+EMBEDDED_TIMEOUTS = ConsumerTimeouts(session=2.0, heartbeat=0.5, rebalance=3.0)
 CLUSTER_TIMEOUTS = ConsumerTimeouts(session=45.0, heartbeat=3.0, rebalance=60.0)
 
 
@@ -110,6 +115,11 @@ class Settings(BaseModel):
     batch_max_wait_seconds: Duration = Field(default=0.05, gt=0)
     # A topology worker idle this long while its partitions lag restarts (see watchdog).
     stall_seconds: Duration = Field(default=30.0, gt=0)
+    # Reconciliation: every interval, a topology worker checks the calls of its partitions
+    # that its topology processed at least the settle time ago for missing derived values,
+    # and recomputes the missing ones (0: off). See weave_stream/runners/reconcile.py.
+    reconcile_interval_seconds: Duration = Field(default=30.0, ge=0)
+    reconcile_settle_seconds: Duration = Field(default=60.0, ge=0)
     # How long a topology worker remembers a call's results (so a replay computes nothing).
     results_retention_seconds: Duration = Field(default=7 * 86400.0, gt=0)
     # Windowed aggregates: at most this many groups per aggregate get their own series in
@@ -149,6 +159,18 @@ class Settings(BaseModel):
     collector_retry_after_seconds: Duration = Field(default=2.0, gt=0)
     # Forward every collector request to this trace server too (W&B's or self-hosted).
     collector_upstream: str | None = None
+    # The call store: Delta tables of calls, derived values and alerts (weave_stream.store),
+    # written by every worker's store sink and by run_local(store=...). A folder (default
+    # <data_dir>/store) or s3://bucket/prefix; store_options go to delta-rs' object store
+    # (endpoint, region...; credentials are best left to the AWS_* environment variables).
+    # Not to be confused with `store`, the Faust table store above.
+    store_url: str | None = None
+    store_options: dict[str, str] = Field(default_factory=dict)
+    store_sink: bool = True
+    store_batch_rows: int = Field(default=5000, ge=1, le=1_000_000)
+    store_batch_seconds: Duration = Field(default=2.0, gt=0)
+    store_retention_days: float | None = Field(default=None, gt=0)
+    store_maintenance_seconds: Duration = Field(default=3600.0, gt=0)
 
     def __init__(self, /, **values: Any) -> None:
         try:
@@ -183,6 +205,34 @@ class Settings(BaseModel):
             raise ValueError(
                 f"topic prefix {value!r} may hold only letters, digits, '.', '_' and '-' "
                 "(at most 100 characters)"
+            )
+        return value
+
+    @field_validator("store_options", mode="before")
+    @classmethod
+    def _parse_store_options(cls, value: Any) -> Any:
+        # From the environment or a child's environment the options come as JSON text.
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"store_options must be a JSON object such as "
+                    f'{{"aws_endpoint_url": "http://minio:9000"}} '
+                    f"({exc.msg} at character {exc.pos})"
+                ) from None
+        return value
+
+    @field_validator("store_url")
+    @classmethod
+    def _check_store_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.split("://", 1)[0] if "://" in value else "file"
+        if scheme not in _STORE_SCHEMES:
+            raise ValueError(
+                f"store_url {value!r} has the scheme {scheme!r}; use a folder, file://, "
+                + ", ".join(f"{s}://" for s in sorted(_STORE_SCHEMES - {"file"}))
             )
         return value
 
@@ -235,6 +285,11 @@ class Settings(BaseModel):
         return self.broker.removeprefix("kafka://")
 
     @property
+    def store_location(self) -> str:
+        """Where the call store lives: ``store_url``, else the folder ``<data_dir>/store``."""
+        return self.store_url or str(self.data_dir / "store")
+
+    @property
     def topics(self) -> TopicNames:
         """The topic names under this prefix."""
         return TopicNames(self.topic_prefix)
@@ -269,6 +324,8 @@ class Settings(BaseModel):
                 continue
             if isinstance(value, SecretStr):
                 value = value.get_secret_value()
+            if isinstance(value, dict):
+                value = json.dumps(value)
             env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
         return env
 
@@ -306,7 +363,7 @@ def load_settings(
 
 def _shown(field: str, value: Any) -> str:
     """A bad value for a message; secrets are never repeated."""
-    return "(not shown)" if field in _SECRETS else shown(value)
+    return "(not shown)" if field.split(".")[0] in _SECRETS else shown(value)
 
 
 def _read_env(environ: Mapping[str, str]) -> dict[str, str]:

@@ -16,11 +16,13 @@
      │    ├── MissingFieldError     a call lacks a field an op's arguments read
      │    └── OpDefinitionError     an op is defined or parametrised wrongly (labels, policy)
      ├── BudgetExceededError  a plan costs more than the budget it was given
-     ├── QueryError           a question about results cannot be answered as asked
+     ├── QueryError           a question about results (aggregates, calls()) cannot be answered
      ├── OutputError          a result cannot be written in the format asked for
      ├── ExperimentError      an experiment spec, its data or a comparison is invalid
      ├── VectorIndexError     a FAISS index or its snapshot is unusable
-     └── DeliveryError        an alert could not be delivered to a target (retried)
+     ├── DeliveryError        an alert could not be delivered to a target (retried)
+     └── StoreError           the call store cannot be opened, read or written
+          └── FencedError     another writer took over one of this writer's partitions
 
 Every message says what failed, where (topology, column, aggregate, file and line),
 the offending value, and how to fix it. Anything else that escapes is a bug.
@@ -48,6 +50,7 @@ __all__ = [
     "DeliveryError",
     "DurationError",
     "ExperimentError",
+    "FencedError",
     "IngestError",
     "MissingFieldError",
     "OpDefinitionError",
@@ -55,6 +58,7 @@ __all__ = [
     "OpTimeoutError",
     "OutputError",
     "QueryError",
+    "StoreError",
     "TimestampError",
     "TopologyError",
     "VectorIndexError",
@@ -142,7 +146,12 @@ class BudgetExceededError(WeaveStreamError):
 
 
 class QueryError(WeaveStreamError):
-    """A question about results (aggregates, drill-down, comparisons) cannot be answered."""
+    """A question about results cannot be answered as asked.
+
+    Aggregates, drill-down and comparisons, and ``calls()`` queries over the call store
+    (an unknown field or column, a bad filter or range); the message names the part
+    and the fix.
+    """
 
 
 class OutputError(WeaveStreamError):
@@ -159,6 +168,14 @@ class VectorIndexError(WeaveStreamError):
 
 class DeliveryError(WeaveStreamError):
     """An alert could not be delivered to a target; the notifier retries it."""
+
+
+class StoreError(WeaveStreamError):
+    """The call store cannot be opened, read or written (names the table, path and fix)."""
+
+
+class FencedError(StoreError):
+    """Another writer committed for one of this writer's app ids: it lost that partition."""
 
 
 def field_errors(exc: Any, whole: str = "entry") -> list[tuple[str, str, Any]]:

@@ -51,6 +51,7 @@ __all__ = [
     "DERIVED_COST_USD",
     "DERIVED_VALUES",
     "DERIVED_VALUES_WRITTEN",
+    "HOLES_HEALED",
     "INDEX_REBUILDS",
     "INGEST_BATCH_SECONDS",
     "INGEST_DEDUPE_IDS",
@@ -62,7 +63,20 @@ __all__ = [
     "NOVELTY_DISTANCE",
     "OP_BATCH_SECONDS",
     "OP_RETRIES",
+    "RECONCILE_CALLS_CHECKED",
+    "RECONCILE_CHECKED_UNTIL",
+    "RECONCILE_FAILURES",
+    "RECONCILE_MISSING",
+    "RECONCILE_REPAIRED",
     "REGISTRY",
+    "STORE_COMMITS",
+    "STORE_COMMIT_SECONDS",
+    "STORE_DUPLICATES",
+    "STORE_ROWS",
+    "STORE_SINK_FAILED",
+    "STORE_SINK_FAILURES",
+    "STORE_SINK_PENDING",
+    "STORE_UNTYPED_VALUES",
     "TOPOLOGY_BATCH_SECONDS",
     "TOPOLOGY_CALLS",
     "TOPOLOGY_INFO",
@@ -382,6 +396,97 @@ DERIVED_COST_USD = Counter(
     "Dollars spent computing (not cached) values of a derived column, by topology and column "
     "(join weave_stream_column_info on topology and column for the op and its ref).",
     ["topology", "column"],
+    registry=REGISTRY,
+)
+
+# The call store (weave_stream.store) and its sink in every worker.
+STORE_ROWS = Counter(
+    "weave_stream_store_rows_total",
+    "Rows committed to the call store, by table (calls, values, alerts).",
+    ["table"],
+    registry=REGISTRY,
+)
+STORE_DUPLICATES = Counter(
+    "weave_stream_store_duplicates_total",
+    "Records not written because the store already held their identity (a redelivery), by table.",
+    ["table"],
+    registry=REGISTRY,
+)
+STORE_UNTYPED_VALUES = Counter(
+    "weave_stream_store_untyped_values_total",
+    "Derived values that did not fit the typed columns and were kept as JSON.",
+    registry=REGISTRY,
+)
+STORE_COMMITS = Counter(
+    "weave_stream_store_commits_total",
+    "Delta commits of the store by table and outcome: ok, conflict (retried), fenced "
+    "(another writer owns the partition now), failed.",
+    ["table", "outcome"],
+    registry=REGISTRY,
+)
+STORE_COMMIT_SECONDS = Histogram(
+    "weave_stream_store_commit_seconds",
+    "Time to resolve and commit one batch to a store table.",
+    ["table"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+    registry=REGISTRY,
+)
+STORE_SINK_FAILURES = Counter(
+    "weave_stream_store_sink_failures_total",
+    "Batches the store sink could not write (disk full, permissions, object store "
+    "down); the sink stops advancing until a retry succeeds.",
+    ["table"],
+    registry=REGISTRY,
+)
+STORE_SINK_PENDING = Gauge(
+    "weave_stream_store_sink_pending_records",
+    "Records read by the store sink and not yet committed.",
+    registry=REGISTRY,
+)
+STORE_SINK_FAILED = Gauge(
+    "weave_stream_store_sink_failed",
+    "1 while the store sink is stopped by a write error, else 0.",
+    registry=REGISTRY,
+)
+HOLES_HEALED = Counter(
+    "weave_stream_holes_healed_total",
+    "Partitions read again from an offset no agent processed while later ones were (a "
+    "record the consumer dropped; its commits were held there, nothing lost).",
+    ["topic"],
+    registry=REGISTRY,
+)
+RECONCILE_CALLS_CHECKED = Counter(
+    "weave_stream_reconcile_calls_checked_total",
+    "Valid calls a topology worker's reconciler checked for missing derived values (calls "
+    "its topology processed, after the settle time).",
+    ["topology"],
+    registry=REGISTRY,
+)
+RECONCILE_MISSING = Counter(
+    "weave_stream_reconcile_missing_values_total",
+    "Derived values the reconciler found missing: calls the topology selected and "
+    "processed (committed) with no value written for a column. Each one is a loss the "
+    "stream made; the reconciler recomputes it.",
+    ["topology", "column"],
+    registry=REGISTRY,
+)
+RECONCILE_REPAIRED = Counter(
+    "weave_stream_reconcile_repaired_values_total",
+    "Missing derived values the reconciler computed and wrote (through the backfill path).",
+    ["topology", "column"],
+    registry=REGISTRY,
+)
+RECONCILE_FAILURES = Counter(
+    "weave_stream_reconcile_failures_total",
+    "Reconciliation passes that failed (broker unreachable, an op raising); the calls stay "
+    "unchecked and the next pass tries again.",
+    ["topology"],
+    registry=REGISTRY,
+)
+RECONCILE_CHECKED_UNTIL = Gauge(
+    "weave_stream_reconcile_checked_until_timestamp_seconds",
+    "Unix time of the newest call the reconciler has checked on this worker's partitions.",
+    ["topology"],
     registry=REGISTRY,
 )
 

@@ -15,6 +15,8 @@ All names derive from one prefix (the ``topic_prefix`` setting, default ``weave`
     <prefix>.workers                        each worker's status (compacted)
     weave-stream.<prefix>                   the workers' group (ingest, notifier)
     weave-stream.<prefix>.topology.<name>   one topology's group (and Faust app id)
+    weave-stream.<prefix>.store             the store sinks' group (valid calls, derived, alerts)
+    weave-stream.<prefix>.reconcile.<name>  how far its reconciler checked the calls
     <group>-<table>-changelog               a Faust table's changelog
 
 >>> names = TopicNames("demo")
@@ -28,6 +30,7 @@ All names derive from one prefix (the ``topic_prefix`` setting, default ``weave`
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 __all__ = ["AGGREGATES_TABLE", "TopicNames"]
@@ -102,6 +105,28 @@ class TopicNames:
     def topology_group(self, topology: str) -> str:
         """The consumer group (and Faust app id) of one topology's worker processes."""
         return f"weave-stream.{self.prefix}.topology.{topology}"
+
+    def reconcile_group(self, topology: str) -> str:
+        """The reconciler's cursor over the valid calls of one topology (it never joins:
+        its committed offsets say how far the calls were checked for missing values)."""
+        return f"weave-stream.{self.prefix}.reconcile.{topology}"
+
+    @property
+    def store_group(self) -> str:
+        """The consumer group of the store sinks (one per worker; offsets live in the store)."""
+        return f"weave-stream.{self.prefix}.store"
+
+    def store_pattern(self) -> str:
+        """The topics the store sink reads: valid calls, every derived column, alerts.
+
+        >>> import re
+        >>> pattern = re.compile(TopicNames("w").store_pattern())
+        >>> [bool(pattern.match(t)) for t in ("w.calls.valid", "w.derived.t.c", "w.alerts",
+        ...                                   "w.alerts.status", "w.calls")]
+        [True, True, True, False, False]
+        """
+        prefix = re.escape(self.prefix)
+        return rf"^{prefix}\.(calls\.valid|alerts|derived\..+)$"
 
     @property
     def dlq_reingest_group(self) -> str:

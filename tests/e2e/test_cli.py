@@ -110,3 +110,9 @@ def test_demo_runs_end_to_end_and_the_books_balance(tmp_path: Path) -> None:
     assert "drift alerts received by the demo's webhook" in result.stdout
     assert "aggregate quality_by_class of text_extract" in result.stdout
     assert list(tmp_path.glob("*.png")), "the demo writes its plots to its output folder"
+    # It ends with a calls() query over the store: the five lowest judge scores, ascending.
+    assert ">>> from weave_stream import calls" in result.stdout
+    table = result.stdout.split("limit=5).to_pandas()")[1].split("[8/8]")[0].strip().splitlines()
+    assert table[0].split() == ["id", "document", "class", "score"]
+    scores = [float(line.split()[-1]) for line in table[1:]]
+    assert len(scores) == 5 and scores == sorted(scores)

@@ -17,6 +17,7 @@ from tests.support.aggregates import NAME, make_calls, wait_for_rows, windows_to
 from tests.support.cli import weave_stream
 from tests.support.records import produce_calls
 from tests.support.waiting import wait_until
+from weave_stream import calls as calls_query
 from weave_stream.cli.aggregates_cmds import show_aggregates
 from weave_stream.config import Settings
 from weave_stream.runners.workers import WorkerProcess
@@ -79,17 +80,28 @@ def test_aggregates_drill_and_compare_from_the_stream_and_from_a_file(
     window = max(aggregate["windows"], key=lambda w: w["rows"])
     group = ["--group", f"size={window['size']}"]
     group += ["--group", f"attributes.model={window['attributes.model']}"]
-    drilled = weave_stream(
-        "drill", NAME, "--window-start", window["window_start"], *group, "--format", "json", *flags
+    # Each call comes with its document's excerpt, read from the worker's call store.
+    store = ["--store-url", settings.store_location]
+    wait_until(
+        lambda: calls_query(store=settings.store_location, columns=[]).count(),
+        60,
+        "the worker's store sink to hold every call",
+        until=lambda stored: stored >= len(calls),
     )
+    drilled = weave_stream(
+        "drill", NAME, "--window-start", window["window_start"], *group, "--format", "json",
+        *store, *flags,
+    )  # fmt: skip
     assert drilled.returncode == 0, drilled.stderr
     found = json.loads(drilled.stdout)
     assert found["rows"] == window["rows"]
     start = datetime.fromisoformat(window["window_start"])
+    documents = {call["id"]: call["inputs"]["document"] for call in calls}
     for ref in found["sample"] + found["worst"]:
         assert ref["group"] == [window["size"], window["attributes.model"]]
         assert start <= datetime.fromisoformat(ref["started_at"]) < start + timedelta(minutes=10)
         assert ref["op_refs"]["words"].startswith("word_count:")
+        assert ref["excerpt"] == documents[ref["call_id"]]
     text = weave_stream("drill", NAME, "--window-start", window["window_start"], *group, *flags)
     assert found["sample"][0]["call_id"] in text.stdout
 
@@ -131,6 +143,27 @@ def test_aggregates_drill_and_compare_from_the_stream_and_from_a_file(
     assert sorted(computed.columns) == sorted(streamed.columns)
     pd.testing.assert_frame_equal(  # sums merged over partitions differ in the last bits
         computed[streamed.columns], streamed, check_exact=False, rtol=1e-9
+    )
+    # Replayed in arrival order, per partition, as the stream takes them: the same here
+    # (no call was late); tests/unit/test_late_calls.py shows where the two differ.
+    replayed = weave_stream(
+        "aggregates",
+        str(path),
+        "--input",
+        str(jsonl),
+        "--as-streamed",
+        "--format",
+        "json",
+        env={"WEAVE_STREAM_PARTITIONS": str(settings.partitions)},
+    )
+    assert replayed.returncode == 0, replayed.stderr
+    as_streamed = json.loads(replayed.stdout)["aggregates"][0]
+    assert as_streamed["late_rows"] == aggregate["late_rows"] == 0
+    pd.testing.assert_frame_equal(
+        pd.DataFrame(as_streamed["windows"])[streamed.columns],
+        streamed,
+        check_exact=False,
+        rtol=1e-9,
     )
 
 

@@ -46,6 +46,8 @@ def test_topology_computes_from_registration_on_and_backfill_fills_the_past(
     listing = json.loads(weave_stream("topologies", "--format", "json", *flags).stdout)
     assert [row["name"] for row in listing] == ["wordy"]
     assert listing[0]["version"] in registered.stdout
+    # Processed calls the reconciler has not checked yet (it waits 60 s after them).
+    assert 0 <= listing[0]["unchecked"] <= listing[0]["calls_processed"]
 
     window = ["--from", "2026-11-26T00:00:00Z", "--to", "2026-11-27T00:00:00Z"]
     plan = weave_stream("plan", "wordy", *window, *flags)

@@ -15,6 +15,7 @@ from tests.support.records import (
     produce_calls,
     produce_records,
     read_all,
+    replay_valid_calls,
     table_key,
     wait_until_committed,
 )
@@ -172,7 +173,7 @@ def test_replayed_calls_compute_nothing_new_and_readers_count_each_value_once(
     first = worker.metrics()[computed]
     assert first == len(calls)
 
-    produce_calls(settings, calls)  # the same calls again: a replay
+    replay_valid_calls(settings, {c["id"] for c in calls})  # the same calls again: a replay
     wait_for_metric(worker, cached, lambda count: (count or 0) >= len(calls))
     metrics = worker.metrics()
     assert metrics[cached] == len(calls) and metrics[computed] == first
@@ -204,7 +205,7 @@ def test_results_are_forgotten_after_the_retention(
         until=lambda forgotten: forgotten >= {c["id"] for c in calls},
         describe=lambda forgotten: f"{len(forgotten & {c['id'] for c in calls})} of {len(calls)}",
     )
-    produce_calls(settings, calls)
+    replay_valid_calls(settings, {c["id"] for c in calls})
     wait_for_metric(worker, computed, lambda count: (count or 0) >= 2 * len(calls))
     assert worker.metrics()[computed] == 2 * len(calls)  # computed again: state was dropped
     version = registration_for(str(WORDY), settings)[1].version

@@ -33,7 +33,7 @@ from weave_stream.ingest.call import Call, call_from_json, parse_call
 from weave_stream.runners.workers import WorkerProcess
 from weave_stream.topology.registrations import register, registration_for
 
-APP = Path(__file__).parent.parent / "clients" / "weave_app.py"
+APP = Path(__file__).parent.parent / "support" / "clients" / "weave_app.py"
 TOPOLOGY = Path(__file__).parent.parent / "assets" / "client_calls.py"
 
 

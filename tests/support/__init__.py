@@ -12,6 +12,8 @@ from ``tests.assets`` and from the package, never from each other (checked by
 - ``processes``: processes seen through /proc (alive, gone, children);
 - ``calls``: call records shared across tiers; ``windows_rows``: rows and ground truth
   for the window tests; ``drift_corpus``: real embeddings for the drift tests;
+- ``store_data``: a call store written by the local runner over real trace trees, the
+  same data in pandas, and an unwritable folder (store and ``calls()`` tests);
 - ``promql``: metric names in PromQL and in the worker's export;
 - ``servers``: an OpenAI-compatible judge and Slack/webhook receivers on loopback.
 """

@@ -20,6 +20,7 @@ __all__ = [
     "produce_calls",
     "produce_records",
     "read_all",
+    "replay_valid_calls",
     "table_key",
     "wait_for_records",
     "wait_until_committed",
@@ -38,6 +39,19 @@ def produce_records(
 def produce_calls(settings: Settings, calls: list[dict]) -> None:
     """Produce call records to the calls topic, keyed by call id (as a Weave exporter does)."""
     produce_records(settings, [(c["id"].encode(), orjson.dumps(c)) for c in calls])
+
+
+def replay_valid_calls(settings: Settings, ids: set[str]) -> int:
+    """Produce the validated records of ``ids`` onto the valid-calls topic once more.
+
+    A replay as a consumer reset or a producer retry behind ingest makes it: ingest's
+    dedupe window would drop a second copy sent to the raw calls topic, so a test of
+    what topologies do with a replayed call writes past it.
+    """
+    valid = settings.topics.valid
+    records = [r for r in read_all(settings, valid) if (r.key or b"").decode() in ids]
+    assert {(r.key or b"").decode() for r in records} == ids, "some calls are not valid yet"
+    return produce_records(settings, [(r.key, r.value) for r in records if r.value], valid)
 
 
 def read_all(settings: Settings, topic: str) -> list[Record]:

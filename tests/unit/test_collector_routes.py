@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import faust
+import pytest
 
+from weave_stream.collector.objects import read_op_code
 from weave_stream.config import load_settings
+from weave_stream.errors import QueryError
 from weave_stream.runners.streaming.collector_pages import register_collector
 
 
@@ -34,3 +38,9 @@ def test_workers_serve_the_write_api_unless_switched_off(tmp_path: Path) -> None
     assert not any(
         path.startswith(("/v1", "/v2", "/call", "/obj")) for path in _paths(False, tmp_path)
     )
+
+
+def test_op_code_refuses_a_string_that_is_not_an_op_ref(tmp_path: Path) -> None:
+    settings = load_settings(env={}, broker="kafka://127.0.0.1:9", data_dir=tmp_path)
+    with pytest.raises(QueryError, match=r"'summarise' is not an op ref; expected weave:///"):
+        asyncio.run(read_op_code(settings, "summarise"))  # refused before any broker is read

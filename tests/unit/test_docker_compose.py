@@ -4,7 +4,8 @@ Images are pinned, commands are real ``weave-stream`` commands, every environmen
 variable is a real setting (and the workers' settings validate), every mounted file
 exists, and the services point at each other on the right names and ports: workers
 at Kafka, Prometheus at the workers, its rules and Alertmanager, Grafana at
-Prometheus and the provisioned dashboards.
+Prometheus and the provisioned dashboards, the workers' call store at the MinIO
+bucket its init job creates, and Trino at the same tables.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import subprocess
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import click
 import pytest
 import yaml
 
@@ -79,7 +81,16 @@ def dockerfile_instructions() -> list[tuple[str, str]]:
 
 
 def test_the_stack_has_kafka_two_workers_prometheus_alertmanager_and_grafana() -> None:
-    assert set(SERVICES) == {"kafka", *WORKERS, "prometheus", "alertmanager", "grafana"}
+    assert set(SERVICES) == {
+        "kafka",
+        *WORKERS,
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "minio",
+        "minio-init",
+        "trino",
+    }
     assert len(WORKERS) == 2
 
 
@@ -112,7 +123,8 @@ def test_workers_are_built_from_the_dockerfile_and_run_the_worker_command() -> N
         build = SERVICES[worker]["build"]
         assert (DOCKER / build["context"] / build["dockerfile"]).resolve() == DOCKER / "Dockerfile"
         command = SERVICES[worker]["command"]
-        assert command[0] in cli.commands, f"{worker}: no weave-stream command {command[0]!r}"
+        known = cli.get_command(click.Context(cli), command[0])
+        assert known, f"{worker}: no weave-stream command {command[0]!r}"
         assert SERVICES[worker]["depends_on"]["kafka"]["condition"] == "service_healthy"
 
 
@@ -229,3 +241,76 @@ def test_grafana_reads_prometheus_and_provisions_the_generated_dashboards() -> N
     assert all(board["uid"].startswith("weave-stream-") for board in boards.values())
     home = environment("grafana")["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"]
     assert host_path("grafana", home).is_file()
+
+
+@pytest.mark.parametrize(
+    ("service", "image", "tag"),
+    [
+        ("minio", "minio/minio", r"RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z"),
+        ("minio-init", "minio/mc", r"RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z"),
+        ("trino", "trinodb/trino", r"\d{3,}"),
+    ],
+)
+def test_the_store_images_are_official_and_pinned(service: str, image: str, tag: str) -> None:
+    name, _, found = SERVICES[service]["image"].partition(":")
+    assert name == image and re.fullmatch(tag, found), SERVICES[service]["image"]
+
+
+def _properties(path: Path) -> dict[str, str]:
+    lines = [line.strip() for line in path.read_text().splitlines()]
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def _bucket_and_endpoint() -> tuple[str, str]:
+    """The bucket minio-init creates and the MinIO API address on the compose network."""
+    (script,) = SERVICES["minio-init"]["command"]
+    alias = re.search(r"mc alias set (\S+) (http://\S+)", script)
+    made = re.search(r"mc mb (?:--ignore-existing )?(\S+)/(\S+)", script)
+    assert alias and made and made.group(1) == alias.group(1)
+    assert SERVICES["minio-init"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    return made.group(2), alias.group(2)
+
+
+def test_workers_write_the_call_store_to_the_bucket_minio_init_creates() -> None:
+    bucket, endpoint = _bucket_and_endpoint()
+    host, port = endpoint.removeprefix("http://").split(":")
+    assert host == "minio" and any(p.endswith(f":{port}") for p in SERVICES["minio"]["ports"])
+    minio = environment("minio")
+    for worker in WORKERS:
+        env = environment(worker)
+        settings = load_settings(env=env)
+        assert settings.store_sink and settings.store_location == f"s3://{bucket}/store"
+        assert settings.store_options["aws_endpoint_url"] == endpoint
+        # Several workers commit to one table: safe on S3-compatible stores only with
+        # conditional puts (or a DynamoDB lock).
+        assert settings.store_options["aws_conditional_put"] == "etag"
+        assert env["AWS_ACCESS_KEY_ID"] == minio["MINIO_ROOT_USER"]
+        assert env["AWS_SECRET_ACCESS_KEY"] == minio["MINIO_ROOT_PASSWORD"]
+        condition = SERVICES[worker]["depends_on"]["minio-init"]["condition"]
+        assert condition == "service_completed_successfully"
+
+
+def test_trino_reads_the_same_tables_from_the_same_bucket() -> None:
+    from weave_stream.store.schema import TABLES
+
+    bucket, endpoint = _bucket_and_endpoint()
+    catalogs = [t for t in mounts("trino") if t.startswith("/etc/trino/catalog/")]
+    (catalog,) = [host_path("trino", t) for t in catalogs]
+    properties = _properties(catalog)
+    assert properties["connector.name"] == "delta_lake"
+    assert properties["s3.endpoint"] == endpoint and properties["s3.path-style-access"] == "true"
+    assert properties["hive.metastore.catalog.dir"].startswith(f"s3://{bucket}/")
+    assert properties["delta.register-table-procedure.enabled"] == "true"
+    credentials = {
+        v.removeprefix("${ENV:").removesuffix("}")
+        for k, v in properties.items()
+        if k.startswith("s3.aws-")
+    }
+    assert credentials == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
+    assert environment("trino")["AWS_ACCESS_KEY_ID"] == environment("minio")["MINIO_ROOT_USER"]
+    store = load_settings(env=environment(WORKERS[0])).store_location
+    registered = host_path("trino", "/etc/trino/sql/register-tables.sql").read_text()
+    for table in TABLES:
+        assert f"table_name => '{table}', table_location => '{store}/{table}'" in registered
+    query = host_path("trino", "/etc/trino/sql/quality-by-class.sql").read_text()
+    assert "delta.weave.calls" in query and 'delta.weave."values"' in query

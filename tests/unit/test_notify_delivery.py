@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import io
 import json
 import logging
 import os
+import random
 import re
 import signal
 import subprocess
@@ -23,12 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from mode.utils.logging import ExtensionFormatter
 
 from tests.support.servers.webhooks import Receiver
 from tests.support.waiting import wait_until_async
 from weave_stream.metrics import ALERT_DELIVERY_FAILURES
 from weave_stream.notify.alerts import Alert
-from weave_stream.notify.delivery import Notifier
+from weave_stream.notify.delivery import Notifier, backoff_seconds
 from weave_stream.notify.store import SqliteDeliveryStore
 from weave_stream.notify.targets import RetryPolicy, SlackTarget, TargetsConfig, WebhookTarget
 
@@ -427,7 +430,79 @@ def test_secrets_never_appear_in_logs_or_stored_errors(
 
     logged = caplog.text
     assert "HTTP Request: POST" in logged and "[redacted]" in logged  # httpx did log the requests
-    assert "retrying in" in logged and "target 'pager' (127.0.0.1)" in logged
+    assert "probing it" in logged and "target 'pager' (127.0.0.1)" in logged
     assert SLACK_TOKEN not in logged and SECRET not in logged
     errors = [s.last_error or "" for a in alerts for s in store.statuses(a.id).values()]
     assert not any(SLACK_TOKEN in e or SECRET in e for e in errors)
+
+
+def test_queued_alerts_wait_for_a_probe_not_for_one_alerts_backoff(
+    tmp_path: Path, webhook: Receiver
+) -> None:
+    """A webhook answering 503 for a while, many alerts queued (issue 19): the target is
+    probed with its oldest alert only; the first probe it answers releases the whole
+    queue at once, in order, each alert once."""
+    webhook.up()
+    webhook.failing(503)
+    alerts = make_alerts(40)
+    store = SqliteDeliveryStore(tmp_path / "delivery.sqlite3")
+    probes = 10
+
+    async def scenario() -> None:
+        async with Notifier(targets(webhook=webhook), store) as notifier:
+            for alert in alerts:
+                notifier.submit(alert)
+            await wait_until_async(lambda: len(webhook.received) >= probes, 30, "probes")
+            webhook.failing(None)
+            # One probe interval (RETRY.max_seconds) and 40 quick requests: far inside this.
+            await wait_until_async(lambda: notifier.pending()["pager"] == 0, 10, "the queue")
+
+    asyncio.run(scenario())
+
+    failed = [r.headers["Idempotency-Key"] for r in webhook.received if r.status == 503]
+    assert len(failed) >= probes and set(failed) == {alerts[0].id}  # only the head probed
+    assert webhook_ids(webhook) == [a.id for a in alerts]  # then all, in order, once
+    assert [store.statuses(a.id)["pager"].attempts for a in alerts[1:]] == [1] * 39
+
+
+def test_a_down_target_is_probed_every_few_seconds_by_default() -> None:
+    """The default cap: a recovered target waits at most one probe interval for its queue."""
+    policy = RetryPolicy()
+    assert policy.max_seconds <= 5.0
+    waits = [backoff_seconds(n, policy, random.Random(n)) for n in range(1, 40)]
+    assert max(waits) <= 5.0
+
+
+def test_the_notifier_logs_through_a_workers_formatter_without_logging_errors(
+    tmp_path: Path, webhook: Receiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 19: every request logged "--- Logging error ---" in a worker, whose log
+    formatter (mode's) re-reads a record's args; the secret-masking filter set them to
+    None. Through that formatter: no logging error, secrets still masked."""
+    webhook.up()
+    webhook.enqueue(503, 503)
+    output = io.StringIO()
+    handler = logging.StreamHandler(output)
+    handler.setFormatter(ExtensionFormatter(stream=output, fmt="%(levelname)s %(message)s"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    store = SqliteDeliveryStore(tmp_path / "delivery.sqlite3")
+    try:
+
+        async def scenario() -> None:
+            async with Notifier(targets(webhook=webhook), store) as notifier:
+                notifier.submit(make_alerts(1)[0])
+                await wait_until_async(lambda: notifier.pending()["pager"] == 0, 30, "delivery")
+
+        asyncio.run(scenario())
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+    logged = output.getvalue()
+    assert "Logging error" not in capsys.readouterr().err
+    assert logged.count("HTTP Request: POST [redacted]") == 3  # 503, 503, 200
+    assert "answers again" in logged and "is down" in logged
+    assert "/weave/alerts" not in logged and SECRET not in logged

@@ -10,6 +10,7 @@ import pytest
 from tests.support.servers.openai import FakeOpenAI, malformed
 from weave_stream.demo.judge_standin import StandInJudge
 from weave_stream.demo.samples import corpus_examples
+from weave_stream.errors import OpDefinitionError
 from weave_stream.experiments import Experiment, Variant
 from weave_stream.experiments.failures import OTHER, cluster_reasons
 from weave_stream.ops import Explain, Judge, resolve_op, run_op
@@ -111,3 +112,8 @@ def test_similar_reasons_share_a_kind_and_small_kinds_are_pooled() -> None:
     assert kinds[0] == kinds[1] == kinds[2] == 0  # the largest kind first
     assert kinds[3] == kinds[4] == 1
     assert kinds[5] == kinds[6] == OTHER  # past max_kinds - 1 kinds: pooled
+
+
+def test_a_threshold_that_is_not_a_number_is_refused_with_the_op_named() -> None:
+    with pytest.raises(OpDefinitionError, match="explain: threshold must be a number, got 'low'"):
+        Explain(prompt=PROMPT, threshold="low", base_url="http://127.0.0.1:9", model="m")

@@ -112,6 +112,13 @@ class AggregateTable:
         return body + "\n" + "\n".join(f"# {note}" for note in self.notes()) + "\n"
 
 
+def _excerpt(text: Any, limit: int = 60) -> Any:
+    if not isinstance(text, str):
+        return text
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @dataclass
 class DrillDown:
     """The calls behind one window (and group): a uniform sample and the worst ``k``."""
@@ -126,6 +133,14 @@ class DrillDown:
     score: str | None = None
     direction: str = "lowest"
     direction_reason: str = ""
+    # Call id -> an excerpt of its document (filled from the call store by ``drill``).
+    excerpts: dict[str, str] = field(default_factory=dict)
+
+    def _ref(self, ref: CallRef) -> dict[str, Any]:
+        data = ref.to_dict()
+        if self.excerpts:
+            data["excerpt"] = self.excerpts.get(ref.call_id)
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -138,8 +153,8 @@ class DrillDown:
             "score": self.score,
             "worst_direction": self.direction,
             "worst_direction_reason": self.direction_reason,
-            "sample": [ref.to_dict() for ref in self.sample],
-            "worst": [ref.to_dict() for ref in self.worst],
+            "sample": [self._ref(ref) for ref in self.sample],
+            "worst": [self._ref(ref) for ref in self.worst],
         }
 
     def format(self, output: OutputFormat = "table") -> str:
@@ -147,24 +162,17 @@ class DrillDown:
         if output == "json":
             return orjson.dumps(self.to_dict(), option=orjson.OPT_INDENT_2).decode()
         lines = [
-            {"list": name, **{k: v for k, v in ref.to_dict().items() if k != "group"}}
+            {"list": name, **{k: v for k, v in self._ref(ref).items() if k != "group"}}
             for name, refs in (("worst", self.worst), ("sample", self.sample))
             for ref in refs
         ]
-        frame = pd.DataFrame(
-            lines,
-            columns=[
-                "list",
-                "call_id",
-                "trace_id",
-                "started_at",
-                "trial",
-                "score",
-                "values",
-                "op_refs",
-                "errors",
-            ],
-        )
+        columns = ["list", "call_id", "trace_id", "started_at", "trial", "score"]
+        columns += ["values", "op_refs", "errors"]
+        if self.excerpts:
+            columns.append("excerpt")
+        frame = pd.DataFrame(lines, columns=columns)
+        if output == "table" and self.excerpts:
+            frame["excerpt"] = frame["excerpt"].map(_excerpt)
         if output == "csv":
             return str(frame.to_csv(index=False))
         where = ", ".join(f"{k}={v}" for k, v in self.group.items()) or "all groups"

@@ -49,14 +49,23 @@ _INPUT = click.option(
     help="Compute over this JSONL file of calls in-process (TOPOLOGY: a file or a name "
     "under topologies/) instead of reading what the workers computed.",
 )
+_AS_STREAMED = click.option(
+    "--as-streamed",
+    is_flag=True,
+    help="With --input: take the calls in file (arrival) order, per partition, as the "
+    "stream does, so late calls are left out as there (default: by event time, none late).",
+)
 
 
 def _snapshots(
-    topology_name: str, input_file: Path | None, settings: Settings
+    topology_name: str, input_file: Path | None, settings: Settings, as_streamed: bool = False
 ) -> tuple[Topology, list[AggregatePlan], dict[str, Any]]:
+    if as_streamed and input_file is None:
+        fail("--as-streamed replays a file: give it with --input calls.jsonl")
     if input_file is not None:
         topology = load_topology(topology_name, settings)
-        plans, local = local_aggregates(topology, input_file)
+        partitions = settings.partitions if as_streamed else None
+        plans, local = local_aggregates(topology, input_file, as_streamed=partitions)
         return topology, plans, dict(local)
     with connected(settings) as connected_settings:
         topology = asyncio.run(registered_topology(connected_settings, topology_name))
@@ -83,6 +92,7 @@ def _snapshots(
     help="Also draw the aggregates to this PNG (one file per aggregate).",
 )
 @_INPUT
+@_AS_STREAMED
 @settings_options()
 def aggregates_command(
     topology: str,
@@ -92,12 +102,13 @@ def aggregates_command(
     output_format: str,
     plot: Path | None,
     input_file: Path | None,
+    as_streamed: bool,
     settings: Settings,
 ) -> None:
     """Windowed aggregates of TOPOLOGY: per window and group, counts, means with 95 %
     confidence intervals, quantiles, error rates and costs; late rows are reported."""
     try:
-        loaded, plans, snapshots = _snapshots(topology, input_file, settings)
+        loaded, plans, snapshots = _snapshots(topology, input_file, settings, as_streamed)
         tables = query_tables(
             plans, snapshots, aggregate=aggregate, by=parse_by(by) if by else None, since=since
         )
@@ -137,7 +148,8 @@ def aggregates_command(
 @click.option("--aggregate", help="The aggregate (needed when the topology has several).")
 @click.option("--format", "output_format", type=_FORMAT, default="table", show_default=True)
 @_INPUT
-@settings_options()
+@_AS_STREAMED
+@settings_options("store_url")
 def drill_command(
     topology: str,
     window_start: str,
@@ -145,12 +157,14 @@ def drill_command(
     aggregate: str | None,
     output_format: str,
     input_file: Path | None,
+    as_streamed: bool,
     settings: Settings,
 ) -> None:
     """The calls behind one window of TOPOLOGY: the worst by the drill-down score and a
-    uniform sample (call id, trace id, values, op refs)."""
+    uniform sample (call id, trace id, values, op refs, and each call's document excerpt
+    from the call store)."""
     try:
-        _, plans, snapshots = _snapshots(topology, input_file, settings)
+        loaded, plans, snapshots = _snapshots(topology, input_file, settings, as_streamed)
         found = drill(
             plans,
             snapshots,
@@ -158,9 +172,99 @@ def drill_command(
             group=parse_group(groups),
             aggregate=aggregate,
         )
+        ids = [ref.call_id for ref in [*found.worst, *found.sample]]
+        found.excerpts = _excerpts(loaded, ids, input_file, settings)
         click.echo(found.format(output_format))  # type: ignore[arg-type]
     except WeaveStreamError as exc:
         fail(str(exc))
+
+
+def excerpt_path(topology: Topology) -> str:
+    """The call field that holds a topology's document: a monitor's ``text``, else the
+    first ``inputs.*`` argument of a column, else ``inputs``."""
+    for monitor in topology.monitors:
+        if monitor.text:
+            return monitor.text
+    for column in topology.compiled:
+        for path in column.args.values():
+            if path.column is None and path.parts[0] == "inputs":
+                return path.text
+    return "inputs"
+
+
+def _excerpts(
+    topology: Topology, call_ids: Sequence[str], input_file: Path | None, settings: Settings
+) -> dict[str, str]:
+    """Each call's document excerpt: from the input file, else from the call store."""
+    if not call_ids:
+        return {}
+    path = excerpt_path(topology)
+    if input_file is not None:
+        from weave_stream.runners.local import read_calls
+        from weave_stream.topology.selection import MISSING, walk
+
+        wanted = set(call_ids)
+        found = {}
+        for call in read_calls(input_file)[0]:
+            if call.id in wanted:
+                value = walk(call.to_dict(), path.split("."))
+                found[call.id] = "" if value is MISSING else _as_text(value)
+        return found
+    from weave_stream.query.calls import calls
+
+    try:
+        rows = calls(settings=settings, call_ids=list(call_ids), columns={"excerpt": path})
+        return {row["id"]: _as_text(row["excerpt"]) for row in rows}
+    except WeaveStreamError as exc:
+        click.echo(f"no document excerpts: {exc}", err=True)
+        return {}
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _range(text: str, option: str) -> tuple[str | None, str | None]:
+    """``SINCE..UNTIL`` (either side may be empty): ``7d..1d``, ``1d..``, ``2026-11-01..``."""
+    since, sep, until = text.partition("..")
+    if not sep:
+        fail(f"{option} {text!r}: write SINCE..UNTIL, e.g. 7d..1d or 1d.. (durations or times)")
+    return since.strip() or None, until.strip() or None
+
+
+def _qualified(topology: str, name: str) -> str:
+    """A topology's column name as a store path (call fields stay as they are)."""
+    from weave_stream.query.paths import CALL_FIELDS
+
+    head = name.split(".", 1)[0]
+    if head in CALL_FIELDS or name.startswith(f"{topology}."):
+        return name
+    return f"{topology}.{name}"
+
+
+def _compare_ranges(
+    topology: str,
+    metrics: Sequence[str],
+    by: str | None,
+    range_a: str,
+    range_b: str,
+    output_format: str,
+    settings: Settings,
+) -> None:
+    from weave_stream.query.calls import calls
+
+    since_a, until_a = _range(range_a, "--range-a")
+    since_b, until_b = _range(range_b, "--range-b")
+    a = calls(settings=settings, since=since_a, until=until_a)
+    b = calls(settings=settings, since=since_b, until=until_b)
+    result = a.compare(
+        b,
+        metrics=[_qualified(topology, m) for m in metrics],
+        by=_qualified(topology, by) if by else None,
+    )
+    click.echo(result.format(output_format))
 
 
 @click.command(name="compare")
@@ -170,6 +274,12 @@ def drill_command(
 @click.option("--ref-a", help="With one column: the op ref of side A.")
 @click.option("--ref-b", help="With one column: the op ref of side B.")
 @click.option("--by", help="Compare per class of this column (e.g. doc_class_v1).")
+@click.option(
+    "--range-a",
+    help="Compare two time ranges from the call store: A = SINCE..UNTIL (7d..1d); "
+    "COLUMN_A (and COLUMN_B) are the metrics.",
+)
+@click.option("--range-b", help="B = SINCE..UNTIL (1d..: the last day).")
 @click.option("--format", "output_format", type=_FORMAT, default="table", show_default=True)
 @click.option(
     "--plot",
@@ -177,7 +287,7 @@ def drill_command(
     help="Also draw the distributions side by side to this PNG.",
 )
 @_INPUT
-@settings_options()
+@settings_options("store_url")
 def compare_command(
     topology: str,
     column_a: str,
@@ -185,6 +295,8 @@ def compare_command(
     ref_a: str | None,
     ref_b: str | None,
     by: str | None,
+    range_a: str | None,
+    range_b: str | None,
     output_format: str,
     plot: Path | None,
     input_file: Path | None,
@@ -195,8 +307,24 @@ def compare_command(
     (--ref-a/--ref-b), per class. Trials are averaged per call first. When both sides
     cover the same calls the test is paired (mean difference with a bootstrap CI, paired t
     and Wilcoxon signed-rank, or McNemar for pass/fail), otherwise Welch's t and
-    Mann-Whitney U; the 'test' column says which ran, p_holm adjusts over classes."""
+    Mann-Whitney U; the 'test' column says which ran, p_holm adjusts over classes.
+    With --range-a/--range-b: the same columns in two time ranges of the call store,
+    per class: B - A with its 95 % interval and Welch's t test."""
     from weave_stream.aggregates.compare import compare_columns, compare_op_refs, plot_comparison
+
+    if range_a or range_b:
+        if not (range_a and range_b):
+            fail("give both --range-a and --range-b (e.g. --range-a 7d..1d --range-b 1d..)")
+        if ref_a or ref_b or input_file or plot:
+            fail("--range-a/--range-b read the call store: drop --ref-a/--ref-b/--input/--plot")
+        metrics = [column_a, *([column_b] if column_b else [])]
+        try:
+            _compare_ranges(
+                topology, metrics, by, str(range_a), str(range_b), output_format, settings
+            )
+        except WeaveStreamError as exc:
+            fail(str(exc))
+        return
 
     by_refs = column_b is None
     if by_refs and not (ref_a and ref_b):

@@ -9,6 +9,7 @@ import click
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.collector.objects import read_op_code
 from weave_stream.config import Settings
+from weave_stream.errors import QueryError
 
 __all__ = ["COMMANDS", "collector", "op_code"]
 
@@ -66,7 +67,7 @@ def op_code(op_ref: str, settings: Settings) -> None:
     with connected(settings) as settings:  # reads only: never starts a broker
         try:
             found = asyncio.run(read_op_code(settings, op_ref))
-        except ValueError as exc:
+        except QueryError as exc:
             fail(str(exc))
     if found is None:
         fail(f"no op {op_ref} on {settings.topics.objects}: did its client send to the collector?")

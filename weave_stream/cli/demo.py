@@ -4,9 +4,10 @@ It starts the embedded broker and a worker, registers the text-extract topology
 (classify the document, judge the extraction, embed the document), streams calls
 built from real documents (with start/end event pairs, calls whose other half never
 comes, and malformed records mixed in), shows live progress from the worker's own
-metrics, shows the derived values as they arrive, and ends with a summary whose
-books must balance. With no judge endpoint configured, the judge column uses a
-built-in stand-in (word overlap, not an LLM), and the demo says so.
+metrics, shows the derived values as they arrive, queries the call store the
+worker's sink wrote (the lowest judge scores, with their documents), and ends with
+a summary whose books must balance. With no judge endpoint configured, the judge
+column uses a built-in stand-in (word overlap, not an LLM), and the demo says so.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from tqdm import tqdm
 
 from weave_stream.broker.kafka import ensure_topics, produce, read_topic
 from weave_stream.cli.aggregates_cmds import show_aggregates
+from weave_stream.cli.demo_calls import show_lowest_scores
 from weave_stream.cli.ingest_cmds import call_key
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.columns.derive import DerivedValue
@@ -161,10 +163,10 @@ def _run(
             "partitions": 2,
         }
     )
-    _step("1/7", "broker")
+    _step("1/8", "broker")
     # Its own broker unless one is named: a running one may hold another user's topics.
     with connected(settings, may_start=True, discover=False) as settings:
-        _step("2/7", "worker")
+        _step("2/8", "worker")
         worker = WorkerProcess(settings, log_path=out_dir / "worker.log")
         with worker:
             try:
@@ -172,10 +174,10 @@ def _run(
             except WeaveStreamError as exc:
                 fail(str(exc))
             click.echo(f"worker ready; metrics at {worker.url}/metrics (log: {worker.log_path})")
-            _step("3/7", f"registering {topology_path}")
+            _step("3/8", f"registering {topology_path}")
             topology = _register(settings, topology_path)
             records, expected = _demo_records(call_count, settings.max_payload_bytes)
-            _step("4/7", f"streaming {len(records)} records to {settings.topics.calls}")
+            _step("4/8", f"streaming {len(records)} records to {settings.topics.calls}")
             asyncio.run(ensure_topics(settings, [settings.topics.calls]))
             with tqdm(total=len(records), unit="rec", desc="produce") as bar:
                 asyncio.run(
@@ -189,18 +191,22 @@ def _run(
                 )
             counts = _follow(worker, len(records), expected["calls"])
             letters = asyncio.run(_dead_letters(settings))
-            _step("5/7", f"derived values of {topology.name}")
+            _step("5/8", f"derived values of {topology.name}")
             values = _follow_values(settings, topology, expected["selected"])
             _show_values(topology, values)
             if receiver is not None and topology.monitors:
                 _await_alerts(receiver)
             plots: list[Path] = []
             if topology.aggregates:
-                _step("6/7", f"aggregates of {topology.name}")
+                _step("6/8", f"aggregates of {topology.name}")
                 plots = show_aggregates(settings, topology.name, out_dir)
-        _step("7/7", "summary")
+            _step("7/8", "calls() over the call store: the lowest judge scores")
+            stored = show_lowest_scores(settings, topology, expected["selected"])
+        _step("8/8", "summary")
         ok = _summary(counts, letters, expected, len(records))
         ok = _values_summary(topology, values, expected["selected"]) and ok
+        if not stored:
+            click.echo("  the call store did not catch up with the stream in time")
         if receiver is not None:
             kinds = Counter(alert.kind for alert in receiver.alerts)
             shown = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"

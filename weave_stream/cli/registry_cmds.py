@@ -8,7 +8,12 @@ import time
 import click
 import orjson
 
-from weave_stream.broker.kafka import ensure_topics, group_progress, start_group_at
+from weave_stream.broker.kafka import (
+    commit_group_offsets,
+    ensure_topics,
+    group_progress,
+    start_group_at,
+)
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
@@ -69,16 +74,19 @@ def unregister_command(name: str, settings: Settings) -> None:
 @settings_options()
 def topologies_command(output_format: str, settings: Settings) -> None:
     """List registered topologies: version, registration time, calls processed, lag, and
+    how many processed calls the reconciler has not checked yet for missing values, and
     how their workers are (state, restarts, last error)."""
     with connected(settings) as settings:
         registry = asyncio.run(read_registry(settings))
         states = topology_states(asyncio.run(read_worker_statuses(settings)), time.time())
         rows = []
+        valid = settings.topics.valid
         for name, entry in sorted(registry.items()):
             processed, lag = asyncio.run(
-                group_progress(
-                    settings, settings.topics.topology_group(name), settings.topics.valid
-                )
+                group_progress(settings, settings.topics.topology_group(name), valid)
+            )
+            checked, _ = asyncio.run(
+                group_progress(settings, settings.topics.reconcile_group(name), valid)
             )
             state = states.get(name, {})
             rows.append(
@@ -88,6 +96,9 @@ def topologies_command(output_format: str, settings: Settings) -> None:
                     "registered_at": entry.registered_at,
                     "calls_processed": processed,
                     "lag": lag,
+                    # Processed, not yet checked (the reconciler waits reconcile_settle_seconds);
+                    # what it found missing and repaired: weave_stream_reconcile_* metrics.
+                    "unchecked": max(0, processed - checked),
                     "state": state.get("state", "not running"),
                     "restarts": state.get("restarts", 0),
                     "last_error": state.get("last_error"),
@@ -101,13 +112,14 @@ def topologies_command(output_format: str, settings: Settings) -> None:
         return
     header = (
         f"{'topology':<24}{'version':<14}{'registered at':<26}{'processed':>10}{'lag':>8}"
-        f"  {'state':<12}{'restarts':>8}"
+        f"{'unchecked':>11}  {'state':<12}{'restarts':>8}"
     )
     click.echo(header)
     for row in rows:
         click.secho(
             f"{row['name']:<24}{row['version']:<14}{row['registered_at']:<26}"
-            f"{row['calls_processed']:>10}{row['lag']:>8}  {row['state']:<12}{row['restarts']:>8}",
+            f"{row['calls_processed']:>10}{row['lag']:>8}{row['unchecked']:>11}"
+            f"  {row['state']:<12}{row['restarts']:>8}",
             fg="red" if row["state"] == "failed" else None,
         )
         if row["last_error"]:
@@ -157,6 +169,9 @@ def topology_worker(name: str, expected_version: str | None, settings: Settings)
     if started is None:
         click.echo(f"topology {name}: group {group} resumes from its committed offsets", err=True)
     else:
+        # The reconciler checks the same calls from the same offsets (runners/reconcile.py).
+        cursor = settings.topics.reconcile_group(name)
+        asyncio.run(commit_group_offsets(settings, cursor, settings.topics.valid, started))
         click.echo(
             f"topology {name}: new group {group} starts at offsets {started} (the calls "
             f"written since its registration at {registration.registered_at})",

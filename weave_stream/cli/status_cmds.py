@@ -21,7 +21,8 @@ __all__ = ["COMMANDS", "status"]
 @settings_options()
 def status(output_format: str, settings: Settings) -> None:
     """What runs and how it is: the broker, the workers of --prefix, and each agent
-    (ingest, notifier, one per topology) with its state, restarts, lag and last error.
+    (ingest, notifier, one per topology) with its state, restarts, lag and last error,
+    and per topology what the reconciler has not checked yet, found missing and repaired.
 
     The first thing to run when something looks stuck. Exits with status 1 when
     something needs a look (a failed agent, a silent worker, no worker at all).
@@ -72,12 +73,23 @@ def _show(found: SystemStatus, settings: Settings) -> None:
     if found.registered:
         listing = ", ".join(f"{n} ({r.version})" for n, r in sorted(found.registered.items()))
         click.echo(f"registered topologies: {listing}")
+    for name, reconciled in sorted(found.reconciliation.items()):
+        click.secho(
+            f"reconciliation of {name}: {_count(reconciled.unchecked)} processed calls not "
+            f"checked yet; values found missing {_count(reconciled.missing)}, repaired "
+            f"{_count(reconciled.repaired)} (since the workers started)",
+            fg="red" if (reconciled.missing or 0) > (reconciled.repaired or 0) else None,
+        )
     if found.problems:
         click.secho("needs a look:", fg="red", bold=True)
         for problem in found.problems:
             click.echo(f"  - {problem}")
     else:
         click.secho("all agents ok", fg="green")
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 def _ago(seconds: float) -> str:

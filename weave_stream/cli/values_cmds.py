@@ -10,9 +10,9 @@ import click
 import pandas as pd
 
 from weave_stream.cli.options import connected, fail, settings_options
-from weave_stream.columns.values import derived_values
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
+from weave_stream.query.values import derived_values
 
 __all__ = ["COMMANDS", "values"]
 
@@ -33,7 +33,7 @@ __all__ = ["COMMANDS", "values"]
     show_default=True,
 )
 @click.option("--limit", type=int, default=50, show_default=True, help="Rows of --format table.")
-@settings_options()
+@settings_options("store_url")
 def values(
     topology: str,
     column: str | None,
@@ -44,12 +44,16 @@ def values(
 ) -> None:
     """The derived values of TOPOLOGY, one row per (call, column, op ref, trial), each with
     its call's id, trace id, parent id, project and op name (the same as
-    weave_stream.derived_values() returns)."""
-    with connected(settings) as settings:
-        try:
+    weave_stream.derived_values() returns). With --store-url (or store_url set) they are
+    read from the call store, else from the derived topics on Kafka."""
+    try:
+        if settings.store_url is not None:  # the call store: no broker needed
             frame = derived_values(topology, column=column, since=since, settings=settings)
-        except WeaveStreamError as exc:
-            fail(str(exc))
+        else:
+            with connected(settings) as settings:
+                frame = derived_values(topology, column=column, since=since, settings=settings)
+    except WeaveStreamError as exc:
+        fail(str(exc))
     if output_format == "csv":
         click.echo(_plain(frame).to_csv(index=False), nl=False)
     elif output_format in ("json", "jsonl"):

@@ -38,7 +38,7 @@ import orjson
 
 from weave_stream.broker.kafka import read_topic
 from weave_stream.config import Settings
-from weave_stream.errors import CollectorRequestError
+from weave_stream.errors import CollectorRequestError, QueryError
 
 __all__ = [
     "OpCode",
@@ -114,12 +114,12 @@ class OpCode:
 async def read_op_code(settings: Settings, op_ref: str) -> OpCode | None:
     """The code of the op ``op_ref`` (a call's ``op_name``), from ``<prefix>.objects``.
 
-    None when the collector never received that op. Raises ``ValueError`` for a
+    None when the collector never received that op. Raises :class:`QueryError` for a
     string that is not an op ref.
     """
     match = _OP_REF.match(op_ref)
     if match is None:
-        raise ValueError(
+        raise QueryError(
             f"{op_ref!r} is not an op ref; expected weave:///<entity>/<project>/op/<name>:<digest>"
         )
     project = match["project"]

@@ -50,7 +50,15 @@ from weave_stream.ops.execute import run_op
 from weave_stream.topology.selection import op_name_matches, sampled
 from weave_stream.topology.spec import CompiledColumn, Topology
 
-__all__ = ["ColumnStats", "DeriveStats", "DerivedValue", "Trials", "derive_batch", "survey_batch"]
+__all__ = [
+    "ColumnStats",
+    "DeriveStats",
+    "DerivedValue",
+    "Trials",
+    "derive_batch",
+    "expected_values",
+    "survey_batch",
+]
 
 Trials = int | Mapping[str, int] | None
 
@@ -203,6 +211,18 @@ async def survey_batch(
     stats = stats or DeriveStats()
     await _Walk(topology, calls, cache, trials, stats, dry_run=True).run()
     return stats
+
+
+async def expected_values(
+    topology: Topology, calls: Sequence[Call], cache: ResultCache, *, trials: Trials = None
+) -> list[DerivedValue]:
+    """One value per (call, column, trial) that :func:`derive_batch` would return, without
+    running any op: a value not in ``cache`` is a placeholder with the error ``pending``.
+
+    A column filter that reads a pending value is assumed to pass, so the set can be a
+    little larger than what a real run gives, never smaller.
+    """
+    return await _Walk(topology, calls, cache, trials, DeriveStats(), dry_run=True).run()
 
 
 @dataclass

@@ -27,13 +27,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pandas as pd
 from aiokafka import AIOKafkaConsumer
 
-from weave_stream.broker.kafka import read_topic
+from weave_stream.broker.kafka import highwaters, offsets_at, read_topic
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import Settings, load_settings
 from weave_stream.durations import parse_duration
@@ -41,6 +42,7 @@ from weave_stream.errors import BrokerError, DurationError, TimestampError, Topo
 from weave_stream.ingest.call import Call, call_from_json, parse_timestamp
 
 __all__ = [
+    "CALL_ID_FIELDS",
     "VALUE_FIELDS",
     "ValueIdentity",
     "derived_columns",
@@ -49,6 +51,8 @@ __all__ = [
     "first_values",
     "identity",
     "read_derived",
+    "since_time",
+    "values_frame",
 ]
 
 ValueIdentity = tuple[str, str, str, int]
@@ -80,12 +84,25 @@ def first_values(values: Iterable[DerivedValue]) -> list[DerivedValue]:
 
 
 async def read_derived(
-    settings: Settings, topology: str, columns: Sequence[str], *, deduplicate: bool = True
+    settings: Settings,
+    topology: str,
+    columns: Sequence[str],
+    *,
+    deduplicate: bool = True,
+    since: float | None = None,
 ) -> list[DerivedValue]:
-    """Every value of ``columns`` of ``topology`` now on Kafka (first of each identity)."""
+    """Every value of ``columns`` of ``topology`` now on Kafka (first of each identity);
+    with ``since`` (Unix seconds), only those written from then on."""
     values = []
     for column in columns:
-        async for record in read_topic(settings, settings.topics.derived(topology, column)):
+        topic = settings.topics.derived(topology, column)
+        start = None
+        if since is not None:  # a partition with nothing written since is read from its end
+            start = {
+                **await highwaters(settings, topic),
+                **await offsets_at(settings, topic, since),
+            }
+        async for record in read_topic(settings, topic, start_offsets=start):
             if record.value is not None:
                 values.append(DerivedValue.from_json(record.value))
     return first_values(values) if deduplicate else values
@@ -129,7 +146,7 @@ def derived_values(
     """
     if settings is None:
         settings = _running_settings()
-    reading = _derived_values(settings, topology, column, _since(since))
+    reading = _derived_values(settings, topology, column, since_time(since))
     try:
         asyncio.get_running_loop()
     except RuntimeError:
@@ -155,16 +172,44 @@ async def _derived_values(
         if start is None or (v.started_at or v.computed_at) >= start
     ]
     calls = await _calls_of(settings, {v.call_id for v in values})
+    return values_frame(
+        values,
+        {
+            call_id: {name: getattr(call, name) for name in CALL_ID_FIELDS}
+            for call_id, call in calls.items()
+        },
+    )
+
+
+CALL_ID_FIELDS = ("trace_id", "parent_id", "project_id", "op_name")
+"""The fields of a value's call that :func:`derived_values` adds to each row."""
+
+
+def values_frame(
+    values: Iterable[DerivedValue], calls: Mapping[str, Mapping[str, Any]]
+) -> pd.DataFrame:
+    """The frame of :func:`derived_values`: one row per value, with its call's
+    :data:`CALL_ID_FIELDS` from ``calls`` (call id -> fields; a call not there: None),
+    sorted by start time, call, column and trial.
+
+    >>> from datetime import UTC, datetime
+    >>> now = datetime(2026, 11, 26, tzinfo=UTC)
+    >>> v = DerivedValue(call_id="c", topology="t", column="s", op_ref="s:1", value=1,
+    ...                  computed_at=now)
+    >>> values_frame([v], {"c": {"op_name": "extract"}})[["call_id", "op_name", "value"]]
+      call_id  op_name  value
+    0       c  extract      1
+    """
     rows = []
     for value in values:
-        call = calls.get(value.call_id)
+        call = calls.get(value.call_id) or {}
         rows.append(
             {
                 "call_id": value.call_id,
-                "trace_id": value.trace_id or (call.trace_id if call else None),
-                "parent_id": call.parent_id if call else None,
-                "project_id": call.project_id if call else None,
-                "op_name": call.op_name if call else None,
+                "trace_id": value.trace_id or call.get("trace_id"),
+                "parent_id": call.get("parent_id"),
+                "project_id": call.get("project_id"),
+                "op_name": call.get("op_name"),
                 "started_at": value.started_at,
                 "topology": value.topology,
                 "column": value.column,
@@ -223,12 +268,12 @@ async def _calls_of(settings: Settings, call_ids: set[str]) -> dict[str, Call]:
     return calls
 
 
-def _since(since: str | float | datetime | None) -> datetime | None:
-    """``since`` as an aware time.
+def since_time(since: str | float | datetime | None) -> datetime | None:
+    """``since`` as an aware time: a time, or a duration back from now.
 
-    >>> _since("2026-11-26T00:00:00Z").isoformat()
+    >>> since_time("2026-11-26T00:00:00Z").isoformat()
     '2026-11-26T00:00:00+00:00'
-    >>> round((datetime.now(UTC) - _since("2h")).total_seconds() / 60)
+    >>> round((datetime.now(UTC) - since_time("2h")).total_seconds() / 60)
     120
     """
     if since is None:

@@ -28,6 +28,7 @@ import httpx
 import orjson
 
 from weave_stream.config import Settings
+from weave_stream.errors import OpDefinitionError
 from weave_stream.ops.base import CostEstimate, OpResult, Signature
 from weave_stream.ops.decorator import op
 from weave_stream.ops.judge import JudgeOp
@@ -86,7 +87,7 @@ class ExplainOp(JudgeOp):
             backoff=backoff,
         )
         if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-            raise ValueError(f"explain: threshold must be a number, got {threshold!r}")
+            raise OpDefinitionError(f"explain: threshold must be a number, got {threshold!r}")
         self.threshold = float(threshold)
         fields = dict.fromkeys((*self.op_signature.required, "score"))
         self.op_signature = Signature(required=tuple(fields))

@@ -26,7 +26,7 @@ import math
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tqdm import tqdm
 
@@ -39,6 +39,8 @@ from weave_stream.ingest.call import Call, parse_call_object
 from weave_stream.ingest.files import read_call_file
 from weave_stream.ingest.outcomes import DeadLetter
 from weave_stream.runners.results import ResultTable
+from weave_stream.store.tables import StoreLike, open_store
+from weave_stream.store.writer import StoreWriter
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
 from weave_stream.windows.snapshot import AggregatePartials
@@ -93,6 +95,7 @@ async def arun_local(
     trials: Trials = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
+    store: StoreLike | Literal[False] = False,
 ) -> ResultTable:
     """The async form of :func:`run_local`."""
     preflight(topology)
@@ -107,7 +110,20 @@ async def arun_local(
             values.extend(await derive_batch(topology, batch, cache, trials=trials, stats=stats))
             bar.update(len(batch))
     columns = [column.name for column in topology.compiled]
+    if store is not False:
+        await asyncio.to_thread(_store, store, calls, values)
     return ResultTable(topology.name, columns, values, stats, dead_letters, topology, calls)
+
+
+def _store(store: StoreLike, calls: Sequence[Call], values: Sequence[DerivedValue]) -> None:
+    """Write the run's calls and values to the store, as the workers' store sink does.
+
+    Every identity is looked up first, so running again over the same calls adds
+    nothing, and a success supersedes a stored error.
+    """
+    writer = StoreWriter(open_store(store))
+    writer.write_calls(calls)
+    writer.write_values(values)
 
 
 def run_local(
@@ -118,14 +134,26 @@ def run_local(
     trials: Trials = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
+    store: StoreLike | Literal[False] = False,
 ) -> ResultTable:
     """Run ``topology`` over a JSONL path, a DataFrame or calls; a :class:`ResultTable`.
 
     ``cache`` defaults to an in-memory one; pass a :class:`~weave_stream.columns.cache.SqliteCache`
-    to keep results between runs. From inside an event loop, await :func:`arun_local`.
+    to keep results between runs. ``store`` (a folder, URL or
+    :class:`~weave_stream.store.Store`; None: the settings' store) also writes every
+    call and value to the call store, for ``calls()`` queries without a broker. From
+    inside an event loop, await :func:`arun_local`.
     """
     return asyncio.run(
-        arun_local(topology, source, cache, trials=trials, batch_size=batch_size, progress=progress)
+        arun_local(
+            topology,
+            source,
+            cache,
+            trials=trials,
+            batch_size=batch_size,
+            progress=progress,
+            store=store,
+        )
     )
 
 
@@ -167,14 +195,21 @@ def _without_missing(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def local_aggregates(
-    topology: Topology, calls: Any, values: Iterable[Any] | None = None
-) -> tuple[list[AggregatePlan], dict[str, AggregatePartials]]:
+    topology: Topology,
+    calls: Any,
+    values: Iterable[Any] | None = None,
+    *,
+    as_streamed: int | None = None,
+) -> tuple[list[AggregatePlan], dict[str, AggregatePartials | list[AggregatePartials]]]:
     """The aggregates of ``topology`` over ``calls`` in-process (the local runner).
 
     ``calls`` is a JSONL path, a DataFrame or calls (as :func:`~weave_stream.runners.local.
     run_local` takes them); without ``values`` the topology's columns are computed first.
+    Calls count by event time, so none is late; with ``as_streamed`` (the number of
+    partitions of the stream) they are taken in their order, as the stream takes them,
+    and late ones are left out as it leaves them out (see the README, "Late calls").
     """
     loaded, _ = read_calls(calls)
     if values is None:
         values = run_local(topology, loaded).values
-    return topology_aggregates(topology, loaded, values)
+    return topology_aggregates(topology, loaded, values, as_streamed=as_streamed)

@@ -6,7 +6,8 @@ Every worker publishes its status to ``<prefix>.workers`` (compacted, keyed
 state, restarts and last error, every few seconds and whenever something changes
 (``runners/streaming/reporting.py``). This module reads those records back, adds each
 agent's consumer lag from the broker, and flags what needs a look: a failed
-component, a worker not heard from, a registered topology no worker runs.
+component, a worker not heard from, a registered topology no worker runs, values the
+reconciler found missing and could not repair.
 
 >>> now = 1_000.0
 >>> status = WorkerStatus("w1", 7, "h", "http://h:6066", "kafka://b:1", "weave", 0.0, now - 2,
@@ -28,6 +29,7 @@ from aiokafka.errors import KafkaError
 
 from weave_stream.broker.kafka import COMPACTED, ensure_topics, group_progress, read_topic
 from weave_stream.config import Settings
+from weave_stream.runners.reconcile_status import Reconciled, reconciliation_status
 from weave_stream.topology.registrations import Registration, read_registry
 
 __all__ = [
@@ -103,6 +105,7 @@ class SystemStatus:
     agents: list[AgentRow]
     registered: dict[str, Registration]
     problems: list[str]
+    reconciliation: dict[str, Reconciled] = field(default_factory=dict)
 
     def to_dict(self, now: float | None = None) -> dict[str, Any]:
         now = time.time() if now is None else now
@@ -123,6 +126,7 @@ class SystemStatus:
             ],
             "agents": [asdict(a) for a in self.agents],
             "topologies": {name: r.version for name, r in sorted(self.registered.items())},
+            "reconciliation": {n: asdict(r) for n, r in sorted(self.reconciliation.items())},
             "problems": self.problems,
         }
 
@@ -179,6 +183,9 @@ async def system_status(settings: Settings) -> SystemStatus:
     groups: dict[str, tuple[str, str]] = {
         "ingest": (topics.worker_group, topics.calls),
         "notifier": (topics.worker_group, topics.alerts),
+        # The store sink's own offsets live in the store; those it commits to Kafka
+        # afterwards give its lag on the valid calls.
+        "store-sink": (topics.store_group, topics.valid),
     }
     for name in registered:
         groups[f"topology/{name}"] = (topics.topology_group(name), topics.valid)
@@ -213,8 +220,24 @@ async def system_status(settings: Settings) -> SystemStatus:
         running = {a.agent.removeprefix("topology/") for a in agents}
         for name in sorted(set(registered) - running):
             problems.append(f"topology {name} is registered but no worker runs it yet")
+    reconciliation = await reconciliation_status(
+        settings, sorted(registered), [w.url for w in live]
+    )
+    for name, found in reconciliation.items():
+        if found.missing and (found.repaired or 0) < found.missing:
+            problems.append(
+                f"topology {name}: the reconciler found {found.missing} values missing and "
+                f"repaired {found.repaired or 0}; see the topology worker's log (\"lost values "
+                f'of"), then `weave-stream backfill {name}` writes only what is missing'
+            )
     return SystemStatus(
-        settings.broker or "", settings.topic_prefix, workers, agents, registered, problems
+        settings.broker or "",
+        settings.topic_prefix,
+        workers,
+        agents,
+        registered,
+        problems,
+        reconciliation,
     )
 
 

@@ -28,7 +28,9 @@ from weave_stream.runners.streaming.lag import track_consumer_lag
 from weave_stream.runners.streaming.notifier_agent import register_notifier
 from weave_stream.runners.streaming.query_pages import register_query_pages
 from weave_stream.runners.streaming.reporting import StatusReporter, say
+from weave_stream.runners.streaming.store_sink import register_store_sink
 from weave_stream.runners.streaming.supervisor import TopologySupervisor
+from weave_stream.runners.streaming.watchdog import watch_for_holes
 
 __all__ = ["Worker", "create_app", "create_worker_app", "on_stopping", "run_worker"]
 
@@ -46,6 +48,9 @@ def create_worker_app(settings: Settings) -> faust.App:
     register_notifier(app, settings)
     register_admin_pages(app, settings)
     register_collector(app, settings)  # the trace-server write API and OTLP on the web port
+    if settings.store_sink:
+        register_store_sink(app, settings)  # valid calls, derived values, alerts -> store
+    watch_for_holes(app, settings.stall_seconds)  # records the consumer dropped: read again
     reporter = StatusReporter(app, settings, lambda: readiness(app))
 
     @app.task

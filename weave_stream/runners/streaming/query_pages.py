@@ -10,7 +10,13 @@
     GET /aggregates/{topology}/drill?window_start=T&group=doc_class=invoice&aggregate=A
         the sampled and the worst calls of one window, for the groups matching
 
-The answers are the JSON of ``weave-stream aggregates --format json`` and ``weave-stream
+    GET /calls?op=text-extract&since=24h&where={...}&columns=a,b&sort=-started_at&limit=100
+        the calls() query over the call store, as JSON lines (one call per line);
+        parameters as ``weave-stream calls`` takes them (op, trace_id, parent_id and
+        call_id repeatable; roots=true; since/until or from/to; where in the filter
+        language, JSON or YAML; limit defaults to 1000)
+
+The aggregates answers are the JSON of ``weave-stream aggregates --format json`` and ``weave-stream
 drill --format json`` exactly: both read the topology's aggregate changelog to its end
 and merge the partials of every source partition
 (:mod:`weave_stream.aggregates.source` says why the changelog and not each worker).
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import faust
 from faust.web import Request, Response, View
@@ -36,17 +43,23 @@ from weave_stream.aggregates.queries import (
 )
 from weave_stream.aggregates.source import read_snapshots
 from weave_stream.config import Settings
-from weave_stream.errors import WeaveStreamError
+from weave_stream.errors import QueryError, StoreError, WeaveStreamError
+from weave_stream.query.text import format_frame, parse_where
 from weave_stream.topology.registrations import read_registry, topology_from_registration
 from weave_stream.topology.spec import Topology
 
-__all__ = ["register_query_pages"]
+__all__ = ["register_calls_page", "register_query_pages"]
+
+DEFAULT_CALLS_LIMIT = 1000
+MAX_CALLS_LIMIT = 100_000
 
 log = logging.getLogger(__name__)
 
 
 def register_query_pages(app: faust.App, settings: Settings) -> None:
-    """Add ``GET /aggregates/{topology}`` and ``GET /aggregates/{topology}/drill`` to ``app``."""
+    """Add ``GET /aggregates/{topology}``, ``GET /aggregates/{topology}/drill`` and
+    ``GET /calls`` to ``app``."""
+    register_calls_page(app, settings)
     loaded: dict[tuple[str, str], Topology] = {}
 
     async def topology_of(name: str) -> Topology | None:
@@ -105,6 +118,54 @@ def register_query_pages(app: faust.App, settings: Settings) -> None:
             except WeaveStreamError as exc:
                 return _error(self, 400, str(exc))
             return self.json(found.to_dict())
+
+
+def register_calls_page(app: faust.App, settings: Settings) -> None:
+    """Add the read-only ``GET /calls`` (the store's calls() query, as JSON lines)."""
+
+    @app.page("/calls")
+    class Calls(View):
+        async def get(self, request: Request) -> Response:
+            params = request.rel_url.query
+            try:
+                frame = await asyncio.to_thread(_calls_frame, settings, params)
+            except QueryError as exc:
+                return _error(self, 400, str(exc))
+            except StoreError as exc:
+                return _error(self, 404, str(exc))
+            body = format_frame(frame, "json").encode()
+            return self.bytes(body, content_type="application/x-ndjson")
+
+
+def _calls_frame(settings: Settings, params: Any) -> Any:
+    from weave_stream.query.calls import calls
+
+    def many(name: str) -> list[str] | None:
+        found = [v for value in params.getall(name, []) for v in value.split(",") if v]
+        return found or None
+
+    limit_text = params.get("limit", str(DEFAULT_CALLS_LIMIT))
+    try:
+        limit = int(limit_text)
+    except ValueError:
+        raise QueryError(f"limit={limit_text!r} is not a whole number") from None
+    if not 0 <= limit <= MAX_CALLS_LIMIT:
+        raise QueryError(f"limit must be between 0 and {MAX_CALLS_LIMIT}, got {limit}")
+    query = calls(
+        settings=settings,
+        op=many("op"),
+        trace_id=many("trace_id"),
+        parent_id=many("parent_id"),
+        call_ids=many("call_id"),
+        trace_roots=params.get("roots", "").lower() in ("1", "true", "yes"),
+        since=params.get("since") or params.get("from"),
+        until=params.get("until") or params.get("to"),
+        where=parse_where(params.get("where")),
+        columns=params.get("columns") or None,
+        sort=many("sort"),
+        limit=limit,
+    )
+    return query.to_pandas()
 
 
 def _error(view: View, status: int, message: str) -> Response:

@@ -47,6 +47,7 @@ from weave_stream.runners.streaming.aggregates import attach_aggregates
 from weave_stream.runners.streaming.app import create_app
 from weave_stream.runners.streaming.health import HEALTH, watched_agent
 from weave_stream.runners.streaming.monitor_agent import register_monitors
+from weave_stream.runners.streaming.reconciler import attach_reconciler
 from weave_stream.runners.streaming.sink import OutgoingRecord, attach_sink
 from weave_stream.runners.streaming.watchdog import Activity, watch_for_stall
 from weave_stream.topology.spec import Topology
@@ -75,6 +76,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     monitors = register_monitors(app, settings, topology, sink)  # None: no monitors declared
     activity = Activity()
     watch_for_stall(app, settings, topics.valid, activity, settings.stall_seconds)
+    attach_reconciler(app, settings, topology)  # no value missing for long, none silently
     columns = [column.name for column in topology.columns]
     column_topics = {name: topics.derived(topology.name, name) for name in columns}
     for topic in column_topics.values():
