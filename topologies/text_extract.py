@@ -93,7 +93,7 @@ topology = Topology(
             "reference": {"first_n": 150},
             "calibration_quantile": 0.95,
             "cooldown": "1m",
-            "shift": {"window": 50},
+            "shift": {"calls": 40},
         }
     ],
 )

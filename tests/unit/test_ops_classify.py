@@ -129,3 +129,16 @@ def test_bad_parameters_are_refused_with_the_fix() -> None:
         Classify(labels=["a", "b"], examples={"c": ["text"]})
     with pytest.raises(OpDefinitionError, match="method must be 'centroid' or 'river'"):
         Classify(labels=["a", "b"], method="svm")
+
+
+def test_a_label_may_have_several_descriptions_and_bad_ones_are_refused() -> None:
+    several = {
+        "money": ["money, banking and finance", "prices, salaries and taxes"],
+        "food": ["food and cooking", "restaurants and recipes"],
+    }
+    [result] = asyncio.run(run_op(Classify(labels=several), [{"text": "How much tax is due?"}]))
+    assert result.value["label"] == "money"
+    with pytest.raises(OpDefinitionError, match="non-empty text description"):
+        Classify(labels={"money": [], "food": "food"})
+    with pytest.raises(OpDefinitionError, match="prior_weight"):
+        Classify(labels=CATEGORIES, prior_weight=1.5)

@@ -12,7 +12,7 @@ The reference may be written in full or as a shorthand:
 
 >>> spec = Monitor(name="doc_drift", column="doc_embedding", reference={"first_n": 500})
 >>> spec.reference.kind, spec.reference.n, spec.index.kind, spec.calibration_quantile
-('first_n', 500, 'auto', 0.99)
+('first_n', 500, 'auto', 0.997)
 >>> Monitor(name="m", column="e", reference={"first_n": 2}, cooldown="10m").cooldown
 600.0
 >>> parse_monitors("extract", [{"name": "m", "column": "emb", "reference": {"first_n": 1}}])
@@ -24,6 +24,7 @@ Input should be greater than or equal to 2 (got 1); fix the monitors: entry of t
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -132,42 +133,73 @@ class LearningSpec(_Spec):
 
 
 class ShiftSpec(_Spec):
-    """Distribution-shift detection: a window test against the reference, and a
-    change detector over the novelty stream; both per group.
+    """Distribution-shift detection: a sequential test of the latest calls, per group.
 
-    Windows count embeddings (``window`` per group), so the result does not depend
-    on timing. The window statistic is the squared MMD between the window and a
-    sample of the reference (RBF kernel, median bandwidth) or the squared distance
-    of their centroids. ``permutation`` calibration gives each window a p-value
-    (``permutations`` random splits of the pooled vectors); ``held_out`` fixes the
-    threshold at build time from windows of reference vectors kept out of the sample.
-    A window alarms when its p-value, or the share of held-out windows above it, is at
-    most ``false_alarm_rate``.
+    After every ``every`` calls, the means of the latest ``calls``, ``calls/2``,
+    ``calls/4`` and ``calls/8`` embeddings are compared with the reference's mean
+    (``whitened_mean``: in the reference's whitened space, covariance shrunk toward
+    the identity by ``shrinkage``; ``mean``: a plain centroid distance). The
+    threshold is calibrated on the reference so that stable traffic raises a false
+    alarm with probability ``false_alarm_rate`` per ``false_alarm_calls`` calls (see
+    :mod:`weave_stream.drift.shift`). Once a shift is detected, a
+    ``domain_classifier`` trained on the reference against the calls that moved
+    the mean flags each later call that belongs to the new distribution as a
+    ``novel_example``.
+
+    ``window`` (the former name of ``calls``) is still accepted, with a warning;
+    the removed ADWIN/Page-Hinkley and permutation-test settings are ignored with a
+    warning.
     """
 
     enabled: bool = True
-    window: int = Field(default=200, ge=10, le=100_000)
-    statistic: Literal["mmd", "centroid"] = "mmd"
-    calibration: Literal["permutation", "held_out"] = "permutation"
-    false_alarm_rate: float = Field(default=0.001, gt=0, lt=0.5)
-    permutations: int = Field(default=999, ge=19, le=100_000)
-    reference_sample: int = Field(default=1_000, ge=10, le=100_000)
-    detector: Literal["adwin", "page_hinkley", "none"] = "adwin"
-    adwin_delta: float = Field(default=0.002, gt=0, lt=1)
-    page_hinkley_threshold: float = Field(default=5.0, gt=0)
-    page_hinkley_delta: float = Field(default=0.02, ge=0)
-    min_instances: int = Field(default=30, ge=1)
+    calls: int = Field(default=80, ge=10, le=10_000)
+    every: int = Field(default=1, ge=1, le=10_000)
+    statistic: Literal["whitened_mean", "mean"] = "whitened_mean"
+    shrinkage: float = Field(default=0.3, gt=0, le=100)
+    false_alarm_rate: float = Field(default=0.01, gt=0, lt=0.5)
+    false_alarm_calls: int = Field(default=10_000, ge=1_000, le=1_000_000_000)
+    domain_classifier: bool = True
 
-    @model_validator(mode="after")
-    def _check_permutations(self) -> ShiftSpec:
-        smallest_p_value = 1.0 / (self.permutations + 1)
-        if self.calibration == "permutation" and smallest_p_value > self.false_alarm_rate:
-            raise ValueError(
-                f"{self.permutations} permutations cannot give a p-value as small as the "
-                f"false alarm rate {self.false_alarm_rate}: use at least "
-                f"{round(1 / self.false_alarm_rate) - 1} permutations"
+    @model_validator(mode="before")
+    @classmethod
+    def _accept_former_names(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        if "window" in data:
+            if "calls" in data:
+                raise ValueError("give calls (the number of recent calls tested), not window too")
+            data["calls"] = data.pop("window")
+            _warn("shift.window is deprecated: it is now shift.calls (a count of calls)")
+        removed = sorted(set(data) & _REMOVED_SHIFT_FIELDS)
+        for name in removed:
+            data.pop(name)
+        if removed:
+            _warn(
+                f"shift settings {removed} are ignored: the sliding sequential test replaced "
+                "ADWIN/Page-Hinkley on the novelty stream and the fixed-window permutation test"
             )
-        return self
+        former = {"mmd": "whitened_mean", "centroid": "mean"}
+        if data.get("statistic") in former:
+            _warn(f"shift.statistic {data['statistic']!r} is now {former[data['statistic']]!r}")
+            data["statistic"] = former[data["statistic"]]
+        return data
+
+
+_REMOVED_SHIFT_FIELDS = {
+    "detector",
+    "adwin_delta",
+    "page_hinkley_threshold",
+    "page_hinkley_delta",
+    "min_instances",
+    "calibration",
+    "permutations",
+    "reference_sample",
+}
+
+
+def _warn(message: str) -> None:
+    warnings.warn(f"monitor spec: {message}", FutureWarning, stacklevel=2)
 
 
 class Monitor(SpecModel):
@@ -185,7 +217,8 @@ class Monitor(SpecModel):
     reference: ReferenceSpec
     index: IndexSpec = IndexSpec()
     threshold: float | None = Field(default=None, ge=0, description="overrides calibration")
-    calibration_quantile: float = Field(default=0.99, ge=0.5, lt=1)
+    neighbours: int = Field(default=10, ge=1, le=100, description="known examples per score")
+    calibration_quantile: float = Field(default=0.997, ge=0.5, lt=1)
     calibration_sample: int = Field(default=20_000, ge=10)
     learning: LearningSpec = LearningSpec()
     shift: ShiftSpec = ShiftSpec()

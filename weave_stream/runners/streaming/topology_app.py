@@ -135,7 +135,11 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
             if aggregates is not None:
                 aggregates.apply(events, values)  # windowed aggregates, per source partition
             if monitors is not None:
-                await monitors.offer(sink, calls, values)  # embeddings to the drift monitors
+                partitions = {
+                    (event.message.key or b"").decode(): event.message.partition for event in events
+                }
+                # embeddings to the drift monitors, with each call's source partition
+                await monitors.offer(sink, calls, values, partitions)
             batch_seconds.observe(time.perf_counter() - started)
             activity.end()
             HEALTH.ok(component)
