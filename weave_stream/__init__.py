@@ -39,11 +39,13 @@ from weave_stream.columns.cache import MemoryCache, ResultCache, SqliteCache
 from weave_stream.columns.derive import DerivedValue, derive_batch
 from weave_stream.columns.plan import Plan, plan_topology
 from weave_stream.config import Settings, load_settings
+from weave_stream.datasets import Dataset, list_datasets
 from weave_stream.errors import (
     BrokerError,
     BudgetExceededError,
     CallValidationError,
     ConfigError,
+    DatasetError,
     DeliveryError,
     IngestError,
     OpError,
@@ -71,6 +73,8 @@ __all__ = [
     "Classify",
     "Column",
     "ConfigError",
+    "Dataset",
+    "DatasetError",
     "DeliveryError",
     "DerivedValue",
     "Embed",
@@ -98,6 +102,7 @@ __all__ = [
     "WeaveStreamError",
     "calls",
     "derive_batch",
+    "list_datasets",
     "load_settings",
     "load_topology",
     "merge",

@@ -14,7 +14,8 @@
      ├── VectorIndexError     a FAISS index or its snapshot is unusable
      ├── DeliveryError        an alert could not be delivered to a target (retried)
      ├── StoreError           the call store cannot be opened, read or written
-     └── QueryError           a calls() query is malformed (names the part and the fix)
+     ├── QueryError           a calls() query is malformed (names the part and the fix)
+     └── DatasetError         a dataset cannot be made, read or added to (names it and the fix)
 
 Every message says what failed, where, the offending value, and how to fix it.
 """
@@ -26,6 +27,7 @@ __all__ = [
     "BudgetExceededError",
     "CallValidationError",
     "ConfigError",
+    "DatasetError",
     "DeliveryError",
     "IngestError",
     "OpError",
@@ -98,3 +100,8 @@ class StoreError(WeaveStreamError):
 
 class QueryError(WeaveStreamError):
     """A ``calls()`` query is malformed: an unknown field or column, a bad filter or range."""
+
+
+class DatasetError(WeaveStreamError):
+    """A dataset cannot be created, read or added to: a name taken, a version that does not
+    exist, a mapping path that resolves in no call (naming the nearest known paths)."""

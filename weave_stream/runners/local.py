@@ -36,6 +36,7 @@ from weave_stream.aggregates.source import aggregate_plans
 from weave_stream.columns.cache import MemoryCache, ResultCache
 from weave_stream.columns.derive import DerivedValue, DeriveStats, Trials, derive_batch
 from weave_stream.columns.plan import Plan, plan_topology
+from weave_stream.datasets.dataset import Dataset
 from weave_stream.errors import CallValidationError, ConfigError
 from weave_stream.ingest.call import Call, parse_call_object
 from weave_stream.ingest.outcomes import DeadLetter, expire_pending, ingest_record
@@ -60,7 +61,10 @@ DEFAULT_BATCH_SIZE = 256
 
 
 def read_calls(source: Any) -> tuple[list[Call], list[DeadLetter]]:
-    """The calls of a JSONL file (path), a DataFrame, or an iterable of calls or dicts."""
+    """The calls of a JSONL file (path), a DataFrame, an iterable of calls or dicts, or a
+    :class:`~weave_stream.datasets.Dataset` (its rows' source calls, from the call store)."""
+    if isinstance(source, Dataset):
+        return source.source_calls(), []
     if isinstance(source, str | Path):
         return _read_jsonl(Path(source))
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
@@ -137,7 +141,8 @@ def run_local(
     progress: bool = False,
     store: StoreLike | Literal[False] = False,
 ) -> ResultTable:
-    """Run ``topology`` over a JSONL path, a DataFrame or calls; a :class:`ResultTable`.
+    """Run ``topology`` over a JSONL path, a DataFrame, calls or a dataset (its rows'
+    source calls); a :class:`ResultTable`.
 
     ``cache`` defaults to an in-memory one; pass a :class:`~weave_stream.columns.cache.SqliteCache`
     to keep results between runs. ``store`` (a folder, URL or
