@@ -11,11 +11,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
 from tests.store_data import TOPOLOGY, trace_calls, truth
 from weave_stream import calls
+from weave_stream.cli.main import cli
 from weave_stream.datasets import Dataset, NewRow, list_datasets, read_export, write_rows
 from weave_stream.errors import DatasetError
 from weave_stream.runners.local import run_local
@@ -211,3 +214,77 @@ def test_a_dataset_runs_through_the_local_runner_as_its_source_calls(
     assert {(v.call_id, v.column): (v.value, v.error) for v in rerun.values} == {
         key: value for key, value in original.items() if key[0] in ids
     }
+
+
+def test_the_dataset_commands(world: dict[str, Any], tmp_path: Path) -> None:
+    store, t = world["store"], world["truth"]
+    runner = CliRunner()
+    base = ["--store-url", store.location]
+    select = ["--from-calls", "--op", "predict", "--sort", "started_at"]
+    created = runner.invoke(
+        cli,
+        [
+            "dataset",
+            "create",
+            "cli-set",
+            *select,
+            "--limit",
+            "5",
+            "--where",
+            "{support.topic.label: other}",
+            "--map",
+            "document=inputs.document",
+            "--map",
+            "label=support.topic.label",
+            *base,
+        ],
+    )
+    assert created.exit_code == 0, created.output
+    assert "version 0, 5 rows" in created.output
+    again = runner.invoke(cli, ["dataset", "create", "cli-set", *select, "--map", "x=op", *base])
+    assert again.exit_code == 1 and "exists (5 rows, version 0)" in again.output
+    money = ["--where", "{support.topic.label: money}", "--limit", "4"]
+    added = runner.invoke(cli, ["dataset", "add", "cli-set", *select, *money, *base])
+    assert added.exit_code == 0 and "version 1, 9 rows (+4" in added.output
+    chats = runner.invoke(
+        cli,
+        [
+            "dataset",
+            "create",
+            "cli-chats",
+            *select,
+            "--limit",
+            "3",
+            "--children-op",
+            "openai.chat",
+            "--map",
+            "query=inputs.query",
+            *base,
+        ],
+    )
+    assert chats.exit_code == 0, chats.output
+    listed = runner.invoke(cli, ["datasets", *base])
+    assert listed.exit_code == 0
+    line = next(x for x in listed.output.splitlines() if x.strip().startswith("cli-set "))
+    assert line.split()[:3] == ["cli-set", "9", "2"]
+    shown = runner.invoke(
+        cli, ["dataset", "show", "cli-set", "--version", "0", "--format", "json", *base]
+    )
+    rows = [orjson.loads(x) for x in shown.output.splitlines()]
+    others = t[(t["op"] == "predict") & (t["label"] == "other")].sort_values("started_at")
+    assert [r["source_call"] for r in rows] == others["id"].tolist()[:5]
+    assert {r["label"] for r in rows} == {"other"}
+    out = tmp_path / "cli.parquet"
+    exported = runner.invoke(cli, ["dataset", "export", "cli-set", "--out", str(out), *base])
+    assert exported.exit_code == 0 and len(read_export(out)) == 9
+    first_id = rows[0]["id"]
+    removed = runner.invoke(cli, ["dataset", "remove", "cli-set", first_id, *base])
+    assert removed.exit_code == 0 and "version 2, 8 rows (-1)" in removed.output
+    diff = runner.invoke(cli, ["dataset", "diff", "cli-set", "--from", "0", "--to", "2", *base])
+    assert diff.exit_code == 0 and "0 -> 2: +4 -1 rows" in diff.output
+    bad = runner.invoke(cli, ["dataset", "add", "nope", *select, *base])
+    assert bad.exit_code == 1 and "no dataset 'nope'" in bad.output and "cli-set" in bad.output
+    bad_map = runner.invoke(
+        cli, ["dataset", "create", "x", *select, "--map", "document=inputs.documnet", *base]
+    )
+    assert bad_map.exit_code == 1 and "nearest known: inputs.document" in bad_map.output

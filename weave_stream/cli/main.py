@@ -10,6 +10,7 @@ from weave_stream.cli import (
     backfill_cmds,
     broker_cmds,
     dashboard_cmds,
+    dataset_cmds,
     demo,
     ingest_cmds,
     ops_cmds,
@@ -38,6 +39,7 @@ for module in (
     demo,
     alerts_cmds,
     store_cmds,
+    dataset_cmds,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
 from weave_stream.errors import DatasetError, StoreError
@@ -292,7 +292,11 @@ def commit_changes(
     ``txns`` are more application transactions to commit with them (a sink's offsets).
     Raises :class:`DatasetConflict` when a dataset moved since, or moves concurrently.
     """
-    table = store.table("datasets")
+    store.table("datasets")  # checked to be the store's datasets table
+    # A table object of its own: the versions checked below and the commit's read
+    # snapshot must be one and the same, so any later commit is a conflict Delta checks
+    # (a shared object brought up to date by another thread in between would hide it).
+    table = DeltaTable(store.uri("datasets"), storage_options=store.storage_options or None)
     transactions = [Transaction(a, v) for a, v in (txns or {}).items()]
     events: list[dict[str, Any]] = []
     for name, (built_on, dataset_events) in changes.items():
