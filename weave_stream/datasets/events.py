@@ -37,6 +37,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from weave_stream.errors import DatasetError, StoreError
 from weave_stream.store.schema import TABLES
 from weave_stream.store.tables import Store
+from weave_stream.store.writer import FencedError
 
 __all__ = [
     "RESERVED_FIELDS",
@@ -285,18 +286,31 @@ def commit_changes(
     store: Store,
     changes: Mapping[str, tuple[int | None, list[dict[str, Any]]]],
     txns: Mapping[str, int] | None = None,
+    expect: Mapping[str, int | None] | None = None,
 ) -> int:
     """Commit the events of several datasets as one Delta commit; the table's new version.
 
     ``changes`` maps a dataset to (the version its events were built on, the events);
-    ``txns`` are more application transactions to commit with them (a sink's offsets).
-    Raises :class:`DatasetConflict` when a dataset moved since, or moves concurrently.
+    ``txns`` are more application transactions to commit with them (a sink's offsets),
+    ``expect`` the versions the committer last saw of those (another one: it is fenced,
+    :class:`~weave_stream.store.writer.FencedError`). Raises :class:`DatasetConflict`
+    when a dataset moved since, or moves concurrently.
     """
     store.table("datasets")  # checked to be the store's datasets table
     # A table object of its own: the versions checked below and the commit's read
     # snapshot must be one and the same, so any later commit is a conflict Delta checks
     # (a shared object brought up to date by another thread in between would hide it).
     table = DeltaTable(store.uri("datasets"), storage_options=store.storage_options or None)
+    moved = {
+        key: (seen, table.transaction_version(key))
+        for key, seen in (expect or {}).items()
+        if table.transaction_version(key) != seen
+    }
+    if moved:
+        raise FencedError(
+            f"datasets: another writer has committed for {sorted(moved)} (expected, found: "
+            f"{moved}); it owns those partitions now: not written"
+        )
     transactions = [Transaction(a, v) for a, v in (txns or {}).items()]
     events: list[dict[str, Any]] = []
     for name, (built_on, dataset_events) in changes.items():
@@ -315,6 +329,8 @@ def commit_changes(
         write_deltalake(table, data, mode="append", commit_properties=properties)
     except CommitFailedError as exc:
         if "Concurrent transaction" in str(exc):
+            if set(txns or {}) and not changes:
+                raise FencedError(f"datasets: {sorted(txns or {})} committed concurrently") from exc
             raise DatasetConflict(f"datasets {sorted(changes)}: committed concurrently") from exc
         raise StoreError(f"cannot commit to the datasets table: {exc}") from exc
     except (DeltaError, OSError) as exc:

@@ -37,6 +37,7 @@ from weave_stream.columns.cache import MemoryCache, ResultCache
 from weave_stream.columns.derive import DerivedValue, DeriveStats, Trials, derive_batch
 from weave_stream.columns.plan import Plan, plan_topology
 from weave_stream.datasets.dataset import Dataset
+from weave_stream.datasets.rules import Candidate, apply_candidates, candidates, parse_rules
 from weave_stream.errors import CallValidationError, ConfigError
 from weave_stream.ingest.call import Call, parse_call_object
 from weave_stream.ingest.outcomes import DeadLetter, expire_pending, ingest_record
@@ -108,20 +109,31 @@ async def arun_local(
     cache = cache if cache is not None else MemoryCache()
     stats = DeriveStats()
     values: list[DerivedValue] = []
+    rules = parse_rules(topology.name, topology.datasets, [c.name for c in topology.compiled])
+    kept: list[list[Candidate]] = []  # per batch: the calls the datasets: rules keep
     with tqdm(
         total=len(calls), unit="call", disable=not progress, file=sys.stderr, desc=topology.name
     ) as bar:
         for batch in batches(calls, batch_size):
-            values.extend(await derive_batch(topology, batch, cache, trials=trials, stats=stats))
+            derived = await derive_batch(topology, batch, cache, trials=trials, stats=stats)
+            values.extend(derived)
+            if rules and store is not False:
+                kept.append(candidates(rules, batch, derived))
             bar.update(len(batch))
     columns = [column.name for column in topology.compiled]
     if store is not False:
-        await asyncio.to_thread(_store, store, calls, values)
+        await asyncio.to_thread(_store, store, calls, values, kept)
     return ResultTable(topology.name, columns, values, stats, dead_letters)
 
 
-def _store(store: StoreLike, calls: Sequence[Call], values: Sequence[DerivedValue]) -> None:
-    """Write the run's calls and values to the store, as the workers' store sink does.
+def _store(
+    store: StoreLike,
+    calls: Sequence[Call],
+    values: Sequence[DerivedValue],
+    kept: Sequence[Sequence[Candidate]] = (),
+) -> None:
+    """Write the run's calls and values to the store, as the workers' store sink does,
+    then add the calls the topology's ``datasets:`` rules keep (a version per batch).
 
     Every identity is looked up first, so running again over the same calls adds
     nothing, and a success supersedes a stored error.
@@ -129,6 +141,9 @@ def _store(store: StoreLike, calls: Sequence[Call], values: Sequence[DerivedValu
     writer = StoreWriter(open_store(store))
     writer.write_calls(calls)
     writer.write_values(values)
+    for found in kept:
+        if found:
+            apply_candidates(writer.store, found)
 
 
 def run_local(

@@ -14,6 +14,7 @@ YAML (or the dict it parses to)::
         trials: 1                          # optional, non-deterministic ops only
     aggregates: []                         # validated by the aggregates module
     monitors: []                           # validated by the drift module
+    datasets: []                           # "from now on" rules (weave_stream.datasets.rules)
 
 A Python file defines a :class:`~weave_stream.topology.spec.Topology` named ``topology``
 (or exactly one Topology at module level).
@@ -49,7 +50,9 @@ __all__ = [
 ]
 
 TOPOLOGY_DIR = Path("topologies")
-_TOP_KEYS = frozenset({"name", "description", "source", "columns", "aggregates", "monitors"})
+_TOP_KEYS = frozenset(
+    {"name", "description", "source", "columns", "aggregates", "monitors", "datasets"}
+)
 _SOURCE_KEYS = frozenset({"op_name", "filter", "sample"})
 _COLUMN_KEYS = frozenset({"name", "op", "params", "args", "filter", "sample", "trials"})
 _SUFFIXES = (".yaml", ".yml", ".py")
@@ -83,13 +86,16 @@ def load_topology(
 
 
 def check_sections(topology: Topology) -> None:
-    """Validate the ``aggregates:`` and ``monitors:`` of ``topology`` against its columns."""
+    """Validate the ``aggregates:``, ``monitors:`` and ``datasets:`` of ``topology`` against
+    its columns."""
     from weave_stream.aggregates.rows import RowBuilder
+    from weave_stream.datasets.rules import parse_rules
     from weave_stream.drift.spec import parse_monitors
     from weave_stream.windows.spec import parse_aggregates
 
     RowBuilder(topology, parse_aggregates(topology.aggregates, topology.name))
     columns = {column.name for column in topology.columns}
+    parse_rules(topology.name, topology.datasets, columns)
     for monitor in parse_monitors(topology.name, topology.monitors):
         if monitor.column not in columns:
             raise TopologyError(
@@ -157,6 +163,7 @@ def topology_from_dict(
             description=str(data.get("description") or ""),
             aggregates=list(data.get("aggregates") or []),
             monitors=list(data.get("monitors") or []),
+            datasets=list(data.get("datasets") or []),
             settings=settings,
             search_path=search_path,
         )

@@ -5,8 +5,8 @@ a sampling rate) and :class:`Column` s: an op, a mapping from the op's arguments
 call paths or other columns (``args``), an optional filter, a sampling rate
 relative to the source's, and a number of trials (non-deterministic ops only).
 Columns may read other columns (``columns.<name>`` in args or filters): they form
-a DAG, run in dependency order. ``aggregates`` and ``monitors`` are kept as plain
-dicts here; the aggregates and drift modules validate them.
+a DAG, run in dependency order. ``aggregates``, ``monitors`` and ``datasets`` are
+kept as plain dicts here; the aggregates, drift and datasets modules validate them.
 
 Constructing a :class:`Topology` validates all of it — unknown op, bad path, wrong
 argument, unknown column, cycle, bad rate or trials — and raises one
@@ -94,6 +94,7 @@ class Topology:
     description: str = ""
     aggregates: Sequence[Mapping[str, Any]] = ()
     monitors: Sequence[Mapping[str, Any]] = ()
+    datasets: Sequence[Mapping[str, Any]] = ()
     settings: Settings | None = field(default=None, compare=False, repr=False)
     search_path: Path | None = field(default=None, compare=False, repr=False)
     compiled: tuple[CompiledColumn, ...] = field(init=False, compare=False, repr=False)
@@ -109,7 +110,7 @@ class Topology:
             )
         source_filter = self._compile_source(problems)
         columns = self._compile_columns(problems)
-        for kind in ("aggregates", "monitors"):
+        for kind in ("aggregates", "monitors", "datasets"):
             entries = getattr(self, kind)
             if isinstance(entries, str | Mapping) or not all(
                 isinstance(e, Mapping) for e in entries
@@ -152,6 +153,7 @@ class Topology:
             "columns": columns,
             "aggregates": [dict(a) for a in self.aggregates],
             "monitors": [dict(m) for m in self.monitors],
+            **({"datasets": [dict(d) for d in self.datasets]} if self.datasets else {}),
         }
 
     # -- validation ---------------------------------------------------------------------
