@@ -36,8 +36,9 @@ from weave_stream.aggregates.source import aggregate_plans
 from weave_stream.columns.cache import MemoryCache, ResultCache
 from weave_stream.columns.derive import DerivedValue, DeriveStats, Trials, derive_batch
 from weave_stream.columns.plan import Plan, plan_topology
+from weave_stream.datasets.apply import Candidate, apply_candidates, candidates
 from weave_stream.datasets.dataset import Dataset
-from weave_stream.datasets.rules import Candidate, apply_candidates, candidates, parse_rules
+from weave_stream.datasets.rules import parse_rules
 from weave_stream.errors import CallValidationError, ConfigError
 from weave_stream.ingest.call import Call, parse_call_object
 from weave_stream.ingest.outcomes import DeadLetter, expire_pending, ingest_record

@@ -38,7 +38,7 @@ from aiokafka.errors import KafkaError
 
 from weave_stream import metrics
 from weave_stream.config import Settings
-from weave_stream.datasets.rules import Candidate, apply_candidates
+from weave_stream.datasets.apply import Candidate, StateCache, apply_candidates
 from weave_stream.errors import StoreError, WeaveStreamError
 from weave_stream.notify.alerts import Alert
 from weave_stream.runners.streaming.health import HEALTH
@@ -91,6 +91,7 @@ class StoreSink:
         self.failures = 0  # write failures in a row (the retry backoff)
         self.lock = asyncio.Lock()  # a rebalance waits for a commit in flight
         self.writer: StoreWriter | None = None
+        self.dataset_states: StateCache = {}  # checked against the table at each commit
         self.consumer: AIOKafkaConsumer | None = None
 
     def table_of(self, topic: str) -> str:
@@ -205,7 +206,9 @@ class StoreSink:
         if table == "datasets":  # after calls and values: a dataset row's call is stored
             found = _candidates(raws)
             await asyncio.to_thread(
-                lambda: apply_candidates(self.store, found, txns=txns, expect=expect)
+                lambda: apply_candidates(
+                    self.store, found, txns=txns, expect=expect, cache=self.dataset_states
+                )
             )
         else:
             await asyncio.to_thread(

@@ -36,7 +36,8 @@ from weave_stream.columns.cache import CachedValue, CacheKey, MemoryCache
 from weave_stream.columns.derive import DerivedValue, derive_batch
 from weave_stream.columns.values import derived_key
 from weave_stream.config import Settings
-from weave_stream.datasets.rules import candidates, parse_rules
+from weave_stream.datasets.apply import candidates
+from weave_stream.datasets.rules import parse_rules
 from weave_stream.ingest.call import Call, call_from_json
 from weave_stream.runners.streaming.aggregates import attach_aggregates
 from weave_stream.runners.streaming.app import create_app
