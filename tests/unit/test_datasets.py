@@ -200,7 +200,7 @@ def test_concurrent_writers_make_gapless_versions_and_add_each_call_once(
     assert data.latest.rows == len(rows) == 48
 
 
-def test_a_dataset_runs_through_the_local_runner_as_its_source_calls(
+def test_a_dataset_runs_through_the_local_runner_as_its_source_calls_or_its_fields(
     world: dict[str, Any],
 ) -> None:
     store = world["store"]
@@ -212,6 +212,13 @@ def test_a_dataset_runs_through_the_local_runner_as_its_source_calls(
     assert sorted({v.call_id for v in rerun.values}) == sorted(ids)
     original = {(v.call_id, v.column): (v.value, v.error) for v in world["result"].values}
     assert {(v.call_id, v.column): (v.value, v.error) for v in rerun.values} == {
+        key: value for key, value in original.items() if key[0] in ids
+    }
+    # Or its mapped fields, as the inputs of example calls (a Weave evaluation's shape).
+    examples = run_local(TOPOLOGY, data.example_calls(op_name="predict"))
+    source = {r["id"]: r["source_call"] for r in data.rows()}
+    assert sorted(source) == sorted({v.call_id for v in examples.values})
+    assert {(source[v.call_id], v.column): (v.value, v.error) for v in examples.values} == {
         key: value for key, value in original.items() if key[0] in ids
     }
 

@@ -266,6 +266,24 @@ class Dataset:
             )
         return [call_from_row(found[call_id]) for call_id in ids]
 
+    def example_calls(self, version: int | None = None, op_name: str = "example") -> list[Call]:
+        """The rows of ``version`` as calls whose ``inputs`` are the row's fields (as Weave's
+        evaluations pass a dataset row to a model): ``run_local(topology,
+        dataset.example_calls(op_name=...))`` runs a topology reading ``inputs.<field>``.
+        Each keeps the row's id, its source call's trace and time."""
+        return [
+            Call(
+                id=event["row_id"],
+                op_name=op_name,
+                trace_id=event["trace_id"],
+                started_at=event["started_at"] or event["created_at"],
+                ended_at=event["started_at"] or event["created_at"],
+                inputs=orjson.loads(event["fields"] or "{}"),
+                attributes={"source_call": event["call_id"], "source_ref": event["call_ref"]},
+            )
+            for event in self.row_events(version)
+        ]
+
     def export(self, path: str | Path, version: int | None = None) -> Path:
         """Write ``version``'s rows to ``path`` (``.jsonl``, ``.csv`` or ``.parquet``)."""
         from weave_stream.datasets.export import export_rows
