@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from tests.store_data import TOPOLOGY, trace_calls, truth
-from weave_stream import calls
+from weave_stream import calls, metrics
 from weave_stream.datasets import Dataset, NewRow, write_rows
+from weave_stream.datasets.apply import Candidate, apply_candidates
 from weave_stream.datasets.rules import parse_rules
 from weave_stream.errors import DatasetError, TopologyError
 from weave_stream.runners.local import run_local
@@ -124,3 +125,19 @@ def test_rules_round_trip_through_the_registry_form() -> None:
     data = topology.to_dict()
     assert data["datasets"] == [RULE]
     assert "datasets" not in TOPOLOGY.to_dict()  # unchanged specs keep their digest
+
+
+def test_a_rule_whose_mapping_differs_from_the_datasets_adds_nothing_and_counts_it(
+    tmp_path: Path,
+) -> None:
+    store = Store(tmp_path)
+    write_rows(
+        store, "shared", [NewRow("c0", {"d": "x"})], mapping={"d": "inputs.text"}, create=True
+    )
+    same = Candidate("shared", "t/shared", "c1", {"d": "y"}, {"d": "inputs.text"})
+    other = Candidate("shared", "u/shared", "c2", {"e": "z"}, {"e": "inputs.other"})
+    refused = metrics.DATASET_CANDIDATES.labels("shared", "refused")
+    before = refused._value.get()
+    assert apply_candidates(store, [same, other]) == {"shared": 1}
+    assert [r["source_call"] for r in Dataset("shared", store).rows()] == ["c0", "c1"]
+    assert refused._value.get() == before + 1

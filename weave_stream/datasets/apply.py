@@ -182,19 +182,20 @@ def _plan(
     def count(outcome: str, n: int = 1) -> None:
         outcomes[(name, outcome)] = outcomes.get((name, outcome), 0) + n
 
-    mapping = dict(found[0].mapping)
-    if state.exists and state.mapping != mapping:
+    mapping = state.mapping if state.exists else dict(found[0].mapping)
+    refused = [c for c in found if dict(c.mapping) != mapping]
+    if refused:
         log.error(
             "dataset %r remembers the mapping %s; rule %s maps %s: %d calls not added "
             "(rename the rule's dataset, or make the mappings agree)",
             name,
-            state.mapping,
-            found[0].rule,
             mapping,
-            len(found),
+            refused[0].rule,
+            dict(refused[0].mapping),
+            len(refused),
         )
-        count("refused", len(found))
-        return None
+        count("refused", len(refused))
+        found = [c for c in found if dict(c.mapping) == mapping]
     rows, seen = [], set(state.call_ids)
     used: dict[tuple[str, int], int] = {}
     for candidate in found:
@@ -216,12 +217,11 @@ def _plan(
             )
         )
     count("added", len(rows))
-    if not rows and state.exists:
-        return None
     if not rows:
-        return None  # a dataset is made with its first row
+        return None  # nothing new (and a dataset is made with its first row)
     built_on = state.version
-    source = {"kind": "rule", "rule": found[0].rule, "cap": found[0].cap}
+    first = next(c for c in found if c.call_id == rows[0].call_id)
+    source = {"kind": "rule", "rule": first.rule, "cap": first.cap}
     planned = version_events(state, rows, mapping=mapping, source=source)
     return None if planned is None else (built_on, planned[0])
 
