@@ -28,9 +28,11 @@ import orjson
 from weave_stream import metrics
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.datasets.events import (
+    ATTEMPTS,
     DatasetConflict,
     DatasetState,
     NewRow,
+    backoff,
     commit_changes,
     load_states,
     version_events,
@@ -45,7 +47,6 @@ __all__ = ["Candidate", "StateCache", "apply_candidates", "candidates"]
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 8
 StateCache = dict[str, DatasetState]
 """Datasets' states kept between batches by one writer (the sink's)."""
 
@@ -149,7 +150,7 @@ def apply_candidates(
     per dataset."""
     names = sorted({c.dataset for c in found})
     cache = {} if cache is None else cache
-    for _ in range(ATTEMPTS):
+    for attempt in range(ATTEMPTS):
         missing = [name for name in names if name not in cache]
         cache.update(load_states(store, missing))
         states = {name: cache[name] for name in names}
@@ -167,6 +168,7 @@ def apply_candidates(
                 cache.pop(name, None)
             if isinstance(exc, FencedError):
                 raise
+            backoff(attempt)
             continue  # another worker made a version of one of them: plan again
         for (dataset, outcome), count in outcomes.items():
             metrics.DATASET_CANDIDATES.labels(dataset, outcome).inc(count)

@@ -32,9 +32,11 @@ import orjson
 import pyarrow.compute as pc
 
 from weave_stream.datasets.events import (
+    ATTEMPTS,
     DatasetConflict,
     NewRow,
     VersionInfo,
+    backoff,
     check_name,
     commit_changes,
     load_states,
@@ -51,8 +53,6 @@ if TYPE_CHECKING:
     from weave_stream.config import Settings
 
 __all__ = ["Dataset", "DatasetDiff", "list_datasets", "write_rows"]
-
-ATTEMPTS = 8
 
 
 def write_rows(
@@ -74,7 +74,7 @@ def write_rows(
     """
     check_name(name)
     store.ensure()
-    for _ in range(ATTEMPTS):
+    for attempt in range(ATTEMPTS):
         state = load_states(store, [name])[name]
         if state.exists and create and not append:
             raise DatasetError(
@@ -101,6 +101,7 @@ def write_rows(
         try:
             commit_changes(store, {name: (built_on, events)})
         except DatasetConflict:
+            backoff(attempt)
             continue  # another writer made a version meanwhile: plan again on top of it
         return info
     raise DatasetError(f"dataset {name!r}: {ATTEMPTS} writers in a row got there first; retry")
@@ -211,7 +212,8 @@ class Dataset:
 
     def remove(self, row_ids: Iterable[str], note: str = "") -> VersionInfo:
         """A new version without the rows ``row_ids`` (they stay in the older versions)."""
-        for _ in range(3):
+        removed = list(row_ids)
+        for attempt in range(ATTEMPTS):
             state = load_states(self.store, [self.name])[self.name]
             if not state.exists:
                 self.versions()  # raises, naming the known datasets
@@ -221,7 +223,7 @@ class Dataset:
                 [],
                 mapping=state.mapping,
                 source=state.source,
-                remove=list(row_ids),
+                remove=removed,
                 note=note,
             )
             if planned is None:
@@ -229,6 +231,7 @@ class Dataset:
             try:
                 commit_changes(self.store, {self.name: (built_on, planned[0])})
             except DatasetConflict:
+                backoff(attempt)
                 continue
             return planned[1]
         raise DatasetError(f"dataset {self.name!r}: other writers kept adding versions; retry")

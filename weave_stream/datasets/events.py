@@ -22,7 +22,9 @@ workers, and each call in a dataset at most once.
 from __future__ import annotations
 
 import hashlib
+import random
 import re
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,18 +42,23 @@ from weave_stream.store.tables import Store
 from weave_stream.store.writer import FencedError
 
 __all__ = [
+    "ATTEMPTS",
     "RESERVED_FIELDS",
     "DatasetConflict",
     "DatasetState",
     "NewRow",
     "VersionInfo",
     "app_id",
+    "backoff",
     "check_name",
     "commit_changes",
     "load_states",
     "row_id",
     "version_events",
 ]
+
+ATTEMPTS = 20
+"""Tries of a commit that other writers of the same dataset keep beating."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 RESERVED_FIELDS = frozenset({"id", "source_call", "source_ref"})
@@ -83,6 +90,11 @@ def check_name(name: Any) -> str:
             "starting with a letter or digit (invoices-hard)"
         )
     return name
+
+
+def backoff(attempt: int) -> None:
+    """Wait a little, at random, before planning again: writers that collided spread out."""
+    time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))
 
 
 def app_id(name: str) -> str:
