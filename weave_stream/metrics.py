@@ -378,7 +378,7 @@ STORE_SINK_FAILED = Gauge(
     registry=REGISTRY,
 )
 
-# Datasets "from now on" (weave_stream.datasets.rules), applied by the store sink.
+# Datasets "from now on" (weave_stream.datasets.apply), applied by the store sink.
 DATASET_CANDIDATES = Counter(
     "weave_stream_dataset_candidates_total",
     "Calls a topology's datasets: rule matched, by dataset and outcome: added, duplicate "

@@ -20,7 +20,6 @@ from tests.integration.test_streaming import produce_calls, register_file
 from weave_stream.broker.kafka import highwaters
 from weave_stream.config import Settings
 from weave_stream.datasets import Dataset
-from weave_stream.datasets.rules import parse_rules
 from weave_stream.demo.samples import corpus_documents, sample_calls
 from weave_stream.runners.workers import WorkerProcess
 from weave_stream.store import Store
@@ -52,7 +51,7 @@ def sink_caught_up(settings: Settings) -> bool:
 def test_a_from_now_on_dataset_adds_each_kept_call_once_under_sigkill(
     make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
 ) -> None:
-    (rule,) = parse_rules("wordy_sets", load_topology(ASSET).datasets, ["words"])
+    (rule,) = load_topology(ASSET).dataset_rules
     docs = corpus_documents("english", ["tech_support", "trivia", "money", "food"])
     day_a = sample_calls(docs[:200], seed="sets-a", start=datetime(2026, 11, 26, 3, tzinfo=UTC))
     day_b = sample_calls(docs[200:220], seed="sets-b", start=datetime(2026, 11, 27, tzinfo=UTC))

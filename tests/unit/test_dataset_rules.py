@@ -18,11 +18,10 @@ from tests.store_data import TOPOLOGY, trace_calls, truth
 from weave_stream import calls, metrics
 from weave_stream.datasets import Dataset, NewRow, write_rows
 from weave_stream.datasets.apply import Candidate, apply_candidates
-from weave_stream.datasets.rules import parse_rules
 from weave_stream.errors import DatasetError, TopologyError
 from weave_stream.runners.local import run_local
 from weave_stream.store import Store
-from weave_stream.topology.loader import check_sections, topology_from_dict
+from weave_stream.topology.loader import topology_from_dict
 
 RULE = {
     "name": "low-scores",
@@ -35,7 +34,7 @@ RULE = {
 
 def test_a_rule_keeps_the_matching_sampled_calls_once_under_its_cap(tmp_path: Path) -> None:
     topology = dataclasses.replace(TOPOLOGY, datasets=[RULE])
-    (rule,) = parse_rules(topology.name, topology.datasets, ["words", "topic", "quality"])
+    (rule,) = topology.dataset_rules
     records = trace_calls(60)
     result = run_local(topology, records, store=tmp_path, batch_size=16)
     t = truth(records, result.values)
@@ -98,7 +97,7 @@ def test_a_mapping_that_no_longer_resolves_is_a_clear_error(tmp_path: Path) -> N
         ({"every": "1d"}, "unknown fields ['every']"),
     ],
 )
-def test_rules_out_of_range_are_refused_when_the_topology_is_loaded(
+def test_rules_out_of_range_are_refused_when_the_topology_is_built(
     change: dict[str, Any], message: str
 ) -> None:
     spec = {
@@ -113,10 +112,9 @@ def test_rules_out_of_range_are_refused_when_the_topology_is_loaded(
         ],
         "datasets": [{**RULE, **change}],
     }
-    topology = topology_from_dict(spec)
     with pytest.raises(TopologyError) as caught:
-        check_sections(topology)
-    assert "topology 'support' has invalid datasets" in str(caught.value)
+        topology_from_dict(spec)
+    assert "topology 'support' is invalid:\n  dataset " in str(caught.value)
     assert message in str(caught.value)
 
 

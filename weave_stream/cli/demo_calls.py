@@ -112,13 +112,9 @@ def await_rule_datasets(
     of what the store holds (its filter, sampling and cap per period); (name, the dataset,
     or True when the rule kept no call, False when the dataset never caught up)."""
     from weave_stream.datasets.dataset import Dataset
-    from weave_stream.datasets.rules import parse_rules
 
     found: list[tuple[str, Any]] = []
-    columns = [column.name for column in topology.compiled]
-    for rule, entry in zip(
-        parse_rules(topology.name, topology.datasets, columns), topology.datasets, strict=True
-    ):
+    for rule, entry in zip(topology.dataset_rules, topology.datasets, strict=True):
         dataset = Dataset(rule.name, settings=settings)
         deadline = time.monotonic() + timeout
         held, want = -1, 0

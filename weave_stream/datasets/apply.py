@@ -37,10 +37,10 @@ from weave_stream.datasets.events import (
     load_states,
     version_events,
 )
-from weave_stream.datasets.rules import DatasetRule
 from weave_stream.ingest.call import Call
 from weave_stream.store.tables import Store
 from weave_stream.store.writer import FencedError
+from weave_stream.topology.datasets import DatasetRule
 from weave_stream.topology.selection import FieldPath, MissingFieldError
 
 __all__ = ["Candidate", "StateCache", "apply_candidates", "candidates"]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,6 +39,7 @@ from weave_stream.errors import DatasetError, StoreError
 from weave_stream.store.schema import TABLES
 from weave_stream.store.tables import Store
 from weave_stream.store.writer import FencedError
+from weave_stream.topology.datasets import RESERVED_FIELDS, dataset_name_problem
 
 __all__ = [
     "ATTEMPTS",
@@ -60,9 +60,6 @@ __all__ = [
 ATTEMPTS = 20
 """Tries of a commit that other writers of the same dataset keep beating."""
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
-RESERVED_FIELDS = frozenset({"id", "source_call", "source_ref"})
-"""Columns every dataset row has besides its mapped fields."""
 _STATE_COLUMNS = [
     "dataset",
     "version",
@@ -84,12 +81,10 @@ def _json(value: Any) -> str:
 
 def check_name(name: Any) -> str:
     """``name`` if it is a dataset name, else a :class:`DatasetError` saying what is."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise DatasetError(
-            f"{name!r} is not a dataset name: use 1-100 letters, digits, '_', '.' or '-', "
-            "starting with a letter or digit (invoices-hard)"
-        )
-    return name
+    problem = dataset_name_problem(name)
+    if problem is not None:
+        raise DatasetError(problem)
+    return str(name)
 
 
 def backoff(attempt: int) -> None:

@@ -38,7 +38,6 @@ from weave_stream.columns.derive import DerivedValue, DeriveStats, Trials, deriv
 from weave_stream.columns.plan import Plan, plan_topology
 from weave_stream.datasets.apply import Candidate, apply_candidates, candidates
 from weave_stream.datasets.dataset import Dataset
-from weave_stream.datasets.rules import parse_rules
 from weave_stream.errors import CallValidationError, ConfigError
 from weave_stream.ingest.call import Call, parse_call_object
 from weave_stream.ingest.outcomes import DeadLetter, expire_pending, ingest_record
@@ -110,7 +109,7 @@ async def arun_local(
     cache = cache if cache is not None else MemoryCache()
     stats = DeriveStats()
     values: list[DerivedValue] = []
-    rules = parse_rules(topology.name, topology.datasets, [c.name for c in topology.compiled])
+    rules = topology.dataset_rules
     kept: list[list[Candidate]] = []  # per batch: the calls the datasets: rules keep
     with tqdm(
         total=len(calls), unit="call", disable=not progress, file=sys.stderr, desc=topology.name

@@ -14,7 +14,7 @@ YAML (or the dict it parses to)::
         trials: 1                          # optional, non-deterministic ops only
     aggregates: []                         # validated by the aggregates module
     monitors: []                           # validated by the drift module
-    datasets: []                           # "from now on" rules (weave_stream.datasets.rules)
+    datasets: []                           # "from now on" rules (weave_stream.topology.datasets)
 
 A Python file defines a :class:`~weave_stream.topology.spec.Topology` named ``topology``
 (or exactly one Topology at module level).
@@ -86,16 +86,13 @@ def load_topology(
 
 
 def check_sections(topology: Topology) -> None:
-    """Validate the ``aggregates:``, ``monitors:`` and ``datasets:`` of ``topology`` against
-    its columns."""
+    """Validate the ``aggregates:`` and ``monitors:`` of ``topology`` against its columns."""
     from weave_stream.aggregates.rows import RowBuilder
-    from weave_stream.datasets.rules import parse_rules
     from weave_stream.drift.spec import parse_monitors
     from weave_stream.windows.spec import parse_aggregates
 
     RowBuilder(topology, parse_aggregates(topology.aggregates, topology.name))
     columns = {column.name for column in topology.columns}
-    parse_rules(topology.name, topology.datasets, columns)
     for monitor in parse_monitors(topology.name, topology.monitors):
         if monitor.column not in columns:
             raise TopologyError(

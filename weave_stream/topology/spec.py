@@ -5,8 +5,9 @@ a sampling rate) and :class:`Column` s: an op, a mapping from the op's arguments
 call paths or other columns (``args``), an optional filter, a sampling rate
 relative to the source's, and a number of trials (non-deterministic ops only).
 Columns may read other columns (``columns.<name>`` in args or filters): they form
-a DAG, run in dependency order. ``aggregates``, ``monitors`` and ``datasets`` are
-kept as plain dicts here; the aggregates, drift and datasets modules validate them.
+a DAG, run in dependency order. ``aggregates`` and ``monitors`` are kept as plain
+dicts here; the aggregates and drift modules validate them. ``datasets`` ("from now
+on" rules, :mod:`weave_stream.topology.datasets`) are compiled here, with the columns.
 
 Constructing a :class:`Topology` validates all of it — unknown op, bad path, wrong
 argument, unknown column, cycle, bad rate or trials — and raises one
@@ -41,6 +42,7 @@ from weave_stream.config import Settings
 from weave_stream.errors import OpError, TopologyError
 from weave_stream.ops.base import Op
 from weave_stream.ops.resolve import op_spec, resolve_op
+from weave_stream.topology.datasets import DatasetRule, compile_rules
 from weave_stream.topology.selection import FieldPath, Filter, compile_filter
 
 __all__ = ["Column", "CompiledColumn", "Source", "Topology"]
@@ -100,6 +102,7 @@ class Topology:
     compiled: tuple[CompiledColumn, ...] = field(init=False, compare=False, repr=False)
     levels: tuple[tuple[str, ...], ...] = field(init=False, compare=False, repr=False)
     source_filter: Filter | None = field(init=False, compare=False, repr=False)
+    dataset_rules: tuple[DatasetRule, ...] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -116,6 +119,12 @@ class Topology:
                 isinstance(e, Mapping) for e in entries
             ):
                 problems.append(f"field {kind!r}: must be a list of mappings, got {entries!r:.80}")
+        rules: tuple[DatasetRule, ...] = ()
+        if not isinstance(self.datasets, str | Mapping) and all(
+            isinstance(e, Mapping) for e in self.datasets
+        ):
+            named = {c.name for c in self.columns if isinstance(c, Column)}
+            rules = compile_rules(self.name, self.datasets, named, problems)
         order, levels = _order(columns, problems)
         if problems:
             listing = "\n  ".join(dict.fromkeys(problems))
@@ -123,6 +132,7 @@ class Topology:
         object.__setattr__(self, "compiled", tuple(columns[name] for name in order))
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "source_filter", source_filter)
+        object.__setattr__(self, "dataset_rules", rules)
 
     def column(self, name: str) -> CompiledColumn:
         """The compiled column ``name``."""

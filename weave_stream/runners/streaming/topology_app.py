@@ -37,7 +37,6 @@ from weave_stream.columns.derive import DerivedValue, derive_batch
 from weave_stream.columns.values import derived_key
 from weave_stream.config import Settings
 from weave_stream.datasets.apply import candidates
-from weave_stream.datasets.rules import parse_rules
 from weave_stream.ingest.call import Call, call_from_json
 from weave_stream.runners.streaming.aggregates import attach_aggregates
 from weave_stream.runners.streaming.app import create_app
@@ -71,7 +70,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     activity = Activity()
     watch_for_stall(app, settings, topics.valid, activity, settings.stall_seconds)
     columns = [column.name for column in topology.columns]
-    rules = parse_rules(topology.name, topology.datasets, columns)
+    rules = topology.dataset_rules
     if rules:
         app.topic(topics.datasets, partitions=settings.partitions)
     column_topics = {name: topics.derived(topology.name, name) for name in columns}

@@ -1,4 +1,4 @@
-"""Datasets "from now on": a topology's ``datasets:`` rules, matched and applied exactly once.
+"""What a topology declares under ``datasets:``: "from now on" rules, validated when built.
 
 A topology may declare, in YAML::
 
@@ -11,12 +11,13 @@ A topology may declare, in YAML::
           document: inputs.document
           score: columns.faithfulness.score
 
-This module validates the entries (when the topology is loaded: a rate, cap or
-filter out of range is refused there); :mod:`weave_stream.datasets.apply` matches
-calls and adds them. The dataset
-remembers the mapping in the store's vocabulary (``columns.faithfulness.score`` of
-topology ``text_extract`` is ``text_extract.faithfulness.score``), so
-``weave-stream dataset add NAME --from-calls ...`` reuses it.
+The :class:`~weave_stream.topology.spec.Topology` compiles its entries when it is
+built (a rate, cap or filter out of range, a column it does not have: refused then,
+with the topology's other problems); :mod:`weave_stream.datasets.apply` matches calls
+and adds them. The dataset remembers the mapping in the store's vocabulary
+(``columns.faithfulness.score`` of topology ``text_extract`` is
+``text_extract.faithfulness.score``), so ``weave-stream dataset add NAME --from-calls
+...`` reuses it.
 
 >>> rules = parse_rules("t", [{"name": "low", "filter": {"columns.s": {"lt": 0.4}},
 ...                            "cap": {"rows": 2, "per": "1d"},
@@ -33,18 +34,59 @@ weave_stream.errors.TopologyError: topology 't' has invalid datasets:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from weave_stream.datasets.events import RESERVED_FIELDS, check_name
-from weave_stream.errors import DatasetError, TopologyError
+from weave_stream.errors import TopologyError
 from weave_stream.topology.selection import FieldPath, Filter, compile_filter, sample_point
-from weave_stream.windows.spec import parse_duration
 
-__all__ = ["DatasetRule", "parse_rules"]
+__all__ = [
+    "DATASET_NAME",
+    "RESERVED_FIELDS",
+    "DatasetRule",
+    "compile_rules",
+    "dataset_name_problem",
+    "parse_rules",
+]
 
+DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
+RESERVED_FIELDS = frozenset({"id", "source_call", "source_ref"})
+"""Columns every dataset row has besides its mapped fields."""
 _KEYS = frozenset({"name", "filter", "sample", "cap", "mapping"})
+_DURATION_PART = re.compile(r"(\d+)([wdhms])")
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def dataset_name_problem(name: Any) -> str | None:
+    """What is wrong with ``name`` as a dataset name (None: nothing).
+
+    >>> dataset_name_problem("invoices-hard") is None, dataset_name_problem("a b")[:24]
+    (True, "'a b' is not a dataset n")
+    """
+    if isinstance(name, str) and DATASET_NAME.match(name):
+        return None
+    return (
+        f"{name!r} is not a dataset name: use 1-100 letters, digits, '_', '.' or '-', "
+        "starting with a letter or digit (invoices-hard)"
+    )
+
+
+def _seconds(value: Any) -> int:
+    """Whole seconds from ``90s``, ``5m``, ``1h30m``, ``2d``, ``1w`` or a number."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        parts = _DURATION_PART.findall(text)
+        if text.isdigit():
+            return int(text)
+        if parts and "".join(n + u for n, u in parts) == text:
+            return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+    raise ValueError(
+        f"{value!r} is not a duration; write whole seconds or e.g. 90s, 5m, 1h30m, 2d, 1w"
+    )
 
 
 @dataclass(frozen=True)
@@ -76,6 +118,20 @@ def parse_rules(
     """Validate ``datasets:`` entries against the topology's ``columns``; one
     :class:`TopologyError` lists every problem (names the dataset and the field)."""
     problems: list[str] = []
+    rules = compile_rules(topology, entries, columns, problems)
+    if problems:
+        listing = "\n  ".join(problems)
+        raise TopologyError(f"topology {topology!r} has invalid datasets:\n  {listing}")
+    return rules
+
+
+def compile_rules(
+    topology: str,
+    entries: Iterable[Mapping[str, Any]],
+    columns: Collection[str],
+    problems: list[str],
+) -> tuple[DatasetRule, ...]:
+    """The valid rules of ``entries``; a problem appended for each invalid one."""
     rules = []
     seen: set[str] = set()
     for index, entry in enumerate(entries):
@@ -85,9 +141,6 @@ def parse_rules(
                 problems.append(f"dataset {rule.name!r}: declared twice; merge the entries")
             seen.add(rule.name)
             rules.append(rule)
-    if problems:
-        listing = "\n  ".join(problems)
-        raise TopologyError(f"topology {topology!r} has invalid datasets:\n  {listing}")
     return tuple(rules)
 
 
@@ -102,11 +155,10 @@ def _parse(
     unknown = sorted(set(entry) - _KEYS)
     if unknown:
         problems.append(f"{where}: unknown fields {unknown}; a dataset has {sorted(_KEYS)}")
-    try:
-        name = check_name(entry.get("name"))
-    except DatasetError as exc:
-        problems.append(f"{where}, field name: {exc}")
-        name = ""
+    name = entry.get("name")
+    problem = dataset_name_problem(name)
+    if problem is not None:
+        problems.append(f"{where}, field name: {problem}")
     rate = entry.get("sample", 1.0)
     if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
         problems.append(
@@ -147,7 +199,7 @@ def _parse(
     if len(problems) > count:
         return None
     stored = {field: _stored(topology, path) for field, path in mapping.items()}
-    return DatasetRule(topology, name, rule_filter, float(rate), cap, mapping, stored)
+    return DatasetRule(topology, str(name), rule_filter, float(rate), cap, mapping, stored)
 
 
 def _cap(value: Any, where: str, problems: list[str]) -> tuple[int, int] | None:
@@ -161,7 +213,7 @@ def _cap(value: Any, where: str, problems: list[str]) -> tuple[int, int] | None:
         problems.append(f"{where}, field cap.rows: a whole number >= 1, got {rows!r}")
         return None
     try:
-        per = parse_duration(value["per"])
+        per = _seconds(value["per"])
     except ValueError as exc:
         problems.append(f"{where}, field cap.per: {exc}")
         return None
