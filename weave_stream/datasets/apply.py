@@ -29,7 +29,7 @@ from weave_stream import metrics
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.datasets.events import (
     ATTEMPTS,
-    DatasetConflict,
+    DatasetConflictError,
     DatasetState,
     NewRow,
     backoff,
@@ -163,7 +163,7 @@ def apply_candidates(
                 changes[name] = planned
         try:
             commit_changes(store, changes, txns, expect)
-        except (DatasetConflict, FencedError) as exc:
+        except (DatasetConflictError, FencedError) as exc:
             for name in names:  # planned as if committed: read them again
                 cache.pop(name, None)
             if isinstance(exc, FencedError):

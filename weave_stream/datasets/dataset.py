@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 
 from weave_stream.datasets.events import (
     ATTEMPTS,
-    DatasetConflict,
+    DatasetConflictError,
     NewRow,
     VersionInfo,
     backoff,
@@ -100,7 +100,7 @@ def write_rows(
         events, info = planned
         try:
             commit_changes(store, {name: (built_on, events)})
-        except DatasetConflict:
+        except DatasetConflictError:
             backoff(attempt)
             continue  # another writer made a version meanwhile: plan again on top of it
         return info
@@ -230,7 +230,7 @@ class Dataset:
                 raise DatasetError(f"dataset {self.name!r}: no row ids given to remove")
             try:
                 commit_changes(self.store, {self.name: (built_on, planned[0])})
-            except DatasetConflict:
+            except DatasetConflictError:
                 backoff(attempt)
                 continue
             return planned[1]

@@ -9,7 +9,7 @@ read back exactly by taking the events up to it, after compaction and vacuum too
 
 A dataset's version counter *is* a Delta application transaction, ``dataset:<name>``,
 committed with its events: a writer states the version it built on, a commit that
-finds another version is refused (:class:`DatasetConflict`, and the caller rebuilds
+finds another version is refused (:class:`DatasetConflictError`, and the caller rebuilds
 from the table as it is now), and two writers committing the same dataset at once
 collide in Delta's own check. So versions are gapless and two writers never both
 make version N — which is what keeps "at most N rows a day" true with several
@@ -44,7 +44,7 @@ from weave_stream.topology.datasets import RESERVED_FIELDS, dataset_name_problem
 __all__ = [
     "ATTEMPTS",
     "RESERVED_FIELDS",
-    "DatasetConflict",
+    "DatasetConflictError",
     "DatasetState",
     "NewRow",
     "VersionInfo",
@@ -103,7 +103,7 @@ def row_id(dataset: str, call_id: str) -> str:
     return f"r-{digest[:16]}"
 
 
-class DatasetConflict(StoreError):
+class DatasetConflictError(StoreError):
     """Another writer made a version of the dataset since this one looked: rebuild, retry."""
 
 
@@ -300,7 +300,7 @@ def commit_changes(
     ``changes`` maps a dataset to (the version its events were built on, the events);
     ``txns`` are more application transactions to commit with them (a sink's offsets),
     ``expect`` the versions the committer last saw of those (another one: it is fenced,
-    :class:`~weave_stream.store.writer.FencedError`). Raises :class:`DatasetConflict`
+    :class:`~weave_stream.store.writer.FencedError`). Raises :class:`DatasetConflictError`
     when a dataset moved since, or moves concurrently.
     """
     store.table("datasets")  # checked to be the store's datasets table
@@ -323,7 +323,7 @@ def commit_changes(
     for name, (built_on, dataset_events) in changes.items():
         found = table.transaction_version(app_id(name))
         if found != built_on:
-            raise DatasetConflict(
+            raise DatasetConflictError(
                 f"dataset {name!r}: version {found} was made by another writer since version "
                 f"{built_on} was read"
             )
@@ -338,7 +338,9 @@ def commit_changes(
         if "Concurrent transaction" in str(exc):
             if set(txns or {}) and not changes:
                 raise FencedError(f"datasets: {sorted(txns or {})} committed concurrently") from exc
-            raise DatasetConflict(f"datasets {sorted(changes)}: committed concurrently") from exc
+            raise DatasetConflictError(
+                f"datasets {sorted(changes)}: committed concurrently"
+            ) from exc
         raise StoreError(f"cannot commit to the datasets table: {exc}") from exc
     except (DeltaError, OSError) as exc:
         raise StoreError(
