@@ -7,14 +7,17 @@ All names derive from one prefix (the ``topic_prefix`` setting, default ``weave`
     <prefix>.calls                          raw calls as producers write them
     <prefix>.calls.valid / .calls.dlq       validated calls / dead letters
     <prefix>.registry                       registered topologies (compacted)
+    <prefix>.objects                        op code, files and tables the collector kept (compacted)
     <prefix>.derived.<topology>.<column>    the values of one derived column
     <prefix>.monitor.<topology>.<monitor>   a monitor's observations (one partition)
     <prefix>.reference.<topology>.<monitor> a monitor's reference (compacted)
     <prefix>.alerts / .alerts.status        alerts and their delivery status
     <prefix>.datasets                       calls a topology's datasets: rules matched
+    <prefix>.workers                        each worker's status (compacted)
     weave-stream.<prefix>                   the workers' group (ingest, notifier)
     weave-stream.<prefix>.topology.<name>   one topology's group (and Faust app id)
     weave-stream.<prefix>.store             the store sinks' group (valid calls, derived, alerts)
+    weave-stream.<prefix>.reconcile.<name>  how far its reconciler checked the calls
     <group>-<table>-changelog               a Faust table's changelog
 
 >>> names = TopicNames("demo")
@@ -59,6 +62,11 @@ class TopicNames:
         return f"{self.prefix}.calls.valid"
 
     @property
+    def objects(self) -> str:
+        """Objects the weave client sent the collector: op code, files, tables (compacted)."""
+        return f"{self.prefix}.objects"
+
+    @property
     def registry(self) -> str:
         """Registered topologies (compacted: name -> spec)."""
         return f"{self.prefix}.registry"
@@ -72,6 +80,11 @@ class TopicNames:
     def alerts_status(self) -> str:
         """Delivery status of each alert per target (compacted: alert id -> status)."""
         return f"{self.prefix}.alerts.status"
+
+    @property
+    def workers(self) -> str:
+        """Each worker's status: its components, restarts, last errors (compacted: worker id)."""
+        return f"{self.prefix}.workers"
 
     @property
     def datasets(self) -> str:
@@ -99,6 +112,11 @@ class TopicNames:
     def topology_group(self, topology: str) -> str:
         """The consumer group (and Faust app id) of one topology's worker processes."""
         return f"weave-stream.{self.prefix}.topology.{topology}"
+
+    def reconcile_group(self, topology: str) -> str:
+        """The reconciler's cursor over the valid calls of one topology (it never joins:
+        its committed offsets say how far the calls were checked for missing values)."""
+        return f"weave-stream.{self.prefix}.reconcile.{topology}"
 
     @property
     def store_group(self) -> str:

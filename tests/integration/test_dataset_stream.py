@@ -14,9 +14,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 
-from tests.integration.test_streaming import produce_calls, register_file
+from tests.support.records import produce_calls
+from tests.support.topologies import ASSETS, register_file
+from tests.support.waiting import wait_until
 from weave_stream.broker.kafka import highwaters
 from weave_stream.config import Settings
 from weave_stream.datasets import Dataset
@@ -25,7 +26,7 @@ from weave_stream.runners.workers import WorkerProcess
 from weave_stream.store import Store
 from weave_stream.topology.loader import load_topology
 
-ASSET = Path(__file__).parents[1] / "assets" / "wordy_datasets.py"
+ASSET = ASSETS / "wordy_datasets.py"
 CAP = 20
 
 
@@ -74,18 +75,22 @@ def test_a_from_now_on_dataset_adds_each_kept_call_once_under_sigkill(
         ]
     )
     producer.start()
-    deadline = time.monotonic() + 120
-    while len(dataset_rows(settings)) < 5:  # SIGKILL while the sink is adding rows
-        assert time.monotonic() < deadline, "no dataset rows"
-        time.sleep(0.2)
+    # SIGKILL while the sink is adding rows
+    wait_until(
+        lambda: len(dataset_rows(settings)), 120, "the first dataset rows", until=lambda n: n >= 5
+    )
     worker.kill()
     worker = start_worker(settings, "sets")
     producer.join()
     want = CAP + len(kept_b)
-    deadline = time.monotonic() + 180
-    while len(rows := dataset_rows(settings)) < want or not sink_caught_up(settings):
-        assert time.monotonic() < deadline, f"the dataset holds {len(rows)} rows, not {want}"
-        time.sleep(0.5)
+    rows = wait_until(
+        lambda: (dataset_rows(settings), sink_caught_up(settings)),
+        180,
+        f"{want} dataset rows and the sink caught up",
+        until=lambda found: len(found[0]) >= want and found[1],
+        interval=0.5,
+        describe=lambda found: (len(found[0]), found[1]),
+    )[0]
     by_call = Counter(row["source_call"] for row in rows)
     assert set(by_call.values()) == {1}  # each call at most once, SIGKILLs and all
     assert {c for c in by_call if c in kept_b} == kept_b  # under the cap: every kept call

@@ -16,16 +16,10 @@ from typing import Any
 import httpx
 import orjson
 
-from tests.conftest import wait_for_records
-from tests.integration.test_streaming import (
-    WORDY,
-    covers,
-    documents,
-    produce_calls,
-    register_file,
-    wait_for_values,
-)
-from tests.store_data import unwritable
+from tests.support.records import produce_calls, wait_for_records
+from tests.support.store_data import unwritable
+from tests.support.topologies import WORDY, covers, documents, register_file, wait_for_values
+from tests.support.waiting import wait_until
 from weave_stream.columns.values import identity
 from weave_stream.config import Settings
 from weave_stream.runners.workers import WorkerProcess
@@ -47,15 +41,17 @@ def stored(settings: Settings) -> tuple[Counter[str], dict[tuple, Any], Counter[
 
 
 def wait_for_store(settings: Settings, calls: int, values: int, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    found: tuple[int, int] = (0, 0)
-    while time.monotonic() < deadline:
+    def counts() -> tuple[int, int]:
         call_ids, by_identity, _ = stored(settings)
-        found = (len(call_ids), len(by_identity))
-        if found == (calls, values):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"the store holds {found} calls and values, not {(calls, values)}")
+        return len(call_ids), len(by_identity)
+
+    wait_until(
+        counts,
+        timeout,
+        f"the store to hold {calls} calls and {values} values",
+        until=lambda found: found == (calls, values),
+        interval=0.5,
+    )
 
 
 def assert_store_is_the_topics(settings: Settings, produced: list[dict[str, Any]]) -> list[Any]:
@@ -85,19 +81,16 @@ def test_a_write_error_stops_the_sink_loudly_then_the_store_holds_every_call_and
     store = Store(settings.store_location)
     calls = documents(["money", "food"], "store", 60)
     calls.append({**calls[0], "id": "thirteen", "inputs": {"document": " ".join(["w"] * 13)}})
-    deadline = time.monotonic() + 30
-    while len(store.present()) < 3:  # the sink creates the tables as it starts
-        assert time.monotonic() < deadline, "the store sink created no tables"
-        time.sleep(0.2)
+    # The sink creates the tables as it starts.
+    wait_until(store.present, 30, "the store sink's tables", until=lambda tables: len(tables) >= 3)
     with unwritable(Path(store.uri("calls"))):
         produce_calls(settings, calls)
-        deadline = time.monotonic() + 60
-        ready: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            ready = httpx.get(f"{worker.url}/readyz", timeout=10).json()
-            if "store-sink" in ready.get("failures", {}):
-                break
-            time.sleep(0.3)
+        ready = wait_until(
+            lambda: httpx.get(f"{worker.url}/readyz", timeout=10).json(),
+            60,
+            "/readyz to list the store sink as failed",
+            until=lambda ready: "store-sink" in ready.get("failures", {}),
+        )
         assert ready["ready"] is False and "calls table" in ready["failures"]["store-sink"]
         metrics = worker.metrics()
         assert metrics["weave_stream_store_sink_failed"] == 1
@@ -107,10 +100,12 @@ def test_a_write_error_stops_the_sink_loudly_then_the_store_holds_every_call_and
         assert "store sink stopped" in worker.log_tail(200)
     produce_calls(settings, calls[:10])  # redelivered by a producer: still once in the store
     first = assert_store_is_the_topics(settings, calls)
-    deadline = time.monotonic() + 60
-    while httpx.get(f"{worker.url}/readyz", timeout=10).status_code != 200:
-        assert time.monotonic() < deadline, "the sink never reported ok again"
-        time.sleep(0.3)
+    wait_until(
+        lambda: httpx.get(f"{worker.url}/readyz", timeout=10).status_code,
+        60,
+        "the sink to report ok again (/readyz 200)",
+        until=lambda status: status == 200,
+    )
     assert worker.metrics()["weave_stream_store_sink_failed"] == 0
     failed = {v.call_id: v.error for v in first if v.column == "size" and v.error}
     assert "thirteen" in failed
@@ -151,10 +146,12 @@ def test_sigkill_during_commits_again_and_again_leaves_every_call_and_value_once
         # Kill once the sink has written 50 more calls: it is committing batches now.
         before = stored(settings)[0].total()
         target = min(len(calls), before + 50)
-        deadline = time.monotonic() + 90
-        while (count := stored(settings)[0].total()) < target:
-            assert time.monotonic() < deadline, f"the sink wrote nothing after a restart ({count})"
-            time.sleep(0.2)
+        count = wait_until(
+            lambda: stored(settings)[0].total(),
+            90,
+            f"the sink to write calls after a restart (up to {target})",
+            until=lambda n: n >= target,  # noqa: B023 -- called within this iteration
+        )
         if count == len(calls):
             break  # everything is in: the stream is over
         worker.kill()

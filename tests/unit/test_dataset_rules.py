@@ -14,11 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.store_data import TOPOLOGY, trace_calls, truth
-from weave_stream import calls, metrics
+from tests.support.store_data import TOPOLOGY, trace_calls, truth
+from weave_stream import calls
 from weave_stream.datasets import Dataset, NewRow, write_rows
 from weave_stream.datasets.apply import Candidate, apply_candidates
 from weave_stream.errors import DatasetError, TopologyError
+from weave_stream.metrics import DATASET_CANDIDATES
 from weave_stream.runners.local import run_local
 from weave_stream.store import Store
 from weave_stream.topology.loader import topology_from_dict
@@ -84,17 +85,18 @@ def test_a_mapping_that_no_longer_resolves_is_a_clear_error(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"sample": 1.5}, "field sample: a sampling rate is a number in (0, 1], got 1.5"),
-        ({"cap": {"rows": 0, "per": "1d"}}, "field cap.rows: a whole number >= 1, got 0"),
+        ({"sample": 1.5}, "field sample: Input should be less than or equal to 1 (got 1.5)"),
+        ({"sample": True}, "field sample: Input should be a valid number (got True)"),
+        ({"cap": {"rows": 0, "per": "1d"}}, "field cap.rows: Input should be greater than or equal"),
         ({"cap": {"rows": 5, "per": "1x"}}, "field cap.per: '1x' is not a duration"),
-        ({"cap": {"rows": 5}}, "field cap: write {rows: 50, per: 1d}"),
+        ({"cap": {"rows": 5}}, "field cap.per: Field required"),
         ({"filter": {"columns.quality.score": {"lt2": 1}}}, "field filter: "),
         ({"filter": {"columns.qualty.score": {"lt": 1}}}, "reads column 'qualty'"),
         ({"mapping": {"id": "inputs.document"}}, "'id' cannot name a field"),
         ({"mapping": {"s": "columns.grade.score"}}, "mapping.s: reads column 'grade'"),
         ({"mapping": {}}, "field mapping: map each row field"),
         ({"name": "bad name"}, "field name: 'bad name' is not a dataset name"),
-        ({"every": "1d"}, "unknown fields ['every']"),
+        ({"every": "1d"}, "field every: Extra inputs are not permitted (got '1d')"),
     ],
 )
 def test_rules_out_of_range_are_refused_when_the_topology_is_built(
@@ -121,7 +123,10 @@ def test_rules_out_of_range_are_refused_when_the_topology_is_built(
 def test_rules_round_trip_through_the_registry_form() -> None:
     topology = dataclasses.replace(TOPOLOGY, datasets=[RULE])
     data = topology.to_dict()
-    assert data["datasets"] == [RULE]
+    assert data["datasets"] == [{**RULE, "cap": {"rows": 6, "per": 86400}}]  # seconds
+    again = dataclasses.replace(TOPOLOGY, datasets=data["datasets"])
+    assert again.datasets == topology.datasets
+    assert again.dataset_rules[0].stored_mapping == topology.dataset_rules[0].stored_mapping
     assert "datasets" not in TOPOLOGY.to_dict()  # unchanged specs keep their digest
 
 
@@ -134,7 +139,7 @@ def test_a_rule_whose_mapping_differs_from_the_datasets_adds_nothing_and_counts_
     )
     same = Candidate("shared", "t/shared", "c1", {"d": "y"}, {"d": "inputs.text"})
     other = Candidate("shared", "u/shared", "c2", {"e": "z"}, {"e": "inputs.other"})
-    refused = metrics.DATASET_CANDIDATES.labels("shared", "refused")
+    refused = DATASET_CANDIDATES.labels("shared", "refused")
     before = refused._value.get()
     assert apply_candidates(store, [same, other]) == {"shared": 1}
     assert [r["source_call"] for r in Dataset("shared", store).rows()] == ["c0", "c1"]

@@ -1,6 +1,6 @@
 """Datasets from the call store: rows are pandas on the same calls, versions read back exactly.
 
-The store holds the real trace trees of ``tests/store_data`` (predict roots, their
+The store holds the real trace trees of ``tests/support/store_data`` (predict roots, their
 openai.chat and retrieve children, embed grandchildren) with three derived columns.
 """
 
@@ -16,19 +16,33 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from tests.store_data import TOPOLOGY, trace_calls, truth
+from tests.support.store_data import TOPOLOGY, trace_calls, truth
 from weave_stream import calls
 from weave_stream.cli.main import cli
 from weave_stream.datasets import Dataset, NewRow, list_datasets, read_export, write_rows
 from weave_stream.errors import DatasetError
+from weave_stream.experiments import Experiment, Variant
+from weave_stream.ops import op
 from weave_stream.runners.local import run_local
 from weave_stream.store import Store
+from weave_stream.topology.spec import Column
 
 MAPPING = {
     "document": "inputs.document",
     "label": "support.topic.label",
     "score": "support.quality.score",
 }
+
+
+class _Scaled:
+    def __init__(self, factor: float = 1.0) -> None:
+        self.factor = factor
+
+    def __call__(self, text: str) -> float:
+        return len(text) * self.factor
+
+
+scaled = op(name="scaled_length")(_Scaled)()
 
 
 @pytest.fixture(scope="module")
@@ -221,6 +235,28 @@ def test_a_dataset_runs_through_the_local_runner_as_its_source_calls_or_its_fiel
     assert {(source[v.call_id], v.column): (v.value, v.error) for v in examples.values} == {
         key: value for key, value in original.items() if key[0] in ids
     }
+
+
+def test_an_experiment_runs_on_a_dataset_its_rows_the_examples(world: dict[str, Any]) -> None:
+    store = world["store"]
+    data = calls(store=store, op="predict", limit=6, sort="started_at").to_dataset(
+        "to-compare", MAPPING
+    )
+    experiment = Experiment(
+        "doc-length",
+        data=data,  # anything with to_pandas(): the rows become the examples' inputs
+        columns=[Column("chars", scaled, args={"text": "inputs.document"})],
+        variants=[Variant("one"), Variant("two", params={"chars": {"factor": 2.0}})],
+        scores=["chars"],
+        by="inputs.label",
+    )
+    frame = experiment.run().per_example().set_index(["variant", "example_id"])
+    rows = {r["id"]: r for r in data.rows()}
+    assert sorted(frame.loc["one"].index) == sorted(rows)  # one example per dataset row
+    for row_id, row in rows.items():
+        assert frame.loc[("one", row_id), "mean"] == len(row["document"])
+        assert frame.loc[("two", row_id), "mean"] == 2 * len(row["document"])
+        assert frame.loc[("one", row_id), "class"] == row["label"]
 
 
 def test_the_dataset_commands(world: dict[str, Any], tmp_path: Path) -> None:

@@ -120,7 +120,7 @@ def await_rule_datasets(
         held, want = -1, 0
         while time.monotonic() < deadline:
             try:
-                want = _kept(settings, topology, rule, entry.get("filter"))
+                want = _kept(settings, topology, rule, entry.filter)
                 held = dataset.latest.rows if want else 0
             except WeaveStreamError:
                 held = -1  # nothing written yet

@@ -25,7 +25,6 @@ from typing import Any
 
 import orjson
 
-from weave_stream import metrics
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.datasets.events import (
     ATTEMPTS,
@@ -37,9 +36,10 @@ from weave_stream.datasets.events import (
     load_states,
     version_events,
 )
+from weave_stream.errors import FencedError
 from weave_stream.ingest.call import Call
+from weave_stream.metrics import DATASET_CANDIDATES
 from weave_stream.store.tables import Store
-from weave_stream.store.writer import FencedError
 from weave_stream.topology.datasets import DatasetRule
 from weave_stream.topology.selection import FieldPath, MissingFieldError
 
@@ -171,7 +171,7 @@ def apply_candidates(
             backoff(attempt)
             continue  # another worker made a version of one of them: plan again
         for (dataset, outcome), count in outcomes.items():
-            metrics.DATASET_CANDIDATES.labels(dataset, outcome).inc(count)
+            DATASET_CANDIDATES.labels(dataset, outcome).inc(count)
         return {name: outcomes.get((name, "added"), 0) for name in names}
     raise FencedError(f"datasets {names}: {ATTEMPTS} commits in a row lost to other writers")
 

@@ -35,10 +35,9 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from weave_stream.errors import DatasetError, StoreError
+from weave_stream.errors import DatasetError, FencedError, StoreError
 from weave_stream.store.schema import TABLES
 from weave_stream.store.tables import Store
-from weave_stream.store.writer import FencedError
 from weave_stream.topology.datasets import RESERVED_FIELDS, dataset_name_problem
 
 __all__ = [

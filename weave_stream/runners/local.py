@@ -30,9 +30,7 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
-from weave_stream.aggregates.in_process import aggregate_rows
-from weave_stream.aggregates.rows import RowBuilder
-from weave_stream.aggregates.source import aggregate_plans
+from weave_stream.aggregates.in_process import topology_aggregates
 from weave_stream.columns.cache import MemoryCache, ResultCache
 from weave_stream.columns.derive import DerivedValue, DeriveStats, Trials, derive_batch
 from weave_stream.columns.plan import Plan, plan_topology
@@ -40,7 +38,8 @@ from weave_stream.datasets.apply import Candidate, apply_candidates, candidates
 from weave_stream.datasets.dataset import Dataset
 from weave_stream.errors import CallValidationError, ConfigError
 from weave_stream.ingest.call import Call, parse_call_object
-from weave_stream.ingest.outcomes import DeadLetter, expire_pending, ingest_record
+from weave_stream.ingest.files import read_call_file
+from weave_stream.ingest.outcomes import DeadLetter
 from weave_stream.runners.results import ResultTable
 from weave_stream.store.tables import StoreLike, open_store
 from weave_stream.store.writer import StoreWriter
@@ -67,7 +66,7 @@ def read_calls(source: Any) -> tuple[list[Call], list[DeadLetter]]:
     if isinstance(source, Dataset):
         return source.source_calls(), []
     if isinstance(source, str | Path):
-        return _read_jsonl(Path(source))
+        return read_call_file(source)
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
         records = [_without_missing(row) for row in source.to_dict(orient="records")]
         return _read_objects(records, "dataframe")
@@ -123,7 +122,7 @@ async def arun_local(
     columns = [column.name for column in topology.compiled]
     if store is not False:
         await asyncio.to_thread(_store, store, calls, values, kept)
-    return ResultTable(topology.name, columns, values, stats, dead_letters)
+    return ResultTable(topology.name, columns, values, stats, dead_letters, topology, calls)
 
 
 def _store(
@@ -193,28 +192,6 @@ async def plan_local(
     return plan, dead_letters
 
 
-def _read_jsonl(path: Path) -> tuple[list[Call], list[DeadLetter]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"input file {path} does not exist")
-    calls: list[Call] = []
-    dead_letters: list[DeadLetter] = []
-    pending: dict[str, Any] = {}
-    with path.open("rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            result = ingest_record(
-                line.rstrip(b"\r\n"), pending, now=float(number), source=(str(path), 0, number)
-            )
-            if result.call is not None:
-                calls.append(result.call)
-            elif result.dead_letter is not None:
-                dead_letters.append(result.dead_letter)
-    # The file is all there is: a half still waiting will never be joined.
-    calls.extend(expire_pending(pending, now=math.inf, timeout=0.0))
-    return calls, dead_letters
-
-
 def _read_objects(records: Iterable[Any], where: str) -> tuple[list[Call], list[DeadLetter]]:
     calls, dead_letters = [], []
     for index, record in enumerate(records):
@@ -238,16 +215,21 @@ def _without_missing(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def local_aggregates(
-    topology: Topology, calls: Any, values: Iterable[Any] | None = None
-) -> tuple[list[AggregatePlan], dict[str, AggregatePartials]]:
+    topology: Topology,
+    calls: Any,
+    values: Iterable[Any] | None = None,
+    *,
+    as_streamed: int | None = None,
+) -> tuple[list[AggregatePlan], dict[str, AggregatePartials | list[AggregatePartials]]]:
     """The aggregates of ``topology`` over ``calls`` in-process (the local runner).
 
     ``calls`` is a JSONL path, a DataFrame or calls (as :func:`~weave_stream.runners.local.
     run_local` takes them); without ``values`` the topology's columns are computed first.
+    Calls count by event time, so none is late; with ``as_streamed`` (the number of
+    partitions of the stream) they are taken in their order, as the stream takes them,
+    and late ones are left out as it leaves them out (see the README, "Late calls").
     """
-    plans = aggregate_plans(topology)
     loaded, _ = read_calls(calls)
     if values is None:
         values = run_local(topology, loaded).values
-    rows = RowBuilder(topology, [plan.spec for plan in plans]).rows(loaded, values)
-    return plans, aggregate_rows(plans, rows, topology=topology.name)
+    return topology_aggregates(topology, loaded, values, as_streamed=as_streamed)

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from weave_stream.ingest.call import merge
+from weave_stream.ingest.merge import merge
 from weave_stream.store.rows import call_from_row, call_row
 from weave_stream.store.tables import stamp
 

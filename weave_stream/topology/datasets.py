@@ -11,24 +11,25 @@ A topology may declare, in YAML::
           document: inputs.document
           score: columns.faithfulness.score
 
-The :class:`~weave_stream.topology.spec.Topology` compiles its entries when it is
-built (a rate, cap or filter out of range, a column it does not have: refused then,
-with the topology's other problems); :mod:`weave_stream.datasets.apply` matches calls
-and adds them. The dataset remembers the mapping in the store's vocabulary
-(``columns.faithfulness.score`` of topology ``text_extract`` is
-``text_extract.faithfulness.score``), so ``weave-stream dataset add NAME --from-calls
-...`` reuses it.
+Each entry is a :class:`DatasetSpec` (a typed spec like
+:class:`~weave_stream.topology.aggregates.Aggregate`); the
+:class:`~weave_stream.topology.spec.Topology` validates its entries when it is built
+(a rate, cap or filter out of range, a column it does not have: refused then, with
+the topology's other problems) and compiles each into a :class:`DatasetRule`, which
+:mod:`weave_stream.datasets.apply` uses to match calls and add them. The dataset
+remembers the mapping in the store's vocabulary (``columns.faithfulness.score`` of
+topology ``text_extract`` is ``text_extract.faithfulness.score``), so ``weave-stream
+dataset add NAME --from-calls ...`` reuses it.
 
->>> rules = parse_rules("t", [{"name": "low", "filter": {"columns.s": {"lt": 0.4}},
-...                            "cap": {"rows": 2, "per": "1d"},
-...                            "mapping": {"text": "inputs.text", "s": "columns.s"}}], {"s"})
+>>> rules = parse_datasets("t", [{"name": "low", "filter": {"columns.s": {"lt": 0.4}},
+...                               "cap": {"rows": 2, "per": "1d"},
+...                               "mapping": {"text": "inputs.text", "s": "columns.s"}}], {"s"})
 >>> rules[0].stored_mapping, rules[0].cap
 ({'text': 'inputs.text', 's': 't.s'}, (2, 86400))
->>> parse_rules("t", [{"name": "x", "sample": 2, "mapping": {"a": "columns.nope"}}], {"s"})
+>>> parse_datasets("t", [{"name": "x", "mapping": {"a": "columns.nope"}}], {"s"})
 Traceback (most recent call last):
 ...
 weave_stream.errors.TopologyError: topology 't' has invalid datasets:
-  dataset 'x', field sample: a sampling rate is a number in (0, 1], got 2
   dataset 'x', field mapping.a: reads column 'nope'; the topology's columns: s
 """
 
@@ -39,24 +40,27 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field, field_validator
+
+from weave_stream.durations import WholeSeconds
 from weave_stream.errors import TopologyError
+from weave_stream.topology.models import SpecModel, check_entries
 from weave_stream.topology.selection import FieldPath, Filter, compile_filter, sample_point
 
 __all__ = [
     "DATASET_NAME",
     "RESERVED_FIELDS",
+    "CapSpec",
     "DatasetRule",
-    "compile_rules",
+    "DatasetSpec",
+    "check_datasets",
     "dataset_name_problem",
-    "parse_rules",
+    "parse_datasets",
 ]
 
 DATASET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 RESERVED_FIELDS = frozenset({"id", "source_call", "source_ref"})
 """Columns every dataset row has besides its mapped fields."""
-_KEYS = frozenset({"name", "filter", "sample", "cap", "mapping"})
-_DURATION_PART = re.compile(r"(\d+)([wdhms])")
-_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
 def dataset_name_problem(name: Any) -> str | None:
@@ -73,25 +77,67 @@ def dataset_name_problem(name: Any) -> str | None:
     )
 
 
-def _seconds(value: Any) -> int:
-    """Whole seconds from ``90s``, ``5m``, ``1h30m``, ``2d``, ``1w`` or a number."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+class CapSpec(SpecModel):
+    """At most ``rows`` rows per ``per`` (a duration: ``1d``) of the calls' time."""
+
+    rows: int = Field(ge=1, strict=True)
+    per: WholeSeconds = Field(ge=1)
+
+
+class DatasetSpec(SpecModel):
+    """One ``datasets:`` entry: which calls join the dataset from now on, and their fields.
+
+    >>> DatasetSpec(name="hard", sample=0.5, mapping={"doc": "inputs.document"}).sample
+    0.5
+    >>> DatasetSpec(name="hard", cap={"rows": 5, "per": "2h"}, mapping={"d": "inputs.d"}).cap
+    CapSpec(rows=5, per=7200)
+    """
+
+    name: str
+    filter: dict[str, Any] | None = None
+    sample: float = Field(default=1.0, gt=0, le=1, strict=True)
+    cap: CapSpec | None = None
+    mapping: dict[str, str]
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        problem = dataset_name_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
-    if isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        parts = _DURATION_PART.findall(text)
-        if text.isdigit():
-            return int(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
-    raise ValueError(
-        f"{value!r} is not a duration; write whole seconds or e.g. 90s, 5m, 1h30m, 2d, 1w"
-    )
+
+    @field_validator("filter")
+    @classmethod
+    def _check_filter(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            compile_filter(value)  # a ValueError names the part that is wrong
+        return value
+
+    @field_validator("mapping")
+    @classmethod
+    def _check_mapping(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            raise ValueError(
+                "map each row field to a call path or a column, e.g. "
+                "{document: inputs.document, score: columns.faithfulness.score}"
+            )
+        for field, text in value.items():
+            if not field or field in RESERVED_FIELDS:
+                raise ValueError(
+                    f"{field!r} cannot name a field (every row has "
+                    f"{', '.join(sorted(RESERVED_FIELDS))})"
+                )
+            try:
+                FieldPath.parse(text)
+            except ValueError as exc:
+                raise ValueError(f"field {field!r}: {exc}") from None
+        return value
 
 
 @dataclass(frozen=True)
 class DatasetRule:
-    """One validated ``datasets:`` entry of a topology."""
+    """One validated ``datasets:`` entry of a topology, compiled for matching calls."""
 
     topology: str
     name: str
@@ -112,125 +158,54 @@ class DatasetRule:
         return self.sample >= 1.0 or sample_point(f"{self.name}\0{call_id}") < self.sample
 
 
-def parse_rules(
-    topology: str, entries: Iterable[Mapping[str, Any]], columns: Collection[str]
+def check_datasets(
+    topology: str, specs: Iterable[DatasetSpec], columns: Collection[str], problems: list[str]
+) -> tuple[DatasetRule, ...]:
+    """The rules of valid ``specs`` whose filter and mapping read only the topology's
+    ``columns``; a problem appended for each that reads another."""
+    rules = []
+    for spec in specs:
+        where = f"dataset {spec.name!r}"
+        count = len(problems)
+        rule_filter = None if spec.filter is None else compile_filter(spec.filter)
+        for path in rule_filter.paths if rule_filter is not None else ():
+            _known_column(path, f"{where}, field filter", columns, problems)
+        mapping = {field: FieldPath.parse(text) for field, text in spec.mapping.items()}
+        for field, path in mapping.items():
+            _known_column(path, f"{where}, field mapping.{field}", columns, problems)
+        if len(problems) > count:
+            continue
+        cap = None if spec.cap is None else (spec.cap.rows, int(spec.cap.per))
+        stored = {field: _stored(topology, path) for field, path in mapping.items()}
+        rules.append(
+            DatasetRule(topology, spec.name, rule_filter, spec.sample, cap, mapping, stored)
+        )
+    return tuple(rules)
+
+
+def parse_datasets(
+    topology: str, entries: Iterable[DatasetSpec | Mapping[str, Any]], columns: Collection[str]
 ) -> tuple[DatasetRule, ...]:
     """Validate ``datasets:`` entries against the topology's ``columns``; one
     :class:`TopologyError` lists every problem (names the dataset and the field)."""
     problems: list[str] = []
-    rules = compile_rules(topology, entries, columns, problems)
+    rules = check_datasets(
+        topology, check_entries(DatasetSpec, entries, problems), columns, problems
+    )
     if problems:
         listing = "\n  ".join(problems)
         raise TopologyError(f"topology {topology!r} has invalid datasets:\n  {listing}")
     return rules
 
 
-def compile_rules(
-    topology: str,
-    entries: Iterable[Mapping[str, Any]],
-    columns: Collection[str],
-    problems: list[str],
-) -> tuple[DatasetRule, ...]:
-    """The valid rules of ``entries``; a problem appended for each invalid one."""
-    rules = []
-    seen: set[str] = set()
-    for index, entry in enumerate(entries):
-        rule = _parse(topology, index, entry, set(columns), problems)
-        if rule is not None:
-            if rule.name in seen:
-                problems.append(f"dataset {rule.name!r}: declared twice; merge the entries")
-            seen.add(rule.name)
-            rules.append(rule)
-    return tuple(rules)
-
-
-def _parse(
-    topology: str, index: int, entry: Any, columns: set[str], problems: list[str]
-) -> DatasetRule | None:
-    if not isinstance(entry, Mapping):
-        problems.append(f"datasets[{index}]: must be a mapping, got {entry!r:.80}")
-        return None
-    where = f"dataset {entry.get('name', index)!r}"
-    count = len(problems)
-    unknown = sorted(set(entry) - _KEYS)
-    if unknown:
-        problems.append(f"{where}: unknown fields {unknown}; a dataset has {sorted(_KEYS)}")
-    name = entry.get("name")
-    problem = dataset_name_problem(name)
-    if problem is not None:
-        problems.append(f"{where}, field name: {problem}")
-    rate = entry.get("sample", 1.0)
-    if isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= 1:
-        problems.append(
-            f"{where}, field sample: a sampling rate is a number in (0, 1], got {rate!r}"
-        )
-    cap = _cap(entry.get("cap"), where, problems)
-    rule_filter = None
-    if entry.get("filter") is not None:
-        try:
-            rule_filter = compile_filter(entry["filter"])
-        except ValueError as exc:
-            problems.append(f"{where}, field filter: {exc}")
-        else:
-            for path in rule_filter.paths:
-                _known_column(path, f"{where}, field filter", columns, problems)
-    mapping: dict[str, FieldPath] = {}
-    raw = entry.get("mapping")
-    if not isinstance(raw, Mapping) or not raw:
-        problems.append(
-            f"{where}, field mapping: map each row field to a call path or a column, e.g. "
-            "{document: inputs.document, score: columns.faithfulness.score}"
-        )
-        raw = {}
-    for field, text in raw.items():
-        if not isinstance(field, str) or not field or field in RESERVED_FIELDS:
-            problems.append(
-                f"{where}, field mapping: {field!r} cannot name a field (every row has "
-                f"{', '.join(sorted(RESERVED_FIELDS))})"
-            )
-            continue
-        try:
-            path = FieldPath.parse(text)
-        except ValueError as exc:
-            problems.append(f"{where}, field mapping.{field}: {exc}")
-            continue
-        if _known_column(path, f"{where}, field mapping.{field}", columns, problems):
-            mapping[field] = path
-    if len(problems) > count:
-        return None
-    stored = {field: _stored(topology, path) for field, path in mapping.items()}
-    return DatasetRule(topology, str(name), rule_filter, float(rate), cap, mapping, stored)
-
-
-def _cap(value: Any, where: str, problems: list[str]) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or set(value) != {"rows", "per"}:
-        problems.append(f"{where}, field cap: write {{rows: 50, per: 1d}}, got {value!r:.80}")
-        return None
-    rows = value["rows"]
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
-        problems.append(f"{where}, field cap.rows: a whole number >= 1, got {rows!r}")
-        return None
-    try:
-        per = _seconds(value["per"])
-    except ValueError as exc:
-        problems.append(f"{where}, field cap.per: {exc}")
-        return None
-    if per < 1:
-        problems.append(f"{where}, field cap.per: at least one second, got {value['per']!r}")
-        return None
-    return rows, per
-
-
-def _known_column(path: FieldPath, where: str, columns: set[str], problems: list[str]) -> bool:
+def _known_column(
+    path: FieldPath, where: str, columns: Collection[str], problems: list[str]
+) -> None:
     if path.column is not None and path.column not in columns:
         problems.append(
             f"{where}: reads column {path.column!r}; the topology's columns: "
             f"{', '.join(sorted(columns)) or 'none'}"
         )
-        return False
-    return True
 
 
 def _stored(topology: str, path: FieldPath) -> str:

@@ -5,6 +5,8 @@ answers 200 ``ok`` (as Slack does), unless told otherwise:
 
 * ``receiver.enqueue(500, 500)``: the next requests get these statuses, in order;
 * ``receiver.enqueue(429, retry_after=2)``: 429 with a ``Retry-After`` header;
+* ``receiver.failing(503)``: answer every request 503 until ``receiver.failing(None)``
+  (a target down behind a load balancer);
 * ``receiver.stall(seconds)``: hold every request that long before answering (a slow
   target, or one a notifier can be killed in the middle of);
 * ``receiver.down()`` / ``receiver.up()``: stop listening (connections refused) and
@@ -13,7 +15,7 @@ answers 200 ``ok`` (as Slack does), unless told otherwise:
 Only requests answered 2xx are *accepted* (:meth:`Receiver.accepted`): that is what
 a target actually took.
 
-Run alone: ``python -m tests.servers.webhooks`` (prints the URL it serves).
+Run alone: ``python -m tests.support.servers.webhooks`` (prints the URL it serves).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Receiver:
         self._lock = threading.Lock()
         self._script: deque[tuple[int, float | None]] = deque()
         self._stall = 0.0
+        self._failing: int | None = None
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.port = _free_port()
@@ -89,6 +92,10 @@ class Receiver:
         with self._lock:
             self._script.extend((status, retry_after) for status in statuses)
 
+    def failing(self, status: int | None) -> None:
+        """Answer every request with ``status`` (None: back to normal)."""
+        self._failing = status
+
     def stall(self, seconds: float) -> None:
         """Hold each request ``seconds`` before answering (0: answer at once)."""
         self._stall = seconds
@@ -100,6 +107,8 @@ class Receiver:
 
     def _next_answer(self) -> tuple[int, float | None]:
         with self._lock:
+            if self._failing is not None:
+                return self._failing, None
             return self._script.popleft() if self._script else (200, None)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
