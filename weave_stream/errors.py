@@ -14,6 +14,7 @@
      ├── OpError              an op failed on an input (becomes a derived value's ``error``)
      │    ├── OpTimeoutError
      │    ├── MissingFieldError     a call lacks a field an op's arguments read
+     │    ├── SubCallError          an op called from an op's code (or with op.call) failed
      │    └── OpDefinitionError     an op is defined or parametrised wrongly (labels, policy)
      ├── BudgetExceededError  a plan costs more than the budget it was given
      ├── QueryError           a question about results (aggregates, calls()) cannot be answered
@@ -61,6 +62,7 @@ __all__ = [
     "OutputError",
     "QueryError",
     "StoreError",
+    "SubCallError",
     "TimestampError",
     "TopologyError",
     "VectorIndexError",
@@ -137,6 +139,22 @@ class OpTimeoutError(OpError):
 class MissingFieldError(OpError):
     """A call has no value at a path an op's arguments read (``inputs.document`` on a call
     without it); the message names the missing part. It becomes the value's ``error``."""
+
+
+class SubCallError(OpError):
+    """An op called from inside another op (a sub-call), or with ``op.call``/``op.acall``,
+    failed; ``op_ref`` and ``error`` say which op and why. Raised into the calling op's
+    code, it becomes that op's error value unless the code catches it.
+
+    >>> err = SubCallError("embed:0a1b2c3d4e5f", "text must be a string")
+    >>> err.op_ref, str(err)
+    ('embed:0a1b2c3d4e5f', 'op embed:0a1b2c3d4e5f failed: text must be a string')
+    """
+
+    def __init__(self, op_ref: str, error: str) -> None:
+        super().__init__(f"op {op_ref} failed: {error}")
+        self.op_ref = op_ref
+        self.error = error
 
 
 class OpDefinitionError(OpError):

@@ -77,6 +77,8 @@ __all__ = [
     "STORE_SINK_FAILURES",
     "STORE_SINK_PENDING",
     "STORE_UNTYPED_VALUES",
+    "SUB_CALLS",
+    "SUB_CALL_BATCH_SIZE",
     "TOPOLOGY_BATCH_SECONDS",
     "TOPOLOGY_CALLS",
     "TOPOLOGY_INFO",
@@ -191,6 +193,21 @@ OP_RETRIES = Counter(
     "Inputs an op was retried on after a retriable failure (timeout, HTTP 429/5xx, "
     "malformed answer), by op name.",
     ["op"],
+    registry=REGISTRY,
+)
+SUB_CALLS = Counter(
+    "weave_stream_sub_calls_total",
+    "Calls of an op made from inside another op in a run, by the called op's name and "
+    "outcome: computed, cached (found in the result cache or shared with an identical "
+    "sub-call of the same batch), error.",
+    ["op", "outcome"],
+    registry=REGISTRY,
+)
+SUB_CALL_BATCH_SIZE = Histogram(
+    "weave_stream_sub_call_batch_size",
+    "Inputs per batch an op computed for sub-calls gathered across parents, by op name.",
+    ["op"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
     registry=REGISTRY,
 )
 JUDGE_TOKENS = Counter(

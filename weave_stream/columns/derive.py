@@ -29,6 +29,13 @@ shared), *computed* (an op evaluation ran for it; in a survey: *to compute*) or 
 computable* (an argument missing, or a column it reads failed: the op never ran).
 *Errors* are counted apart: values with an error, whatever the cause (a computed
 evaluation that failed, its shared copies, every not computable value).
+
+The walk is a *run* for ops that call ops: their sub-calls go through the same cache
+and are batched across parents by a :class:`~weave_stream.columns.subcalls.SubCallScheduler`.
+Pass ``sub_calls=[]`` to receive them as :class:`DerivedValue` records of the column
+whose op made them (``parent_ref`` and ``position`` place each in its tree); what
+they cost is counted in the column's cost. A computed parent's direct sub-calls are
+also noted in the cache (:func:`~weave_stream.columns.subcalls.call_index`) for cost plans.
 """
 
 from __future__ import annotations
@@ -43,9 +50,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from weave_stream.columns.cache import CachedValue, CacheKey, ResultCache, cache_key
+from weave_stream.columns.subcalls import (
+    SubCallScheduler,
+    SubOpStats,
+    call_index,
+    flatten,
+    spent_usd,
+)
 from weave_stream.errors import MissingFieldError, TopologyError
 from weave_stream.ingest.call import Call
 from weave_stream.metrics import DERIVED_COST_USD, DERIVED_VALUES
+from weave_stream.ops.base import OpResult
 from weave_stream.ops.execute import run_op
 from weave_stream.topology.selection import op_name_matches, sampled
 from weave_stream.topology.spec import CompiledColumn, Topology
@@ -91,6 +106,11 @@ class DerivedValue(BaseModel):
     # The digest of the op's inputs: with op_ref and trial, the value's cache key. None
     # when the op never ran (an upstream column failed, or an argument was missing).
     input_digest: str | None = None
+    # A sub-call (an op called by the column's op, see columns/subcalls.py): the ref of
+    # the op that called it and its place in the tree ("1.0": the first call made by the
+    # column op's second call). None for the column's own value.
+    parent_ref: str | None = None
+    position: str | None = None
 
     def to_json(self) -> bytes:
         """JSON, as the derived topics carry it."""
@@ -120,6 +140,8 @@ class ColumnStats:
     failed: int = 0  # evaluations that returned an error (part of computed)
     cost_usd: float = 0.0
     pending_inputs: list[dict[str, Any]] = field(default_factory=list, repr=False)  # survey only
+    pending_keys: list[CacheKey | None] = field(default_factory=list, repr=False)  # the same's
+    sub_calls: int = 0  # calls its op made of other ops (records)
 
 
 @dataclass
@@ -129,6 +151,7 @@ class DeriveStats:
     calls: int = 0
     matched: int = 0
     columns: dict[str, ColumnStats] = field(default_factory=dict)
+    sub_ops: dict[str, SubOpStats] = field(default_factory=dict)  # by the called op's ref
     # Survey only: keys an earlier batch would compute (a later batch finds them cached).
     planned: set[CacheKey] = field(default_factory=set, repr=False)
 
@@ -189,10 +212,19 @@ async def derive_batch(
     *,
     trials: Trials = None,
     stats: DeriveStats | None = None,
+    sub_calls: list[DerivedValue] | None = None,
 ) -> list[DerivedValue]:
-    """Every value of every column of ``topology`` for ``calls``; see the module docstring."""
+    """Every value of every column of ``topology`` for ``calls``; see the module docstring.
+
+    ``sub_calls``, when given, receives the records of the calls the ops made of ops.
+    """
     walk = _Walk(topology, calls, cache, trials, stats or DeriveStats(), dry_run=False)
-    return await walk.run()
+    async with SubCallScheduler.open(cache, walk.stats.sub_ops) as scheduler:
+        walk.scheduler = scheduler
+        values = await walk.run()
+    if sub_calls is not None:
+        sub_calls.extend(walk.children)
+    return values
 
 
 async def survey_batch(
@@ -261,6 +293,8 @@ class _Walk:
         self.data: dict[str, dict[str, Any]] = {}
         self.values: dict[tuple[str, str, int], DerivedValue] = {}
         self.pending: set[tuple[str, str, int]] = set()
+        self.scheduler: SubCallScheduler | None = None
+        self.children: list[DerivedValue] = []
 
     async def run(self) -> list[DerivedValue]:
         source = self.topology.source
@@ -327,22 +361,28 @@ class _Walk:
             stats.values += len(tasks)
             stats.errors += sum(1 for t in tasks if t.error is not None)
             stats.pending_inputs.extend(misses.values())
+            stats.pending_keys.extend(misses)
             stats.pending_inputs.extend(t.arguments or {} for t in pending)
+            stats.pending_keys.extend(None for _ in pending)
             for task in tasks:
                 if task.pending or (task.key is not None and task.key not in hits):
                     self.pending.add((task.call.id, column.name, task.trial))
                 self._store(column, op_ref, task, hits.get(task.key) if task.key else None)
             return
-        results = dict(zip(misses, await run_op(column.op, list(misses.values())), strict=True))
+        results = await self._compute(column, misses)
         now = time.time()
         fresh = {
             key: CachedValue(r.value, r.latency_ms, r.cost, dict(r.details), now)
             for key, r in results.items()
             if r.ok
         }
-        await self.cache.put_many(fresh)
+        index = {}
+        for key, result in results.items():
+            if result.children:
+                index.update(call_index(column.op.name, key, result.children))
+        await self.cache.put_many({**fresh, **index})
         stats.failed += len(results) - len(fresh)
-        spent = sum(r.cost or 0.0 for r in results.values())
+        spent = sum((r.cost or 0.0) + spent_usd(r.children) for r in results.values())
         stats.cost_usd += spent
         DERIVED_COST_USD.labels(self.topology.name, column.name).inc(spent)
         for task in tasks:
@@ -351,6 +391,7 @@ class _Walk:
                 self._store(column, op_ref, task, hit, cached=True)
             elif task.key is not None:
                 result = results[task.key]
+                self._children(column, op_ref, task, result)
                 cached_value = fresh.get(task.key)
                 if cached_value is None:
                     task.error = result.error
@@ -368,6 +409,48 @@ class _Walk:
             else:
                 self._store(column, op_ref, task, None)
         self._count(column, stats, filtered)
+
+    async def _compute(
+        self, column: CompiledColumn, misses: dict[CacheKey, dict[str, Any]]
+    ) -> dict[CacheKey, OpResult]:
+        inputs = list(misses.values())
+        if self.scheduler is None:
+            return dict(zip(misses, await run_op(column.op, inputs), strict=True))
+        with self.scheduler.trials(inputs, [key.trial for key in misses]):
+            return dict(zip(misses, await run_op(column.op, inputs), strict=True))
+
+    def _children(self, column: CompiledColumn, op_ref: str, task: _Task, result: OpResult) -> None:
+        """The records of the sub-calls the column's op made computing ``task``."""
+        if not result.children:
+            return
+        call = task.call
+        now = datetime.now(UTC)
+        for position, parent_ref, child in flatten(result.children, op_ref):
+            details = dict(child.details)
+            if not child.declared:
+                details["undeclared"] = True  # the parent's version does not cover it
+            self.children.append(
+                DerivedValue(
+                    call_id=call.id,
+                    trace_id=call.trace_id,
+                    topology=self.topology.name,
+                    column=column.name,
+                    op_ref=child.op_ref,
+                    trial=task.trial,
+                    value=child.value,
+                    error=child.error,
+                    latency_ms=child.latency_ms,
+                    cost=child.cost,
+                    computed_at=now,
+                    started_at=call.started_at,
+                    details=details,
+                    cached=child.cached,
+                    input_digest=child.input_digest,
+                    parent_ref=parent_ref,
+                    position=position,
+                )
+            )
+        self.stats.column(column.name).sub_calls += len(result.children)
 
     def _tasks(self, column: CompiledColumn, op_ref: str, calls: Sequence[Call]) -> list[_Task]:
         tasks = []

@@ -12,6 +12,10 @@ that reads a column not computed yet cannot know its inputs, so all its values
 count as to compute (an upper bound, the safe side for a budget).
 :func:`run_table` shows a run's counts in the same table.
 
+A column whose op calls ops is priced all the way down: each op it calls is a
+sub-step with its own calls, cache hits and estimate
+(:mod:`weave_stream.columns.substeps`); cached parents and cached sub-steps are free.
+
 >>> from weave_stream.ops import CostEstimate
 >>> plan = Plan("t", calls=10, matched=8, columns=[
 ...     ColumnEstimate("n", "n:abc", 8, 3, 5, CostEstimate(100, 0.25, 2.0))])
@@ -26,11 +30,12 @@ from dataclasses import dataclass, field
 
 from weave_stream.columns.cache import ResultCache
 from weave_stream.columns.derive import DeriveStats, Trials, survey_batch
+from weave_stream.columns.substeps import SubStepEstimate, SubSteps
 from weave_stream.ingest.call import Call
 from weave_stream.ops.base import CostEstimate
 from weave_stream.topology.spec import Topology
 
-__all__ = ["ColumnEstimate", "Plan", "plan_topology", "run_table"]
+__all__ = ["ColumnEstimate", "Plan", "SubStepEstimate", "plan_topology", "run_table"]
 
 
 @dataclass(frozen=True)
@@ -42,9 +47,18 @@ class ColumnEstimate:
     matched: int  # values in scope: calls through the filters and samples, times trials
     cache_hits: int
     to_compute: int  # distinct op evaluations that would run
-    estimate: CostEstimate
+    estimate: CostEstimate  # of the column's op alone
     deduplicated: int = 0  # the same input as another value of the batch
     not_computable: int = 0  # an argument missing: the op cannot run
+    sub_steps: tuple[SubStepEstimate, ...] = ()  # the ops it would call
+
+    @property
+    def total(self) -> CostEstimate:
+        """The column's estimate with its sub-steps'."""
+        total = self.estimate
+        for step in self.sub_steps:
+            total = total + step.estimate
+        return total
 
 
 @dataclass(frozen=True)
@@ -58,10 +72,11 @@ class Plan:
 
     @property
     def total(self) -> CostEstimate:
-        """The sum of every column's estimate (time as if columns ran one after another)."""
+        """The sum of every column's estimate with its sub-steps (time as if columns ran
+        one after another)."""
         total = CostEstimate()
         for column in self.columns:
-            total = total + column.estimate
+            total = total + column.total
         return total
 
     @property
@@ -73,7 +88,7 @@ class Plan:
         """Why the plan does not fit ``budget_usd``, or None when it does."""
         usd = self.total.usd
         if usd is None:
-            unknown = [c.column for c in self.columns if c.estimate.usd is None]
+            unknown = [c.column for c in self.columns if c.total.usd is None]
             return (
                 f"the cost of columns {unknown} is unknown (their model has no price), so a "
                 f"${budget_usd:g} budget cannot be checked; add the model to the op's prices, "
@@ -90,6 +105,9 @@ class Plan:
         for c in self.columns:
             counts = (c.matched, c.cache_hits, c.deduplicated, c.to_compute, c.not_computable)
             rows.append((c.column, c.op_ref, *map(str, counts), *_cost(c.estimate)))
+            for step in c.sub_steps:  # calls may be means: shown rounded; none deduplicated
+                steps = (round(step.calls), round(step.cache_hits), 0, round(step.to_compute), 0)
+                rows.append(("  calls", step.op_ref, *map(str, steps), *_cost(step.estimate)))
         totals = [sum(c[i] for c in (_counts(e) for e in self.columns)) for i in range(5)]
         rows.append(("total", "", *map(str, totals), *_cost(self.total)))
         title = (
@@ -107,7 +125,11 @@ def _counts(c: ColumnEstimate) -> tuple[int, int, int, int, int]:
 
 
 def run_table(topology: Topology, stats: DeriveStats) -> str:
-    """A run's counts, per column, in the plan's table (with errors and dollars spent)."""
+    """A run's counts, per column, in the plan's table (with errors and dollars spent).
+
+    The ops that column ops called follow, one row each (calls made, answered by the
+    cache, shared with an identical call of the run, computed): their dollars are in
+    their columns' already, so the totals count columns only."""
     header = ("column", "op", *_COUNTS, "errors", "USD")
     rows: list[tuple[str, ...]] = [header]
     totals = DeriveStats()
@@ -116,6 +138,9 @@ def run_table(topology: Topology, stats: DeriveStats) -> str:
         counts = (c.values, c.cache_hits, c.deduplicated, c.computed, c.not_computable, c.errors)
         rows.append((column.name, column.op.ref, *map(str, counts), f"${c.cost_usd:.4f}"))
         totals.columns[column.name] = c
+    for ref, sub in stats.sub_ops.items():  # what the ops called: apart from the totals
+        figures = (sub.calls, sub.cache_hits, sub.shared, sub.computed, 0, sub.errors)
+        rows.append(("  calls", ref, *map(str, figures), f"${sub.cost_usd:.4f}"))
     spent = sum(c.cost_usd for c in totals.columns.values())
     total_counts = (
         totals.values,
@@ -167,17 +192,26 @@ async def plan_topology(
     """Survey ``batches`` of calls (as the runner would cut them) and price what is missing."""
     stats = DeriveStats()
     estimates = {column.name: CostEstimate() for column in topology.compiled}
+    sub_steps = SubSteps()
     for batch in batches:
         await survey_batch(topology, batch, cache, trials=trials, stats=stats)
         for column in topology.compiled:
             column_stats = stats.column(column.name)
             if column_stats.pending_inputs:
-                estimates[column.name] += column.op.estimate(column_stats.pending_inputs)
-                column_stats.pending_inputs.clear()  # priced: memory stays flat over many batches
-    return _plan(topology, stats, estimates)
+                inputs, keys = column_stats.pending_inputs, column_stats.pending_keys
+                estimates[column.name] += column.op.estimate(inputs)
+                await sub_steps.price(column.name, column.op, inputs, keys, cache)
+                inputs.clear()  # priced: memory stays flat over many batches
+                keys.clear()
+    return _plan(topology, stats, estimates, sub_steps)
 
 
-def _plan(topology: Topology, stats: DeriveStats, estimates: dict[str, CostEstimate]) -> Plan:
+def _plan(
+    topology: Topology,
+    stats: DeriveStats,
+    estimates: dict[str, CostEstimate],
+    sub_steps: SubSteps,
+) -> Plan:
     columns = []
     for column in topology.compiled:
         column_stats = stats.column(column.name)
@@ -191,6 +225,7 @@ def _plan(topology: Topology, stats: DeriveStats, estimates: dict[str, CostEstim
                 estimate=estimates[column.name],
                 deduplicated=column_stats.deduplicated,
                 not_computable=column_stats.not_computable,
+                sub_steps=tuple(sub_steps.of(column.name)),
             )
         )
     return Plan(topology.name, stats.calls, stats.matched, columns)

@@ -35,12 +35,15 @@ NOT_COMPUTED = "not computed yet: this cell is not in the result cache (run the 
 
 @dataclass
 class VariantCells:
-    """What one variant gave: every derived value, and the counts of how it was obtained."""
+    """What one variant gave: every derived value, the counts of how it was obtained,
+    and the calls its ops made of other ops (``sub_calls``, records of
+    :mod:`~weave_stream.columns.subcalls`)."""
 
     variant: str
     topology: Topology
     values: list[DerivedValue]
     stats: DeriveStats = field(default_factory=DeriveStats)
+    sub_calls: list[DerivedValue] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -133,9 +136,14 @@ async def run_cells(
         runnable = topology if compute else cached_only(topology)
         stats = DeriveStats()
         values: list[DerivedValue] = []
+        sub_calls: list[DerivedValue] = []
         for batch in batches(calls, batch_size):
-            values.extend(await derive_batch(runnable, batch, cache, trials=trials, stats=stats))
-        results.append(VariantCells(variant, topology, values, stats))
+            values.extend(
+                await derive_batch(
+                    runnable, batch, cache, trials=trials, stats=stats, sub_calls=sub_calls
+                )
+            )
+        results.append(VariantCells(variant, topology, values, stats, sub_calls))
     return results
 
 

@@ -9,7 +9,9 @@
     run_op(op, inputs) ──► batches, timeout, retries with backoff ──► [OpResult per input]
 
 ``base`` holds the protocol and records, ``versioning`` the digests, ``decorator``
-the ``@op`` decorator, ``execute`` the executor, ``registry`` the names YAML uses.
+the ``@op`` decorator, ``execute`` the executor, ``registry`` the names YAML uses;
+``subops`` finds the ops an op calls (its version covers theirs) and ``nested`` routes
+those calls, in a run, to the run's cache and batches.
 """
 
 from __future__ import annotations

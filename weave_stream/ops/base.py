@@ -26,7 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 from weave_stream.durations import parse_duration
 from weave_stream.errors import DurationError, OpDefinitionError
 
-__all__ = ["CostEstimate", "Op", "OpPolicy", "OpResult", "Signature"]
+__all__ = ["CostEstimate", "Op", "OpPolicy", "OpResult", "Signature", "SubCall"]
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,41 @@ class CostEstimate:
 
 
 @dataclass(frozen=True)
+class SubCall:
+    """One call of an op made from inside another op's code during a run (a child call).
+
+    ``input_digest`` and ``trial`` (with ``op_ref``) are its cache key; ``cached`` says it
+    was not computed for this caller (found in the result cache, or shared with an
+    identical sub-call of the same batch); ``declared`` is False when the calling op's
+    version does not cover it (see :mod:`weave_stream.ops.subops`); ``estimate`` is the
+    op's own estimate for this input (cost plans read it); ``children`` are its own
+    sub-calls, when it was computed now.
+    """
+
+    op_name: str
+    op_ref: str
+    input_digest: str
+    trial: int
+    value: Any = None
+    error: str | None = None
+    cached: bool = False
+    latency_ms: float | None = None
+    cost: float | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+    declared: bool = True
+    estimate: CostEstimate | None = None
+    children: tuple[SubCall, ...] = ()
+
+
+@dataclass(frozen=True)
 class OpResult:
     """The outcome of an op on one input: a value, or an error (never both).
 
     ``details`` is the op's audit data (for the judge: prompt digest, raw answer,
     tokens, latency). ``retriable`` marks an error worth retrying (a timeout, HTTP
     429 or 5xx, a malformed answer); ``retry_after`` is the wait the op was told.
-    ``attempts`` is set by the executor.
+    ``attempts`` is set by the executor. ``children`` are the ops its code called
+    during a run (:class:`SubCall`, in call order), failures included.
     """
 
     value: Any = None
@@ -127,6 +155,7 @@ class OpResult:
     retriable: bool = False
     retry_after: float | None = None
     attempts: int = 1
+    children: tuple[SubCall, ...] = ()
 
     @classmethod
     def failure(

@@ -6,6 +6,9 @@ worker thread, async ones concurrently); with ``batched=True`` it receives each
 argument as a list and returns a list. It may return :class:`OpResult` items to
 report cost, audit details or retriable failures itself.
 
+An op may call ops (``await embed.acall(text=t)``): its version covers theirs, and in
+a run the calls are cached, batched and recorded (:mod:`weave_stream.ops.nested`).
+
 A decorated class becomes a factory of ops: calling it with parameters returns an
 op whose version covers the class's code and those parameters. The instance may
 define ``estimate(inputs) -> CostEstimate``, ``version_state() -> JSON`` (state
@@ -35,6 +38,23 @@ from typing import Any, overload
 from weave_stream.durations import parse_duration
 from weave_stream.errors import DurationError, OpDefinitionError
 from weave_stream.ops.base import CostEstimate, OpPolicy, OpResult, Signature
+from weave_stream.ops.nested import (
+    acall_one,
+    bind_input,
+    call_one,
+    current_frame,
+    current_router,
+    routed_call,
+    run_inputs,
+)
+from weave_stream.ops.subops import (
+    covers,
+    declared_calls,
+    ops_in_params,
+    static_sub_ops,
+    unique_ops,
+    version_with_calls,
+)
 from weave_stream.ops.versioning import code_digest, imported_distributions, version_digest
 
 __all__ = ["FunctionOp", "OpClass", "OpDecorator", "OpOptions", "op"]
@@ -54,6 +74,7 @@ class OpOptions:
     depends: tuple[Any, ...] = ()
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON
     unversioned: tuple[str, ...] = ()
+    calls: tuple[tuple[Any, float | None], ...] = ()  # declared sub-ops, calls per input
     version: str | None = None  # the user's label, in place of the distributions
     distributions: tuple[str, ...] | None = None  # None: those the op's module imports
     higher_is_worse: bool | None = None  # for drill-downs: which scores are the worst
@@ -73,6 +94,7 @@ class FunctionOp:
         instance: Any = None,
         factory: OpClass | None = None,
         arguments: Mapping[str, Any] | None = None,
+        param_ops: Sequence[Any] = (),
     ) -> None:
         self._function = function
         self._options = options
@@ -86,6 +108,9 @@ class FunctionOp:
         self._dependencies: dict[str, str] | None = None
         self._version: tuple[Any, str] | None = None  # (state, version): params never change
         self._signature = _signature_of(function)
+        self._param_ops = tuple(param_ops)  # constructor arguments that are ops
+        self._sub_ops: tuple[Any, ...] | None = None
+        self.undeclared_calls: set[str] = set()  # refs called in runs that the version misses
         self.__wrapped_op__ = code_target
         functools.update_wrapper(self, function, updated=())
 
@@ -97,6 +122,11 @@ class FunctionOp:
 
     @property
     def version(self) -> str:
+        """Its own version folded with those of the ops it calls (see :mod:`.subops`)."""
+        return version_with_calls(self, self.own_version)
+
+    @property
+    def own_version(self) -> str:
         """Digest of code, parameters, learned state and the installed distributions the
         op's module imports, or its ``version=`` label (see :mod:`.versioning`)."""
         if self._code is None:
@@ -136,6 +166,24 @@ class FunctionOp:
     def ref(self) -> str:
         """``name:version``."""
         return f"{self._name}:{self.version}"
+
+    @property
+    def sub_ops(self) -> tuple[Any, ...]:
+        """The ops its version covers: used by name in its code, passed to it, or declared."""
+        if self._sub_ops is None:
+            declared = [sub for sub, _ in self._options.calls]
+            found = static_sub_ops(self._code_target, self._instance)
+            self._sub_ops = unique_ops([*found, *self._param_ops, *declared], self)
+        return self._sub_ops
+
+    @property
+    def calls_per_input(self) -> dict[str, float]:
+        """Calls per input declared with ``calls={op: n}``, by op name (cost plans read it)."""
+        return {sub.name: n for sub, n in self._options.calls if n is not None}
+
+    def covers(self, sub: Any) -> bool:
+        """Whether this op's version covers calls of ``sub``; warns once when it does not."""
+        return covers(self, sub, self.undeclared_calls)
 
     @property
     def deterministic(self) -> bool:
@@ -197,14 +245,41 @@ class FunctionOp:
             return []
         if self._options.batched:
             return await self._run_batched(inputs)
+        if current_router() is not None:  # in a run: each input in a frame
+            is_async = inspect.iscoroutinefunction(self._function)
+            compute = self._call_async if is_async else self._call_sync
+            return await run_inputs(self, inputs, compute, is_async, bool(self.sub_ops))
         if inspect.iscoroutinefunction(self._function):
             return list(await asyncio.gather(*(self._call_async(item) for item in inputs)))
         return await asyncio.to_thread(lambda: [self._call_sync(item) for item in inputs])
 
+    @property
+    def fans_out(self) -> bool:
+        """An async op that calls ops: in a run, all its inputs may run at once."""
+        is_async = inspect.iscoroutinefunction(self._function)
+        return not self._options.batched and is_async and bool(self.sub_ops)
+
+    @property
+    def frames_inputs(self) -> bool:
+        """True: it runs each input in a frame of its own (the executor frames the others)."""
+        return not self._options.batched
+
+    def call(self, *args: Any, **kwargs: Any) -> Any:
+        """The value on one input, blocking (see :mod:`~weave_stream.ops.nested`)."""
+        return call_one(self, bind_input(self, self._function, args, kwargs))
+
+    async def acall(self, *args: Any, **kwargs: Any) -> Any:
+        """The value on one input (see :mod:`~weave_stream.ops.nested`)."""
+        return await acall_one(self, bind_input(self, self._function, args, kwargs))
+
     # -- plumbing --------------------------------------------------------------------
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Call the underlying function directly (no batching, no retries)."""
-        return self._function(*args, **kwargs)
+        """Call the underlying function directly (no batching, no retries); inside an op
+        in a run, a sub-call through the run's cache and batches (see
+        :mod:`~weave_stream.ops.nested`)."""
+        if current_frame() is None:
+            return self._function(*args, **kwargs)
+        return routed_call(self, self._function, self._options.batched, args, kwargs)
 
     def __getattr__(self, attribute: str) -> Any:
         # Public methods of a parameterised instance (e.g. Classify.learn) stay reachable.
@@ -275,6 +350,8 @@ class OpClass:
             elif kind is not inspect.Parameter.VAR_POSITIONAL or value:
                 params[key] = value
         params = {k: v for k, v in params.items() if k not in self._options.unversioned}
+        # An op passed as a parameter is a sub-op: its ref enters the version as a call.
+        param_ops, params = ops_in_params(params)
         instance = self._cls(*args, **kwargs)
         name = self._options.name or self._cls.__name__
         return FunctionOp(
@@ -286,6 +363,7 @@ class OpClass:
             instance=instance,
             factory=self,
             arguments=_keyword_arguments(bound),
+            param_ops=param_ops,
         )
 
     def rebuild(self, arguments: Mapping[str, Any], changes: Mapping[str, Any]) -> FunctionOp:
@@ -349,6 +427,7 @@ def op(
     depends: Sequence[Any] = (),
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     unversioned: Sequence[str] = (),
+    calls: Sequence[Any] | Mapping[Any, float] | None = None,
     version: str | None = None,
     distributions: Sequence[str] | None = None,
     higher_is_worse: bool | None = None,
@@ -368,6 +447,7 @@ def op(
     depends: Sequence[Any] = (),
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     unversioned: Sequence[str] = (),
+    calls: Sequence[Any] | Mapping[Any, float] | None = None,
     version: str | None = None,
     distributions: Sequence[str] | None = None,
     higher_is_worse: bool | None = None,
@@ -380,6 +460,8 @@ def op(
     classes, modules) whose changes must change the version; ``retry_on`` the
     exception types worth retrying; ``unversioned`` the class parameters that do not
     change results (an HTTP client, settings) and so stay out of the version.
+    ``calls`` lists ops its code calls that its names do not show (or maps them to
+    calls per input, ``{judge: 3}``, for plans): see :mod:`.subops`.
     ``version`` is a label of yours that stands for what the code uses (bump it when
     the model behind an endpoint changes): it replaces the installed distributions the
     version otherwise covers; ``distributions`` names exactly which distributions count
@@ -400,6 +482,7 @@ def op(
             depends=tuple(depends),
             retry_on=retry_on,
             unversioned=tuple(unversioned),
+            calls=declared_calls(calls, str(name or getattr(target, "__name__", "op"))),
             version=version,
             distributions=None if distributions is None else tuple(distributions),
             higher_is_worse=higher_is_worse,

@@ -8,6 +8,12 @@ trial's value. Files: ``.jsonl`` keeps values nested; ``.csv`` and ``.parquet``
 expand dict values into ``c.<key>`` columns (``doc_class.label``) and write the
 rest as JSON text (CSV) or lists (Parquet).
 
+A column whose op calls ops (``summarise`` calling ``embed``) also gets
+``c.sub_calls``, the number of calls it made; the calls themselves are the table's
+``sub_calls`` (:class:`~weave_stream.columns.derive.DerivedValue` records with a
+``parent_ref`` and a ``position``), shown as a tree by :meth:`ResultTable.tree` and as
+a frame by :meth:`ResultTable.sub_calls_frame`.
+
 A table of :func:`~weave_stream.runners.local.run_local` keeps its topology and calls,
 so it answers the topology's aggregates in-process with :meth:`ResultTable.aggregates`:
 the same :class:`~weave_stream.aggregates.table.AggregateTable` that
@@ -67,6 +73,7 @@ class ResultTable:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     spec: Topology | None = field(default=None, repr=False)
     calls: Sequence[Call] = field(default=(), repr=False)
+    sub_calls: list[DerivedValue] = field(default_factory=list, repr=False)
 
     def aggregates(
         self,
@@ -109,6 +116,11 @@ class ResultTable:
             by_call[value.call_id][value.column][value.trial] = value
         with_cost = {v.column for v in self.values if v.cost is not None}
         with_details = {v.column for v in self.values if v.details}
+        made: dict[tuple[str, str, int], int] = defaultdict(int)
+        for sub in self.sub_calls:
+            if sub.position is not None and "." not in sub.position:  # direct calls
+                made[(sub.call_id, sub.column, sub.trial)] += 1
+        with_calls = {column for _, column, _ in made}
         rows = []
         for call_id, columns in by_call.items():
             first = next(iter(next(iter(columns.values())).values()))
@@ -134,8 +146,68 @@ class ResultTable:
                         row[f"{name}.cost"] = derived.cost if derived else None
                     if name in with_details:
                         row[f"{name}.details"] = derived.details if derived else None
+                    if name in with_calls:
+                        key = (call_id, name, derived.trial if derived else trial)
+                        row[f"{name}.sub_calls"] = made.get(key, 0)
                 rows.append(row)
         return rows
+
+    def sub_calls_frame(self) -> pd.DataFrame:
+        """Every sub-call of the run, one row each: which call, column and trial it was
+        made for, its ``position`` in the tree, ``parent_ref``, ``op_ref``, value, error,
+        latency, cost and whether it was ``cached``."""
+        names = [
+            "call_id",
+            "column",
+            "trial",
+            "position",
+            "parent_ref",
+            "op_ref",
+            "value",
+            "error",
+            "latency_ms",
+            "cost",
+            "cached",
+        ]
+        return pd.DataFrame(
+            [{name: getattr(sub, name) for name in names} for sub in self.sub_calls],
+            columns=names,
+        )
+
+    def tree(self, call_id: str, column: str | None = None, trial: int = 0) -> str:
+        """The calls behind ``call_id``'s values (of ``column``, else every column), as a
+        tree: each op ref, whether it was cached, its latency, cost and error.
+
+        Raises :class:`~weave_stream.errors.QueryError` when the call has no value here.
+        """
+        shown: dict[str, DerivedValue] = {}  # per column, the trial asked or its last below
+        for v in self.values:
+            asked = v.call_id == call_id and (column is None or v.column == column)
+            if (
+                asked
+                and v.trial <= trial
+                and (v.column not in shown or v.trial > shown[v.column].trial)
+            ):
+                shown[v.column] = v
+        values = list(shown.values())
+        if not values:
+            raise QueryError(
+                f"result table of {self.topology!r} has no value for call {call_id!r}"
+                + (f" in column {column!r}" if column else "")
+                + "; pick a call_id and column from table.to_pandas()"
+            )
+        lines = []
+        for value in values:
+            lines.append(f"{value.column}: {_node(value)}")
+            subs = [
+                s
+                for s in self.sub_calls
+                if (s.call_id, s.column, s.trial) == (call_id, value.column, value.trial)
+            ]
+            for sub in sorted(subs, key=lambda s: [int(p) for p in (s.position or "").split(".")]):
+                depth = (sub.position or "").count(".") + 1
+                lines.append(f"{'    ' * depth}└─ {_node(sub)}")
+        return "\n".join(lines)
 
     def to_pandas(self, expand: bool = False) -> pd.DataFrame:
         """The table as a DataFrame; ``expand`` splits dict values into ``column.key`` columns."""
@@ -168,6 +240,19 @@ class ResultTable:
         else:
             frame.to_parquet(path, index=False)
         return path
+
+
+def _node(value: DerivedValue) -> str:
+    parts = [value.op_ref]
+    if value.cached:
+        parts.append("cached")
+    if value.latency_ms is not None:
+        parts.append(f"{value.latency_ms:.1f} ms")
+    if value.cost:
+        parts.append(f"${value.cost:.6f}")
+    if value.error is not None:
+        parts.append(f"error: {value.error}")
+    return "  ".join(parts)
 
 
 def _expand(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

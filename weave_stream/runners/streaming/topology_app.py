@@ -119,8 +119,11 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
                     for encoded, raw in entries.items()
                 }
             )
-            values = await derive_batch(topology, calls, cache)
-            fresh = _new_results(values, known)
+            sub_calls: list[DerivedValue] = []
+            values = await derive_batch(topology, calls, cache, sub_calls=sub_calls)
+            # Sub-calls' results are kept with their call too: a redelivered call whose
+            # column op changed still finds what the ops it calls computed.
+            fresh = _new_results([*values, *sub_calls], known)
             now = time.time()
             for call_id, entries in fresh.items():
                 results[call_id] = {"t": now, "r": {**known[call_id], **entries}}
