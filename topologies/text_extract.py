@@ -96,4 +96,18 @@ topology = Topology(
             "shift": {"calls": 40},
         }
     ],
+    datasets=[
+        {
+            "name": "low-faithfulness",
+            "filter": {"columns.faithfulness.score": {"lt": 0.4}},
+            "sample": 1.0,
+            "cap": {"rows": 50, "per": "1d"},
+            "mapping": {
+                "document": "inputs.document",
+                "extraction": "output",
+                "class": "columns.doc_class.label",
+                "score": "columns.faithfulness.score",
+            },
+        }
+    ],
 )

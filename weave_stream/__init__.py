@@ -30,6 +30,7 @@ The package, in the order calls flow (a stage imports only the ones above it)::
     notify/      alert records, Slack and webhook delivery
     dashboard/   Grafana dashboards generated from a topology
     store/       the call store: calls, derived values and alerts in Delta tables
+    datasets/    datasets: immutable, versioned events in the call store; rules, export
     query/       calls(): lazy queries over the call store (DuckDB), to pandas
     runners/     local, results, backfill, worker processes; streaming/ (Faust, alone)
     demo/        sample calls and the stand-in judge of ``weave-stream demo``
@@ -68,6 +69,7 @@ if _typing.TYPE_CHECKING:
     from weave_stream.columns.derive import DerivedValue, derive_batch
     from weave_stream.columns.plan import Plan, plan_topology
     from weave_stream.config import Settings, load_settings
+    from weave_stream.datasets.dataset import Dataset, list_datasets
     from weave_stream.durations import parse_duration
     from weave_stream.errors import (
         BrokerError,
@@ -75,6 +77,7 @@ if _typing.TYPE_CHECKING:
         CallValidationError,
         CollectorRequestError,
         ConfigError,
+        DatasetError,
         DeliveryError,
         DurationError,
         ExperimentError,
@@ -120,12 +123,15 @@ _EXPORTS = {
     "derived_values": "weave_stream.query.values",
     "Settings": "weave_stream.config",
     "load_settings": "weave_stream.config",
+    "Dataset": "weave_stream.datasets.dataset",
+    "list_datasets": "weave_stream.datasets.dataset",
     "parse_duration": "weave_stream.durations",
     "BrokerError": "weave_stream.errors",
     "BudgetExceededError": "weave_stream.errors",
     "CallValidationError": "weave_stream.errors",
     "CollectorRequestError": "weave_stream.errors",
     "ConfigError": "weave_stream.errors",
+    "DatasetError": "weave_stream.errors",
     "DeliveryError": "weave_stream.errors",
     "DurationError": "weave_stream.errors",
     "ExperimentError": "weave_stream.errors",
@@ -181,6 +187,8 @@ __all__ = [
     "CollectorRequestError",
     "Column",
     "ConfigError",
+    "Dataset",
+    "DatasetError",
     "DeliveryError",
     "DerivedValue",
     "DrillDownSpec",
@@ -224,6 +232,7 @@ __all__ = [
     "calls",
     "derive_batch",
     "derived_values",
+    "list_datasets",
     "load_settings",
     "load_topology",
     "merge",

@@ -22,8 +22,9 @@
      ├── ExperimentError      an experiment spec, its data or a comparison is invalid
      ├── VectorIndexError     a FAISS index or its snapshot is unusable
      ├── DeliveryError        an alert could not be delivered to a target (retried)
-     └── StoreError           the call store cannot be opened, read or written
-          └── FencedError     another writer took over one of this writer's partitions
+     ├── StoreError           the call store cannot be opened, read or written
+     │    └── FencedError     another writer took over one of this writer's partitions
+     └── DatasetError         a dataset cannot be made, read or added to (names it and the fix)
 
 Every message says what failed, where (topology, column, aggregate, file and line),
 the offending value, and how to fix it. Anything else that escapes is a bug.
@@ -48,6 +49,7 @@ __all__ = [
     "CallValidationError",
     "CollectorRequestError",
     "ConfigError",
+    "DatasetError",
     "DeliveryError",
     "DurationError",
     "ExperimentError",
@@ -194,6 +196,11 @@ class StoreError(WeaveStreamError):
 
 class FencedError(StoreError):
     """Another writer committed for one of this writer's app ids: it lost that partition."""
+
+
+class DatasetError(WeaveStreamError):
+    """A dataset cannot be created, read or added to: a name taken, a version that does not
+    exist, a mapping path that resolves in no call (naming the nearest known paths)."""
 
 
 def field_errors(exc: Any, whole: str = "entry") -> list[tuple[str, str, Any]]:

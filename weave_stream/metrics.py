@@ -507,6 +507,16 @@ RECONCILE_CHECKED_UNTIL = Gauge(
     registry=REGISTRY,
 )
 
+# Datasets "from now on" (weave_stream.datasets.apply), applied by the store sink.
+DATASET_CANDIDATES = Counter(
+    "weave_stream_dataset_candidates_total",
+    "Calls a topology's datasets: rule matched, by dataset and outcome: added, duplicate "
+    "(the call is in the dataset already: a replay), capped (the period's cap was reached), "
+    "refused (the dataset remembers another mapping; logged).",
+    ["dataset", "outcome"],
+    registry=REGISTRY,
+)
+
 
 def render(children: Iterable[str] = ()) -> bytes:
     """This process's metrics in Prometheus's text format, merged with ``children``'s.

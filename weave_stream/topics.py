@@ -12,6 +12,7 @@ All names derive from one prefix (the ``topic_prefix`` setting, default ``weave`
     <prefix>.monitor.<topology>.<monitor>   a monitor's observations (one partition)
     <prefix>.reference.<topology>.<monitor> a monitor's reference (compacted)
     <prefix>.alerts / .alerts.status        alerts and their delivery status
+    <prefix>.datasets                       calls a topology's datasets: rules matched
     <prefix>.workers                        each worker's status (compacted)
     weave-stream.<prefix>                   the workers' group (ingest, notifier)
     weave-stream.<prefix>.topology.<name>   one topology's group (and Faust app id)
@@ -85,6 +86,12 @@ class TopicNames:
         """Each worker's status: its components, restarts, last errors (compacted: worker id)."""
         return f"{self.prefix}.workers"
 
+    @property
+    def datasets(self) -> str:
+        """Calls matched by a topology's ``datasets:`` rules, with their mapped fields
+        (keyed by call id); the store sink adds them to the datasets."""
+        return f"{self.prefix}.datasets"
+
     def derived(self, topology: str, column: str) -> str:
         """The stream of values of one derived column."""
         return f"{self.prefix}.derived.{topology}.{column}"
@@ -117,16 +124,17 @@ class TopicNames:
         return f"weave-stream.{self.prefix}.store"
 
     def store_pattern(self) -> str:
-        """The topics the store sink reads: valid calls, every derived column, alerts.
+        """The topics the store sink reads: valid calls, every derived column, alerts,
+        dataset candidates.
 
         >>> import re
         >>> pattern = re.compile(TopicNames("w").store_pattern())
         >>> [bool(pattern.match(t)) for t in ("w.calls.valid", "w.derived.t.c", "w.alerts",
-        ...                                   "w.alerts.status", "w.calls")]
-        [True, True, True, False, False]
+        ...                                   "w.alerts.status", "w.calls", "w.datasets")]
+        [True, True, True, False, False, True]
         """
         prefix = re.escape(self.prefix)
-        return rf"^{prefix}\.(calls\.valid|alerts|derived\..+)$"
+        return rf"^{prefix}\.(calls\.valid|alerts|datasets|derived\..+)$"
 
     @property
     def dlq_reingest_group(self) -> str:

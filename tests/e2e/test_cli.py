@@ -116,3 +116,9 @@ def test_demo_runs_end_to_end_and_the_books_balance(tmp_path: Path) -> None:
     assert table[0].split() == ["id", "document", "class", "score"]
     scores = [float(line.split()[-1]) for line in table[1:]]
     assert len(scores) == 5 and scores == sorted(scores)
+    # Then the "from now on" dataset of the scores below 0.4, as the store sink filled it.
+    shown = result.stdout.split("dataset low-faithfulness (from now on: ")[1].splitlines()
+    assert shown[0].startswith("text_extract/low-faithfulness): ")
+    rows = int(shown[0].split("): ")[1].split()[0])
+    assert rows == sum(score < 0.4 for score in scores) or (rows > 0 and max(scores) < 0.4)
+    assert shown[1].split() == ["id", "class", "score", "document", "source_call"]

@@ -71,6 +71,7 @@ def test_the_yaml_and_python_text_extract_topologies_mean_the_same() -> None:
     assert from_yaml.source == from_python.source
     assert from_yaml.source_filter == from_python.source_filter
     assert from_yaml.description == from_python.description
+    assert from_yaml.datasets == from_python.datasets
     assert (
         from_yaml.levels
         == from_python.levels

@@ -6,7 +6,8 @@ built from real documents (with start/end event pairs, calls whose other half ne
 comes, and malformed records mixed in), shows live progress from the worker's own
 metrics, shows the derived values as they arrive, queries the call store the
 worker's sink wrote (the lowest judge scores, with their documents), and ends with
-a summary whose books must balance. With no judge endpoint configured, the judge
+a summary whose books must balance and the "from now on" dataset of the lowest judge
+scores the store sink filled. With no judge endpoint configured, the judge
 column uses a built-in stand-in (word overlap, not an LLM), and the demo says so.
 """
 
@@ -30,7 +31,11 @@ from tqdm import tqdm
 
 from weave_stream.broker.kafka import ensure_topics, produce, read_topic
 from weave_stream.cli.aggregates_cmds import show_aggregates
-from weave_stream.cli.demo_calls import show_lowest_scores
+from weave_stream.cli.demo_calls import (
+    await_rule_datasets,
+    show_lowest_scores,
+    show_rule_datasets,
+)
 from weave_stream.cli.ingest_cmds import call_key
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.columns.derive import DerivedValue
@@ -202,6 +207,7 @@ def _run(
                 plots = show_aggregates(settings, topology.name, out_dir)
             _step("7/8", "calls() over the call store: the lowest judge scores")
             stored = show_lowest_scores(settings, topology, expected["selected"])
+            datasets = await_rule_datasets(settings, topology) if stored else []
         _step("8/8", "summary")
         ok = _summary(counts, letters, expected, len(records))
         ok = _values_summary(topology, values, expected["selected"]) and ok
@@ -213,6 +219,7 @@ def _run(
             click.echo(f"  drift alerts received by the demo's webhook: {shown}")
         for plot in plots:
             click.echo(f"  plot: {plot}")
+        show_rule_datasets(datasets, settings.store_location)
         click.echo(f"  outputs (worker log, plots, alert targets) are in {out_dir}/")
     if not ok:
         fail("the books do not balance: see the summary above and the worker log")

@@ -42,6 +42,8 @@ COMMAND_MODULES: dict[str, str] = {
     "values": "values_cmds",
     "calls": "store_cmds",
     "store": "store_cmds",
+    "datasets": "dataset_cmds",
+    "dataset": "dataset_cmds",
 }
 
 

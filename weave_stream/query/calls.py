@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from weave_stream.config import Settings
+    from weave_stream.datasets.dataset import Dataset
     from weave_stream.query.compare import RangeComparison
     from weave_stream.query.grouping import GroupBy
 
@@ -216,6 +217,22 @@ class Query:
         """The calls behind a group-by row (its ``call_ids``), with this query's columns."""
         ids = row["call_ids"]
         return self._with(call_ids=tuple(ids), limit=None, sort=self.spec.sort)
+
+    def to_dataset(
+        self,
+        name: str,
+        mapping: Mapping[str, str] | None = None,
+        *,
+        append: bool = False,
+        note: str = "",
+    ) -> Dataset:
+        """Run the query and make dataset ``name`` of its calls (runs now): one row per
+        call with the ``mapping``'s fields (field -> call path or derived column) and the
+        call's ref. ``append`` adds to an existing dataset (its remembered mapping when
+        ``mapping`` is left out); see :mod:`weave_stream.query.to_dataset`."""
+        from weave_stream.query.to_dataset import query_to_dataset
+
+        return query_to_dataset(self, name, mapping, append=append, note=note)
 
     # -- running ----------------------------------------------------------------------
 

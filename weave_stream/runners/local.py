@@ -34,6 +34,8 @@ from weave_stream.aggregates.in_process import topology_aggregates
 from weave_stream.columns.cache import MemoryCache, ResultCache
 from weave_stream.columns.derive import DerivedValue, DeriveStats, Trials, derive_batch
 from weave_stream.columns.plan import Plan, plan_topology
+from weave_stream.datasets.apply import Candidate, apply_candidates, candidates
+from weave_stream.datasets.dataset import Dataset
 from weave_stream.errors import CallValidationError, ConfigError
 from weave_stream.ingest.call import Call, parse_call_object
 from weave_stream.ingest.files import read_call_file
@@ -60,7 +62,10 @@ DEFAULT_BATCH_SIZE = 256
 
 
 def read_calls(source: Any) -> tuple[list[Call], list[DeadLetter]]:
-    """The calls of a JSONL file (path), a DataFrame, or an iterable of calls or dicts."""
+    """The calls of a JSONL file (path), a DataFrame, an iterable of calls or dicts, or a
+    :class:`~weave_stream.datasets.Dataset` (its rows' source calls, from the call store)."""
+    if isinstance(source, Dataset):
+        return source.source_calls(), []
     if isinstance(source, str | Path):
         return read_call_file(source)
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
@@ -108,26 +113,35 @@ async def arun_local(
     stats = DeriveStats()
     values: list[DerivedValue] = []
     sub_calls: list[DerivedValue] = []
+    rules = topology.dataset_rules
+    kept: list[list[Candidate]] = []  # per batch: the calls the datasets: rules keep
     with tqdm(
         total=len(calls), unit="call", disable=not progress, file=sys.stderr, desc=topology.name
     ) as bar:
         for batch in batches(calls, batch_size):
-            values.extend(
-                await derive_batch(
-                    topology, batch, cache, trials=trials, stats=stats, sub_calls=sub_calls
-                )
+            derived = await derive_batch(
+                topology, batch, cache, trials=trials, stats=stats, sub_calls=sub_calls
             )
+            values.extend(derived)
+            if rules and store is not False:
+                kept.append(candidates(rules, batch, derived))
             bar.update(len(batch))
     columns = [column.name for column in topology.compiled]
     if store is not False:
-        await asyncio.to_thread(_store, store, calls, values)
+        await asyncio.to_thread(_store, store, calls, values, kept)
     return ResultTable(
         topology.name, columns, values, stats, dead_letters, topology, calls, sub_calls
     )
 
 
-def _store(store: StoreLike, calls: Sequence[Call], values: Sequence[DerivedValue]) -> None:
-    """Write the run's calls and values to the store, as the workers' store sink does.
+def _store(
+    store: StoreLike,
+    calls: Sequence[Call],
+    values: Sequence[DerivedValue],
+    kept: Sequence[Sequence[Candidate]] = (),
+) -> None:
+    """Write the run's calls and values to the store, as the workers' store sink does,
+    then add the calls the topology's ``datasets:`` rules keep (a version per batch).
 
     Every identity is looked up first, so running again over the same calls adds
     nothing, and a success supersedes a stored error.
@@ -135,6 +149,9 @@ def _store(store: StoreLike, calls: Sequence[Call], values: Sequence[DerivedValu
     writer = StoreWriter(open_store(store))
     writer.write_calls(calls)
     writer.write_values(values)
+    for found in kept:
+        if found:
+            apply_candidates(writer.store, found)
 
 
 def run_local(
@@ -147,7 +164,8 @@ def run_local(
     progress: bool = False,
     store: StoreLike | Literal[False] = False,
 ) -> ResultTable:
-    """Run ``topology`` over a JSONL path, a DataFrame or calls; a :class:`ResultTable`.
+    """Run ``topology`` over a JSONL path, a DataFrame, calls or a dataset (its rows'
+    source calls); a :class:`ResultTable`.
 
     ``cache`` defaults to an in-memory one; pass a :class:`~weave_stream.columns.cache.SqliteCache`
     to keep results between runs. ``store`` (a folder, URL or

@@ -11,15 +11,19 @@ Each table is a Delta table in its own folder under the store's root::
     <root>/catalog  what the values table holds, per day: each (topology, column, op
                     ref) and the types of its values and top-level fields (a few rows
                     per column and day: queries plan from it without scanning values)
+    <root>/datasets every dataset's versions as immutable events (see
+                    :mod:`weave_stream.datasets`): rows added, rows removed, and one
+                    record per version (its mapping, source and counts); never retained
+                    away, not partitioned
 
-``date`` (``YYYY-MM-DD``, UTC) partitions every table: the call's ``started_at`` day
-for calls and values (so a time range prunes both sides of a join), the alert's day
-for alerts. A table's Delta ``name`` is ``weave_stream.<table>.v<version>``: a
+``date`` (``YYYY-MM-DD``, UTC) partitions every table but ``datasets``: the call's
+``started_at`` day for calls and values (so a time range prunes both sides of a join),
+the alert's day for alerts. A table's Delta ``name`` is ``weave_stream.<table>.v<version>``: a
 store written by another schema version is refused with a clear error, never
 misread. Later tables (datasets, topic maps) are added here, next to these.
 
 >>> sorted(TABLES)
-['alerts', 'calls', 'catalog', 'values']
+['alerts', 'calls', 'catalog', 'datasets', 'values']
 >>> TABLES["values"].identity
 ('call_id', 'column_name', 'op_ref', 'trial')
 >>> table_label("calls"), parse_table_label("weave_stream.calls.v1")
@@ -37,6 +41,7 @@ __all__ = [
     "ALERTS_SCHEMA",
     "CALLS_SCHEMA",
     "CATALOG_SCHEMA",
+    "DATASETS_SCHEMA",
     "SCHEMA_VERSION",
     "TABLES",
     "VALUES_SCHEMA",
@@ -158,6 +163,30 @@ CATALOG_SCHEMA = pa.schema(
     ]
 )
 
+DATASETS_SCHEMA = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("version", pa.int64(), nullable=False),  # the version this event made
+        pa.field("kind", pa.string(), nullable=False),  # row, remove or version
+        ("row_id", pa.string()),  # row and remove: the row's id
+        ("position", pa.int64()),  # a row's place in its version (the query's order)
+        ("call_id", pa.string()),  # the source call
+        ("call_ref", pa.string()),  # weave:///<project>/call/<id>
+        ("trace_id", pa.string()),
+        ("started_at", _TIME),  # the source call's (caps per period count by it)
+        ("fields", _JSON),  # row: the mapped fields, one JSON object
+        ("rule", pa.string()),  # what added the row: "query", or "<topology>/<rule>"
+        # version: the mapping in force, where its rows came from, counts, a note
+        ("mapping", _JSON),
+        ("source", _JSON),
+        ("rows", pa.int64()),
+        ("added", pa.int64()),
+        ("removed", pa.int64()),
+        ("note", pa.string()),
+        ("created_at", _TIME),
+    ]
+)
+
 
 @dataclass(frozen=True)
 class TableSpec:
@@ -175,6 +204,7 @@ class TableSpec:
     # Columns whose min/max Delta keeps per file (file skipping): ids, times, scalars;
     # not the JSON blobs (Delta's default, the first 32 columns, would miss stored_at).
     stats_columns: tuple[str, ...] = ()
+    retained: bool = True  # store_retention_days applies (datasets are kept for good)
 
 
 TABLES: dict[str, TableSpec] = {
@@ -238,6 +268,15 @@ TABLES: dict[str, TableSpec] = {
             "op_ref",
             "stored_at",
         ),
+    ),
+    "datasets": TableSpec(
+        "datasets",
+        DATASETS_SCHEMA,
+        ("dataset", "version", "kind", "row_id"),
+        partition_by=(),
+        description="weave-stream: datasets, their versions and rows (immutable events)",
+        stats_columns=("dataset", "version", "kind", "row_id", "call_id", "created_at"),
+        retained=False,
     ),
 }
 """Every table of the store by name."""

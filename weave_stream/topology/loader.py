@@ -15,6 +15,7 @@ YAML (or the dict it parses to)::
         higher_is_worse: false             # optional: drill-downs list the worst first
     aggregates: []                         # Aggregate entries (topology.aggregates)
     monitors: []                           # Monitor entries (topology.monitors)
+    datasets: []                           # DatasetSpec entries, "from now on" (topology.datasets)
 
 A Python file defines a :class:`~weave_stream.topology.spec.Topology` named ``topology``
 (or exactly one Topology at module level).
@@ -50,7 +51,9 @@ __all__ = [
 ]
 
 TOPOLOGY_DIR = Path("topologies")
-_TOP_KEYS = frozenset({"name", "description", "source", "columns", "aggregates", "monitors"})
+_TOP_KEYS = frozenset(
+    {"name", "description", "source", "columns", "aggregates", "monitors", "datasets"}
+)
 _SOURCE_KEYS = frozenset({"op_name", "filter", "sample"})
 _COLUMN_KEYS = frozenset(
     {"name", "op", "params", "args", "filter", "sample", "trials", "higher_is_worse"}
@@ -143,6 +146,7 @@ def topology_from_dict(
             description=str(data.get("description") or ""),
             aggregates=data.get("aggregates") or (),
             monitors=data.get("monitors") or (),
+            datasets=data.get("datasets") or (),
             settings=settings,
             search_path=search_path,
         )

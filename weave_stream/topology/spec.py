@@ -8,11 +8,13 @@ Columns may read other columns (``columns.<name>`` in args or filters): they for
 a DAG, run in dependency order. ``aggregates`` are
 :class:`~weave_stream.topology.aggregates.Aggregate` s and ``monitors``
 :class:`~weave_stream.topology.monitors.Monitor` s (or their plain data, as in YAML,
-which is converted: both forms build the same objects).
+which is converted: both forms build the same objects); ``datasets`` ("from now on"
+rules) are :class:`~weave_stream.topology.datasets.DatasetSpec` s, compiled into
+``dataset_rules`` with the columns.
 
 Constructing a :class:`Topology` validates all of it — unknown op, bad path, wrong
-argument, unknown column, cycle, bad rate or trials, an aggregate or monitor that
-is invalid or names no column or call field — and raises one
+argument, unknown column, cycle, bad rate or trials, an aggregate, monitor or dataset
+rule that is invalid or names no column or call field — and raises one
 :class:`~weave_stream.errors.TopologyError` listing every problem with the
 topology, column and field. The same spec is written in YAML or in Python (see
 ``topologies/``); :func:`load_topology` reads either.
@@ -58,6 +60,7 @@ from weave_stream.errors import OpError, TopologyError
 from weave_stream.ops.base import Op
 from weave_stream.ops.resolve import op_spec, resolve_op
 from weave_stream.topology.aggregates import Aggregate, check_aggregates
+from weave_stream.topology.datasets import DatasetRule, DatasetSpec, check_datasets
 from weave_stream.topology.models import check_entries
 from weave_stream.topology.monitors import Monitor
 from weave_stream.topology.selection import FieldPath, Filter, compile_filter
@@ -118,11 +121,13 @@ class Topology:
     description: str
     aggregates: tuple[Aggregate, ...]
     monitors: tuple[Monitor, ...]
+    datasets: tuple[DatasetSpec, ...]
     settings: Settings | None = field(compare=False, repr=False)
     search_path: Path | None = field(compare=False, repr=False)
     compiled: tuple[CompiledColumn, ...] = field(init=False, compare=False, repr=False)
     levels: tuple[tuple[str, ...], ...] = field(init=False, compare=False, repr=False)
     source_filter: Filter | None = field(init=False, compare=False, repr=False)
+    dataset_rules: tuple[DatasetRule, ...] = field(init=False, compare=False, repr=False)
 
     def __init__(
         self,
@@ -132,6 +137,7 @@ class Topology:
         description: str = "",
         aggregates: Sequence[Aggregate | Mapping[str, Any]] = (),
         monitors: Sequence[Monitor | Mapping[str, Any]] = (),
+        datasets: Sequence[DatasetSpec | Mapping[str, Any]] = (),
         settings: Settings | None = None,
         search_path: Path | None = None,
     ) -> None:
@@ -164,15 +170,19 @@ class Topology:
                     f"of the topology (its columns: {', '.join(sorted(column_names)) or 'none'}); "
                     "name the embedding column to watch"
                 )
+        typed_datasets = check_entries(DatasetSpec, datasets, problems)
+        rules = check_datasets(name, typed_datasets, column_names, problems)
         order, levels = _order(compiled, problems)
         if problems:
             listing = "\n  ".join(dict.fromkeys(problems))
             raise TopologyError(f"topology {name!r} is invalid:\n  {listing}")
         object.__setattr__(self, "aggregates", typed_aggregates)
         object.__setattr__(self, "monitors", typed_monitors)
+        object.__setattr__(self, "datasets", typed_datasets)
         object.__setattr__(self, "compiled", tuple(compiled[n] for n in order))
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "source_filter", source_filter)
+        object.__setattr__(self, "dataset_rules", rules)
 
     def column(self, name: str) -> CompiledColumn:
         """The compiled column ``name``."""
@@ -205,6 +215,8 @@ class Topology:
             "columns": columns,
             "aggregates": [_plain(a) for a in self.aggregates],
             "monitors": [_plain(m) for m in self.monitors],
+            # only when declared: specs without datasets keep their digest
+            **({"datasets": [_plain(d) for d in self.datasets]} if self.datasets else {}),
         }
 
     # -- validation ---------------------------------------------------------------------
@@ -341,7 +353,7 @@ class Topology:
         return column.op
 
 
-def _plain(spec: Aggregate | Monitor) -> dict[str, Any]:
+def _plain(spec: Aggregate | Monitor | DatasetSpec) -> dict[str, Any]:
     """A typed entry as the plain data that builds it again."""
     return spec.model_dump(mode="json")
 

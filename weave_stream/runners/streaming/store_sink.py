@@ -1,7 +1,8 @@
 """The store sink of every worker: valid calls, derived values and alerts into the store.
 
 It reads ``<prefix>.calls.valid``, every ``<prefix>.derived.<topology>.<column>``
-(a topic pattern: new topologies are picked up) and ``<prefix>.alerts`` in its own
+(a topic pattern: new topologies are picked up), ``<prefix>.alerts`` and
+``<prefix>.datasets`` (the calls topologies' ``datasets:`` rules kept) in its own
 consumer group (``weave-stream.<prefix>.store``: the workers share the partitions),
 batches records by size (``store_batch_rows``) and time (``store_batch_seconds``),
 and commits each table's rows with, as Delta application transactions, the highest
@@ -37,6 +38,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from weave_stream.config import Settings
+from weave_stream.datasets.apply import Candidate, StateCache, apply_candidates
 from weave_stream.errors import DeliveryError, StoreError
 from weave_stream.metrics import (
     CONSUMER_LAG,
@@ -96,6 +98,7 @@ class StoreSink:
         self.failures = 0  # write failures in a row (the retry backoff)
         self.lock = asyncio.Lock()  # a rebalance waits for a commit in flight
         self.writer: StoreWriter | None = None
+        self.dataset_states: StateCache = {}  # checked against the table at each commit
         self.consumer: AIOKafkaConsumer | None = None
 
     def table_of(self, topic: str) -> str:
@@ -104,6 +107,8 @@ class StoreSink:
             return "calls"
         if topic == self.topics.alerts:
             return "alerts"
+        if topic == self.topics.datasets:
+            return "datasets"
         return "values"
 
     async def run(self) -> None:
@@ -180,7 +185,7 @@ class StoreSink:
         """Commit every table's buffered records with their offsets (raises nothing)."""
         written: dict[TopicPartition, int] = {}
         async with self.lock:
-            for table in ("calls", "values", "alerts"):
+            for table in ("calls", "values", "alerts", "datasets"):
                 pending = self.pending.get(table)
                 if pending is None or not pending.offsets:
                     continue
@@ -208,7 +213,17 @@ class StoreSink:
         expect = {app_id(tp): self.committed.get(tp) for tp in offsets}
         raws = [(tp, offset, raw) for tp, (offset, raw) in pending.records]
         writer = self.writer
-        await asyncio.to_thread(lambda: writer.write_rows(table, _rows(table, raws), txns, expect))
+        if table == "datasets":  # after calls and values: a dataset row's call is stored
+            found = _candidates(raws)
+            await asyncio.to_thread(
+                lambda: apply_candidates(
+                    self.store, found, txns=txns, expect=expect, cache=self.dataset_states
+                )
+            )
+        else:
+            await asyncio.to_thread(
+                lambda: writer.write_rows(table, _rows(table, raws), txns, expect)
+            )
         for tp, offset in offsets.items():
             self.committed[tp] = offset
         self.pending[table] = _Pending()
@@ -320,6 +335,16 @@ def _rows(table: str, raws: list[tuple[TopicPartition, int, bytes]]) -> list[dic
         except (ValueError, KeyError, TypeError) as exc:  # JSON that is not a call or value
             _unreadable(tp, offset, table, exc)
     return rows
+
+
+def _candidates(raws: list[tuple[TopicPartition, int, bytes]]) -> list[Candidate]:
+    found = []
+    for tp, offset, raw in raws:
+        try:
+            found.append(Candidate.from_json(raw))
+        except (ValueError, KeyError, TypeError) as exc:
+            _unreadable(tp, offset, "dataset candidate", exc)
+    return found
 
 
 def _unreadable(tp: TopicPartition, offset: int, table: str, exc: BaseException) -> None:

@@ -13,7 +13,8 @@ Per micro-batch of valid calls (``batch_size``, ``batch_max_wait_seconds``):
    same keys as the local runner (op ref, input digest, trial);
 3. new results go to the table, and Faust's producer is flushed, *before*
 4. the values are written to ``<prefix>.derived.<topology>.<column>``, keyed
-   ``<call id>/<trial>``; then the batch is acknowledged.
+   ``<call id>/<trial>``, and the calls its ``datasets:`` rules keep to
+   ``<prefix>.datasets`` (the store sink adds them); then the batch is acknowledged.
 
 A call delivered again (after a crash, or replayed) finds its results in the table
 and is re-emitted, not recomputed. Readers count each (call, column, op ref, trial)
@@ -34,6 +35,7 @@ from weave_stream.columns.cache import CachedValue, CacheKey, MemoryCache
 from weave_stream.columns.derive import DerivedValue, derive_batch
 from weave_stream.columns.values import derived_key
 from weave_stream.config import Settings
+from weave_stream.datasets.apply import candidates
 from weave_stream.ingest.call import Call, call_from_json
 from weave_stream.metrics import (
     COLUMN_INFO,
@@ -78,6 +80,9 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     watch_for_stall(app, settings, topics.valid, activity, settings.stall_seconds)
     attach_reconciler(app, settings, topology)  # no value missing for long, none silently
     columns = [column.name for column in topology.columns]
+    rules = topology.dataset_rules
+    if rules:
+        app.topic(topics.datasets, partitions=settings.partitions)
     column_topics = {name: topics.derived(topology.name, name) for name in columns}
     for topic in column_topics.values():
         app.topic(topic, partitions=settings.partitions)
@@ -132,6 +137,12 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
             for column, records in by_column.items():
                 await sink.write(column_topics[column], records)
                 values_out.labels(topology.name, column).inc(len(records))
+            kept = candidates(rules, calls, values)  # "from now on" datasets
+            if kept:
+                await sink.write(
+                    topics.datasets,
+                    [OutgoingRecord(c.call_id.encode(), c.to_json()) for c in kept],
+                )
             if aggregates is not None:
                 aggregates.apply(events, values)  # windowed aggregates, per source partition
             if monitors is not None:
