@@ -120,14 +120,20 @@ async def arun_local(
             bar.update(len(batch))
     columns = [column.name for column in topology.compiled]
     if store is not False:
-        await asyncio.to_thread(_store, store, calls, values)
+        await asyncio.to_thread(_store, store, calls, values, sub_calls)
     return ResultTable(
         topology.name, columns, values, stats, dead_letters, topology, calls, sub_calls
     )
 
 
-def _store(store: StoreLike, calls: Sequence[Call], values: Sequence[DerivedValue]) -> None:
-    """Write the run's calls and values to the store, as the workers' store sink does.
+def _store(
+    store: StoreLike,
+    calls: Sequence[Call],
+    values: Sequence[DerivedValue],
+    sub_calls: Sequence[DerivedValue],
+) -> None:
+    """Write the run's calls, values and sub-calls to the store, as the workers' store
+    sink does.
 
     Every identity is looked up first, so running again over the same calls adds
     nothing, and a success supersedes a stored error.
@@ -135,6 +141,8 @@ def _store(store: StoreLike, calls: Sequence[Call], values: Sequence[DerivedValu
     writer = StoreWriter(open_store(store))
     writer.write_calls(calls)
     writer.write_values(values)
+    if sub_calls:
+        writer.write_sub_calls(sub_calls)
 
 
 def run_local(
@@ -152,7 +160,7 @@ def run_local(
     ``cache`` defaults to an in-memory one; pass a :class:`~weave_stream.columns.cache.SqliteCache`
     to keep results between runs. ``store`` (a folder, URL or
     :class:`~weave_stream.store.Store`; None: the settings' store) also writes every
-    call and value to the call store, for ``calls()`` queries without a broker. From
+    call, value and sub-call to the call store, for ``calls()`` queries without a broker. From
     inside an event loop, await :func:`arun_local`.
     """
     table: list[ResultTable] = []
