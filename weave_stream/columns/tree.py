@@ -21,9 +21,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from weave_stream.columns.derive import DerivedValue
+import orjson
 
-__all__ = ["node_text", "position_order", "render_tree", "shown_values"]
+from weave_stream.columns.derive import DerivedValue
+from weave_stream.columns.values import derived_key
+
+__all__ = [
+    "column_ref_of",
+    "node_text",
+    "position_order",
+    "render_tree",
+    "shown_values",
+    "tree_records",
+    "trees",
+]
 
 
 def node_text(value: DerivedValue) -> str:
@@ -53,7 +64,8 @@ def shown_values(
     shown: dict[str, DerivedValue] = {}
     for v in values:
         asked = v.call_id == call_id and (column is None or v.column == column)
-        if asked and v.trial <= trial and (v.column not in shown or v.trial > shown[v.column].trial):
+        later = v.column not in shown or v.trial > shown[v.column].trial
+        if asked and v.trial <= trial and later:
             shown[v.column] = v
     return list(shown.values())
 
@@ -79,3 +91,34 @@ def render_tree(
             depth = (sub.position or "").count(".") + 1
             lines.append(f"{'    ' * depth}└─ {node_text(sub)}")
     return "\n".join(lines)
+
+
+_Group = tuple[str, str, int]  # call id, column, trial
+
+
+def trees(sub_calls: Iterable[DerivedValue]) -> dict[_Group, tuple[str, list[DerivedValue]]]:
+    """Sub-call records of one run grouped by the value they were made for: ``(call id,
+    column, trial) -> (column ref, records)``. The column ref is the parent of the
+    top-level records (a run computes each value's tree once)."""
+    grouped: dict[_Group, list[DerivedValue]] = {}
+    for sub in sub_calls:
+        grouped.setdefault((sub.call_id, sub.column, sub.trial), []).append(sub)
+    return {group: (column_ref_of(records), records) for group, records in grouped.items()}
+
+
+def column_ref_of(records: Sequence[DerivedValue]) -> str:
+    """The op ref of the value ``records`` (one tree) were made for."""
+    for record in records:
+        if record.position is not None and "." not in record.position and record.parent_ref:
+            return record.parent_ref
+    raise ValueError(f"sub-calls of call {records[0].call_id!r} have no top-level call")
+
+
+def tree_records(sub_calls: Iterable[DerivedValue]) -> list[tuple[bytes, bytes]]:
+    """``(key, value)`` records of ``<prefix>.subcalls.<topology>``: one per value's tree."""
+    out = []
+    for (call_id, _, trial), (column_ref, records) in trees(sub_calls).items():
+        body = b",".join(record.to_json() for record in records)
+        raw = b'{"column_ref":' + orjson.dumps(column_ref) + b',"sub_calls":[' + body + b"]}"
+        out.append((derived_key(call_id, trial), raw))
+    return out

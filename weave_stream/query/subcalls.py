@@ -61,7 +61,9 @@ SUB_CALL_COLUMNS = [
 same, less ``topology`` and ``column_ref``)."""
 
 
-def sub_calls_frame(store: Store, call_ids: Sequence[str], column: str | None = None) -> pd.DataFrame:
+def sub_calls_frame(
+    store: Store, call_ids: Sequence[str], column: str | None = None
+) -> pd.DataFrame:
     """The sub-calls of ``call_ids`` (of ``column`` only, when given), one row each, in
     call order and then tree order (a parent before its children)."""
     order = {call_id: index for index, call_id in enumerate(call_ids)}

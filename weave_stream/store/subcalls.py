@@ -8,8 +8,9 @@ would count it twice. Each row also names ``column_ref``, the op ref of the valu
 was made for (a tree belongs to one version of the column's op).
 
 On the stream, a worker writes the tree of each value as *one* record of
-``<prefix>.subcalls.<topology>`` (:func:`tree_records`, keyed ``<call id>/<trial>``
-like the derived values), so the store sink commits a tree whole.
+``<prefix>.subcalls.<topology>`` (:func:`~weave_stream.columns.tree.tree_records`,
+keyed ``<call id>/<trial>`` like the derived values), so the store sink commits a tree
+whole.
 
 >>> from datetime import UTC, datetime
 >>> now = datetime(2026, 1, 1, tzinfo=UTC)
@@ -32,39 +33,17 @@ import orjson
 import pyarrow.compute as pc
 
 from weave_stream.columns.derive import DerivedValue
-from weave_stream.columns.values import derived_key
+from weave_stream.columns.tree import tree_records, trees
 from weave_stream.store.rows import join_value, split_value
 from weave_stream.store.tables import Store
 
 __all__ = [
-    "column_ref_of",
     "read_sub_calls",
     "sub_call_from_row",
     "sub_call_rows",
     "sub_call_rows_from_json",
     "tree_records",
-    "trees",
 ]
-
-_Group = tuple[str, str, int]  # call id, column, trial
-
-
-def trees(sub_calls: Iterable[DerivedValue]) -> dict[_Group, tuple[str, list[DerivedValue]]]:
-    """Sub-call records of one run grouped by the value they were made for: ``(call id,
-    column, trial) -> (column ref, records)``. The column ref is the parent of the
-    top-level records (a run computes each value's tree once)."""
-    grouped: dict[_Group, list[DerivedValue]] = {}
-    for sub in sub_calls:
-        grouped.setdefault((sub.call_id, sub.column, sub.trial), []).append(sub)
-    return {group: (column_ref_of(records), records) for group, records in grouped.items()}
-
-
-def column_ref_of(records: Sequence[DerivedValue]) -> str:
-    """The op ref of the value ``records`` (one tree) were made for."""
-    for record in records:
-        if record.position is not None and "." not in record.position and record.parent_ref:
-            return record.parent_ref
-    raise ValueError(f"sub-calls of call {records[0].call_id!r} have no top-level call")
 
 
 def _row(data: Mapping[str, Any], column_ref: str, stored_at: datetime) -> dict[str, Any]:
@@ -108,16 +87,6 @@ def sub_call_rows(sub_calls: Iterable[DerivedValue], stored_at: datetime) -> lis
             data = orjson.loads(record.to_json())  # the same path as the stream's records
             rows.append(_row(data, column_ref, stored_at))
     return rows
-
-
-def tree_records(sub_calls: Iterable[DerivedValue]) -> list[tuple[bytes, bytes]]:
-    """``(key, value)`` records of ``<prefix>.subcalls.<topology>``: one per value's tree."""
-    out = []
-    for (call_id, _, trial), (column_ref, records) in trees(sub_calls).items():
-        body = b",".join(record.to_json() for record in records)
-        raw = b'{"column_ref":' + orjson.dumps(column_ref) + b',"sub_calls":[' + body + b"]}"
-        out.append((derived_key(call_id, trial), raw))
-    return out
 
 
 def sub_call_rows_from_json(raw: bytes | str, stored_at: datetime) -> list[dict[str, Any]]:
