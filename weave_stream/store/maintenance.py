@@ -14,7 +14,7 @@ them on command.
 >>> import tempfile
 >>> store = Store(tempfile.mkdtemp()); store.ensure()
 >>> [(t.table, t.files, t.rows) for t in info(store)]
-[('calls', 0, 0), ('values', 0, 0), ('alerts', 0, 0), ('catalog', 0, 0)]
+[('calls', 0, 0), ('values', 0, 0), ('alerts', 0, 0), ('catalog', 0, 0), ('subcalls', 0, 0)]
 """
 
 from __future__ import annotations
