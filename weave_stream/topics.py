@@ -9,6 +9,7 @@ All names derive from one prefix (the ``topic_prefix`` setting, default ``weave`
     <prefix>.registry                       registered topologies (compacted)
     <prefix>.objects                        op code, files and tables the collector kept (compacted)
     <prefix>.derived.<topology>.<column>    the values of one derived column
+    <prefix>.subcalls.<topology>            the sub-calls behind its values (a tree a record)
     <prefix>.monitor.<topology>.<monitor>   a monitor's observations (one partition)
     <prefix>.reference.<topology>.<monitor> a monitor's reference (compacted)
     <prefix>.alerts / .alerts.status        alerts and their delivery status
@@ -96,6 +97,11 @@ class TopicNames:
         """The stream of values of one derived column."""
         return f"{self.prefix}.derived.{topology}.{column}"
 
+    def subcalls(self, topology: str) -> str:
+        """The sub-calls behind one topology's values (ops called by its columns' ops): one
+        record per value's tree, apart from the values so that no aggregate counts them."""
+        return f"{self.prefix}.subcalls.{topology}"
+
     def observations(self, topology: str, monitor: str) -> str:
         """The one-partition topic a drift monitor reads its observations from."""
         return f"{self.prefix}.monitor.{topology}.{monitor}"
@@ -125,16 +131,17 @@ class TopicNames:
 
     def store_pattern(self) -> str:
         """The topics the store sink reads: valid calls, every derived column, alerts,
-        dataset candidates.
+        dataset candidates, every topology's sub-calls.
 
         >>> import re
         >>> pattern = re.compile(TopicNames("w").store_pattern())
         >>> [bool(pattern.match(t)) for t in ("w.calls.valid", "w.derived.t.c", "w.alerts",
-        ...                                   "w.alerts.status", "w.calls", "w.datasets")]
-        [True, True, True, False, False, True]
+        ...                                   "w.alerts.status", "w.calls", "w.datasets",
+        ...                                   "w.subcalls.t")]
+        [True, True, True, False, False, True, True]
         """
         prefix = re.escape(self.prefix)
-        return rf"^{prefix}\.(calls\.valid|alerts|datasets|derived\..+)$"
+        return rf"^{prefix}\.(calls\.valid|alerts|datasets|derived\..+|subcalls\..+)$"
 
     @property
     def dlq_reingest_group(self) -> str:

@@ -18,10 +18,18 @@ import orjson
 
 from tests.support.records import produce_calls, wait_for_records
 from tests.support.store_data import unwritable
-from tests.support.topologies import WORDY, covers, documents, register_file, wait_for_values
+from tests.support.topologies import (
+    ASSETS,
+    WORDY,
+    covers,
+    documents,
+    register_file,
+    wait_for_values,
+)
 from tests.support.waiting import wait_until
 from weave_stream.columns.values import identity
 from weave_stream.config import Settings
+from weave_stream.query.calls import calls as store_calls
 from weave_stream.runners.workers import WorkerProcess
 from weave_stream.store import Store
 from weave_stream.store.rows import join_value
@@ -35,7 +43,9 @@ def stored(settings: Settings) -> tuple[Counter[str], dict[tuple, Any], Counter[
     if not store.exists():
         return Counter(), {}, Counter()
     call_ids = Counter(store.table("calls").to_pyarrow_table().column("id").to_pylist())
-    rows = store.table("values").to_pyarrow_table().to_pylist()
+    rows = [
+        r for r in store.table("values").to_pyarrow_table().to_pylist() if r["topology"] == "wordy"
+    ]
     keys = [(r["call_id"], r["column_name"], r["op_ref"], r["trial"]) for r in rows]
     return call_ids, {k: join_value(r) for k, r in zip(keys, rows, strict=True)}, Counter(keys)
 
@@ -74,10 +84,12 @@ def test_a_write_error_stops_the_sink_loudly_then_the_store_holds_every_call_and
     make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
 ) -> None:
     """Disk full or a permission error: the sink stops (metric, /readyz, log) and moves no
-    offset; once writable, the store holds exactly what the topics hold; GET /calls reads it."""
+    offset; once writable, the store holds exactly what the topics hold; GET /calls reads it.
+    A topology whose op calls an op (halves) leaves each value's sub-calls in the store."""
     settings = make_settings(store_batch_seconds=0.3)
     worker = start_worker(settings)
     register_file(settings, WORDY)
+    register_file(settings, ASSETS / "halves.py")
     store = Store(settings.store_location)
     calls = documents(["money", "food"], "store", 60)
     calls.append({**calls[0], "id": "thirteen", "inputs": {"document": " ".join(["w"] * 13)}})
@@ -123,8 +135,33 @@ def test_a_write_error_stops_the_sink_loudly_then_the_store_holds_every_call_and
     assert {line["id"]: line["wordy.size#error"] for line in lines} == failed
     bad = httpx.get(f"{worker.url}/calls", params={"where": "{status: {gtt: 1}}"}, timeout=30)
     assert bad.status_code == 400 and "unknown operator 'gtt'" in bad.json()["error"]
+    assert_sub_calls_are_stored(store, calls)
     rows = worker.metrics()['weave_stream_store_rows_total{table="calls"}']
     assert rows == len(calls)
+
+
+def assert_sub_calls_are_stored(store: Store, produced: list[dict[str, Any]]) -> None:
+    """halves' two count_words calls per call are in the subcalls table, once each, as
+    children of its value (not values of their own), and calls().tree draws them."""
+    ids = {c["id"] for c in produced}
+    frame = wait_until(
+        lambda: store_calls(store=store, call_ids=sorted(ids)).sub_calls(),
+        120,
+        "the store to hold halves' sub-calls",
+        until=lambda frame: set(frame["call_id"]) == ids,
+        interval=0.5,
+    )
+    assert len(frame) == 2 * len(ids)  # each once, though some calls were sent twice
+    assert set(frame["op_ref"].str.split(":").str[0]) == {"count_words"}
+    assert set(frame["position"]) == {"0", "1"} and set(frame["column"]) == {"balance"}
+    halves_values = [
+        r for r in store.table("values").to_pyarrow_table().to_pylist() if r["topology"] == "halves"
+    ]
+    assert len(halves_values) == len(ids)  # the sub-calls are not values
+    (ref,) = set(frame["column_ref"])
+    tree = store_calls(store=store).tree("thirteen", column="balance").splitlines()
+    assert tree[0].startswith(f"balance: {ref}") and len(tree) == 3
+    assert all(line.startswith("    └─ count_words:") for line in tree[1:])
 
 
 def test_sigkill_during_commits_again_and_again_leaves_every_call_and_value_once(

@@ -263,6 +263,23 @@ class Query:
     def __len__(self) -> int:
         return self.count()
 
+    def sub_calls(self, column: str | None = None) -> pd.DataFrame:
+        """Run the query: the sub-calls of these calls' derived values (of ``column``
+        only, when given), one row each: call, column, ``column_ref`` (the op ref of the
+        value they were made for), trial, ``position`` in the tree, ``parent_ref``,
+        ``op_ref``, value, error, latency, cost, ``cached``."""
+        from weave_stream.query.subcalls import sub_calls_frame
+
+        ids = [str(row["id"]) for row in self._with(columns=())]
+        return sub_calls_frame(self.store, ids, column)
+
+    def tree(self, call_id: str, column: str | None = None, trial: int = 0) -> str:
+        """The values of call ``call_id`` in this query's store (of ``column``, else every
+        column) and the calls their ops made, as a tree (as a local run's ``tree``)."""
+        from weave_stream.query.subcalls import tree_text
+
+        return tree_text(self.store, call_id, column, trial)
+
     def __repr__(self) -> str:
         columns = ", ".join(name for name, _ in self.spec.columns)
         return f"<calls query over {self._store!r}: {columns}>"

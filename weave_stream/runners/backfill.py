@@ -23,6 +23,7 @@ from weave_stream.broker.kafka import offsets_at, produce, read_topic
 from weave_stream.columns.cache import CachedValue, CacheKey, MemoryCache
 from weave_stream.columns.derive import DerivedValue, DeriveStats, derive_batch
 from weave_stream.columns.plan import Plan, plan_topology
+from weave_stream.columns.tree import tree_records
 from weave_stream.columns.values import ValueIdentity, derived_key, identity, read_derived
 from weave_stream.config import Settings
 from weave_stream.errors import BudgetExceededError
@@ -165,15 +166,26 @@ async def write_missing(
     the values written."""
     new: list[DerivedValue] = []
     for batch in batches(calls, settings.batch_size):
-        values = await derive_batch(topology, batch, cache, stats=stats)
+        sub_calls: list[DerivedValue] = []
+        values = await derive_batch(topology, batch, cache, stats=stats, sub_calls=sub_calls)
         # A call's value may come from the cache (another call had the same input) and
         # still be missing from the topic: write every identity not written yet.
         missing = [value for value in values if identity(value) not in written]
+        if sub_calls:  # the trees of what was computed, before the values (as the stream)
+            await _write_trees(settings, topology.name, sub_calls, writer)
         await _write(settings, missing, writer)
         new.extend(missing)
         if on_progress is not None:
             on_progress(len(batch))
     return new
+
+
+async def _write_trees(
+    settings: Settings, topology: str, sub_calls: list[DerivedValue], writer: str
+) -> int:
+    headers = ((WRITER_HEADER, writer.encode()),)
+    records = [(key, raw, headers) for key, raw in tree_records(sub_calls)]
+    return await produce(settings, settings.topics.subcalls(topology), records)
 
 
 async def _write(settings: Settings, values: list[DerivedValue], writer: str) -> int:

@@ -128,7 +128,7 @@ async def arun_local(
             bar.update(len(batch))
     columns = [column.name for column in topology.compiled]
     if store is not False:
-        await asyncio.to_thread(_store, store, calls, values, kept)
+        await asyncio.to_thread(_store, store, calls, values, sub_calls, kept)
     return ResultTable(
         topology.name, columns, values, stats, dead_letters, topology, calls, sub_calls
     )
@@ -138,10 +138,12 @@ def _store(
     store: StoreLike,
     calls: Sequence[Call],
     values: Sequence[DerivedValue],
+    sub_calls: Sequence[DerivedValue] = (),
     kept: Sequence[Sequence[Candidate]] = (),
 ) -> None:
-    """Write the run's calls and values to the store, as the workers' store sink does,
-    then add the calls the topology's ``datasets:`` rules keep (a version per batch).
+    """Write the run's calls, values and sub-calls to the store, as the workers' store
+    sink does, then add the calls the topology's ``datasets:`` rules keep (a version
+    per batch).
 
     Every identity is looked up first, so running again over the same calls adds
     nothing, and a success supersedes a stored error.
@@ -149,6 +151,8 @@ def _store(
     writer = StoreWriter(open_store(store))
     writer.write_calls(calls)
     writer.write_values(values)
+    if sub_calls:
+        writer.write_sub_calls(sub_calls)
     for found in kept:
         if found:
             apply_candidates(writer.store, found)
@@ -170,7 +174,7 @@ def run_local(
     ``cache`` defaults to an in-memory one; pass a :class:`~weave_stream.columns.cache.SqliteCache`
     to keep results between runs. ``store`` (a folder, URL or
     :class:`~weave_stream.store.Store`; None: the settings' store) also writes every
-    call and value to the call store, for ``calls()`` queries without a broker. From
+    call, value and sub-call to the call store, for ``calls()`` queries without a broker. From
     inside an event loop, await :func:`arun_local`.
     """
     table: list[ResultTable] = []

@@ -48,6 +48,7 @@ from weave_stream.aggregates.in_process import topology_aggregates
 from weave_stream.aggregates.queries import choose_plan, query_tables
 from weave_stream.aggregates.table import AggregateTable
 from weave_stream.columns.derive import DerivedValue, DeriveStats
+from weave_stream.columns.tree import render_tree
 from weave_stream.errors import OutputError, QueryError
 from weave_stream.ingest.call import Call
 from weave_stream.ingest.outcomes import DeadLetter
@@ -180,34 +181,14 @@ class ResultTable:
 
         Raises :class:`~weave_stream.errors.QueryError` when the call has no value here.
         """
-        shown: dict[str, DerivedValue] = {}  # per column, the trial asked or its last below
-        for v in self.values:
-            asked = v.call_id == call_id and (column is None or v.column == column)
-            if (
-                asked
-                and v.trial <= trial
-                and (v.column not in shown or v.trial > shown[v.column].trial)
-            ):
-                shown[v.column] = v
-        values = list(shown.values())
-        if not values:
+        tree = render_tree(self.values, self.sub_calls, call_id, column, trial)
+        if not tree:
             raise QueryError(
                 f"result table of {self.topology!r} has no value for call {call_id!r}"
                 + (f" in column {column!r}" if column else "")
                 + "; pick a call_id and column from table.to_pandas()"
             )
-        lines = []
-        for value in values:
-            lines.append(f"{value.column}: {_node(value)}")
-            subs = [
-                s
-                for s in self.sub_calls
-                if (s.call_id, s.column, s.trial) == (call_id, value.column, value.trial)
-            ]
-            for sub in sorted(subs, key=lambda s: [int(p) for p in (s.position or "").split(".")]):
-                depth = (sub.position or "").count(".") + 1
-                lines.append(f"{'    ' * depth}└─ {_node(sub)}")
-        return "\n".join(lines)
+        return tree
 
     def to_pandas(self, expand: bool = False) -> pd.DataFrame:
         """The table as a DataFrame; ``expand`` splits dict values into ``column.key`` columns."""
@@ -240,19 +221,6 @@ class ResultTable:
         else:
             frame.to_parquet(path, index=False)
         return path
-
-
-def _node(value: DerivedValue) -> str:
-    parts = [value.op_ref]
-    if value.cached:
-        parts.append("cached")
-    if value.latency_ms is not None:
-        parts.append(f"{value.latency_ms:.1f} ms")
-    if value.cost:
-        parts.append(f"${value.cost:.6f}")
-    if value.error is not None:
-        parts.append(f"error: {value.error}")
-    return "  ".join(parts)
 
 
 def _expand(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:

@@ -15,7 +15,7 @@ them on command.
 >>> store = Store(tempfile.mkdtemp()); store.ensure()
 >>> [(t.table, t.files, t.rows) for t in info(store)]  # doctest: +NORMALIZE_WHITESPACE
 [('calls', 0, 0), ('values', 0, 0), ('alerts', 0, 0), ('catalog', 0, 0),
- ('datasets', 0, 0)]
+ ('datasets', 0, 0), ('subcalls', 0, 0)]
 """
 
 from __future__ import annotations

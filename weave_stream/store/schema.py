@@ -8,6 +8,9 @@ Each table is a Delta table in its own folder under the store's root::
     <root>/values   one row per derived value (call, topology, column, op ref, trial):
                     the value in typed columns, its error, latency, cost, times
     <root>/alerts   one row per alert raised by a drift monitor
+    <root>/subcalls one row per sub-call (an op called by a column's op): the call,
+                    column, the column value's op ref and trial it was made for, its
+                    position in the tree, parent ref, op ref, value, error, latency, cost
     <root>/catalog  what the values table holds, per day: each (topology, column, op
                     ref) and the types of its values and top-level fields (a few rows
                     per column and day: queries plan from it without scanning values)
@@ -23,7 +26,7 @@ store written by another schema version is refused with a clear error, never
 misread. Later tables (datasets, topic maps) are added here, next to these.
 
 >>> sorted(TABLES)
-['alerts', 'calls', 'catalog', 'datasets', 'values']
+['alerts', 'calls', 'catalog', 'datasets', 'subcalls', 'values']
 >>> TABLES["values"].identity
 ('call_id', 'column_name', 'op_ref', 'trial')
 >>> table_label("calls"), parse_table_label("weave_stream.calls.v1")
@@ -43,6 +46,7 @@ __all__ = [
     "CATALOG_SCHEMA",
     "DATASETS_SCHEMA",
     "SCHEMA_VERSION",
+    "SUBCALLS_SCHEMA",
     "TABLES",
     "VALUES_SCHEMA",
     "TableSpec",
@@ -146,6 +150,41 @@ ALERTS_SCHEMA = pa.schema(
         ("nearest_known_excerpt", pa.string()),
         ("detector", pa.string()),
         ("project_id", pa.string()),
+        ("stored_at", _TIME),
+        pa.field("date", pa.string(), nullable=False),
+    ]
+)
+
+SUBCALLS_SCHEMA = pa.schema(
+    [
+        pa.field("call_id", pa.string(), nullable=False),
+        ("trace_id", pa.string()),
+        pa.field("topology", pa.string(), nullable=False),
+        pa.field("column_name", pa.string(), nullable=False),
+        pa.field("column_ref", pa.string(), nullable=False),  # the column value's op ref
+        pa.field("trial", pa.int32(), nullable=False),  # the column value's trial
+        # The path of indexes from the column's value: "1.0" is the first call made by
+        # the column op's second call (see weave_stream.columns.subcalls.flatten).
+        pa.field("position", pa.string(), nullable=False),
+        ("parent_ref", pa.string()),  # the op that made this call
+        pa.field("op_ref", pa.string(), nullable=False),  # the op called
+        ("op", pa.string()),
+        # The value, typed as in the values table (weave_stream.store.rows.split_value).
+        ("kind", pa.string()),
+        ("number", pa.float64()),
+        ("text", pa.string()),
+        ("vector", pa.list_(pa.float32())),
+        ("fields_number", pa.map_(pa.string(), pa.float64())),
+        ("fields_text", pa.map_(pa.string(), pa.string())),
+        ("value_json", _JSON),
+        ("error", pa.string()),
+        ("latency_ms", pa.float64()),
+        ("cost", pa.float64()),
+        ("cached", pa.bool_()),
+        ("input_digest", pa.string()),
+        ("details", _JSON),
+        ("computed_at", _TIME),
+        ("started_at", _TIME),  # the call's
         ("stored_at", _TIME),
         pa.field("date", pa.string(), nullable=False),
     ]
@@ -277,6 +316,26 @@ TABLES: dict[str, TableSpec] = {
         description="weave-stream: datasets, their versions and rows (immutable events)",
         stats_columns=("dataset", "version", "kind", "row_id", "call_id", "created_at"),
         retained=False,
+    ),
+    "subcalls": TableSpec(
+        "subcalls",
+        SUBCALLS_SCHEMA,
+        ("call_id", "column_name", "column_ref", "trial", "position"),
+        description="weave-stream: sub-calls, the children of derived values",
+        stats_columns=(
+            "call_id",
+            "trace_id",
+            "topology",
+            "column_name",
+            "column_ref",
+            "trial",
+            "position",
+            "op_ref",
+            "error",
+            "computed_at",
+            "started_at",
+            "stored_at",
+        ),
     ),
 }
 """Every table of the store by name."""

@@ -49,6 +49,7 @@ from weave_stream.notify.alerts import Alert
 from weave_stream.store.identities import RULES, IdentityIndex, Row, TableRules
 from weave_stream.store.rows import alert_row, call_row, value_row
 from weave_stream.store.schema import TABLES
+from weave_stream.store.subcalls import sub_call_rows
 from weave_stream.store.tables import Store, stamp
 
 __all__ = ["CLOCK_MARGIN", "FencedError", "StoreWriter", "WriteResult"]
@@ -138,6 +139,18 @@ class StoreWriter:
         """Write derived values, one per (call, column, op ref, trial): the first success."""
         now = datetime.now(UTC)
         return self.write_rows("values", [value_row(v, now) for v in values], txns, expect)
+
+    def write_sub_calls(
+        self,
+        sub_calls: Iterable[DerivedValue],
+        *,
+        txns: Mapping[str, int] | None = None,
+        expect: Mapping[str, int | None] | None = None,
+    ) -> WriteResult:
+        """Write sub-call records (see :mod:`weave_stream.store.subcalls`), one per place
+        in a value's tree: the first success."""
+        now = datetime.now(UTC)
+        return self.write_rows("subcalls", sub_call_rows(sub_calls, now), txns, expect)
 
     def write_alerts(
         self,

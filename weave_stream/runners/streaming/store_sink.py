@@ -1,8 +1,9 @@
 """The store sink of every worker: valid calls, derived values and alerts into the store.
 
 It reads ``<prefix>.calls.valid``, every ``<prefix>.derived.<topology>.<column>``
-(a topic pattern: new topologies are picked up), ``<prefix>.alerts`` and
-``<prefix>.datasets`` (the calls topologies' ``datasets:`` rules kept) in its own
+and ``<prefix>.subcalls.<topology>`` (a topic pattern: new topologies are picked up),
+``<prefix>.alerts`` and ``<prefix>.datasets`` (the calls topologies' ``datasets:``
+rules kept) in its own
 consumer group (``weave-stream.<prefix>.store``: the workers share the partitions),
 batches records by size (``store_batch_rows``) and time (``store_batch_seconds``),
 and commits each table's rows with, as Delta application transactions, the highest
@@ -50,6 +51,7 @@ from weave_stream.metrics import (
 from weave_stream.notify.alerts import Alert
 from weave_stream.runners.streaming.health import HEALTH, describe
 from weave_stream.store.rows import alert_row, call_row_from_json, value_row_from_json
+from weave_stream.store.subcalls import sub_call_rows_from_json
 from weave_stream.store.tables import Store
 from weave_stream.store.writer import FencedError, StoreWriter
 
@@ -109,6 +111,8 @@ class StoreSink:
             return "alerts"
         if topic == self.topics.datasets:
             return "datasets"
+        if topic.startswith(self.topics.subcalls("")):
+            return "subcalls"
         return "values"
 
     async def run(self) -> None:
@@ -185,7 +189,7 @@ class StoreSink:
         """Commit every table's buffered records with their offsets (raises nothing)."""
         written: dict[TopicPartition, int] = {}
         async with self.lock:
-            for table in ("calls", "values", "alerts", "datasets"):
+            for table in ("calls", "values", "alerts", "subcalls", "datasets"):
                 pending = self.pending.get(table)
                 if pending is None or not pending.offsets:
                     continue
@@ -328,6 +332,8 @@ def _rows(table: str, raws: list[tuple[TopicPartition, int, bytes]]) -> list[dic
                 rows.append(call_row_from_json(raw, now))
             elif table == "values":
                 rows.append(value_row_from_json(raw, now))
+            elif table == "subcalls":
+                rows.extend(sub_call_rows_from_json(raw, now))
             else:
                 rows.append(alert_row(Alert.from_json(raw), now))
         except DeliveryError as exc:  # an alert record that is not one

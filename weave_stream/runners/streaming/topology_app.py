@@ -13,8 +13,10 @@ Per micro-batch of valid calls (``batch_size``, ``batch_max_wait_seconds``):
    same keys as the local runner (op ref, input digest, trial);
 3. new results go to the table, and Faust's producer is flushed, *before*
 4. the values are written to ``<prefix>.derived.<topology>.<column>``, keyed
-   ``<call id>/<trial>``, and the calls its ``datasets:`` rules keep to
-   ``<prefix>.datasets`` (the store sink adds them); then the batch is acknowledged.
+   ``<call id>/<trial>`` (after the trees of their sub-calls, one record per value, to
+   ``<prefix>.subcalls.<topology>``: see :mod:`weave_stream.store.subcalls`), and the
+   calls its ``datasets:`` rules keep to ``<prefix>.datasets`` (the store sink adds
+   them); then the batch is acknowledged.
 
 A call delivered again (after a crash, or replayed) finds its results in the table
 and is re-emitted, not recomputed. Readers count each (call, column, op ref, trial)
@@ -33,6 +35,7 @@ import faust
 
 from weave_stream.columns.cache import CachedValue, CacheKey, MemoryCache
 from weave_stream.columns.derive import DerivedValue, derive_batch
+from weave_stream.columns.tree import tree_records
 from weave_stream.columns.values import derived_key
 from weave_stream.config import Settings
 from weave_stream.datasets.apply import candidates
@@ -86,6 +89,8 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     column_topics = {name: topics.derived(topology.name, name) for name in columns}
     for topic in column_topics.values():
         app.topic(topic, partitions=settings.partitions)
+    subcalls_topic = topics.subcalls(topology.name)
+    app.topic(subcalls_topic, partitions=settings.partitions)
     values_out = DERIVED_VALUES_WRITTEN
     batch_seconds = TOPOLOGY_BATCH_SECONDS.labels(topology.name)
     calls_read = TOPOLOGY_CALLS.labels(topology.name)
@@ -129,6 +134,9 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
                 results[call_id] = {"t": now, "r": {**known[call_id], **entries}}
             if fresh:
                 await app.producer.flush()  # results durable before anyone sees the values
+            if sub_calls:  # a tree before its value: whoever sees the value can drill down
+                trees = [OutgoingRecord(key, raw) for key, raw in tree_records(sub_calls)]
+                await sink.write(subcalls_topic, trees)
             by_column: dict[str, list[OutgoingRecord]] = defaultdict(list)
             for value in values:
                 by_column[value.column].append(
