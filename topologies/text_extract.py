@@ -92,8 +92,22 @@ topology = Topology(
             "text": "inputs.document",
             "reference": {"first_n": 150},
             "calibration_quantile": 0.95,
-            "cooldown_seconds": 60,
-            "shift": {"window": 50},
+            "cooldown": "1m",
+            "shift": {"calls": 40},
+        }
+    ],
+    datasets=[
+        {
+            "name": "low-faithfulness",
+            "filter": {"columns.faithfulness.score": {"lt": 0.4}},
+            "sample": 1.0,
+            "cap": {"rows": 50, "per": "1d"},
+            "mapping": {
+                "document": "inputs.document",
+                "extraction": "output",
+                "class": "columns.doc_class.label",
+                "score": "columns.faithfulness.score",
+            },
         }
     ],
 )

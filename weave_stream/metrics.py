@@ -39,21 +39,35 @@ __all__ = [
     "ALERT_DELIVERY_FAILURES",
     "CALLS_INGESTED",
     "CALLS_UNMERGED",
+    "COLLECTOR_CALLS",
+    "COLLECTOR_REFUSED",
+    "COLLECTOR_REQUESTS",
+    "COLLECTOR_REQUEST_SECONDS",
     "COLUMN_INFO",
+    "COMPONENT_FAILED",
+    "COMPONENT_FAILURES",
     "CONSUMER_LAG",
     "DEAD_LETTERS",
     "DERIVED_COST_USD",
     "DERIVED_VALUES",
     "DERIVED_VALUES_WRITTEN",
+    "HOLES_HEALED",
     "INDEX_REBUILDS",
     "INGEST_BATCH_SECONDS",
+    "INGEST_DEDUPE_IDS",
     "INGEST_RECORDS",
     "JUDGE_TOKENS",
+    "MERGE_CONFLICTS",
     "MONITOR_LEARNED",
+    "NON_FINITE_NUMBERS",
     "NOVELTY_DISTANCE",
     "OP_BATCH_SECONDS",
-    "OP_COST_USD",
     "OP_RETRIES",
+    "RECONCILE_CALLS_CHECKED",
+    "RECONCILE_CHECKED_UNTIL",
+    "RECONCILE_FAILURES",
+    "RECONCILE_MISSING",
+    "RECONCILE_REPAIRED",
     "REGISTRY",
     "STORE_COMMITS",
     "STORE_COMMIT_SECONDS",
@@ -63,6 +77,8 @@ __all__ = [
     "STORE_SINK_FAILURES",
     "STORE_SINK_PENDING",
     "STORE_UNTYPED_VALUES",
+    "SUB_CALLS",
+    "SUB_CALL_BATCH_SIZE",
     "TOPOLOGY_BATCH_SECONDS",
     "TOPOLOGY_CALLS",
     "TOPOLOGY_INFO",
@@ -80,7 +96,9 @@ INGEST_RECORDS = Counter(
     "weave_stream_ingest_records_total",
     "Records read from the calls topic, by outcome: valid (a complete call), pending "
     "(a start or end event waiting for its other half), merged (the half that completed "
-    "a call), duplicate (a repeat of an already merged event), dead_letter.",
+    "a call), duplicate (a redelivery of a held half or of a call already forwarded), "
+    "conflict (a different call under an id already forwarded: dead-lettered), "
+    "dead_letter.",
     ["outcome"],
     registry=REGISTRY,
 )
@@ -102,6 +120,51 @@ DEAD_LETTERS = Counter(
     "weave_stream_dead_letters_total",
     "Records sent to the dead-letter topic, by reason.",
     ["reason"],
+    registry=REGISTRY,
+)
+MERGE_CONFLICTS = Counter(
+    "weave_stream_merge_conflicts_total",
+    "Fields on which the start and end events of a call disagreed, by field (the merged "
+    "call keeps one value and notes both in attributes.weave_stream.merge_conflicts).",
+    ["field"],
+    registry=REGISTRY,
+)
+NON_FINITE_NUMBERS = Counter(
+    "weave_stream_non_finite_numbers_total",
+    "NaN, Infinity and out-of-range numbers in ingested records, replaced by null (their "
+    "paths are noted in the call's attributes.weave_stream.non_finite_numbers).",
+    registry=REGISTRY,
+)
+INGEST_DEDUPE_IDS = Gauge(
+    "weave_stream_ingest_dedupe_ids",
+    "Call ids held in the ingest dedupe windows of this worker (bounded by "
+    "dedupe_window_calls per partition).",
+    registry=REGISTRY,
+)
+COLLECTOR_CALLS = Counter(
+    "weave_stream_collector_calls_total",
+    "Call records the collector put on the calls topic (acknowledged by Kafka), by "
+    "source: complete, start, end (the trace-server API) or otlp (spans).",
+    ["source"],
+    registry=REGISTRY,
+)
+COLLECTOR_REQUESTS = Counter(
+    "weave_stream_collector_requests_total",
+    "Requests the collector answered, by endpoint and HTTP status.",
+    ["endpoint", "status"],
+    registry=REGISTRY,
+)
+COLLECTOR_REFUSED = Counter(
+    "weave_stream_collector_refused_total",
+    "Requests the collector refused, by reason: kafka_unavailable (503), unauthorized "
+    "(401), not_loopback (403), too_large (413), bad_request (400).",
+    ["reason"],
+    registry=REGISTRY,
+)
+COLLECTOR_REQUEST_SECONDS = Histogram(
+    "weave_stream_collector_request_seconds",
+    "Time from a write request's arrival to its answer (Kafka's acknowledgement included).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=REGISTRY,
 )
 WORKER_INFO = Gauge(
@@ -132,10 +195,19 @@ OP_RETRIES = Counter(
     ["op"],
     registry=REGISTRY,
 )
-OP_COST_USD = Counter(
-    "weave_stream_op_cost_usd_total",
-    "Dollars spent by ops on computed (not cached) values, by op name.",
+SUB_CALLS = Counter(
+    "weave_stream_sub_calls_total",
+    "Calls of an op made from inside another op in a run, by the called op's name and "
+    "outcome: computed, cached (found in the result cache or shared with an identical "
+    "sub-call of the same batch), error.",
+    ["op", "outcome"],
+    registry=REGISTRY,
+)
+SUB_CALL_BATCH_SIZE = Histogram(
+    "weave_stream_sub_call_batch_size",
+    "Inputs per batch an op computed for sub-calls gathered across parents, by op name.",
     ["op"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
     registry=REGISTRY,
 )
 JUDGE_TOKENS = Counter(
@@ -321,9 +393,25 @@ COLUMN_INFO = Gauge(
     ["topology", "column", "op", "op_ref"],
     registry=REGISTRY,
 )
+COMPONENT_FAILURES = Counter(
+    "weave_stream_component_failures_total",
+    "Failures of a worker's components: an agent that crashed, a topology child process "
+    "that exited or reports a failure (crash loops count every time), by component "
+    "(ingest, notifier, topology/<name>, topology/<name>/derive, ...).",
+    ["component"],
+    registry=REGISTRY,
+)
+COMPONENT_FAILED = Gauge(
+    "weave_stream_component_failed",
+    "1 while a component of the worker is failed (its /readyz answers 503 with the "
+    "reason), 0 once it works again.",
+    ["component"],
+    registry=REGISTRY,
+)
 DERIVED_COST_USD = Counter(
     "weave_stream_derived_cost_usd_total",
-    "Dollars spent computing (not cached) values of a derived column, by topology and column.",
+    "Dollars spent computing (not cached) values of a derived column, by topology and column "
+    "(join weave_stream_column_info on topology and column for the op and its ref).",
     ["topology", "column"],
     registry=REGISTRY,
 )
@@ -375,6 +463,57 @@ STORE_SINK_PENDING = Gauge(
 STORE_SINK_FAILED = Gauge(
     "weave_stream_store_sink_failed",
     "1 while the store sink is stopped by a write error, else 0.",
+    registry=REGISTRY,
+)
+HOLES_HEALED = Counter(
+    "weave_stream_holes_healed_total",
+    "Partitions read again from an offset no agent processed while later ones were (a "
+    "record the consumer dropped; its commits were held there, nothing lost).",
+    ["topic"],
+    registry=REGISTRY,
+)
+RECONCILE_CALLS_CHECKED = Counter(
+    "weave_stream_reconcile_calls_checked_total",
+    "Valid calls a topology worker's reconciler checked for missing derived values (calls "
+    "its topology processed, after the settle time).",
+    ["topology"],
+    registry=REGISTRY,
+)
+RECONCILE_MISSING = Counter(
+    "weave_stream_reconcile_missing_values_total",
+    "Derived values the reconciler found missing: calls the topology selected and "
+    "processed (committed) with no value written for a column. Each one is a loss the "
+    "stream made; the reconciler recomputes it.",
+    ["topology", "column"],
+    registry=REGISTRY,
+)
+RECONCILE_REPAIRED = Counter(
+    "weave_stream_reconcile_repaired_values_total",
+    "Missing derived values the reconciler computed and wrote (through the backfill path).",
+    ["topology", "column"],
+    registry=REGISTRY,
+)
+RECONCILE_FAILURES = Counter(
+    "weave_stream_reconcile_failures_total",
+    "Reconciliation passes that failed (broker unreachable, an op raising); the calls stay "
+    "unchecked and the next pass tries again.",
+    ["topology"],
+    registry=REGISTRY,
+)
+RECONCILE_CHECKED_UNTIL = Gauge(
+    "weave_stream_reconcile_checked_until_timestamp_seconds",
+    "Unix time of the newest call the reconciler has checked on this worker's partitions.",
+    ["topology"],
+    registry=REGISTRY,
+)
+
+# Datasets "from now on" (weave_stream.datasets.apply), applied by the store sink.
+DATASET_CANDIDATES = Counter(
+    "weave_stream_dataset_candidates_total",
+    "Calls a topology's datasets: rule matched, by dataset and outcome: added, duplicate "
+    "(the call is in the dataset already: a replay), capped (the period's cap was reached), "
+    "refused (the dataset remembers another mapping; logged).",
+    ["dataset", "outcome"],
     registry=REGISTRY,
 )
 

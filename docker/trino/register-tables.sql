@@ -5,3 +5,5 @@ CALL delta.system.register_table(schema_name => 'weave', table_name => 'calls', 
 CALL delta.system.register_table(schema_name => 'weave', table_name => 'values', table_location => 's3://weave-stream/store/values');
 CALL delta.system.register_table(schema_name => 'weave', table_name => 'alerts', table_location => 's3://weave-stream/store/alerts');
 CALL delta.system.register_table(schema_name => 'weave', table_name => 'catalog', table_location => 's3://weave-stream/store/catalog');
+CALL delta.system.register_table(schema_name => 'weave', table_name => 'datasets', table_location => 's3://weave-stream/store/datasets');
+CALL delta.system.register_table(schema_name => 'weave', table_name => 'subcalls', table_location => 's3://weave-stream/store/subcalls');

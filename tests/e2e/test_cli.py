@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,8 +11,9 @@ from pathlib import Path
 
 import orjson
 
-from tests.conftest import read_all, wait_for_records
-from tests.integration.test_broker import _wait_gone
+from tests.support.cli import weave_stream
+from tests.support.processes import wait_gone
+from tests.support.records import read_all, wait_for_records
 from weave_stream.broker.embedded import wait_for_broker
 from weave_stream.config import Settings
 from weave_stream.demo.samples import (
@@ -23,16 +23,6 @@ from weave_stream.demo.samples import (
     sample_calls,
 )
 from weave_stream.runners.workers import WorkerProcess
-
-
-def weave_stream(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "weave_stream", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_broker_command_prints_its_address_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -51,7 +41,9 @@ def test_broker_command_prints_its_address_and_stops_on_sigterm(tmp_path: Path) 
     ]
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == 0
-    assert broker_pids and all(_wait_gone(pid) for pid in broker_pids)
+    assert broker_pids
+    for pid in broker_pids:
+        wait_gone(pid, what="the broker of the stopped command")
     assert "memory only" in (process.stderr.read() if process.stderr else "")
 
 
@@ -122,10 +114,15 @@ def test_demo_runs_end_to_end_and_the_books_balance(tmp_path: Path) -> None:
     assert "topics fitted on the first" in result.stdout
     assert "stand-in namer (word counts, not an LLM)" in result.stdout
     assert (tmp_path / "topics.png").is_file()
-    # It ends with a calls() query over the store: the five lowest judge scores, ascending.
+    # Step 7, a calls() query over the store: the five lowest judge scores, ascending.
     assert ">>> from weave_stream import calls" in result.stdout
-    lowest = result.stdout.split("limit=5).to_pandas()")[1].split("[7b/8]")[0]
-    table = lowest.split("[8/8]")[0].strip().splitlines()
+    table = result.stdout.split("limit=5).to_pandas()")[1].split("[8/9]")[0].strip().splitlines()
     assert table[0].split() == ["id", "document", "class", "score"]
     scores = [float(line.split()[-1]) for line in table[1:]]
     assert len(scores) == 5 and scores == sorted(scores)
+    # Then the "from now on" dataset of the scores below 0.4, as the store sink filled it.
+    shown = result.stdout.split("dataset low-faithfulness (from now on: ")[1].splitlines()
+    assert shown[0].startswith("text_extract/low-faithfulness): ")
+    rows = int(shown[0].split("): ")[1].split()[0])
+    assert rows == sum(score < 0.4 for score in scores) or (rows > 0 and max(scores) < 0.4)
+    assert shown[1].split() == ["id", "class", "score", "document", "source_call"]

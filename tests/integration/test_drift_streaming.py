@@ -7,22 +7,21 @@ import hashlib
 import hmac
 import json
 import random
-import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
-from tests.e2e.test_cli import weave_stream
-from tests.integration.test_streaming import (
-    ASSETS,
-    covers,
-    produce_calls,
-    register_file,
-    wait_for_values,
-)
-from tests.servers.webhooks import Receiver
+from tests.support.cli import weave_stream
+from tests.support.corpora import texts
+from tests.support.records import produce_calls, wait_for_records
+from tests.support.servers.webhooks import Receiver
+from tests.support.topologies import ASSETS, covers, register_file, wait_for_values
+from tests.support.waiting import wait_until
+from weave_stream.broker.kafka import Record
 from weave_stream.cli.alerts_cmds import read_alerts
 from weave_stream.config import Settings
-from weave_stream.demo.samples import corpus_documents, sample_calls
+from weave_stream.demo.samples import Document, corpus_documents, sample_calls
+from weave_stream.notify.alerts import Alert
 from weave_stream.runners.workers import WorkerProcess
 
 SECRET = "a-shared-secret-of-the-test"
@@ -54,7 +53,10 @@ def test_novel_documents_raise_alerts_delivered_signed_to_a_webhook(
         familiar = sample_calls(english[200:240], seed="familiar")
         foreign = sample_calls(japanese[:30], seed="foreign")
         produce_calls(settings, reference)
-        wait_for_values(settings, "drifty", ["doc_drift"], covers(reference, ["doc_drift"]))
+        # The reference is chosen once the stream is quiet (every call of it has come).
+        wait_for_values(
+            settings, "drifty", ["doc_drift"], covers(reference, ["doc_drift"]), timeout=180
+        )
         produce_calls(settings, familiar + foreign)
         values = wait_for_values(
             settings,
@@ -83,9 +85,7 @@ def test_novel_documents_raise_alerts_delivered_signed_to_a_webhook(
             bodies = [json.loads(r.body) for r in hook.accepted()]
             return sum(b["count"] for b in bodies if b["kind"] == "novel_example")
 
-        deadline = time.monotonic() + 60
-        while counted() < novel and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_until(counted, 60, f"{novel} novel examples alerted", until=lambda n: n >= novel)
         assert counted() == novel
         delivered = hook.accepted()
         for request in delivered:  # HMAC-SHA256 over "<timestamp>.<body>", checked here
@@ -100,14 +100,66 @@ def test_novel_documents_raise_alerts_delivered_signed_to_a_webhook(
         assert alerted <= {c["id"] for c in foreign_novel + familiar_novel}
 
         # The alerts command shows them with their delivery status.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            listed = asyncio.run(read_alerts(settings))
-            if listed and all(s.get("hook", {}).get("state") == "delivered" for _, s in listed):
-                break
-            time.sleep(0.5)
-        assert listed and all(s["hook"]["state"] == "delivered" for _, s in listed)
+        listed = wait_until(
+            lambda: asyncio.run(read_alerts(settings)),
+            30,
+            "every alert listed as delivered to the hook",
+            until=lambda alerts: (
+                bool(alerts)
+                and all(s.get("hook", {}).get("state") == "delivered" for _, s in alerts)
+            ),
+            interval=0.5,
+            describe=lambda alerts: [s.get("hook", {}).get("state") for _, s in alerts],
+        )
+        assert all(s["hook"]["state"] == "delivered" for _, s in listed)
         flags = ["--broker", settings.broker or "", "--prefix", settings.topic_prefix]
         shown = weave_stream("alerts", "--format", "json", "--limit", "500", *flags)
         assert shown.returncode == 0, shown.stderr
         assert {row["id"] for row in json.loads(shown.stdout)} == {a.id for a, _ in listed}
+
+
+def test_a_shift_between_two_kinds_of_real_text_is_alerted_within_15_calls(
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+) -> None:
+    """Varied prompts (the reference: the first 300 in call order), then news articles."""
+    stable = [
+        Document(kind, "english", text)
+        for kind, count in (("chat", 250), ("trivia", 80), ("jokes", 70))
+        for text in texts(kind).texts[:count]
+    ]
+    random.Random(5).shuffle(stable)
+    news = [Document("news", "english", text) for text in texts("news").texts[:40]]
+    calls = sample_calls(stable + news, seed="shift")  # one second apart, in this order
+    settings = make_settings()
+    start_worker(settings)
+    register_file(settings, ASSETS / "shifty.yaml")
+    produce_calls(settings, calls)
+    # The last calls wait until the source partitions that ended earlier count as idle
+    # (30 s); the assertions need none of them, so the test does not wait for them.
+    scored = calls[:-10]
+    values = wait_for_values(
+        settings, "shifty", ["doc_shift"], covers(scored, ["doc_shift"]), timeout=240
+    )
+    by_id = {v.call_id: v.value for v in values}
+    # The reference is the first 300 calls by started_at, whatever order the two
+    # partitions delivered them in; every other call is scored.
+    assert {c["id"] for c in scored if by_id[c["id"]] == {"reference": True}} == {
+        c["id"] for c in calls[:300]
+    }
+    assert all("novelty" in by_id[c["id"]] for c in scored[300:])
+
+    def shift_times(records: list[Record]) -> list[datetime]:
+        alerts = [Alert.from_json(r.value) for r in records if r.value]
+        return sorted(a.time for a in alerts if a.kind == "distribution_shift")
+
+    records = wait_for_records(
+        settings, settings.topics.alerts, lambda records: bool(shift_times(records)), timeout=60
+    )
+    shifts = shift_times(records)
+    # The monitor scores in call order (it holds a call until both source partitions
+    # have passed it), so the delay is counted in calls, one second apart.
+    news_start = datetime.fromisoformat(calls[len(stable)]["started_at"])
+    assert shifts[0] >= news_start  # none over the stable calls
+    news_seen = (shifts[0] - news_start).total_seconds() + 1
+    assert news_seen <= 15, f"alerted after {news_seen} calls of the new kind"

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from tests.store_data import PREDICT, START, TOPOLOGY, trace_calls, truth
+from tests.support.store_data import PREDICT, START, TOPOLOGY, trace_calls, truth
 from weave_stream import calls
 from weave_stream.columns.values import identity
 from weave_stream.errors import QueryError, StoreError

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.drift_corpus import Corpus, corpus
+from tests.support.drift_corpus import Corpus, corpus
 from weave_stream.drift.findings import Finding
 from weave_stream.drift.monitor import DriftMonitor
-from weave_stream.drift.observation import Observation, observation_from_call
+from weave_stream.drift.observation import Observation, excerpt, observation_from_call
 from weave_stream.drift.snapshot import DATA_FILE
-from weave_stream.drift.spec import MonitorSpec
 from weave_stream.ingest.call import Call
 from weave_stream.metrics import MONITOR_LEARNED
+from weave_stream.topology.monitors import Monitor
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -30,27 +30,25 @@ def documents() -> Corpus:
         english=[loaded.english[i] for i in order],
         english_categories=[loaded.english_categories[i] for i in order],
         japanese=loaded.japanese,
-        italian=loaded.italian,
         english_vectors=loaded.english_vectors[order],
         japanese_vectors=loaded.japanese_vectors,
-        italian_vectors=loaded.italian_vectors,
     )
 
 
-def spec(**overrides: object) -> MonitorSpec:
+def spec(**overrides: object) -> Monitor:
     entry = {
         "name": "doc_drift",
         "column": "doc_embedding",
         "text": "inputs.document",
         "reference": {"first_n": 600},
         "calibration_quantile": 0.95,
-        "shift": {"window": 50},
+        "shift": {"calls": 40},
         "cooldown_seconds": 3600,
         "group_by": ["attributes.env"],
         "learning": {"learn_acknowledged": True, "capacity": 10},
         **overrides,
     }
-    return MonitorSpec.model_validate(entry)
+    return Monitor.model_validate(entry)
 
 
 def reference(documents: Corpus) -> tuple[list[str], np.ndarray]:
@@ -105,14 +103,11 @@ def test_english_then_japanese_raises_grouped_novelty_and_shift_alerts(documents
     assert sum(f.count for f in novelty) == sum(novel) and len(novelty) <= 3
     japanese_alert = next(f for f in novelty if f.call_ids[0].startswith("ja-"))
     assert japanese_alert.excerpt and japanese_alert.nearest_known_call in texts
-    assert (
-        japanese_alert.nearest_known_excerpt
-        == " ".join(texts[japanese_alert.nearest_known_call].split())[:280]
-    )
+    assert japanese_alert.nearest_known_excerpt == excerpt(texts[japanese_alert.nearest_known_call])
     assert japanese_alert.group_dict == {"attributes.env": "prod"}
-    # The shift is seen (window test and/or change detector) only once Japanese arrives.
+    # The shift is seen only once Japanese arrives, by the sliding whitened-mean test.
     assert shift and all(c.startswith("ja-") for f in shift for c in f.call_ids[-1:])
-    assert {f.detector for f in shift} & {"window_mmd", "adwin"}
+    assert {f.detector for f in shift} == {"sliding_whitened_mean"}
 
 
 def test_english_alone_raises_no_distribution_shift(documents: Corpus) -> None:
@@ -162,8 +157,9 @@ def test_a_monitor_reopens_from_its_snapshot_and_rebuilds_a_corrupt_one(
         [s.distance for s in first.observe(queries).scores]
     )
     assert again.scorer.threshold == first.scorer.threshold
-    assert again.window_test is not None and first.window_test is not None
-    assert again.window_test.bandwidth == first.window_test.bandwidth
+    assert again.shift_test is not None and first.shift_test is not None
+    assert again.shift_test.threshold == first.shift_test.threshold
+    assert np.allclose(again.shift_test.mean, first.shift_test.mean)
 
     (tmp_path / DATA_FILE).write_bytes(b"not an index")
     rebuilt = DriftMonitor.open(

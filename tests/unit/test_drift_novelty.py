@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.drift_corpus import Corpus, corpus
+from tests.support.drift_corpus import Corpus, corpus
 from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.novelty import Calibration, NoveltyScorer, calibrate
-from weave_stream.drift.spec import IndexSpec, LearningSpec
 from weave_stream.errors import VectorIndexError
+from weave_stream.topology.monitors import IndexSpec, LearningSpec
 
 TOLERANCE = 0.04
 
@@ -78,7 +78,9 @@ def test_the_nearest_known_call_is_the_exact_nearest_reference_document(document
     brute = np.linalg.norm(held_out[:50, None, :] - reference[None, :, :], axis=2)
     assert [s.nearest_known_call for s in scores] == [ids[j] for j in brute.argmin(axis=1)]
     assert np.allclose([s.distance for s in scores], brute.min(axis=1), atol=1e-4)
-    assert scores[0].as_value().keys() == {"novelty", "nearest_known_call", "threshold", "novel"}
+    assert scores[0].as_value().keys() == {
+        "novelty", "distance", "nearest_known_call", "threshold", "novel", "new_distribution"
+    }  # fmt: skip
 
 
 def test_calibration_is_the_quantile_of_leave_one_out_distances(documents: Corpus) -> None:

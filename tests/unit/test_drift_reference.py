@@ -14,40 +14,74 @@ from weave_stream.drift.reference import (
     read_reference_calls,
     reference_fingerprint,
 )
-from weave_stream.drift.spec import (
+from weave_stream.errors import TopologyError
+from weave_stream.topology.monitors import (
     FirstNReference,
     JsonlReference,
-    MonitorSpec,
+    Monitor,
     TimeRangeReference,
 )
-from weave_stream.errors import TopologyError
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
-def test_first_n_takes_the_first_distinct_calls_and_then_is_complete() -> None:
-    collector = ReferenceCollector(FirstNReference(n=3))
-
-    taken = [collector.offer(cid, np.full(4, i)) for i, cid in enumerate("aabcd")]
-
-    assert taken == [True, False, True, True, False]
-    assert collector.is_complete() and collector.ids == ["a", "b", "c"]
-    assert collector.vectors.shape == (3, 4) and collector.vectors[2, 0] == 3
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
 
 
-def test_a_time_range_takes_calls_started_in_it_and_completes_when_time_passes_its_end() -> None:
-    collector = ReferenceCollector(TimeRangeReference(start=T0, end=T0 + timedelta(hours=1)))
+def test_first_n_is_the_first_calls_in_call_order_not_in_arrival_order() -> None:
+    # Two source partitions; partition 0 runs ahead: calls 4..7 arrive before 0..3.
+    collector = ReferenceCollector(FirstNReference(n=4), partitions=2)
+    for second in (4, 5, 6, 7, 4):  # a repeated id counts once
+        collector.offer(f"c{second}", np.full(2, second), at(second), partition=0)
+    assert not collector.is_complete()  # partition 1 has sent nothing yet
+    for second in (0, 1, 2):
+        collector.offer(f"c{second}", np.full(2, second), at(second), partition=1)
+    assert not collector.is_complete()  # c3 (partition 1) may still come
+    collector.progress(1, at(2.5))  # a call without embedding, or one filtered out
+    assert not collector.is_complete()
+    collector.offer("c3", np.full(2, 3), at(3), partition=1)
 
-    taken = [
-        collector.offer("early", np.ones(2), T0 - timedelta(seconds=1)),
-        collector.offer("in", np.ones(2), T0 + timedelta(minutes=5)),
-        collector.offer("late", np.ones(2), T0 + timedelta(hours=1)),
-        collector.offer("no-time", np.ones(2), None),
-    ]
+    assert collector.is_complete() and collector.ids == ["c0", "c1", "c2", "c3"]
+    assert collector.vectors[:, 0].tolist() == [0, 1, 2, 3]
+    assert collector.rest() == ["c4", "c5", "c6", "c7"]
+    assert "call order" in collector.how and "every one of 2" in collector.how
 
-    assert taken == [False, True, False, False] and collector.ids == ["in"]
-    assert not collector.is_complete(T0 + timedelta(minutes=59))
-    assert collector.is_complete(T0 + timedelta(hours=1))
+
+def test_equal_times_are_ordered_by_id() -> None:
+    collector = ReferenceCollector(FirstNReference(n=2))
+    for call_id in ("b", "c", "a"):
+        collector.offer(call_id, np.ones(2), at(0), partition=0)
+    collector.progress(0, at(1))
+    assert collector.is_complete() and collector.ids == ["a", "b"]
+
+
+def test_a_silent_partition_holds_the_reference_back_only_for_a_bounded_number_of_calls() -> None:
+    collector = ReferenceCollector(FirstNReference(n=3), partitions=2, wait_calls=5)
+    for second in range(7):
+        collector.offer(f"c{second}", np.ones(2), at(second), partition=0)
+        assert not collector.is_complete()
+    collector.offer("c7", np.ones(2), at(7), partition=0)
+
+    assert collector.is_complete() and collector.ids == ["c0", "c1", "c2"]
+    assert "partitions [1] had not passed" in collector.how
+
+
+def test_a_time_range_takes_calls_started_in_it_once_every_partition_passed_its_end() -> None:
+    collector = ReferenceCollector(
+        TimeRangeReference(start=T0, end=T0 + timedelta(hours=1)), partitions=2
+    )
+    collector.offer("early", np.ones(2), T0 - timedelta(seconds=1), partition=0)
+    collector.offer("in", np.ones(2), T0 + timedelta(minutes=5), partition=0)
+    collector.offer("late", np.ones(2), T0 + timedelta(hours=1), partition=0)
+    collector.offer("no-time", np.ones(2), None)
+    assert not collector.is_complete()  # partition 1 may still send calls of the range
+    collector.offer("in-too", np.ones(2), T0 + timedelta(minutes=1), partition=1)
+    assert not collector.is_complete()
+    collector.progress(1, T0 + timedelta(hours=2))
+
+    assert collector.is_complete() and collector.ids == ["in-too", "in"]
+    assert collector.rest() == ["early", "late", "no-time"]
 
 
 def write_jsonl(path: Path, records: list[object]) -> JsonlReference:
@@ -80,7 +114,8 @@ def test_a_jsonl_reference_yields_complete_and_merged_calls(tmp_path: Path) -> N
     ]
     assert calls[2].inputs == {"document": "Invoice 3"}
     collector = ReferenceCollector(spec)
-    assert not collector.offer("streamed", np.ones(2)) and not collector.is_complete()
+    collector.offer("streamed", np.ones(2))
+    assert not collector.is_complete()
     collector.add([c.id for c in calls], np.eye(3, 2))
     assert collector.is_complete() and collector.ids == ["k1", "k2", "k3"]
 
@@ -100,10 +135,8 @@ def test_a_missing_jsonl_reference_says_so(tmp_path: Path) -> None:
 
 
 def test_the_fingerprint_changes_with_the_reference_and_the_spec() -> None:
-    spec = MonitorSpec(name="m", column="e", reference=FirstNReference(n=2))
-    other = MonitorSpec(
-        name="m", column="e", reference=FirstNReference(n=2), calibration_quantile=0.9
-    )
+    spec = Monitor(name="m", column="e", reference=FirstNReference(n=2))
+    other = Monitor(name="m", column="e", reference=FirstNReference(n=2), calibration_quantile=0.9)
 
     base = reference_fingerprint(spec, ["a", "b"])
 
@@ -111,3 +144,15 @@ def test_the_fingerprint_changes_with_the_reference_and_the_spec() -> None:
     assert base != reference_fingerprint(spec, ["a", "c"])
     assert base != reference_fingerprint(other, ["a", "b"])
     assert base != reference_fingerprint(spec, ["a", "b"], source="topic@42")
+
+
+def test_a_quiet_stream_settles_the_reference_with_the_calls_that_came() -> None:
+    collector = ReferenceCollector(FirstNReference(n=2), partitions=2)
+    collector.offer("c1", np.ones(2), at(1), partition=0)
+    assert not collector.settle("quiet")  # not enough calls yet
+    collector.offer("c0", np.ones(2), at(0), partition=0)
+    collector.offer("c2", np.ones(2), at(2), partition=0)
+    assert not collector.is_complete()  # partition 1 never sent anything
+
+    assert collector.settle("no call had arrived for 5 s") and collector.is_complete()
+    assert collector.ids == ["c0", "c1"] and "no call had arrived" in collector.how

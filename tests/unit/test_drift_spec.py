@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
-from weave_stream.drift.spec import (
+from weave_stream.errors import TopologyError
+from weave_stream.topology.monitors import (
     FirstNReference,
     JsonlReference,
-    MonitorSpec,
+    Monitor,
     TimeRangeReference,
     parse_monitors,
 )
-from weave_stream.errors import TopologyError
 
 MONITORS_YAML = """
 monitors:
@@ -25,7 +25,7 @@ monitors:
     index: {kind: hnsw, hnsw_ef_search: 128}
     calibration_quantile: 0.995
     learning: {learn_acknowledged: true, capacity: 1000, eviction: least_recently_matched}
-    shift: {window: 100, statistic: centroid, calibration: held_out, detector: page_hinkley}
+    shift: {calls: 100, every: 5, statistic: mean, false_alarm_calls: 100000}
     cooldown_seconds: 600
     group_by: [attributes.env, op_name]
   - name: by_time
@@ -48,9 +48,9 @@ def test_yaml_entries_parse_into_specs_with_every_setting() -> None:
     assert first.calibration_quantile == 0.995 and first.threshold is None
     assert first.learning.learn_acknowledged and first.learning.capacity == 1000
     assert first.learning.eviction == "least_recently_matched"
-    assert first.shift.window == 100 and first.shift.statistic == "centroid"
-    assert first.shift.calibration == "held_out" and first.shift.detector == "page_hinkley"
-    assert first.cooldown_seconds == 600
+    assert first.shift.calls == 100 and first.shift.statistic == "mean"
+    assert first.shift.every == 5 and first.shift.false_alarm_calls == 100_000
+    assert first.cooldown == 600
     assert first.group_by == ("attributes.env", "op_name")
     assert isinstance(by_time.reference, TimeRangeReference)
     assert by_time.reference.start == datetime(2026, 11, 1, tzinfo=UTC)
@@ -60,12 +60,14 @@ def test_yaml_entries_parse_into_specs_with_every_setting() -> None:
     assert str(from_file.reference.path) == "known.jsonl"
 
 
-def test_defaults_are_auto_index_99th_percentile_and_shift_detection_on() -> None:
+def test_defaults_are_auto_index_997th_percentile_and_shift_detection_on() -> None:
     (spec,) = parse_monitors("t", [{"name": "m", "column": "e", "reference": {"first_n": 10}}])
 
-    assert spec.index.kind == "auto" and spec.calibration_quantile == 0.99
-    assert spec.shift.enabled and spec.shift.statistic == "mmd"
-    assert spec.shift.detector == "adwin" and not spec.learning.learn_acknowledged
+    assert spec.index.kind == "auto" and spec.calibration_quantile == 0.997
+    assert spec.neighbours == 10
+    assert spec.shift.enabled and spec.shift.statistic == "whitened_mean"
+    assert spec.shift.calls == 80 and spec.shift.domain_classifier
+    assert not spec.learning.learn_acknowledged
 
 
 @pytest.mark.parametrize(
@@ -113,8 +115,8 @@ def test_monitor_names_are_unique_within_a_topology() -> None:
 
 
 def test_spec_round_trips_through_plain_data() -> None:
-    spec = MonitorSpec.model_validate(
+    spec = Monitor.model_validate(
         {"name": "m", "column": "e", "reference": {"first_n": 10}, "group_by": ["op_name"]}
     )
 
-    assert MonitorSpec.model_validate(spec.model_dump(mode="json")) == spec
+    assert Monitor.model_validate(spec.model_dump(mode="json")) == spec

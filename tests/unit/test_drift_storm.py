@@ -23,7 +23,7 @@ def finding(
     return Finding(
         kind=kind,
         monitor=monitor,
-        detector="nearest_neighbour" if kind == "novel_example" else "window_mmd",
+        detector="nearest_neighbours" if kind == "novel_example" else "sliding_whitened_mean",
         score=score,
         threshold=0.5,
         call_ids=(call_id,),

@@ -25,7 +25,7 @@ def alert(**overrides: object) -> Alert:
         "time": T0,
         "group": {"attributes.env": "prod"},
         "excerpt": "Factura 7",
-        "detector": "nearest_neighbour",
+        "detector": "nearest_neighbours",
         **overrides,
     }
     return Alert.create(**fields)
@@ -47,7 +47,7 @@ def test_the_same_alert_raised_again_later_has_the_same_id() -> None:
         {"call_ids": ["c10"]},
         {"group": {"attributes.env": "staging"}},
         {"count": 2},
-        {"detector": "adwin"},
+        {"detector": "sliding_mean"},
     ],
 )
 def test_a_different_alert_has_a_different_id(change: dict[str, object]) -> None:
@@ -73,7 +73,7 @@ def test_an_alert_from_a_finding_carries_what_a_user_drills_into() -> None:
     finding = Finding(
         kind="distribution_shift",
         monitor="doc_drift",
-        detector="window_mmd",
+        detector="sliding_whitened_mean",
         score=0.06,
         threshold=0.004,
         call_ids=("c1", "c5", "c9"),
@@ -85,7 +85,7 @@ def test_an_alert_from_a_finding_carries_what_a_user_drills_into() -> None:
 
     made = Alert.from_finding("extract", finding, project_id="acme/extract")
 
-    assert made.kind == "distribution_shift" and made.detector == "window_mmd"
+    assert made.kind == "distribution_shift" and made.detector == "sliding_whitened_mean"
     assert made.call_ids == ("c1", "c5", "c9") and made.first_call == "c1"
     assert made.group == {"op_name": "extract"} and made.count == 3
     assert made.stats == {"p_value": 0.001} and made.project_id == "acme/extract"

@@ -32,7 +32,7 @@ def alert(**overrides: object) -> Alert:
         "time": datetime(2026, 11, 26, 3, tzinfo=UTC),
         "excerpt": "Factura <7> de ACME & Co",
         "project_id": "acme/extract",
-        "detector": "nearest_neighbour",
+        "detector": "nearest_neighbours",
         **overrides,
     }
     return Alert.create(**fields)
@@ -89,7 +89,7 @@ def test_the_slack_message_shows_kind_score_excerpt_nearest_example_and_a_link()
 def test_a_shift_alert_shows_its_window_statistics_and_group() -> None:
     shift = alert(
         kind="distribution_shift",
-        detector="window_mmd",
+        detector="sliding_whitened_mean",
         score=0.061,
         threshold=0.0035,
         call_ids=["c1", "c2"],

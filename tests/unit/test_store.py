@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from deltalake import DeltaTable, write_deltalake
 
-from tests.store_data import unwritable
+from tests.support.store_data import unwritable
 from weave_stream import metrics
 from weave_stream.cli.main import cli
 from weave_stream.columns.derive import DerivedValue
@@ -202,6 +202,23 @@ def test_first_success_wins_an_error_is_superseded_and_halves_are_merged(tmp_pat
     StoreWriter(store).write_calls([start])
     (row,) = store.table("calls").to_pyarrow_table().to_pylist()
     assert (row["kind"], row["output"], row["inputs"]) == ("complete", '"done"', '{"q":1}')
+
+
+def test_an_end_half_with_both_times_is_stored_as_a_half_until_its_start_comes(
+    tmp_path: Path,
+) -> None:
+    # The weave client's end half carries started_at too; ingest forwards it alone after
+    # the merge timeout, marked as a half: the store must not take it for a whole call.
+    store = Store(tmp_path)
+    times = {"started_at": NOW.isoformat(), "ended_at": (NOW + timedelta(seconds=2)).isoformat()}
+    end = parse_call_object({"end": {"id": "h2", **times, "output": "done"}})
+    StoreWriter(store).write_calls([end])
+    (row,) = store.table("calls").to_pyarrow_table().to_pylist()
+    assert row["kind"] == "end"
+    start = parse_call_object({"start": {"id": "h2", "started_at": times["started_at"]}})
+    StoreWriter(store).write_calls([start.model_copy(update={"inputs": {"q": 2}})])
+    (row,) = store.table("calls").to_pyarrow_table().to_pylist()
+    assert (row["kind"], row["output"], row["inputs"]) == ("complete", '"done"', '{"q":2}')
 
 
 def test_a_value_that_fits_no_typed_column_keeps_its_json_and_is_counted(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.unit.test_topic_fit import CATEGORIES, PARAMS, corpus
+from tests.support.topic_maps import CATEGORIES, PARAMS, corpus
 from weave_stream.columns.cache import MemoryCache
 from weave_stream.demo.judge_standin import StandInJudge
 from weave_stream.errors import TopicError

@@ -95,6 +95,10 @@ def test_plan_fit_show_drill_and_freeze(world: dict[str, Any]) -> None:
     assert shown.exit_code == 0, shown.output
     assert "not an LLM" in shown.output and "quality_low" in shown.output
     assert plot.read_bytes().startswith(b"\x89PNG")
+    # The shares' bucket is a duration like every other one; a zero one is refused.
+    assert run(world, "show", "--plot", str(plot), "--every", "30m").exit_code == 0
+    zero = run(world, "show", "--plot", str(plot), "--every", "0")
+    assert zero.exit_code == 1 and "--every) is '0': write 10m, 1h or 1d" in zero.output
     drilled = run(world, "drill", "0")
     assert drilled.exit_code == 0, drilled.output
     assert "14 calls" in drilled.output and "inputs.document" in drilled.output

@@ -12,36 +12,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
-from tests.servers.openai import FakeOpenAI
+from tests.support.servers.openai import FakeOpenAI
+from tests.support.topic_maps import CATEGORIES, PARAMS, corpus
 from weave_stream.columns.cache import MemoryCache
 from weave_stream.demo.judge_standin import StandInJudge
-from weave_stream.demo.samples import corpus_documents
 from weave_stream.errors import BudgetExceededError, TopicError
-from weave_stream.topic_maps import ClusterParams, MapStore, TopicInputs, TopicNamer, fit_map
+from weave_stream.topic_maps import MapStore, TopicInputs, TopicNamer, fit_map
 from weave_stream.topic_maps.fit import plan_fit
-
-CATEGORIES = ["money", "food", "science", "sports"]
-PARAMS = ClusterParams(seed=0, max_topics=8, min_topic_size=5)
-
-
-def corpus(categories: list[str], per: int = 15, seed: int = 0) -> tuple[TopicInputs, list[str]]:
-    """``per`` documents of each category, each a point of its category's blob (384-d)."""
-    rng = np.random.default_rng(seed)
-    centres = np.random.default_rng(42).normal(size=(len(CATEGORIES) + 2, 384))
-    ids, vectors, texts, truth = [], [], [], []
-    for category in categories:
-        documents = corpus_documents("english", [category])
-        centre = centres[[*CATEGORIES, "history", "health"].index(category)]
-        for index in range(per):
-            ids.append(f"{category}-{seed}-{index}")
-            vectors.append(centre + rng.normal(scale=0.3, size=384))
-            texts.append(documents[index % len(documents)].text)
-            truth.append(category)
-    scores = {"quality": [float(i % 5) / 4 for i in range(len(ids))]}
-    return TopicInputs(ids, np.asarray(vectors, dtype=np.float32), texts, scores), truth
 
 
 @pytest.fixture(scope="module")

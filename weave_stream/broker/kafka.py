@@ -18,13 +18,17 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from weave_stream.config import Settings
+from weave_stream.errors import BrokerError
 
 __all__ = [
     "COMPACTED",
     "Record",
+    "commit_group_offsets",
     "ensure_topics",
+    "group_offsets",
     "group_progress",
     "highwaters",
+    "offsets_at",
     "produce",
     "read_topic",
     "start_group_at",
@@ -92,7 +96,7 @@ async def ensure_topics(
 async def produce(
     settings: Settings,
     topic: str,
-    records: Iterable[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]]]],
+    records: Iterable[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]],
     *,
     rate: float | None = None,
     on_sent: object = None,
@@ -144,11 +148,13 @@ async def read_topic(
     topic: str,
     *,
     start_offsets: dict[int, int] | None = None,
+    end_offsets: dict[int, int] | None = None,
     idle_timeout: float = 10.0,
 ) -> AsyncIterator[Record]:
     """Yield every record of ``topic`` from ``start_offsets`` (default: the beginning) to its end.
 
-    The end is each partition's high-water mark at the time it is reached; a
+    The end is each partition's high-water mark at the time it is reached, or its
+    offset in ``end_offsets`` (exclusive; then only those partitions are read); a
     partition that returns nothing for ``idle_timeout`` seconds is taken as ended.
     """
     consumer = AIOKafkaConsumer(
@@ -161,6 +167,8 @@ async def read_topic(
     await consumer.start()
     try:
         partitions = [TopicPartition(topic, p) for p in await _partitions_for(consumer, topic)]
+        if end_offsets is not None:
+            partitions = [tp for tp in partitions if tp.partition in end_offsets]
         if not partitions:
             return
         consumer.assign(partitions)
@@ -176,10 +184,13 @@ async def read_topic(
             batches = await consumer.getmany(*remaining, timeout_ms=200, max_records=2000)
             for records in batches.values():
                 for record in records:
-                    yield Record.from_consumer(record)
+                    if end_offsets is None or record.offset < end_offsets[record.partition]:
+                        yield Record.from_consumer(record)
             for tp in list(remaining):
-                highwater = consumer.highwater(tp)
-                if highwater is not None and await consumer.position(tp) >= highwater:
+                end = consumer.highwater(tp)
+                if end_offsets is not None:
+                    end = end_offsets[tp.partition]
+                if end is not None and await consumer.position(tp) >= end:
                     remaining.discard(tp)
             if batches:
                 last_data = time.monotonic()
@@ -204,6 +215,16 @@ async def group_progress(settings: Settings, group: str, topic: str) -> tuple[in
     consumed that many records); lag is high-water mark minus committed offset.
     """
     marks = await highwaters(settings, topic)
+    committed = await group_offsets(settings, group, topic, marks)
+    consumed = sum(offset or 0 for offset in committed.values())
+    lag = sum(max(0, mark - (committed[p] or 0)) for p, mark in marks.items())
+    return consumed, lag
+
+
+async def group_offsets(
+    settings: Settings, group: str, topic: str, partitions: Iterable[int]
+) -> dict[int, int | None]:
+    """The offsets ``group`` committed on ``partitions`` of ``topic`` (None: none yet)."""
     # OffsetFetch through a consumer of the group that never joins it (the embedded
     # broker drops the admin client's variant of that request).
     consumer = AIOKafkaConsumer(
@@ -211,12 +232,47 @@ async def group_progress(settings: Settings, group: str, topic: str) -> tuple[in
     )
     await consumer.start()
     try:
-        committed = {p: await consumer.committed(TopicPartition(topic, p)) for p in marks}
+        return {p: await consumer.committed(TopicPartition(topic, p)) for p in partitions}
     finally:
         await consumer.stop()
-    consumed = sum(offset or 0 for offset in committed.values())
-    lag = sum(max(0, mark - (committed[p] or 0)) for p, mark in marks.items())
-    return consumed, lag
+
+
+async def commit_group_offsets(
+    settings: Settings, group: str, topic: str, offsets: dict[int, int]
+) -> None:
+    """Commit ``offsets`` (partition: next offset to read) for ``group``, which must have
+    no members (a cursor kept by one process, as the reconciler's)."""
+    if not offsets:
+        return
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.broker_address, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in offsets])
+        await consumer.commit({TopicPartition(topic, p): o for p, o in offsets.items()})
+    finally:
+        await consumer.stop()
+
+
+async def offsets_at(settings: Settings, topic: str, moment: float) -> dict[int, int]:
+    """Per partition, the first offset written at or after ``moment`` (Unix seconds);
+    partitions with nothing that late are left out.
+
+    The embedded broker answers by its own write time, not by record timestamps
+    (shared/BROKER.md): right for records stamped when written, as derived values are.
+    """
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker_address)
+    await consumer.start()
+    try:
+        partitions = await _partitions_for(consumer, topic)
+        stamp = int(moment * 1000)
+        found = await consumer.offsets_for_times(
+            {TopicPartition(topic, p): stamp for p in partitions}
+        )
+        return {tp.partition: at.offset for tp, at in found.items() if at is not None}
+    finally:
+        await consumer.stop()
 
 
 async def highwaters(settings: Settings, topic: str, timeout: float = 5.0) -> dict[int, int]:
@@ -235,7 +291,10 @@ async def highwaters(settings: Settings, topic: str, timeout: float = 5.0) -> di
             if all(mark is not None for mark in marks.values()):
                 return {p: int(mark or 0) for p, mark in marks.items()}
             await consumer.getmany(timeout_ms=200, max_records=1)
-        raise TimeoutError(f"no high-water mark for every partition of {topic} in {timeout}s")
+        raise BrokerError(
+            f"no high-water mark for every partition of {topic} in {timeout}s; is the broker "
+            f"at {settings.broker_address} up and are the topic's partition leaders available?"
+        )
     finally:
         await consumer.stop()
 

@@ -30,9 +30,10 @@ from weave_stream.aggregates.queries import (
 from weave_stream.aggregates.source import read_snapshots
 from weave_stream.broker.kafka import group_progress
 from weave_stream.cli.options import connected, fail, settings_options
+from weave_stream.columns.values import read_derived
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
-from weave_stream.runners.local import local_aggregates
+from weave_stream.runners.local import local_aggregates, run_local
 from weave_stream.topology.loader import load_topology
 from weave_stream.topology.registrations import registered_topology
 from weave_stream.topology.spec import Topology
@@ -48,14 +49,23 @@ _INPUT = click.option(
     help="Compute over this JSONL file of calls in-process (TOPOLOGY: a file or a name "
     "under topologies/) instead of reading what the workers computed.",
 )
+_AS_STREAMED = click.option(
+    "--as-streamed",
+    is_flag=True,
+    help="With --input: take the calls in file (arrival) order, per partition, as the "
+    "stream does, so late calls are left out as there (default: by event time, none late).",
+)
 
 
 def _snapshots(
-    topology_name: str, input_file: Path | None, settings: Settings
+    topology_name: str, input_file: Path | None, settings: Settings, as_streamed: bool = False
 ) -> tuple[Topology, list[AggregatePlan], dict[str, Any]]:
+    if as_streamed and input_file is None:
+        fail("--as-streamed replays a file: give it with --input calls.jsonl")
     if input_file is not None:
         topology = load_topology(topology_name, settings)
-        plans, local = local_aggregates(topology, input_file)
+        partitions = settings.partitions if as_streamed else None
+        plans, local = local_aggregates(topology, input_file, as_streamed=partitions)
         return topology, plans, dict(local)
     with connected(settings) as connected_settings:
         topology = asyncio.run(registered_topology(connected_settings, topology_name))
@@ -82,6 +92,7 @@ def _snapshots(
     help="Also draw the aggregates to this PNG (one file per aggregate).",
 )
 @_INPUT
+@_AS_STREAMED
 @settings_options()
 def aggregates_command(
     topology: str,
@@ -91,12 +102,13 @@ def aggregates_command(
     output_format: str,
     plot: Path | None,
     input_file: Path | None,
+    as_streamed: bool,
     settings: Settings,
 ) -> None:
     """Windowed aggregates of TOPOLOGY: per window and group, counts, means with 95 %
     confidence intervals, quantiles, error rates and costs; late rows are reported."""
     try:
-        loaded, plans, snapshots = _snapshots(topology, input_file, settings)
+        loaded, plans, snapshots = _snapshots(topology, input_file, settings, as_streamed)
         tables = query_tables(
             plans, snapshots, aggregate=aggregate, by=parse_by(by) if by else None, since=since
         )
@@ -136,6 +148,7 @@ def aggregates_command(
 @click.option("--aggregate", help="The aggregate (needed when the topology has several).")
 @click.option("--format", "output_format", type=_FORMAT, default="table", show_default=True)
 @_INPUT
+@_AS_STREAMED
 @settings_options("store_url")
 def drill_command(
     topology: str,
@@ -144,16 +157,20 @@ def drill_command(
     aggregate: str | None,
     output_format: str,
     input_file: Path | None,
+    as_streamed: bool,
     settings: Settings,
 ) -> None:
     """The calls behind one window of TOPOLOGY: the worst by the drill-down score and a
     uniform sample (call id, trace id, values, op refs, and each call's document excerpt
     from the call store)."""
     try:
-        loaded, plans, snapshots = _snapshots(topology, input_file, settings)
-        start: Any = float(window_start) if _is_number(window_start) else window_start
+        loaded, plans, snapshots = _snapshots(topology, input_file, settings, as_streamed)
         found = drill(
-            plans, snapshots, window_start=start, group=parse_group(groups), aggregate=aggregate
+            plans,
+            snapshots,
+            window_start=window_start,
+            group=parse_group(groups),
+            aggregate=aggregate,
         )
         ids = [ref.call_id for ref in [*found.worst, *found.sample]]
         found.excerpts = _excerpts(loaded, ids, input_file, settings)
@@ -166,8 +183,8 @@ def excerpt_path(topology: Topology) -> str:
     """The call field that holds a topology's document: a monitor's ``text``, else the
     first ``inputs.*`` argument of a column, else ``inputs``."""
     for monitor in topology.monitors:
-        if monitor.get("text"):
-            return str(monitor["text"])
+        if monitor.text:
+            return monitor.text
     for column in topology.compiled:
         for path in column.args.values():
             if path.column is None and path.parts[0] == "inputs":
@@ -287,7 +304,10 @@ def compare_command(
 ) -> None:
     """Two columns of TOPOLOGY (COLUMN_A COLUMN_B: two classifier versions, e.g.
     doc_class_v1.confidence doc_class_v2.confidence), or one column under two op refs
-    (--ref-a/--ref-b), per class: sizes, means, medians, Welch's t and Mann-Whitney U.
+    (--ref-a/--ref-b), per class. Trials are averaged per call first. When both sides
+    cover the same calls the test is paired (mean difference with a bootstrap CI, paired t
+    and Wilcoxon signed-rank, or McNemar for pass/fail), otherwise Welch's t and
+    Mann-Whitney U; the 'test' column says which ran, p_holm adjusts over classes.
     With --range-a/--range-b: the same columns in two time ranges of the call store,
     per class: B - A with its 95 % interval and Welch's t test."""
     from weave_stream.aggregates.compare import compare_columns, compare_op_refs, plot_comparison
@@ -328,7 +348,7 @@ def compare_command(
         click.echo(comparison.format(output_format))  # type: ignore[arg-type]
         if plot is not None:
             click.echo(f"wrote {plot_comparison(comparison, plot)}", err=True)
-    except (WeaveStreamError, ValueError) as exc:
+    except WeaveStreamError as exc:
         fail(str(exc))
 
 
@@ -340,12 +360,8 @@ def _values(
     settings: Settings,
 ) -> list[Any]:
     if input_file is not None:
-        from weave_stream.runners.local import run_local
-
         topology = load_topology(topology_name, settings)
         return run_local(topology, input_file).values
-    from weave_stream.columns.values import read_derived
-
     with connected(settings) as connected_settings:
         topology = asyncio.run(registered_topology(connected_settings, topology_name))
         columns = {column.name for column in topology.columns}
@@ -388,14 +404,6 @@ def show_aggregates(
 
 def _has_mean(plans: Sequence[AggregatePlan], name: str) -> bool:
     return any(p.name == name and any("mean" in m for m in p.spec.metrics.values()) for p in plans)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 COMMANDS = [aggregates_command, drill_command, compare_command]

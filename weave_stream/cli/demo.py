@@ -5,8 +5,10 @@ It starts the embedded broker and a worker, registers the text-extract topology
 built from real documents (with start/end event pairs, calls whose other half never
 comes, and malformed records mixed in), shows live progress from the worker's own
 metrics, shows the derived values as they arrive, queries the call store the
-worker's sink wrote (the lowest judge scores, with their documents), and ends with
-a summary whose books must balance. With no judge endpoint configured, the judge
+worker's sink wrote (the lowest judge scores, with their documents), fits and names
+a topic map of the stored calls' embeddings (cli/demo_topics.py), and ends with
+a summary whose books must balance and the "from now on" dataset of the lowest judge
+scores the store sink filled. With no judge endpoint configured, the judge
 column uses a built-in stand-in (word overlap, not an LLM), and the demo says so.
 """
 
@@ -30,7 +32,11 @@ from tqdm import tqdm
 
 from weave_stream.broker.kafka import ensure_topics, produce, read_topic
 from weave_stream.cli.aggregates_cmds import show_aggregates
-from weave_stream.cli.demo_calls import show_lowest_scores
+from weave_stream.cli.demo_calls import (
+    await_rule_datasets,
+    show_lowest_scores,
+    show_rule_datasets,
+)
 from weave_stream.cli.demo_topics import show_topics
 from weave_stream.cli.ingest_cmds import call_key
 from weave_stream.cli.options import connected, fail, settings_options
@@ -81,9 +87,21 @@ SHIFTED_LANGUAGE = "japanese"
     show_default=True,
     help="Folder for the demo's outputs.",
 )
+@click.option(
+    "--weave",
+    "with_weave",
+    is_flag=True,
+    help="Trace a small application with the real weave client instead (pip install "
+    "'weave-stream[weave]'): its calls reach the topology through the collector.",
+)
 @settings_options("judge_base_url", "judge_model")
 def demo(
-    call_count: int, topology_path: Path, rate: float, out_dir: Path, settings: Settings
+    call_count: int,
+    topology_path: Path,
+    rate: float,
+    out_dir: Path,
+    with_weave: bool,
+    settings: Settings,
 ) -> None:
     """Run weave-stream end to end on the embedded broker: no Docker, nothing to set up."""
     if not topology_path.is_file():
@@ -122,6 +140,15 @@ def demo(
                 "by word overlap and is NOT an LLM.",
                 fg="yellow",
             )
+        if with_weave:
+            from weave_stream.cli.demo_weave import run_weave_demo
+
+            data_dir = Path(tempfile.mkdtemp(prefix="weave-stream-demo-"))
+            settings = settings.model_copy(
+                update={"data_dir": data_dir, "web_port": 0, "partitions": 2}
+            )
+            run_weave_demo(settings, min(call_count, 60), topology_path, out_dir)
+            return
         _run(settings, call_count, topology_path, rate, out_dir, receiver)
 
 
@@ -143,9 +170,10 @@ def _run(
             "partitions": 2,
         }
     )
-    _step("1/8", "broker")
-    with connected(settings) as settings:
-        _step("2/8", "worker")
+    _step("1/9", "broker")
+    # Its own broker unless one is named: a running one may hold another user's topics.
+    with connected(settings, may_start=True, discover=False) as settings:
+        _step("2/9", "worker")
         worker = WorkerProcess(settings, log_path=out_dir / "worker.log")
         with worker:
             try:
@@ -153,10 +181,10 @@ def _run(
             except WeaveStreamError as exc:
                 fail(str(exc))
             click.echo(f"worker ready; metrics at {worker.url}/metrics (log: {worker.log_path})")
-            _step("3/8", f"registering {topology_path}")
+            _step("3/9", f"registering {topology_path}")
             topology = _register(settings, topology_path)
             records, expected = _demo_records(call_count, settings.max_payload_bytes)
-            _step("4/8", f"streaming {len(records)} records to {settings.topics.calls}")
+            _step("4/9", f"streaming {len(records)} records to {settings.topics.calls}")
             asyncio.run(ensure_topics(settings, [settings.topics.calls]))
             with tqdm(total=len(records), unit="rec", desc="produce") as bar:
                 asyncio.run(
@@ -170,21 +198,24 @@ def _run(
                 )
             counts = _follow(worker, len(records), expected["calls"])
             letters = asyncio.run(_dead_letters(settings))
-            _step("5/8", f"derived values of {topology.name}")
+            _step("5/9", f"derived values of {topology.name}")
             values = _follow_values(settings, topology, expected["selected"])
             _show_values(topology, values)
             if receiver is not None and topology.monitors:
                 _await_alerts(receiver)
             plots: list[Path] = []
             if topology.aggregates:
-                _step("6/8", f"aggregates of {topology.name}")
+                _step("6/9", f"aggregates of {topology.name}")
                 plots = show_aggregates(settings, topology.name, out_dir)
-            _step("7/8", "calls() over the call store: the lowest judge scores")
+            _step("7/9", "calls() over the call store: the lowest judge scores")
             stored = show_lowest_scores(settings, topology, expected["selected"])
+            datasets = await_rule_datasets(settings, topology) if stored else []
+            _step("8/9", "topics: fit, name and assign the stored calls")
             if stored:
-                _step("7b/8", "topics: fit, name and assign the stored calls")
                 show_topics(settings, topology, out_dir)
-        _step("8/8", "summary")
+            else:
+                click.echo("  skipped: the call store did not catch up with the stream")
+        _step("9/9", "summary")
         ok = _summary(counts, letters, expected, len(records))
         ok = _values_summary(topology, values, expected["selected"]) and ok
         if not stored:
@@ -195,6 +226,7 @@ def _run(
             click.echo(f"  drift alerts received by the demo's webhook: {shown}")
         for plot in plots:
             click.echo(f"  plot: {plot}")
+        show_rule_datasets(datasets, settings.store_location)
         click.echo(f"  outputs (worker log, plots, alert targets) are in {out_dir}/")
     if not ok:
         fail("the books do not balance: see the summary above and the worker log")
@@ -362,7 +394,7 @@ def _follow(
 def _counts(metrics: dict[str, float]) -> dict[str, float]:
     outcomes = {
         outcome: metrics.get(f'weave_stream_ingest_records_total{{outcome="{outcome}"}}', 0.0)
-        for outcome in ("valid", "pending", "merged", "duplicate", "dead_letter")
+        for outcome in ("valid", "pending", "merged", "duplicate", "conflict", "dead_letter")
     }
     kinds = {
         kind: metrics.get(f'weave_stream_calls_ingested_total{{kind="{kind}"}}', 0.0)
@@ -378,7 +410,7 @@ def _counts(metrics: dict[str, float]) -> dict[str, float]:
 
 async def _dead_letters(settings: Settings) -> list[DeadLetter]:
     return [
-        DeadLetter.from_record(record.value or b"", record.key, record.headers)
+        DeadLetter.from_record(record.value, record.key, record.headers)
         async for record in read_topic(settings, settings.topics.dlq)
     ]
 

@@ -1,7 +1,8 @@
-"""The demo's closing query: the calls the judge scored lowest, from the call store.
+"""The demo's closing query and dataset: the lowest judge scores, from the call store.
 
 It shows what a notebook user types: one ``calls()`` query over the store the
-worker's sink wrote (every call with its derived values), to pandas.
+worker's sink wrote (every call with its derived values), to pandas; and the
+"from now on" dataset the topology declares, as the sink filled it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from weave_stream.query.calls import Query, calls
 from weave_stream.query.text import format_frame
 from weave_stream.topology.spec import Topology
 
-__all__ = ["lowest_scores_query", "show_lowest_scores"]
+__all__ = [
+    "await_rule_datasets",
+    "lowest_scores_query",
+    "show_lowest_scores",
+    "show_rule_datasets",
+]
 
 
 def lowest_scores_query(settings: Settings, topology: Topology, limit: int = 5) -> Query | None:
@@ -97,3 +103,83 @@ def _snippet(query: Query, store: str) -> str:
         f"  ...       sort={spec.sort[0][0].text!r}, limit={spec.limit}"
         ").to_pandas()"
     )
+
+
+def await_rule_datasets(
+    settings: Settings, topology: Topology, timeout: float = 60.0
+) -> list[tuple[str, Any]]:
+    """Wait until each "from now on" dataset of ``topology`` holds the calls its rule keeps
+    of what the store holds (its filter, sampling and cap per period); (name, the dataset,
+    or True when the rule kept no call, False when the dataset never caught up)."""
+    from weave_stream.datasets.dataset import Dataset
+
+    found: list[tuple[str, Any]] = []
+    for rule, entry in zip(topology.dataset_rules, topology.datasets, strict=True):
+        dataset = Dataset(rule.name, settings=settings)
+        deadline = time.monotonic() + timeout
+        held, want = -1, 0
+        while time.monotonic() < deadline:
+            try:
+                want = _kept(settings, topology, rule, entry.filter)
+                held = dataset.latest.rows if want else 0
+            except WeaveStreamError:
+                held = -1  # nothing written yet
+            if held == want:
+                break
+            time.sleep(1.0)
+        found.append((rule.name, dataset if held == want and want else want == 0))
+    return found
+
+
+def _kept(settings: Settings, topology: Topology, rule: Any, where: Any) -> int:
+    """How many calls in the store ``rule`` keeps: filtered, sampled, capped per period."""
+    query = calls(
+        settings=settings,
+        op=topology.source.op_name,
+        where=_in_store_terms(topology.name, where) if where else None,
+        columns=["started_at"],
+    )
+    kept: dict[int, int] = {}
+    for row in query:
+        if not rule.sampled(row["id"]):
+            continue
+        bucket = int(row["started_at"].timestamp() // rule.cap[1]) if rule.cap else 0
+        kept[bucket] = kept.get(bucket, 0) + 1
+    cap = rule.cap[0] if rule.cap else None
+    return sum(n if cap is None else min(n, cap) for n in kept.values())
+
+
+def _in_store_terms(topology: str, spec: Any) -> Any:
+    """A topology filter with ``columns.<name>`` paths named as the store names them."""
+    if isinstance(spec, dict):
+        return {
+            (f"{topology}.{key[len('columns.') :]}" if key.startswith("columns.") else key): (
+                _in_store_terms(topology, value)
+            )
+            for key, value in spec.items()
+        }
+    if isinstance(spec, list):
+        return [_in_store_terms(topology, item) for item in spec]
+    return spec
+
+
+def show_rule_datasets(found: list[tuple[str, Any]], store: str, rows: int = 8) -> None:
+    """Print each "from now on" dataset: its size and versions, and its first rows."""
+    for name, dataset in found:
+        if dataset is True:
+            click.echo(f"  dataset {name}: no call matched its rule, so it has no rows yet")
+            continue
+        if dataset is False:
+            click.echo(f"  dataset {name}: did not catch up with the stream in time")
+            continue
+        versions = dataset.versions()
+        latest = versions[-1]
+        click.echo(
+            f"  dataset {name} (from now on: {latest.source.get('rule')}): {latest.rows} rows "
+            f"in {len(versions)} version{'s' if len(versions) != 1 else ''}, each with a ref "
+            "back to its call"
+        )
+        frame = dataset.to_pandas()
+        shown = [c for c in ("id", "class", "score", "document", "source_call") if c in frame]
+        click.echo(format_frame(frame[shown].head(rows), "table"), nl=False)
+        click.secho(f"  weave-stream dataset show {name} --store-url {store}", fg="cyan")

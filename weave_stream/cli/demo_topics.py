@@ -59,7 +59,7 @@ def show_topics(settings: Settings, topology: Topology, out_dir: Path) -> bool:
         )
         MapStore(store).save(topic_map)
         assigned = TopicIndex(topic_map).assign(inputs.vectors[half:])
-        plot = plot_map(topic_map, out_dir / "topics.png", store=store, every="1min")
+        plot = plot_map(topic_map, out_dir / "topics.png", store=store, every="1m")
     except WeaveStreamError as exc:
         click.echo(f"  topics could not be fitted: {exc}")
         return False

@@ -191,7 +191,9 @@ def _current(settings: Settings, topology: str, column: str) -> Any:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also draw the calls in 2-D by topic, and the topic shares over time, to FILE.png.",
 )
-@click.option("--every", default="1h", show_default=True, help="The shares' time bucket.")
+@click.option(
+    "--every", default="1h", show_default=True, help="The shares' time bucket (10m, 1h, 1d)."
+)
 @settings_options("store_url", "data_dir")
 def show_command(
     topology: str,

@@ -17,10 +17,25 @@ Rules the streaming runner relies on too:
   depends on; a column filter reads trial 0;
 * a dependency that failed makes the dependent value an error (the op is not run);
   a dependency with no value (filtered) leaves the dependent without one;
-* deterministic ops have one trial, whatever is asked.
+* deterministic ops have one trial of their own, whatever is asked; a deterministic
+  column that reads a column with trials gets one value per trial of what it reads (a
+  scorer of a judge's trials scores every trial), keyed as trial 0 in the cache (the
+  inputs decide its value, so two trials with the same inputs are computed once).
 
-Pass a :class:`DeriveStats` to learn, per column, how many values came from the
-cache and how many were computed.
+Pass a :class:`DeriveStats` to learn, per column, where each value came from. Every
+value in scope (*matched*) is exactly one of: *cached* (found in the cache),
+*deduplicated* (the same op input as another value of its batch: computed once,
+shared), *computed* (an op evaluation ran for it; in a survey: *to compute*) or *not
+computable* (an argument missing, or a column it reads failed: the op never ran).
+*Errors* are counted apart: values with an error, whatever the cause (a computed
+evaluation that failed, its shared copies, every not computable value).
+
+The walk is a *run* for ops that call ops: their sub-calls go through the same cache
+and are batched across parents by a :class:`~weave_stream.columns.subcalls.SubCallScheduler`.
+Pass ``sub_calls=[]`` to receive them as :class:`DerivedValue` records of the column
+whose op made them (``parent_ref`` and ``position`` place each in its tree); what
+they cost is counted in the column's cost. A computed parent's direct sub-calls are
+also noted in the cache (:func:`~weave_stream.columns.subcalls.call_index`) for cost plans.
 """
 
 from __future__ import annotations
@@ -34,14 +49,31 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from weave_stream import metrics
 from weave_stream.columns.cache import CachedValue, CacheKey, ResultCache, cache_key
+from weave_stream.columns.subcalls import (
+    SubCallScheduler,
+    SubOpStats,
+    call_index,
+    flatten,
+    spent_usd,
+)
+from weave_stream.errors import MissingFieldError, TopologyError
 from weave_stream.ingest.call import Call
+from weave_stream.metrics import DERIVED_COST_USD, DERIVED_VALUES
+from weave_stream.ops.base import OpResult
 from weave_stream.ops.execute import run_op
-from weave_stream.topology.selection import MissingFieldError, op_name_matches, sampled
+from weave_stream.topology.selection import op_name_matches, sampled
 from weave_stream.topology.spec import CompiledColumn, Topology
 
-__all__ = ["ColumnStats", "DeriveStats", "DerivedValue", "Trials", "derive_batch", "survey_batch"]
+__all__ = [
+    "ColumnStats",
+    "DeriveStats",
+    "DerivedValue",
+    "Trials",
+    "derive_batch",
+    "expected_values",
+    "survey_batch",
+]
 
 Trials = int | Mapping[str, int] | None
 
@@ -74,6 +106,11 @@ class DerivedValue(BaseModel):
     # The digest of the op's inputs: with op_ref and trial, the value's cache key. None
     # when the op never ran (an upstream column failed, or an argument was missing).
     input_digest: str | None = None
+    # A sub-call (an op called by the column's op, see columns/subcalls.py): the ref of
+    # the op that called it and its place in the tree ("1.0": the first call made by the
+    # column op's second call). None for the column's own value.
+    parent_ref: str | None = None
+    position: str | None = None
 
     def to_json(self) -> bytes:
         """JSON, as the derived topics carry it."""
@@ -87,15 +124,24 @@ class DerivedValue(BaseModel):
 
 @dataclass
 class ColumnStats:
-    """What happened to one column: values made, cache hits, evaluations run, errors."""
+    """What happened to one column (see the module docstring for the words).
+
+    ``values`` (matched) = ``cache_hits`` + ``deduplicated`` + ``computed`` +
+    ``not_computable``; ``errors`` and ``failed`` are counted apart.
+    """
 
     values: int = 0
     filtered: int = 0
     cache_hits: int = 0
-    computed: int = 0  # distinct op evaluations run (identical inputs run once)
-    errors: int = 0
+    deduplicated: int = 0  # same input as another value of the batch: computed once
+    computed: int = 0  # distinct op evaluations run (in a survey: that would run)
+    not_computable: int = 0  # the op could not run: an argument missing, a dependency failed
+    errors: int = 0  # values with an error, whatever the cause
+    failed: int = 0  # evaluations that returned an error (part of computed)
     cost_usd: float = 0.0
     pending_inputs: list[dict[str, Any]] = field(default_factory=list, repr=False)  # survey only
+    pending_keys: list[CacheKey | None] = field(default_factory=list, repr=False)  # the same's
+    sub_calls: int = 0  # calls its op made of other ops (records)
 
 
 @dataclass
@@ -105,6 +151,14 @@ class DeriveStats:
     calls: int = 0
     matched: int = 0
     columns: dict[str, ColumnStats] = field(default_factory=dict)
+    sub_ops: dict[str, SubOpStats] = field(default_factory=dict)  # by the called op's ref
+    # Survey only: keys an earlier batch would compute (a later batch finds them cached).
+    planned: set[CacheKey] = field(default_factory=set, repr=False)
+
+    @property
+    def values(self) -> int:
+        """Values in scope, over all columns."""
+        return sum(c.values for c in self.columns.values())
 
     @property
     def computed(self) -> int:
@@ -115,6 +169,36 @@ class DeriveStats:
     def cache_hits(self) -> int:
         """Values found in the cache, over all columns."""
         return sum(c.cache_hits for c in self.columns.values())
+
+    @property
+    def deduplicated(self) -> int:
+        """Values that shared an evaluation within their batch, over all columns."""
+        return sum(c.deduplicated for c in self.columns.values())
+
+    @property
+    def not_computable(self) -> int:
+        """Values whose op could not run, over all columns."""
+        return sum(c.not_computable for c in self.columns.values())
+
+    @property
+    def errors(self) -> int:
+        """Values with an error, over all columns."""
+        return sum(c.errors for c in self.columns.values())
+
+    def summary(self) -> str:
+        """One line that adds up: values = cached + deduplicated + computed + not computable.
+
+        >>> stats = DeriveStats()
+        >>> stats.column("n").values, stats.column("n").cache_hits = 5, 2
+        >>> stats.column("n").computed, stats.column("n").deduplicated = 2, 1
+        >>> stats.summary()
+        '5 values = 2 cached + 1 deduplicated + 2 computed + 0 not computable; 0 errors'
+        """
+        return (
+            f"{self.values} values = {self.cache_hits} cached + {self.deduplicated} "
+            f"deduplicated + {self.computed} computed + {self.not_computable} not computable; "
+            f"{self.errors} errors"
+        )
 
     def column(self, name: str) -> ColumnStats:
         """The stats of column ``name`` (created empty)."""
@@ -128,10 +212,19 @@ async def derive_batch(
     *,
     trials: Trials = None,
     stats: DeriveStats | None = None,
+    sub_calls: list[DerivedValue] | None = None,
 ) -> list[DerivedValue]:
-    """Every value of every column of ``topology`` for ``calls``; see the module docstring."""
+    """Every value of every column of ``topology`` for ``calls``; see the module docstring.
+
+    ``sub_calls``, when given, receives the records of the calls the ops made of ops.
+    """
     walk = _Walk(topology, calls, cache, trials, stats or DeriveStats(), dry_run=False)
-    return await walk.run()
+    async with SubCallScheduler.open(cache, walk.stats.sub_ops) as scheduler:
+        walk.scheduler = scheduler
+        values = await walk.run()
+    if sub_calls is not None:
+        sub_calls.extend(walk.children)
+    return values
 
 
 async def survey_batch(
@@ -150,6 +243,18 @@ async def survey_batch(
     stats = stats or DeriveStats()
     await _Walk(topology, calls, cache, trials, stats, dry_run=True).run()
     return stats
+
+
+async def expected_values(
+    topology: Topology, calls: Sequence[Call], cache: ResultCache, *, trials: Trials = None
+) -> list[DerivedValue]:
+    """One value per (call, column, trial) that :func:`derive_batch` would return, without
+    running any op: a value not in ``cache`` is a placeholder with the error ``pending``.
+
+    A column filter that reads a pending value is assumed to pass, so the set can be a
+    little larger than what a real run gives, never smaller.
+    """
+    return await _Walk(topology, calls, cache, trials, DeriveStats(), dry_run=True).run()
 
 
 @dataclass
@@ -188,6 +293,8 @@ class _Walk:
         self.data: dict[str, dict[str, Any]] = {}
         self.values: dict[tuple[str, str, int], DerivedValue] = {}
         self.pending: set[tuple[str, str, int]] = set()
+        self.scheduler: SubCallScheduler | None = None
+        self.children: list[DerivedValue] = []
 
     async def run(self) -> list[DerivedValue]:
         source = self.topology.source
@@ -213,11 +320,15 @@ class _Walk:
 
     def trials_of(self, column: CompiledColumn) -> int:
         if column.op.deterministic:
-            return 1
+            deps = (self.trials_of(self.topology.column(d)) for d in column.depends_on)
+            return max(deps, default=1)
         asked = self.trials if isinstance(self.trials, int | None) else self.trials.get(column.name)
         count = column.trials if asked is None else asked
         if count < 1:
-            raise ValueError(f"column {column.name!r}: trials must be >= 1, got {count}")
+            raise TopologyError(
+                f"topology {self.topology.name!r}, column {column.name!r}: trials must be a "
+                f"whole number >= 1, got {count!r}; fix the trials asked for this run"
+            )
         return count
 
     async def _column(self, column: CompiledColumn, calls: Sequence[Call]) -> None:
@@ -232,37 +343,55 @@ class _Walk:
         for task in keyed:
             if task.key not in hits and task.key is not None and task.arguments is not None:
                 misses.setdefault(task.key, task.arguments)
-        stats.computed += len(misses) + len({(t.call.id, t.trial) for t in tasks if t.pending})
+        pending = [t for t in tasks if t.pending]
+        if self.dry_run:  # what an earlier batch computes, a later one finds in the cache
+            planned = {key for key in misses if key in self.stats.planned}
+            for key in planned:
+                del misses[key]
+            self.stats.planned.update(misses)
+            hit_keys = set(hits) | planned
+        else:
+            hit_keys = set(hits)
+        cached = sum(1 for t in keyed if t.key in hit_keys)
+        stats.cache_hits += cached
+        stats.computed += len(misses) + len(pending)
+        stats.deduplicated += len(keyed) - cached - len(misses)
+        stats.not_computable += len(tasks) - len(keyed) - len(pending)
         if self.dry_run:
             stats.values += len(tasks)
             stats.errors += sum(1 for t in tasks if t.error is not None)
             stats.pending_inputs.extend(misses.values())
-            stats.pending_inputs.extend(t.arguments or {} for t in tasks if t.pending)
-            stats.cache_hits += sum(1 for t in keyed if t.key in hits)
+            stats.pending_keys.extend(misses)
+            stats.pending_inputs.extend(t.arguments or {} for t in pending)
+            stats.pending_keys.extend(None for _ in pending)
             for task in tasks:
                 if task.pending or (task.key is not None and task.key not in hits):
                     self.pending.add((task.call.id, column.name, task.trial))
                 self._store(column, op_ref, task, hits.get(task.key) if task.key else None)
             return
-        results = dict(zip(misses, await run_op(column.op, list(misses.values())), strict=True))
+        results = await self._compute(column, misses)
         now = time.time()
         fresh = {
             key: CachedValue(r.value, r.latency_ms, r.cost, dict(r.details), now)
             for key, r in results.items()
             if r.ok
         }
-        await self.cache.put_many(fresh)
-        spent = sum(r.cost or 0.0 for r in results.values())
+        index = {}
+        for key, result in results.items():
+            if result.children:
+                index.update(call_index(column.op.name, key, result.children))
+        await self.cache.put_many({**fresh, **index})
+        stats.failed += len(results) - len(fresh)
+        spent = sum((r.cost or 0.0) + spent_usd(r.children) for r in results.values())
         stats.cost_usd += spent
-        metrics.OP_COST_USD.labels(column.op.name).inc(spent)
-        metrics.DERIVED_COST_USD.labels(self.topology.name, column.name).inc(spent)
+        DERIVED_COST_USD.labels(self.topology.name, column.name).inc(spent)
         for task in tasks:
             hit = hits.get(task.key) if task.key else None
             if hit is not None:
-                stats.cache_hits += 1
                 self._store(column, op_ref, task, hit, cached=True)
             elif task.key is not None:
                 result = results[task.key]
+                self._children(column, op_ref, task, result)
                 cached_value = fresh.get(task.key)
                 if cached_value is None:
                     task.error = result.error
@@ -280,6 +409,48 @@ class _Walk:
             else:
                 self._store(column, op_ref, task, None)
         self._count(column, stats, filtered)
+
+    async def _compute(
+        self, column: CompiledColumn, misses: dict[CacheKey, dict[str, Any]]
+    ) -> dict[CacheKey, OpResult]:
+        inputs = list(misses.values())
+        if self.scheduler is None:
+            return dict(zip(misses, await run_op(column.op, inputs), strict=True))
+        with self.scheduler.trials(inputs, [key.trial for key in misses]):
+            return dict(zip(misses, await run_op(column.op, inputs), strict=True))
+
+    def _children(self, column: CompiledColumn, op_ref: str, task: _Task, result: OpResult) -> None:
+        """The records of the sub-calls the column's op made computing ``task``."""
+        if not result.children:
+            return
+        call = task.call
+        now = datetime.now(UTC)
+        for position, parent_ref, child in flatten(result.children, op_ref):
+            details = dict(child.details)
+            if not child.declared:
+                details["undeclared"] = True  # the parent's version does not cover it
+            self.children.append(
+                DerivedValue(
+                    call_id=call.id,
+                    trace_id=call.trace_id,
+                    topology=self.topology.name,
+                    column=column.name,
+                    op_ref=child.op_ref,
+                    trial=task.trial,
+                    value=child.value,
+                    error=child.error,
+                    latency_ms=child.latency_ms,
+                    cost=child.cost,
+                    computed_at=now,
+                    started_at=call.started_at,
+                    details=details,
+                    cached=child.cached,
+                    input_digest=child.input_digest,
+                    parent_ref=parent_ref,
+                    position=position,
+                )
+            )
+        self.stats.column(column.name).sub_calls += len(result.children)
 
     def _tasks(self, column: CompiledColumn, op_ref: str, calls: Sequence[Call]) -> list[_Task]:
         tasks = []
@@ -339,7 +510,7 @@ class _Walk:
         if pending:
             task.pending = True
         else:
-            task.key = cache_key(op_ref, arguments, trial)
+            task.key = cache_key(op_ref, arguments, 0 if column.op.deterministic else trial)
         return task
 
     def _store(
@@ -383,9 +554,7 @@ class _Walk:
         stats.values += len(made)
         stats.errors += errors
         name = self.topology.name
-        metrics.DERIVED_VALUES.labels(name, column.name, "error").inc(errors)
-        metrics.DERIVED_VALUES.labels(name, column.name, "cached").inc(cached)
-        metrics.DERIVED_VALUES.labels(name, column.name, "computed").inc(
-            len(made) - errors - cached
-        )
-        metrics.DERIVED_VALUES.labels(name, column.name, "filtered").inc(filtered)
+        DERIVED_VALUES.labels(name, column.name, "error").inc(errors)
+        DERIVED_VALUES.labels(name, column.name, "cached").inc(cached)
+        DERIVED_VALUES.labels(name, column.name, "computed").inc(len(made) - errors - cached)
+        DERIVED_VALUES.labels(name, column.name, "filtered").inc(filtered)

@@ -1,12 +1,20 @@
 """Cost plans: what running a topology over some calls would compute and cost, before it runs.
 
-For each column: the values in scope (calls matched x trials), how many the cache
-already has, how many would be computed, and the ops' own estimates of tokens,
-dollars and time for those. Nothing is computed: the plan walks the same DAG as
-:func:`~weave_stream.columns.derive.derive_batch` with
-:func:`~weave_stream.columns.derive.survey_batch`.
-A column that reads a column not computed yet cannot know its inputs, so all its
-values count as to compute (an upper bound, the safe side for a budget).
+For each column the plan counts what a run counts (the words of
+:mod:`~weave_stream.columns.derive`): the values in scope (*matched*: calls through
+the filters and samples, times trials) = *cached* + *deduplicated* (the same input
+as another value of the batch) + *to compute* (distinct op evaluations) + *not
+computable* (an argument missing); and the ops' own estimates of tokens, dollars
+and time for what is to compute. Nothing is computed: the plan walks the same DAG
+as :func:`~weave_stream.columns.derive.derive_batch` with
+:func:`~weave_stream.columns.derive.survey_batch`, in the same batches. A column
+that reads a column not computed yet cannot know its inputs, so all its values
+count as to compute (an upper bound, the safe side for a budget).
+:func:`run_table` shows a run's counts in the same table.
+
+A column whose op calls ops is priced all the way down: each op it calls is a
+sub-step with its own calls, cache hits and estimate
+(:mod:`weave_stream.columns.substeps`); cached parents and cached sub-steps are free.
 
 >>> from weave_stream.ops import CostEstimate
 >>> plan = Plan("t", calls=10, matched=8, columns=[
@@ -22,11 +30,12 @@ from dataclasses import dataclass, field
 
 from weave_stream.columns.cache import ResultCache
 from weave_stream.columns.derive import DeriveStats, Trials, survey_batch
+from weave_stream.columns.substeps import SubStepEstimate, SubSteps
 from weave_stream.ingest.call import Call
 from weave_stream.ops.base import CostEstimate
 from weave_stream.topology.spec import Topology
 
-__all__ = ["ColumnEstimate", "Plan", "plan_topology"]
+__all__ = ["ColumnEstimate", "Plan", "SubStepEstimate", "plan_topology", "run_table"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +47,18 @@ class ColumnEstimate:
     matched: int  # values in scope: calls through the filters and samples, times trials
     cache_hits: int
     to_compute: int  # distinct op evaluations that would run
-    estimate: CostEstimate
+    estimate: CostEstimate  # of the column's op alone
+    deduplicated: int = 0  # the same input as another value of the batch
+    not_computable: int = 0  # an argument missing: the op cannot run
+    sub_steps: tuple[SubStepEstimate, ...] = ()  # the ops it would call
+
+    @property
+    def total(self) -> CostEstimate:
+        """The column's estimate with its sub-steps'."""
+        total = self.estimate
+        for step in self.sub_steps:
+            total = total + step.estimate
+        return total
 
 
 @dataclass(frozen=True)
@@ -52,10 +72,11 @@ class Plan:
 
     @property
     def total(self) -> CostEstimate:
-        """The sum of every column's estimate (time as if columns ran one after another)."""
+        """The sum of every column's estimate with its sub-steps (time as if columns ran
+        one after another)."""
         total = CostEstimate()
         for column in self.columns:
-            total = total + column.estimate
+            total = total + column.total
         return total
 
     @property
@@ -67,7 +88,7 @@ class Plan:
         """Why the plan does not fit ``budget_usd``, or None when it does."""
         usd = self.total.usd
         if usd is None:
-            unknown = [c.column for c in self.columns if c.estimate.usd is None]
+            unknown = [c.column for c in self.columns if c.total.usd is None]
             return (
                 f"the cost of columns {unknown} is unknown (their model has no price), so a "
                 f"${budget_usd:g} budget cannot be checked; add the model to the op's prices, "
@@ -79,42 +100,78 @@ class Plan:
 
     def render(self) -> str:
         """The plan as a table for a terminal."""
-        header = ("column", "op", "matched", "cached", "to compute", "tokens", "USD", "time")
+        header = ("column", "op", *_COUNTS[:3], "to compute", _COUNTS[4], "tokens", "USD", "time")
         rows: list[tuple[str, ...]] = [header]
         for c in self.columns:
-            rows.append(
-                (c.column, c.op_ref, *_figures(c.matched, c.cache_hits, c.to_compute, c.estimate))
-            )
-        matched = sum(c.matched for c in self.columns)
-        hits = sum(c.cache_hits for c in self.columns)
-        rows.append(("total", "", *_figures(matched, hits, self.to_compute, self.total)))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = [
+            counts = (c.matched, c.cache_hits, c.deduplicated, c.to_compute, c.not_computable)
+            rows.append((c.column, c.op_ref, *map(str, counts), *_cost(c.estimate)))
+            for step in c.sub_steps:  # calls may be means: shown rounded; none deduplicated
+                steps = (round(step.calls), round(step.cache_hits), 0, round(step.to_compute), 0)
+                rows.append(("  calls", step.op_ref, *map(str, steps), *_cost(step.estimate)))
+        totals = [sum(c[i] for c in (_counts(e) for e in self.columns)) for i in range(5)]
+        rows.append(("total", "", *map(str, totals), *_cost(self.total)))
+        title = (
             f"Plan for topology {self.topology!r}: {self.calls} calls read, "
-            f"{self.matched} match its source.",
-            "",
-        ]
-        for index, row in enumerate(rows):
-            cells = [
-                cell.ljust(width) if i < 2 else cell.rjust(width)
-                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-            ]
-            if index == len(rows) - 1:
-                lines.append("-" * len("  ".join(cells)))
-            lines.append("  ".join(cells).rstrip())
-        return "\n".join(lines)
+            f"{self.matched} match its source."
+        )
+        return _render(title, rows)
 
 
-def _figures(matched: int, hits: int, to_compute: int, estimate: CostEstimate) -> tuple[str, ...]:
-    usd = "unknown" if estimate.usd is None else f"${estimate.usd:.4f}"
-    return (
-        str(matched),
-        str(hits),
-        str(to_compute),
-        f"{estimate.tokens:,}",
-        usd,
-        _duration(estimate.seconds),
+_COUNTS = ("matched", "cached", "deduplicated", "computed", "not computable")
+
+
+def _counts(c: ColumnEstimate) -> tuple[int, int, int, int, int]:
+    return (c.matched, c.cache_hits, c.deduplicated, c.to_compute, c.not_computable)
+
+
+def run_table(topology: Topology, stats: DeriveStats) -> str:
+    """A run's counts, per column, in the plan's table (with errors and dollars spent).
+
+    The ops that column ops called follow, one row each (calls made, answered by the
+    cache, shared with an identical call of the run, computed): their dollars are in
+    their columns' already, so the totals count columns only."""
+    header = ("column", "op", *_COUNTS, "errors", "USD")
+    rows: list[tuple[str, ...]] = [header]
+    totals = DeriveStats()
+    for column in topology.compiled:
+        c = stats.column(column.name)
+        counts = (c.values, c.cache_hits, c.deduplicated, c.computed, c.not_computable, c.errors)
+        rows.append((column.name, column.op.ref, *map(str, counts), f"${c.cost_usd:.4f}"))
+        totals.columns[column.name] = c
+    for ref, sub in stats.sub_ops.items():  # what the ops called: apart from the totals
+        figures = (sub.calls, sub.cache_hits, sub.shared, sub.computed, 0, sub.errors)
+        rows.append(("  calls", ref, *map(str, figures), f"${sub.cost_usd:.4f}"))
+    spent = sum(c.cost_usd for c in totals.columns.values())
+    total_counts = (
+        totals.values,
+        totals.cache_hits,
+        totals.deduplicated,
+        totals.computed,
+        totals.not_computable,
+        totals.errors,
     )
+    rows.append(("total", "", *map(str, total_counts), f"${spent:.4f}"))
+    title = f"Run of topology {topology.name!r}: {stats.calls} calls read, {stats.matched} match."
+    return _render(title, rows)
+
+
+def _render(title: str, rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [title, ""]
+    for index, row in enumerate(rows):
+        cells = [
+            cell.ljust(width) if i < 2 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        if index == len(rows) - 1:
+            lines.append("-" * len("  ".join(cells)))
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _cost(estimate: CostEstimate) -> tuple[str, str, str]:
+    usd = "unknown" if estimate.usd is None else f"${estimate.usd:.4f}"
+    return (f"{estimate.tokens:,}", usd, _duration(estimate.seconds))
 
 
 def _duration(seconds: float) -> str:
@@ -135,17 +192,26 @@ async def plan_topology(
     """Survey ``batches`` of calls (as the runner would cut them) and price what is missing."""
     stats = DeriveStats()
     estimates = {column.name: CostEstimate() for column in topology.compiled}
+    sub_steps = SubSteps()
     for batch in batches:
         await survey_batch(topology, batch, cache, trials=trials, stats=stats)
         for column in topology.compiled:
             column_stats = stats.column(column.name)
             if column_stats.pending_inputs:
-                estimates[column.name] += column.op.estimate(column_stats.pending_inputs)
-                column_stats.pending_inputs.clear()  # priced: memory stays flat over many batches
-    return _plan(topology, stats, estimates)
+                inputs, keys = column_stats.pending_inputs, column_stats.pending_keys
+                estimates[column.name] += column.op.estimate(inputs)
+                await sub_steps.price(column.name, column.op, inputs, keys, cache)
+                inputs.clear()  # priced: memory stays flat over many batches
+                keys.clear()
+    return _plan(topology, stats, estimates, sub_steps)
 
 
-def _plan(topology: Topology, stats: DeriveStats, estimates: dict[str, CostEstimate]) -> Plan:
+def _plan(
+    topology: Topology,
+    stats: DeriveStats,
+    estimates: dict[str, CostEstimate],
+    sub_steps: SubSteps,
+) -> Plan:
     columns = []
     for column in topology.compiled:
         column_stats = stats.column(column.name)
@@ -157,6 +223,9 @@ def _plan(topology: Topology, stats: DeriveStats, estimates: dict[str, CostEstim
                 cache_hits=column_stats.cache_hits,
                 to_compute=column_stats.computed,
                 estimate=estimates[column.name],
+                deduplicated=column_stats.deduplicated,
+                not_computable=column_stats.not_computable,
+                sub_steps=tuple(sub_steps.of(column.name)),
             )
         )
     return Plan(topology.name, stats.calls, stats.matched, columns)

@@ -4,24 +4,25 @@
 
     reference (first N calls | time range | JSONL file)        reference.py
         └─► FAISS index (exact | HNSW | IVF by size)    index.py, faiss_*.py, snapshot.py
-              ├─► threshold = quantile of leave-one-out NN distances     novelty.py
+              ├─► threshold = quantile of leave-one-out kNN distances    novelty.py
               ▼
     observations (observation.py)
-    batch of embeddings ─► novelty score (distance, nearest known call) ─► derived column
-        │                        └─► above threshold: novel_example finding
-        ├─► window vs reference (MMD / centroid, calibrated)  ─┐           shift.py
-        └─► ADWIN / Page-Hinkley over the novelty stream      ─┴─► distribution_shift  change.py
-                                                                   findings
+    batch of embeddings ─► novelty (mean distance to the k nearest known, nearest known
+        │                  call) ─► derived column; above threshold: novel_example
+        ├─► sliding means of the latest calls vs the reference (whitened, several
+        │   lengths, threshold per false alarms per N calls) ─► distribution_shift  shift.py
+        └─► after a shift: reference-vs-recent classifier ─► novel_example   domain.py
     findings ─► storm grouping (one per group per cool-down) ─► alerts       storm.py
 
 :class:`DriftMonitor` (monitor.py) wires these for one monitor of one topology;
-the spec of a monitor (spec.py) comes from a topology's ``monitors:`` entries.
+the spec of a monitor (:class:`~weave_stream.topology.monitors.Monitor`) is a
+topology's ``monitors:`` entry.
 Everything here is plain Python: no broker, no event loop.
 """
 
 from __future__ import annotations
 
-from weave_stream.drift.change import NoveltyChange, NoveltyChangeDetector
+from weave_stream.drift.domain import DomainClassifier
 from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.findings import AlertKind, Finding, GroupKey, group_key
 from weave_stream.drift.index import AddResult, VectorIndex, choose_kind
@@ -33,39 +34,36 @@ from weave_stream.drift.reference import (
     read_reference_calls,
     reference_fingerprint,
 )
-from weave_stream.drift.shift import WindowResult, WindowTest
+from weave_stream.drift.shift import ShiftResult, ShiftTest, ShiftWindow
 from weave_stream.drift.snapshot import IndexSnapshot, load_or_rebuild, load_snapshot, save_snapshot
-from weave_stream.drift.spec import MonitorSpec, parse_monitors
 from weave_stream.drift.storm import StormGuard
 
 __all__ = [
     "AddResult",
     "AlertKind",
     "Calibration",
+    "DomainClassifier",
     "DriftMonitor",
     "FaissVectorIndex",
     "Finding",
     "GroupKey",
     "IndexSnapshot",
     "MonitorResult",
-    "MonitorSpec",
-    "NoveltyChange",
-    "NoveltyChangeDetector",
     "NoveltyScore",
     "NoveltyScorer",
     "Observation",
     "ReferenceCollector",
+    "ShiftResult",
+    "ShiftTest",
+    "ShiftWindow",
     "StormGuard",
     "VectorIndex",
-    "WindowResult",
-    "WindowTest",
     "calibrate",
     "choose_kind",
     "group_key",
     "load_or_rebuild",
     "load_snapshot",
     "observation_from_call",
-    "parse_monitors",
     "read_reference_calls",
     "reference_fingerprint",
     "save_snapshot",

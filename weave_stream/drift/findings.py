@@ -6,7 +6,7 @@ notify stage turns them into durable alert records
 
 >>> from datetime import UTC, datetime
 >>> finding = Finding(
-...     kind="novel_example", monitor="doc_drift", detector="nearest_neighbour",
+...     kind="novel_example", monitor="doc_drift", detector="nearest_neighbours",
 ...     score=0.93, threshold=0.71, call_ids=("c9",), time=datetime(2026, 11, 26, tzinfo=UTC),
 ...     group=group_key({"env": "prod"}), nearest_known_call="c2",
 ... )
@@ -24,7 +24,9 @@ from typing import Literal
 __all__ = ["AlertKind", "Detector", "Finding", "GroupKey", "StatValue", "group_key"]
 
 AlertKind = Literal["novel_example", "distribution_shift", "topic_shift", "new_topic"]
-Detector = Literal["nearest_neighbour", "window_mmd", "window_centroid", "adwin", "page_hinkley"]
+Detector = Literal[
+    "nearest_neighbours", "domain_classifier", "sliding_whitened_mean", "sliding_mean"
+]
 GroupKey = tuple[tuple[str, str], ...]
 StatValue = float | int | str | None
 

@@ -8,37 +8,41 @@ column's values) and the findings to raise as alerts, already grouped by the
 cool-down. :meth:`DriftMonitor.flush` releases grouped findings whose cool-down
 ended while no new finding arrived; call it from a timer.
 
-Window tests cost up to a few hundred milliseconds (permutation MMD): run
-``observe`` off the event loop (``asyncio.to_thread``; numpy and FAISS release the
-GIL). Group state is bounded: beyond ``max_groups`` the least recently seen
-group's partial window and change detector are dropped.
+Scoring is a batched FAISS search; the shift test costs a few microseconds per
+call, training the domain classifier after a shift tens of milliseconds: run
+``observe`` off the event loop all the same (``asyncio.to_thread``; numpy and
+FAISS release the GIL). Group state is bounded: beyond ``max_groups`` the least
+recently seen group's window and domain classifier are dropped.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from weave_stream.drift.change import NoveltyChangeDetector
+from weave_stream.drift.domain import DomainClassifier
 from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.findings import Finding, GroupKey
 from weave_stream.drift.index import AddResult
 from weave_stream.drift.novelty import Calibration, NoveltyScore, NoveltyScorer, calibrate
 from weave_stream.drift.observation import Observation, excerpt
-from weave_stream.drift.shift import WindowTest
+from weave_stream.drift.shift import ShiftResult, ShiftTest, ShiftWindow
 from weave_stream.drift.snapshot import load_or_rebuild, save_snapshot
-from weave_stream.drift.spec import MonitorSpec
 from weave_stream.drift.storm import StormGuard
 from weave_stream.errors import VectorIndexError
 from weave_stream.metrics import ALERTS_GROUPED, ALERTS_RAISED, MONITOR_LEARNED, NOVELTY_DISTANCE
+from weave_stream.topology.monitors import Monitor
 
 __all__ = ["DriftMonitor", "MonitorResult"]
+
+# The domain classifier is dropped this many longest-windows after the last alarm.
+_DOMAIN_LIFETIME = 4
 
 ExcerptLookup = Callable[[str], str | None]
 
@@ -53,12 +57,23 @@ class MonitorResult:
 
 @dataclass
 class _GroupState:
-    vectors: list[np.ndarray] = field(default_factory=list)
-    call_ids: list[str] = field(default_factory=list)
-    distances: list[float] = field(default_factory=list)
-    novel: int = 0
-    start: datetime | None = None
-    detector: NoveltyChangeDetector | None = None
+    window: ShiftWindow
+    vectors: deque[np.ndarray]
+    call_ids: deque[str]
+    novelty: deque[float]
+    novel: deque[bool]
+    times: deque[datetime]
+    domain: DomainClassifier | None = None
+    positives: list[np.ndarray] = field(default_factory=list)
+    calls_since_shift: int = 0
+
+    @classmethod
+    def new(cls, test: ShiftTest) -> _GroupState:
+        size = max(test.scales)
+        return cls(
+            test.window(), deque(maxlen=size), deque(maxlen=size), deque(maxlen=size),
+            deque(maxlen=size), deque(maxlen=size),
+        )  # fmt: skip
 
 
 class DriftMonitor:
@@ -67,9 +82,9 @@ class DriftMonitor:
     def __init__(
         self,
         topology: str,
-        spec: MonitorSpec,
+        spec: Monitor,
         scorer: NoveltyScorer,
-        window_test: WindowTest | None,
+        shift_test: ShiftTest | None,
         *,
         excerpt_of: ExcerptLookup | None = None,
         max_groups: int = 10_000,
@@ -79,10 +94,11 @@ class DriftMonitor:
         self._stored = dict(stored or {})  # what the snapshot keeps beside the index
         self.spec = spec
         self.scorer = scorer
-        self.window_test = window_test
+        self.shift_test = shift_test
+        self._reference_halves: tuple[np.ndarray, np.ndarray] | None = None
         self.excerpt_of = excerpt_of
         self.max_groups = max_groups
-        self.storm = StormGuard(spec.cooldown_seconds, spec.sample_size)
+        self.storm = StormGuard(spec.cooldown, spec.sample_size)
         self._groups: OrderedDict[GroupKey, _GroupState] = OrderedDict()
         self._distance_metric = NOVELTY_DISTANCE.labels(topology, spec.name)
 
@@ -92,7 +108,7 @@ class DriftMonitor:
     def build(
         cls,
         topology: str,
-        spec: MonitorSpec,
+        spec: Monitor,
         ids: Sequence[str],
         vectors: np.ndarray,
         *,
@@ -107,7 +123,7 @@ class DriftMonitor:
     def open(
         cls,
         topology: str,
-        spec: MonitorSpec,
+        spec: Monitor,
         directory: Path,
         *,
         fingerprint: str,
@@ -140,26 +156,27 @@ class DriftMonitor:
     def _restore(
         cls,
         topology: str,
-        spec: MonitorSpec,
+        spec: Monitor,
         index: FaissVectorIndex,
         extra: Mapping[str, Any],
         seed: int,
         excerpt_of: ExcerptLookup | None,
     ) -> DriftMonitor:
         calibration = Calibration.from_dict(extra.get("calibration", {}))
-        scorer = NoveltyScorer(index, calibration.overridden_by(spec.threshold), spec.learning)
-        window_test = None
-        stored = extra.get("window_test")
+        scorer = NoveltyScorer(
+            index, calibration.overridden_by(spec.threshold), spec.learning, spec.neighbours
+        )
+        shift_test = None
+        stored = extra.get("shift_test")
         if spec.shift.enabled and isinstance(stored, Mapping):
-            base = index.vectors_of(list(stored.get("base_ids", [])))
-            window_test = WindowTest(
-                base,
+            shift_test = ShiftTest.fitted(
                 spec.shift,
-                bandwidth=float(stored["bandwidth"]),
-                threshold=stored.get("threshold"),
-                seed=seed,
+                index.vectors_of(list(stored["fit_ids"])),
+                tuple(int(k) for k in stored["scales"]),
+                float(stored["scale_norm"]),
+                float(stored["threshold"]),
             )
-        return cls(topology, spec, scorer, window_test, excerpt_of=excerpt_of, stored=extra)
+        return cls(topology, spec, scorer, shift_test, excerpt_of=excerpt_of, stored=extra)
 
     def save(self, directory: Path, *, fingerprint: str) -> None:
         """IndexSnapshot the index (with learned examples) and its calibration to ``directory``."""
@@ -171,17 +188,23 @@ class DriftMonitor:
     # -- scoring ------------------------------------------------------------------
 
     def observe(self, observations: Sequence[Observation]) -> MonitorResult:
-        """Score a batch, run the shift detectors per group, group the findings."""
+        """Score a batch, run the shift test per group, group the findings."""
         if not observations:
             return MonitorResult([])
         vectors = np.vstack([o.vector for o in observations]).astype(np.float32, copy=False)
         scores = self.scorer.score([o.call_id for o in observations], vectors)
         raw: list[Finding] = []
-        for observation, score in zip(observations, scores, strict=True):
+        for position, observation in enumerate(observations):
+            score = scores[position]
+            state = self._group_state(observation.group)
+            domain = state.domain if state is not None else None
+            if domain is not None and not score.novel and domain.flags(observation.vector[None])[0]:
+                score = scores[position] = replace(score, novel=True, new_distribution=True)
             self._distance_metric.observe(score.distance)
             if score.novel:
                 raw.append(self._novel(observation, score))
-            raw.extend(self._shift(observation, score))
+            if state is not None:
+                raw.extend(self._shift(state, observation, score))
         return MonitorResult(scores, self._group(raw))
 
     def flush(self, now: datetime) -> list[Finding]:
@@ -208,8 +231,8 @@ class DriftMonitor:
         return Finding(
             kind="novel_example",
             monitor=self.spec.name,
-            detector="nearest_neighbour",
-            score=score.distance,
+            detector="domain_classifier" if score.new_distribution else "nearest_neighbours",
+            score=score.novelty,
             threshold=score.threshold,
             call_ids=(observation.call_id,),
             time=observation.time,
@@ -221,85 +244,82 @@ class DriftMonitor:
             else None,
         )
 
-    def _shift(self, observation: Observation, score: NoveltyScore) -> list[Finding]:
-        shift = self.spec.shift
-        if not shift.enabled:
-            return []
-        state = self._group_state(observation.group)
-        findings = []
-        if state.detector is not None:
-            change = state.detector.update(score.distance)
-            if change is not None:
-                findings.append(
-                    Finding(
-                        kind="distribution_shift",
-                        monitor=self.spec.name,
-                        detector="adwin" if change.detector == "adwin" else "page_hinkley",
-                        score=change.mean_after,
-                        threshold=change.mean_before,
-                        call_ids=(
-                            *state.call_ids[-(self.spec.sample_size - 1) :],
-                            observation.call_id,
-                        )
-                        if self.spec.sample_size > 1
-                        else (observation.call_id,),
-                        time=observation.time,
-                        group=observation.group,
-                        stats={
-                            "mean_before": change.mean_before,
-                            "mean_after": change.mean_after,
-                            "observations": change.observations,
-                        },
-                    )
-                )
-        if self.window_test is None:
-            return findings
+    def _shift(
+        self, state: _GroupState, observation: Observation, score: NoveltyScore
+    ) -> list[Finding]:
         state.vectors.append(observation.vector)
         state.call_ids.append(observation.call_id)
-        state.distances.append(score.distance)
-        state.novel += int(score.novel)
-        state.start = state.start or observation.time
-        if len(state.vectors) >= shift.window:
-            finding = self._test_window(state, observation)
-            if finding is not None:
-                findings.append(finding)
-            state.vectors, state.call_ids, state.distances = [], [], []
-            state.novel, state.start = 0, None
-        return findings
+        state.novelty.append(score.novelty)
+        state.novel.append(score.novel)
+        state.times.append(observation.time)
+        state.calls_since_shift += 1
+        longest = max(state.window.test.scales)
+        if state.domain is not None and state.calls_since_shift > _DOMAIN_LIFETIME * longest:
+            state.domain, state.positives = None, []  # the shift is over (or was learned)
+        result = state.window.push(observation.vector)
+        if result is None or not result.shifted:
+            return []
+        finding = self._shift_finding(state, result, observation)
+        if self.spec.shift.domain_classifier:
+            self._train_domain(state, result.calls)
+        for buffer in (state.vectors, state.call_ids, state.novelty, state.novel, state.times):
+            buffer.clear()
+        state.calls_since_shift = 0
+        return [finding]
 
-    def _test_window(self, state: _GroupState, last: Observation) -> Finding | None:
-        assert self.window_test is not None
-        result = self.window_test.test(np.vstack(state.vectors))
-        if not result.shifted:
-            return None
-        size = len(state.call_ids)
+    def _shift_finding(self, state: _GroupState, result: ShiftResult, last: Observation) -> Finding:
+        size = min(result.calls, len(state.call_ids))
+        call_ids = list(state.call_ids)[-size:]
         picks = np.linspace(0, size - 1, num=min(size, self.spec.sample_size)).round().astype(int)
         return Finding(
             kind="distribution_shift",
             monitor=self.spec.name,
-            detector="window_mmd" if self.spec.shift.statistic == "mmd" else "window_centroid",
+            detector="sliding_" + self.spec.shift.statistic,  # type: ignore[arg-type]
             score=result.statistic,
             threshold=result.threshold,
-            call_ids=tuple(state.call_ids[i] for i in picks),
+            call_ids=tuple(call_ids[i] for i in picks),
             time=last.time,
             group=last.group,
             stats={
                 "window_size": size,
-                "p_value": result.p_value,
-                "mean_novelty": float(np.mean(state.distances)),
-                "novel_share": state.novel / size,
-                "window_start": (state.start or last.time).isoformat(),
+                "mean_novelty": float(np.mean(list(state.novelty)[-size:])),
+                "novel_share": float(np.mean(list(state.novel)[-size:])),
+                "window_start": list(state.times)[-size].isoformat(),
                 "window_end": last.time.isoformat(),
             },
         )
 
-    def _group_state(self, group: GroupKey) -> _GroupState:
+    def _train_domain(self, state: _GroupState, calls: int) -> None:
+        halves = self._halves()
+        if halves is None:
+            return
+        longest = max(state.window.test.scales)
+        state.positives = (state.positives + list(state.vectors)[-calls:])[-longest:]
+        state.domain = DomainClassifier.train(
+            halves[0], halves[1], np.vstack(state.positives), quantile=0.99
+        )
+
+    def _halves(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The reference's fitting and held-out halves (the domain classifier's negatives)."""
+        if self._reference_halves is None:
+            stored = self._stored.get("shift_test")
+            if not isinstance(stored, Mapping) or "held_out_ids" not in stored:
+                return None
+            index = self.scorer.index
+            if not isinstance(index, FaissVectorIndex):
+                return None
+            self._reference_halves = (
+                index.vectors_of(list(stored["fit_ids"])),
+                index.vectors_of(list(stored["held_out_ids"])),
+            )
+        return self._reference_halves
+
+    def _group_state(self, group: GroupKey) -> _GroupState | None:
+        if self.shift_test is None:
+            return None
         state = self._groups.get(group)
         if state is None:
-            detector = None
-            if self.spec.shift.detector != "none":
-                detector = NoveltyChangeDetector(self.spec.shift)
-            state = self._groups[group] = _GroupState(detector=detector)
+            state = self._groups[group] = _GroupState.new(self.shift_test)
             while len(self._groups) > self.max_groups:
                 self._groups.popitem(last=False)
         self._groups.move_to_end(group)
@@ -318,7 +338,7 @@ class DriftMonitor:
 
 
 def _build_index(
-    spec: MonitorSpec, ids: Sequence[str], vectors: np.ndarray, seed: int
+    spec: Monitor, ids: Sequence[str], vectors: np.ndarray, seed: int
 ) -> tuple[FaissVectorIndex, dict[str, Any]]:
     matrix = np.ascontiguousarray(vectors, dtype=np.float32)
     index = FaissVectorIndex.build(
@@ -337,10 +357,15 @@ def _build_index(
         quantile=spec.calibration_quantile,
         sample_size=spec.calibration_sample,
         seed=seed,
+        neighbours=spec.neighbours,
     )
     extra: dict[str, Any] = {"calibration": calibration.to_dict()}
     if spec.shift.enabled:
-        test = WindowTest.from_reference(matrix, spec.shift, seed=seed, where=spec.name)
-        base_rows = test.base_rows if test.base_rows is not None else np.arange(0)
-        extra["window_test"] = {**test.to_dict(), "base_ids": [ids[int(row)] for row in base_rows]}
+        test = ShiftTest.from_reference(matrix, spec.shift, seed=seed, where=spec.name)
+        assert test.fit_rows is not None and test.held_out_rows is not None
+        extra["shift_test"] = {
+            **test.to_dict(),
+            "fit_ids": [ids[int(row)] for row in test.fit_rows],
+            "held_out_ids": [ids[int(row)] for row in test.held_out_rows],
+        }
     return index, extra

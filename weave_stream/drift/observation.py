@@ -1,8 +1,8 @@
 """What a monitor observes: one embedding with its call id, event time, group and text.
 
 >>> import numpy as np
->>> from weave_stream.drift.spec import MonitorSpec
->>> spec = MonitorSpec(name="m", column="e", text="inputs.document",
+>>> from weave_stream.topology.monitors import Monitor
+>>> spec = Monitor(name="m", column="e", text="inputs.document",
 ...                    reference={"first_n": 10}, group_by=["attributes.env"])
 >>> seen = observation_from_call(
 ...     {"id": "c1", "started_at": "2026-11-26T03:00:00+00:00",
@@ -24,16 +24,19 @@ import numpy as np
 import orjson
 
 from weave_stream.drift.findings import GroupKey, group_key
-from weave_stream.drift.spec import MonitorSpec
+from weave_stream.errors import MissingFieldError
 from weave_stream.ingest.call import Call
-from weave_stream.topology.selection import FieldPath, MissingFieldError
+from weave_stream.topology.monitors import Monitor
+from weave_stream.topology.selection import FieldPath
 
 __all__ = [
     "EXCERPT_CHARS",
     "Observation",
     "decode_observation",
+    "decode_progress",
     "encode_ack",
     "encode_observation",
+    "encode_progress",
     "excerpt",
     "observation_from_call",
 ]
@@ -50,10 +53,14 @@ class Observation:
     time: datetime
     group: GroupKey = ()
     text: str | None = None
+    partition: int | None = None  # of the source topic, for the reference's call order
 
 
 def observation_from_call(
-    call: Call | Mapping[str, Any], vector: np.ndarray, spec: MonitorSpec
+    call: Call | Mapping[str, Any],
+    vector: np.ndarray,
+    spec: Monitor,
+    partition: int | None = None,
 ) -> Observation:
     """An observation of ``call``: group-by values and text read by the spec's dotted paths.
 
@@ -73,6 +80,7 @@ def observation_from_call(
         time=when if when.tzinfo else when.replace(tzinfo=UTC),
         group=group_key(values),
         text=None if text is None else str(text),
+        partition=partition,
     )
 
 
@@ -105,6 +113,7 @@ def encode_observation(observation: Observation) -> bytes:
             "t": observation.time.isoformat(),
             "g": [list(pair) for pair in observation.group],
             "x": observation.text,
+            "p": observation.partition,
         }
     )
 
@@ -118,4 +127,16 @@ def decode_observation(raw: bytes) -> Observation:
         time=datetime.fromisoformat(data["t"]),
         group=tuple((str(k), str(v)) for k, v in data["g"]),
         text=data["x"],
+        partition=data.get("p"),
     )
+
+
+def encode_progress(partition: int, time: datetime) -> bytes:
+    """Source ``partition`` has been read up to a call started at ``time`` (see reference.py)."""
+    return orjson.dumps({"progress": [partition, time.isoformat()]})
+
+
+def decode_progress(raw: bytes) -> tuple[int, datetime]:
+    """Inverse of :func:`encode_progress`."""
+    partition, time = orjson.loads(raw)["progress"]
+    return int(partition), datetime.fromisoformat(time)

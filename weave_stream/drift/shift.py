@@ -1,184 +1,225 @@
-"""Distribution shift: is a window of embeddings drawn from the reference's distribution?
+"""Distribution shift: a sequential test of the latest calls against the reference.
 
 Per-example novelty misses a shift when the reference is varied: documents of a
-new kind can each lie near *some* known document. A two-sample test compares the
-window as a whole with a sample of the reference (the *base*):
+new kind can each lie near *some* known document, yet together they move the
+stream. After every call (or every ``every`` calls) the test asks whether the mean
+of the latest ``k`` embeddings has moved away from the reference's mean, for
+several ``k`` at once (``calls``, ``calls/2``, ``calls/4``, ``calls/8``): a short
+window catches an abrupt shift within a few calls, a long one a subtle one, so
+the delay is not bounded below by a window length.
 
-* ``mmd``: squared maximum mean discrepancy, RBF kernel with the median pairwise
-  distance of the base as bandwidth (sensitive to any change of distribution);
-* ``centroid``: squared distance between the window's and the base's centroids
-  (cheaper; sensitive to a move of the mean).
+The embeddings are *whitened* with the reference's covariance (shrunk toward the
+identity by ``shrinkage``, so that 384 dimensions can be estimated from a few
+hundred examples): a move into a direction where the reference barely varies
+counts for more than the same move along its main directions (``statistic:
+mean`` skips the whitening, a plain centroid distance). For each ``k`` the
+statistic is the unbiased squared norm of the window's mean, standardized so
+that all ``k`` share one scale; the test statistic is their maximum.
 
-Both are ``v' K v`` for a weight vector ``v`` (``1/w`` on the window, ``-1/m`` on
-the base) and a kernel matrix ``K`` (RBF, or linear for centroids), so one
-permutation test serves both: ``permutation`` compares the window's statistic with
-the statistic of random re-splits of the pooled vectors (a p-value per window,
-exact under "no shift"); ``held_out`` fixes a threshold once, as the
-``1 - false_alarm_rate`` quantile of the statistic over windows of reference
-vectors kept out of the base (cheap per window; needs a reference at least five
-windows larger than the base, and the threshold is slightly optimistic when the
-pool of held-out vectors is only a few windows large).
+Calibration: the reference is split in two halves. One half gives the mean and
+covariance; windows slid over random orderings of the other half (100 streams of
+1,000 calls) give the null distribution of the statistic's *maximum over a
+stream*. A Gumbel law fitted to those maxima, extrapolated to
+``false_alarm_calls``, gives the threshold: stable traffic like the reference
+raises a false alarm with probability about ``false_alarm_rate`` per
+``false_alarm_calls`` calls.
 
 >>> import numpy as np
->>> from weave_stream.drift.spec import ShiftSpec
+>>> from weave_stream.topology.monitors import ShiftSpec
 >>> rng = np.random.default_rng(0)
->>> reference = rng.normal(size=(600, 8)).astype(np.float32)
->>> test = WindowTest.from_reference(reference, ShiftSpec(window=50, permutations=199,
-...                                  false_alarm_rate=0.01, reference_sample=300))
->>> test.test(rng.normal(size=(50, 8))).shifted, test.test(rng.normal(size=(50, 8)) + 1).shifted
-(False, True)
+>>> test = ShiftTest.from_reference(rng.normal(size=(600, 8)), ShiftSpec(calls=40))
+>>> window = test.window()
+>>> any(r is not None and r.shifted for r in map(window.push, rng.normal(size=(300, 8))))
+False
+>>> results = [window.push(v) for v in rng.normal(size=(20, 8)) + 1.0]
+>>> next(i for i, r in enumerate(results) if r is not None and r.shifted) < 10
+True
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from weave_stream.drift.spec import ShiftSpec
 from weave_stream.errors import TopologyError
+from weave_stream.topology.monitors import ShiftSpec
 
-__all__ = ["WindowResult", "WindowTest"]
+__all__ = ["ShiftResult", "ShiftTest", "ShiftWindow"]
 
-_BANDWIDTH_SAMPLE = 500
-_HELD_OUT_POOL = 4_000
-_POOL_WINDOWS = 4
+_STREAMS = 100
+_STREAM_CALLS = 1_000
+_SMALLEST_SCALE = 5
+_EULER = 0.5772156649
 
 
 @dataclass(frozen=True)
-class WindowResult:
-    """The test of one window: its statistic, the threshold, the p-value (permutation)."""
+class ShiftResult:
+    """One evaluation: the statistic, the threshold, and the window that scored highest."""
 
     statistic: float
     threshold: float
-    p_value: float | None
+    calls: int  # the length of the window with the largest standardized statistic
     shifted: bool
 
 
-class WindowTest:
-    """A two-sample test of windows against a fixed base sample of the reference."""
+class ShiftTest:
+    """The fitted test: reference mean, whitening, window lengths and calibrated threshold."""
 
     def __init__(
         self,
-        base: np.ndarray,
         spec: ShiftSpec,
-        *,
-        bandwidth: float,
-        threshold: float | None = None,
-        seed: int = 0,
+        mean: np.ndarray,
+        whitening: np.ndarray | None,
+        scales: tuple[int, ...],
+        scale_norm: float,
+        threshold: float,
     ) -> None:
-        self.base = np.ascontiguousarray(base, dtype=np.float32)
         self.spec = spec
-        self.bandwidth = bandwidth
+        self.mean = mean.astype(np.float64)
+        self.whitening = whitening
+        self.scales = scales
+        self.scale_norm = scale_norm
         self.threshold = threshold
-        self.base_rows: np.ndarray | None = None  # rows of the reference, when sampled from it
-        self._gamma = 1.0 / (2.0 * bandwidth * bandwidth)
-        self._rng = np.random.default_rng(seed)
-        self._base_term = float(self._kernel(self.base, self.base).mean())
+        self.fit_rows: np.ndarray | None = None  # reference rows of the fitting half
+        self.held_out_rows: np.ndarray | None = None
 
     @classmethod
     def from_reference(
         cls, reference: np.ndarray, spec: ShiftSpec, *, seed: int = 0, where: str = "monitor"
-    ) -> WindowTest:
-        """Sample the base from ``reference``, pick the bandwidth, calibrate if ``held_out``."""
-        vectors = np.ascontiguousarray(reference, dtype=np.float32)
+    ) -> ShiftTest:
+        """Fit on one half of ``reference``, calibrate on the other (see the module docstring)."""
+        vectors = np.asarray(reference, dtype=np.float64)
+        half = len(vectors) // 2
+        scales = tuple(s for s in _scales(spec.calls) if s <= half // 2)
+        if not scales:
+            raise TopologyError(
+                f"{where}: a reference of {len(vectors)} examples is too small for shift "
+                f"detection: it needs at least {4 * _SMALLEST_SCALE} (better: hundreds); "
+                "give the monitor a larger reference or set shift: {enabled: false}"
+            )
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(vectors))
-        if spec.calibration == "held_out":
-            # Windows are drawn from the reference vectors left out of the base; a pool
-            # of only a few windows would make them too alike (and the threshold low).
-            base_size = min(spec.reference_sample, len(vectors) - _POOL_WINDOWS * spec.window)
-            if base_size < spec.window:
-                raise TopologyError(
-                    f"{where}: a reference of {len(vectors)} examples is too small for "
-                    f"held_out calibration with windows of {spec.window}: it needs at least "
-                    f"{(_POOL_WINDOWS + 1) * spec.window}; use calibration: permutation, a "
-                    "smaller window, or a larger reference"
-                )
-        else:
-            base_size = min(spec.reference_sample, len(vectors))
-        base_rows = np.sort(order[:base_size])
-        base = vectors[base_rows]
-        bandwidth = _median_distance(base, rng)
-        test = cls(base, spec, bandwidth=bandwidth, seed=seed)
-        test.base_rows = base_rows
-        if spec.calibration == "held_out":
-            test.threshold = test._held_out_threshold(vectors[order[base_size:]])
+        fit_rows, held_rows = np.sort(order[:half]), np.sort(order[half:])
+        test = cls.fitted(spec, vectors[fit_rows], scales, 1.0, math.inf)
+        held = test.transform(vectors[held_rows])
+        covariance_held = np.cov(held.T)
+        test.scale_norm = float(np.sqrt(np.sum(covariance_held * covariance_held))) or 1.0
+        test.threshold = test._calibrate(held, rng)
+        test.fit_rows, test.held_out_rows = fit_rows, held_rows
         return test
 
+    @classmethod
+    def fitted(
+        cls,
+        spec: ShiftSpec,
+        fit: np.ndarray,
+        scales: tuple[int, ...],
+        scale_norm: float,
+        threshold: float,
+    ) -> ShiftTest:
+        """The test with its mean and whitening computed from ``fit`` (the fitting half)."""
+        fit = np.asarray(fit, dtype=np.float64)
+        mean = fit.mean(axis=0)
+        whitening = None
+        if spec.statistic == "whitened_mean":
+            covariance = np.cov((fit - mean).T)
+            ridge = spec.shrinkage * float(np.trace(covariance)) / len(mean)
+            cholesky = np.linalg.cholesky(covariance + (ridge + 1e-9) * np.eye(len(mean)))
+            whitening = np.linalg.inv(cholesky).T
+        return cls(spec, mean, whitening, tuple(scales), scale_norm, threshold)
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """Centre on the reference mean and whiten (``(n, dim)``)."""
+        centred = np.asarray(vectors, dtype=np.float64) - self.mean
+        return centred if self.whitening is None else centred @ self.whitening
+
     def to_dict(self) -> dict[str, Any]:
-        """The calibrated parameters (the base is stored by the caller, e.g. as ids)."""
-        return {"bandwidth": self.bandwidth, "threshold": self.threshold}
+        """The calibrated parameters; the mean and whitening are refitted from the stored rows."""
+        return {"threshold": self.threshold, "scale_norm": self.scale_norm, "scales": self.scales}
 
-    def test(self, window: np.ndarray) -> WindowResult:
-        """Test one window of embeddings (``(w, dim)``) against the base."""
-        vectors = np.ascontiguousarray(window, dtype=np.float32)
-        if self.spec.calibration == "held_out":
-            if self.threshold is None:
-                raise TopologyError(
-                    "a held_out window test has no calibrated threshold; build it with "
-                    "WindowTest.from_reference or pass the stored threshold"
-                )
-            statistic = self._statistic(vectors)
-            return WindowResult(statistic, self.threshold, None, statistic > self.threshold)
-        return self._permutation_test(vectors)
+    def window(self) -> ShiftWindow:
+        """A fresh sliding window (one per monitored group)."""
+        return ShiftWindow(self)
 
-    def _kernel(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        if self.spec.statistic == "centroid":
-            return left @ right.T
-        squared = (
-            np.einsum("ij,ij->i", left, left)[:, None]
-            + np.einsum("ij,ij->i", right, right)[None, :]
-            - 2.0 * (left @ right.T)
+    def series(self, transformed: np.ndarray) -> np.ndarray:
+        """The statistic after each call of a stream of transformed vectors (``-inf`` before
+        the shortest window is full)."""
+        out = np.full(len(transformed), -np.inf)
+        sums = np.cumsum(np.vstack([np.zeros(transformed.shape[1]), transformed]), axis=0)
+        squares = np.concatenate(
+            [[0.0], np.cumsum(np.einsum("ij,ij->i", transformed, transformed))]
         )
-        return np.exp(-self._gamma * np.maximum(squared, 0.0))
+        for k in self.scales:
+            if k > len(transformed):
+                continue
+            window_sum = sums[k:] - sums[:-k]
+            norm = np.einsum("ij,ij->i", window_sum, window_sum) - (squares[k:] - squares[:-k])
+            standardized = norm / (k * (k - 1)) * math.sqrt(k * (k - 1) / 2) / self.scale_norm
+            out[k - 1 :] = np.maximum(out[k - 1 :], standardized)
+        return out
 
-    def _statistic(self, window: np.ndarray) -> float:
-        within = float(self._kernel(window, window).mean())
-        across = float(self._kernel(window, self.base).mean())
-        return max(0.0, within + self._base_term - 2.0 * across)
-
-    def _held_out_threshold(self, held_out: np.ndarray) -> float:
-        # Kernel values of the pool are computed once; each window is then a gather.
-        pool = held_out[: max(_HELD_OUT_POOL, 4 * self.spec.window)]
-        within_pool = self._kernel(pool, pool)
-        across_base = self._kernel(pool, self.base).mean(axis=1)
-        size = self.spec.window
-        rounds = min(2_000, max(200, math.ceil(20 / self.spec.false_alarm_rate)))
-        statistics = np.empty(rounds)
-        for round_number in range(rounds):
-            rows = self._rng.choice(len(pool), size, replace=False)
-            within = float(within_pool[np.ix_(rows, rows)].mean())
-            across = float(across_base[rows].mean())
-            statistics[round_number] = within + self._base_term - 2.0 * across
-        return float(np.quantile(statistics, 1.0 - self.spec.false_alarm_rate))
-
-    def _permutation_test(self, window: np.ndarray) -> WindowResult:
-        size, base_size = len(window), len(self.base)
-        pooled = np.vstack([window, self.base])
-        total, rounds = len(pooled), self.spec.permutations
-        weights = np.full((rounds + 1, total), -1.0 / base_size, dtype=np.float32)
-        weights[0, :size] = 1.0 / size  # row 0: the observed split
-        chosen = np.argsort(self._rng.random((rounds, total), dtype=np.float32), axis=1)[:, :size]
-        np.put_along_axis(weights[1:], chosen, 1.0 / size, axis=1)
-        if self.spec.statistic == "centroid":
-            statistics = np.square(weights @ pooled).sum(axis=1)
-        else:
-            kernel = self._kernel(pooled, pooled).astype(np.float32)
-            statistics = np.einsum("pn,pn->p", weights @ kernel, weights)
-        observed, permuted = float(statistics[0]), statistics[1:]
-        p_value = (1.0 + float(np.sum(permuted >= observed))) / (rounds + 1.0)
-        threshold = float(np.quantile(permuted, 1.0 - self.spec.false_alarm_rate))
-        return WindowResult(observed, threshold, p_value, p_value <= self.spec.false_alarm_rate)
+    def _calibrate(self, held: np.ndarray, rng: np.random.Generator) -> float:
+        maxima = np.empty(_STREAMS)
+        for stream in range(_STREAMS):
+            rows = np.concatenate(
+                [rng.permutation(len(held)) for _ in range(_STREAM_CALLS // len(held) + 1)]
+            )[:_STREAM_CALLS]
+            maxima[stream] = self.series(held[rows]).max()
+        # Gumbel by moments; the maximum over N calls is the maximum of N / L
+        # independent stretches of L calls: the location moves by beta * ln(N / L).
+        beta = float(np.std(maxima)) * math.sqrt(6) / math.pi
+        location = float(np.mean(maxima)) - _EULER * beta
+        location += beta * math.log(self.spec.false_alarm_calls / _STREAM_CALLS)
+        return location - beta * math.log(-math.log(1.0 - self.spec.false_alarm_rate))
 
 
-def _median_distance(vectors: np.ndarray, rng: np.random.Generator) -> float:
-    if len(vectors) > _BANDWIDTH_SAMPLE:
-        vectors = vectors[rng.choice(len(vectors), _BANDWIDTH_SAMPLE, replace=False)]
-    norms = np.einsum("ij,ij->i", vectors, vectors)
-    squared = norms[:, None] + norms[None, :] - 2.0 * (vectors @ vectors.T)
-    upper = squared[np.triu_indices(len(vectors), k=1)]
-    median = float(np.sqrt(np.median(np.maximum(upper, 0.0)))) if len(upper) else 0.0
-    return median if median > 0 else 1.0
+class ShiftWindow:
+    """The latest calls of one group, tested after every ``every`` calls.
+
+    After an alarm the window starts afresh, so a lasting shift alarms again only on
+    new evidence (the storm guard then groups the repeats).
+    """
+
+    def __init__(self, test: ShiftTest) -> None:
+        self.test = test
+        self._vectors: deque[np.ndarray] = deque(maxlen=max(test.scales))
+        self._since_evaluated = 0
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    def push(self, vector: np.ndarray) -> ShiftResult | None:
+        """Add one embedding; return the evaluation when one was due."""
+        self._vectors.append(self.test.transform(np.asarray(vector)[None, :])[0])
+        self._since_evaluated += 1
+        if self._since_evaluated < self.test.spec.every or len(self) < min(self.test.scales):
+            return None
+        self._since_evaluated = 0
+        recent = np.asarray(self._vectors)
+        best, best_calls = -math.inf, 0
+        for k in self.test.scales:
+            if k > len(recent):
+                break
+            window = recent[-k:]
+            total = window.sum(axis=0)
+            norm = float(total @ total) - float(np.einsum("ij,ij->", window, window))
+            value = norm / (k * (k - 1)) * math.sqrt(k * (k - 1) / 2) / self.test.scale_norm
+            if value > best:
+                best, best_calls = value, k
+        shifted = best > self.test.threshold
+        if shifted:
+            self._vectors.clear()
+        return ShiftResult(best, self.test.threshold, best_calls, shifted)
+
+
+def _scales(calls: int) -> list[int]:
+    scales: list[int] = []
+    k = calls
+    while k >= _SMALLEST_SCALE and len(scales) < 4:
+        scales.append(k)
+        k //= 2
+    return sorted(scales)

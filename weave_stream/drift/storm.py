@@ -13,7 +13,7 @@ guard never reads a clock, so replaying a stream groups it the same way.
 >>> from datetime import UTC, datetime, timedelta
 >>> t0 = datetime(2026, 11, 26, tzinfo=UTC)
 >>> def novel(call_id, seconds):
-...     return Finding("novel_example", "m", "nearest_neighbour", 1.0, 0.5, (call_id,),
+...     return Finding("novel_example", "m", "nearest_neighbours", 1.0, 0.5, (call_id,),
 ...                    t0 + timedelta(seconds=seconds))
 >>> guard = StormGuard(cooldown_seconds=60, sample_size=2)
 >>> [f.call_ids for f in guard.offer(novel("a", 0))]

@@ -5,10 +5,19 @@ once acknowledged.
 :class:`~weave_stream.notify.store.DeliveryStateStore` before it returns (commit the
 alerts topic's offset after it). One task per target then posts the pending
 alerts in order: Slack gets a Block Kit message, a webhook gets the signed JSON
-body. A 2xx marks the delivery done; a connection error, a timeout, a 408, a 429 or
-a 5xx is retried with exponential backoff and jitter (``Retry-After`` honoured);
-any other answer rejects the delivery for good. A failing target pauses only its
-own task, so a target that is down never holds up another.
+body. A 2xx marks the delivery done; any answer other than a connection error, a
+timeout, a 408, a 429 or a 5xx rejects the delivery for good.
+
+A retryable failure marks the target *down*: its queue is not retried alert by
+alert (each waiting behind the backoff of the one before), the target is probed
+with its oldest pending alert, the waits between probes growing with jitter up to
+the policy's ``max_seconds`` (5 s by default; ``Retry-After`` honoured). The first
+probe that succeeds marks it up again and the rest of its queue is delivered at
+once, oldest first, each alert once. So a target back after an outage has every
+queued alert within seconds, and a down target costs one request per probe. A
+failing target pauses only its own task, so it never holds up another. The log
+says when a target goes down (then at most once a minute while it stays down) and
+when it is back.
 
 If the process dies mid-delivery, the pending deliveries are still in the store and
 the next notifier sends them; one in flight at the moment of death may reach the
@@ -24,9 +33,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -35,6 +44,7 @@ from types import TracebackType
 
 import httpx
 
+from weave_stream.durations import parse_retry_after
 from weave_stream.metrics import ALERT_DELIVERY_FAILURES, ALERTS_DELIVERED, ALERTS_PENDING
 from weave_stream.notify.alerts import Alert
 from weave_stream.notify.slack import slack_payload
@@ -42,11 +52,12 @@ from weave_stream.notify.store import DeliveryStateStore, DueDelivery
 from weave_stream.notify.targets import RetryPolicy, SlackTarget, TargetsConfig, WebhookTarget
 from weave_stream.notify.webhook import webhook_request
 
-__all__ = ["Notifier", "backoff_seconds", "parse_retry_after"]
+__all__ = ["Notifier", "backoff_seconds"]
 
 log = logging.getLogger(__name__)
 _REDACTED_LOGGERS = ("httpx", "httpcore", __name__)
 _RETRIED_STATUSES = frozenset({408, 429})
+_DOWN_LOG_EVERY_SECONDS = 60.0
 
 
 def backoff_seconds(failures: int, policy: RetryPolicy, rng: random.Random) -> float:
@@ -63,26 +74,6 @@ def backoff_seconds(failures: int, policy: RetryPolicy, rng: random.Random) -> f
         policy.max_seconds, policy.initial_seconds * policy.multiplier ** max(0, failures - 1)
     )
     return base * (1.0 - policy.jitter * rng.random())
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date).
-
-    >>> parse_retry_after("3", 0.0), parse_retry_after("soon", 0.0)
-    (3.0, None)
-    >>> parse_retry_after("Thu, 01 Jan 1970 00:01:00 GMT", 30.0)
-    30.0
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - now)
 
 
 @dataclass(frozen=True)
@@ -111,8 +102,50 @@ class _Redact(logging.Filter):
         message = record.getMessage()
         cleaned = self.scrub(message)
         if cleaned != message:
-            record.msg, record.args = cleaned, None
+            # args (), not None: formatters that re-read args (mode's, in a worker) turn
+            # None into (None,), and "%"-formatting that fails logs a "Logging error".
+            record.msg, record.args = cleaned, ()
         return True
+
+
+class _Down:
+    """Whether a target is down (failures in a row), when to probe it, what to log."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.failures = 0
+        self.next_probe = 0.0
+        self.since = 0.0
+        self.logged = -math.inf
+
+    def failed(self, now: float, delay: float, alert_id: str, detail: str) -> None:
+        if not self.failures:
+            self.since = now
+        self.failures += 1
+        self.next_probe = now + delay
+        if now - self.logged >= _DOWN_LOG_EVERY_SECONDS:
+            self.logged = now
+            log.warning(
+                "%s: delivery of alert %s failed (%s); the target is down for %.0fs: probing "
+                "it with its oldest pending alert, next in %.1fs (%d failures in a row)",
+                self.where,
+                alert_id,
+                detail,
+                now - self.since,
+                delay,
+                self.failures,
+            )
+
+    def answered(self, now: float, pending: int) -> None:
+        if self.failures:
+            log.info(
+                "%s answers again after %.0fs down (%d failures); delivering its %d queued alerts",
+                self.where,
+                now - self.since,
+                self.failures,
+                pending,
+            )
+        self.failures, self.next_probe, self.logged = 0, 0.0, -math.inf
 
 
 class Notifier:
@@ -217,13 +250,18 @@ class Notifier:
             )
 
     async def _deliver_forever(self, target: SlackTarget | WebhookTarget) -> None:
-        failures, paused_until = 0, 0.0
+        down = _Down(target.where)  # failures in a row; while any, the target is probed
         while True:
             now = self._clock()
-            if now < paused_until:
-                await self._sleep(target.name, paused_until - now)
+            if now < down.next_probe:
+                await self._sleep(target.name, down.next_probe - now)
                 continue
-            due = self.store.due(target.name, now=now, limit=self._batch_size)
+            # Up: what is due, oldest first. Down: a probe, the oldest pending alert.
+            due = self.store.due(
+                target.name,
+                now=math.inf if down.failures else now,
+                limit=1 if down.failures else self._batch_size,
+            )
             if not due:
                 upcoming = self.store.next_attempt(target.name)
                 await self._sleep(target.name, None if upcoming is None else upcoming - now)
@@ -231,29 +269,21 @@ class Notifier:
             for item in due:
                 outcome = await self._attempt(target, item)
                 if not outcome.retry:
-                    failures = 0
+                    down.answered(self._clock(), self.store.pending_count(target.name))
                     continue
-                failures += 1
                 retry = self.config.retry
-                delay = backoff_seconds(failures, retry, self._rng)
+                delay = backoff_seconds(down.failures + 1, retry, self._rng)
                 if outcome.retry_after is not None:
                     delay = min(outcome.retry_after, retry.max_retry_after_seconds)
-                paused_until = self._clock() + delay
+                down.failed(self._clock(), delay, item.alert.id, outcome.detail)
                 self.store.mark_retry(
                     item.alert.id,
                     target.name,
-                    next_attempt=paused_until,
+                    next_attempt=down.next_probe,
                     error=outcome.detail,
                     status=outcome.status,
                 )
-                log.warning(
-                    "%s: delivery of alert %s failed (%s); retrying in %.1fs",
-                    target.where,
-                    item.alert.id,
-                    outcome.detail,
-                    delay,
-                )
-                break  # the target is failing: pause it, do not hammer it with the rest
+                break  # the target is failing: probe it, do not hammer it with the rest
 
     async def _sleep(self, name: str, seconds: float | None) -> None:
         event = self._wake[name]
@@ -307,7 +337,7 @@ class Notifier:
         status = response.status_code
         if 200 <= status < 300:
             return _Outcome(True, False, "delivered", status, f"HTTP {status}")
-        wait = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+        wait = parse_retry_after(response.headers, now=self._clock())
         if status in _RETRIED_STATUSES or status >= 500:
             reason = {429: "http_429", 408: "timeout"}.get(status, "http_5xx")
             return _Outcome(False, True, reason, status, f"HTTP {status}", wait)

@@ -1,10 +1,17 @@
 """The ``classify`` op: a document into user-given labels, with a confidence.
 
-Zero-shot by default: each label is described in words, and a document gets the
-label whose description embedding is nearest (cosine). Given labelled
-``examples``, it learns: ``method="centroid"`` keeps one running mean embedding
-per label (the description counts as one example), ``method="river"`` trains a
-river online softmax regression on the embeddings. Either way
+Zero-shot by default: each label is described in words (one description or a
+list of them), and a document gets the label whose description vector is nearest
+(cosine). A label's vector is the mean of the unit embeddings of its descriptions
+and of their parts (``"money, banking and finance"`` also counts as ``money``,
+``banking``, ``finance``): on real questions in 10 topics that beat the single
+description by 2-3 points, where prefixing the label name (``"money: ..."``, the
+former default) lost 1-5 (bench/detect.py). Given labelled ``examples``, it learns:
+``method="centroid"`` mixes each label's description vector with the mean of its
+examples (``prior_weight`` for the description, 0.5 by default: 3 examples a class
+gained 6-15 points over the description alone, and the worst of five draws stayed
+within 3 points of the mean, where examples alone varied by 5), ``method="river"``
+trains a river online softmax regression on the embeddings. Either way
 :meth:`Classify.learn` keeps learning from feedback.
 
 Confidence is the softmax of the cosine similarities divided by ``temperature``
@@ -20,6 +27,7 @@ distinguishable from values computed after it.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -27,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from weave_stream.errors import OpDefinitionError, OpError
 from weave_stream.ops.base import CostEstimate, OpResult
 from weave_stream.ops.decorator import op
 from weave_stream.ops.embed import encode_sync, estimate_seconds, run_on_model_thread, text_problem
@@ -34,41 +43,55 @@ from weave_stream.ops.embed import encode_sync, estimate_seconds, run_on_model_t
 __all__ = ["Classify"]
 
 Method = Literal["centroid", "river"]
+Described = str | Sequence[str]  # one description of a label, or several
 Vector = npt.NDArray[np.float32]
 
 
 class ClassifyOp:
     """Classify ``text`` into one of ``labels``: ``{"label": ..., "confidence": ...}``.
 
-    ``labels`` maps each label to a description (or lists labels, each its own
-    description); ``examples`` maps labels to example texts.
+    ``labels`` maps each label to a description or a list of descriptions (or lists
+    labels, each its own description); ``examples`` maps labels to example texts;
+    ``prior_weight`` is the description's share of a label's vector once it has
+    examples (``centroid``).
     """
 
     def __init__(
         self,
-        labels: Mapping[str, str] | Sequence[str],
+        labels: Mapping[str, Described] | Sequence[str],
         examples: Mapping[str, Sequence[str]] | None = None,
         method: Method = "centroid",
         temperature: float = 0.05,
+        prior_weight: float = 0.5,
     ) -> None:
         self.labels = _check_labels(labels)
+        if not 0.0 <= prior_weight <= 1.0:
+            raise OpDefinitionError(
+                f"classify: prior_weight must be in [0, 1] (the weight of the label "
+                f"descriptions against the examples), got {prior_weight!r}"
+            )
+        self.prior_weight = prior_weight
         self.examples = {label: list(texts) for label, texts in (examples or {}).items()}
         unknown = sorted(set(self.examples) - set(self.labels))
         if unknown:
-            raise ValueError(
+            raise OpDefinitionError(
                 f"classify: examples are given for unknown labels {unknown}; the labels are "
                 f"{sorted(self.labels)} (add them to labels, or fix the example keys)"
             )
         if method not in ("centroid", "river"):
-            raise ValueError(f"classify: method must be 'centroid' or 'river', got {method!r}")
+            raise OpDefinitionError(
+                f"classify: method must be 'centroid' or 'river', got {method!r}"
+            )
         if not temperature > 0:
-            raise ValueError(f"classify: temperature must be > 0, got {temperature!r}")
+            raise OpDefinitionError(f"classify: temperature must be > 0, got {temperature!r}")
         self.method: Method = method
         self.temperature = temperature
         self._feedback_digest = ""
         self._pending: list[tuple[str, str]] = []  # feedback not yet folded into the model
         self._lock = threading.Lock()
-        self._sums: dict[str, Vector] | None = None
+        self._sums: dict[str, Vector] | None = None  # sums of example embeddings
+        self._counts: dict[str, int] = {}
+        self._described: dict[str, Vector] = {}  # unit description vector per label
         self._river: Any = None
 
     def version_state(self) -> Mapping[str, str] | None:
@@ -82,12 +105,12 @@ class ClassifyOp:
     def learn(self, text: str, label: str) -> None:
         """Learn that ``text`` is a ``label`` (feedback); the op's version changes."""
         if label not in self.labels:
-            raise ValueError(
+            raise OpError(
                 f"classify: cannot learn unknown label {label!r}; labels: {sorted(self.labels)}"
             )
         problem = text_problem(text)
         if problem:
-            raise ValueError(f"classify: cannot learn from this text: {problem}")
+            raise OpError(f"classify: cannot learn from this text: {problem}")
         with self._lock:
             self._pending.append((text, label))
             chained = f"{self._feedback_digest}\0{label}\0{text}".encode()
@@ -120,14 +143,23 @@ class ClassifyOp:
                     self._learn_vector(vector, label)
 
     def _initialise(self) -> None:
-        described = [
-            (f"{label}: {desc}" if desc != label else label, label)
-            for label, desc in self.labels.items()
-        ]
+        phrases = [(phrase, label) for label in self.labels for phrase in self._phrases(label)]
+        phrase_vectors = encode_sync([text for text, _ in phrases])
+        for label in self.labels:
+            rows = [i for i, (_, owner) in enumerate(phrases) if owner == label]
+            self._described[label] = _unit(phrase_vectors[rows].mean(axis=0))
+        described = [(self._descriptions(label)[0], label) for label in self.labels]
         examples = [(text, label) for label, texts in self.examples.items() for text in texts]
-        pairs = described + examples
-        vectors = encode_sync([text for text, _ in pairs])
-        self._sums = {label: np.zeros(vectors.shape[1], dtype=np.float32) for label in self.labels}
+        vectors = encode_sync([text for text, _ in examples]) if examples else phrase_vectors[:0]
+        size = phrase_vectors.shape[1]
+        self._sums = {label: np.zeros(size, dtype=np.float32) for label in self.labels}
+        self._counts = dict.fromkeys(self.labels, 0)
+        pairs = examples
+        if self.method == "river":  # descriptions are its first examples
+            pairs = described + examples
+            vectors = np.vstack(
+                [np.stack([self._described[name] for _, name in described]), vectors]
+            )
         if self.method == "river":
             from river import linear_model, optim
 
@@ -136,9 +168,22 @@ class ClassifyOp:
             for (_, label), vector in zip(pairs, vectors, strict=True):
                 self._learn_vector(vector, label)
 
+    def _descriptions(self, label: str) -> list[str]:
+        described = self.labels[label]
+        return [described] if isinstance(described, str) else list(described)
+
+    def _phrases(self, label: str) -> list[str]:
+        """A label's descriptions, and the parts of each (split at commas, and, or)."""
+        phrases: list[str] = []
+        for description in self._descriptions(label):
+            parts = [p.strip() for p in _PARTS.split(description) if p.strip()]
+            phrases += [description, *(parts if len(parts) > 1 else [])]
+        return list(dict.fromkeys(phrases))
+
     def _learn_vector(self, vector: Vector, label: str) -> None:
         assert self._sums is not None
         self._sums[label] = self._sums[label] + vector
+        self._counts[label] = self._counts.get(label, 0) + 1
         if self._river is not None:
             self._river.learn_one(_features(vector), label)
 
@@ -146,8 +191,7 @@ class ClassifyOp:
     def _centroid_results(self, vectors: Vector) -> list[OpResult]:
         assert self._sums is not None
         names = list(self._sums)
-        centroids = np.stack([self._sums[name] for name in names])
-        centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+        centroids = np.stack([self._prototype(name) for name in names])
         similarities = vectors @ centroids.T
         logits = similarities / self.temperature
         probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -160,6 +204,15 @@ class ClassifyOp:
             results.append(OpResult(value=value, details={"similarities": scores}))
         return results
 
+    def _prototype(self, label: str) -> Vector:
+        """The description vector, mixed with the examples' mean once there are examples."""
+        assert self._sums is not None
+        described = self._described[label]
+        if not self._counts.get(label):
+            return described
+        examples = _unit(self._sums[label])
+        return _unit(self.prior_weight * described + (1.0 - self.prior_weight) * examples)
+
     def _river_result(self, vector: Vector) -> OpResult:
         probabilities = self._river.predict_proba_one(_features(vector))
         label = max(probabilities, key=probabilities.get)
@@ -168,22 +221,53 @@ class ClassifyOp:
         return OpResult(value=value, details={"probabilities": scores})
 
 
-Classify = op(name="classify", batched=True, batch_size=256, timeout=300.0, retries=1)(ClassifyOp)
+Classify = op(
+    name="classify",
+    batched=True,
+    batch_size=256,
+    timeout=300.0,
+    retries=1,
+    distributions=("sentence-transformers", "transformers", "torch"),  # it embeds the text
+    higher_is_worse=False,  # a confidence: the least confident are the worst
+)(ClassifyOp)
+
+
+_PARTS = re.compile(r",|;|/|\band\b|\bor\b")
+
+
+def _unit(vector: npt.NDArray[np.floating[Any]]) -> Vector:
+    norm = float(np.linalg.norm(vector))
+    return np.asarray(vector / norm if norm > 0 else vector, dtype=np.float32)
 
 
 def _features(vector: Vector) -> dict[int, float]:
     return dict(enumerate(vector.tolist()))
 
 
-def _check_labels(labels: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
+def _check_labels(labels: Mapping[str, Described] | Sequence[str]) -> dict[str, Described]:
     if isinstance(labels, str):
-        raise ValueError(f"classify: labels must be a list or a mapping, got the string {labels!r}")
-    described = dict(labels) if isinstance(labels, Mapping) else {str(x): str(x) for x in labels}
+        raise OpDefinitionError(
+            f"classify: labels must be a list or a mapping, got the string {labels!r}"
+        )
+    described: dict[str, Any] = (
+        dict(labels) if isinstance(labels, Mapping) else {str(x): str(x) for x in labels}
+    )
     if len(described) < 2:
-        raise ValueError(f"classify: give at least two labels, got {sorted(described)}")
+        raise OpDefinitionError(f"classify: give at least two labels, got {sorted(described)}")
+
+    def good(text: object) -> bool:
+        return isinstance(text, str) and bool(text.strip())
+
     bad = [
-        label for label, desc in described.items() if not isinstance(desc, str) or not desc.strip()
+        label
+        for label, desc in described.items()
+        if not (good(desc) or (isinstance(desc, list | tuple) and desc and all(map(good, desc))))
     ]
     if bad:
-        raise ValueError(f"classify: labels {bad} need a non-empty text description")
-    return {str(label): desc for label, desc in described.items()}
+        raise OpDefinitionError(
+            f"classify: labels {bad} need a non-empty text description (or a list of them)"
+        )
+    return {
+        str(label): desc if isinstance(desc, str) else tuple(desc)
+        for label, desc in described.items()
+    }

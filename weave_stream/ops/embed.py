@@ -180,4 +180,6 @@ Embed = op(
     timeout=300.0,
     retries=1,
     unversioned=("token_budget",),
+    # The model package's version is in version_state; the code that runs it counts too.
+    distributions=("sentence-transformers", "transformers", "torch"),
 )(EmbedOp)

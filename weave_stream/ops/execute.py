@@ -2,16 +2,22 @@
 
 Inputs are cut into batches of ``policy.batch_size`` and run one batch at a time
 (an op that can use more parallelism, like the judge, runs its batch
-concurrently inside :meth:`Op.run_batch`). Each attempt of a batch is bounded by
-``policy.timeout_seconds``. After an attempt, only the inputs whose result is a
-*retriable* failure are tried again, after the backoff or the op's
-``retry_after``, whichever is longer, up to ``policy.retries`` times (the cost of
-failed attempts is added to the final result's). Whatever
-still fails is returned as a failed :class:`OpResult`: every input gets exactly
-one result, never an exception.
+concurrently inside :meth:`Op.run_batch`; in a run, an async op that calls ops runs
+all its batches at once, so that the sub-calls of all its inputs meet in batches).
+Each attempt of a batch is bounded by ``policy.timeout``. After an attempt, only
+the inputs whose result is a *retriable* failure are tried again, after the backoff
+or the op's ``retry_after``, whichever is longer, up to ``policy.retries`` times (the
+cost of failed attempts is added to the final result's). Whatever still fails is
+returned as a failed :class:`OpResult`: every input gets exactly one result, never
+an exception.
 
 A sync function that times out keeps running in its worker thread (Python cannot
 stop a thread); its late result is discarded.
+
+In a run (see :mod:`weave_stream.ops.nested`), an op that does not frame each input
+itself (a batched op, or any other :class:`~weave_stream.ops.base.Op`) runs each
+attempt in one frame: the sub-calls its code makes are recorded on the batch's first
+result. The sub-calls of failed attempts stay recorded, as their cost does.
 
 >>> import asyncio
 >>> from weave_stream.ops.decorator import op
@@ -25,13 +31,15 @@ stop a thread); its late result is discarded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from weave_stream import metrics
-from weave_stream.ops.base import Op, OpResult
+from weave_stream.metrics import OP_BATCH_SECONDS, OP_RETRIES
+from weave_stream.ops.base import Op, OpResult, SubCall
+from weave_stream.ops.nested import CallFrame, current_router, input_frame, with_children
 
 __all__ = ["run_op"]
 
@@ -40,9 +48,17 @@ async def run_op(op: Op, inputs: Sequence[Mapping[str, Any]]) -> list[OpResult]:
     """One result per input, in order, after batching, timeouts and retries."""
     policy = op.policy
     results: list[OpResult | None] = [None] * len(inputs)
-    for start in range(0, len(inputs), policy.batch_size):
-        indexes = list(range(start, min(start + policy.batch_size, len(inputs))))
-        await _run_with_retries(op, inputs, indexes, results)
+    batches = [
+        list(range(start, min(start + policy.batch_size, len(inputs))))
+        for start in range(0, len(inputs), policy.batch_size)
+    ]
+    if getattr(op, "fans_out", False) and current_router() is not None:
+        # An async op that calls ops: all its batches at once, so that their sub-calls
+        # can fill the sub-ops' batches (a parent asks for one item at a time).
+        await asyncio.gather(*(_run_with_retries(op, inputs, b, results) for b in batches))
+    for indexes in batches:
+        if results[indexes[0]] is None:
+            await _run_with_retries(op, inputs, indexes, results)
     missing = [i for i, result in enumerate(results) if result is None]
     if missing:  # a bug in the loop above, never a silent gap
         raise AssertionError(f"op {op.ref}: no result for inputs {missing}")
@@ -58,6 +74,7 @@ async def _run_with_retries(
     policy = op.policy
     pending = indexes
     spent: dict[int, float] = {}  # dollars of failed attempts (a malformed answer still costs)
+    earlier: dict[int, tuple[SubCall, ...]] = {}  # sub-calls of failed attempts
     for attempt in range(policy.retries + 1):
         batch = [inputs[i] for i in pending]
         outcomes = await _attempt(op, batch)
@@ -66,7 +83,12 @@ async def _run_with_retries(
             cost = outcome.cost
             if index in spent:
                 cost = spent[index] + (cost or 0.0)
-            results[index] = dataclasses.replace(outcome, attempts=attempt + 1, cost=cost)
+            children = (*earlier.get(index, ()), *outcome.children)
+            results[index] = dataclasses.replace(
+                outcome, attempts=attempt + 1, cost=cost, children=children
+            )
+            if children:
+                earlier[index] = children
             if cost is not None:
                 spent[index] = cost
             if not outcome.ok and outcome.retriable:
@@ -74,14 +96,40 @@ async def _run_with_retries(
         if not retry or attempt == policy.retries:
             return
         waits = [outcomes[pending.index(i)].retry_after or 0.0 for i in retry]
-        delay = max(policy.backoff(attempt), *waits)
-        metrics.OP_RETRIES.labels(op.name).inc(len(retry))
+        delay = max(policy.backoff_before(attempt), *waits)
+        OP_RETRIES.labels(op.name).inc(len(retry))
         await asyncio.sleep(delay)
         pending = retry
 
 
 async def _attempt(op: Op, batch: list[Mapping[str, Any]]) -> list[OpResult]:
-    timeout = op.policy.timeout_seconds
+    with _batch_frame(op, batch) as frame:
+        outcomes = await _attempt_in_frame(op, batch)
+    if frame is not None and frame.children and outcomes:
+        outcomes[0] = with_children(outcomes[0], frame)
+    return outcomes
+
+
+@contextlib.contextmanager
+def _batch_frame(op: Op, batch: list[Mapping[str, Any]]) -> Iterator[CallFrame | None]:
+    """One frame for the attempt, in a run, unless the op frames each input itself."""
+    router = current_router()
+    if router is None or getattr(op, "frames_inputs", False) or not batch:
+        yield None
+        return
+    counted = bool(getattr(op, "sub_ops", ()))
+    if counted:
+        router.enter(1)
+    try:
+        with input_frame(op, batch[0], counted=counted) as frame:
+            yield frame
+    finally:
+        if counted:
+            router.exit(1)
+
+
+async def _attempt_in_frame(op: Op, batch: list[Mapping[str, Any]]) -> list[OpResult]:
+    timeout = op.policy.timeout
     started = time.perf_counter()
     try:
         outcomes = await asyncio.wait_for(op.run_batch(batch), timeout)
@@ -90,13 +138,13 @@ async def _attempt(op: Op, batch: list[Mapping[str, Any]]) -> list[OpResult]:
             f"op {op.ref} did not finish a batch of {len(batch)} within its "
             f"{timeout:g}s timeout (raise the op's timeout, or lower its batch_size)"
         )
-        metrics.OP_BATCH_SECONDS.labels(op.name).observe(time.perf_counter() - started)
+        OP_BATCH_SECONDS.labels(op.name).observe(time.perf_counter() - started)
         return [OpResult.failure(error, retriable=True) for _ in batch]
     except Exception as exc:  # an op broke its contract; the inputs still get results
         error = f"op {op.ref} failed on a batch of {len(batch)}: {type(exc).__name__}: {exc}"
         return [OpResult.failure(error, retriable=True) for _ in batch]
     elapsed = time.perf_counter() - started
-    metrics.OP_BATCH_SECONDS.labels(op.name).observe(elapsed)
+    OP_BATCH_SECONDS.labels(op.name).observe(elapsed)
     outcomes = list(outcomes)
     if len(outcomes) != len(batch):
         error = (

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from weave_stream.config import Settings
+    from weave_stream.datasets.dataset import Dataset
     from weave_stream.query.compare import RangeComparison
     from weave_stream.query.grouping import GroupBy
 
@@ -217,6 +218,22 @@ class Query:
         ids = row["call_ids"]
         return self._with(call_ids=tuple(ids), limit=None, sort=self.spec.sort)
 
+    def to_dataset(
+        self,
+        name: str,
+        mapping: Mapping[str, str] | None = None,
+        *,
+        append: bool = False,
+        note: str = "",
+    ) -> Dataset:
+        """Run the query and make dataset ``name`` of its calls (runs now): one row per
+        call with the ``mapping``'s fields (field -> call path or derived column) and the
+        call's ref. ``append`` adds to an existing dataset (its remembered mapping when
+        ``mapping`` is left out); see :mod:`weave_stream.query.to_dataset`."""
+        from weave_stream.query.to_dataset import query_to_dataset
+
+        return query_to_dataset(self, name, mapping, append=append, note=note)
+
     # -- running ----------------------------------------------------------------------
 
     def _run(self) -> Columns:
@@ -245,6 +262,23 @@ class Query:
 
     def __len__(self) -> int:
         return self.count()
+
+    def sub_calls(self, column: str | None = None) -> pd.DataFrame:
+        """Run the query: the sub-calls of these calls' derived values (of ``column``
+        only, when given), one row each: call, column, ``column_ref`` (the op ref of the
+        value they were made for), trial, ``position`` in the tree, ``parent_ref``,
+        ``op_ref``, value, error, latency, cost, ``cached``."""
+        from weave_stream.query.subcalls import sub_calls_frame
+
+        ids = [str(row["id"]) for row in self._with(columns=())]
+        return sub_calls_frame(self.store, ids, column)
+
+    def tree(self, call_id: str, column: str | None = None, trial: int = 0) -> str:
+        """The values of call ``call_id`` in this query's store (of ``column``, else every
+        column) and the calls their ops made, as a tree (as a local run's ``tree``)."""
+        from weave_stream.query.subcalls import tree_text
+
+        return tree_text(self.store, call_id, column, trial)
 
     def __repr__(self) -> str:
         columns = ", ".join(name for name, _ in self.spec.columns)

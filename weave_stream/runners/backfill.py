@@ -19,12 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-
-from weave_stream.broker.kafka import produce, read_topic
+from weave_stream.broker.kafka import offsets_at, produce, read_topic
 from weave_stream.columns.cache import CachedValue, CacheKey, MemoryCache
 from weave_stream.columns.derive import DerivedValue, DeriveStats, derive_batch
 from weave_stream.columns.plan import Plan, plan_topology
+from weave_stream.columns.tree import tree_records
 from weave_stream.columns.values import ValueIdentity, derived_key, identity, read_derived
 from weave_stream.config import Settings
 from weave_stream.errors import BudgetExceededError
@@ -33,9 +32,21 @@ from weave_stream.ingest.outcomes import expire_pending, ingest_record
 from weave_stream.runners.local import batches
 from weave_stream.topology.spec import Topology
 
-__all__ = ["Backfill", "TimeRange", "calls_in_range", "known_results", "run_backfill"]
+__all__ = [
+    "WRITER_HEADER",
+    "Backfill",
+    "TimeRange",
+    "calls_in_range",
+    "known_results",
+    "run_backfill",
+    "write_missing",
+]
 
 _SEEK_SLACK = timedelta(hours=1)
+
+WRITER_HEADER = "weave-stream-writer"
+"""Header naming who wrote a derived value other than the stream: ``backfill`` or
+``reconciler`` (a value the stream should have written and did not)."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,8 @@ async def calls_in_range(settings: Settings, window: TimeRange) -> list[Call]:
     calls: dict[str, Call] = {}
     start_offsets = None
     if not settings.embedded_broker_quirks:
-        start_offsets = await _offsets_for(settings, window.start - _SEEK_SLACK)
+        moment = (window.start - _SEEK_SLACK).timestamp()
+        start_offsets = await offsets_at(settings, settings.topics.calls, moment)
     async for record in read_topic(settings, settings.topics.calls, start_offsets=start_offsets):
         result = ingest_record(record.value or b"", pending, now=0.0, key=record.key)
         if result.call is not None:
@@ -80,24 +92,6 @@ async def calls_in_range(settings: Settings, window: TimeRange) -> list[Call]:
         (call for call in calls.values() if window.contains(call)),
         key=lambda c: (c.started_at or c.ended_at, c.id),
     )
-
-
-async def _offsets_for(settings: Settings, moment: datetime) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.broker_address)
-    await consumer.start()
-    try:
-        topic = settings.topics.calls
-        partitions = consumer.partitions_for_topic(topic) or set()
-        if not partitions:
-            await consumer.topics()
-            partitions = consumer.partitions_for_topic(topic) or set()
-        stamp = int(moment.timestamp() * 1000)
-        found = await consumer.offsets_for_times(
-            {TopicPartition(topic, p): stamp for p in partitions}
-        )
-        return {tp.partition: at.offset for tp, at in found.items() if at is not None}
-    finally:
-        await consumer.stop()
 
 
 async def known_results(
@@ -149,24 +143,59 @@ async def run_backfill(
         raise BudgetExceededError(f"not starting: {reason}")
     if dry_run or plan.to_compute == 0:
         return backfill
-    for batch in batches(calls, settings.batch_size):
-        values = await derive_batch(topology, batch, cache, stats=backfill.stats)
-        # A call's value may come from the cache (another call had the same input) and
-        # still be missing from the topic: write every identity not written yet.
-        missing = [value for value in values if identity(value) not in written]
-        backfill.written += await _write(settings, missing)
-        if on_progress is not None:
-            on_progress(len(batch))
+    new = await write_missing(
+        settings, topology, calls, cache, written, stats=backfill.stats, on_progress=on_progress
+    )
+    backfill.written = len(new)
     return backfill
 
 
-async def _write(settings: Settings, values: list[DerivedValue]) -> int:
+async def write_missing(
+    settings: Settings,
+    topology: Topology,
+    calls: list[Call],
+    cache: MemoryCache,
+    written: set[ValueIdentity],
+    *,
+    writer: str = "backfill",
+    stats: DeriveStats | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> list[DerivedValue]:
+    """Derive ``calls`` through ``cache`` (computing only its misses) and write every value
+    whose identity is not in ``written``, marked with ``writer`` in a header. Returns
+    the values written."""
+    new: list[DerivedValue] = []
+    for batch in batches(calls, settings.batch_size):
+        sub_calls: list[DerivedValue] = []
+        values = await derive_batch(topology, batch, cache, stats=stats, sub_calls=sub_calls)
+        # A call's value may come from the cache (another call had the same input) and
+        # still be missing from the topic: write every identity not written yet.
+        missing = [value for value in values if identity(value) not in written]
+        if sub_calls:  # the trees of what was computed, before the values (as the stream)
+            await _write_trees(settings, topology.name, sub_calls, writer)
+        await _write(settings, missing, writer)
+        new.extend(missing)
+        if on_progress is not None:
+            on_progress(len(batch))
+    return new
+
+
+async def _write_trees(
+    settings: Settings, topology: str, sub_calls: list[DerivedValue], writer: str
+) -> int:
+    headers = ((WRITER_HEADER, writer.encode()),)
+    records = [(key, raw, headers) for key, raw in tree_records(sub_calls)]
+    return await produce(settings, settings.topics.subcalls(topology), records)
+
+
+async def _write(settings: Settings, values: list[DerivedValue], writer: str) -> int:
     written = 0
-    by_topic: dict[str, list[tuple[bytes, bytes, tuple[()]]]] = {}
+    headers = ((WRITER_HEADER, writer.encode()),)
+    by_topic: dict[str, list[tuple[bytes, bytes, tuple[tuple[str, bytes], ...]]]] = {}
     for value in values:
         topic = settings.topics.derived(value.topology, value.column)
         by_topic.setdefault(topic, []).append(
-            (derived_key(value.call_id, value.trial), value.to_json(), ())
+            (derived_key(value.call_id, value.trial), value.to_json(), headers)
         )
     for topic, records in by_topic.items():
         written += await produce(settings, topic, records)

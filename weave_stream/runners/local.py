@@ -30,15 +30,17 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
-from weave_stream.aggregates.in_process import aggregate_rows
-from weave_stream.aggregates.rows import RowBuilder
-from weave_stream.aggregates.source import aggregate_plans
+from weave_stream.aggregates.in_process import topology_aggregates
 from weave_stream.columns.cache import MemoryCache, ResultCache
 from weave_stream.columns.derive import DerivedValue, DeriveStats, Trials, derive_batch
 from weave_stream.columns.plan import Plan, plan_topology
+from weave_stream.datasets.apply import Candidate, apply_candidates, candidates
+from weave_stream.datasets.dataset import Dataset
 from weave_stream.errors import CallValidationError, ConfigError
 from weave_stream.ingest.call import Call, parse_call_object
-from weave_stream.ingest.outcomes import DeadLetter, expire_pending, ingest_record
+from weave_stream.ingest.files import read_call_file
+from weave_stream.ingest.outcomes import DeadLetter
+from weave_stream.ops.subops import reachable_ops
 from weave_stream.runners.results import ResultTable
 from weave_stream.store.tables import StoreLike, open_store
 from weave_stream.store.writer import StoreWriter
@@ -60,9 +62,12 @@ DEFAULT_BATCH_SIZE = 256
 
 
 def read_calls(source: Any) -> tuple[list[Call], list[DeadLetter]]:
-    """The calls of a JSONL file (path), a DataFrame, or an iterable of calls or dicts."""
+    """The calls of a JSONL file (path), a DataFrame, an iterable of calls or dicts, or a
+    :class:`~weave_stream.datasets.Dataset` (its rows' source calls, from the call store)."""
+    if isinstance(source, Dataset):
+        return source.source_calls(), []
     if isinstance(source, str | Path):
-        return _read_jsonl(Path(source))
+        return read_call_file(source)
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
         records = [_without_missing(row) for row in source.to_dict(orient="records")]
         return _read_objects(records, "dataframe")
@@ -70,16 +75,19 @@ def read_calls(source: Any) -> tuple[list[Call], list[DeadLetter]]:
 
 
 def preflight(topology: Topology) -> None:
-    """Let every op check its configuration (an op may define ``preflight()``) before a run."""
+    """Let every op check its configuration (an op may define ``preflight()``) before a run,
+    the ops the columns' ops call included (a judge called by an op needs its endpoint)."""
     for column in topology.compiled:
-        check = getattr(column.op, "preflight", None)
-        if callable(check):
-            try:
-                check()
-            except ConfigError as exc:
-                raise ConfigError(
-                    f"topology {topology.name!r}, column {column.name!r}: {exc}"
-                ) from None
+        for checked in (column.op, *reachable_ops(column.op)):
+            check = getattr(checked, "preflight", None)
+            if callable(check):
+                try:
+                    check()
+                except ConfigError as exc:
+                    via = "" if checked is column.op else f", op {checked.name!r} it calls"
+                    raise ConfigError(
+                        f"topology {topology.name!r}, column {column.name!r}{via}: {exc}"
+                    ) from None
 
 
 def batches(calls: Sequence[Call], batch_size: int) -> Iterator[Sequence[Call]]:
@@ -104,20 +112,38 @@ async def arun_local(
     cache = cache if cache is not None else MemoryCache()
     stats = DeriveStats()
     values: list[DerivedValue] = []
+    sub_calls: list[DerivedValue] = []
+    rules = topology.dataset_rules
+    kept: list[list[Candidate]] = []  # per batch: the calls the datasets: rules keep
     with tqdm(
         total=len(calls), unit="call", disable=not progress, file=sys.stderr, desc=topology.name
     ) as bar:
         for batch in batches(calls, batch_size):
-            values.extend(await derive_batch(topology, batch, cache, trials=trials, stats=stats))
+            derived = await derive_batch(
+                topology, batch, cache, trials=trials, stats=stats, sub_calls=sub_calls
+            )
+            values.extend(derived)
+            if rules and store is not False:
+                kept.append(candidates(rules, batch, derived))
             bar.update(len(batch))
     columns = [column.name for column in topology.compiled]
     if store is not False:
-        await asyncio.to_thread(_store, store, calls, values)
-    return ResultTable(topology.name, columns, values, stats, dead_letters)
+        await asyncio.to_thread(_store, store, calls, values, sub_calls, kept)
+    return ResultTable(
+        topology.name, columns, values, stats, dead_letters, topology, calls, sub_calls
+    )
 
 
-def _store(store: StoreLike, calls: Sequence[Call], values: Sequence[DerivedValue]) -> None:
-    """Write the run's calls and values to the store, as the workers' store sink does.
+def _store(
+    store: StoreLike,
+    calls: Sequence[Call],
+    values: Sequence[DerivedValue],
+    sub_calls: Sequence[DerivedValue] = (),
+    kept: Sequence[Sequence[Candidate]] = (),
+) -> None:
+    """Write the run's calls, values and sub-calls to the store, as the workers' store
+    sink does, then add the calls the topology's ``datasets:`` rules keep (a version
+    per batch).
 
     Every identity is looked up first, so running again over the same calls adds
     nothing, and a success supersedes a stored error.
@@ -125,6 +151,11 @@ def _store(store: StoreLike, calls: Sequence[Call], values: Sequence[DerivedValu
     writer = StoreWriter(open_store(store))
     writer.write_calls(calls)
     writer.write_values(values)
+    if sub_calls:
+        writer.write_sub_calls(sub_calls)
+    for found in kept:
+        if found:
+            apply_candidates(writer.store, found)
 
 
 def run_local(
@@ -137,25 +168,35 @@ def run_local(
     progress: bool = False,
     store: StoreLike | Literal[False] = False,
 ) -> ResultTable:
-    """Run ``topology`` over a JSONL path, a DataFrame or calls; a :class:`ResultTable`.
+    """Run ``topology`` over a JSONL path, a DataFrame, calls or a dataset (its rows'
+    source calls); a :class:`ResultTable`.
 
     ``cache`` defaults to an in-memory one; pass a :class:`~weave_stream.columns.cache.SqliteCache`
     to keep results between runs. ``store`` (a folder, URL or
     :class:`~weave_stream.store.Store`; None: the settings' store) also writes every
-    call and value to the call store, for ``calls()`` queries without a broker. From
+    call, value and sub-call to the call store, for ``calls()`` queries without a broker. From
     inside an event loop, await :func:`arun_local`.
     """
-    return asyncio.run(
-        arun_local(
-            topology,
-            source,
-            cache,
-            trials=trials,
-            batch_size=batch_size,
-            progress=progress,
-            store=store,
+    table: list[ResultTable] = []
+
+    async def run() -> None:
+        table.append(
+            await arun_local(
+                topology,
+                source,
+                cache,
+                trials=trials,
+                batch_size=batch_size,
+                progress=progress,
+                store=store,
+            )
         )
-    )
+
+    # Not `return asyncio.run(arun_local(...))`: on the main thread asyncio.run formats
+    # its task when it restores the SIGINT handler, and the repr of a task holding a
+    # big table took 0.4 s for 2,000 values (measured in bench/nested.py).
+    asyncio.run(run())
+    return table[0]
 
 
 async def plan_local(
@@ -171,28 +212,6 @@ async def plan_local(
     cache = cache if cache is not None else MemoryCache()
     plan = await plan_topology(topology, batches(calls, batch_size), cache, trials=trials)
     return plan, dead_letters
-
-
-def _read_jsonl(path: Path) -> tuple[list[Call], list[DeadLetter]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"input file {path} does not exist")
-    calls: list[Call] = []
-    dead_letters: list[DeadLetter] = []
-    pending: dict[str, Any] = {}
-    with path.open("rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            result = ingest_record(
-                line.rstrip(b"\r\n"), pending, now=float(number), source=(str(path), 0, number)
-            )
-            if result.call is not None:
-                calls.append(result.call)
-            elif result.dead_letter is not None:
-                dead_letters.append(result.dead_letter)
-    # The file is all there is: a half still waiting will never be joined.
-    calls.extend(expire_pending(pending, now=math.inf, timeout=0.0))
-    return calls, dead_letters
 
 
 def _read_objects(records: Iterable[Any], where: str) -> tuple[list[Call], list[DeadLetter]]:
@@ -218,16 +237,21 @@ def _without_missing(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def local_aggregates(
-    topology: Topology, calls: Any, values: Iterable[Any] | None = None
-) -> tuple[list[AggregatePlan], dict[str, AggregatePartials]]:
+    topology: Topology,
+    calls: Any,
+    values: Iterable[Any] | None = None,
+    *,
+    as_streamed: int | None = None,
+) -> tuple[list[AggregatePlan], dict[str, AggregatePartials | list[AggregatePartials]]]:
     """The aggregates of ``topology`` over ``calls`` in-process (the local runner).
 
     ``calls`` is a JSONL path, a DataFrame or calls (as :func:`~weave_stream.runners.local.
     run_local` takes them); without ``values`` the topology's columns are computed first.
+    Calls count by event time, so none is late; with ``as_streamed`` (the number of
+    partitions of the stream) they are taken in their order, as the stream takes them,
+    and late ones are left out as it leaves them out (see the README, "Late calls").
     """
-    plans = aggregate_plans(topology)
     loaded, _ = read_calls(calls)
     if values is None:
         values = run_local(topology, loaded).values
-    rows = RowBuilder(topology, [plan.spec for plan in plans]).rows(loaded, values)
-    return plans, aggregate_rows(plans, rows, topology=topology.name)
+    return topology_aggregates(topology, loaded, values, as_streamed=as_streamed)

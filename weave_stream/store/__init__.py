@@ -3,9 +3,11 @@
 ::
 
     <prefix>.calls.valid ─┐
-    <prefix>.derived.*  ──┼─► store sink (every worker) ─► StoreWriter ─► <root>/calls
+    <prefix>.derived.*  ──┤
+    <prefix>.subcalls.* ──┼─► store sink (every worker) ─► StoreWriter ─► <root>/calls
     <prefix>.alerts ──────┘   run_local(..., store=)  ─┘                 <root>/values
                                                                          <root>/alerts
+                                                                         <root>/subcalls
           calls() queries, DuckDB, Polars, pandas, Spark, Trino ◄── the same tables
 
 The root is a folder (default ``<data_dir>/store``) or object storage

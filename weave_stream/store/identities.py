@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
 
-from weave_stream.ingest.call import merge
+from weave_stream.ingest.merge import merge
 from weave_stream.store.rows import call_from_row, call_row
 from weave_stream.store.tables import stamp
 
@@ -255,3 +255,47 @@ ALERTS = TableRules(
 
 RULES: dict[str, TableRules] = {"calls": CALLS, "values": VALUES, "alerts": ALERTS}
 """The rules of every table."""
+
+
+# -- sub-calls: per place in a value's tree, the first success, else the first error --
+
+
+def _sub_call_identity(row: Mapping[str, Any]) -> Hashable:
+    return (row["call_id"], row["column_name"], row["column_ref"], row["trial"], row["position"])
+
+
+def _lookup_sub_calls(
+    table: DeltaTable, rows: list[Row], before: datetime | None
+) -> dict[Hashable, Any]:
+    found = _isin(table, "call_id", [r["call_id"] for r in rows], {r["date"] for r in rows}, before)
+    states: dict[Hashable, Any] = {}
+    columns = ["call_id", "column_name", "column_ref", "trial", "position", "error"]
+    for stored in found.select(columns).to_pylist():
+        key = _sub_call_identity(stored)
+        if states.get(key) != "ok":
+            states[key] = _value_state(stored)
+    return states
+
+
+def _first_sub_calls(rows: Iterable[Row]) -> list[Row]:
+    kept: dict[Hashable, Row] = {}
+    for row in rows:
+        key = _sub_call_identity(row)
+        held = kept.get(key)
+        if held is None or (held["error"] is not None and row["error"] is None):
+            kept[key] = row
+    return list(kept.values())
+
+
+SUBCALLS = TableRules(
+    identity=_sub_call_identity,
+    state=_value_state,
+    event_time=lambda row: row["started_at"] or row["computed_at"],
+    lookup=_lookup_sub_calls,
+    supersede=lambda state, row: row if state == "error" and row["error"] is None else None,
+    first=_first_sub_calls,
+    merge_on="t.date = s.date AND t.call_id = s.call_id AND t.column_name = s.column_name "
+    "AND t.column_ref = s.column_ref AND t.trial = s.trial AND t.position = s.position",
+    key_columns=("call_id", "column_name", "column_ref", "trial", "position", "error"),
+)
+RULES["subcalls"] = SUBCALLS

@@ -13,8 +13,9 @@ them on command.
 
 >>> import tempfile
 >>> store = Store(tempfile.mkdtemp()); store.ensure()
->>> [(t.table, t.files, t.rows) for t in info(store)]
-[('calls', 0, 0), ('values', 0, 0), ('alerts', 0, 0), ('catalog', 0, 0)]
+>>> [(t.table, t.files, t.rows) for t in info(store)]  # doctest: +NORMALIZE_WHITESPACE
+[('calls', 0, 0), ('values', 0, 0), ('alerts', 0, 0), ('catalog', 0, 0),
+ ('datasets', 0, 0), ('subcalls', 0, 0)]
 """
 
 from __future__ import annotations
@@ -65,10 +66,14 @@ def info(store: Store) -> list[TableInfo]:
     for name in TABLES:
         table = store.table(name)
         actions = pa.table(table.get_add_actions(flatten=True))
-        event = {"calls": "started_at", "values": "started_at", "alerts": "time"}.get(
-            name, "stored_at"
-        )
-        dates = actions.column("partition.date") if actions.num_rows else pa.array([], pa.string())
+        event = {
+            "calls": "started_at",
+            "values": "started_at",
+            "alerts": "time",
+            "datasets": "created_at",
+        }.get(name, "stored_at")
+        dated = actions.num_rows and "partition.date" in actions.column_names
+        dates = actions.column("partition.date") if dated else pa.array([], pa.string())
         oldest = None
         if actions.num_rows and f"min.{event}" in actions.column_names:
             oldest = pc.min(actions.column(f"min.{event}")).as_py()
@@ -84,8 +89,8 @@ def info(store: Store) -> list[TableInfo]:
                 if actions.num_rows
                 else 0,
                 partitions=len(set(dates.to_pylist())),
-                oldest_date=pc.min(dates).as_py() if actions.num_rows else None,
-                newest_date=pc.max(dates).as_py() if actions.num_rows else None,
+                oldest_date=pc.min(dates).as_py() if dated else None,
+                newest_date=pc.max(dates).as_py() if dated else None,
                 oldest_event=oldest,
             )
         )
@@ -105,7 +110,8 @@ def compact(
     results = {}
     for name in TABLES:
         table = store.table(name)
-        filters = [("date", "<", today)] if older_than_today else None
+        dated = "date" in TABLES[name].partition_by
+        filters = [("date", "<", today)] if older_than_today and dated else None
         try:
             results[name] = table.optimize.compact(
                 partition_filters=filters,
@@ -128,7 +134,9 @@ def apply_retention(store: Store, days: float, *, now: datetime | None = None) -
     # The cutoff's own day is partly within the retention: it is the first day kept.
     first_kept = cutoff.strftime("%Y-%m-%d")
     deleted = {}
-    for name in TABLES:
+    for name, spec in TABLES.items():
+        if not spec.retained:
+            continue
         table = store.table(name)
         result = table.delete(f"date < '{first_kept}'")
         deleted[name] = int(result.get("num_deleted_rows", 0) or 0)

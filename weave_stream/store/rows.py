@@ -29,7 +29,7 @@ import numpy as np
 import orjson
 
 from weave_stream.columns.derive import DerivedValue
-from weave_stream.ingest.call import Call
+from weave_stream.ingest.call import MARKER, Call
 from weave_stream.notify.alerts import Alert
 
 __all__ = [
@@ -133,6 +133,18 @@ def _cost(summary: Mapping[str, Any] | None) -> float | None:
     return total
 
 
+def _kind(data: Mapping[str, Any], started: datetime | None, ended: datetime | None) -> str:
+    """``complete``, ``start`` or ``end``, as :attr:`Call.kind` says: a half forwarded
+    alone may carry both timestamps (the client's end half does); its marker says which."""
+    if started and ended:
+        attributes = data.get("attributes")
+        noted = attributes.get(MARKER) if isinstance(attributes, Mapping) else None
+        if isinstance(noted, Mapping) and noted.get("half") in ("start", "end"):
+            return str(noted["half"])
+        return "complete"
+    return "start" if started else "end"
+
+
 def _day(*moments: datetime | None) -> str:
     for moment in moments:
         if moment is not None:
@@ -166,7 +178,7 @@ def call_row_from_json(raw: bytes | str, stored_at: datetime) -> dict[str, Any]:
     extra = {k: v for k, v in data.items() if k not in _CALL_FIELDS}
     row.update(
         op=short_op_name(row["op_name"]),
-        kind="complete" if started and ended else "start" if started else "end",
+        kind=_kind(data, started, ended),
         status=call_status(summary, row["exception"], ended is not None),
         latency_ms=latency,
         prompt_tokens=prompt,

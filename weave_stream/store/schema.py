@@ -8,18 +8,25 @@ Each table is a Delta table in its own folder under the store's root::
     <root>/values   one row per derived value (call, topology, column, op ref, trial):
                     the value in typed columns, its error, latency, cost, times
     <root>/alerts   one row per alert raised by a drift monitor
+    <root>/subcalls one row per sub-call (an op called by a column's op): the call,
+                    column, the column value's op ref and trial it was made for, its
+                    position in the tree, parent ref, op ref, value, error, latency, cost
     <root>/catalog  what the values table holds, per day: each (topology, column, op
                     ref) and the types of its values and top-level fields (a few rows
                     per column and day: queries plan from it without scanning values)
+    <root>/datasets every dataset's versions as immutable events (see
+                    :mod:`weave_stream.datasets`): rows added, rows removed, and one
+                    record per version (its mapping, source and counts); never retained
+                    away, not partitioned
 
-``date`` (``YYYY-MM-DD``, UTC) partitions every table: the call's ``started_at`` day
-for calls and values (so a time range prunes both sides of a join), the alert's day
-for alerts. A table's Delta ``name`` is ``weave_stream.<table>.v<version>``: a
+``date`` (``YYYY-MM-DD``, UTC) partitions every table but ``datasets``: the call's
+``started_at`` day for calls and values (so a time range prunes both sides of a join),
+the alert's day for alerts. A table's Delta ``name`` is ``weave_stream.<table>.v<version>``: a
 store written by another schema version is refused with a clear error, never
 misread. Later tables (datasets, topic maps) are added here, next to these.
 
 >>> sorted(TABLES)
-['alerts', 'calls', 'catalog', 'values']
+['alerts', 'calls', 'catalog', 'datasets', 'subcalls', 'values']
 >>> TABLES["values"].identity
 ('call_id', 'column_name', 'op_ref', 'trial')
 >>> table_label("calls"), parse_table_label("weave_stream.calls.v1")
@@ -37,7 +44,9 @@ __all__ = [
     "ALERTS_SCHEMA",
     "CALLS_SCHEMA",
     "CATALOG_SCHEMA",
+    "DATASETS_SCHEMA",
     "SCHEMA_VERSION",
+    "SUBCALLS_SCHEMA",
     "TABLES",
     "VALUES_SCHEMA",
     "TableSpec",
@@ -146,6 +155,41 @@ ALERTS_SCHEMA = pa.schema(
     ]
 )
 
+SUBCALLS_SCHEMA = pa.schema(
+    [
+        pa.field("call_id", pa.string(), nullable=False),
+        ("trace_id", pa.string()),
+        pa.field("topology", pa.string(), nullable=False),
+        pa.field("column_name", pa.string(), nullable=False),
+        pa.field("column_ref", pa.string(), nullable=False),  # the column value's op ref
+        pa.field("trial", pa.int32(), nullable=False),  # the column value's trial
+        # The path of indexes from the column's value: "1.0" is the first call made by
+        # the column op's second call (see weave_stream.columns.subcalls.flatten).
+        pa.field("position", pa.string(), nullable=False),
+        ("parent_ref", pa.string()),  # the op that made this call
+        pa.field("op_ref", pa.string(), nullable=False),  # the op called
+        ("op", pa.string()),
+        # The value, typed as in the values table (weave_stream.store.rows.split_value).
+        ("kind", pa.string()),
+        ("number", pa.float64()),
+        ("text", pa.string()),
+        ("vector", pa.list_(pa.float32())),
+        ("fields_number", pa.map_(pa.string(), pa.float64())),
+        ("fields_text", pa.map_(pa.string(), pa.string())),
+        ("value_json", _JSON),
+        ("error", pa.string()),
+        ("latency_ms", pa.float64()),
+        ("cost", pa.float64()),
+        ("cached", pa.bool_()),
+        ("input_digest", pa.string()),
+        ("details", _JSON),
+        ("computed_at", _TIME),
+        ("started_at", _TIME),  # the call's
+        ("stored_at", _TIME),
+        pa.field("date", pa.string(), nullable=False),
+    ]
+)
+
 CATALOG_SCHEMA = pa.schema(
     [
         pa.field("topology", pa.string(), nullable=False),
@@ -155,6 +199,30 @@ CATALOG_SCHEMA = pa.schema(
         pa.field("type", pa.string(), nullable=False),  # a value's kind; a field's number/text
         ("stored_at", _TIME),
         pa.field("date", pa.string(), nullable=False),
+    ]
+)
+
+DATASETS_SCHEMA = pa.schema(
+    [
+        pa.field("dataset", pa.string(), nullable=False),
+        pa.field("version", pa.int64(), nullable=False),  # the version this event made
+        pa.field("kind", pa.string(), nullable=False),  # row, remove or version
+        ("row_id", pa.string()),  # row and remove: the row's id
+        ("position", pa.int64()),  # a row's place in its version (the query's order)
+        ("call_id", pa.string()),  # the source call
+        ("call_ref", pa.string()),  # weave:///<project>/call/<id>
+        ("trace_id", pa.string()),
+        ("started_at", _TIME),  # the source call's (caps per period count by it)
+        ("fields", _JSON),  # row: the mapped fields, one JSON object
+        ("rule", pa.string()),  # what added the row: "query", or "<topology>/<rule>"
+        # version: the mapping in force, where its rows came from, counts, a note
+        ("mapping", _JSON),
+        ("source", _JSON),
+        ("rows", pa.int64()),
+        ("added", pa.int64()),
+        ("removed", pa.int64()),
+        ("note", pa.string()),
+        ("created_at", _TIME),
     ]
 )
 
@@ -175,6 +243,7 @@ class TableSpec:
     # Columns whose min/max Delta keeps per file (file skipping): ids, times, scalars;
     # not the JSON blobs (Delta's default, the first 32 columns, would miss stored_at).
     stats_columns: tuple[str, ...] = ()
+    retained: bool = True  # store_retention_days applies (datasets are kept for good)
 
 
 TABLES: dict[str, TableSpec] = {
@@ -236,6 +305,35 @@ TABLES: dict[str, TableSpec] = {
             "topology",
             "column_name",
             "op_ref",
+            "stored_at",
+        ),
+    ),
+    "datasets": TableSpec(
+        "datasets",
+        DATASETS_SCHEMA,
+        ("dataset", "version", "kind", "row_id"),
+        partition_by=(),
+        description="weave-stream: datasets, their versions and rows (immutable events)",
+        stats_columns=("dataset", "version", "kind", "row_id", "call_id", "created_at"),
+        retained=False,
+    ),
+    "subcalls": TableSpec(
+        "subcalls",
+        SUBCALLS_SCHEMA,
+        ("call_id", "column_name", "column_ref", "trial", "position"),
+        description="weave-stream: sub-calls, the children of derived values",
+        stats_columns=(
+            "call_id",
+            "trace_id",
+            "topology",
+            "column_name",
+            "column_ref",
+            "trial",
+            "position",
+            "op_ref",
+            "error",
+            "computed_at",
+            "started_at",
             "stored_at",
         ),
     ),

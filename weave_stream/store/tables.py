@@ -13,7 +13,7 @@ what was found and what to do — never a silently empty answer.
 False
 >>> store.ensure()
 >>> sorted(store.present())
-['alerts', 'calls', 'catalog', 'values']
+['alerts', 'calls', 'catalog', 'datasets', 'subcalls', 'values']
 >>> store.table("calls").version()
 0
 """

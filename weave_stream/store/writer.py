@@ -35,14 +35,21 @@ import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from weave_stream import metrics
 from weave_stream.columns.derive import DerivedValue
-from weave_stream.errors import StoreError
+from weave_stream.errors import FencedError, StoreError
 from weave_stream.ingest.call import Call
+from weave_stream.metrics import (
+    STORE_COMMIT_SECONDS,
+    STORE_COMMITS,
+    STORE_DUPLICATES,
+    STORE_ROWS,
+    STORE_UNTYPED_VALUES,
+)
 from weave_stream.notify.alerts import Alert
 from weave_stream.store.identities import RULES, IdentityIndex, Row, TableRules
 from weave_stream.store.rows import alert_row, call_row, value_row
 from weave_stream.store.schema import TABLES
+from weave_stream.store.subcalls import sub_call_rows
 from weave_stream.store.tables import Store, stamp
 
 __all__ = ["CLOCK_MARGIN", "FencedError", "StoreWriter", "WriteResult"]
@@ -52,10 +59,6 @@ log = logging.getLogger(__name__)
 CLOCK_MARGIN = timedelta(seconds=60)
 """How far a producer's clock may run ahead: a record whose event is within this of
 the index's horizon is looked up, in case it was stored just before it."""
-
-
-class FencedError(StoreError):
-    """Another writer committed for one of our app ids: we no longer own that partition."""
 
 
 @dataclass
@@ -137,6 +140,18 @@ class StoreWriter:
         now = datetime.now(UTC)
         return self.write_rows("values", [value_row(v, now) for v in values], txns, expect)
 
+    def write_sub_calls(
+        self,
+        sub_calls: Iterable[DerivedValue],
+        *,
+        txns: Mapping[str, int] | None = None,
+        expect: Mapping[str, int | None] | None = None,
+    ) -> WriteResult:
+        """Write sub-call records (see :mod:`weave_stream.store.subcalls`), one per place
+        in a value's tree: the first success."""
+        now = datetime.now(UTC)
+        return self.write_rows("subcalls", sub_call_rows(sub_calls, now), txns, expect)
+
     def write_alerts(
         self,
         alerts: Iterable[Alert],
@@ -173,30 +188,30 @@ class StoreWriter:
                 )
             except CommitFailedError as exc:
                 if "Concurrent transaction" in str(exc):
-                    metrics.STORE_COMMITS.labels(name, "fenced").inc()
+                    STORE_COMMITS.labels(name, "fenced").inc()
                     raise FencedError(
                         f"{name}: another writer committed for {sorted(txns or {})} at the "
                         "same time (it owns those partitions now): not written"
                     ) from exc
-                metrics.STORE_COMMITS.labels(name, "conflict").inc()
+                STORE_COMMITS.labels(name, "conflict").inc()
                 log.info("%s: commit conflict (attempt %d): %s", name, attempt, exc)
                 time.sleep(min(2.0, 0.05 * 2**attempt))
                 continue
             except (DeltaError, OSError) as exc:
-                metrics.STORE_COMMITS.labels(name, "failed").inc()
+                STORE_COMMITS.labels(name, "failed").inc()
                 raise StoreError(
                     f"cannot write {len(chosen)} rows to the {name} table at "
                     f"{self.store.uri(name)}: {exc} (check free space and permissions)"
                 ) from exc
-            metrics.STORE_COMMITS.labels(name, "ok").inc()
+            STORE_COMMITS.labels(name, "ok").inc()
             index = self.indexes[name]
             for row in chosen:
                 index.put(rules.identity(row), rules.state(row), now)
             untyped = sum(1 for r in chosen if r.get("kind") == "json") if name == "values" else 0
-            metrics.STORE_UNTYPED_VALUES.inc(untyped)
-            metrics.STORE_ROWS.labels(name).inc(len(chosen))
-            metrics.STORE_DUPLICATES.labels(name).inc(duplicates)
-            metrics.STORE_COMMIT_SECONDS.labels(name).observe(time.perf_counter() - started)
+            STORE_UNTYPED_VALUES.inc(untyped)
+            STORE_ROWS.labels(name).inc(len(chosen))
+            STORE_DUPLICATES.labels(name).inc(duplicates)
+            STORE_COMMIT_SECONDS.labels(name).observe(time.perf_counter() - started)
             return WriteResult(
                 name, len(new), duplicates, len(superseding), looked_up, untyped, version
             )
@@ -281,7 +296,7 @@ def _check_versions(table: DeltaTable, name: str, expect: Mapping[str, int | Non
         if found != version:
             moved[app_id] = (version, found)
     if moved:
-        metrics.STORE_COMMITS.labels(name, "fenced").inc()
+        STORE_COMMITS.labels(name, "fenced").inc()
         raise FencedError(
             f"{name}: another writer has committed for {sorted(moved)} (expected version, "
             f"found: {moved}); it owns those partitions now: not written"

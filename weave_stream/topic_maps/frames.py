@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from weave_stream.durations import parse_duration
+from weave_stream.errors import TopicError
 from weave_stream.query.calls import Query, calls
 from weave_stream.topic_maps.cluster import unit_rows
 from weave_stream.topic_maps.model import TopicMap
@@ -67,7 +69,11 @@ def topic_calls(
 
 def plot_map(topic_map: TopicMap, out: Path, *, store: Any = None, every: str = "1h") -> Path:
     """Two panels: the fitted calls' embeddings in 2-D (PCA) coloured by topic, and each
-    topic's share of calls per ``every`` bucket of ``started_at``; written to ``out``."""
+    topic's share of calls per ``every`` bucket of ``started_at`` (a duration: 10m, 1h, 1d);
+    written to ``out``."""
+    step = parse_duration(every)
+    if step <= 0:
+        raise TopicError(f"the shares' time bucket (--every) is {every!r}: write 10m, 1h or 1d")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -93,7 +99,7 @@ def plot_map(topic_map: TopicMap, out: Path, *, store: Any = None, every: str = 
         left.scatter(points[rows, 0], points[rows, 1], s=8, label=name[:30])
     left.set_title(f"{topic_map.topology}.{topic_map.column}: calls by topic (PCA)")
     left.legend(fontsize=7, markerscale=2, loc="best")
-    bucket = pd.to_datetime(frame["started_at"], utc=True).dt.floor(every)
+    bucket = pd.to_datetime(frame["started_at"], utc=True).dt.floor(pd.Timedelta(seconds=step))
     shares = pd.crosstab(bucket, frame["topic"].map(names), normalize="index")
     # Bars, not areas: a few buckets far apart must not read as a trend between them.
     shares.index = pd.DatetimeIndex(shares.index).strftime("%Y-%m-%d %H:%M")

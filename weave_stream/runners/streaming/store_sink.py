@@ -1,7 +1,9 @@
 """The store sink of every worker: valid calls, derived values and alerts into the store.
 
 It reads ``<prefix>.calls.valid``, every ``<prefix>.derived.<topology>.<column>``
-(a topic pattern: new topologies are picked up) and ``<prefix>.alerts`` in its own
+and ``<prefix>.subcalls.<topology>`` (a topic pattern: new topologies are picked up),
+``<prefix>.alerts`` and ``<prefix>.datasets`` (the calls topologies' ``datasets:``
+rules kept) in its own
 consumer group (``weave-stream.<prefix>.store``: the workers share the partitions),
 batches records by size (``store_batch_rows``) and time (``store_batch_seconds``),
 and commits each table's rows with, as Delta application transactions, the highest
@@ -24,6 +26,7 @@ and retries the same batch with a backoff until it is written.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -35,12 +38,20 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from weave_stream import metrics
 from weave_stream.config import Settings
-from weave_stream.errors import StoreError, WeaveStreamError
+from weave_stream.datasets.apply import Candidate, StateCache, apply_candidates
+from weave_stream.errors import DeliveryError, StoreError
+from weave_stream.metrics import (
+    CONSUMER_LAG,
+    STORE_SINK_FAILED,
+    STORE_SINK_FAILURES,
+    STORE_SINK_PENDING,
+    UNREADABLE_RECORDS,
+)
 from weave_stream.notify.alerts import Alert
-from weave_stream.runners.streaming.health import HEALTH
+from weave_stream.runners.streaming.health import HEALTH, describe
 from weave_stream.store.rows import alert_row, call_row_from_json, value_row_from_json
+from weave_stream.store.subcalls import sub_call_rows_from_json
 from weave_stream.store.tables import Store
 from weave_stream.store.writer import FencedError, StoreWriter
 
@@ -89,6 +100,7 @@ class StoreSink:
         self.failures = 0  # write failures in a row (the retry backoff)
         self.lock = asyncio.Lock()  # a rebalance waits for a commit in flight
         self.writer: StoreWriter | None = None
+        self.dataset_states: StateCache = {}  # checked against the table at each commit
         self.consumer: AIOKafkaConsumer | None = None
 
     def table_of(self, topic: str) -> str:
@@ -97,11 +109,18 @@ class StoreSink:
             return "calls"
         if topic == self.topics.alerts:
             return "alerts"
+        if topic == self.topics.datasets:
+            return "datasets"
+        if topic.startswith(self.topics.subcalls("")):
+            return "subcalls"
         return "values"
 
     async def run(self) -> None:
         """Read, batch and commit until cancelled (then flush what is buffered)."""
-        HEALTH.starting(COMPONENT)
+        if HEALTH.snapshot().get(COMPONENT, {}).get("state") == "failed":
+            HEALTH.running(COMPONENT)  # restarted after a crash: failed until it reads again
+        else:
+            HEALTH.starting(COMPONENT)
         while self.writer is None:  # an unreachable store stops the sink loudly, not silently
             try:
                 self.writer = await asyncio.to_thread(StoreWriter, self.store)
@@ -157,7 +176,7 @@ class StoreSink:
             pending.offsets[tp] = record.offset
             if self.oldest is None:
                 self.oldest = time.monotonic()
-        metrics.STORE_SINK_PENDING.set(sum(len(p.records) for p in self.pending.values()))
+        STORE_SINK_PENDING.set(sum(len(p.records) for p in self.pending.values()))
 
     def _due(self) -> bool:
         if self.oldest is None:
@@ -170,7 +189,7 @@ class StoreSink:
         """Commit every table's buffered records with their offsets (raises nothing)."""
         written: dict[TopicPartition, int] = {}
         async with self.lock:
-            for table in ("calls", "values", "alerts"):
+            for table in ("calls", "values", "alerts", "subcalls", "datasets"):
                 pending = self.pending.get(table)
                 if pending is None or not pending.offsets:
                     continue
@@ -183,11 +202,11 @@ class StoreSink:
                     self._fail(table, exc)
                     return
             self.oldest = None
-            metrics.STORE_SINK_PENDING.set(0)
+            STORE_SINK_PENDING.set(0)
             if self.failed or self.failures:
                 log.info("store sink: writing again after %d failed attempts", self.failures)
             self.failed, self.failures = False, 0
-            metrics.STORE_SINK_FAILED.set(0)
+            STORE_SINK_FAILED.set(0)
             HEALTH.ok(COMPONENT)
         await self._commit_kafka(written)
 
@@ -198,7 +217,17 @@ class StoreSink:
         expect = {app_id(tp): self.committed.get(tp) for tp in offsets}
         raws = [(tp, offset, raw) for tp, (offset, raw) in pending.records]
         writer = self.writer
-        await asyncio.to_thread(lambda: writer.write_rows(table, _rows(table, raws), txns, expect))
+        if table == "datasets":  # after calls and values: a dataset row's call is stored
+            found = _candidates(raws)
+            await asyncio.to_thread(
+                lambda: apply_candidates(
+                    self.store, found, txns=txns, expect=expect, cache=self.dataset_states
+                )
+            )
+        else:
+            await asyncio.to_thread(
+                lambda: writer.write_rows(table, _rows(table, raws), txns, expect)
+            )
         for tp, offset in offsets.items():
             self.committed[tp] = offset
         self.pending[table] = _Pending()
@@ -218,13 +247,13 @@ class StoreSink:
                 log.info("store sink: Kafka offsets not committed (%s); the store has them", exc)
 
     def _fail(self, table: str, exc: BaseException) -> None:
-        reason = f"writing the {table} table failed: {exc}"
+        reason = f"writing the {table} table failed: {describe(exc)}"
         if not self.failed:
             log.error("store sink stopped: %s (it retries; nothing is skipped)", reason)
         self.failed = True
         self.failures += 1
-        metrics.STORE_SINK_FAILURES.labels(table).inc()
-        metrics.STORE_SINK_FAILED.set(1)
+        STORE_SINK_FAILURES.labels(table).inc()
+        STORE_SINK_FAILED.set(1)
         HEALTH.failed(COMPONENT, reason)
 
     async def _retry(self) -> None:
@@ -279,7 +308,7 @@ class StoreSink:
             committed = self.committed.get(tp)
             lags[tp.topic] += max(0, highwater - (-1 if committed is None else committed) - 1)
         for topic, lag in lags.items():
-            metrics.CONSUMER_LAG.labels(self.topics.store_group, topic).set(lag)
+            CONSUMER_LAG.labels(self.topics.store_group, topic).set(lag)
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -303,21 +332,64 @@ def _rows(table: str, raws: list[tuple[TopicPartition, int, bytes]]) -> list[dic
                 rows.append(call_row_from_json(raw, now))
             elif table == "values":
                 rows.append(value_row_from_json(raw, now))
+            elif table == "subcalls":
+                rows.extend(sub_call_rows_from_json(raw, now))
             else:
                 rows.append(alert_row(Alert.from_json(raw), now))
-        except (ValueError, KeyError, TypeError, WeaveStreamError) as exc:
-            # Written by weave-stream itself, so a bug or a foreign writer: say where.
-            log.error(
-                "store sink: %s[%d]@%d is not a %s record (%s: %s); skipped",
-                tp.topic,
-                tp.partition,
-                offset,
-                table,
-                type(exc).__name__,
-                exc,
-            )
-            metrics.UNREADABLE_RECORDS.labels(tp.topic).inc()
+        except DeliveryError as exc:  # an alert record that is not one
+            _unreadable(tp, offset, table, exc)
+        except (ValueError, KeyError, TypeError) as exc:  # JSON that is not a call or value
+            _unreadable(tp, offset, table, exc)
     return rows
+
+
+def _candidates(raws: list[tuple[TopicPartition, int, bytes]]) -> list[Candidate]:
+    found = []
+    for tp, offset, raw in raws:
+        try:
+            found.append(Candidate.from_json(raw))
+        except (ValueError, KeyError, TypeError) as exc:
+            _unreadable(tp, offset, "dataset candidate", exc)
+    return found
+
+
+def _unreadable(tp: TopicPartition, offset: int, table: str, exc: BaseException) -> None:
+    # Written by weave-stream itself, so a bug or a foreign writer: say where.
+    log.error(
+        "store sink: %s[%d]@%d is not a %s record (%s); skipped",
+        tp.topic,
+        tp.partition,
+        offset,
+        table,
+        describe(exc),
+    )
+    UNREADABLE_RECORDS.labels(tp.topic).inc()
+
+
+async def run_reporting_crashes(sink: StoreSink) -> None:
+    """Run ``sink`` until cancelled; a crash (Kafka unreachable, a bug) fails ``store-sink``
+    with the reason, so ``/readyz`` and ``weave-stream status`` show it, and it restarts
+    with a backoff (a Faust task that raises would otherwise only be logged)."""
+    crashes = 0
+    while True:
+        try:
+            await sink.run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            crashes += 1
+            HEALTH.failed(COMPONENT, f"crashed: {describe(exc)}")
+            log.exception("store sink crashed (restart %d follows)", crashes)
+            if sink.consumer is not None:
+                with contextlib.suppress(Exception):  # already stopping: nothing to add
+                    await sink.consumer.stop()
+                sink.consumer = None
+            # The store holds the truth: what was buffered is read again after the restart.
+            sink.pending.clear()
+            sink.committed.clear()
+            sink.oldest, sink.failed = None, False
+            await asyncio.sleep(_RETRY_SECONDS[min(crashes, len(_RETRY_SECONDS)) - 1])
 
 
 def register_store_sink(app: Any, settings: Settings) -> StoreSink:
@@ -332,7 +404,7 @@ def register_store_sink(app: Any, settings: Settings) -> StoreSink:
 
     @app.task
     async def store_sink() -> None:
-        await sink.run()
+        await run_reporting_crashes(sink)
 
     @app.timer(interval=settings.store_maintenance_seconds, on_leader=True)
     async def store_maintenance() -> None:

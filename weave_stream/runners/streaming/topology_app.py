@@ -13,7 +13,10 @@ Per micro-batch of valid calls (``batch_size``, ``batch_max_wait_seconds``):
    same keys as the local runner (op ref, input digest, trial);
 3. new results go to the table, and Faust's producer is flushed, *before*
 4. the values are written to ``<prefix>.derived.<topology>.<column>``, keyed
-   ``<call id>/<trial>``; then the batch is acknowledged.
+   ``<call id>/<trial>`` (after the trees of their sub-calls, one record per value, to
+   ``<prefix>.subcalls.<topology>``: see :mod:`weave_stream.store.subcalls`), and the
+   calls its ``datasets:`` rules keep to ``<prefix>.datasets`` (the store sink adds
+   them); then the batch is acknowledged.
 
 A call delivered again (after a crash, or replayed) finds its results in the table
 and is re-emitted, not recomputed. Readers count each (call, column, op ref, trial)
@@ -30,15 +33,26 @@ from typing import Any
 
 import faust
 
-from weave_stream import metrics
 from weave_stream.columns.cache import CachedValue, CacheKey, MemoryCache
 from weave_stream.columns.derive import DerivedValue, derive_batch
+from weave_stream.columns.tree import tree_records
 from weave_stream.columns.values import derived_key
 from weave_stream.config import Settings
+from weave_stream.datasets.apply import candidates
 from weave_stream.ingest.call import Call, call_from_json
+from weave_stream.metrics import (
+    COLUMN_INFO,
+    DERIVED_VALUES_WRITTEN,
+    TOPOLOGY_BATCH_SECONDS,
+    TOPOLOGY_CALLS,
+    TOPOLOGY_INFO,
+    UNREADABLE_RECORDS,
+)
 from weave_stream.runners.streaming.aggregates import attach_aggregates
 from weave_stream.runners.streaming.app import create_app
+from weave_stream.runners.streaming.health import HEALTH, watched_agent
 from weave_stream.runners.streaming.monitor_agent import register_monitors
+from weave_stream.runners.streaming.reconciler import attach_reconciler
 from weave_stream.runners.streaming.sink import OutgoingRecord, attach_sink
 from weave_stream.runners.streaming.watchdog import Activity, watch_for_stall
 from weave_stream.topology.spec import Topology
@@ -67,25 +81,32 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     monitors = register_monitors(app, settings, topology, sink)  # None: no monitors declared
     activity = Activity()
     watch_for_stall(app, settings, topics.valid, activity, settings.stall_seconds)
+    attach_reconciler(app, settings, topology)  # no value missing for long, none silently
     columns = [column.name for column in topology.columns]
+    rules = topology.dataset_rules
+    if rules:
+        app.topic(topics.datasets, partitions=settings.partitions)
     column_topics = {name: topics.derived(topology.name, name) for name in columns}
     for topic in column_topics.values():
         app.topic(topic, partitions=settings.partitions)
-    values_out = metrics.DERIVED_VALUES_WRITTEN
-    batch_seconds = metrics.TOPOLOGY_BATCH_SECONDS.labels(topology.name)
-    calls_read = metrics.TOPOLOGY_CALLS.labels(topology.name)
-    metrics.TOPOLOGY_INFO.labels(topology.name, version).set(1)
+    subcalls_topic = topics.subcalls(topology.name)
+    app.topic(subcalls_topic, partitions=settings.partitions)
+    values_out = DERIVED_VALUES_WRITTEN
+    batch_seconds = TOPOLOGY_BATCH_SECONDS.labels(topology.name)
+    calls_read = TOPOLOGY_CALLS.labels(topology.name)
+    TOPOLOGY_INFO.labels(topology.name, version).set(1)
     for compiled in topology.compiled:
-        metrics.COLUMN_INFO.labels(
-            topology.name, compiled.name, compiled.op.name, compiled.op.ref
-        ).set(1)
+        COLUMN_INFO.labels(topology.name, compiled.name, compiled.op.name, compiled.op.ref).set(1)
 
     if aggregates is not None and not topology.compiled:
         aggregates.consume(source, settings)  # aggregate-only: its own light agent
         return app
 
-    @app.agent(source, name=f"{topology.name}-derive")
+    component = f"topology/{topology.name}/derive"
+
+    @app.agent(source, name=watched_agent(f"{topology.name}-derive", component))
     async def derive(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        HEALTH.running(component)
         batches = stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
             settings.batch_size, settings.batch_max_wait_seconds
         )
@@ -103,13 +124,19 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
                     for encoded, raw in entries.items()
                 }
             )
-            values = await derive_batch(topology, calls, cache)
-            fresh = _new_results(values, known)
+            sub_calls: list[DerivedValue] = []
+            values = await derive_batch(topology, calls, cache, sub_calls=sub_calls)
+            # Sub-calls' results are kept with their call too: a redelivered call whose
+            # column op changed still finds what the ops it calls computed.
+            fresh = _new_results([*values, *sub_calls], known)
             now = time.time()
             for call_id, entries in fresh.items():
                 results[call_id] = {"t": now, "r": {**known[call_id], **entries}}
             if fresh:
                 await app.producer.flush()  # results durable before anyone sees the values
+            if sub_calls:  # a tree before its value: whoever sees the value can drill down
+                trees = [OutgoingRecord(key, raw) for key, raw in tree_records(sub_calls)]
+                await sink.write(subcalls_topic, trees)
             by_column: dict[str, list[OutgoingRecord]] = defaultdict(list)
             for value in values:
                 by_column[value.column].append(
@@ -118,12 +145,23 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
             for column, records in by_column.items():
                 await sink.write(column_topics[column], records)
                 values_out.labels(topology.name, column).inc(len(records))
+            kept = candidates(rules, calls, values)  # "from now on" datasets
+            if kept:
+                await sink.write(
+                    topics.datasets,
+                    [OutgoingRecord(c.call_id.encode(), c.to_json()) for c in kept],
+                )
             if aggregates is not None:
                 aggregates.apply(events, values)  # windowed aggregates, per source partition
             if monitors is not None:
-                await monitors.offer(sink, calls, values)  # embeddings to the drift monitors
+                partitions = {
+                    (event.message.key or b"").decode(): event.message.partition for event in events
+                }
+                # embeddings to the drift monitors, with each call's source partition
+                await monitors.offer(sink, calls, values, partitions)
             batch_seconds.observe(time.perf_counter() - started)
             activity.end()
+            HEALTH.ok(component)
             yield None
 
     @app.timer(interval=min(300.0, max(1.0, settings.results_retention_seconds / 10)))
@@ -147,7 +185,7 @@ def _decode(raws: Iterable[Any]) -> list[Call]:
         except ValueError:
             # The ingest agent wrote it, so this is a bug or a foreign writer: say so.
             log.error("skipping a record of the valid-calls topic that is not a call: %r", raw)
-            metrics.UNREADABLE_RECORDS.labels("calls.valid").inc()
+            UNREADABLE_RECORDS.labels("calls.valid").inc()
     return calls
 
 
