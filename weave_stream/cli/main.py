@@ -12,6 +12,7 @@ from weave_stream.cli import (
     dashboard_cmds,
     demo,
     ingest_cmds,
+    model_cmds,
     ops_cmds,
     registry_cmds,
 )
@@ -36,6 +37,7 @@ for module in (
     dashboard_cmds,
     demo,
     alerts_cmds,
+    model_cmds,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

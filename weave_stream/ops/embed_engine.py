@@ -108,6 +108,8 @@ class EngineStats:
     batches: int = 0
     tokens: int = 0  # real tokens through the model
     padded_tokens: int = 0  # tokens including padding
+    largest_batch_tokens: int = 0  # the most padded tokens of one forward pass
+    groups: int = 0  # planner rounds: requests gathered together count once
 
 
 @dataclass
@@ -268,6 +270,8 @@ class EmbeddingEngine:
                 self._chunks.put(_STOP)
                 return
             group, stopping = self._gather(first)
+            with self._stats_lock:
+                self._stats.groups += 1
             try:
                 self.model()
             except Exception as exc:  # the model cannot load: every request hears why
@@ -420,6 +424,16 @@ class EmbeddingEngine:
 
     def _deliver(self, batch: _Batch, output: Any) -> None:
         vectors = output.cpu().numpy()
+        with self._stats_lock:  # counted before any caller hears back
+            stats = self._stats
+            stats.texts += len(batch.rows)
+            stats.batches += 1
+            stats.tokens += batch.tokens
+            stats.padded_tokens += batch.padded
+            stats.largest_batch_tokens = max(stats.largest_batch_tokens, batch.padded)
+        self._texts.inc(len(batch.rows))
+        self._text_tokens.inc(batch.tokens)
+        self._padding_tokens.inc(batch.padded - batch.tokens)
         by_request: dict[int, tuple[_Request, list[int], list[int]]] = {}
         for position, (request, index) in enumerate(batch.rows):
             entry = by_request.setdefault(id(request), (request, [], []))
@@ -432,15 +446,6 @@ class EmbeddingEngine:
             request.remaining -= len(indexes)
             if request.remaining == 0:
                 request.future.set_result(request.vectors)
-        with self._stats_lock:
-            stats = self._stats
-            stats.texts += len(batch.rows)
-            stats.batches += 1
-            stats.tokens += batch.tokens
-            stats.padded_tokens += batch.padded
-        self._texts.inc(len(batch.rows))
-        self._text_tokens.inc(batch.tokens)
-        self._padding_tokens.inc(batch.padded - batch.tokens)
 
     def _fail(self, rows: list[tuple[_Request, int]], stage: str, exc: BaseException) -> None:
         log.error("embedding failed %s a batch on %s: %r", stage, self.plan.device, exc)
@@ -454,6 +459,6 @@ def _failure(stage: str, size: int, exc: BaseException, device: str = "") -> OpE
     if isinstance(exc, OpError):
         return exc
     return OpError(
-        f"embedding failed while {stage} a batch of {size} texts{where}: "
+        f"embedding failed while {stage} a batch of {size} text{'s' * (size != 1)}{where}: "
         f"{type(exc).__name__}: {exc}"
     )

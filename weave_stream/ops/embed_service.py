@@ -83,9 +83,7 @@ class ModelService:
         self.clients: Counter[str] = Counter()  # requests per client name
         self._engine: EmbeddingEngine | None = None
         self._lock = threading.Lock()
-        Path(self.path).unlink(missing_ok=True)  # a stale socket from a killed service
-        self._server = socketserver.ThreadingUnixStreamServer(self.path, self._handler())
-        self._server.daemon_threads = True
+        self._server: socketserver.ThreadingUnixStreamServer | None = None
 
     def engine(self) -> EmbeddingEngine:
         """The engine, planned (device, precision) and started now if it is not yet."""
@@ -94,14 +92,24 @@ class ModelService:
                 self._engine = EmbeddingEngine(plan_for(self.settings))
             return self._engine
 
+    def bind(self) -> None:
+        """Create the socket (clients may connect from now on)."""
+        Path(self.path).unlink(missing_ok=True)  # a stale socket from a killed service
+        self._server = socketserver.ThreadingUnixStreamServer(self.path, self._handler())
+        self._server.daemon_threads = True
+
     def serve_forever(self) -> None:
         """Answer clients until :meth:`shutdown` (from another thread)."""
+        if self._server is None:
+            self.bind()
+        assert self._server is not None
         self._server.serve_forever(poll_interval=0.2)
 
     def shutdown(self) -> None:
         """Stop serving, remove the socket file, stop the engine."""
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
         Path(self.path).unlink(missing_ok=True)
         if self._engine is not None:
             self._engine.close()

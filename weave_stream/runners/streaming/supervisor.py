@@ -5,6 +5,10 @@ It watches the registry and keeps, per registered topology, one child process
 new ones, restarts changed ones (the child resumes from its group's committed
 offsets, writing values under the new op refs from then on), stops unregistered
 ones and restarts crashed ones with a backoff. Children die with their worker.
+
+With ``embed_service=auto`` it also runs the worker's model service (see
+:mod:`.model_service`): the children embed through it, so the host holds one
+embedding model, not one per topology.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from pathlib import Path
 from weave_stream import metrics
 from weave_stream.broker.embedded import die_with_parent, free_port
 from weave_stream.config import Settings
+from weave_stream.runners.streaming.model_service import ModelServiceProcess
 from weave_stream.topology.registrations import Registration, watch_registry
 
 __all__ = ["TopologySupervisor"]
@@ -47,15 +52,20 @@ class TopologySupervisor:
         self._retry_at: dict[str, float] = {}
         self._failures: dict[str, int] = {}
         self._log_dir = settings.data_dir / "logs"
+        self.model_service = (
+            ModelServiceProcess(settings) if settings.embed_service == "auto" else None
+        )
 
     def metrics_urls(self) -> list[str]:
-        """The ``/metrics`` URLs of the children alive now."""
+        """The ``/metrics`` URLs of the children alive now (and the model service's)."""
         host = self.settings.web_host
-        return [
+        urls = [
             f"http://{host}:{child.web_port}/metrics"
             for child in self.children.values()
             if child.process.returncode is None
         ]
+        service = self.model_service.metrics_url if self.model_service else None
+        return [*urls, service] if service else urls
 
     def running(self) -> dict[str, str]:
         """``{topology: version}`` of the children alive now."""
@@ -68,7 +78,11 @@ class TopologySupervisor:
     async def run(self) -> None:
         """Follow the registry until cancelled; then stop every child."""
         try:
+            if self.model_service is not None:
+                await self.model_service.start()
             async for registrations in watch_registry(self.settings, poll_seconds=1.0):
+                if self.model_service is not None:
+                    await self.model_service.keep_alive()
                 await self.reconcile(registrations)
         finally:
             await self.stop_all()
@@ -120,6 +134,8 @@ class TopologySupervisor:
             "WEAVE_STREAM_WEB_PORT": str(web_port),
             "WEAVE_STREAM_WORKER_ID": f"{self.settings.worker_id}.{name}",
         }
+        if self.model_service is not None:
+            environment["WEAVE_STREAM_EMBED_SERVICE"] = self.model_service.address
         with open(self._log_path(name), "ab") as log_file:
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
@@ -153,5 +169,7 @@ class TopologySupervisor:
             await child.process.wait()
 
     async def stop_all(self) -> None:
-        """Stop every child gracefully (they commit what they processed)."""
+        """Stop every child gracefully (they commit what they processed), then the model service."""
         await asyncio.gather(*(self._stop(name) for name in list(self.children)))
+        if self.model_service is not None:
+            await self.model_service.stop()

@@ -1,0 +1,74 @@
+"""``weave-stream model-service``: one embedding model serving every topology process of a host.
+
+A worker starts one itself (``embed_service=auto``). Run it by hand to share one
+model (one GPU) between several workers on a host: start it with ``--socket``, and
+give each worker ``embed_service=unix:<that socket>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from weave_stream.cli.options import fail, settings_options
+from weave_stream.config import Settings
+from weave_stream.errors import WeaveStreamError
+
+__all__ = ["COMMANDS", "model_service"]
+
+
+@click.command(name="model-service")
+@click.option(
+    "--socket",
+    "socket_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The Unix socket to serve on (at most ~100 characters).",
+)
+@click.option("--metrics-port", type=int, default=None, help="Serve /metrics on this port.")
+@settings_options("device", "precision", "embed_token_budget", "embed_gather_seconds")
+def model_service(socket_path: Path, metrics_port: int | None, settings: Settings) -> None:
+    """Serve the embedding model (embed and classify ops) on a Unix socket.
+
+    Clients' requests are batched together on one device (the setting ``device``:
+    auto, cpu, cuda, cuda:N, mps). It says at start which device and precision it
+    uses; the model loads on the first request. Stops on SIGTERM or Ctrl-C.
+    """
+    from prometheus_client import start_http_server
+
+    from weave_stream import metrics
+    from weave_stream.ops.embed_service import ModelService
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        service = ModelService(settings, socket_path)
+        engine = service.engine()  # plans the device now: a missing GPU fails here, said plainly
+    except (WeaveStreamError, OSError) as exc:
+        fail(f"model service on unix:{socket_path}: {exc}")
+        return
+    if metrics_port:
+        start_http_server(metrics_port, settings.web_host, registry=metrics.REGISTRY)
+    click.echo(
+        f"model service on unix:{socket_path}: {engine.describe()}; the model loads on the "
+        "first request",
+        err=True,
+    )
+
+    def stop(*_: Any) -> None:
+        threading.Thread(target=service.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        service.serve_forever()
+    except KeyboardInterrupt:
+        service.shutdown()
+
+
+COMMANDS = [model_service]
