@@ -70,7 +70,7 @@ def test_asking_this_machine_for_cuda_fails_clearly_when_its_torch_has_none() ->
     if real.cuda_devices:  # a GPU machine: the plan is that GPU, in half precision
         assert plan_device("cuda", "auto").precision == "float16"
         return
-    with pytest.raises(ConfigError, match="setting device='cuda'.*(CPU-only build|no CUDA GPU)"):
+    with pytest.raises(ConfigError, match=r"setting device='cuda'.*(CPU-only build|no CUDA GPU)"):
         plan_device("cuda", "auto")
 
 
@@ -112,7 +112,7 @@ def test_settings_carry_the_device_and_reject_a_malformed_one() -> None:
     plan = plan_for(settings, TWO_GPUS)
     assert (plan.device, plan.precision, plan.token_budget) == ("cuda:1", "float16", 4096)
     assert plan.gather_seconds == settings.batch_max_wait_seconds  # a GPU waits as a micro-batch
-    with pytest.raises(ConfigError, match="device .*'gpu0'.*is not a device"):
+    with pytest.raises(ConfigError, match=r"device .*'gpu0'.*is not a device"):
         load_settings(env={"WEAVE_STREAM_DEVICE": "gpu0"})
-    with pytest.raises(ConfigError, match="embed_service .*unix:/path"):
+    with pytest.raises(ConfigError, match=r"embed_service .*unix:/path"):
         load_settings(env={"WEAVE_STREAM_EMBED_SERVICE": "tcp://localhost:1"})
