@@ -155,11 +155,19 @@ class ModelService:
 class ServiceClient:
     """Embed through a :class:`ModelService`; thread-safe (a pool of connections).
 
-    ``name`` identifies this client in the service's stats (e.g. the topology).
+    ``name`` identifies this client in the service's stats (e.g. the topology). A
+    service that is starting is waited for up to ``connect_wait_seconds``.
     """
 
-    def __init__(self, path: str, name: str | None = None, connections: int = 8) -> None:
+    def __init__(
+        self,
+        path: str,
+        name: str | None = None,
+        connections: int = 8,
+        connect_wait_seconds: float = _CONNECT_WAIT_SECONDS,
+    ) -> None:
         self.path = path
+        self.connect_wait_seconds = connect_wait_seconds
         self.name = name or f"pid-{os.getpid()}"
         self.device: str | None = None  # the service's, known after the first connection
         self._idle: queue.LifoQueue[socket.socket] = queue.LifoQueue()
@@ -227,7 +235,7 @@ class ServiceClient:
             return self._idle.get_nowait()
         except queue.Empty:
             pass
-        deadline = time.monotonic() + _CONNECT_WAIT_SECONDS
+        deadline = time.monotonic() + self.connect_wait_seconds
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(_REQUEST_TIMEOUT_SECONDS)
