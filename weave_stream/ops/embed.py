@@ -44,6 +44,7 @@ __all__ = [
     "Embed",
     "EmbeddingBackend",
     "backend_for",
+    "configure_model",
     "encode",
     "encode_sync",
     "load_model",
@@ -82,6 +83,7 @@ class EmbeddingBackend(Protocol):
 
 
 _backend: EmbeddingBackend | None = None
+_settings: Settings | None = None  # what the backend is made from (None: the environment's)
 _backend_lock = threading.Lock()
 _callers = ThreadPoolExecutor(8, thread_name_prefix="weave-stream-model-caller")
 
@@ -99,12 +101,24 @@ def backend_for(settings: Settings) -> EmbeddingBackend:
 
 
 def model_backend() -> EmbeddingBackend:
-    """This process's backend, made on first use from the environment's settings."""
+    """This process's backend, made on first use from the settings given to
+    :func:`configure_model`, else from the environment's."""
     global _backend
     with _backend_lock:
         if _backend is None:
-            _backend = backend_for(load_settings())
+            _backend = backend_for(_settings or load_settings())
         return _backend
+
+
+def configure_model(settings: Settings | None) -> None:
+    """Make this process's backend from ``settings`` (when it is made: not again once made;
+    None: from the environment's).
+
+    Loading a topology with settings calls this, so ``--config`` reaches the model.
+    """
+    global _settings
+    with _backend_lock:
+        _settings = settings
 
 
 def use_backend(backend: EmbeddingBackend | None) -> EmbeddingBackend | None:
