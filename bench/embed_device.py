@@ -52,7 +52,8 @@ import yaml
 from weave_stream.ops import Embed, run_op
 from weave_stream.ops.embed import use_backend
 from weave_stream.ops.embed_device import DevicePlan, plan_device
-from weave_stream.ops.embed_engine import EmbeddingEngine, load_model
+from weave_stream.ops.embed_engine import EmbeddingEngine
+from weave_stream.ops.embed_model import load_model
 from weave_stream.ops.embed_service import ServiceClient
 
 REPO = Path(__file__).resolve().parent.parent

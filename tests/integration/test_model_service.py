@@ -17,7 +17,7 @@ from tests.integration.test_streaming import (
     wait_for_values,
 )
 from weave_stream.config import Settings
-from weave_stream.ops.embed_engine import load_model
+from weave_stream.ops.embed_model import load_model
 from weave_stream.runners.workers import WorkerProcess
 
 EMBEDS = """\

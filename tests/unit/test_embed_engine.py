@@ -18,7 +18,8 @@ import pytest
 from weave_stream.demo.samples import corpus_documents
 from weave_stream.errors import OpError
 from weave_stream.ops.embed_device import DevicePlan, plan_device
-from weave_stream.ops.embed_engine import MODEL_LOADS, EmbeddingEngine, load_model
+from weave_stream.ops.embed_engine import EmbeddingEngine
+from weave_stream.ops.embed_model import MODEL_LOADS, load_model
 
 
 @pytest.fixture(scope="module")

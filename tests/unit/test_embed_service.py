@@ -28,7 +28,7 @@ from weave_stream.errors import OpError
 from weave_stream.ops import Classify, Embed, run_op
 from weave_stream.ops.embed import use_backend
 from weave_stream.ops.embed_device import Accelerators
-from weave_stream.ops.embed_engine import load_model
+from weave_stream.ops.embed_model import load_model
 from weave_stream.ops.embed_service import ServiceClient
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,8 +7,11 @@ give each worker ``embed_service=unix:<that socket>``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -61,14 +64,19 @@ def model_service(socket_path: Path, metrics_port: int | None, settings: Setting
         err=True,
     )
 
-    def stop(*_: Any) -> None:
+    def stop(*_: Any) -> None:  # serve_forever returns once this thread has stopped it
         threading.Thread(target=service.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, stop)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         service.serve_forever()
-    except KeyboardInterrupt:
-        service.shutdown()
+    service.close()
+    # The service holds no state to save: skip the interpreter's teardown of torch,
+    # which took ~9 s here on a loaded machine (0.4 s this way) and held up the
+    # worker's shutdown.
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 COMMANDS = [model_service]

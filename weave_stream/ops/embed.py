@@ -36,7 +36,7 @@ from weave_stream.config import Settings, load_settings
 from weave_stream.ops.base import CostEstimate, OpPolicy, OpResult
 from weave_stream.ops.decorator import op
 from weave_stream.ops.embed_batches import estimated_tokens, token_batches
-from weave_stream.ops.embed_engine import DIMENSIONS, MODEL_PACKAGE, load_model
+from weave_stream.ops.embed_model import DIMENSIONS, MODEL_PACKAGE, load_model
 
 __all__ = [
     "DIMENSIONS",

@@ -15,7 +15,10 @@ pass exceeds the budget (:func:`split_to_budget`).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -23,6 +26,10 @@ import numpy.typing as npt
 
 __all__ = [
     "MAX_TOKENS",
+    "TOKENIZE_TEXTS",
+    "Batch",
+    "Chunk",
+    "cut_chunk",
     "estimated_tokens",
     "merge_features",
     "split_to_budget",
@@ -31,6 +38,70 @@ __all__ = [
 ]
 
 MAX_TOKENS = 256  # the model truncates longer texts
+# Texts one tokenizer thread takes at a time: a GPU batch (hundreds of texts) is
+# tokenized by several threads at once, and its forward pass starts sooner.
+TOKENIZE_TEXTS = 64
+Row = tuple[Any, int]  # (whose text: a request, which of its texts)
+
+
+@dataclass
+class Batch:
+    """One forward pass: its rows, their padded features, real and padded token counts."""
+
+    rows: list[Row]
+    features: dict[str, Any]
+    tokens: int
+    padded: int
+
+
+class Chunk:
+    """Texts for about one forward pass, tokenized in pieces of :data:`TOKENIZE_TEXTS`
+    (by several threads at once); the piece that completes it cuts its batches."""
+
+    def __init__(self, rows: list[Row], texts: list[str], budget: int) -> None:
+        self.rows = rows
+        self.texts = texts
+        self.budget = budget
+        step = TOKENIZE_TEXTS
+        self.spans = [(a, min(a + step, len(texts))) for a in range(0, len(texts), step)]
+        self.pieces: list[dict[str, Any] | None] = [None] * len(self.spans)
+        self.future: Future[list[Batch]] = Future()
+        self._left = len(self.spans)
+        self._lock = threading.Lock()
+
+    def add(self, piece: int, features: dict[str, Any]) -> bool:
+        """Store a tokenized piece; True for the piece that completes the chunk."""
+        with self._lock:
+            self.pieces[piece] = features
+            self._left -= 1
+            return self._left == 0
+
+    def finish(self, batches: list[Batch]) -> None:
+        with self._lock:
+            if not self.future.done():
+                self.future.set_result(batches)
+
+    def fail(self, exc: BaseException) -> None:
+        with self._lock:
+            if not self.future.done():
+                self.future.set_exception(exc)
+
+
+def cut_chunk(chunk: Chunk, pad_token_id: int, pin: bool = False) -> list[Batch]:
+    """A tokenized chunk's batches: rows sorted by true length, each within its budget
+    (``pin``: in page-locked memory, for copies to a GPU that do not wait)."""
+    pieces = [piece for piece in chunk.pieces if piece is not None]
+    features = merge_features(pieces, pad_token_id)
+    lengths = features["attention_mask"].sum(dim=1).numpy()
+    batches = []
+    for part in split_to_budget(lengths, chunk.budget):
+        width = int(lengths[part].max())
+        taken = take_rows(features, part, width)
+        if pin:
+            taken = {k: v.pin_memory() if hasattr(v, "pin_memory") else v for k, v in taken.items()}
+        rows = [chunk.rows[i] for i in part.tolist()]
+        batches.append(Batch(rows, taken, int(lengths[part].sum()), len(part) * width))
+    return batches
 
 
 def estimated_tokens(text: str) -> float:

