@@ -9,6 +9,7 @@ through the engine differs from ``SentenceTransformer.encode`` by < 2e-7 per num
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 
@@ -147,3 +148,15 @@ def test_a_failing_device_fails_its_requests_with_the_reason_and_the_engine_carr
     finally:
         engine.close()
     assert engine.embed.__self__ is engine  # closing returned: its threads stopped
+
+
+def test_a_caller_that_stops_waiting_does_not_stop_the_engine(
+    engine: EmbeddingEngine, texts: list[str]
+) -> None:
+    async def impatient() -> None:  # as an op's timeout does: the awaiting task is cancelled
+        await asyncio.wait_for(asyncio.wrap_future(engine.submit(texts[:40])), timeout=0.001)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(impatient())
+    assert engine.embed(["still answering"]).shape == (1, 384)
+    assert engine.stats().texts == 41  # the abandoned request was finished, not lost midway

@@ -22,6 +22,7 @@ process (:data:`~weave_stream.ops.embed_model.MODEL_LOADS` counts loads).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import queue
@@ -29,7 +30,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,6 +135,9 @@ class EmbeddingEngine:
             np.zeros((len(texts), DIMENSIONS), dtype=np.float32),
             remaining=len(texts),
         )
+        # Running from now on: a caller that stops waiting (an op's timeout cancels the
+        # awaiting task) cannot cancel it under the engine's feet.
+        request.future.set_running_or_notify_cancel()
         with self._stats_lock:
             self._stats.requests += 1
         if not texts:
@@ -203,11 +207,12 @@ class EmbeddingEngine:
                 self._stats.groups += 1
             try:
                 self.model()
-            except Exception as exc:  # the model cannot load: every request hears why
-                for request in group:
-                    request.future.set_exception(_failure("loading the model", len(group), exc))
-            else:
                 self._dispatch(group)
+            except Exception as exc:  # e.g. the model cannot load: every request hears why
+                rows = [(request, i) for request in group for i in range(len(request.texts))]
+                self._fail(
+                    rows, "loading the model for" if self._model is None else "planning", exc
+                )
             if stopping:
                 self._chunks.put(_STOP)
                 return
@@ -320,7 +325,11 @@ class EmbeddingEngine:
             return torch.nn.functional.normalize(embeddings.float(), p=2.0, dim=1)
 
     def _deliver(self, batch: Batch, output: Any) -> None:
-        vectors = output.cpu().numpy()
+        try:
+            vectors = output.cpu().numpy()  # waits for the device
+        except Exception as exc:  # a failure of an asynchronous launch surfaces here
+            self._fail(batch.rows, "running the model on", exc)
+            return
         with self._stats_lock:  # counted before any caller hears back
             stats = self._stats
             stats.texts += len(batch.rows)
@@ -342,12 +351,13 @@ class EmbeddingEngine:
             request.vectors[indexes] = vectors[positions]
             request.remaining -= len(indexes)
             if request.remaining == 0:
-                request.future.set_result(request.vectors)
+                with contextlib.suppress(InvalidStateError):  # failed meanwhile, elsewhere
+                    request.future.set_result(request.vectors)
 
     def _fail(self, rows: list[tuple[_Request, int]], stage: str, exc: BaseException) -> None:
         log.error("embedding failed %s a batch on %s: %r", stage, self.plan.device, exc)
         for request in {id(request): request for request, _ in rows}.values():
-            if not request.future.done():
+            with contextlib.suppress(InvalidStateError):  # answered meanwhile, elsewhere
                 request.future.set_exception(_failure(stage, len(rows), exc, self.plan.device))
 
 
