@@ -248,7 +248,7 @@ def main() -> None:
     if service is not None:
         service.stop()
     if args.sweep:
-        sweep(texts, plan, [256, 512, 1024, 2048, 4096], [0, 1, 2])
+        sweep(texts, plan, [512, 1024, 2048, 4096], [0, 1, 2])
     report(plan, figures, best_forward, best_encode, count)
 
 

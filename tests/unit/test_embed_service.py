@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ import numpy as np
 import orjson
 import pytest
 
+from weave_stream.config import load_settings
 from weave_stream.demo.samples import corpus_documents, sample_calls
 from weave_stream.errors import OpError
 from weave_stream.ops import Classify, Embed, run_op
@@ -30,6 +31,8 @@ from weave_stream.ops.embed import use_backend
 from weave_stream.ops.embed_device import Accelerators
 from weave_stream.ops.embed_model import load_model
 from weave_stream.ops.embed_service import ServiceClient
+from weave_stream.runners.streaming.health import HEALTH
+from weave_stream.runners.streaming.model_service import COMPONENT, ModelServiceProcess
 
 REPO = Path(__file__).resolve().parents[2]
 EMBED_TOPOLOGY = """\
@@ -190,3 +193,35 @@ def test_a_service_asked_for_a_gpu_it_lacks_refuses_to_start_and_says_why(tmp_pa
     assert done.returncode == 1
     assert f"device='{absent}'" in done.stderr and "device=" in done.stderr
     assert not Path(path).exists()
+
+
+def test_a_workers_model_service_is_reported_ready_or_failed_with_its_reason(
+    tmp_path: Path,
+) -> None:
+    gpus = Accelerators.probe().cuda_devices
+    absent = f"cuda:{gpus}" if gpus else "cuda"
+
+    async def supervise(device: str, until: Callable[[], bool]) -> dict[str, Any]:
+        settings = load_settings(env={}, data_dir=tmp_path, device=device)
+        service = ModelServiceProcess(settings)
+        await service.start()
+        try:
+            deadline = time.monotonic() + 300
+            while not until() and time.monotonic() < deadline:
+                await service.keep_alive()  # as the supervisor does at every registry poll
+                await asyncio.sleep(0.2)
+            return HEALTH.snapshot()[COMPONENT]
+        finally:
+            await service.stop()
+            assert not Path(service.socket_path).exists()
+
+    def state(wanted: str) -> Callable[[], bool]:
+        return lambda: HEALTH.snapshot().get(COMPONENT, {}).get("state") == wanted
+
+    failed = asyncio.run(supervise(absent, state("failed")))
+    assert failed["state"] == "failed"
+    assert (
+        f"device='{absent}'" in failed["last_error"] and "restarting it in" in failed["last_error"]
+    )
+    ready = asyncio.run(supervise("cpu", state("ok")))
+    assert ready["state"] == "ok"

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -28,6 +29,7 @@ __all__ = ["ModelServiceProcess"]
 log = logging.getLogger(__name__)
 
 COMPONENT = "model-service"
+_RESTART_BACKOFF = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
 class ModelServiceProcess:
@@ -42,6 +44,9 @@ class ModelServiceProcess:
         )
         self.web_port = 0
         self.process: asyncio.subprocess.Process | None = None
+        self._ready = False
+        self._failures = 0
+        self._retry_at = 0.0
         self._log_path = settings.data_dir / "logs" / f"{settings.worker_id}.model-service.log"
 
     @property
@@ -85,19 +90,27 @@ class ModelServiceProcess:
         log.info("model service: pid %d on %s", self.process.pid, self.address)
 
     async def keep_alive(self) -> None:
-        """Restart the service if it died; report it ok once its socket is up."""
-        if self.process is None:
-            return
-        if self.process.returncode is not None:
+        """Restart the service if it died (with a backoff), saying why; report it ok, and
+        log where the model runs, once its socket is up."""
+        if self.process is not None and self.process.returncode is not None:
+            self._failures += 1
+            delay = _RESTART_BACKOFF[min(self._failures, len(_RESTART_BACKOFF)) - 1]
             reason = (
-                f"the model service exited with {self.process.returncode}; restarting it "
+                f"the model service exited with {self.process.returncode}: "
+                f"{_last_line(self._log_path)!r}; restarting it in {delay:.0f}s "
                 f"(log: {self._log_path})"
             )
             log.error(reason)
             HEALTH.failed(COMPONENT, reason)
             Path(self.socket_path).unlink(missing_ok=True)  # ok again only once the new one binds
-            await self.start()
-        elif Path(self.socket_path).exists():
+            self.process, self._ready = None, False
+            self._retry_at = time.monotonic() + delay
+        if self.process is None:
+            if time.monotonic() >= self._retry_at:
+                await self.start()
+        elif not self._ready and Path(self.socket_path).exists():
+            self._ready = True
+            log.info("model service ready: %s", _last_line(self._log_path, "model service on"))
             HEALTH.ok(COMPONENT)
 
     async def stop(self, timeout: float = 20.0) -> None:
@@ -113,3 +126,13 @@ class ModelServiceProcess:
             process.kill()
             await process.wait()
         Path(self.socket_path).unlink(missing_ok=True)
+
+
+def _last_line(path: Path, starting: str = "") -> str:
+    """The log's last line (that starts with ``starting``), for a one-line reason."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    matching = [line for line in lines if line.startswith(starting) and line.strip()]
+    return matching[-1] if matching else "(nothing logged)"
