@@ -113,19 +113,27 @@ def test_no_batch_exceeds_the_token_budget_unless_one_text_does(texts: list[str]
         assert engine.stats().largest_batch_tokens == 256
 
 
-def test_requests_are_gathered_into_full_batches_within_the_wait() -> None:
-    # 4 tokens each (estimated and true): the wait ends when the third fills the budget.
-    calls = ["call one", "call two", "call six"]
-    for engine in cpu_engine(token_budget=12, gather_seconds=600.0):
-        futures = [engine.submit([text]) for text in calls]
+def test_requests_of_several_callers_are_gathered_and_a_lone_caller_is_not_held() -> None:
+    calls = {"topology-a": "call one", "topology-b": "call two", "topology-c": "call six"}
+    for engine in cpu_engine(gather_seconds=3.0):
+        for (
+            caller,
+            text,
+        ) in calls.items():  # each is seen (active); each waits <= 3 s for the others
+            engine.embed([text], caller=caller)
+        before = engine.stats()
+        futures = [engine.submit([text], caller=caller) for caller, text in calls.items()]
         vectors = [future.result(timeout=300) for future in futures]
-        stats = engine.stats()
-        assert (stats.requests, stats.groups, stats.batches) == (3, 1, 1)
-    for text, vector in zip(calls, vectors, strict=True):
-        assert np.abs(vector[0] - load_model().encode(text, normalize_embeddings=True)).max() < 1e-5
-    # A lone request is answered once the wait is over.
-    for engine in cpu_engine(gather_seconds=0.2):
-        assert engine.embed(["alone"]).shape == (1, 384)
+        after = engine.stats()
+        # The wait ended when every active caller had a request in: one group, one batch.
+        assert (after.groups - before.groups, after.batches - before.batches) == (1, 1)
+        for text, vector in zip(calls.values(), vectors, strict=True):
+            expected = load_model().encode(text, normalize_embeddings=True)
+            assert np.abs(vector[0] - expected).max() < 1e-5
+    # A caller alone is answered at once: it sends nothing more while it waits.
+    for engine in cpu_engine(gather_seconds=600.0):
+        assert engine.submit(["alone"], caller="solo").result(timeout=300).shape == (1, 384)
+        assert engine.submit(["again"], caller="solo").result(timeout=300).shape == (1, 384)
 
 
 def test_the_model_is_loaded_once_per_device_and_precision(texts: list[str]) -> None:

@@ -4,8 +4,9 @@ Callers on any thread submit texts; three stages run side by side, so the model
 does not wait for Python and a GPU sees full batches::
 
     submit(texts) ─► requests ─► [planner] gathers requests (waits up to gather_seconds
-                                 for a full batch), orders texts by estimated length,
-                                 cuts chunks of ~token_budget tokens
+                                 for a full batch from callers not in it yet), orders
+                                 texts by estimated length, cuts chunks of ~token_budget
+                                 tokens
         chunks ─► [tokenizer threads] padded tensors (pinned on CUDA), re-cut by true
                                       length to the budget
         tokenized chunks, in order ─► [device thread] copy, forward, mean-pool,
@@ -29,7 +30,7 @@ import queue
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,9 @@ __all__ = ["EmbeddingEngine", "EngineStats"]
 log = logging.getLogger(__name__)
 
 _STOP = object()
+# A caller counts as active (worth waiting for while gathering) this long after its
+# last request.
+ACTIVE_CALLER_SECONDS = 2.0
 
 
 @dataclass
@@ -79,6 +83,7 @@ class _Request:
     vectors: npt.NDArray[np.float32]
     future: Future[npt.NDArray[np.float32]] = field(default_factory=Future)
     remaining: int = 0
+    caller: Hashable = None
 
     @property
     def estimated(self) -> float:
@@ -110,6 +115,7 @@ class EmbeddingEngine:
             else None
         )
         self._local = threading.local()
+        self._last_seen: dict[Hashable, float] = {}  # caller -> last request (planner only)
         self._model: Any = None
         self._model_lock = threading.Lock()
         self._texts = metrics.EMBED_TEXTS.labels(plan.device)
@@ -126,14 +132,19 @@ class EmbeddingEngine:
 
     # -- the callers' side ---------------------------------------------------------------
     def submit(
-        self, texts: Sequence[str], token_budget: int | None = None
+        self, texts: Sequence[str], token_budget: int | None = None, caller: Hashable = None
     ) -> Future[npt.NDArray[np.float32]]:
-        """A future of the (n, 384) float32 unit vectors of ``texts``."""
+        """A future of the (n, 384) float32 unit vectors of ``texts``.
+
+        ``caller`` names who asks, for gathering (see :meth:`_gather`): the model service
+        passes its client's name; requests without one count as one caller.
+        """
         request = _Request(
             list(texts),
             token_budget or self.plan.token_budget,
             np.zeros((len(texts), DIMENSIONS), dtype=np.float32),
             remaining=len(texts),
+            caller=caller,
         )
         # Running from now on: a caller that stops waiting (an op's timeout cancels the
         # awaiting task) cannot cancel it under the engine's feet.
@@ -147,10 +158,10 @@ class EmbeddingEngine:
         return request.future
 
     def embed(
-        self, texts: Sequence[str], token_budget: int | None = None
+        self, texts: Sequence[str], token_budget: int | None = None, caller: Hashable = None
     ) -> npt.NDArray[np.float32]:
         """The (n, 384) float32 unit vectors of ``texts``, now (blocks this thread)."""
-        return self.submit(texts, token_budget).result()
+        return self.submit(texts, token_budget, caller).result()
 
     def stats(self) -> EngineStats:
         """A copy of the counters."""
@@ -218,14 +229,18 @@ class EmbeddingEngine:
                 return
 
     def _gather(self, first: _Request) -> tuple[list[_Request], bool]:
-        """``first`` and the requests queued behind it; while the batch is not full, wait
-        up to ``gather_seconds`` for more."""
+        """``first`` and the requests queued behind it. While the batch is not full, wait up
+        to ``gather_seconds`` for more, but only for callers that are not all in it yet: a
+        caller waiting for its answer sends nothing more (a topology awaits each batch),
+        so waiting for it would only add latency."""
         group, tokens = [first], first.estimated
+        self._seen(first)
         deadline = time.monotonic() + self.plan.gather_seconds
         while True:
             wait = deadline - time.monotonic()
+            waiting_for = self._active() - {request.caller for request in group}
             try:
-                if tokens >= first.budget or wait <= 0:
+                if tokens >= first.budget or wait <= 0 or not waiting_for:
                     following = self._requests.get_nowait()
                 else:
                     following = self._requests.get(timeout=wait)
@@ -235,6 +250,17 @@ class EmbeddingEngine:
                 return group, True
             group.append(following)
             tokens += following.estimated
+            self._seen(following)
+
+    def _seen(self, request: _Request) -> None:
+        self._last_seen[request.caller] = time.monotonic()
+
+    def _active(self) -> set[Hashable]:
+        """Callers that sent a request within the last few seconds."""
+        horizon = time.monotonic() - ACTIVE_CALLER_SECONDS
+        for caller in [c for c, at in self._last_seen.items() if at < horizon]:
+            del self._last_seen[caller]
+        return set(self._last_seen)
 
     def _dispatch(self, group: list[_Request]) -> None:
         by_budget: dict[int, list[tuple[_Request, int]]] = defaultdict(list)

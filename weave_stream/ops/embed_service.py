@@ -146,7 +146,7 @@ class ModelService:
                             with service._lock:
                                 service.clients[client] += 1
                             vectors = service.engine().embed(
-                                message["texts"], message.get("budget")
+                                message["texts"], message.get("budget"), caller=client
                             )
                             answer = b"V" + vectors.astype("<f4", copy=False).tobytes()
                         else:
