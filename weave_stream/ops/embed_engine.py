@@ -46,7 +46,9 @@ from weave_stream.ops.embed_model import (
     DIMENSIONS,
     MODEL_LOADS,
     MODEL_PACKAGE,
+    forward,
     load_model,
+    read_back,
     tokenize,
 )
 
@@ -306,6 +308,8 @@ class EmbeddingEngine:
         import torch
 
         torch_device = torch.device(self.plan.device)
+        if self.plan.kind == "cuda":
+            torch.cuda.set_device(torch_device)  # this thread's launches and events go there
         in_flight: tuple[Batch, Any] | None = None
         while True:
             try:
@@ -329,7 +333,7 @@ class EmbeddingEngine:
                 continue
             for batch in batches:
                 try:
-                    output = self._forward(batch, torch_device)
+                    output = forward(self._model, batch.features, torch_device)
                 except Exception as exc:
                     self._fail(batch.rows, "running the model on", exc)
                     continue
@@ -337,22 +341,9 @@ class EmbeddingEngine:
                     self._deliver(*in_flight)  # after the next batch is launched: no GPU gap
                 in_flight = (batch, output)
 
-    def _forward(self, batch: Batch, device: Any) -> Any:
-        import torch
-
-        with torch.inference_mode():
-            features = {
-                name: value.to(device, non_blocking=True)
-                if isinstance(value, torch.Tensor)
-                else value
-                for name, value in batch.features.items()
-            }
-            embeddings = self._model(features)["sentence_embedding"]
-            return torch.nn.functional.normalize(embeddings.float(), p=2.0, dim=1)
-
     def _deliver(self, batch: Batch, output: Any) -> None:
         try:
-            vectors = output.cpu().numpy()  # waits for the device
+            vectors = read_back(output)
         except Exception as exc:  # a failure of an asynchronous launch surfaces here
             self._fail(batch.rows, "running the model on", exc)
             return

