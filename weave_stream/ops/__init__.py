@@ -10,6 +10,9 @@
 
 ``base`` holds the protocol and records, ``versioning`` the digests, ``decorator``
 the ``@op`` decorator, ``execute`` the executor, ``registry`` the names YAML uses.
+The embedding model behind ``embed`` and ``classify`` runs on ``embed_engine`` (device
+and batching from ``embed_device``, cut by ``embed_batches``, the model in
+``embed_model``), in this process or in a worker's ``embed_service``.
 """
 
 from __future__ import annotations
