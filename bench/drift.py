@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.novelty import NoveltyScorer, calibrate
-from weave_stream.drift.spec import IndexSpec, LearningSpec
+from weave_stream.topology.monitors import IndexSpec, LearningSpec
 
 DIM = 384
 

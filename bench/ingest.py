@@ -10,8 +10,10 @@ broker, interleaved round by round so the ratios hold on a noisy machine:
 Each Faust subject runs in a fresh worker process with its own consumer group; its
 rate is (events - 1) / (time of last event - time of first event).
 
-Run: ``.venv/bin/python bench/ingest.py [--calls 40000] [--rounds 3]``
-Figures: ``ingest_vs_bare_faust`` (goal >= 0.8) and ``ingest_vs_raw``.
+Run: ``.venv/bin/python bench/ingest.py [--calls 40000] [--rounds 3] [--profile DIR]``
+(``--profile`` records each Faust worker with py-spy into DIR).
+Figures: ``ingest_vs_bare_faust`` (goal >= 0.8; ``cpu_ratio`` is the same comparison in
+CPU time per event, steadier on a shared machine) and ``ingest_vs_raw``.
 """
 
 from __future__ import annotations
@@ -130,28 +132,39 @@ def run_faust_subject(subject: str, broker: str, prefix: str, calls: int, out: P
     @app.task
     async def watch() -> None:
         first = last = 0.0
+        cpu_first = 0.0
         while True:
             n = seen()
             now = time.perf_counter()
             if n and not first:
-                first = now
+                first, cpu_first = now, time.process_time()
             if n >= calls:
                 last = now
                 break
             await asyncio.sleep(0.002)
-        out.write_text(json.dumps({"rate": (calls - 1) / (last - first)}))
+        cpu_us = (time.process_time() - cpu_first) / (calls - 1) * 1e6
+        out.write_text(json.dumps({"rate": (calls - 1) / (last - first), "cpu_us": cpu_us}))
         os.kill(os.getpid(), signal.SIGTERM)
 
     run_worker(settings.model_copy(update={"log_level": "warning"}), app)
 
 
-def faust_rate(subject: str, broker: str, prefix: str, calls: int) -> float:
+def faust_rate(
+    subject: str, broker: str, prefix: str, calls: int, profile: Path | None = None
+) -> tuple[float, float]:
+    """(events/s, CPU µs per event: the whole worker process, first to last event)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "rate.json"
         command = [sys.executable, __file__, "--subject", subject, "--broker", broker]
         command += ["--prefix", prefix, "--calls", str(calls), "--out", str(out)]
+        if profile is not None:
+            py_spy = Path(sys.executable).with_name("py-spy")
+            profile.mkdir(parents=True, exist_ok=True)
+            target = profile / f"{subject}-{uuid.uuid4().hex[:6]}.txt"
+            command = [str(py_spy), "record", "--format", "raw", "-o", str(target), "--", *command]
         subprocess.run(command, check=True, timeout=600, stdout=subprocess.DEVNULL)
-        return float(json.loads(out.read_text())["rate"])
+        found = json.loads(out.read_text())
+        return float(found["rate"]), float(found["cpu_us"])
 
 
 def main() -> None:
@@ -162,6 +175,7 @@ def main() -> None:
     parser.add_argument("--broker")
     parser.add_argument("--prefix")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--profile", type=Path, help="py-spy each Faust worker into DIR")
     args = parser.parse_args()
     if args.subject:
         run_faust_subject(args.subject, args.broker, args.prefix, args.calls, args.out)
@@ -171,21 +185,29 @@ def main() -> None:
 
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     rates: dict[str, list[float]] = {"raw": [], "bare": [], "ingest": []}
+    cpu: dict[str, list[float]] = {"bare": [], "ingest": []}
     with EmbeddedBroker() as broker:
         asyncio.run(fill_topic(broker.address, f"{prefix}.calls", args.calls, 4))
         for round_ in range(args.rounds):
             rates["raw"].append(asyncio.run(run_raw(broker.address, f"{prefix}.calls", args.calls)))
-            rates["bare"].append(faust_rate("bare", broker.url, prefix, args.calls))
-            rates["ingest"].append(faust_rate("ingest", broker.url, prefix, args.calls))
+            for subject in ("bare", "ingest"):
+                rate, cpu_us = faust_rate(subject, broker.url, prefix, args.calls, args.profile)
+                rates[subject].append(rate)
+                cpu[subject].append(cpu_us)
             print(
                 f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items())
             )
     median = {k: statistics.median(v) for k, v in rates.items()}
     print()
-    print(f"{'subject':<10}{'events/s (median)':>20}{'rounds':>40}")
+    cpu_median = {k: statistics.median(v) for k, v in cpu.items()}
+    print(f"{'subject':<10}{'events/s (median)':>20}{'CPU µs/event':>15}{'rounds':>40}")
     for subject, values in rates.items():
         shown = ", ".join(f"{v:,.0f}" for v in values)
-        print(f"{subject:<10}{median[subject]:>20,.0f}{shown:>40}")
+        used = f"{cpu_median[subject]:.1f}" if subject in cpu_median else "-"
+        print(f"{subject:<10}{median[subject]:>20,.0f}{used:>15}{shown:>40}")
+    print(
+        "(CPU: the worker process, every thread, first to last event: steadier on a busy machine)"
+    )
     print()
     for name, baseline in (("ingest_vs_bare_faust", "bare"), ("ingest_vs_raw", "raw")):
         figure = {
@@ -194,6 +216,8 @@ def main() -> None:
             "baseline": round(median[baseline]),
             "ratio": round(median["ingest"] / median[baseline], 3),
         }
+        if baseline in cpu_median:
+            figure["cpu_ratio"] = round(cpu_median[baseline] / cpu_median["ingest"], 3)
         print(json.dumps(figure))
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tests.servers.openai import FakeOpenAI
+from tests.support.servers.openai import FakeOpenAI
 from weave_stream.columns.cache import SqliteCache
 from weave_stream.config import load_settings
 from weave_stream.demo.samples import corpus_documents, sample_calls

@@ -1,14 +1,15 @@
 """Shared fixtures: one embedded broker per test session, factories for settings and workers.
 
 A missing broker fails the run; nothing here skips. Every test gets its own topic
-prefix, so tests share the broker without seeing each other's records.
+prefix, so tests share the broker without seeing each other's records. Helpers that
+are not fixtures live in ``tests/support/``; no test module imports another.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import time
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,12 +18,17 @@ from typing import Any
 import pytest
 
 from weave_stream.broker.embedded import EmbeddedBroker
-from weave_stream.broker.kafka import Record, ensure_topics, produce, read_topic
+from weave_stream.broker.kafka import ensure_topics
 from weave_stream.config import Settings, load_settings
 from weave_stream.runners.workers import WorkerProcess
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Brokers and workers the tests start record themselves for other commands to find:
+# never in the user's own state file, and per test process (pytest-xdist runs two).
+os.environ["WEAVE_STREAM_STATE_FILE"] = os.path.join(
+    tempfile.mkdtemp(prefix="weave-stream-tests-"), "running.json"
+)
 
 
 @pytest.fixture(scope="session")
@@ -45,6 +51,7 @@ def make_settings(broker: EmbeddedBroker, tmp_path: Path) -> Callable[..., Setti
             "topic_prefix": prefix,
             "partitions": 2,
             "data_dir": tmp_path / "data",
+            "state_file": tmp_path / "running.json",
             "web_port": 0,
             **overrides,
         }
@@ -74,38 +81,3 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     yield factory
     for worker in started:
         worker.stop(timeout=20)
-
-
-def produce_records(
-    settings: Settings, records: list[tuple[bytes | None, bytes]], topic: str | None = None
-) -> int:
-    """Produce ``(key, value)`` records to the calls topic (or ``topic``)."""
-    topic = topic or settings.topics.calls
-    asyncio.run(ensure_topics(settings, [topic]))
-    return asyncio.run(produce(settings, topic, ((k, v, ()) for k, v in records)))
-
-
-def read_all(settings: Settings, topic: str) -> list[Record]:
-    """Every record of ``topic`` now."""
-
-    async def collect() -> list[Record]:
-        return [record async for record in read_topic(settings, topic)]
-
-    return asyncio.run(collect())
-
-
-def wait_for_records(
-    settings: Settings,
-    topic: str,
-    done: Callable[[list[Record]], bool],
-    timeout: float = 60.0,
-) -> list[Record]:
-    """Poll ``topic`` until ``done(records)``; fail with what was there if it never is."""
-    deadline = time.monotonic() + timeout
-    records: list[Record] = []
-    while time.monotonic() < deadline:
-        records = read_all(settings, topic)
-        if done(records):
-            return records
-        time.sleep(0.3)
-    raise AssertionError(f"condition not met on {topic} after {timeout}s; {len(records)} records")

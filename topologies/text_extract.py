@@ -92,7 +92,7 @@ topology = Topology(
             "text": "inputs.document",
             "reference": {"first_n": 150},
             "calibration_quantile": 0.95,
-            "cooldown_seconds": 60,
+            "cooldown": "1m",
             "shift": {"window": 50},
         }
     ],

@@ -2,7 +2,9 @@
 
 Settings come, highest precedence first, from explicit values (command-line flags),
 the environment (``WEAVE_STREAM_<NAME>``), an optional TOML config file
-(``--config`` or ``WEAVE_STREAM_CONFIG``) and the defaults below.
+(``--config`` or ``WEAVE_STREAM_CONFIG``) and the defaults below. Every ``*_seconds``
+setting is a duration: seconds (``300``) or text (``"5m"``, ``"500ms"``, see
+:mod:`weave_stream.durations`). A bad setting is a :class:`~weave_stream.errors.ConfigError`.
 
 >>> s = load_settings(env={}, broker="kafka://127.0.0.1:9092", topic_prefix="demo")
 >>> s.broker_address
@@ -11,6 +13,8 @@ the environment (``WEAVE_STREAM_<NAME>``), an optional TOML config file
 ('demo.calls', 'demo.calls.dlq')
 >>> s.topics.derived("text_extract", "doc_class")
 'demo.derived.text_extract.doc_class'
+>>> load_settings(env={"WEAVE_STREAM_STALL_SECONDS": "2m"}).stall_seconds
+120.0
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from pydantic import (
     model_validator,
 )
 
-from weave_stream.errors import ConfigError
+from weave_stream.durations import Duration
+from weave_stream.errors import ConfigError, field_errors, shown
 from weave_stream.topics import TopicNames
 
 __all__ = ["ConsumerTimeouts", "Settings", "load_settings"]
@@ -42,6 +47,7 @@ ENV_PREFIX = "WEAVE_STREAM_"
 _BROKER_URL = re.compile(r"^kafka://(?P<hosts>[^/\s]+?)/?$")
 _HOST_PORT = re.compile(r"^[A-Za-z0-9._-]+:\d{1,5}$")
 _TOPIC_PART = re.compile(r"^[A-Za-z0-9._-]+$")
+_SECRETS = frozenset({"judge_api_key", "api_token"})
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")  # where the embedding model runs
 
 
@@ -83,19 +89,26 @@ class Settings(BaseModel):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     # Ingest.
     max_payload_bytes: int = Field(default=1024 * 1024, ge=1024)
-    merge_timeout_seconds: float = Field(default=300.0, gt=0)
+    merge_timeout_seconds: Duration = Field(default=300.0, gt=0)
+    # Ids forwarded lately, remembered per partition to tell a redelivery (duplicate)
+    # from a second call under one id (conflict): ~150 bytes each (ingest/window.py).
+    dedupe_window_calls: int = Field(default=100_000, ge=2, le=100_000_000)
     # What the broker is: "embedded" (Tansu: short group timeouts and its workarounds)
-    # or "kafka" (a real cluster: Kafka's own timeouts). "auto" is "embedded" when no
-    # broker is set. A timing set below overrides the kind's.
+    # or "kafka" (a real cluster: Kafka's own timeouts). "auto" asks the broker
+    # (weave_stream.broker.probe), whatever way its address was given. A timing set
+    # below overrides the kind's.
     broker_kind: Literal["auto", "embedded", "kafka"] = "auto"
-    session_timeout_seconds: float | None = Field(default=None, gt=0)
-    heartbeat_interval_seconds: float | None = Field(default=None, gt=0)
-    rebalance_timeout_seconds: float | None = Field(default=None, gt=0)
+    # Kafka's idempotent producer for data topics: "auto" uses it when the broker
+    # accepts an InitProducerId request (probed), "on" insists, "off" never.
+    idempotent_producer: Literal["auto", "on", "off"] = "auto"
+    session_timeout_seconds: Duration | None = Field(default=None, gt=0)
+    heartbeat_interval_seconds: Duration | None = Field(default=None, gt=0)
+    rebalance_timeout_seconds: Duration | None = Field(default=None, gt=0)
     # Micro-batches of ops. A batch waits for more calls only while it is not full, so
     # under load batches fill at once and the wait only adds latency to a quiet stream:
     # 0.25 s doubled bench/stream.py's p50 latency against 0.05 s at the same throughput.
     batch_size: int = Field(default=64, ge=1, le=100_000)
-    batch_max_wait_seconds: float = Field(default=0.05, gt=0)
+    batch_max_wait_seconds: Duration = Field(default=0.05, gt=0)
     # The embedding model of the embed and classify ops (weave_stream.ops.embed_device).
     # device: "auto" (a CUDA GPU, else Apple's MPS, else the CPU), "cpu", "cuda", "cuda:N"
     # or "mps"; precision "auto" is float16 on a GPU and float32 on the CPU. Vectors are
@@ -105,16 +118,16 @@ class Settings(BaseModel):
     # Padded tokens per forward pass, the longest wait for more texts to fill one, and
     # the threads tokenizing ahead of the model; None: the device's default.
     embed_token_budget: int | None = Field(default=None, ge=16, le=4_194_304)
-    embed_gather_seconds: float | None = Field(default=None, ge=0, le=10)
+    embed_gather_seconds: Duration | None = Field(default=None, ge=0, le=10)
     embed_tokenizer_threads: int | None = Field(default=None, ge=0, le=256)
     # Where a streaming worker's topology processes embed: "auto" (one model service per
     # worker, shared by them all), "process" (each loads its own model), or
     # "unix:/path/to.sock" (a running `weave-stream model-service`, e.g. one per host).
     embed_service: str = "auto"
     # A topology worker idle this long while its partitions lag restarts (see watchdog).
-    stall_seconds: float = Field(default=30.0, gt=0)
+    stall_seconds: Duration = Field(default=30.0, gt=0)
     # How long a topology worker remembers a call's results (so a replay computes nothing).
-    results_retention_seconds: float = Field(default=7 * 86400.0, gt=0)
+    results_retention_seconds: Duration = Field(default=7 * 86400.0, gt=0)
     # Windowed aggregates: at most this many groups per aggregate get their own series in
     # the latest-closed-window metrics; the rest are summed under group="_other".
     aggregate_metric_max_groups: int = Field(default=20, ge=1, le=10_000)
@@ -132,6 +145,38 @@ class Settings(BaseModel):
     alert_targets_file: Path | None = None
     # Token guarding the HTTP endpoints that change state.
     api_token: SecretStr | None = None
+    # Where running brokers and workers are recorded for the other commands to find
+    # (besides <data_dir>/running.json); default $XDG_STATE_HOME/weave-stream/running.json.
+    state_file: Path = Field(default_factory=lambda: _default_state_file())
+    # SIGTERM or Ctrl-C stops a worker within this many seconds, whatever its consumers
+    # do (what was processed is committed first); a second signal exits at once.
+    shutdown_timeout_seconds: Duration = Field(default=15.0, gt=0, le=3600)
+    # The collector (the Weave trace-server write API and OTLP/HTTP; weave_stream.collector):
+    # `weave-stream collector` serves it on collector_host:collector_port, and every
+    # worker on its web port too unless collector_on_workers is false.
+    collector_host: str = "127.0.0.1"
+    collector_port: int = Field(default=6068, ge=0, le=65535)
+    collector_on_workers: bool = True
+    # Comma-separated API keys the collector accepts (HTTP Basic api:<key>, as the weave
+    # client sends WANDB_API_KEY, or a bearer token). None: loopback clients only.
+    collector_api_keys: SecretStr | None = None
+    collector_max_request_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    collector_ack_timeout_seconds: Duration = Field(default=10.0, gt=0)
+    collector_retry_after_seconds: Duration = Field(default=2.0, gt=0)
+    # Forward every collector request to this trace server too (W&B's or self-hosted).
+    collector_upstream: str | None = None
+
+    def __init__(self, /, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            problems = [
+                f"{f}: {message} (got {_shown(f, v)})" for f, message, v in field_errors(exc)
+            ]
+            raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+    # Marked as pydantic's own __init__, so that copies and nested validation skip it.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @field_validator("broker")
     @classmethod
@@ -204,10 +249,19 @@ class Settings(BaseModel):
 
     @property
     def embedded_broker_quirks(self) -> bool:
-        """True when the broker is the embedded one (its timings and workarounds apply)."""
+        """True when the broker is the embedded one (its timings and workarounds apply).
+
+        ``auto`` is decided by probing the broker (``weave_stream.broker.probe``);
+        before that only a missing broker (the embedded one will be started) counts.
+        """
         if self.broker_kind == "auto":
             return self.broker is None
         return self.broker_kind == "embedded"
+
+    @property
+    def idempotent(self) -> bool:
+        """Whether data topics use Kafka's idempotent producer (``auto`` not probed: no)."""
+        return self.idempotent_producer == "on"
 
     @property
     def broker_address(self) -> str:
@@ -234,7 +288,13 @@ class Settings(BaseModel):
     def with_broker(self, url: str) -> Settings:
         """A copy pointing at the embedded broker at ``url``, keeping its short timeouts."""
         kind = "embedded" if self.broker_kind == "auto" else self.broker_kind
-        values = {**self.model_dump(), "broker": url, "broker_kind": kind}
+        idempotent = "off" if self.idempotent_producer == "auto" else self.idempotent_producer
+        values = {
+            **self.model_dump(),
+            "broker": url,
+            "broker_kind": kind,
+            "idempotent_producer": idempotent,
+        }
         return Settings.model_validate(values)
 
     def as_environment(self) -> dict[str, str]:
@@ -247,6 +307,11 @@ class Settings(BaseModel):
                 value = value.get_secret_value()
             env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
         return env
+
+
+def _default_state_file() -> Path:
+    state_home = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local/state")
+    return Path(state_home) / "weave-stream" / "running.json"
 
 
 def load_settings(
@@ -269,11 +334,15 @@ def load_settings(
         return Settings.model_validate(values)
     except ValidationError as exc:
         problems = []
-        for error in exc.errors():
-            field = ".".join(str(p) for p in error["loc"]) or "settings"
+        for field, message, value in field_errors(exc, whole="settings"):
             origin = _origin(field, from_file, from_env, explicit, config_file)
-            problems.append(f"{field} ({origin}): {error['msg']}")
+            problems.append(f"{field} ({origin}): {message} (got {_shown(field, value)})")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+
+def _shown(field: str, value: Any) -> str:
+    """A bad value for a message; secrets are never repeated."""
+    return "(not shown)" if field in _SECRETS else shown(value)
 
 
 def _read_env(environ: Mapping[str, str]) -> dict[str, str]:

@@ -1,36 +1,67 @@
-"""The one exception tree of weave-stream.
+"""The one exception tree of weave-stream: catch :class:`WeaveStreamError` for all of them.
 
 ::
 
     WeaveStreamError
      ├── ConfigError          a setting is missing or invalid (raised at start-up)
+     ├── DurationError        a duration cannot be read ("10m", "500ms", 300); also a ValueError
+     ├── TimestampError       a time cannot be read (ISO-8601 or epoch seconds); also a ValueError
      ├── BrokerError          the Kafka-compatible broker could not be started or reached
-     ├── IngestError          a record could not be turned into a call
+     ├── IngestError          calls could not be read: a bad record, an unreadable input file
      │    └── CallValidationError   ... with a machine-readable ``reason`` (the dead-letter reason)
-     ├── OpError              an op failed on an input (becomes a derived value's ``error``)
-     │    └── OpTimeoutError
+     ├── CollectorRequestError  a request to the collector was refused (with its HTTP status)
      ├── TopologyError        a topology spec is invalid (names topology, column, field)
+     ├── OpError              an op failed on an input (becomes a derived value's ``error``)
+     │    ├── OpTimeoutError
+     │    ├── MissingFieldError     a call lacks a field an op's arguments read
+     │    └── OpDefinitionError     an op is defined or parametrised wrongly (labels, policy)
      ├── BudgetExceededError  a plan costs more than the budget it was given
+     ├── QueryError           a question about results cannot be answered as asked
+     ├── OutputError          a result cannot be written in the format asked for
+     ├── ExperimentError      an experiment spec, its data or a comparison is invalid
      ├── VectorIndexError     a FAISS index or its snapshot is unusable
      └── DeliveryError        an alert could not be delivered to a target (retried)
 
-Every message says what failed, where, the offending value, and how to fix it.
+Every message says what failed, where (topology, column, aggregate, file and line),
+the offending value, and how to fix it. Anything else that escapes is a bug.
+``DurationError`` and ``TimestampError`` are also ``ValueError`` s so that a pydantic
+model reports a bad value at its field; the model's own error is then wrapped in
+the stage's class.
+
+>>> try:
+...     raise TopologyError("topology 'demo', column 'n': ...")
+... except WeaveStreamError as exc:
+...     type(exc).__name__
+'TopologyError'
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "BrokerError",
     "BudgetExceededError",
     "CallValidationError",
+    "CollectorRequestError",
     "ConfigError",
     "DeliveryError",
+    "DurationError",
+    "ExperimentError",
     "IngestError",
+    "MissingFieldError",
+    "OpDefinitionError",
     "OpError",
     "OpTimeoutError",
+    "OutputError",
+    "QueryError",
+    "TimestampError",
     "TopologyError",
     "VectorIndexError",
     "WeaveStreamError",
+    "field_errors",
+    "shown",
+    "validation_problems",
 ]
 
 
@@ -42,12 +73,20 @@ class ConfigError(WeaveStreamError):
     """A setting is missing or invalid; raised when settings are loaded, before anything runs."""
 
 
+class DurationError(WeaveStreamError, ValueError):
+    """A duration cannot be read; the message shows how to write one (``10m``, ``500ms``, 300)."""
+
+
+class TimestampError(WeaveStreamError, ValueError):
+    """A time cannot be read; write ISO-8601 (``2026-11-26T03:00:00Z``) or epoch seconds."""
+
+
 class BrokerError(WeaveStreamError):
     """The Kafka-compatible broker could not be started, reached or used."""
 
 
 class IngestError(WeaveStreamError):
-    """A record from the calls topic could not be turned into a call."""
+    """Calls could not be read: a record that is not a call, an input file that is missing."""
 
 
 class CallValidationError(IngestError):
@@ -64,6 +103,23 @@ class CallValidationError(IngestError):
         self.detail = detail
 
 
+class TopologyError(WeaveStreamError):
+    """A topology spec is invalid; the message names the topology, the column and the field."""
+
+
+class CollectorRequestError(WeaveStreamError):
+    """A request to the collector was refused; ``status`` is the HTTP status it answers.
+
+    >>> CollectorRequestError(400, "calls/complete: expected a batch").status
+    400
+    """
+
+    def __init__(self, status: int, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
 class OpError(WeaveStreamError):
     """An op failed on an input; the runner records it as the derived value's error."""
 
@@ -72,12 +128,29 @@ class OpTimeoutError(OpError):
     """An op did not finish within its declared timeout."""
 
 
-class TopologyError(WeaveStreamError):
-    """A topology spec is invalid; the message names the topology, the column and the field."""
+class MissingFieldError(OpError):
+    """A call has no value at a path an op's arguments read (``inputs.document`` on a call
+    without it); the message names the missing part. It becomes the value's ``error``."""
+
+
+class OpDefinitionError(OpError):
+    """An op is defined or parametrised wrongly (labels, method, policy): fix its definition."""
 
 
 class BudgetExceededError(WeaveStreamError):
     """A run or backfill was refused: its plan costs more than ``--budget``."""
+
+
+class QueryError(WeaveStreamError):
+    """A question about results (aggregates, drill-down, comparisons) cannot be answered."""
+
+
+class OutputError(WeaveStreamError):
+    """A result cannot be written: the format or the file name is not one weave-stream writes."""
+
+
+class ExperimentError(WeaveStreamError):
+    """An experiment cannot run or be compared as asked; the message names the variant and fix."""
 
 
 class VectorIndexError(WeaveStreamError):
@@ -86,3 +159,32 @@ class VectorIndexError(WeaveStreamError):
 
 class DeliveryError(WeaveStreamError):
     """An alert could not be delivered to a target; the notifier retries it."""
+
+
+def field_errors(exc: Any, whole: str = "entry") -> list[tuple[str, str, Any]]:
+    """``(field, message, offending value)`` for each problem of a pydantic ``ValidationError``.
+
+    The field is the dotted path (``window.size``), or ``whole`` for a check across
+    fields; the message loses pydantic's ``Value error,`` prefix. Every stage wraps a
+    model's errors in its own class with these.
+    """
+    found = []
+    for error in exc.errors(include_url=False):
+        field = ".".join(str(part) for part in error["loc"]) or whole
+        found.append((field, str(error["msg"]).removeprefix("Value error, "), error.get("input")))
+    return found
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters for a message.
+
+    >>> shown("x" * 100, limit=10)
+    "'xxxxxx..."
+    """
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def validation_problems(exc: Any, whole: str = "entry") -> list[str]:
+    """``field F: message (got V)`` for each problem of a pydantic ``ValidationError``."""
+    return [f"field {f}: {message} (got {shown(v)})" for f, message, v in field_errors(exc, whole)]

@@ -39,7 +39,13 @@ __all__ = [
     "ALERT_DELIVERY_FAILURES",
     "CALLS_INGESTED",
     "CALLS_UNMERGED",
+    "COLLECTOR_CALLS",
+    "COLLECTOR_REFUSED",
+    "COLLECTOR_REQUESTS",
+    "COLLECTOR_REQUEST_SECONDS",
     "COLUMN_INFO",
+    "COMPONENT_FAILED",
+    "COMPONENT_FAILURES",
     "CONSUMER_LAG",
     "DEAD_LETTERS",
     "DERIVED_COST_USD",
@@ -50,12 +56,14 @@ __all__ = [
     "EMBED_TOKENS",
     "INDEX_REBUILDS",
     "INGEST_BATCH_SECONDS",
+    "INGEST_DEDUPE_IDS",
     "INGEST_RECORDS",
     "JUDGE_TOKENS",
+    "MERGE_CONFLICTS",
     "MONITOR_LEARNED",
+    "NON_FINITE_NUMBERS",
     "NOVELTY_DISTANCE",
     "OP_BATCH_SECONDS",
-    "OP_COST_USD",
     "OP_RETRIES",
     "REGISTRY",
     "TOPOLOGY_BATCH_SECONDS",
@@ -75,7 +83,9 @@ INGEST_RECORDS = Counter(
     "weave_stream_ingest_records_total",
     "Records read from the calls topic, by outcome: valid (a complete call), pending "
     "(a start or end event waiting for its other half), merged (the half that completed "
-    "a call), duplicate (a repeat of an already merged event), dead_letter.",
+    "a call), duplicate (a redelivery of a held half or of a call already forwarded), "
+    "conflict (a different call under an id already forwarded: dead-lettered), "
+    "dead_letter.",
     ["outcome"],
     registry=REGISTRY,
 )
@@ -97,6 +107,51 @@ DEAD_LETTERS = Counter(
     "weave_stream_dead_letters_total",
     "Records sent to the dead-letter topic, by reason.",
     ["reason"],
+    registry=REGISTRY,
+)
+MERGE_CONFLICTS = Counter(
+    "weave_stream_merge_conflicts_total",
+    "Fields on which the start and end events of a call disagreed, by field (the merged "
+    "call keeps one value and notes both in attributes.weave_stream.merge_conflicts).",
+    ["field"],
+    registry=REGISTRY,
+)
+NON_FINITE_NUMBERS = Counter(
+    "weave_stream_non_finite_numbers_total",
+    "NaN, Infinity and out-of-range numbers in ingested records, replaced by null (their "
+    "paths are noted in the call's attributes.weave_stream.non_finite_numbers).",
+    registry=REGISTRY,
+)
+INGEST_DEDUPE_IDS = Gauge(
+    "weave_stream_ingest_dedupe_ids",
+    "Call ids held in the ingest dedupe windows of this worker (bounded by "
+    "dedupe_window_calls per partition).",
+    registry=REGISTRY,
+)
+COLLECTOR_CALLS = Counter(
+    "weave_stream_collector_calls_total",
+    "Call records the collector put on the calls topic (acknowledged by Kafka), by "
+    "source: complete, start, end (the trace-server API) or otlp (spans).",
+    ["source"],
+    registry=REGISTRY,
+)
+COLLECTOR_REQUESTS = Counter(
+    "weave_stream_collector_requests_total",
+    "Requests the collector answered, by endpoint and HTTP status.",
+    ["endpoint", "status"],
+    registry=REGISTRY,
+)
+COLLECTOR_REFUSED = Counter(
+    "weave_stream_collector_refused_total",
+    "Requests the collector refused, by reason: kafka_unavailable (503), unauthorized "
+    "(401), not_loopback (403), too_large (413), bad_request (400).",
+    ["reason"],
+    registry=REGISTRY,
+)
+COLLECTOR_REQUEST_SECONDS = Histogram(
+    "weave_stream_collector_request_seconds",
+    "Time from a write request's arrival to its answer (Kafka's acknowledgement included).",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
     registry=REGISTRY,
 )
 WORKER_INFO = Gauge(
@@ -124,12 +179,6 @@ OP_RETRIES = Counter(
     "weave_stream_op_retries_total",
     "Inputs an op was retried on after a retriable failure (timeout, HTTP 429/5xx, "
     "malformed answer), by op name.",
-    ["op"],
-    registry=REGISTRY,
-)
-OP_COST_USD = Counter(
-    "weave_stream_op_cost_usd_total",
-    "Dollars spent by ops on computed (not cached) values, by op name.",
     ["op"],
     registry=REGISTRY,
 )
@@ -338,9 +387,25 @@ COLUMN_INFO = Gauge(
     ["topology", "column", "op", "op_ref"],
     registry=REGISTRY,
 )
+COMPONENT_FAILURES = Counter(
+    "weave_stream_component_failures_total",
+    "Failures of a worker's components: an agent that crashed, a topology child process "
+    "that exited or reports a failure (crash loops count every time), by component "
+    "(ingest, notifier, topology/<name>, topology/<name>/derive, ...).",
+    ["component"],
+    registry=REGISTRY,
+)
+COMPONENT_FAILED = Gauge(
+    "weave_stream_component_failed",
+    "1 while a component of the worker is failed (its /readyz answers 503 with the "
+    "reason), 0 once it works again.",
+    ["component"],
+    registry=REGISTRY,
+)
 DERIVED_COST_USD = Counter(
     "weave_stream_derived_cost_usd_total",
-    "Dollars spent computing (not cached) values of a derived column, by topology and column.",
+    "Dollars spent computing (not cached) values of a derived column, by topology and column "
+    "(join weave_stream_column_info on topology and column for the op and its ref).",
     ["topology", "column"],
     registry=REGISTRY,
 )

@@ -7,10 +7,12 @@ All names derive from one prefix (the ``topic_prefix`` setting, default ``weave`
     <prefix>.calls                          raw calls as producers write them
     <prefix>.calls.valid / .calls.dlq       validated calls / dead letters
     <prefix>.registry                       registered topologies (compacted)
+    <prefix>.objects                        op code, files and tables the collector kept (compacted)
     <prefix>.derived.<topology>.<column>    the values of one derived column
     <prefix>.monitor.<topology>.<monitor>   a monitor's observations (one partition)
     <prefix>.reference.<topology>.<monitor> a monitor's reference (compacted)
     <prefix>.alerts / .alerts.status        alerts and their delivery status
+    <prefix>.workers                        each worker's status (compacted)
     weave-stream.<prefix>                   the workers' group (ingest, notifier)
     weave-stream.<prefix>.topology.<name>   one topology's group (and Faust app id)
     <group>-<table>-changelog               a Faust table's changelog
@@ -56,6 +58,11 @@ class TopicNames:
         return f"{self.prefix}.calls.valid"
 
     @property
+    def objects(self) -> str:
+        """Objects the weave client sent the collector: op code, files, tables (compacted)."""
+        return f"{self.prefix}.objects"
+
+    @property
     def registry(self) -> str:
         """Registered topologies (compacted: name -> spec)."""
         return f"{self.prefix}.registry"
@@ -69,6 +76,11 @@ class TopicNames:
     def alerts_status(self) -> str:
         """Delivery status of each alert per target (compacted: alert id -> status)."""
         return f"{self.prefix}.alerts.status"
+
+    @property
+    def workers(self) -> str:
+        """Each worker's status: its components, restarts, last errors (compacted: worker id)."""
+        return f"{self.prefix}.workers"
 
     def derived(self, topology: str, column: str) -> str:
         """The stream of values of one derived column."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,8 +11,9 @@ from pathlib import Path
 
 import orjson
 
-from tests.conftest import read_all, wait_for_records
-from tests.integration.test_broker import _wait_gone
+from tests.support.cli import weave_stream
+from tests.support.processes import wait_gone
+from tests.support.records import read_all, wait_for_records
 from weave_stream.broker.embedded import wait_for_broker
 from weave_stream.config import Settings
 from weave_stream.demo.samples import (
@@ -23,16 +23,6 @@ from weave_stream.demo.samples import (
     sample_calls,
 )
 from weave_stream.runners.workers import WorkerProcess
-
-
-def weave_stream(*args: str, env: dict[str, str] | None = None, timeout: float = 300):
-    return subprocess.run(
-        [sys.executable, "-m", "weave_stream", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
 
 
 def test_broker_command_prints_its_address_and_stops_on_sigterm(tmp_path: Path) -> None:
@@ -51,7 +41,9 @@ def test_broker_command_prints_its_address_and_stops_on_sigterm(tmp_path: Path) 
     ]
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=15) == 0
-    assert broker_pids and all(_wait_gone(pid) for pid in broker_pids)
+    assert broker_pids
+    for pid in broker_pids:
+        wait_gone(pid, what="the broker of the stopped command")
     assert "memory only" in (process.stderr.read() if process.stderr else "")
 
 

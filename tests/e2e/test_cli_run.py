@@ -11,7 +11,7 @@ import orjson
 import pandas as pd
 import pytest
 
-from tests.servers.openai import FakeOpenAI
+from tests.support.servers.openai import FakeOpenAI
 from weave_stream.demo.samples import corpus_documents, sample_calls, split_into_events
 
 REPO = Path(__file__).resolve().parents[2]
@@ -69,9 +69,9 @@ def test_plan_then_run_then_a_cached_rerun(workdir: Path, server: FakeOpenAI) ->
     assert plan.returncode == 0, plan.stderr
     assert f"{CALLS} calls read, {CALLS} match its source" in plan.stdout
     for column in ("doc_class", "doc_embedding", "faithfulness"):
-        _, _ref, matched, cached, to_compute, *_ = column_line(plan.stdout, column)
-        assert (matched, cached, to_compute) == (str(CALLS), "0", str(CALLS)), column
-    assert "$" in column_line(plan.stdout, "faithfulness")[6]  # gpt-4o-mini has a price
+        _, _ref, matched, cached, deduplicated, to_compute, *_ = column_line(plan.stdout, column)
+        assert (matched, cached, deduplicated, to_compute) == (str(CALLS), "0", "0", str(CALLS))
+    assert "$" in column_line(plan.stdout, "faithfulness")[8]  # gpt-4o-mini has a price
     assert "line 31: invalid_json" in plan.stderr
     assert server.requests == []  # a plan computes nothing
 
@@ -80,7 +80,10 @@ def test_plan_then_run_then_a_cached_rerun(workdir: Path, server: FakeOpenAI) ->
         workdir, server, "run", "text_extract", "--input", calls, "--out", str(out), "--quiet"
     )
     assert first.returncode == 0, first.stderr
-    assert f"({3 * CALLS} computed, 0 from the cache, 0 errors)" in first.stderr
+    assert (
+        f"{3 * CALLS} values = 0 cached + 0 deduplicated + {3 * CALLS} computed + "
+        "0 not computable; 0 errors"
+    ) in first.stderr
     assert len(server.requests) == CALLS
     table = pd.read_parquet(out)
     assert len(table) == CALLS
@@ -101,7 +104,7 @@ def test_plan_then_run_then_a_cached_rerun(workdir: Path, server: FakeOpenAI) ->
 
     replan = weave_stream(workdir, server, "plan", "text_extract", "--input", calls)
     for column in ("doc_class", "doc_embedding", "faithfulness"):
-        assert column_line(replan.stdout, column)[3:5] == [str(CALLS), "0"], column
+        assert column_line(replan.stdout, column)[3:6] == [str(CALLS), "0", "0"], column
 
     again = weave_stream(
         workdir,
@@ -114,7 +117,7 @@ def test_plan_then_run_then_a_cached_rerun(workdir: Path, server: FakeOpenAI) ->
         str(workdir / "again.csv"),
     )
     assert again.returncode == 0, again.stderr
-    assert f"(0 computed, {3 * CALLS} from the cache, 0 errors)" in again.stderr
+    assert f"= {3 * CALLS} cached + 0 deduplicated + 0 computed + 0 not" in again.stderr
     assert len(server.requests) == CALLS  # nothing asked of the judge again
     assert len(pd.read_csv(workdir / "again.csv")) == CALLS
 
@@ -123,7 +126,7 @@ def test_plan_then_run_then_a_cached_rerun(workdir: Path, server: FakeOpenAI) ->
         "--out", str(workdir / "forced.jsonl"), "--no-cache", "--quiet",
     )  # fmt: skip
     assert forced.returncode == 0, forced.stderr
-    assert f"({3 * CALLS} computed, 0 from the cache" in forced.stderr
+    assert f"= 0 cached + 0 deduplicated + {3 * CALLS} computed" in forced.stderr
     assert len(server.requests) == 2 * CALLS
 
 

@@ -5,21 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import time
 from collections.abc import Callable
 
 import orjson
 
-from tests.conftest import wait_for_records
-from tests.e2e.test_cli import weave_stream
-from tests.integration.test_streaming import (
-    ASSETS,
-    WORDY,
-    covers,
-    documents,
-    produce_calls,
-    wait_for_values,
-)
+from tests.support.cli import weave_stream
+from tests.support.records import produce_calls, wait_for_records
+from tests.support.topologies import ASSETS, WORDY, covers, documents, wait_for_values
+from tests.support.waiting import wait_until
 from weave_stream.columns.cache import MemoryCache
 from weave_stream.columns.plan import plan_topology
 from weave_stream.columns.values import read_derived
@@ -97,12 +90,16 @@ def test_topology_computes_from_registration_on_and_backfill_fills_the_past(
 
     gone = weave_stream("unregister", "wordy", *flags)
     assert gone.returncode == 0 and "unregistered wordy" in gone.stdout
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        listing = json.loads(weave_stream("topologies", "--format", "json", *flags).stdout)
-        if [row["name"] for row in listing] == ["judged"]:
-            break
-    assert [row["name"] for row in listing] == ["judged"]
+    wait_until(
+        lambda: [
+            row["name"]
+            for row in json.loads(weave_stream("topologies", "--format", "json", *flags).stdout)
+        ],
+        10,
+        "`weave-stream topologies` to list judged alone",
+        until=lambda names: names == ["judged"],
+        interval=0,
+    )
 
 
 def _total_row(rendered: str) -> list[str]:
@@ -110,6 +107,6 @@ def _total_row(rendered: str) -> list[str]:
 
 
 def _backfilled(stdout: str) -> tuple[int, int]:
-    match = re.search(r"(\d+) values computed, (\d+) written", stdout)
+    match = re.search(r"\+ (\d+) computed \+ .*; (\d+) written", stdout)
     assert match, stdout
     return int(match.group(1)), int(match.group(2))

@@ -8,7 +8,6 @@ and are refused outright on a worker without a configured token.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import httpx
 import pytest
 import yaml
 
+from tests.support.metrics import wait_for_metric
 from weave_stream.config import Settings
 from weave_stream.runners.workers import WorkerProcess
 from weave_stream.topology.registrations import read_registry, registration_for
@@ -38,17 +38,6 @@ BODY = yaml.safe_dump(SPEC)
 
 def registered(settings: Settings) -> dict[str, str]:
     return {name: r.version for name, r in asyncio.run(read_registry(settings)).items()}
-
-
-def wait_for_metric(worker: WorkerProcess, name: str, expected: float, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    value = None
-    while time.monotonic() < deadline:
-        value = worker.metrics().get(name)
-        if value == expected:
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"{name} is {value} after {timeout}s, not {expected}")
 
 
 def test_registering_and_unregistering_need_the_token(
@@ -89,7 +78,8 @@ def test_registering_and_unregistering_need_the_token(
         ("http_topology", cli_registration.version)
     ]
     # The worker's supervisor follows the registry: the topology is now running.
-    wait_for_metric(worker, 'weave_stream_topology_registered{topology="http_topology"}', 1)
+    running = 'weave_stream_topology_registered{topology="http_topology"}'
+    wait_for_metric(worker, running, lambda value: value == 1, timeout=30)
 
     assert httpx.delete(url).status_code == 401
     assert httpx.delete(url, headers={"Authorization": "Bearer nope"}).status_code == 403

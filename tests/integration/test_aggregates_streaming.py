@@ -15,7 +15,6 @@ import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
@@ -23,101 +22,25 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.integration.test_streaming import produce_calls, register_file
-from weave_stream.aggregates.queries import drill, query_tables, tables_document
-from weave_stream.aggregates.source import (
-    read_snapshots,
+from tests.support.aggregates import (
+    NAME,
+    make_calls,
+    snapshots_now,
+    wait_for_rows,
+    windows_topology,
 )
+from tests.support.records import produce_calls, table_key, wait_until_committed
+from tests.support.topologies import register_file
+from tests.support.waiting import wait_until
+from weave_stream.aggregates.queries import drill, query_tables, tables_document
 from weave_stream.aggregates.table import AggregateTable
-from weave_stream.broker.kafka import group_progress, read_topic
+from weave_stream.broker.kafka import read_topic
 from weave_stream.config import Settings
-from weave_stream.demo.samples import corpus_documents, sample_calls
 from weave_stream.runners.local import local_aggregates
 from weave_stream.runners.workers import WorkerProcess
 from weave_stream.topology.loader import load_topology
-from weave_stream.topology.registrations import registered_topology
-from weave_stream.windows import AggregatePartials, AggregatePlan
 
-NAME = "wordy_windows"
-WORDS = ["count", "sum", "mean", "std", "ci95", "p50", "p90", "p99"]
 EXACT = ["rows", "words.count", "words.sum", "words.mean", "words.std", "size.errors"]
-
-
-def windows_topology(folder: Path, **aggregate: Any) -> Path:
-    """The wordy columns with one aggregate (``aggregate`` overrides the defaults)."""
-    entry = {
-        "name": "by_size",
-        "window": {"size": "10m", "step": "5m"},
-        "grace": "30m",
-        "retention": "1d",
-        "group_by": ["size", "attributes.model"],
-        "metrics": {
-            "words": WORDS,
-            "summary_words": ["mean"],
-            "size": ["counts", "error_rate"],
-            "duration_seconds": ["mean"],
-        },
-        "drill_down": {"sample_size": 5, "worst_k": 3, "score": "words", "worst": "highest"},
-        **aggregate,
-    }
-    spec = {
-        "name": NAME,
-        "source": {"op_name": "text-extract"},
-        "columns": [
-            {
-                "name": "words",
-                "op": "tests.assets.wordy:word_count",
-                "args": {"text": "inputs.document"},
-            },
-            {
-                "name": "summary_words",
-                "op": "tests.assets.wordy:word_count",
-                "args": {"text": "output.summary"},
-            },
-            {
-                "name": "size",
-                "op": "tests.assets.wordy:size_class",
-                "args": {"words": "columns.words"},
-            },
-        ],
-        "aggregates": [entry],
-    }
-    path = folder / f"{NAME}.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
-
-
-def make_calls(seed: str, start: datetime, count: int, spacing: float = 7.0) -> list[dict]:
-    """Calls from real documents from ``start``, two models, one 13-word (failing) document."""
-    docs = corpus_documents("english", ["money", "food", "humor", "science"])[:count]
-    calls = sample_calls(docs, start=start, spacing=timedelta(seconds=spacing), seed=seed)
-    for index, call in enumerate(calls):
-        call["attributes"]["model"] = "gpt-4o" if index % 3 == 0 else "gpt-4o-mini"
-    calls[len(calls) // 2]["inputs"]["document"] = " ".join(["thirteen"] * 13)
-    return calls
-
-
-def snapshots_now(
-    settings: Settings,
-) -> tuple[list[AggregatePlan], dict[str, list[AggregatePartials]]]:
-    topology = asyncio.run(registered_topology(settings, NAME))
-    return asyncio.run(read_snapshots(settings, topology))
-
-
-def wait_for_rows(settings: Settings, expected: int, timeout: float = 90.0) -> Any:
-    """Poll the changelog until ``expected`` rows are counted or refused as late."""
-    deadline = time.monotonic() + timeout
-    seen = -1
-    while time.monotonic() < deadline:
-        plans, snapshots = snapshots_now(settings)
-        parts = snapshots[plans[0].name]
-        seen = sum(b.rows for s in parts for b in s.panes.values()) + sum(
-            s.late_rows for s in parts
-        )
-        if seen >= expected:
-            return plans, snapshots
-        time.sleep(0.5)
-    raise AssertionError(f"{expected} rows expected in the aggregates, {seen} after {timeout}s")
 
 
 def truth(calls: list[dict], size: int, step: int) -> pd.DataFrame:
@@ -175,26 +98,13 @@ def assert_matches_truth(table: AggregateTable, calls: list[dict], size: int, st
     assert (error <= accuracy + 1e-12).all(), merged[["words.p90", "words.p90.truth"]]
 
 
-def wait_until_committed(settings: Settings, timeout: float = 60.0) -> None:
-    """Until the topology's group has committed every valid call (lag 0)."""
-    group = settings.topics.topology_group(NAME)
-    deadline = time.monotonic() + timeout
-    lag = -1
-    while time.monotonic() < deadline:
-        _, lag = asyncio.run(group_progress(settings, group, settings.topics.valid))
-        if lag == 0:
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"{group} still lags by {lag} after {timeout}s")
-
-
 def changelog_partitions(settings: Settings) -> list[tuple[str, int]]:
     """``(key, changelog partition)`` of every record of the aggregates changelog."""
 
     async def collect() -> list[tuple[str, int]]:
         topic = settings.topics.aggregates_changelog(NAME)
         return [
-            (orjson.loads(r.key) if r.key[:1] == b'"' else r.key.decode(), r.partition)
+            (table_key(r.key), r.partition)
             async for r in read_topic(settings, topic)
             if r.key is not None
         ]
@@ -283,19 +193,16 @@ def test_out_of_order_calls_within_grace_count_and_later_ones_are_reported_late(
     (table,) = query_tables(plans, snapshots)
     assert table.late_rows == 2  # reported by the query API, not counted in any window
     assert_matches_truth(table, in_order + shuffled, size=300, step=300)
-    deadline = time.monotonic() + 30
-    scraped: dict[str, float] = {}
-    while time.monotonic() < deadline:
-        scraped = worker.metrics()
-        if scraped.get(
-            f'weave_stream_aggregate_late_rows_total{{aggregate="by_size",topology="{NAME}"}}'
-        ):
-            break
-        time.sleep(0.5)
-    assert (
-        scraped[f'weave_stream_aggregate_late_rows_total{{aggregate="by_size",topology="{NAME}"}}']
-        == 2
+    late_rows = f'weave_stream_aggregate_late_rows_total{{aggregate="by_size",topology="{NAME}"}}'
+    scraped = wait_until(
+        worker.metrics,
+        30,
+        f"{late_rows} on the worker's /metrics",
+        until=lambda metrics: bool(metrics.get(late_rows)),
+        interval=0.5,
+        describe=lambda metrics: metrics.get(late_rows),
     )
+    assert scraped[late_rows] == 2
     # Closed windows (on event time, or on the wall clock once idle) feed the gauges.
     ends = [
         v for k, v in scraped.items() if k.startswith("weave_stream_aggregate_window_end_seconds")
@@ -316,16 +223,21 @@ def test_windows_past_retention_are_forgotten(
     calls = make_calls("expiry", now - timedelta(minutes=15), 120, spacing=7.0)
     produce_calls(settings, calls)
     # Old panes are deleted as the clock passes them: what stays is the last few minutes.
-    deadline = time.monotonic() + 90
-    table = None
-    while time.monotonic() < deadline:
-        plans, snapshots = snapshots_now(settings)
-        (table,) = query_tables(plans, snapshots)
-        newest = max(datetime.fromisoformat(c["started_at"]).timestamp() for c in calls)
-        if not table.frame.empty and table.frame["window_end"].max().timestamp() > newest:
-            break
-        time.sleep(0.5)
-    assert table is not None and not table.frame.empty
+    newest = max(datetime.fromisoformat(c["started_at"]).timestamp() for c in calls)
+
+    def table_now() -> AggregateTable:
+        (table,) = query_tables(*snapshots_now(settings))
+        return table
+
+    table = wait_until(
+        table_now,
+        90,
+        "a window ending after the newest call",
+        until=lambda t: not t.frame.empty and t.frame["window_end"].max().timestamp() > newest,
+        interval=0.5,
+        describe=lambda t: t.frame[["window_start", "window_end", "rows"]].to_dict("records"),
+    )
+    assert not table.frame.empty
     oldest_kept = table.frame["window_start"].min().timestamp()
     assert oldest_kept >= newest - 60 - 60 - 60  # retention after the window's end, plus a pane
     assert table.frame["rows"].sum() < len(calls)
@@ -356,7 +268,8 @@ def test_state_survives_a_killed_worker_restarted_or_taken_over(
     after = make_calls("after", hour + timedelta(seconds=200), 80, spacing=1.0)
     produce_calls(settings, after)
     wait_for_rows(settings, len(before) + len(after), timeout=150)
-    wait_until_committed(settings)  # replays of uncommitted calls are in: none counts twice
+    # Replays of uncommitted calls are in once every call is committed: none counts twice.
+    wait_until_committed(settings, settings.topics.topology_group(NAME))
     plans, snapshots = snapshots_now(settings)
 
     (table,) = query_tables(plans, snapshots)

@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.support.processes import alive, wait_gone
 from weave_stream.broker.embedded import EmbeddedBroker, wait_for_broker
 from weave_stream.errors import BrokerError
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie still answers kill(0): look at its state.
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
-
-
-def _wait_gone(pid: int, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not _alive(pid):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_broker_answers_metadata_keeps_a_log_and_stops_cleanly(tmp_path: Path) -> None:
@@ -46,7 +23,7 @@ def test_broker_answers_metadata_keeps_a_log_and_stops_cleanly(tmp_path: Path) -
     wait_for_broker(broker.address, timeout=5)
     assert "tansu" in log.read_text().lower()
     broker.stop()
-    assert _wait_gone(pid)
+    wait_gone(pid, what="the stopped broker")
     with pytest.raises(BrokerError, match="no Kafka metadata answer"):
         wait_for_broker(broker.address, timeout=1)
 
@@ -64,12 +41,12 @@ def test_broker_dies_with_the_process_that_started_it(tmp_path: Path) -> None:
     parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     assert parent.stdout is not None
     broker_pid = int(parent.stdout.readline())
-    assert _alive(broker_pid)
+    assert alive(broker_pid)
     parent.send_signal(signal.SIGKILL)
     parent.wait()
-    assert _wait_gone(broker_pid), "the broker outlived its parent"
+    wait_gone(broker_pid, what="the broker, whose parent was killed")
 
 
 def test_session_broker_fixture_serves_the_tests(broker: EmbeddedBroker) -> None:
     wait_for_broker(broker.address, timeout=5)
-    assert broker.pid is not None and _alive(broker.pid)
+    assert broker.pid is not None and alive(broker.pid)

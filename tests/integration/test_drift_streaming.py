@@ -7,19 +7,14 @@ import hashlib
 import hmac
 import json
 import random
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.test_cli import weave_stream
-from tests.integration.test_streaming import (
-    ASSETS,
-    covers,
-    produce_calls,
-    register_file,
-    wait_for_values,
-)
-from tests.servers.webhooks import Receiver
+from tests.support.cli import weave_stream
+from tests.support.records import produce_calls
+from tests.support.servers.webhooks import Receiver
+from tests.support.topologies import ASSETS, covers, register_file, wait_for_values
+from tests.support.waiting import wait_until
 from weave_stream.cli.alerts_cmds import read_alerts
 from weave_stream.config import Settings
 from weave_stream.demo.samples import corpus_documents, sample_calls
@@ -83,9 +78,7 @@ def test_novel_documents_raise_alerts_delivered_signed_to_a_webhook(
             bodies = [json.loads(r.body) for r in hook.accepted()]
             return sum(b["count"] for b in bodies if b["kind"] == "novel_example")
 
-        deadline = time.monotonic() + 60
-        while counted() < novel and time.monotonic() < deadline:
-            time.sleep(0.5)
+        wait_until(counted, 60, f"{novel} novel examples alerted", until=lambda n: n >= novel)
         assert counted() == novel
         delivered = hook.accepted()
         for request in delivered:  # HMAC-SHA256 over "<timestamp>.<body>", checked here
@@ -100,13 +93,18 @@ def test_novel_documents_raise_alerts_delivered_signed_to_a_webhook(
         assert alerted <= {c["id"] for c in foreign_novel + familiar_novel}
 
         # The alerts command shows them with their delivery status.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            listed = asyncio.run(read_alerts(settings))
-            if listed and all(s.get("hook", {}).get("state") == "delivered" for _, s in listed):
-                break
-            time.sleep(0.5)
-        assert listed and all(s["hook"]["state"] == "delivered" for _, s in listed)
+        listed = wait_until(
+            lambda: asyncio.run(read_alerts(settings)),
+            30,
+            "every alert listed as delivered to the hook",
+            until=lambda alerts: (
+                bool(alerts)
+                and all(s.get("hook", {}).get("state") == "delivered" for _, s in alerts)
+            ),
+            interval=0.5,
+            describe=lambda alerts: [s.get("hook", {}).get("state") for _, s in alerts],
+        )
+        assert all(s["hook"]["state"] == "delivered" for _, s in listed)
         flags = ["--broker", settings.broker or "", "--prefix", settings.topic_prefix]
         shown = weave_stream("alerts", "--format", "json", "--limit", "500", *flags)
         assert shown.returncode == 0, shown.stderr

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
 from collections import Counter
 from collections.abc import Callable
+from typing import get_args
 
 import orjson
 
-from tests.conftest import produce_records, read_all, wait_for_records
-from tests.unit.test_calls import FULL_CALL
+from tests.support.calls import FULL_CALL
+from tests.support.records import produce_records, read_all, wait_for_records
+from tests.support.waiting import wait_until
+from weave_stream.broker.kafka import group_progress
 from weave_stream.config import Settings
 from weave_stream.demo.samples import (
     MALFORMED_REASONS,
@@ -19,12 +22,30 @@ from weave_stream.demo.samples import (
     split_into_events,
 )
 from weave_stream.ingest.call import call_from_json, parse_call
-from weave_stream.ingest.outcomes import DeadLetter
+from weave_stream.ingest.outcomes import DeadLetter, Outcome
 from weave_stream.runners.workers import WorkerProcess
 
 
 def _keyed(call: dict) -> tuple[bytes, bytes]:
     return call["id"].encode(), orjson.dumps(call)
+
+
+def _ingest_books(metrics: dict[str, float]) -> tuple[float, float]:
+    """``(records given an outcome, halves still held)`` by a worker's /metrics.
+
+    A held half (outcome ``pending``) leaves the merge table merged with its partner
+    (outcome ``merged``) or, after the merge timeout, alone (a call of kind start or end
+    written to the valid-calls topic).
+    """
+    outcomes = {
+        outcome: metrics.get(f'weave_stream_ingest_records_total{{outcome="{outcome}"}}', 0.0)
+        for outcome in get_args(Outcome)
+    }
+    alone = sum(
+        metrics.get(f'weave_stream_calls_ingested_total{{kind="{kind}"}}', 0.0)
+        for kind in ("start", "end")
+    )
+    return sum(outcomes.values()), outcomes["pending"] - outcomes["merged"] - alone
 
 
 def test_valid_calls_round_trip_every_field(
@@ -89,8 +110,16 @@ def test_start_and_end_events_merge_and_lone_halves_are_kept_after_the_timeout(
     records.append(_keyed(split_into_events(paired[0])[0]))  # a redelivered start
     produce_records(settings, records)
 
-    valid = wait_for_records(settings, settings.topics.valid, lambda r: len(r) >= len(calls))
-    time.sleep(1.0)  # a duplicate would show up within this margin; none must
+    wait_for_records(settings, settings.topics.valid, lambda r: len(r) >= len(calls))
+    # Nothing more can come once every record has its outcome and no half is held: the
+    # calls written so far (awaited before they are counted) are all there will be.
+    wait_until(
+        worker.metrics,
+        30,
+        "every record to have its outcome and no half to be held (records, held)",
+        until=lambda metrics: _ingest_books(metrics) == (len(records), 0),
+        describe=_ingest_books,
+    )
     valid = read_all(settings, settings.topics.valid)
     assert len(valid) == len(calls)
     out = {call_from_json(r.value or b"").id: call_from_json(r.value or b"") for r in valid}
@@ -134,3 +163,42 @@ def test_worker_killed_mid_stream_and_restarted_leaves_no_call_unprocessed(
     assert set(seen) == expected
     complete = [call_from_json(r.value or b"") for r in valid]
     assert all(call.kind == "complete" for call in complete)  # every pair merged, across the crash
+
+
+def test_each_id_is_forwarded_once_across_a_restart_and_conflicts_and_tombstones_are_kept(
+    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings = make_settings()
+    first = start_worker(settings, "before")
+    call = sample_calls(corpus_documents("english", ["money"])[:1], seed="once")[0]
+    second_version = {**call, "output": "CONFLICTING second version"}
+    produce_records(settings, [_keyed(call), _keyed(call), _keyed(second_version)])
+    produce_records(settings, [(call["id"].encode(), None)])  # a tombstone
+    wait_for_records(settings, settings.topics.dlq, lambda r: len(r) >= 2)
+    first.stop()
+    # A new worker rebuilds its window from the valid-calls topic: still once, still a conflict.
+    second = start_worker(settings, "after")
+    third_version = {**call, "output": "a third version"}
+    produce_records(settings, [_keyed(call), _keyed(third_version)])
+    letters = wait_for_records(settings, settings.topics.dlq, lambda r: len(r) >= 3)
+    # Proof that nothing more comes: ingest has committed every record produced (it
+    # commits a record only once its forwards and dead letters are written).
+    wait_until(
+        lambda: asyncio.run(
+            group_progress(settings, settings.topics.worker_group, settings.topics.calls)
+        )[1],
+        60,
+        "ingest to commit every record of the calls topic",
+        until=lambda lag: lag == 0,
+    )
+    valid = read_all(settings, settings.topics.valid)
+    assert [r.key for r in valid] == [call["id"].encode()]
+    decoded = [DeadLetter.from_record(r.value, r.key, r.headers) for r in letters]
+    assert Counter(d.reason for d in decoded) == {"conflict": 2, "tombstone": 1}
+    (tombstone,) = [r for r, d in zip(letters, decoded, strict=True) if d.reason == "tombstone"]
+    assert tombstone.value is None and tombstone.key == call["id"].encode()
+    kept = {dict(d.notes)["kept-digest"] for d in decoded if d.reason == "conflict"}
+    assert len(kept) == 1  # both conflicts name the one version forwarded
+    metrics = second.metrics()
+    assert metrics['weave_stream_ingest_records_total{outcome="duplicate"}'] == 1
+    assert metrics['weave_stream_ingest_records_total{outcome="conflict"}'] == 1

@@ -9,13 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.integration.test_streaming import (
-    covers,
-    documents,
-    produce_calls,
-    register_file,
-    wait_for_values,
-)
+from tests.support.records import produce_calls
+from tests.support.topologies import covers, documents, register_file, wait_for_values
 from weave_stream.config import Settings
 from weave_stream.ops.embed_model import load_model
 from weave_stream.runners.workers import WorkerProcess

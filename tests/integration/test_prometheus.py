@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import produce_records
-from tests.integration.test_streaming import WORDY, documents, produce_calls, register_file
+from tests.support.records import produce_calls, produce_records
+from tests.support.topologies import WORDY, documents, register_file
+from tests.support.waiting import wait_until
 from weave_stream.broker.embedded import die_with_parent, free_port
 from weave_stream.config import Settings
 from weave_stream.dashboard.build import build_dashboard
@@ -65,17 +65,24 @@ class Prometheus:
             )
 
     def wait_ready(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def ready() -> int:
             if self.process.poll() is not None:
                 raise AssertionError(f"prometheus exited:\n{self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"prometheus not ready in {timeout}s:\n{self.log.read_text()[-3000:]}")
+            return httpx.get(f"{self.url}/-/ready", timeout=1).status_code
+
+        try:
+            wait_until(
+                ready,
+                timeout,
+                "prometheus to answer /-/ready with 200",
+                until=lambda status: status == 200,
+                interval=0.2,
+                ignore=(httpx.TransportError,),
+            )
+        except AssertionError as failure:
+            if self.process.poll() is not None:
+                raise  # it exited: the failure shows its log already
+            raise AssertionError(f"{failure}:\n{self.log.read_text()[-3000:]}") from None
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         answer = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=5).json()
@@ -87,14 +94,13 @@ class Prometheus:
         return float(result[0]["value"][1]) if len(result) == 1 else None
 
     def wait_for(self, promql: str, expected: float, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        value = None
-        while time.monotonic() < deadline:
-            value = self.value(promql)
-            if value == expected:
-                return
-            time.sleep(0.5)
-        raise AssertionError(f"{promql} is {value} after {timeout}s, not {expected}")
+        wait_until(
+            lambda: self.value(promql),
+            timeout,
+            f"{promql} to be {expected}",
+            until=lambda value: value == expected,
+            interval=0.5,
+        )
 
     def stop(self) -> None:
         self.process.terminate()
@@ -188,20 +194,22 @@ def test_the_alerting_rules_and_dashboard_queries_evaluate_on_a_live_worker(
 
     # Every rule of alerts/ has been evaluated against the real series without error
     # (a many-to-many match or a bad label join would show here, not in promtool).
-    deadline = time.monotonic() + 60
-    unhealthy: list[tuple[str, str, str]] = []
-    while time.monotonic() < deadline:
-        groups = httpx.get(f"{server.url}/api/v1/rules", timeout=5).json()["data"]["groups"]
-        rules = [rule for group in groups for rule in group["rules"]]
-        unhealthy = [
+    def unhealthy(groups: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+        return [
             (rule["name"], rule["health"], rule.get("lastError", ""))
-            for rule in rules
+            for group in groups
+            for rule in group["rules"]
             if rule["health"] != "ok"
         ]
-        if rules and not unhealthy:
-            break
-        time.sleep(0.5)
-    assert rules and unhealthy == []
+
+    groups = wait_until(
+        lambda: httpx.get(f"{server.url}/api/v1/rules", timeout=5).json()["data"]["groups"],
+        60,
+        "every alerting rule evaluated without error",
+        until=lambda groups: any(g["rules"] for g in groups) and not unhealthy(groups),
+        interval=0.5,
+        describe=lambda groups: unhealthy(groups) or "no rules loaded",
+    )
     assert {group["file"] for group in groups} == {
         str(path) for path in (ROOT / "alerts").glob("*.yml")
     }

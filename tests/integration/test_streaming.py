@@ -9,64 +9,35 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-import orjson
-
-from tests.conftest import produce_records
-from tests.servers.openai import FakeOpenAI, stall
-from weave_stream.broker.kafka import group_progress
-from weave_stream.columns.derive import DerivedValue
+from tests.support.metrics import wait_for_metric
+from tests.support.records import (
+    group_progress_now,
+    produce_calls,
+    produce_records,
+    read_all,
+    table_key,
+    wait_until_committed,
+)
+from tests.support.servers.openai import FakeOpenAI, stall
+from tests.support.topologies import (
+    ASSETS,
+    WORDY,
+    covers,
+    documents,
+    register_file,
+    topology_workers,
+    wait_for_values,
+    word_count_topology,
+)
+from tests.support.waiting import wait_until
 from weave_stream.columns.values import derived_key, identity, read_derived
 from weave_stream.config import Settings
-from weave_stream.demo.samples import corpus_documents, sample_calls
 from weave_stream.runners.backfill import known_results
 from weave_stream.runners.local import run_local
 from weave_stream.runners.workers import WorkerProcess
+from weave_stream.topics import TopicNames
 from weave_stream.topology.loader import load_topology
-from weave_stream.topology.registrations import register, registration_for, unregister
-
-ASSETS = Path(__file__).parent.parent / "assets"
-WORDY = ASSETS / "wordy.py"
-
-
-def register_file(settings: Settings, path: Path) -> str:
-    _, registration = registration_for(str(path), settings)
-    asyncio.run(register(settings, registration))
-    return registration.version
-
-
-def produce_calls(settings: Settings, calls: list[dict]) -> None:
-    produce_records(settings, [(c["id"].encode(), orjson.dumps(c)) for c in calls])
-
-
-def wait_for_values(
-    settings: Settings,
-    topology: str,
-    columns: list[str],
-    done: Callable[[list[DerivedValue]], bool],
-    timeout: float = 90.0,
-) -> list[DerivedValue]:
-    deadline = time.monotonic() + timeout
-    values: list[DerivedValue] = []
-    while time.monotonic() < deadline:
-        values = asyncio.run(read_derived(settings, topology, columns))
-        if done(values):
-            return values
-        time.sleep(0.5)
-    raise AssertionError(f"{topology}: condition not met in {timeout}s; {len(values)} values")
-
-
-def covers(calls: list[dict], columns: list[str], op_ref: str | None = None):
-    wanted = {(c["id"], column) for c in calls for column in columns}
-
-    def done(values: list[DerivedValue]) -> bool:
-        have = {(v.call_id, v.column) for v in values if op_ref is None or v.op_ref == op_ref}
-        return wanted <= have
-
-    return done
-
-
-def documents(categories: list[str], seed: str, count: int | None = None) -> list[dict]:
-    return sample_calls(corpus_documents("english", categories)[:count], seed=seed)
+from weave_stream.topology.registrations import registration_for, unregister
 
 
 def test_registered_topology_streams_one_value_per_call_and_column_with_errors_as_values(
@@ -93,19 +64,8 @@ def test_registered_topology_streams_one_value_per_call_and_column_with_errors_a
     failed = by_call[("thirteen", "size")]
     assert failed.value is None and "unlucky" in (failed.error or "")
     assert by_call[("thirteen", "words")].value == 13
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        processed, lag = asyncio.run(
-            group_progress(
-                settings,
-                f"weave-stream.{settings.topic_prefix}.topology.wordy",
-                settings.topics.valid,
-            )
-        )
-        if processed == len(calls) and lag == 0:
-            break
-        time.sleep(0.5)
-    assert (processed, lag) == (len(calls), 0)
+    group = settings.topics.topology_group("wordy")
+    assert wait_until_committed(settings, group, timeout=30) == (len(calls), 0)
     metrics = worker.metrics()  # the worker's scrape includes its topology workers
     assert metrics['weave_stream_topology_calls_total{topology="wordy"}'] == len(calls)
 
@@ -126,9 +86,7 @@ def test_changed_op_writes_under_its_new_ref_from_then_on_and_old_values_stay(
     assert new_ref != old_ref
     # "From then on" is from when the workers run the new version (within seconds).
     info = f'weave_stream_topology_info{{topology="wordy",version="{version}"}}'
-    deadline = time.monotonic() + 60
-    while worker.metrics().get(info) != 1 and time.monotonic() < deadline:
-        time.sleep(0.3)
+    wait_for_metric(worker, info, lambda running: running == 1, what=f"version {version} to run")
     after = documents(["humor"], "after")
     produce_calls(settings, after)
     values = wait_for_values(settings, "wordy", ["size"], covers(after, ["size"], new_ref))
@@ -138,27 +96,47 @@ def test_changed_op_writes_under_its_new_ref_from_then_on_and_old_values_stay(
 
 
 def test_unregistered_topology_stops_and_keeps_its_values(
-    make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
+    make_settings: Callable[..., Settings],
+    start_worker: Callable[..., WorkerProcess],
+    tmp_path: Path,
 ) -> None:
     settings = make_settings()
     worker = start_worker(settings)
     register_file(settings, WORDY)
+    # A witness: a second topology on the same calls that keeps running. Once it has
+    # processed a call, a running wordy topology worker would have processed it too.
+    register_file(settings, word_count_topology(tmp_path, "witness"))
     first = documents(["sports"], "first")
     produce_calls(settings, first)
     wait_for_values(settings, "wordy", ["words"], covers(first, ["words"]))
     asyncio.run(unregister(settings, "wordy"))
-    deadline = time.monotonic() + 30
-    while "wordy" in str(worker.metrics().keys()) and time.monotonic() < deadline:
-        time.sleep(0.5)  # the topology worker's metrics leave the scrape when it stops
-    assert not any('topology="wordy"' in key for key in worker.metrics())
+    wait_until(
+        worker.metrics,
+        30,
+        "the wordy topology worker's metrics to leave the worker's scrape",
+        until=lambda metrics: not any('topology="wordy"' in key for key in metrics),
+        interval=0.5,
+        describe=lambda metrics: [key for key in metrics if 'topology="wordy"' in key],
+    )
+    wait_until(
+        lambda: topology_workers(worker),
+        30,
+        "the wordy topology worker process to end",
+        until=lambda running: "wordy" not in running,
+    )
+    group, valid = settings.topics.topology_group("wordy"), settings.topics.valid
+    committed, _ = group_progress_now(settings, group, valid)
     later = documents(["history"], "later")
     produce_calls(settings, later)
     ingested = len(first) + len(later)
-    while worker.metrics()['weave_stream_calls_ingested_total{kind="complete"}'] < ingested:
-        time.sleep(0.2)
-    time.sleep(3)  # what a running topology worker would need to write values
+    complete = 'weave_stream_calls_ingested_total{kind="complete"}'
+    wait_for_metric(worker, complete, lambda count: (count or 0) >= ingested)
+    wait_for_values(settings, "witness", ["words"], covers(later, ["words"]))
+    wait_until_committed(settings, settings.topics.topology_group("witness"))
+    # The witness computed and committed the later calls; wordy wrote and committed nothing.
     values = asyncio.run(read_derived(settings, "wordy", ["words"]))
     assert {v.call_id for v in values} == {c["id"] for c in first}
+    assert group_progress_now(settings, group, valid)[0] == committed
 
 
 def test_slow_judge_in_one_topology_does_not_stall_another(
@@ -173,10 +151,8 @@ def test_slow_judge_in_one_topology_does_not_stall_another(
         calls = documents(["science", "movies"], "isolation")
         produce_calls(settings, calls)
         wait_for_values(settings, "wordy", ["words", "size"], covers(calls, ["words", "size"]))
-        deadline = time.monotonic() + 60
-        while not judge_server.requests and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert judge_server.requests  # the judge topology is running, and stuck
+        # The judge topology is running, and stuck.
+        wait_until(lambda: len(judge_server.requests), 60, "a request to the judge", interval=0.2)
         assert asyncio.run(read_derived(settings, "judged", ["helpful"])) == []
 
 
@@ -197,9 +173,7 @@ def test_replayed_calls_compute_nothing_new_and_readers_count_each_value_once(
     assert first == len(calls)
 
     produce_calls(settings, calls)  # the same calls again: a replay
-    deadline = time.monotonic() + 60
-    while worker.metrics().get(cached, 0) < len(calls) and time.monotonic() < deadline:
-        time.sleep(0.3)
+    wait_for_metric(worker, cached, lambda count: (count or 0) >= len(calls))
     metrics = worker.metrics()
     assert metrics[cached] == len(calls) and metrics[computed] == first
     raw = asyncio.run(read_derived(settings, "wordy", ["words"], deduplicate=False))
@@ -220,11 +194,18 @@ def test_results_are_forgotten_after_the_retention(
     )
     produce_calls(settings, calls)
     wait_for_values(settings, "wordy", ["words"], covers(calls, ["words"]))
-    time.sleep(4)  # two retentions: the timer (every second here) has forgotten them
+    # The timer (every second here) forgets each call past the retention: a tombstone
+    # for its key in the results table's changelog says it is gone from the table.
+    changelog = TopicNames.changelog(settings.topics.topology_group("wordy"), "results")
+    wait_until(
+        lambda: {table_key(r.key or b"") for r in read_all(settings, changelog) if r.value is None},
+        30,
+        "the results of every call to be forgotten",
+        until=lambda forgotten: forgotten >= {c["id"] for c in calls},
+        describe=lambda forgotten: f"{len(forgotten & {c['id'] for c in calls})} of {len(calls)}",
+    )
     produce_calls(settings, calls)
-    deadline = time.monotonic() + 60
-    while worker.metrics().get(computed, 0) < 2 * len(calls) and time.monotonic() < deadline:
-        time.sleep(0.3)
+    wait_for_metric(worker, computed, lambda count: (count or 0) >= 2 * len(calls))
     assert worker.metrics()[computed] == 2 * len(calls)  # computed again: state was dropped
     version = registration_for(str(WORDY), settings)[1].version
     info = f'weave_stream_topology_info{{topology="wordy",version="{version}"}}'
@@ -259,19 +240,21 @@ def test_registration_while_calls_flow_loses_none(
     calls = documents(["tech_support"], "flowing", 600)
     chunks = [calls[i : i + 25] for i in range(0, len(calls), 25)]
     registered = threading.Event()
+    produced: list[dict] = []
     after: list[dict] = []  # calls produced once the registration was acknowledged
 
     def flow() -> None:
         for chunk in chunks:
             seen_registration = registered.is_set()
             produce_calls(settings, chunk)
+            produced.extend(chunk)
             if seen_registration:
                 after.extend(chunk)
             time.sleep(0.1)
 
     producer = threading.Thread(target=flow)
     producer.start()
-    time.sleep(1.0)
+    wait_until(lambda: len(produced), 30, "calls flowing", until=lambda count: count >= 50)
     register_file(settings, WORDY)
     registered.set()
     producer.join()

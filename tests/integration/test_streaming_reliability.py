@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 
-from tests.integration.test_streaming import (
+from tests.support.records import group_progress_now, produce_calls, wait_until_committed
+from tests.support.servers.openai import FakeOpenAI, stall
+from tests.support.topologies import (
     ASSETS,
     WORDY,
     covers,
     documents,
-    produce_calls,
     register_file,
     wait_for_values,
 )
-from tests.servers.openai import FakeOpenAI, stall
-from weave_stream.broker.kafka import group_progress
+from tests.support.waiting import wait_until
 from weave_stream.columns.values import read_derived
 from weave_stream.config import Settings
 from weave_stream.runners.workers import WorkerProcess
@@ -62,11 +61,7 @@ def test_killing_one_of_two_workers_mid_stream_loses_no_value(
     assert all(len(variants) == 1 for variants in seen.values())
     # The survivor owns every partition after the kill and carries each to its end: no
     # partition stays uncommitted (a worker whose commits stall is restarted).
-    group = settings.topics.topology_group("wordy")
-    deadline = time.monotonic() + 120
-    while asyncio.run(group_progress(settings, group, settings.topics.valid))[1] > 0:
-        assert time.monotonic() < deadline, "partitions left uncommitted after the takeover"
-        time.sleep(0.5)
+    wait_until_committed(settings, settings.topics.topology_group("wordy"), timeout=120)
 
 
 def test_op_timeouts_become_error_values(
@@ -111,11 +106,15 @@ def test_a_restarted_worker_restores_every_result_of_its_table(
     second = start_worker(settings, "second")
     produce_calls(settings, calls)  # the same calls again (and those not committed: again)
     group = settings.topics.topology_group("wordy")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        _, lag = asyncio.run(group_progress(settings, group, settings.topics.valid))
-        if lag == 0 and second.metrics().get(cached, 0) >= len(calls):
-            break
-        time.sleep(0.5)
+    wait_until(
+        lambda: (
+            group_progress_now(settings, group, settings.topics.valid)[1],
+            second.metrics().get(cached, 0),
+        ),
+        120,
+        f"{group} to commit every call and the second worker to re-emit them cached (lag, cached)",
+        until=lambda state: state[0] == 0 and state[1] >= len(calls),
+        interval=0.5,
+    )
     assert second.metrics()[cached] >= len(calls)
     assert second.metrics().get(computed, 0) == 0  # nothing lost from the table's tail

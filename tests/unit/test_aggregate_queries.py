@@ -10,8 +10,8 @@ from pathlib import Path
 import orjson
 import pandas as pd
 import pytest
-from windows_rows import T0, make_rows
 
+from tests.support.windows_rows import T0, make_rows
 from weave_stream import metrics
 from weave_stream.aggregates import aggregate_rows, aggregate_table
 from weave_stream.aggregates.gauges import OTHER_GROUP, WindowGauges
@@ -30,16 +30,16 @@ from weave_stream.aggregates.source import (
 )
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import load_settings
-from weave_stream.errors import TopologyError
+from weave_stream.errors import QueryError
 from weave_stream.ops import op
 from weave_stream.runners.local import local_aggregates
+from weave_stream.topology.aggregates import parse_aggregates
 from weave_stream.topology.spec import Column, Topology
 from weave_stream.windows import (
     AggregatePlan,
     AggregateRow,
     WindowState,
     merge_partials,
-    parse_aggregates,
 )
 
 SPEC = {
@@ -130,11 +130,11 @@ def test_queries_regroup_filter_by_time_and_drill_into_one_window_and_group() ->
 
 def test_query_arguments_are_checked_with_a_message_that_says_what_to_do() -> None:
     snapshots = {"quality": aggregate_rows([plan()], make_rows(10))["quality"]}
-    with pytest.raises(TopologyError, match="choose --by among"):
+    with pytest.raises(QueryError, match="choose --by among"):
         query_tables([plan()], snapshots, aggregate="quality", by=["model"])
-    with pytest.raises(TopologyError, match="no aggregate 'nope'"):
+    with pytest.raises(QueryError, match="no aggregate 'nope'"):
         query_tables([plan()], snapshots, aggregate="nope")
-    with pytest.raises(TopologyError, match="not key=value"):
+    with pytest.raises(QueryError, match="not key=value"):
         parse_group(["doc_class"])
     assert parse_by(["doc_class, attributes.model"]) == ["doc_class", "attributes.model"]
     assert parse_group(["doc_class="]) == {"doc_class": ""}

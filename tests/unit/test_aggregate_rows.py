@@ -12,8 +12,8 @@ from weave_stream.columns.derive import DerivedValue
 from weave_stream.errors import TopologyError
 from weave_stream.ingest.call import parse_call_object
 from weave_stream.ops import op
+from weave_stream.topology.aggregates import parse_aggregates
 from weave_stream.topology.spec import Column, Source, Topology
-from weave_stream.windows import parse_aggregates
 
 AT = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 

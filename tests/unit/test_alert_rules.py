@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.promql import exported_series, metric_names, promtool
+from tests.support.promql import exported_series, metric_names, promtool
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "alerts"

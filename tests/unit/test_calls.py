@@ -7,45 +7,16 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
+from tests.support.calls import FULL_CALL
 from weave_stream.demo.samples import (
     corpus_documents,
     malformed_records,
     sample_calls,
     split_into_events,
 )
-from weave_stream.errors import CallValidationError
-from weave_stream.ingest.call import Call, call_from_json, merge, parse_call, parse_timestamp
-
-FULL_CALL = {
-    "project_id": "acme/extract",
-    "id": "019a1b2c-3d4e-7f00-8000-000000000001",
-    "op_name": "weave:///acme/extract/op/text-extract:v3",
-    "display_name": "text-extract",
-    "trace_id": "019a1b2c-3d4e-7f00-8000-0000000000aa",
-    "parent_id": "019a1b2c-3d4e-7f00-8000-0000000000bb",
-    "thread_id": "thread-1",
-    "turn_id": "turn-3",
-    "started_at": "2026-11-26T03:15:32.123456Z",
-    "ended_at": "2026-11-26T03:15:33.5Z",
-    "attributes": {"model": "gpt-4o", "weave": {"client_version": "0.52"}},
-    "inputs": {"document": "Invoice #7 from ACME", "options": {"lang": "en"}},
-    "exception": None,
-    "output": {"total": "7", "vendor": "ACME", "lines": [1, 2.5, None]},
-    "summary": {
-        "usage": {"gpt-4o": {"prompt_tokens": 120, "completion_tokens": 30, "requests": 1}},
-        "status_counts": {"success": 1},
-        "weave": {"status": "success", "latency_ms": 1377},
-    },
-    "otel_dump": {"span": {"name": "extract"}},
-    "wb_user_id": "user-9",
-    "wb_run_id": "run-4",
-    "wb_run_step": 12,
-    "wb_run_step_end": 13,
-    "deleted_at": None,
-    "storage_size_bytes": 2048,
-    "total_storage_size_bytes": 4096,
-    "a_future_weave_field": {"kept": True},
-}
+from weave_stream.errors import CallValidationError, IngestError
+from weave_stream.ingest.call import Call, call_from_json, parse_call, parse_timestamp
+from weave_stream.ingest.merge import merge
 
 
 def test_complete_call_round_trips_every_field() -> None:
@@ -158,5 +129,5 @@ def test_merge_joins_start_and_end_events_into_the_complete_call() -> None:
 def test_merge_refuses_halves_of_different_calls() -> None:
     start = Call.model_validate({"id": "a", "started_at": 1795662000})
     end = Call.model_validate({"id": "b", "ended_at": 1795662000})
-    with pytest.raises(ValueError, match="ids differ"):
+    with pytest.raises(IngestError, match="ids differ"):
         merge(start, end)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.promql import exported_series, metric_names, promtool
+from tests.support.promql import exported_series, metric_names, promtool
 from weave_stream.dashboard.build import build_dashboard
 from weave_stream.topology.loader import load_topology, topology_from_dict
 from weave_stream.topology.spec import Topology

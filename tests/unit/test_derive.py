@@ -168,6 +168,34 @@ def test_more_trials_compute_only_the_new_trials(calls: list[Call]) -> None:
     assert len({v.value for v in values if v.column == "guess" and v.call_id == calls[0].id}) == 4
 
 
+@op
+def rounded(value: float) -> int:
+    RUNS["rounded"] += 1
+    return round(value)
+
+
+def test_a_deterministic_scorer_scores_every_trial_of_what_it_reads(calls: list[Call]) -> None:
+    top = Topology(
+        "t",
+        [
+            Column("n", length, args={"text": "inputs.document"}),
+            Column("guess", noisy, args={"value": "columns.n"}, trials=3),
+            Column("score", rounded, args={"value": "columns.guess"}),
+        ],
+    )
+    cache = MemoryCache()
+    values, stats = derive(top, calls, cache)
+    scores = {(v.call_id, v.trial): v.value for v in values if v.column == "score"}
+    guesses = {(v.call_id, v.trial): v.value for v in values if v.column == "guess"}
+    assert set(scores) == set(guesses)  # one score per trial of the guess
+    assert all(scores[key] == round(guesses[key]) for key in scores)
+    # Keyed as trial 0: each distinct guess is scored once, whatever trial it came from.
+    assert stats.column("score").computed == len(set(guesses.values()))
+    assert RUNS["rounded"] == len(set(guesses.values()))
+    _, stats = derive(top, calls, cache)
+    assert stats.computed == 0
+
+
 def test_failures_are_values_never_gaps_and_are_not_cached(calls: list[Call]) -> None:
     top = Topology(
         "t",

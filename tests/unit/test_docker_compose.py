@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.promql import promtool
+from tests.support.promql import promtool
 from weave_stream.cli.main import cli
 from weave_stream.config import ENV_PREFIX, Settings, load_settings
 

@@ -7,8 +7,8 @@ import pytest
 
 from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.index import VectorIndex, choose_kind
-from weave_stream.drift.spec import IndexSpec
 from weave_stream.errors import VectorIndexError
+from weave_stream.topology.monitors import IndexSpec
 
 KINDS = ["exact", "hnsw", "ivf"]
 DIM = 32

@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.drift_corpus import Corpus, corpus
+from tests.support.drift_corpus import Corpus, corpus
 from weave_stream.drift.findings import Finding
 from weave_stream.drift.monitor import DriftMonitor
 from weave_stream.drift.observation import Observation, observation_from_call
 from weave_stream.drift.snapshot import DATA_FILE
-from weave_stream.drift.spec import MonitorSpec
 from weave_stream.ingest.call import Call
 from weave_stream.metrics import MONITOR_LEARNED
+from weave_stream.topology.monitors import Monitor
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 
@@ -37,7 +37,7 @@ def documents() -> Corpus:
     )
 
 
-def spec(**overrides: object) -> MonitorSpec:
+def spec(**overrides: object) -> Monitor:
     entry = {
         "name": "doc_drift",
         "column": "doc_embedding",
@@ -50,7 +50,7 @@ def spec(**overrides: object) -> MonitorSpec:
         "learning": {"learn_acknowledged": True, "capacity": 10},
         **overrides,
     }
-    return MonitorSpec.model_validate(entry)
+    return Monitor.model_validate(entry)
 
 
 def reference(documents: Corpus) -> tuple[list[str], np.ndarray]:

@@ -12,11 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.drift_corpus import Corpus, corpus
+from tests.support.drift_corpus import Corpus, corpus
 from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.novelty import Calibration, NoveltyScorer, calibrate
-from weave_stream.drift.spec import IndexSpec, LearningSpec
 from weave_stream.errors import VectorIndexError
+from weave_stream.topology.monitors import IndexSpec, LearningSpec
 
 TOLERANCE = 0.04
 

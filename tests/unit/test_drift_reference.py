@@ -14,13 +14,13 @@ from weave_stream.drift.reference import (
     read_reference_calls,
     reference_fingerprint,
 )
-from weave_stream.drift.spec import (
+from weave_stream.errors import TopologyError
+from weave_stream.topology.monitors import (
     FirstNReference,
     JsonlReference,
-    MonitorSpec,
+    Monitor,
     TimeRangeReference,
 )
-from weave_stream.errors import TopologyError
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -100,10 +100,8 @@ def test_a_missing_jsonl_reference_says_so(tmp_path: Path) -> None:
 
 
 def test_the_fingerprint_changes_with_the_reference_and_the_spec() -> None:
-    spec = MonitorSpec(name="m", column="e", reference=FirstNReference(n=2))
-    other = MonitorSpec(
-        name="m", column="e", reference=FirstNReference(n=2), calibration_quantile=0.9
-    )
+    spec = Monitor(name="m", column="e", reference=FirstNReference(n=2))
+    other = Monitor(name="m", column="e", reference=FirstNReference(n=2), calibration_quantile=0.9)
 
     base = reference_fingerprint(spec, ["a", "b"])
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.drift_corpus import Corpus, corpus
+from tests.support.drift_corpus import Corpus, corpus
 from weave_stream.drift.change import NoveltyChangeDetector
 from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.novelty import NoveltyScorer, calibrate
 from weave_stream.drift.shift import WindowTest
-from weave_stream.drift.spec import LearningSpec, ShiftSpec
 from weave_stream.errors import TopologyError
+from weave_stream.topology.monitors import LearningSpec, ShiftSpec
 
 WINDOW = 50
 
@@ -133,5 +133,5 @@ def test_held_out_calibration_refuses_a_reference_too_small_for_its_windows() ->
 
 
 def test_too_few_permutations_for_the_false_alarm_rate_are_refused() -> None:
-    with pytest.raises(ValueError, match="use at least 999 permutations"):
+    with pytest.raises(TopologyError, match="use at least 999 permutations"):
         ShiftSpec(calibration="permutation", permutations=499, false_alarm_rate=0.001)

@@ -20,9 +20,9 @@ from weave_stream.drift.snapshot import (
     load_snapshot,
     save_snapshot,
 )
-from weave_stream.drift.spec import IndexSpec
 from weave_stream.errors import VectorIndexError
 from weave_stream.metrics import INDEX_REBUILDS
+from weave_stream.topology.monitors import IndexSpec
 
 DIM = 16
 

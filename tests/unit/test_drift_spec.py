@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 
-from weave_stream.drift.spec import (
+from weave_stream.errors import TopologyError
+from weave_stream.topology.monitors import (
     FirstNReference,
     JsonlReference,
-    MonitorSpec,
+    Monitor,
     TimeRangeReference,
     parse_monitors,
 )
-from weave_stream.errors import TopologyError
 
 MONITORS_YAML = """
 monitors:
@@ -50,7 +50,7 @@ def test_yaml_entries_parse_into_specs_with_every_setting() -> None:
     assert first.learning.eviction == "least_recently_matched"
     assert first.shift.window == 100 and first.shift.statistic == "centroid"
     assert first.shift.calibration == "held_out" and first.shift.detector == "page_hinkley"
-    assert first.cooldown_seconds == 600
+    assert first.cooldown == 600
     assert first.group_by == ("attributes.env", "op_name")
     assert isinstance(by_time.reference, TimeRangeReference)
     assert by_time.reference.start == datetime(2026, 11, 1, tzinfo=UTC)
@@ -113,8 +113,8 @@ def test_monitor_names_are_unique_within_a_topology() -> None:
 
 
 def test_spec_round_trips_through_plain_data() -> None:
-    spec = MonitorSpec.model_validate(
+    spec = Monitor.model_validate(
         {"name": "m", "column": "e", "reference": {"first_n": 10}, "group_by": ["op_name"]}
     )
 
-    assert MonitorSpec.model_validate(spec.model_dump(mode="json")) == spec
+    assert Monitor.model_validate(spec.model_dump(mode="json")) == spec

@@ -1,4 +1,4 @@
-"""The notifier against real HTTP receivers on loopback (tests/servers/webhooks.py).
+"""The notifier against real HTTP receivers on loopback (tests/support/servers/webhooks.py).
 
 Every wait polls for a condition with a deadline; retry delays are shortened by
 the retry policy (tens of milliseconds), except where Retry-After is the point.
@@ -18,13 +18,14 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tests.servers.webhooks import Receiver
+from tests.support.servers.webhooks import Receiver
+from tests.support.waiting import wait_until_async
 from weave_stream.metrics import ALERT_DELIVERY_FAILURES
 from weave_stream.notify.alerts import Alert
 from weave_stream.notify.delivery import Notifier
@@ -78,14 +79,6 @@ def make_alerts(count: int, start: int = 0) -> list[Alert]:
     ]
 
 
-async def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 def webhook_ids(receiver: Receiver) -> list[str]:
     return [r.headers["Idempotency-Key"] for r in receiver.accepted()]
 
@@ -117,11 +110,17 @@ def test_slack_and_webhook_receive_well_formed_correctly_signed_payloads(
     async def scenario() -> None:
         async with Notifier(targets(slack, webhook), store) as notifier:
             assert [notifier.submit(a) for a in alerts] == [["ml-alerts", "pager"]] * 3
-            await wait_for(
-                lambda: len(webhook.accepted()) == 3 and len(slack.accepted()) == 3, "deliveries"
+            await wait_until_async(
+                lambda: (len(webhook.accepted()), len(slack.accepted())),
+                30,
+                "deliveries (webhook, Slack)",
+                until=lambda counts: counts == (3, 3),
             )
-            await wait_for(
-                lambda: notifier.pending() == {"ml-alerts": 0, "pager": 0}, "settled state"
+            await wait_until_async(
+                notifier.pending,
+                30,
+                "settled state",
+                until=lambda pending: pending == {"ml-alerts": 0, "pager": 0},
             )
 
     asyncio.run(scenario())
@@ -156,11 +155,26 @@ def test_a_target_down_for_a_while_gets_every_alert_once_back_and_never_holds_up
         async with Notifier(targets(slack, webhook), store) as notifier:
             for alert in alerts:
                 notifier.submit(alert)
-            await wait_for(lambda: len(slack.accepted()) == 5, "Slack, while the webhook is down")
-            await wait_for(lambda: store.statuses(alerts[0].id)["pager"].attempts >= 3, "retries")
+            await wait_until_async(
+                lambda: len(slack.accepted()),
+                30,
+                "Slack, while the webhook is down",
+                until=lambda count: count == 5,
+            )
+            await wait_until_async(
+                lambda: store.statuses(alerts[0].id)["pager"].attempts,
+                30,
+                "retries",
+                until=lambda attempts: attempts >= 3,
+            )
             assert webhook.accepted() == [] and notifier.pending()["pager"] == 5
             webhook.up()
-            await wait_for(lambda: notifier.pending()["pager"] == 0, "the webhook, once back")
+            await wait_until_async(
+                notifier.pending,
+                30,
+                "the webhook, once back",
+                until=lambda pending: pending["pager"] == 0,
+            )
 
     asyncio.run(scenario())
 
@@ -183,7 +197,9 @@ def test_server_errors_and_429_are_retried_honouring_retry_after(
     async def scenario() -> None:
         async with Notifier(targets(webhook=webhook), store) as notifier:
             notifier.submit(alert)
-            await wait_for(lambda: notifier.pending()["pager"] == 0, "delivery")
+            await wait_until_async(
+                notifier.pending, 30, "delivery", until=lambda pending: pending["pager"] == 0
+            )
 
     asyncio.run(scenario())
 
@@ -204,18 +220,31 @@ def test_a_refusal_is_not_retried_until_requeued(tmp_path: Path, webhook: Receiv
     async def scenario() -> None:
         async with Notifier(targets(webhook=webhook), store) as notifier:
             notifier.submit(refused)
-            await wait_for(
-                lambda: store.statuses(refused.id)["pager"].state == "rejected", "rejection"
+            await wait_until_async(
+                lambda: store.statuses(refused.id)["pager"].state,
+                30,
+                "rejection",
+                until=lambda state: state == "rejected",
             )
             notifier.submit(barrier)  # delivered after the refused one would have been retried
-            await wait_for(lambda: barrier.id in webhook_ids(webhook), "the next alert")
+            await wait_until_async(
+                lambda: webhook_ids(webhook),
+                30,
+                "the next alert",
+                until=lambda ids: barrier.id in ids,
+            )
             assert [r.headers["Idempotency-Key"] for r in webhook.received] == [
                 refused.id,
                 barrier.id,
             ]
             assert store.requeue("pager", now=time.time()) == 1
             notifier.submit(make_alerts(1, start=9)[0])  # wakes the target's task
-            await wait_for(lambda: refused.id in webhook_ids(webhook), "the requeued alert")
+            await wait_until_async(
+                lambda: webhook_ids(webhook),
+                30,
+                "the requeued alert",
+                until=lambda ids: refused.id in ids,
+            )
 
     asyncio.run(scenario())
 
@@ -233,11 +262,18 @@ def test_a_delivered_alert_submitted_again_is_not_sent_again(
     async def scenario() -> None:
         async with Notifier(targets(webhook=webhook), store) as notifier:
             notifier.submit(first)
-            await wait_for(lambda: notifier.pending()["pager"] == 0, "first delivery")
+            await wait_until_async(
+                notifier.pending, 30, "first delivery", until=lambda pending: pending["pager"] == 0
+            )
         async with Notifier(targets(webhook=webhook), SqliteDeliveryStore(store.path)) as restarted:
             assert restarted.submit(first) == []  # re-read from the alerts topic after a restart
             restarted.submit(barrier)
-            await wait_for(lambda: barrier.id in webhook_ids(webhook), "the barrier alert")
+            await wait_until_async(
+                lambda: webhook_ids(webhook),
+                30,
+                "the barrier alert",
+                until=lambda ids: barrier.id in ids,
+            )
 
     asyncio.run(scenario())
 
@@ -259,7 +295,12 @@ def test_a_notifier_stopped_mid_delivery_loses_none_and_resends_none_acknowledge
         await notifier.start()
         for alert in alerts:
             notifier.submit(alert)
-        await wait_for(lambda: len(delivered(store, alerts, "pager")) >= 3, "some deliveries")
+        await wait_until_async(
+            lambda: len(delivered(store, alerts, "pager")),
+            30,
+            "some deliveries",
+            until=lambda count: count >= 3,
+        )
         await notifier.stop()  # the crash: the request in flight is abandoned
         acknowledged.extend(delivered(store, alerts, "pager"))
         store.close()
@@ -267,7 +308,12 @@ def test_a_notifier_stopped_mid_delivery_loses_none_and_resends_none_acknowledge
         async with Notifier(targets(webhook=webhook), SqliteDeliveryStore(path)) as restarted:
             for alert in alerts:  # the alerts topic is read again from its committed offset
                 restarted.submit(alert)
-            await wait_for(lambda: restarted.pending()["pager"] == 0, "the rest, after restart")
+            await wait_until_async(
+                restarted.pending,
+                30,
+                "the rest, after restart",
+                until=lambda pending: pending["pager"] == 0,
+            )
 
     asyncio.run(crash_then_restart())
 
@@ -319,15 +365,25 @@ def test_a_notifier_process_killed_mid_delivery_loses_none(
     async def kill_then_restart() -> list[str]:
         child = subprocess.Popen(argv, env=env)
         try:
-            await wait_for(path.exists, "the child's store")
+            await wait_until_async(path.exists, 30, "the child's store")
             store = SqliteDeliveryStore(path)
-            await wait_for(lambda: len(delivered(store, alerts, "pager")) >= 3, "some deliveries")
+            await wait_until_async(
+                lambda: len(delivered(store, alerts, "pager")),
+                30,
+                "some deliveries",
+                until=lambda count: count >= 3,
+            )
             child.send_signal(signal.SIGKILL)
             child.wait(timeout=10)
             acknowledged = delivered(store, alerts, "pager")
             webhook.stall(0)
             child = subprocess.Popen(argv, env=env)
-            await wait_for(lambda: store.pending_count("pager") == 0, "the rest, after restart")
+            await wait_until_async(
+                lambda: store.pending_count("pager"),
+                30,
+                "the rest, after restart",
+                until=lambda count: count == 0,
+            )
             return acknowledged
         finally:
             child.kill()
@@ -353,9 +409,19 @@ def test_secrets_never_appear_in_logs_or_stored_errors(
         async with Notifier(targets(slack, webhook), store) as notifier:
             for alert in alerts:
                 notifier.submit(alert)
-            await wait_for(lambda: store.statuses(alerts[0].id)["pager"].attempts >= 2, "failures")
+            await wait_until_async(
+                lambda: store.statuses(alerts[0].id)["pager"].attempts,
+                30,
+                "failures",
+                until=lambda attempts: attempts >= 2,
+            )
             webhook.up()
-            await wait_for(lambda: notifier.pending() == {"ml-alerts": 0, "pager": 0}, "deliveries")
+            await wait_until_async(
+                notifier.pending,
+                30,
+                "deliveries",
+                until=lambda pending: pending == {"ml-alerts": 0, "pager": 0},
+            )
 
     asyncio.run(scenario())
 

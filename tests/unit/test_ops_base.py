@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from weave_stream.errors import OpDefinitionError
 from weave_stream.ops import OpResult, op, run_op
 from weave_stream.ops.base import OpPolicy, Signature
 
@@ -291,7 +292,7 @@ def test_an_op_that_returns_the_wrong_number_of_results_gets_errors_not_gaps() -
 
 
 def test_policies_refuse_nonsense() -> None:
-    with pytest.raises(ValueError, match="timeout_seconds must be > 0"):
-        OpPolicy(timeout_seconds=0)
-    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+    with pytest.raises(OpDefinitionError, match="timeout must be > 0"):
+        OpPolicy(timeout=0)
+    with pytest.raises(OpDefinitionError, match="batch_size must be >= 1"):
         OpPolicy(batch_size=0)

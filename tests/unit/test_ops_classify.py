@@ -28,6 +28,7 @@ from collections import defaultdict
 import pytest
 
 from weave_stream.demo.samples import Document, corpus_documents
+from weave_stream.errors import OpDefinitionError, OpError
 from weave_stream.ops import Classify, run_op
 
 CATEGORIES = {
@@ -117,14 +118,14 @@ def test_feedback_is_learned_and_gives_a_new_ref() -> None:
     [after] = asyncio.run(run_op(classifier, [{"text": text}]))
     assert after.value["label"] == "outage"
     assert classifier.ref != ref_before  # values before and after feedback stay distinguishable
-    with pytest.raises(ValueError, match="unknown label 'spam'"):
+    with pytest.raises(OpError, match="unknown label 'spam'"):
         classifier.learn(text, "spam")
 
 
 def test_bad_parameters_are_refused_with_the_fix() -> None:
-    with pytest.raises(ValueError, match="at least two labels"):
+    with pytest.raises(OpDefinitionError, match="at least two labels"):
         Classify(labels=["only"])
-    with pytest.raises(ValueError, match="examples are given for unknown labels"):
+    with pytest.raises(OpDefinitionError, match="examples are given for unknown labels"):
         Classify(labels=["a", "b"], examples={"c": ["text"]})
-    with pytest.raises(ValueError, match="method must be 'centroid' or 'river'"):
+    with pytest.raises(OpDefinitionError, match="method must be 'centroid' or 'river'"):
         Classify(labels=["a", "b"], method="svm")

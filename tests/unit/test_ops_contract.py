@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.servers.openai import FakeOpenAI, status
+from tests.support.servers.openai import FakeOpenAI, status
 from weave_stream.ops import BUILTIN_OPS, CostEstimate, Op, OpResult, op, resolve_op, run_op
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,6 +54,18 @@ CASES: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]], dict[str, Any]
         [{"text": "a fine answer"}, {"text": "another answer"}],
         {"text": "POISON"},  # the server refuses it with HTTP 400
     ),
+    "explain": (
+        "explain",
+        {
+            "prompt": "Why did this answer fail? {text}",
+            "threshold": 0.5,
+            "model": "gpt-4o-mini",
+            "retries": 1,
+            "backoff": 0.01,
+        },
+        [{"text": "a poor answer", "score": 0.1}, {"text": "another", "score": False}],
+        {"text": "POISON", "score": 0.0},
+    ),
     "user_function": (
         "tests.unit.test_ops_contract:word_count",
         {},
@@ -79,7 +91,7 @@ def case(
     request: pytest.FixtureRequest, server: FakeOpenAI
 ) -> tuple[str, Op, list[dict[str, Any]], dict[str, Any]]:
     name, params, good, bad = CASES[request.param]
-    if name == "judge":
+    if name in ("judge", "explain"):
         params = {**params, "base_url": server.base_url}
     return request.param, resolve_op(name, params), good, bad
 
@@ -147,7 +159,7 @@ def test_deterministic_ops_give_the_same_values_twice(case: tuple[str, Op, Any, 
     if an_op.deterministic:
         assert [r.value for r in first] == [r.value for r in second]
     else:  # may differ run to run: that is what trials are for
-        assert an_op.name == "judge"
+        assert an_op.name in ("judge", "explain")
 
 
 def test_values_and_details_are_json(case: tuple[str, Op, Any, Any]) -> None:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests.servers.openai import FakeOpenAI, answer, malformed, rate_limited, stall, status
+from tests.support.servers.openai import FakeOpenAI, answer, malformed, rate_limited, stall, status
 from weave_stream.config import load_settings
-from weave_stream.errors import ConfigError
+from weave_stream.errors import ConfigError, OpDefinitionError
 from weave_stream.ops import Judge, OpResult, run_op
 
 KEY = "sk-test-0123456789abcdef"
@@ -199,5 +199,5 @@ def test_estimates_price_tokens_before_anything_runs(server: FakeOpenAI) -> None
     ],
 )
 def test_bad_prompt_templates_are_refused(prompt: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(OpDefinitionError, match=message):
         Judge(prompt=prompt, model="gpt-4o-mini")

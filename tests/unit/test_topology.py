@@ -10,7 +10,9 @@ import yaml
 
 from weave_stream.errors import TopologyError
 from weave_stream.ops import op
+from weave_stream.topology.aggregates import Aggregate
 from weave_stream.topology.loader import find_topology_file, load_topology, topology_from_dict
+from weave_stream.topology.monitors import Monitor
 from weave_stream.topology.selection import (
     FieldPath,
     compile_filter,
@@ -102,12 +104,17 @@ def test_a_topology_is_found_by_name_and_a_wrong_name_lists_the_known_ones() -> 
         find_topology_file("text_extrct", TOPOLOGIES)
 
 
-def test_aggregates_and_monitors_are_kept_for_their_own_modules() -> None:
-    aggregates = [{"name": "by_class", "window": "5m", "group_by": ["columns.doc_class.label"]}]
-    monitors = [{"name": "drift", "column": "embedding", "whatever": True}]
+def test_aggregates_and_monitors_become_typed_entries_that_round_trip() -> None:
+    aggregates = [{"name": "by_class", "window": "5m", "group_by": ["columns.n"]}]
+    monitors = [{"name": "drift", "column": "n", "reference": {"first_n": 10}}]
     topology = topology_from_dict(spec(column("n"), aggregates=aggregates, monitors=monitors))
-    assert list(topology.aggregates) == aggregates and list(topology.monitors) == monitors
-    assert topology.to_dict()["aggregates"] == aggregates
+    assert topology.aggregates == (Aggregate(**aggregates[0]),)
+    assert topology.monitors == (Monitor(**monitors[0]),)
+    plain = topology.to_dict()
+    again = topology_from_dict(
+        spec(column("n"), aggregates=plain["aggregates"], monitors=plain["monitors"])
+    )
+    assert (again.aggregates, again.monitors) == (topology.aggregates, topology.monitors)
 
 
 def test_to_dict_round_trips_through_yaml() -> None:
@@ -124,7 +131,7 @@ def test_to_dict_round_trips_through_yaml() -> None:
     [
         (
             spec(column("n", "summarise")),
-            ["column 'n', field 'op'", "unknown op 'summarise'", "classify, embed, judge"],
+            ["column 'n', field 'op'", "unknown op 'summarise'", "classify, embed, explain, judge"],
         ),
         (
             spec(column("n", "no_such_module:fn")),

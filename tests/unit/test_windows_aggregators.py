@@ -14,8 +14,8 @@ import numpy as np
 import orjson
 import pytest
 from scipy import stats
-from windows_rows import lower_quantile
 
+from tests.support.windows_rows import lower_quantile
 from weave_stream.windows import (
     CallSample,
     Categories,

@@ -11,9 +11,16 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 from scipy import stats
-from test_windows_state import GROUP_BY, assert_matches_truth, spec_for, table_frame
-from windows_rows import T0, make_rows, truth
 
+from tests.support.windows_rows import (
+    GROUP_BY,
+    T0,
+    assert_matches_truth,
+    make_rows,
+    spec_for,
+    table_frame,
+    truth,
+)
 from weave_stream.aggregates import aggregate_rows, aggregate_table, drill_down, sample_frame
 from weave_stream.aggregates.compare import compare_columns, compare_op_refs, plot_comparison
 from weave_stream.aggregates.plots import (
@@ -22,7 +29,7 @@ from weave_stream.aggregates.plots import (
     draw_trial_scatter,
     plot_aggregate,
 )
-from weave_stream.errors import TopologyError
+from weave_stream.errors import QueryError
 from weave_stream.windows import AggregatePartials, AggregatePlan, AggregateRow, WindowState
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -55,7 +62,7 @@ def test_regrouping_on_a_subset_of_keys_merges_partials(spec, rows, snapshots) -
     totals = table_frame(spec, snapshots, by=())
     assert list(totals.columns[:3]) == ["window_start", "window_end", "rows"]
     assert_matches_truth(totals, truth(rows, 1800, 600, []), ["window_start"])
-    with pytest.raises(TopologyError, match=r"not grouped by \['op_name'\]; choose --by among"):
+    with pytest.raises(QueryError, match=r"not grouped by \['op_name'\]; choose --by among"):
         aggregate_table(spec, snapshots, by=["op_name"])
 
 
@@ -83,7 +90,7 @@ def test_snapshots_travel_as_json_and_merge_the_same(spec, snapshots) -> None:  
     remote = aggregate_table(spec, shipped).frame
     pd.testing.assert_frame_equal(direct, remote, check_exact=False, rtol=1e-12)
     other = spec_for("5m").model_copy(update={"name": "other"})
-    with pytest.raises(TopologyError, match="not 'other'"):
+    with pytest.raises(QueryError, match="not 'other'"):
         AggregatePartials.decode(AggregatePlan(other), snapshots[0].encode(plan))
 
 
@@ -177,7 +184,7 @@ def test_trial_scatter_shows_each_call_at_its_mean_with_spread(tmp_path) -> None
     draw_trial_scatter(few, samples, "score", "latency_ms", max_calls=10)
     assert sum(len(bars.lines[0].get_xdata()) for bars in few.containers) == 10
     assert f"10 of {len(expected)} sampled calls" in few.get_title()
-    with pytest.raises(ValueError, match="no column"):
+    with pytest.raises(QueryError, match="no column"):
         draw_trial_scatter(ax, samples, "score", "nope")
     path = plot_aggregate(
         aggregate_table(spec, aggregate_rows([spec], rows)["quality"], by=["doc_class"]),
@@ -190,7 +197,7 @@ def test_trial_scatter_shows_each_call_at_its_mean_with_spread(tmp_path) -> None
     assert path.read_bytes()[:8] == PNG_MAGIC
 
 
-def test_compare_two_columns_per_class_matches_scipy(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_compare_two_columns_of_the_same_calls_is_paired_and_matches_scipy(tmp_path) -> None:  # type: ignore[no-untyped-def]
     rng = np.random.default_rng(4)
     samples = pd.DataFrame(
         {
@@ -209,17 +216,56 @@ def test_compare_two_columns_per_class_matches_scipy(tmp_path) -> None:  # type:
     assert list(frame.index) == ["food", "money", "all"]
     for group in ("food", "money"):
         part = samples[samples["doc_class"] == group]
-        welch = stats.ttest_ind(part["v1"], part["v2"], equal_var=False)
-        mwu = stats.mannwhitneyu(part["v1"], part["v2"], alternative="two-sided")
-        assert frame.loc[group, "welch_t"] == pytest.approx(welch.statistic)
-        assert frame.loc[group, "welch_p"] == pytest.approx(welch.pvalue)
-        assert frame.loc[group, "mwu_p"] == pytest.approx(mwu.pvalue)
+        paired = stats.ttest_rel(part["v2"], part["v1"])
+        signed_rank = stats.wilcoxon(part["v2"] - part["v1"])
+        assert frame.loc[group, "test"] == "paired t"
+        assert frame.loc[group, "paired_t"] == pytest.approx(paired.statistic)
+        assert frame.loc[group, "p_value"] == pytest.approx(paired.pvalue)
+        assert frame.loc[group, "wilcoxon_p"] == pytest.approx(signed_rank.pvalue)
         assert frame.loc[group, "n_a"] == len(part)
-    assert frame.loc["food", "welch_p"] < 0.01 < frame.loc["money", "welch_p"]
-    assert "welch: Welch's t test" in result.format("table")
+        assert np.isnan(frame.loc[group, "welch_p"])  # the unpaired test is not what ran
+        low, high = frame.loc[group, "ci_low"], frame.loc[group, "ci_high"]
+        assert low < frame.loc[group, "difference"] < high
+    # Paired, the 0.05 shift of food is found despite the 0.1 spread between calls.
+    assert frame.loc["food", "p_value"] < 1e-6 and frame.loc["money", "p_value"] > 0.01
+    holm = sorted(frame.loc[["food", "money"], "p_value"])
+    assert sorted(frame.loc[["food", "money"], "p_holm"]) == pytest.approx(
+        [2 * holm[0], max(2 * holm[0], holm[1])]
+    )
+    assert "paired (both sides cover the same calls)" in result.format("table")
     assert orjson.loads(result.format("json"))["groups"][0]["group"] == "food"
     path = plot_comparison(result, tmp_path / "compare.png", unit="0-1")
     assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_compare_averages_trials_per_call_before_testing() -> None:
+    rows = []
+    for call in range(30):
+        for trial in range(5):  # five trials: the unit is still the call
+            rows.append({"call_id": f"c{call}", "trial": trial, "a": call / 30 + trial * 0.01})
+    samples = pd.DataFrame(rows)
+    samples["b"] = samples["a"] + 0.02 * (samples["trial"] - 1)
+    row = compare_columns(samples, "a", "b").frame.set_index("group").loc["all"]
+    per_call = samples.groupby("call_id")[["a", "b"]].mean()
+    assert (row["n_a"], row["n_b"]) == (30, 30)
+    assert row["p_value"] == pytest.approx(stats.ttest_rel(per_call["b"], per_call["a"]).pvalue)
+
+
+def test_compare_of_different_calls_is_unpaired_welch_and_mann_whitney() -> None:
+    rng = np.random.default_rng(1)
+    samples = pd.DataFrame(
+        {
+            "call_id": [f"c{i}" for i in range(60)],
+            "score": np.r_[rng.normal(0.4, 0.1, 30), rng.normal(0.5, 0.1, 30)],
+            "score.op_ref": ["judge:v1"] * 30 + ["judge:v2"] * 30,
+        }
+    )
+    row = compare_op_refs(samples, "score", "judge:v1", "judge:v2").frame.iloc[-1]
+    a, b = samples["score"][:30], samples["score"][30:]
+    assert row["test"] == "Welch t"
+    assert row["welch_p"] == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    assert row["mwu_p"] == pytest.approx(stats.mannwhitneyu(a, b).pvalue)
+    assert row["p_value"] == row["welch_p"] and np.isnan(row["wilcoxon_p"])
 
 
 def test_compare_two_op_refs_of_one_column() -> None:
@@ -234,5 +280,5 @@ def test_compare_two_op_refs_of_one_column() -> None:
     row = result.frame.set_index("group").loc["all"]
     assert (row["n_a"], row["n_b"]) == (20, 20)
     assert row["mean_a"] == pytest.approx(0.25) and row["mean_b"] == pytest.approx(0.75)
-    with pytest.raises(ValueError, match=r"refs seen: \['judge:v1', 'judge:v2'\]"):
+    with pytest.raises(QueryError, match=r"refs seen: \['judge:v1', 'judge:v2'\]"):
         compare_op_refs(samples, "score", "judge:v1", "judge:v3")

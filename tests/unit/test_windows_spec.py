@@ -8,8 +8,10 @@ from datetime import timedelta
 import pytest
 import yaml
 
+from weave_stream.durations import whole_seconds as parse_duration
 from weave_stream.errors import TopologyError
-from weave_stream.windows import WindowGeometry, parse_aggregates, parse_duration, required_fields
+from weave_stream.topology.aggregates import parse_aggregates, required_fields
+from weave_stream.windows import WindowGeometry
 
 TOPOLOGY_YAML = """
 name: text_extract

@@ -5,92 +5,32 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
-from windows_rows import T0, late_flags, make_rows, truth
 
+from tests.support.windows_rows import (
+    EXACT,
+    GROUP_BY,
+    T0,
+    assert_matches_truth,
+    late_flags,
+    make_rows,
+    spec_for,
+    table_frame,
+    truth,
+)
 from weave_stream import metrics
 from weave_stream.aggregates import aggregate_rows, aggregate_table, compute_aggregates, drill_down
+from weave_stream.topology.aggregates import parse_aggregates
 from weave_stream.windows import (
     AggregatePlan,
     AggregateRow,
     WindowState,
     merge_partials,
-    parse_aggregates,
 )
-
-GROUP_BY = ["doc_class", "attributes.model"]
-EXACT = [
-    "rows",
-    "score.count",
-    "score.sum",
-    "score.mean",
-    "score.std",
-    "score.min",
-    "score.max",
-    "score.errors",
-    "score.error_rate",
-    "score.cost_sum",
-]
-QUANTILES = ["latency_ms.p50", "latency_ms.p99", "drift.p90"]
-
-
-def spec_for(window: Any, grace: str = "2m", retention: str = "1d", **extra: Any) -> Any:
-    entry = {
-        "name": "quality",
-        "window": window,
-        "grace": grace,
-        "retention": retention,
-        "group_by": GROUP_BY,
-        "metrics": {
-            "score": [
-                "count",
-                "sum",
-                "mean",
-                "std",
-                "ci95",
-                "min",
-                "max",
-                "error_rate",
-                "cost_sum",
-            ],
-            "latency_ms": ["p50", "p99"],
-            "drift": ["p90"],
-            "label": ["counts"],
-        },
-        "drill_down": {"sample_size": 8, "worst_k": 3, "score": "score", "worst": "lowest"},
-        **extra,
-    }
-    return parse_aggregates([entry], "test")[0]
-
-
-def table_frame(spec: Any, snapshots: Any, by: Any = None) -> pd.DataFrame:
-    frame = aggregate_table(spec, snapshots, by=by).frame.copy()
-    frame["window_start"] = frame["window_start"].map(lambda t: int(t.timestamp()))
-    return frame
-
-
-def assert_matches_truth(frame: pd.DataFrame, expected: pd.DataFrame, keys: list[str]) -> None:
-    joined = expected.merge(frame, on=keys, how="outer", suffixes=("_truth", ""), indicator=True)
-    assert (joined["_merge"] == "both").all(), joined[joined["_merge"] != "both"][keys]
-    for column in EXACT:
-        np.testing.assert_allclose(
-            joined[column].astype(float),
-            joined[f"{column}_truth"].astype(float),
-            rtol=1e-9,
-            atol=1e-12,
-            equal_nan=True,
-            err_msg=column,
-        )
-    for column in QUANTILES:
-        exact, sketched = joined[f"{column}_truth"], joined[column]
-        assert (abs(sketched - exact) <= 0.01 * abs(exact) + 1e-12).all(), column
-    for column in [c for c in expected.columns if ".counts." in c]:
-        assert (joined[column] == joined[f"{column}_truth"]).all(), column
 
 
 def test_tumbling_windows_equal_pandas_ground_truth() -> None:

@@ -9,7 +9,7 @@ averages.
 
 >>> from weave_stream.aggregates.in_process import aggregate_rows
 >>> from weave_stream.windows.rows import AggregateRow
->>> from weave_stream.windows.spec import parse_aggregates
+>>> from weave_stream.topology.aggregates import parse_aggregates
 >>> spec = parse_aggregates([{"name": "q", "window": {"size": "2m", "step": "1m"},
 ...     "group_by": ["doc_class"], "metrics": {"s": ["count", "mean"]}}], "demo")[0]
 >>> rows = [AggregateRow(f"c{i}", 30.0 * i, {"doc_class": "ab"[i % 2]}, {"s": float(i)})
@@ -24,6 +24,7 @@ averages.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -32,19 +33,20 @@ from typing import Any
 import pandas as pd
 
 from weave_stream.aggregates.table import AggregateTable, DrillDown
-from weave_stream.errors import TopologyError
+from weave_stream.durations import parse_duration
+from weave_stream.errors import QueryError, TimestampError
 from weave_stream.ingest.call import parse_timestamp
+from weave_stream.topology.aggregates import Aggregate
 from weave_stream.windows.bucket import AggregatePlan, Bucket
 from weave_stream.windows.rows import CallRef
 from weave_stream.windows.snapshot import AggregatePartials, merge_partials
-from weave_stream.windows.spec import AggregateSpec, parse_duration
 
 __all__ = ["aggregate_table", "compose_windows", "drill_down", "sample_frame"]
 
 Snapshots = AggregatePartials | Iterable[AggregatePartials]
 
 
-def _plan(spec: AggregateSpec | AggregatePlan) -> AggregatePlan:
+def _plan(spec: Aggregate | AggregatePlan) -> AggregatePlan:
     return spec if isinstance(spec, AggregatePlan) else AggregatePlan(spec)
 
 
@@ -57,7 +59,7 @@ def _projection(plan: AggregatePlan, by: Sequence[str] | None) -> tuple[tuple[st
     keys = plan.group_by if by is None else tuple(by)
     unknown = [key for key in keys if key not in plan.group_by]
     if unknown:
-        raise TopologyError(
+        raise QueryError(
             f"aggregate {plan.name!r} is not grouped by {unknown}; choose --by among "
             f"{list(plan.group_by) or '(no keys: it has one group)'}"
         )
@@ -74,7 +76,7 @@ def _cutoff(snapshot: AggregatePartials, since: str | float | None, now: Any) ->
 
 
 def compose_windows(
-    spec: AggregateSpec | AggregatePlan,
+    spec: Aggregate | AggregatePlan,
     snapshots: Snapshots,
     *,
     by: Sequence[str] | None = None,
@@ -106,7 +108,7 @@ def compose_windows(
 
 
 def aggregate_table(
-    spec: AggregateSpec | AggregatePlan,
+    spec: Aggregate | AggregatePlan,
     snapshots: Snapshots,
     *,
     by: Sequence[str] | None = None,
@@ -153,7 +155,7 @@ def _columns(keys: Sequence[str], records: list[dict[str, Any]]) -> list[str]:
 
 
 def drill_down(
-    spec: AggregateSpec | AggregatePlan,
+    spec: Aggregate | AggregatePlan,
     snapshots: Snapshots,
     *,
     window_start: float | str | datetime,
@@ -189,7 +191,8 @@ def drill_down(
         sample,
         worst,
         drill.score,
-        drill.worst,
+        drill.direction,
+        drill.worst_reason,
     )
 
 
@@ -198,7 +201,7 @@ def _window_start(plan: AggregatePlan, value: float | str | datetime) -> int:
     step = plan.geometry.step
     if not plan.geometry.is_window_start(seconds):
         below = datetime.fromtimestamp(int(seconds // step) * step, tz=UTC)
-        raise TopologyError(
+        raise QueryError(
             f"{value!r} is not a window start of aggregate {plan.name!r}: its windows start "
             f"every {step}s on the epoch; try {below.isoformat()}"
         )
@@ -206,10 +209,20 @@ def _window_start(plan: AggregatePlan, value: float | str | datetime) -> int:
 
 
 def _seconds(value: Any) -> float:
-    """Epoch seconds from a number, ISO-8601 text or a datetime (naive means UTC)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    """Epoch seconds from a number (or its text), ISO-8601 text or a datetime (naive: UTC).
+
+    >>> _seconds("1795662000"), _seconds("2026-11-26T03:00:00Z")
+    (1795662000.0, 1795662000.0)
+    """
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
-    return parse_timestamp(value).timestamp()
+    try:
+        return parse_timestamp(value).timestamp()
+    except TimestampError as exc:
+        raise QueryError(f"window start {value!r}: {exc}") from None
 
 
 def _matches(value: Any, text: str) -> bool:
@@ -219,7 +232,7 @@ def _matches(value: Any, text: str) -> bool:
 
 
 def sample_frame(
-    spec: AggregateSpec | AggregatePlan,
+    spec: Aggregate | AggregatePlan,
     snapshots: Snapshots,
     *,
     since: str | float | None = None,

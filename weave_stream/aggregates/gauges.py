@@ -12,7 +12,8 @@ their own series, the rest are merged (with the mergeable partials, so the mean 
 exact) into ``group="_other"``. Series of groups absent from the newest window are
 removed, so the gauges always describe one window.
 
->>> from weave_stream.windows import AggregatePlan, AggregateRow, WindowState, parse_aggregates
+>>> from weave_stream.topology.aggregates import parse_aggregates
+>>> from weave_stream.windows import AggregatePlan, AggregateRow, WindowState
 >>> plan = AggregatePlan(parse_aggregates([{"name": "q", "window": "1m", "grace": "0s",
 ...     "group_by": ["c"], "metrics": {"s": ["mean"]}}], "demo")[0])
 >>> state = WindowState([plan], {})
@@ -31,7 +32,7 @@ import contextlib
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from weave_stream import metrics
+from weave_stream.metrics import AGGREGATE_WINDOW_END, AGGREGATE_WINDOW_MEAN, AGGREGATE_WINDOW_ROWS
 from weave_stream.windows.bucket import AggregatePlan, Bucket
 from weave_stream.windows.state import ClosedWindow
 
@@ -102,23 +103,23 @@ class WindowGauges:
         published: dict[str, tuple[int, dict[str, float]]] = {}
         for label, bucket in shown.items():
             figures = plan.figures(bucket) if columns else {}
-            metrics.AGGREGATE_WINDOW_ROWS.labels(self.topology, name, label).set(bucket.rows)
+            AGGREGATE_WINDOW_ROWS.labels(self.topology, name, label).set(bucket.rows)
             means = {}
             for column in columns:
                 value = figures.get(f"{column}.mean")
                 if value is not None and value == value:  # NaN: no values in this group
-                    gauge = metrics.AGGREGATE_WINDOW_MEAN.labels(self.topology, name, column, label)
+                    gauge = AGGREGATE_WINDOW_MEAN.labels(self.topology, name, column, label)
                     gauge.set(value)
                     means[column] = value
                 else:
-                    _remove(metrics.AGGREGATE_WINDOW_MEAN, self.topology, name, column, label)
+                    _remove(AGGREGATE_WINDOW_MEAN, self.topology, name, column, label)
             published[label] = (bucket.rows, means)
         for label in set(self.published.get(name, {})) - set(published):
-            _remove(metrics.AGGREGATE_WINDOW_ROWS, self.topology, name, label)
+            _remove(AGGREGATE_WINDOW_ROWS, self.topology, name, label)
             for column in columns:
-                _remove(metrics.AGGREGATE_WINDOW_MEAN, self.topology, name, column, label)
+                _remove(AGGREGATE_WINDOW_MEAN, self.topology, name, column, label)
         self.published[name] = published
-        metrics.AGGREGATE_WINDOW_END.labels(self.topology, name).set(start + plan.geometry.size)
+        AGGREGATE_WINDOW_END.labels(self.topology, name).set(start + plan.geometry.size)
 
 
 def _remove(gauge: Any, *labels: str) -> None:

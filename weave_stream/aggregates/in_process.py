@@ -1,4 +1,4 @@
-"""The local runner's entry point: a topology's aggregates over a list of rows, in one go.
+"""Aggregates in-process: a topology's aggregates over its calls and values, in one go.
 
 It runs the same :class:`~weave_stream.windows.state.WindowState` the streaming
 runner runs per partition, over an in-memory table, and returns the same snapshots
@@ -10,7 +10,7 @@ and tables the query API returns. Two differences suit a backfill over a file:
 * no window is forgotten (``expire=False``): a file's old windows are what was asked for.
 
 >>> from weave_stream.windows.rows import AggregateRow
->>> from weave_stream.windows.spec import parse_aggregates
+>>> from weave_stream.topology.aggregates import parse_aggregates
 >>> specs = parse_aggregates([{"name": "q", "window": "1m", "metrics": {"s": ["sum"]}}], "t")
 >>> tables = compute_aggregates(specs, [AggregateRow("a", 5.0, values={"s": 2}),
 ...                                     AggregateRow("b", 65.0, values={"s": 3})])
@@ -20,22 +20,27 @@ and tables the query API returns. Two differences suit a backfill over a file:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from weave_stream.aggregates.compose import aggregate_table
+from weave_stream.aggregates.rows import RowBuilder
+from weave_stream.aggregates.source import aggregate_plans
 from weave_stream.aggregates.table import AggregateTable
+from weave_stream.columns.derive import DerivedValue
+from weave_stream.ingest.call import Call
+from weave_stream.topology.aggregates import Aggregate
+from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
 from weave_stream.windows.rows import AggregateRow
 from weave_stream.windows.snapshot import AggregatePartials
-from weave_stream.windows.spec import AggregateSpec
 from weave_stream.windows.state import WindowState
 
-__all__ = ["aggregate_rows", "compute_aggregates"]
+__all__ = ["aggregate_rows", "compute_aggregates", "topology_aggregates"]
 
 
 def aggregate_rows(
-    specs: Sequence[AggregateSpec | AggregatePlan],
+    specs: Sequence[Aggregate | AggregatePlan],
     rows: Iterable[AggregateRow],
     *,
     sort: bool = True,
@@ -51,8 +56,21 @@ def aggregate_rows(
     return {name: state.snapshot(name) for name in state.plans}
 
 
+def topology_aggregates(
+    topology: Topology, calls: Iterable[Call | Mapping[str, Any]], values: Iterable[DerivedValue]
+) -> tuple[list[AggregatePlan], dict[str, AggregatePartials]]:
+    """The plans of ``topology``'s aggregates and a snapshot of each over ``calls`` and ``values``.
+
+    What the local runner, ``ResultTable.aggregates`` and ``weave-stream aggregates
+    --input`` compute; feed the result to :func:`~weave_stream.aggregates.queries.query_tables`.
+    """
+    plans = aggregate_plans(topology)  # each drill-down knows which end is worst
+    rows = RowBuilder(topology, topology.aggregates).rows(calls, values)
+    return plans, aggregate_rows(plans, rows, topology=topology.name)
+
+
 def compute_aggregates(
-    specs: Sequence[AggregateSpec],
+    specs: Sequence[Aggregate],
     rows: Iterable[AggregateRow],
     *,
     by: Sequence[str] | None = None,

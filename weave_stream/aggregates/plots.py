@@ -22,6 +22,7 @@ from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 
 from weave_stream.aggregates.table import AggregateTable
+from weave_stream.errors import QueryError
 
 __all__ = ["draw_counts_stacked", "draw_scores_over_time", "draw_trial_scatter", "plot_aggregate"]
 
@@ -55,7 +56,7 @@ def draw_scores_over_time(
     mean = f"{column}.mean"
     frame = table.frame
     if mean not in frame:
-        raise ValueError(
+        raise QueryError(
             f"aggregate {table.aggregate!r} has no {mean!r}; add 'mean' and 'ci95' to the "
             f"metrics of {column!r} to plot it"
         )
@@ -126,7 +127,7 @@ def draw_trial_scatter(
     units = units or {}
     missing = [c for c in (x, y) if c not in samples]
     if missing:
-        raise ValueError(f"samples have no column {missing}; they have {sorted(samples.columns)}")
+        raise QueryError(f"samples have no column {missing}; they have {sorted(samples.columns)}")
     points = samples.dropna(subset=[x, y])
     keys = ["call_id", by] if by else ["call_id"]
     per_call = points.groupby(keys, dropna=False)[[x, y]].agg(["mean", "std", "count"])

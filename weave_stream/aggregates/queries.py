@@ -6,7 +6,8 @@ from a local run, :mod:`weave_stream.aggregates.source`) and return the objects 
 CLI's ``--format json`` and ``GET /aggregates/{topology}`` both print, so the two
 agree. :func:`plot_tables` draws each aggregate's picture.
 
->>> from weave_stream.windows import AggregatePlan, AggregateRow, parse_aggregates
+>>> from weave_stream.topology.aggregates import parse_aggregates
+>>> from weave_stream.windows import AggregatePlan, AggregateRow
 >>> from weave_stream.aggregates import aggregate_rows
 >>> plan = AggregatePlan(parse_aggregates([{"name": "q", "window": "1m", "group_by": ["c"],
 ...                                         "metrics": {"s": ["mean"]}}], "t")[0])
@@ -32,7 +33,7 @@ from weave_stream.aggregates.compose import aggregate_table, drill_down, sample_
 from weave_stream.aggregates.rows import field_of
 from weave_stream.aggregates.table import AggregateTable, DrillDown
 from weave_stream.columns.derive import DerivedValue
-from weave_stream.errors import TopologyError
+from weave_stream.errors import QueryError
 from weave_stream.windows.bucket import AggregatePlan
 from weave_stream.windows.snapshot import AggregatePartials
 
@@ -55,18 +56,18 @@ SnapshotsByAggregate = Mapping[str, AggregatePartials | Sequence[AggregatePartia
 
 
 def choose_plan(plans: Sequence[AggregatePlan], aggregate: str | None) -> AggregatePlan:
-    """The plan named ``aggregate`` (the only one when ``None``); a :class:`TopologyError` else."""
+    """The plan named ``aggregate`` (the only one when ``None``); a :class:`QueryError` else."""
     names = [plan.name for plan in plans]
     if aggregate is None:
         if len(plans) == 1:
             return plans[0]
-        raise TopologyError(
-            f"this topology has several aggregates {names}; choose one with --aggregate"
+        raise QueryError(
+            f"this topology has several aggregates {names}; name one (--aggregate NAME)"
         )
     for plan in plans:
         if plan.name == aggregate:
             return plan
-    raise TopologyError(f"no aggregate {aggregate!r}; this topology has {names}")
+    raise QueryError(f"no aggregate {aggregate!r}; this topology has {names}")
 
 
 def parse_by(values: Sequence[str] | None) -> list[str] | None:
@@ -92,9 +93,7 @@ def parse_group(values: Sequence[str]) -> dict[str, str]:
     for value in values:
         key, sign, text = value.partition("=")
         if not sign or not key.strip():
-            raise TopologyError(
-                f"--group {value!r} is not key=value (e.g. --group doc_class=invoice)"
-            )
+            raise QueryError(f"--group {value!r} is not key=value (e.g. --group doc_class=invoice)")
         group[key.strip()] = text
     return group
 
@@ -128,7 +127,7 @@ def query_tables(
             )
         )
     if not tables:
-        raise TopologyError(
+        raise QueryError(
             f"no aggregate is grouped by {list(by or [])}; their keys: "
             + "; ".join(f"{plan.name}: {list(plan.group_by)}" for plan in plans)
         )
@@ -175,7 +174,7 @@ def plot_tables(
         plan = by_name[table.aggregate]
         scored = [c for c, asked in plan.spec.metrics.items() if "mean" in asked]
         if not scored:
-            raise TopologyError(
+            raise QueryError(
                 f"aggregate {plan.name!r} has no column with a mean to plot; add 'mean' and "
                 "'ci95' to a numeric column's metrics"
             )

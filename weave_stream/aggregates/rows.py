@@ -20,7 +20,7 @@ time is the call's ``started_at`` (``ended_at`` for an end event whose start nev
 came).
 
 >>> from weave_stream.topology.spec import Topology
->>> from weave_stream.windows import parse_aggregates
+>>> from weave_stream.topology.aggregates import parse_aggregates
 >>> specs = parse_aggregates([{"name": "q", "window": "1h", "group_by": ["op_name"],
 ...                            "metrics": {"duration_seconds": ["mean"]}}], "t")
 >>> builder = RowBuilder(Topology("t"), specs)
@@ -41,14 +41,12 @@ from typing import Any
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.errors import TopologyError
 from weave_stream.ingest.call import Call
-from weave_stream.topology.selection import MISSING, FieldPath, op_name_matches, sampled, walk
+from weave_stream.topology.aggregates import DURATION, Aggregate, aggregate_key, required_fields
+from weave_stream.topology.selection import MISSING, op_name_matches, sampled, walk
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.rows import AggregateRow
-from weave_stream.windows.spec import AggregateSpec, required_fields
 
 __all__ = ["DURATION", "RowBuilder", "field_of", "primary_value"]
-
-DURATION = "duration_seconds"
 
 # A call as JSON data (Call.to_dict(), or the valid-calls topic's record decoded).
 CallData = Mapping[str, Any]
@@ -102,7 +100,7 @@ class RowBuilder:
     is neither a column of the topology nor a call field.
     """
 
-    def __init__(self, topology: Topology, specs: Sequence[AggregateSpec]) -> None:
+    def __init__(self, topology: Topology, specs: Sequence[Aggregate]) -> None:
         self.topology = topology
         columns = {column.name for column in topology.columns}
         group_keys = {key for spec in specs for key in spec.group_by}
@@ -231,23 +229,15 @@ def _event_time(call: CallData) -> float | None:
 
 
 def _key(topology: Topology, columns: set[str], text: str) -> _Key:
-    head, _, rest = text.partition(".")
-    parts = tuple(rest.split(".")) if rest else ()
-    if head in columns:
-        return _Key(text, _column_reader(head, parts), head)
-    if text == DURATION:
-        return _Key(text, _duration, None)
     try:
-        path = FieldPath.parse(text)
+        column, parts = aggregate_key(text, columns)
     except ValueError as exc:
-        raise TopologyError(
-            f"topology {topology.name!r}, aggregates: key {text!r} is neither a column of the "
-            f"topology ({', '.join(sorted(columns)) or 'it has none'}) nor a call field: {exc}; "
-            f"or use {DURATION!r}"
-        ) from None
-    if path.column is not None:
-        return _Key(text, _column_reader(path.column, path.parts), path.column)
-    return _Key(text, _call_reader(path.parts), None)
+        raise TopologyError(f"topology {topology.name!r}, aggregates: {exc}") from None
+    if column is not None:
+        return _Key(text, _column_reader(column, parts), column)
+    if not parts:
+        return _Key(text, _duration, None)
+    return _Key(text, _call_reader(parts), None)
 
 
 def _column_reader(column: str, parts: tuple[str, ...]) -> Reader:

@@ -25,18 +25,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
-from weave_stream.aggregates.rows import RowBuilder
 from weave_stream.broker.kafka import read_topic
 from weave_stream.config import Settings
-from weave_stream.errors import TopologyError
+from weave_stream.errors import QueryError
+from weave_stream.topology.aggregates import Aggregate
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
 from weave_stream.windows.snapshot import AggregatePartials
-from weave_stream.windows.spec import parse_aggregates
 
 __all__ = [
     "aggregate_plans",
@@ -44,6 +43,7 @@ __all__ = [
     "partition_namespace",
     "read_partials",
     "read_snapshots",
+    "worst_direction",
 ]
 
 
@@ -53,10 +53,51 @@ def partition_namespace(partition: int) -> str:
 
 
 def aggregate_plans(topology: Topology) -> list[AggregatePlan]:
-    """The compiled aggregates of ``topology`` (validated: specs and keys), in spec order."""
-    specs = parse_aggregates(topology.aggregates, topology.name)
-    RowBuilder(topology, specs)  # every key must be a column or a call field
-    return [AggregatePlan(spec) for spec in specs]
+    """The compiled aggregates of ``topology`` (validated when it was built), in spec order.
+
+    Each drill-down knows which of its scores are the worst (:func:`worst_direction`).
+    """
+    return [AggregatePlan(_with_direction(topology, spec)) for spec in topology.aggregates]
+
+
+def _with_direction(topology: Topology, spec: Aggregate) -> Aggregate:
+    drill = spec.drill_down
+    if drill.score is None:
+        return spec
+    if drill.worst is not None:
+        reason = f"aggregate {spec.name} says worst: {drill.worst}"
+        direction = drill.worst
+    else:
+        direction, reason = worst_direction(topology, drill.score)
+    update = {"worst": direction, "worst_reason": reason}
+    return spec.model_copy(update={"drill_down": drill.model_copy(update=update)})
+
+
+def worst_direction(topology: Topology, score: str) -> tuple[Literal["lowest", "highest"], str]:
+    """Whether the worst values of ``score`` (a column, ``column.field`` or monitor) are the
+    lowest or the highest, and why: the column's ``higher_is_worse``, else its op's, else
+    a monitor's distance (higher is worse), else lower is worse."""
+    head = score.split(".")[0]
+    for column in topology.columns:
+        if column.name != head:
+            continue
+        if column.higher_is_worse is not None:
+            said = str(column.higher_is_worse).lower()
+            return _direction(column.higher_is_worse), f"column {head} says higher_is_worse: {said}"
+        an_op = topology.column(head).op
+        by_op = getattr(an_op, "higher_is_worse", None)
+        if by_op is not None:
+            return _direction(by_op), f"op {an_op.name} says higher_is_worse: {str(by_op).lower()}"
+        break
+    if head in {monitor.name for monitor in topology.monitors}:
+        return "highest", f"{head} is a monitor's novelty distance"
+    return "lowest", (
+        f"the default; set higher_is_worse: true on column {head} if higher values are worse"
+    )
+
+
+def _direction(higher_is_worse: bool) -> Literal["lowest", "highest"]:
+    return "highest" if higher_is_worse else "lowest"
 
 
 def decode_partials(
@@ -66,7 +107,8 @@ def decode_partials(
 
     Keys of aggregates the plans do not have (a topology changed since) are skipped.
 
-    >>> from weave_stream.windows import AggregateRow, WindowState, parse_aggregates
+    >>> from weave_stream.topology.aggregates import parse_aggregates
+    >>> from weave_stream.windows import AggregateRow, WindowState
     >>> plan = AggregatePlan(parse_aggregates([{"name": "q", "window": "1m"}], "t")[0])
     >>> table: dict = {}
     >>> for partition, call in ((0, "a"), (1, "b"), (1, "c")):
@@ -139,7 +181,7 @@ async def read_snapshots(
     """The plans of ``topology`` and every partition's snapshots of each aggregate."""
     plans = aggregate_plans(topology)
     if not plans:
-        raise TopologyError(
+        raise QueryError(
             f"topology {topology.name!r} declares no aggregates; add an 'aggregates:' section "
             "(see topologies/text_extract.yaml) and register it again"
         )

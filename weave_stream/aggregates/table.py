@@ -25,6 +25,7 @@ from typing import Any, Literal
 import orjson
 import pandas as pd
 
+from weave_stream.errors import OutputError
 from weave_stream.windows.rows import CallRef
 
 __all__ = ["AggregateTable", "DrillDown", "OutputFormat"]
@@ -101,7 +102,7 @@ class AggregateTable:
         if output == "csv":
             return str(frame.to_csv(index=False))
         if output != "table":
-            raise ValueError(f"unknown format {output!r}; use table, csv or json")
+            raise OutputError(f"unknown format {output!r}; use table, csv or json")
         if frame.empty:
             body = f"aggregate {self.aggregate}: no windows"
         else:
@@ -124,6 +125,7 @@ class DrillDown:
     worst: list[CallRef] = field(default_factory=list)
     score: str | None = None
     direction: str = "lowest"
+    direction_reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -135,6 +137,7 @@ class DrillDown:
             "rows": self.rows,
             "score": self.score,
             "worst_direction": self.direction,
+            "worst_direction_reason": self.direction_reason,
             "sample": [ref.to_dict() for ref in self.sample],
             "worst": [ref.to_dict() for ref in self.worst],
         }
@@ -168,7 +171,7 @@ class DrillDown:
         head = (
             f"{self.aggregate} [{_iso(self.window_start)}, {_iso(self.window_end)}) {where}: "
             f"{self.rows} row(s); worst {len(self.worst)} by {self.score} ({self.direction} "
-            f"first), sample of {len(self.sample)}"
+            f"first: {self.direction_reason or 'the default'}), sample of {len(self.sample)}"
         )
         return (
             head + "\n" + (frame.to_string(index=False, na_rep="-") if lines else "(none)") + "\n"

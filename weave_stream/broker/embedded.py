@@ -164,6 +164,7 @@ def wait_for_broker(
 
     Raises :class:`BrokerError` if ``timeout`` passes, or if ``process`` exits first.
     """
+    # kafka-python loads only when a broker is waited for, not with every CLI command.
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
 

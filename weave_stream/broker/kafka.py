@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from weave_stream.config import Settings
+from weave_stream.errors import BrokerError
 
 __all__ = [
     "COMPACTED",
@@ -92,7 +93,7 @@ async def ensure_topics(
 async def produce(
     settings: Settings,
     topic: str,
-    records: Iterable[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]]]],
+    records: Iterable[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]],
     *,
     rate: float | None = None,
     on_sent: object = None,
@@ -235,7 +236,10 @@ async def highwaters(settings: Settings, topic: str, timeout: float = 5.0) -> di
             if all(mark is not None for mark in marks.values()):
                 return {p: int(mark or 0) for p, mark in marks.items()}
             await consumer.getmany(timeout_ms=200, max_records=1)
-        raise TimeoutError(f"no high-water mark for every partition of {topic} in {timeout}s")
+        raise BrokerError(
+            f"no high-water mark for every partition of {topic} in {timeout}s; is the broker "
+            f"at {settings.broker_address} up and are the topic's partition leaders available?"
+        )
     finally:
         await consumer.stop()
 

@@ -30,9 +30,10 @@ from weave_stream.aggregates.queries import (
 from weave_stream.aggregates.source import read_snapshots
 from weave_stream.broker.kafka import group_progress
 from weave_stream.cli.options import connected, fail, settings_options
+from weave_stream.columns.values import read_derived
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
-from weave_stream.runners.local import local_aggregates
+from weave_stream.runners.local import local_aggregates, run_local
 from weave_stream.topology.loader import load_topology
 from weave_stream.topology.registrations import registered_topology
 from weave_stream.topology.spec import Topology
@@ -150,9 +151,12 @@ def drill_command(
     uniform sample (call id, trace id, values, op refs)."""
     try:
         _, plans, snapshots = _snapshots(topology, input_file, settings)
-        start: Any = float(window_start) if _is_number(window_start) else window_start
         found = drill(
-            plans, snapshots, window_start=start, group=parse_group(groups), aggregate=aggregate
+            plans,
+            snapshots,
+            window_start=window_start,
+            group=parse_group(groups),
+            aggregate=aggregate,
         )
         click.echo(found.format(output_format))  # type: ignore[arg-type]
     except WeaveStreamError as exc:
@@ -188,7 +192,10 @@ def compare_command(
 ) -> None:
     """Two columns of TOPOLOGY (COLUMN_A COLUMN_B: two classifier versions, e.g.
     doc_class_v1.confidence doc_class_v2.confidence), or one column under two op refs
-    (--ref-a/--ref-b), per class: sizes, means, medians, Welch's t and Mann-Whitney U."""
+    (--ref-a/--ref-b), per class. Trials are averaged per call first. When both sides
+    cover the same calls the test is paired (mean difference with a bootstrap CI, paired t
+    and Wilcoxon signed-rank, or McNemar for pass/fail), otherwise Welch's t and
+    Mann-Whitney U; the 'test' column says which ran, p_holm adjusts over classes."""
     from weave_stream.aggregates.compare import compare_columns, compare_op_refs, plot_comparison
 
     by_refs = column_b is None
@@ -213,7 +220,7 @@ def compare_command(
         click.echo(comparison.format(output_format))  # type: ignore[arg-type]
         if plot is not None:
             click.echo(f"wrote {plot_comparison(comparison, plot)}", err=True)
-    except (WeaveStreamError, ValueError) as exc:
+    except WeaveStreamError as exc:
         fail(str(exc))
 
 
@@ -225,12 +232,8 @@ def _values(
     settings: Settings,
 ) -> list[Any]:
     if input_file is not None:
-        from weave_stream.runners.local import run_local
-
         topology = load_topology(topology_name, settings)
         return run_local(topology, input_file).values
-    from weave_stream.columns.values import read_derived
-
     with connected(settings) as connected_settings:
         topology = asyncio.run(registered_topology(connected_settings, topology_name))
         columns = {column.name for column in topology.columns}
@@ -273,14 +276,6 @@ def show_aggregates(
 
 def _has_mean(plans: Sequence[AggregatePlan], name: str) -> bool:
     return any(p.name == name and any("mean" in m for m in p.spec.metrics.values()) for p in plans)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 COMMANDS = [aggregates_command, drill_command, compare_command]

@@ -11,12 +11,12 @@ from tqdm import tqdm
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.columns.plan import Plan
 from weave_stream.config import Settings
+from weave_stream.durations import parse_duration
 from weave_stream.errors import BudgetExceededError, WeaveStreamError
 from weave_stream.ingest.call import parse_timestamp
 from weave_stream.runners.backfill import TimeRange, run_backfill
 from weave_stream.topology.registrations import registered_topology
 from weave_stream.topology.spec import Topology
-from weave_stream.windows.spec import parse_duration
 
 __all__ = ["COMMANDS", "backfill", "plan_backfill", "range_options", "time_range"]
 
@@ -32,14 +32,14 @@ def time_range(since: str | None, start: str | None, end: str | None) -> TimeRan
     if since:
         try:
             seconds = parse_duration(since)
-        except (ValueError, WeaveStreamError) as exc:
+        except WeaveStreamError as exc:
             raise click.UsageError(f"--since {since!r}: {exc}") from None
         return TimeRange(datetime.now(UTC) - timedelta(seconds=seconds))
     if not start:
         raise click.UsageError("say which calls: --since 24h, or --from T [--to T]")
     try:
         window = TimeRange(parse_timestamp(start), parse_timestamp(end) if end else None)
-    except ValueError as exc:
+    except WeaveStreamError as exc:
         raise click.UsageError(f"--from/--to: {exc}") from None
     if window.end is not None and window.end <= window.start:
         raise click.UsageError("--to must be after --from")
@@ -103,8 +103,8 @@ def backfill(
             bar.close()
     if not dry_run:
         click.echo(
-            f"backfill {name}: {len(result.calls)} calls in range, "
-            f"{result.stats.computed} values computed, {result.written} written"
+            f"backfill {name}: {len(result.calls)} calls in range; {result.stats.summary()}; "
+            f"{result.written} written"
         )
 
 

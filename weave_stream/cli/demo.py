@@ -78,9 +78,21 @@ SHIFTED_LANGUAGE = "japanese"
     show_default=True,
     help="Folder for the demo's outputs.",
 )
+@click.option(
+    "--weave",
+    "with_weave",
+    is_flag=True,
+    help="Trace a small application with the real weave client instead (pip install "
+    "'weave-stream[weave]'): its calls reach the topology through the collector.",
+)
 @settings_options("judge_base_url", "judge_model")
 def demo(
-    call_count: int, topology_path: Path, rate: float, out_dir: Path, settings: Settings
+    call_count: int,
+    topology_path: Path,
+    rate: float,
+    out_dir: Path,
+    with_weave: bool,
+    settings: Settings,
 ) -> None:
     """Run weave-stream end to end on the embedded broker: no Docker, nothing to set up."""
     if not topology_path.is_file():
@@ -119,6 +131,15 @@ def demo(
                 "by word overlap and is NOT an LLM.",
                 fg="yellow",
             )
+        if with_weave:
+            from weave_stream.cli.demo_weave import run_weave_demo
+
+            data_dir = Path(tempfile.mkdtemp(prefix="weave-stream-demo-"))
+            settings = settings.model_copy(
+                update={"data_dir": data_dir, "web_port": 0, "partitions": 2}
+            )
+            run_weave_demo(settings, min(call_count, 60), topology_path, out_dir)
+            return
         _run(settings, call_count, topology_path, rate, out_dir, receiver)
 
 
@@ -141,7 +162,8 @@ def _run(
         }
     )
     _step("1/7", "broker")
-    with connected(settings) as settings:
+    # Its own broker unless one is named: a running one may hold another user's topics.
+    with connected(settings, may_start=True, discover=False) as settings:
         _step("2/7", "worker")
         worker = WorkerProcess(settings, log_path=out_dir / "worker.log")
         with worker:
@@ -352,7 +374,7 @@ def _follow(
 def _counts(metrics: dict[str, float]) -> dict[str, float]:
     outcomes = {
         outcome: metrics.get(f'weave_stream_ingest_records_total{{outcome="{outcome}"}}', 0.0)
-        for outcome in ("valid", "pending", "merged", "duplicate", "dead_letter")
+        for outcome in ("valid", "pending", "merged", "duplicate", "conflict", "dead_letter")
     }
     kinds = {
         kind: metrics.get(f'weave_stream_calls_ingested_total{{kind="{kind}"}}', 0.0)
@@ -368,7 +390,7 @@ def _counts(metrics: dict[str, float]) -> dict[str, float]:
 
 async def _dead_letters(settings: Settings) -> list[DeadLetter]:
     return [
-        DeadLetter.from_record(record.value or b"", record.key, record.headers)
+        DeadLetter.from_record(record.value, record.key, record.headers)
         async for record in read_topic(settings, settings.topics.dlq)
     ]
 

@@ -100,7 +100,7 @@ def dlq(reingest: bool, reason: str | None, output_format: str, settings: Settin
 async def _read_dead_letters(settings: Settings) -> list[tuple[str, DeadLetter]]:
     letters = []
     async for record in read_topic(settings, settings.topics.dlq):
-        letter = DeadLetter.from_record(record.value or b"", record.key, record.headers)
+        letter = DeadLetter.from_record(record.value, record.key, record.headers)
         letters.append((f"{record.topic}[{record.partition}]@{record.offset}", letter))
     return letters
 
@@ -118,7 +118,7 @@ def _show(letters: list[tuple[str, DeadLetter]], output_format: str) -> None:
                         "dlq": where,
                         "source": f"{d.source_topic}[{d.source_partition}]@{d.source_offset}",
                         "detail": d.detail,
-                        "raw": d.raw[:200].decode(errors="replace"),
+                        "raw": None if d.raw is None else d.raw[:200].decode(errors="replace"),
                     }
                     for where, d in items[:3]
                 ],
@@ -164,8 +164,9 @@ async def _reingest(settings: Settings, reason: str | None) -> int:
         committed = {tp: await consumer.committed(tp) for tp in tps}
         start = {tp.partition: offset for tp, offset in committed.items() if offset is not None}
         async for record in read_topic(settings, topics.dlq, start_offsets=start):
-            letter = DeadLetter.from_record(record.value or b"", record.key, record.headers)
-            if reason is None or letter.reason == reason:
+            letter = DeadLetter.from_record(record.value, record.key, record.headers)
+            # A tombstone has no call in it to re-ingest: it would only come back here.
+            if letter.raw is not None and (reason is None or letter.reason == reason):
                 origin = f"{record.topic}[{record.partition}]@{record.offset}"
                 headers = [("weave-stream.reingested-from", origin.encode())]
                 await producer.send_and_wait(

@@ -9,12 +9,16 @@ from weave_stream.cli import (
     alerts_cmds,
     backfill_cmds,
     broker_cmds,
+    collector_cmds,
     dashboard_cmds,
     demo,
+    experiment_cmds,
     ingest_cmds,
     model_cmds,
     ops_cmds,
     registry_cmds,
+    status_cmds,
+    values_cmds,
 )
 
 __all__ = ["cli", "main"]
@@ -28,15 +32,19 @@ def cli() -> None:
 
 
 for module in (
+    status_cmds,
     broker_cmds,
+    collector_cmds,
     ingest_cmds,
     registry_cmds,
     ops_cmds,
     backfill_cmds,
     aggregates_cmds,
+    experiment_cmds,
     dashboard_cmds,
     demo,
     alerts_cmds,
+    values_cmds,
     model_cmds,
 ):
     for command in module.COMMANDS:

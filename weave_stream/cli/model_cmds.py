@@ -44,7 +44,7 @@ def model_service(socket_path: Path, metrics_port: int | None, settings: Setting
     """
     from prometheus_client import start_http_server
 
-    from weave_stream import metrics
+    from weave_stream.metrics import REGISTRY
     from weave_stream.ops.embed_service import ModelService
 
     logging.basicConfig(
@@ -57,7 +57,7 @@ def model_service(socket_path: Path, metrics_port: int | None, settings: Setting
         fail(f"model service on unix:{socket_path}: {exc}")
         return
     if metrics_port:
-        start_http_server(metrics_port, settings.web_host, registry=metrics.REGISTRY)
+        start_http_server(metrics_port, settings.web_host, registry=REGISTRY)
     click.echo(
         f"model service on unix:{socket_path}: {engine.describe()}; the model loads on the "
         "first request",

@@ -19,7 +19,7 @@ import click
 from weave_stream.cli.backfill_cmds import plan_backfill, range_options, time_range
 from weave_stream.cli.options import fail, settings_options
 from weave_stream.columns.cache import ResultCache, SqliteCache, WriteOnlyCache
-from weave_stream.columns.plan import Plan
+from weave_stream.columns.plan import Plan, run_table
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
 from weave_stream.ingest.outcomes import DeadLetter
@@ -160,12 +160,10 @@ def run(
         )
     table.write(out_path)
     stats = table.stats
-    values = sum(c.values for c in stats.columns.values())
-    errors = sum(c.errors for c in stats.columns.values())
+    click.echo(run_table(topology, stats))
     cost = sum(c.cost_usd for c in stats.columns.values())
     click.echo(
-        f"{topology.name}: {stats.matched} of {stats.calls} calls matched; {values} values "
-        f"({stats.computed} computed, {stats.cache_hits} from the cache, {errors} errors), "
+        f"{topology.name}: {stats.matched} of {stats.calls} calls matched; {stats.summary()}; "
         f"${cost:.4f} spent; {len(table)} rows written to {out_path}",
         err=True,
     )

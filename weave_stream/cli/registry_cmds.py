@@ -12,7 +12,9 @@ from weave_stream.broker.kafka import ensure_topics, group_progress, start_group
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
+from weave_stream.runners.status import read_worker_statuses, topology_states
 from weave_stream.topology.registrations import (
+    check_loadable,
     read_registry,
     register,
     registration_for,
@@ -36,11 +38,17 @@ def register_command(topology: str, settings: Settings) -> None:
     try:
         loaded, registration = registration_for(topology, settings)
     except WeaveStreamError as exc:
-        fail(str(exc))
+        fail(f"not registered: {exc}")
     with connected(settings) as settings:
+        try:
+            check_loadable(registration, settings)
+        except WeaveStreamError as exc:
+            fail(f"not registered: {exc}")
         asyncio.run(register(settings, registration))
     columns = ", ".join(f"{c.name} ({c.op.ref})" for c in loaded.compiled)
     click.echo(f"registered {registration.name} version {registration.version}: {columns}")
+    if registration.modules:
+        click.echo(f"  with its modules: {', '.join(sorted(registration.modules))}")
 
 
 @click.command(name="unregister")
@@ -60,9 +68,11 @@ def unregister_command(name: str, settings: Settings) -> None:
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
 @settings_options()
 def topologies_command(output_format: str, settings: Settings) -> None:
-    """List registered topologies: version, registration time, calls processed, lag."""
+    """List registered topologies: version, registration time, calls processed, lag, and
+    how their workers are (state, restarts, last error)."""
     with connected(settings) as settings:
         registry = asyncio.run(read_registry(settings))
+        states = topology_states(asyncio.run(read_worker_statuses(settings)), time.time())
         rows = []
         for name, entry in sorted(registry.items()):
             processed, lag = asyncio.run(
@@ -70,6 +80,7 @@ def topologies_command(output_format: str, settings: Settings) -> None:
                     settings, settings.topics.topology_group(name), settings.topics.valid
                 )
             )
+            state = states.get(name, {})
             rows.append(
                 {
                     "name": name,
@@ -77,6 +88,9 @@ def topologies_command(output_format: str, settings: Settings) -> None:
                     "registered_at": entry.registered_at,
                     "calls_processed": processed,
                     "lag": lag,
+                    "state": state.get("state", "not running"),
+                    "restarts": state.get("restarts", 0),
+                    "last_error": state.get("last_error"),
                 }
             )
     if output_format == "json":
@@ -85,13 +99,19 @@ def topologies_command(output_format: str, settings: Settings) -> None:
     if not rows:
         click.echo("no registered topologies (weave-stream register FILE)")
         return
-    header = f"{'topology':<24}{'version':<14}{'registered at':<22}{'processed':>10}{'lag':>8}"
+    header = (
+        f"{'topology':<24}{'version':<14}{'registered at':<26}{'processed':>10}{'lag':>8}"
+        f"  {'state':<12}{'restarts':>8}"
+    )
     click.echo(header)
     for row in rows:
-        click.echo(
-            f"{row['name']:<24}{row['version']:<14}{row['registered_at']:<22}"
-            f"{row['calls_processed']:>10}{row['lag']:>8}"
+        click.secho(
+            f"{row['name']:<24}{row['version']:<14}{row['registered_at']:<26}"
+            f"{row['calls_processed']:>10}{row['lag']:>8}  {row['state']:<12}{row['restarts']:>8}",
+            fg="red" if row["state"] == "failed" else None,
         )
+        if row["last_error"]:
+            click.echo(f"  last error: {row['last_error']}")
 
 
 @click.command(name="topology-worker", hidden=True)
@@ -124,7 +144,10 @@ def topology_worker(name: str, expected_version: str | None, settings: Settings)
             f"not {expected_version}; running the registry's",
             err=True,
         )
-    topology = topology_from_registration(registration, settings)
+    try:
+        topology = topology_from_registration(registration, settings)
+    except WeaveStreamError as exc:  # one line: the supervisor reports the log's last error
+        fail(f"topology {name!r} version {registration.version} does not load: " + _one_line(exc))
     # "From now on": a new topology starts with the calls that arrived after it was
     # registered (the past is for `weave-stream backfill`, with its plan and budget).
     group = settings.topics.topology_group(name)
@@ -142,6 +165,14 @@ def topology_worker(name: str, expected_version: str | None, settings: Settings)
     # One partition per monitor: one worker holds each (see monitor_agent).
     asyncio.run(ensure_topics(settings, monitor_topics(settings, topology), partitions=1))
     run_worker(settings, create_topology_app(settings, topology, registration.version))
+
+
+def _one_line(exc: Exception) -> str:
+    """
+    >>> _one_line(ValueError("topology 't' is invalid:\\n  column 'n': bad"))
+    "topology 't' is invalid: column 'n': bad"
+    """
+    return " ".join(str(exc).split())
 
 
 COMMANDS = [register_command, unregister_command, topologies_command, topology_worker]

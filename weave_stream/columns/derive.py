@@ -17,10 +17,18 @@ Rules the streaming runner relies on too:
   depends on; a column filter reads trial 0;
 * a dependency that failed makes the dependent value an error (the op is not run);
   a dependency with no value (filtered) leaves the dependent without one;
-* deterministic ops have one trial, whatever is asked.
+* deterministic ops have one trial of their own, whatever is asked; a deterministic
+  column that reads a column with trials gets one value per trial of what it reads (a
+  scorer of a judge's trials scores every trial), keyed as trial 0 in the cache (the
+  inputs decide its value, so two trials with the same inputs are computed once).
 
-Pass a :class:`DeriveStats` to learn, per column, how many values came from the
-cache and how many were computed.
+Pass a :class:`DeriveStats` to learn, per column, where each value came from. Every
+value in scope (*matched*) is exactly one of: *cached* (found in the cache),
+*deduplicated* (the same op input as another value of its batch: computed once,
+shared), *computed* (an op evaluation ran for it; in a survey: *to compute*) or *not
+computable* (an argument missing, or a column it reads failed: the op never ran).
+*Errors* are counted apart: values with an error, whatever the cause (a computed
+evaluation that failed, its shared copies, every not computable value).
 """
 
 from __future__ import annotations
@@ -34,11 +42,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from weave_stream import metrics
 from weave_stream.columns.cache import CachedValue, CacheKey, ResultCache, cache_key
+from weave_stream.errors import MissingFieldError, TopologyError
 from weave_stream.ingest.call import Call
+from weave_stream.metrics import DERIVED_COST_USD, DERIVED_VALUES
 from weave_stream.ops.execute import run_op
-from weave_stream.topology.selection import MissingFieldError, op_name_matches, sampled
+from weave_stream.topology.selection import op_name_matches, sampled
 from weave_stream.topology.spec import CompiledColumn, Topology
 
 __all__ = ["ColumnStats", "DeriveStats", "DerivedValue", "Trials", "derive_batch", "survey_batch"]
@@ -87,13 +96,20 @@ class DerivedValue(BaseModel):
 
 @dataclass
 class ColumnStats:
-    """What happened to one column: values made, cache hits, evaluations run, errors."""
+    """What happened to one column (see the module docstring for the words).
+
+    ``values`` (matched) = ``cache_hits`` + ``deduplicated`` + ``computed`` +
+    ``not_computable``; ``errors`` and ``failed`` are counted apart.
+    """
 
     values: int = 0
     filtered: int = 0
     cache_hits: int = 0
-    computed: int = 0  # distinct op evaluations run (identical inputs run once)
-    errors: int = 0
+    deduplicated: int = 0  # same input as another value of the batch: computed once
+    computed: int = 0  # distinct op evaluations run (in a survey: that would run)
+    not_computable: int = 0  # the op could not run: an argument missing, a dependency failed
+    errors: int = 0  # values with an error, whatever the cause
+    failed: int = 0  # evaluations that returned an error (part of computed)
     cost_usd: float = 0.0
     pending_inputs: list[dict[str, Any]] = field(default_factory=list, repr=False)  # survey only
 
@@ -105,6 +121,13 @@ class DeriveStats:
     calls: int = 0
     matched: int = 0
     columns: dict[str, ColumnStats] = field(default_factory=dict)
+    # Survey only: keys an earlier batch would compute (a later batch finds them cached).
+    planned: set[CacheKey] = field(default_factory=set, repr=False)
+
+    @property
+    def values(self) -> int:
+        """Values in scope, over all columns."""
+        return sum(c.values for c in self.columns.values())
 
     @property
     def computed(self) -> int:
@@ -115,6 +138,36 @@ class DeriveStats:
     def cache_hits(self) -> int:
         """Values found in the cache, over all columns."""
         return sum(c.cache_hits for c in self.columns.values())
+
+    @property
+    def deduplicated(self) -> int:
+        """Values that shared an evaluation within their batch, over all columns."""
+        return sum(c.deduplicated for c in self.columns.values())
+
+    @property
+    def not_computable(self) -> int:
+        """Values whose op could not run, over all columns."""
+        return sum(c.not_computable for c in self.columns.values())
+
+    @property
+    def errors(self) -> int:
+        """Values with an error, over all columns."""
+        return sum(c.errors for c in self.columns.values())
+
+    def summary(self) -> str:
+        """One line that adds up: values = cached + deduplicated + computed + not computable.
+
+        >>> stats = DeriveStats()
+        >>> stats.column("n").values, stats.column("n").cache_hits = 5, 2
+        >>> stats.column("n").computed, stats.column("n").deduplicated = 2, 1
+        >>> stats.summary()
+        '5 values = 2 cached + 1 deduplicated + 2 computed + 0 not computable; 0 errors'
+        """
+        return (
+            f"{self.values} values = {self.cache_hits} cached + {self.deduplicated} "
+            f"deduplicated + {self.computed} computed + {self.not_computable} not computable; "
+            f"{self.errors} errors"
+        )
 
     def column(self, name: str) -> ColumnStats:
         """The stats of column ``name`` (created empty)."""
@@ -213,11 +266,15 @@ class _Walk:
 
     def trials_of(self, column: CompiledColumn) -> int:
         if column.op.deterministic:
-            return 1
+            deps = (self.trials_of(self.topology.column(d)) for d in column.depends_on)
+            return max(deps, default=1)
         asked = self.trials if isinstance(self.trials, int | None) else self.trials.get(column.name)
         count = column.trials if asked is None else asked
         if count < 1:
-            raise ValueError(f"column {column.name!r}: trials must be >= 1, got {count}")
+            raise TopologyError(
+                f"topology {self.topology.name!r}, column {column.name!r}: trials must be a "
+                f"whole number >= 1, got {count!r}; fix the trials asked for this run"
+            )
         return count
 
     async def _column(self, column: CompiledColumn, calls: Sequence[Call]) -> None:
@@ -232,13 +289,25 @@ class _Walk:
         for task in keyed:
             if task.key not in hits and task.key is not None and task.arguments is not None:
                 misses.setdefault(task.key, task.arguments)
-        stats.computed += len(misses) + len({(t.call.id, t.trial) for t in tasks if t.pending})
+        pending = [t for t in tasks if t.pending]
+        if self.dry_run:  # what an earlier batch computes, a later one finds in the cache
+            planned = {key for key in misses if key in self.stats.planned}
+            for key in planned:
+                del misses[key]
+            self.stats.planned.update(misses)
+            hit_keys = set(hits) | planned
+        else:
+            hit_keys = set(hits)
+        cached = sum(1 for t in keyed if t.key in hit_keys)
+        stats.cache_hits += cached
+        stats.computed += len(misses) + len(pending)
+        stats.deduplicated += len(keyed) - cached - len(misses)
+        stats.not_computable += len(tasks) - len(keyed) - len(pending)
         if self.dry_run:
             stats.values += len(tasks)
             stats.errors += sum(1 for t in tasks if t.error is not None)
             stats.pending_inputs.extend(misses.values())
-            stats.pending_inputs.extend(t.arguments or {} for t in tasks if t.pending)
-            stats.cache_hits += sum(1 for t in keyed if t.key in hits)
+            stats.pending_inputs.extend(t.arguments or {} for t in pending)
             for task in tasks:
                 if task.pending or (task.key is not None and task.key not in hits):
                     self.pending.add((task.call.id, column.name, task.trial))
@@ -252,14 +321,13 @@ class _Walk:
             if r.ok
         }
         await self.cache.put_many(fresh)
+        stats.failed += len(results) - len(fresh)
         spent = sum(r.cost or 0.0 for r in results.values())
         stats.cost_usd += spent
-        metrics.OP_COST_USD.labels(column.op.name).inc(spent)
-        metrics.DERIVED_COST_USD.labels(self.topology.name, column.name).inc(spent)
+        DERIVED_COST_USD.labels(self.topology.name, column.name).inc(spent)
         for task in tasks:
             hit = hits.get(task.key) if task.key else None
             if hit is not None:
-                stats.cache_hits += 1
                 self._store(column, op_ref, task, hit, cached=True)
             elif task.key is not None:
                 result = results[task.key]
@@ -339,7 +407,7 @@ class _Walk:
         if pending:
             task.pending = True
         else:
-            task.key = cache_key(op_ref, arguments, trial)
+            task.key = cache_key(op_ref, arguments, 0 if column.op.deterministic else trial)
         return task
 
     def _store(
@@ -383,9 +451,7 @@ class _Walk:
         stats.values += len(made)
         stats.errors += errors
         name = self.topology.name
-        metrics.DERIVED_VALUES.labels(name, column.name, "error").inc(errors)
-        metrics.DERIVED_VALUES.labels(name, column.name, "cached").inc(cached)
-        metrics.DERIVED_VALUES.labels(name, column.name, "computed").inc(
-            len(made) - errors - cached
-        )
-        metrics.DERIVED_VALUES.labels(name, column.name, "filtered").inc(filtered)
+        DERIVED_VALUES.labels(name, column.name, "error").inc(errors)
+        DERIVED_VALUES.labels(name, column.name, "cached").inc(cached)
+        DERIVED_VALUES.labels(name, column.name, "computed").inc(len(made) - errors - cached)
+        DERIVED_VALUES.labels(name, column.name, "filtered").inc(filtered)

@@ -1,12 +1,16 @@
 """Cost plans: what running a topology over some calls would compute and cost, before it runs.
 
-For each column: the values in scope (calls matched x trials), how many the cache
-already has, how many would be computed, and the ops' own estimates of tokens,
-dollars and time for those. Nothing is computed: the plan walks the same DAG as
-:func:`~weave_stream.columns.derive.derive_batch` with
-:func:`~weave_stream.columns.derive.survey_batch`.
-A column that reads a column not computed yet cannot know its inputs, so all its
-values count as to compute (an upper bound, the safe side for a budget).
+For each column the plan counts what a run counts (the words of
+:mod:`~weave_stream.columns.derive`): the values in scope (*matched*: calls through
+the filters and samples, times trials) = *cached* + *deduplicated* (the same input
+as another value of the batch) + *to compute* (distinct op evaluations) + *not
+computable* (an argument missing); and the ops' own estimates of tokens, dollars
+and time for what is to compute. Nothing is computed: the plan walks the same DAG
+as :func:`~weave_stream.columns.derive.derive_batch` with
+:func:`~weave_stream.columns.derive.survey_batch`, in the same batches. A column
+that reads a column not computed yet cannot know its inputs, so all its values
+count as to compute (an upper bound, the safe side for a budget).
+:func:`run_table` shows a run's counts in the same table.
 
 >>> from weave_stream.ops import CostEstimate
 >>> plan = Plan("t", calls=10, matched=8, columns=[
@@ -26,7 +30,7 @@ from weave_stream.ingest.call import Call
 from weave_stream.ops.base import CostEstimate
 from weave_stream.topology.spec import Topology
 
-__all__ = ["ColumnEstimate", "Plan", "plan_topology"]
+__all__ = ["ColumnEstimate", "Plan", "plan_topology", "run_table"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,8 @@ class ColumnEstimate:
     cache_hits: int
     to_compute: int  # distinct op evaluations that would run
     estimate: CostEstimate
+    deduplicated: int = 0  # the same input as another value of the batch
+    not_computable: int = 0  # an argument missing: the op cannot run
 
 
 @dataclass(frozen=True)
@@ -79,42 +85,68 @@ class Plan:
 
     def render(self) -> str:
         """The plan as a table for a terminal."""
-        header = ("column", "op", "matched", "cached", "to compute", "tokens", "USD", "time")
+        header = ("column", "op", *_COUNTS[:3], "to compute", _COUNTS[4], "tokens", "USD", "time")
         rows: list[tuple[str, ...]] = [header]
         for c in self.columns:
-            rows.append(
-                (c.column, c.op_ref, *_figures(c.matched, c.cache_hits, c.to_compute, c.estimate))
-            )
-        matched = sum(c.matched for c in self.columns)
-        hits = sum(c.cache_hits for c in self.columns)
-        rows.append(("total", "", *_figures(matched, hits, self.to_compute, self.total)))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-        lines = [
+            counts = (c.matched, c.cache_hits, c.deduplicated, c.to_compute, c.not_computable)
+            rows.append((c.column, c.op_ref, *map(str, counts), *_cost(c.estimate)))
+        totals = [sum(c[i] for c in (_counts(e) for e in self.columns)) for i in range(5)]
+        rows.append(("total", "", *map(str, totals), *_cost(self.total)))
+        title = (
             f"Plan for topology {self.topology!r}: {self.calls} calls read, "
-            f"{self.matched} match its source.",
-            "",
-        ]
-        for index, row in enumerate(rows):
-            cells = [
-                cell.ljust(width) if i < 2 else cell.rjust(width)
-                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-            ]
-            if index == len(rows) - 1:
-                lines.append("-" * len("  ".join(cells)))
-            lines.append("  ".join(cells).rstrip())
-        return "\n".join(lines)
+            f"{self.matched} match its source."
+        )
+        return _render(title, rows)
 
 
-def _figures(matched: int, hits: int, to_compute: int, estimate: CostEstimate) -> tuple[str, ...]:
-    usd = "unknown" if estimate.usd is None else f"${estimate.usd:.4f}"
-    return (
-        str(matched),
-        str(hits),
-        str(to_compute),
-        f"{estimate.tokens:,}",
-        usd,
-        _duration(estimate.seconds),
+_COUNTS = ("matched", "cached", "deduplicated", "computed", "not computable")
+
+
+def _counts(c: ColumnEstimate) -> tuple[int, int, int, int, int]:
+    return (c.matched, c.cache_hits, c.deduplicated, c.to_compute, c.not_computable)
+
+
+def run_table(topology: Topology, stats: DeriveStats) -> str:
+    """A run's counts, per column, in the plan's table (with errors and dollars spent)."""
+    header = ("column", "op", *_COUNTS, "errors", "USD")
+    rows: list[tuple[str, ...]] = [header]
+    totals = DeriveStats()
+    for column in topology.compiled:
+        c = stats.column(column.name)
+        counts = (c.values, c.cache_hits, c.deduplicated, c.computed, c.not_computable, c.errors)
+        rows.append((column.name, column.op.ref, *map(str, counts), f"${c.cost_usd:.4f}"))
+        totals.columns[column.name] = c
+    spent = sum(c.cost_usd for c in totals.columns.values())
+    total_counts = (
+        totals.values,
+        totals.cache_hits,
+        totals.deduplicated,
+        totals.computed,
+        totals.not_computable,
+        totals.errors,
     )
+    rows.append(("total", "", *map(str, total_counts), f"${spent:.4f}"))
+    title = f"Run of topology {topology.name!r}: {stats.calls} calls read, {stats.matched} match."
+    return _render(title, rows)
+
+
+def _render(title: str, rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [title, ""]
+    for index, row in enumerate(rows):
+        cells = [
+            cell.ljust(width) if i < 2 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        if index == len(rows) - 1:
+            lines.append("-" * len("  ".join(cells)))
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _cost(estimate: CostEstimate) -> tuple[str, str, str]:
+    usd = "unknown" if estimate.usd is None else f"${estimate.usd:.4f}"
+    return (f"{estimate.tokens:,}", usd, _duration(estimate.seconds))
 
 
 def _duration(seconds: float) -> str:
@@ -157,6 +189,8 @@ def _plan(topology: Topology, stats: DeriveStats, estimates: dict[str, CostEstim
                 cache_hits=column_stats.cache_hits,
                 to_compute=column_stats.computed,
                 estimate=estimates[column.name],
+                deduplicated=column_stats.deduplicated,
+                not_computable=column_stats.not_computable,
             )
         )
     return Plan(topology.name, stats.calls, stats.matched, columns)

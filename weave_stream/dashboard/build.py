@@ -31,7 +31,6 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from weave_stream import metrics
 from weave_stream.dashboard.panels import (
     DATASOURCE,
     aggregate_panels,
@@ -42,8 +41,9 @@ from weave_stream.dashboard.panels import (
     series,
     window_rows,
 )
+from weave_stream.metrics import WORKER_INFO
+from weave_stream.topology.aggregates import Aggregate
 from weave_stream.topology.spec import Topology
-from weave_stream.windows.spec import AggregateSpec, parse_aggregates
 
 __all__ = ["build_dashboard", "dashboard_uid"]
 
@@ -101,7 +101,7 @@ def build_dashboard(topology: Topology, default_prefix: str = "weave") -> dict[s
     ``prefix`` variable lists the prefixes the workers report).
     """
     name = topology.name
-    aggregates = [a for a in parse_aggregates(topology.aggregates, name) if a.group_by]
+    aggregates = [a for a in topology.aggregates if a.group_by]
     layout = _Layout()
     for aggregate in aggregates:
         layout.row(f"By {', '.join(aggregate.group_by)} ({aggregate.name}, latest closed window)")
@@ -134,7 +134,7 @@ def build_dashboard(topology: Topology, default_prefix: str = "weave") -> dict[s
 
 
 def _variables(
-    name: str, aggregates: Sequence[AggregateSpec], default_prefix: str
+    name: str, aggregates: Sequence[Aggregate], default_prefix: str
 ) -> Iterator[dict[str, Any]]:
     yield {
         "name": "datasource",
@@ -144,7 +144,7 @@ def _variables(
         "current": {},
         "hide": 0,
     }
-    prefix_query = f"label_values({series(metrics.WORKER_INFO)}, topic_prefix)"
+    prefix_query = f"label_values({series(WORKER_INFO)}, topic_prefix)"
     yield {
         "name": "prefix",
         "label": "topic prefix",

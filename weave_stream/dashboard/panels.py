@@ -12,10 +12,27 @@ from typing import Any
 
 from prometheus_client.metrics import MetricWrapperBase
 
-from weave_stream import metrics
-from weave_stream.drift.spec import parse_monitors
+from weave_stream.metrics import (
+    AGGREGATE_WINDOW_MEAN,
+    AGGREGATE_WINDOW_ROWS,
+    ALERT_DELIVERY_FAILURES,
+    ALERTS_DELIVERED,
+    ALERTS_GROUPED,
+    ALERTS_PENDING,
+    ALERTS_RAISED,
+    COLUMN_INFO,
+    CONSUMER_LAG,
+    DEAD_LETTERS,
+    DERIVED_COST_USD,
+    DERIVED_VALUES,
+    DERIVED_VALUES_WRITTEN,
+    NOVELTY_DISTANCE,
+    OP_BATCH_SECONDS,
+    TOPOLOGY_BATCH_SECONDS,
+    TOPOLOGY_CALLS,
+)
+from weave_stream.topology.aggregates import Aggregate
 from weave_stream.topology.spec import Topology
-from weave_stream.windows.spec import AggregateSpec
 
 __all__ = [
     "DATASOURCE",
@@ -36,7 +53,7 @@ _BAND_RANGE = "[6h:5m]"
 def series(metric: MetricWrapperBase, suffix: str = "") -> str:
     """The sample name a metric object exports (``_total`` for counters, plus ``suffix``).
 
-    >>> series(metrics.DEAD_LETTERS), series(metrics.OP_BATCH_SECONDS, "_bucket")
+    >>> series(DEAD_LETTERS), series(OP_BATCH_SECONDS, "_bucket")
     ('weave_stream_dead_letters_total', 'weave_stream_op_batch_seconds_bucket')
     """
     family = next(iter(metric.describe()))
@@ -68,12 +85,10 @@ def _timeseries(
 
 def window_rows(topology: str, aggregate: str) -> str:
     """The selector of an aggregate's rows-per-group gauges (one series per worker)."""
-    return (
-        f'{series(metrics.AGGREGATE_WINDOW_ROWS)}{{topology="{topology}", aggregate="{aggregate}"}}'
-    )
+    return f'{series(AGGREGATE_WINDOW_ROWS)}{{topology="{topology}", aggregate="{aggregate}"}}'
 
 
-def group_variable(aggregate: AggregateSpec) -> str:
+def group_variable(aggregate: Aggregate) -> str:
     """The name of the template variable listing an aggregate's groups (classes)."""
     return "group_" + re.sub(r"\W", "_", aggregate.name)
 
@@ -81,15 +96,15 @@ def group_variable(aggregate: AggregateSpec) -> str:
 def _weighted_mean(name: str, aggregate: str, column: str, group: str = "") -> str:
     """Rows-weighted mean of a column per group over the workers' gauges."""
     selector = f'topology="{name}", aggregate="{aggregate}"' + (f", {group}" if group else "")
-    mean = f'{series(metrics.AGGREGATE_WINDOW_MEAN)}{{{selector}, column="{column}"}}'
-    rows = f"{series(metrics.AGGREGATE_WINDOW_ROWS)}{{{selector}}}"
+    mean = f'{series(AGGREGATE_WINDOW_MEAN)}{{{selector}, column="{column}"}}'
+    rows = f"{series(AGGREGATE_WINDOW_ROWS)}{{{selector}}}"
     return (
         f"sum by (group) ({mean} * ignoring (column) group_left () {rows})"
         f" / sum by (group) ({rows})"
     )
 
 
-def aggregate_panels(name: str, aggregate: AggregateSpec) -> Iterator[tuple[dict[str, Any], int]]:
+def aggregate_panels(name: str, aggregate: Aggregate) -> Iterator[tuple[dict[str, Any], int]]:
     means = [column for column, asked in aggregate.metrics.items() if "mean" in asked]
     variable = group_variable(aggregate)
     for column in means:
@@ -117,7 +132,7 @@ def aggregate_panels(name: str, aggregate: AggregateSpec) -> Iterator[tuple[dict
         yield _band_panel(name, aggregate, column, variable), 8
 
 
-def _band_panel(name: str, aggregate: AggregateSpec, column: str, variable: str) -> dict[str, Any]:
+def _band_panel(name: str, aggregate: Aggregate, column: str, variable: str) -> dict[str, Any]:
     mean = _weighted_mean(name, aggregate.name, column, f'group=~"${variable}"')
     spread = f"2 * stddev_over_time(({mean}){_BAND_RANGE})"
     panel = _timeseries(
@@ -152,7 +167,7 @@ def _band_panel(name: str, aggregate: AggregateSpec, column: str, variable: str)
 
 def column_panels(topology: Topology) -> Iterator[dict[str, Any]]:
     name = topology.name
-    values = f'{series(metrics.DERIVED_VALUES)}{{topology="{name}"'
+    values = f'{series(DERIVED_VALUES)}{{topology="{name}"'
     yield _timeseries(
         "values per second by column and outcome",
         [
@@ -178,7 +193,7 @@ def column_panels(topology: Topology) -> Iterator[dict[str, Any]]:
         unit="percentunit",
     )
     ops = "|".join(sorted({column.op.name for column in topology.compiled}))
-    buckets = series(metrics.OP_BATCH_SECONDS, "_bucket")
+    buckets = series(OP_BATCH_SECONDS, "_bucket")
     latency = f'sum by (le, op) (rate({buckets}{{op=~"{ops}"}}[{_RATE}]))'
     yield _timeseries(
         "op latency per batch (p50, p95)",
@@ -189,7 +204,7 @@ def column_panels(topology: Topology) -> Iterator[dict[str, Any]]:
         unit="s",
         description="Time of one attempt of an op on one batch, over every topology using it.",
     )
-    cost = f'{series(metrics.DERIVED_COST_USD)}{{topology="{name}"}}'
+    cost = f'{series(DERIVED_COST_USD)}{{topology="{name}"}}'
     yield _timeseries(
         "cost per hour by column",
         [_target(f"sum by (column) (increase({cost}[1h]))", "{{column}}")],
@@ -198,15 +213,15 @@ def column_panels(topology: Topology) -> Iterator[dict[str, Any]]:
     )
     yield _timeseries(
         "column ops",
-        [_target(f'{series(metrics.COLUMN_INFO)}{{topology="{name}"}}', "{{column}}: {{op_ref}}")],
+        [_target(f'{series(COLUMN_INFO)}{{topology="{name}"}}', "{{column}}: {{op_ref}}")],
         description="The op ref computing each column (a new ref after an op changes).",
     )
 
 
 def drift_panels(topology: Topology) -> Iterator[dict[str, Any]]:
     name = topology.name
-    monitors = ", ".join(m.name for m in parse_monitors(name, topology.monitors)) or "none yet"
-    buckets = f'{series(metrics.NOVELTY_DISTANCE, "_bucket")}{{topology="{name}"}}'
+    monitors = ", ".join(m.name for m in topology.monitors) or "none yet"
+    buckets = f'{series(NOVELTY_DISTANCE, "_bucket")}{{topology="{name}"}}'
     novelty = f"sum by (le, monitor) (rate({buckets}[{_RATE}]))"
     yield _timeseries(
         "novelty: distance to the nearest known example",
@@ -216,8 +231,8 @@ def drift_panels(topology: Topology) -> Iterator[dict[str, Any]]:
         ],
         description=f"Monitors: {monitors}.",
     )
-    raised = f'{series(metrics.ALERTS_RAISED)}{{topology="{name}"}}'
-    grouped = f'{series(metrics.ALERTS_GROUPED)}{{topology="{name}"}}'
+    raised = f'{series(ALERTS_RAISED)}{{topology="{name}"}}'
+    grouped = f'{series(ALERTS_GROUPED)}{{topology="{name}"}}'
     yield _timeseries(
         "drift alerts per hour",
         [
@@ -229,22 +244,21 @@ def drift_panels(topology: Topology) -> Iterator[dict[str, Any]]:
         "alert delivery (all targets)",
         [
             _target(
-                f"sum by (target) (rate({series(metrics.ALERTS_DELIVERED)}[{_RATE}]))",
+                f"sum by (target) (rate({series(ALERTS_DELIVERED)}[{_RATE}]))",
                 "delivered {{target}}",
             ),
             _target(
-                f"sum by (target, reason) (rate({series(metrics.ALERT_DELIVERY_FAILURES)}"
-                f"[{_RATE}]))",
+                f"sum by (target, reason) (rate({series(ALERT_DELIVERY_FAILURES)}[{_RATE}]))",
                 "failed {{target}} {{reason}}",
             ),
-            _target(f"sum by (target) ({series(metrics.ALERTS_PENDING)})", "pending {{target}}"),
+            _target(f"sum by (target) ({series(ALERTS_PENDING)})", "pending {{target}}"),
         ],
         unit="short",
     )
 
 
 def pipeline_panels(name: str) -> Iterator[dict[str, Any]]:
-    lag = series(metrics.CONSUMER_LAG)
+    lag = series(CONSUMER_LAG)
     yield _timeseries(
         "consumer lag (records)",
         [
@@ -255,8 +269,8 @@ def pipeline_panels(name: str) -> Iterator[dict[str, Any]]:
             _target(f'sum by (topic) ({lag}{{group="weave-stream.$prefix"}})', "ingest"),
         ],
     )
-    calls = f'{series(metrics.TOPOLOGY_CALLS)}{{topology="{name}"}}'
-    written = f'{series(metrics.DERIVED_VALUES_WRITTEN)}{{topology="{name}"}}'
+    calls = f'{series(TOPOLOGY_CALLS)}{{topology="{name}"}}'
+    written = f'{series(DERIVED_VALUES_WRITTEN)}{{topology="{name}"}}'
     yield _timeseries(
         "calls read and values written per second",
         [
@@ -265,7 +279,7 @@ def pipeline_panels(name: str) -> Iterator[dict[str, Any]]:
         ],
         unit="ops",
     )
-    batch = f'{series(metrics.TOPOLOGY_BATCH_SECONDS, "_bucket")}{{topology="{name}"}}'
+    batch = f'{series(TOPOLOGY_BATCH_SECONDS, "_bucket")}{{topology="{name}"}}'
     yield _timeseries(
         "micro-batch time (p50, p95)",
         [
@@ -276,6 +290,6 @@ def pipeline_panels(name: str) -> Iterator[dict[str, Any]]:
     )
     yield _timeseries(
         "dead letters per second by reason (all calls)",
-        [_target(f"sum by (reason) (rate({series(metrics.DEAD_LETTERS)}[{_RATE}]))", "{{reason}}")],
+        [_target(f"sum by (reason) (rate({series(DEAD_LETTERS)}[{_RATE}]))", "{{reason}}")],
         unit="ops",
     )

@@ -1,20 +1,30 @@
 """A stand-in for an LLM judge: an OpenAI-compatible endpoint on loopback, *not* an LLM.
 
-The demo uses it when no judge endpoint is configured, so that the judge column has
-values without a network or an API key; it says so plainly. It answers
-``POST /v1/chat/completions`` with ``{"score": s, "reason": r}`` where ``s`` is the
-share of the extraction's content words found in the document (a crude faithfulness
-proxy), read from the ``Document:`` and ``Extraction:`` sections of the prompt, and
-scaled to the score range the judge's system prompt asks for.
+The demo and the example experiments use it when no judge endpoint is configured, so
+that judge columns have values without a network or an API key; it says so plainly
+in every answer. It answers ``POST /v1/chat/completions``:
+
+* as a judge: ``{"score": s, "reason": r}`` where ``s`` is the share of the
+  extraction's content words found in the document (a crude faithfulness proxy), read
+  from the ``Document:`` and ``Extraction:`` sections of the prompt and scaled to the
+  score range the judge's system prompt asks for. With ``temperature`` above 0 the
+  score gets Gaussian noise (s.d. ``0.15 x temperature`` of the range), so that trials
+  differ as an LLM's do;
+* as the ``explain`` op's judge (a system prompt that asks to *explain* a failure):
+  ``{"reason": r}``, one of a few fixed kinds of failure picked by word overlap of the
+  ``Input:``, ``Output:`` and (optional) ``Expected:`` sections.
 
 >>> prompt = "Document:\\nThe invoice total is 42 dollars.\\n\\nExtraction:\\ninvoice total"
 >>> score_prompt(prompt, 0, 1)
 (1.0, 'stand-in judge (word overlap, not an LLM): 2 of 2 extraction words are in the document')
+>>> explain_prompt("Input:\\nYour favourite food?\\n\\nOutput:\\nI like chess, mostly openings")
+'stand-in (word overlap, not an LLM): off topic: not one word in common with the input'
 """
 
 from __future__ import annotations
 
 import json
+import random
 import re
 import time
 from http.server import BaseHTTPRequestHandler
@@ -22,21 +32,17 @@ from typing import Any
 
 from weave_stream.loopback import LoopbackServer
 
-__all__ = ["StandInJudge", "chat_completion", "score_prompt"]
+__all__ = ["StandInJudge", "chat_completion", "explain_prompt", "score_prompt"]
 
-_SECTION = re.compile(r"^(Document|Extraction):\s*$", re.MULTILINE)
+_SECTION = re.compile(r"^(Document|Extraction|Input|Output|Expected):\s*$", re.MULTILINE)
 _RANGE = re.compile(r"from (-?[\d.]+) to (-?[\d.]+)")
 _WORD = re.compile(r"[a-z0-9']{4,}")
+_random = random.Random()  # trials of a real LLM differ; so do the stand-in's (temperature > 0)
 
 
 def score_prompt(prompt: str, low: float, high: float) -> tuple[float, str]:
     """A deterministic score in ``[low, high]`` and its reason, from the prompt's sections."""
-    sections: dict[str, str] = {}
-    marks = list(_SECTION.finditer(prompt))
-    for mark, following in zip(marks, [*marks[1:], None], strict=True):
-        end = following.start() if following else len(prompt)
-        # A section is its first paragraph: the instructions after it are not part of it.
-        sections[mark.group(1).lower()] = prompt[mark.end() : end].strip().split("\n\n")[0]
+    sections = _sections(prompt)
     document = set(_WORD.findall(sections.get("document", "").lower()))
     extraction = set(_WORD.findall(sections.get("extraction", "").lower()))
     if not document or not extraction:
@@ -49,6 +55,42 @@ def score_prompt(prompt: str, low: float, high: float) -> tuple[float, str]:
         f"stand-in judge (word overlap, not an LLM): {found} of {len(extraction)} "
         "extraction words are in the document"
     )
+
+
+def explain_prompt(prompt: str) -> str:
+    """Why an output failed, as one of a few kinds, from the prompt's sections (not an LLM)."""
+    sections = _sections(prompt)
+    given = set(_WORD.findall(sections.get("input", "").lower()))
+    output_text = sections.get("output", "")
+    output = set(_WORD.findall(output_text.lower()))
+    expected = sections.get("expected", "").strip()
+    prefix = "stand-in (word overlap, not an LLM): "
+    if not output_text.strip():
+        return prefix + "empty output: there is nothing to judge"
+    if expected and expected.lower() not in output_text.lower():
+        return (
+            prefix
+            + f"wrong answer: {output_text.strip()[:40]!r} where {expected[:40]!r} was expected"
+        )
+    if len(output) <= 2:
+        return prefix + "too short: a few words cannot answer it"
+    if not output & given:
+        if len(output) > 2 * max(len(given), 1):
+            return prefix + "rambling: a long reply about something else entirely"
+        return prefix + "off topic: not one word in common with the input"
+    if len(output & given) < 0.5 * len(output):
+        return prefix + "unsupported content: most of its words are not in the input"
+    return prefix + "no fault found by word overlap"
+
+
+def _sections(prompt: str) -> dict[str, str]:
+    sections: dict[str, str] = {}
+    marks = list(_SECTION.finditer(prompt))
+    for mark, following in zip(marks, [*marks[1:], None], strict=True):
+        end = following.start() if following else len(prompt)
+        # A section is its first paragraph: the instructions after it are not part of it.
+        sections[mark.group(1).lower()] = prompt[mark.end() : end].strip().split("\n\n")[0]
+    return sections
 
 
 def chat_completion(model: str, content: str, prompt_chars: int) -> dict[str, Any]:
@@ -102,10 +144,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         system = " ".join(m.get("content", "") for m in messages if m.get("role") == "system")
         prompt = "\n".join(m.get("content", "") for m in messages if m.get("role") == "user")
-        bounds = _RANGE.search(system)
-        low, high = (float(bounds.group(1)), float(bounds.group(2))) if bounds else (0.0, 1.0)
-        score, reason = score_prompt(prompt, low, high)
-        content = json.dumps({"score": score, "reason": reason})
+        if "explain" in system.lower():
+            content = json.dumps({"reason": explain_prompt(prompt)})
+        else:
+            bounds = _RANGE.search(system)
+            low, high = (float(bounds.group(1)), float(bounds.group(2))) if bounds else (0.0, 1.0)
+            score, reason = score_prompt(prompt, low, high)
+            temperature = float(body.get("temperature") or 0.0)
+            if temperature > 0:
+                noise = _random.gauss(0.0, 0.15 * temperature * (high - low))
+                score = round(min(max(score + noise, low), high), 3)
+                reason += f" (plus noise at temperature {temperature:g})"
+            content = json.dumps({"score": score, "reason": reason})
         size = sum(len(m.get("content", "")) for m in messages)
         self._send(200, chat_completion(body.get("model", "stand-in"), content, size))
 

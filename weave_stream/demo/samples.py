@@ -24,13 +24,17 @@ from typing import Any
 import orjson
 import yaml
 
+from weave_stream.errors import ConfigError
+
 __all__ = [
     "MALFORMED_REASONS",
     "Document",
     "corpus_documents",
+    "corpus_examples",
     "malformed_records",
     "sample_calls",
     "split_into_events",
+    "weave_client_events",
 ]
 
 _NAMESPACE = uuid.UUID("6f1c2b1e-9a57-4c59-9d1e-3f4a0b7f5e21")
@@ -51,7 +55,10 @@ def corpus_documents(
     """The conversations of one language of chatterbot-corpus, in a stable order."""
     root = Path(str(importlib.resources.files("chatterbot_corpus"))) / "data" / language
     if not root.is_dir():
-        raise ValueError(f"chatterbot-corpus has no language {language!r}")
+        known = sorted(p.name for p in root.parent.iterdir() if p.is_dir())
+        raise ConfigError(
+            f"chatterbot-corpus has no language {language!r}; choose one of {', '.join(known)}"
+        )
     wanted = set(categories) if categories is not None else None
     documents = []
     for path in sorted(root.glob("*.yml")):
@@ -64,6 +71,53 @@ def corpus_documents(
             if text:
                 documents.append(Document(category, language, text))
     return documents
+
+
+def corpus_examples(
+    language: str = "english",
+    categories: Iterable[str] | None = None,
+    *,
+    per_category: int | None = None,
+    form: str = "documents",
+) -> list[dict[str, Any]]:
+    """Rows for an experiment from the corpus, ``per_category`` at most of each category.
+
+    ``form="documents"``: ``{"id", "text", "category"}`` (a conversation joined);
+    ``form="pairs"``: ``{"id", "question", "reply", "category"}`` (its first two turns).
+
+    >>> row = corpus_examples(categories=["money"], per_category=1, form="pairs")[0]
+    >>> sorted(row), row["category"]
+    (['category', 'id', 'question', 'reply'], 'money')
+    """
+    if form not in ("documents", "pairs"):
+        raise ValueError(f"form must be 'documents' or 'pairs', got {form!r}")
+    root = Path(str(importlib.resources.files("chatterbot_corpus"))) / "data" / language
+    if not root.is_dir():
+        raise ValueError(f"chatterbot-corpus has no language {language!r}")
+    wanted = (
+        list(categories) if categories is not None else sorted(p.stem for p in root.glob("*.yml"))
+    )
+    rows: list[dict[str, Any]] = []
+    for category in wanted:
+        path = root / f"{category}.yml"
+        if not path.is_file():
+            known = sorted(p.stem for p in root.glob("*.yml"))
+            raise ValueError(f"chatterbot-corpus {language} has no category {category!r}: {known}")
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        taken = 0
+        for index, conversation in enumerate(data.get("conversations", [])):
+            turns = [str(turn).strip() for turn in conversation if turn is not None]
+            if per_category is not None and taken >= per_category:
+                break
+            if form == "pairs" and len(turns) >= 2 and turns[0] and turns[1]:
+                row = {"question": turns[0], "reply": turns[1]}
+            elif form == "documents" and any(turns):
+                row = {"text": " ".join(turns)}
+            else:
+                continue
+            rows.append({"id": f"{category}-{index}", **row, "category": category})
+            taken += 1
+    return rows
 
 
 def sample_calls(
@@ -119,6 +173,16 @@ def split_into_events(call: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
     start = {k: v for k, v in call.items() if k not in end_fields}
     end = {k: v for k, v in call.items() if k in end_fields or k in ("id", "project_id")}
     return start, end
+
+
+def weave_client_events(call: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A complete call as the real ``weave`` client sends it in halves: ``{"start": ...}``
+    and ``{"end": ...}``, the end carrying ``started_at``, ``trace_id`` and ``is_eval``
+    as well (shared/weave_client/captured.jsonl)."""
+    start, end = split_into_events(call)
+    end = {**end, "trace_id": call.get("trace_id"), "is_eval": False}
+    end["started_at"] = call["started_at"]
+    return {"start": start}, {"end": end}
 
 
 MALFORMED_REASONS = (

@@ -15,7 +15,8 @@
     findings ─► storm grouping (one per group per cool-down) ─► alerts       storm.py
 
 :class:`DriftMonitor` (monitor.py) wires these for one monitor of one topology;
-the spec of a monitor (spec.py) comes from a topology's ``monitors:`` entries.
+the spec of a monitor (:class:`~weave_stream.topology.monitors.Monitor`) is a
+topology's ``monitors:`` entry.
 Everything here is plain Python: no broker, no event loop.
 """
 
@@ -35,7 +36,6 @@ from weave_stream.drift.reference import (
 )
 from weave_stream.drift.shift import WindowResult, WindowTest
 from weave_stream.drift.snapshot import IndexSnapshot, load_or_rebuild, load_snapshot, save_snapshot
-from weave_stream.drift.spec import MonitorSpec, parse_monitors
 from weave_stream.drift.storm import StormGuard
 
 __all__ = [
@@ -48,7 +48,6 @@ __all__ = [
     "GroupKey",
     "IndexSnapshot",
     "MonitorResult",
-    "MonitorSpec",
     "NoveltyChange",
     "NoveltyChangeDetector",
     "NoveltyScore",
@@ -65,7 +64,6 @@ __all__ = [
     "load_or_rebuild",
     "load_snapshot",
     "observation_from_call",
-    "parse_monitors",
     "read_reference_calls",
     "reference_fingerprint",
     "save_snapshot",

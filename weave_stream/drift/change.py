@@ -8,7 +8,7 @@ novelty falling (traffic looking more like the reference, or examples learned) i
 not an alarm.
 
 >>> import random
->>> from weave_stream.drift.spec import ShiftSpec
+>>> from weave_stream.topology.monitors import ShiftSpec
 >>> detector = NoveltyChangeDetector(ShiftSpec(detector="adwin"))
 >>> rng = random.Random(0)
 >>> stream = [rng.gauss(0.5, 0.05) for _ in range(500)] + [rng.gauss(0.8, 0.05) for _ in range(200)]
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from river import drift, stats
 
-from weave_stream.drift.spec import ShiftSpec
+from weave_stream.topology.monitors import ShiftSpec
 
 __all__ = ["NoveltyChange", "NoveltyChangeDetector"]
 

@@ -33,8 +33,8 @@ from weave_stream.drift.faiss_kinds import (
     tune_faiss,
 )
 from weave_stream.drift.index import AddResult, ConcreteKind, Eviction, IndexState, choose_kind
-from weave_stream.drift.spec import IndexSpec
 from weave_stream.errors import VectorIndexError
+from weave_stream.topology.monitors import IndexSpec
 
 __all__ = ["FaissVectorIndex"]
 

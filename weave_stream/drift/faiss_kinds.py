@@ -16,7 +16,7 @@ from typing import Any
 import faiss as faiss_stubbed
 
 from weave_stream.drift.index import ConcreteKind
-from weave_stream.drift.spec import IndexSpec
+from weave_stream.topology.monitors import IndexSpec
 
 __all__ = [
     "IVF_POINTS_PER_LIST",

@@ -17,7 +17,7 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from weave_stream.drift.spec import IndexSpec
+from weave_stream.topology.monitors import IndexSpec
 
 __all__ = [
     "AddResult",

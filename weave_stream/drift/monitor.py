@@ -33,10 +33,10 @@ from weave_stream.drift.novelty import Calibration, NoveltyScore, NoveltyScorer,
 from weave_stream.drift.observation import Observation, excerpt
 from weave_stream.drift.shift import WindowTest
 from weave_stream.drift.snapshot import load_or_rebuild, save_snapshot
-from weave_stream.drift.spec import MonitorSpec
 from weave_stream.drift.storm import StormGuard
 from weave_stream.errors import VectorIndexError
 from weave_stream.metrics import ALERTS_GROUPED, ALERTS_RAISED, MONITOR_LEARNED, NOVELTY_DISTANCE
+from weave_stream.topology.monitors import Monitor
 
 __all__ = ["DriftMonitor", "MonitorResult"]
 
@@ -67,7 +67,7 @@ class DriftMonitor:
     def __init__(
         self,
         topology: str,
-        spec: MonitorSpec,
+        spec: Monitor,
         scorer: NoveltyScorer,
         window_test: WindowTest | None,
         *,
@@ -82,7 +82,7 @@ class DriftMonitor:
         self.window_test = window_test
         self.excerpt_of = excerpt_of
         self.max_groups = max_groups
-        self.storm = StormGuard(spec.cooldown_seconds, spec.sample_size)
+        self.storm = StormGuard(spec.cooldown, spec.sample_size)
         self._groups: OrderedDict[GroupKey, _GroupState] = OrderedDict()
         self._distance_metric = NOVELTY_DISTANCE.labels(topology, spec.name)
 
@@ -92,7 +92,7 @@ class DriftMonitor:
     def build(
         cls,
         topology: str,
-        spec: MonitorSpec,
+        spec: Monitor,
         ids: Sequence[str],
         vectors: np.ndarray,
         *,
@@ -107,7 +107,7 @@ class DriftMonitor:
     def open(
         cls,
         topology: str,
-        spec: MonitorSpec,
+        spec: Monitor,
         directory: Path,
         *,
         fingerprint: str,
@@ -140,7 +140,7 @@ class DriftMonitor:
     def _restore(
         cls,
         topology: str,
-        spec: MonitorSpec,
+        spec: Monitor,
         index: FaissVectorIndex,
         extra: Mapping[str, Any],
         seed: int,
@@ -318,7 +318,7 @@ class DriftMonitor:
 
 
 def _build_index(
-    spec: MonitorSpec, ids: Sequence[str], vectors: np.ndarray, seed: int
+    spec: Monitor, ids: Sequence[str], vectors: np.ndarray, seed: int
 ) -> tuple[FaissVectorIndex, dict[str, Any]]:
     matrix = np.ascontiguousarray(vectors, dtype=np.float32)
     index = FaissVectorIndex.build(

@@ -10,7 +10,7 @@ known examples are from each other.
 
 >>> import numpy as np
 >>> from weave_stream.drift.faiss_index import FaissVectorIndex
->>> from weave_stream.drift.spec import LearningSpec
+>>> from weave_stream.topology.monitors import LearningSpec
 >>> rng = np.random.default_rng(0)
 >>> known = rng.normal(size=(500, 8)).astype(np.float32)
 >>> ids = [f"k{i}" for i in range(500)]
@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from weave_stream.drift.index import AddResult, VectorIndex
-from weave_stream.drift.spec import LearningSpec
 from weave_stream.errors import VectorIndexError
+from weave_stream.topology.monitors import LearningSpec
 
 __all__ = ["Calibration", "NoveltyScore", "NoveltyScorer", "calibrate"]
 

@@ -1,8 +1,8 @@
 """What a monitor observes: one embedding with its call id, event time, group and text.
 
 >>> import numpy as np
->>> from weave_stream.drift.spec import MonitorSpec
->>> spec = MonitorSpec(name="m", column="e", text="inputs.document",
+>>> from weave_stream.topology.monitors import Monitor
+>>> spec = Monitor(name="m", column="e", text="inputs.document",
 ...                    reference={"first_n": 10}, group_by=["attributes.env"])
 >>> seen = observation_from_call(
 ...     {"id": "c1", "started_at": "2026-11-26T03:00:00+00:00",
@@ -24,9 +24,10 @@ import numpy as np
 import orjson
 
 from weave_stream.drift.findings import GroupKey, group_key
-from weave_stream.drift.spec import MonitorSpec
+from weave_stream.errors import MissingFieldError
 from weave_stream.ingest.call import Call
-from weave_stream.topology.selection import FieldPath, MissingFieldError
+from weave_stream.topology.monitors import Monitor
+from weave_stream.topology.selection import FieldPath
 
 __all__ = [
     "EXCERPT_CHARS",
@@ -53,7 +54,7 @@ class Observation:
 
 
 def observation_from_call(
-    call: Call | Mapping[str, Any], vector: np.ndarray, spec: MonitorSpec
+    call: Call | Mapping[str, Any], vector: np.ndarray, spec: Monitor
 ) -> Observation:
     """An observation of ``call``: group-by values and text read by the spec's dotted paths.
 

@@ -9,7 +9,7 @@ The *fingerprint* of a reference (its spec and ids) names the snapshot built fro
 it, so a worker rebuilds its index when the reference changed.
 
 >>> import numpy as np
->>> from weave_stream.drift.spec import FirstNReference
+>>> from weave_stream.topology.monitors import FirstNReference
 >>> collector = ReferenceCollector(FirstNReference(n=2))
 >>> [collector.offer(cid, np.ones(3)) for cid in ("a", "b", "c")]
 [True, True, False]
@@ -26,16 +26,16 @@ from datetime import datetime
 
 import numpy as np
 
-from weave_stream.drift.spec import (
+from weave_stream.errors import IngestError, TopologyError
+from weave_stream.ingest.call import Call
+from weave_stream.ingest.files import read_call_file
+from weave_stream.topology.monitors import (
     FirstNReference,
     JsonlReference,
-    MonitorSpec,
+    Monitor,
     ReferenceSpec,
     TimeRangeReference,
 )
-from weave_stream.errors import TopologyError
-from weave_stream.ingest.call import Call
-from weave_stream.ingest.outcomes import expire_pending, ingest_record
 
 __all__ = ["ReferenceCollector", "read_reference_calls", "reference_fingerprint"]
 
@@ -100,35 +100,23 @@ def read_reference_calls(spec: JsonlReference, where: str = "monitor") -> list[C
     first bad line: a broken reference must fail at load, not drift silently.
     """
     try:
-        lines = spec.path.read_bytes().splitlines()
-    except OSError as exc:
+        calls, dead_letters = read_call_file(spec.path)
+    except IngestError as exc:
+        raise TopologyError(f"{where}: reference {exc}; fix reference.path") from None
+    if dead_letters:
+        letter = dead_letters[0]
         raise TopologyError(
-            f"{where}: reference file {spec.path} cannot be read ({exc.strerror}); "
-            "fix reference.path"
-        ) from None
-    pending: dict[str, object] = {}
-    calls: list[Call] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        result = ingest_record(line, pending, now=0.0)
-        if result.dead_letter is not None:
-            letter = result.dead_letter
-            raise TopologyError(
-                f"{where}: reference file {spec.path}, line {number}: {letter.reason}: "
-                f"{letter.detail}; fix or remove the line"
-            )
-        if result.call is not None:
-            calls.append(result.call)
-    calls.extend(expire_pending(pending, now=1.0, timeout=0.0))  # unmatched halves, as they are
+            f"{where}: reference file {spec.path}, line {letter.source_offset}: "
+            f"{letter.reason}: {letter.detail}; fix or remove the line"
+        )
     return calls
 
 
-def reference_fingerprint(spec: MonitorSpec, ids: Sequence[str], source: str = "") -> str:
+def reference_fingerprint(spec: Monitor, ids: Sequence[str], source: str = "") -> str:
     """A digest of the monitor spec and the reference ids (plus the caller's ``source``).
 
-    >>> from weave_stream.drift.spec import MonitorSpec
-    >>> spec = MonitorSpec(name="m", column="e", reference={"first_n": 2})
+    >>> from weave_stream.topology.monitors import Monitor
+    >>> spec = Monitor(name="m", column="e", reference={"first_n": 2})
     >>> reference_fingerprint(spec, ["a", "b"]) == reference_fingerprint(spec, ["a", "c"])
     False
     """

@@ -20,7 +20,7 @@ windows larger than the base, and the threshold is slightly optimistic when the
 pool of held-out vectors is only a few windows large).
 
 >>> import numpy as np
->>> from weave_stream.drift.spec import ShiftSpec
+>>> from weave_stream.topology.monitors import ShiftSpec
 >>> rng = np.random.default_rng(0)
 >>> reference = rng.normal(size=(600, 8)).astype(np.float32)
 >>> test = WindowTest.from_reference(reference, ShiftSpec(window=50, permutations=199,
@@ -37,8 +37,8 @@ from typing import Any
 
 import numpy as np
 
-from weave_stream.drift.spec import ShiftSpec
 from weave_stream.errors import TopologyError
+from weave_stream.topology.monitors import ShiftSpec
 
 __all__ = ["WindowResult", "WindowTest"]
 

@@ -31,9 +31,9 @@ from pydantic import ValidationError
 
 from weave_stream.drift.faiss_index import FaissVectorIndex
 from weave_stream.drift.index import IndexState
-from weave_stream.drift.spec import IndexSpec
 from weave_stream.errors import VectorIndexError
 from weave_stream.metrics import INDEX_REBUILDS
+from weave_stream.topology.monitors import IndexSpec
 
 __all__ = ["IndexSnapshot", "load_or_rebuild", "load_snapshot", "save_snapshot"]
 

@@ -1,24 +1,26 @@
-"""The call record, in W&B Weave's own shapes, and the merge of start and end events.
+"""The call record, in W&B Weave's own shapes, and how a raw record becomes one.
 
 A record on the calls topic is one of
 
-* a complete call (``started_at`` and ``ended_at`` in one record),
-* a start event (``started_at``, no ``ended_at``; also ``{"start": {...}}``), or
-* an end event (``ended_at``, no ``started_at``; also ``{"end": {...}}``), which is
-  what Weave itself puts on its ``weave.call_ended`` topic.
+* a start event: ``{"start": {...}}`` (what the client sends to ``call/start``, and
+  an upsert item ``{"mode": "start", "req": {"start": {...}}}`` once unwrapped);
+* an end event: ``{"end": {...}}`` (``call/end``; the real client puts ``started_at``
+  in it too), or a bare record with ``ended_at`` and no ``started_at`` (what Weave puts
+  on its ``weave.call_ended`` topic);
+* a complete call: a bare record with both timestamps (``calls/complete`` items).
 
-:func:`parse_call` decides which, per record, and validates it into a :class:`Call`.
-:func:`merge` joins a start and an end of the same ``id`` into one complete call.
+The wrapper, when there is one, says what a record is; only a bare record is told by
+its timestamps. :func:`parse_call` validates a record into a :class:`Call`;
+``ingest.merge`` joins a start and an end of one ``id`` into a complete call.
 
->>> start = parse_call(b'{"id": "c1", "op_name": "extract", "started_at": "2026-11-26T03:00:00Z",'
-...                    b' "inputs": {"document": "Invoice #7"}}')
->>> end = parse_call(b'{"end": {"id": "c1", "ended_at": 1795662001.5, "output": "7",'
-...                  b' "summary": {}}}')
+>>> start = parse_call(b'{"start": {"id": "c1", "op_name": "extract",'
+...                    b' "started_at": "2026-11-26T03:00:00Z", "inputs": {"doc": "Invoice"}}}')
+>>> end = parse_call(b'{"end": {"id": "c1", "started_at": "2026-11-26T03:00:00Z",'
+...                  b' "ended_at": 1795662001.5, "output": "7", "summary": {}}}')
 >>> start.kind, end.kind
 ('start', 'end')
->>> call = merge(start, end)
->>> call.kind, call.inputs["document"], call.output, call.ended_at.isoformat()
-('complete', 'Invoice #7', '7', '2026-11-26T03:00:01.500000+00:00')
+>>> parse_call(b'{"id": "c2", "started_at": 1795662000, "ended_at": 1795662001}').kind
+'complete'
 """
 
 from __future__ import annotations
@@ -30,14 +32,26 @@ from typing import Annotated, Any, Literal
 import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from weave_stream.errors import CallValidationError
+from weave_stream.errors import (
+    CallValidationError,
+    TimestampError,
+    field_errors,
+    shown,
+)
+from weave_stream.ingest.numbers import loads_lenient
 
 __all__ = [
+    "MARKER",
     "Call",
     "CallKind",
     "Usage",
-    "merge",
+    "call_from_json",
+    "canonical_json",
+    "decode_object",
+    "decode_record",
+    "mark",
     "parse_call",
+    "parse_call_object",
 ]
 
 CallKind = Literal["complete", "start", "end"]
@@ -48,7 +62,12 @@ _ID = re.compile(ID_PATTERN)
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 _TIMESTAMP_FIELDS = frozenset({"started_at", "ended_at", "deleted_at"})
-_END_FIELDS = ("ended_at", "exception", "output", "summary", "wb_run_step_end")
+_NEEDED = {"start": ("started_at",), "end": ("ended_at",), "complete": ("started_at", "ended_at")}
+MARKER = "weave_stream"
+"""The key under a call's ``attributes`` where weave-stream notes what it did to the call:
+``half`` (an incomplete call: the one half that came), ``non_finite_numbers`` (paths
+of numbers replaced by null) and ``merge_conflicts`` (fields on which the halves
+disagreed: the kept and the dropped value)."""
 
 
 def parse_timestamp(value: Any) -> datetime:
@@ -62,12 +81,12 @@ def parse_timestamp(value: Any) -> datetime:
     if isinstance(value, datetime):
         parsed = value
     elif isinstance(value, bool):
-        raise ValueError(f"a timestamp cannot be a boolean ({value!r})")
+        raise TimestampError(f"a timestamp cannot be a boolean ({value!r})")
     elif isinstance(value, int | float):
         try:
             parsed = datetime.fromtimestamp(value, tz=UTC)
         except (OverflowError, OSError, ValueError):
-            raise ValueError(
+            raise TimestampError(
                 f"epoch value {value!r} is out of range; timestamps are epoch seconds, "
                 "not milliseconds"
             ) from None
@@ -75,18 +94,18 @@ def parse_timestamp(value: Any) -> datetime:
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
-            raise ValueError(
+            raise TimestampError(
                 f"{value!r} is not an ISO-8601 datetime (e.g. 2026-11-26T03:15:32.123Z)"
             ) from None
     else:
-        raise ValueError(f"expected an ISO-8601 string or epoch seconds, got {value!r}")
+        raise TimestampError(f"expected an ISO-8601 string or epoch seconds, got {value!r}")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)  # Weave writes UTC; a naive time is taken as UTC.
     else:
         parsed = parsed.astimezone(UTC)
     if not _EARLIEST <= parsed < _LATEST:
         hint = " (epoch milliseconds? send seconds)" if isinstance(value, int | float) else ""
-        raise ValueError(f"{value!r} is outside 2000..2200{hint}")
+        raise TimestampError(f"{value!r} is outside 2000..2200{hint}")
     return parsed
 
 
@@ -146,11 +165,30 @@ class Call(BaseModel):
     deleted_at: Timestamp | None = None
     storage_size_bytes: int | None = None
     total_storage_size_bytes: int | None = None
+    is_eval: bool | None = None  # on the real client's end events
+
+    def __init__(self, /, **fields: Any) -> None:
+        """Build a call; a bad field is a :class:`CallValidationError` (as for a record)."""
+        try:
+            super().__init__(**fields)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+
+    # Marked as pydantic's own __init__, so that validating records skips it (speed).
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
 
     @property
     def kind(self) -> CallKind:
-        """``complete``, ``start`` (no end yet) or ``end`` (its start never seen)."""
+        """``complete``, ``start`` (no end yet) or ``end`` (its start never seen).
+
+        A record says so by its timestamps, unless it has both and is a half: then the
+        ``half`` marker in its attributes says which (set from the record's wrapper).
+        """
         if self.started_at is not None and self.ended_at is not None:
+            if self.attributes is not None:
+                noted = self.attributes.get(MARKER)
+                if isinstance(noted, dict) and noted.get("half") in ("start", "end"):
+                    return noted["half"]
             return "complete"
         return "start" if self.started_at is not None else "end"
 
@@ -163,12 +201,27 @@ class Call(BaseModel):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-def parse_call(raw: bytes, max_payload_bytes: int | None = None) -> Call:
+def parse_call(raw: bytes | None, max_payload_bytes: int | None = None) -> Call:
     """Decode and validate one record; raise :class:`CallValidationError` with a reason code.
 
-    Reason codes: ``too_large``, ``invalid_json``, ``not_an_object``, ``missing_id``,
-    ``malformed_id``, ``bad_timestamp``, ``wrong_type``, ``unknown_shape``.
+    Reason codes: ``tombstone`` (a null value), ``too_large``, ``invalid_json``,
+    ``not_an_object``, ``missing_id``, ``malformed_id``, ``bad_timestamp``,
+    ``wrong_type``, ``unknown_shape``. ``NaN``, ``Infinity`` and numbers out of a
+    double's range become null, noted in ``attributes.weave_stream.non_finite_numbers``.
     """
+    return decode_record(raw, max_payload_bytes)[0]
+
+
+def decode_record(
+    raw: bytes | None, max_payload_bytes: int | None = None
+) -> tuple[Call, dict[str, Any]]:
+    """:func:`parse_call`, with the call's fields as decoded (unwrapped, notes added)."""
+    if raw is None:
+        raise CallValidationError(
+            "tombstone",
+            "record has a null value (a tombstone); calls are never deleted through the "
+            "calls topic: produce the call itself",
+        )
     if max_payload_bytes is not None and len(raw) > max_payload_bytes:
         raise CallValidationError(
             "too_large",
@@ -176,27 +229,50 @@ def parse_call(raw: bytes, max_payload_bytes: int | None = None) -> Call:
             "(raise max_payload_bytes, or trim inputs/outputs before producing)",
         )
     try:
-        data = orjson.loads(raw)
+        data, non_finite = loads_lenient(raw)
     except orjson.JSONDecodeError as exc:
         raise CallValidationError("invalid_json", f"record is not valid JSON: {exc}") from None
-    return parse_call_object(data)
+    return decode_object(data, non_finite)
 
 
 def parse_call_object(data: Any) -> Call:
     """Validate an already-decoded record (see :func:`parse_call`)."""
+    return decode_object(data)[0]
+
+
+def decode_object(data: Any, non_finite: list[str] | None = None) -> tuple[Call, dict[str, Any]]:
+    """Validate a decoded record: the call, and its fields (unwrapped, notes added).
+
+    ``non_finite``: paths (from the record's root) of numbers decoding replaced by null.
+    """
     if not isinstance(data, dict):
         raise CallValidationError(
             "not_an_object", f"record is a JSON {_json_type(data)}, not an object"
         )
     expected: CallKind | None = None
     if len(data) == 1 and ("start" in data or "end" in data):
-        # Weave's call_start / call_end request bodies wrap the event.
+        # Weave's call_start / call_end request bodies wrap the event: the wrapper says
+        # what it is, whatever timestamps it carries (the client's end has started_at).
         expected = "start" if "start" in data else "end"
         data = data[expected]
         if not isinstance(data, dict):
             raise CallValidationError(
                 "not_an_object", f"'{expected}' holds a JSON {_json_type(data)}, not an object"
             )
+        if non_finite:
+            non_finite = [path.removeprefix(expected).lstrip(".") for path in non_finite]
+    if non_finite:
+        data = mark(data, non_finite_numbers=non_finite)
+    if expected is not None and data.get("started_at") is not None and data.get("ended_at"):
+        data = mark(data, half=expected)  # its timestamps alone would say "complete"
+    return build_call(data, expected), data
+
+
+def build_call(data: dict[str, Any], expected: CallKind | None = None) -> Call:
+    """Validate one call's fields; ``expected`` is what its wrapper (or a merge) says it is.
+
+    A complete call, or a half carrying both timestamps, must not end before it starts.
+    """
     _check_id(data)
     try:
         call = Call.model_validate(data)
@@ -208,9 +284,12 @@ def parse_call_object(data: Any) -> Call:
             f"call {call.id!r} has neither started_at nor ended_at: it is not a complete "
             "call, a start event or an end event",
         )
-    if expected is not None and call.kind not in (expected, "complete"):
-        field = "started_at" if expected == "start" else "ended_at"
-        raise CallValidationError("wrong_type", f"'{expected}' event {call.id!r} has no {field}")
+    if expected is not None:
+        needed = _NEEDED[expected]
+        missing = [name for name in needed if getattr(call, name) is None]
+        if missing:
+            what = "merged call" if expected == "complete" else f"'{expected}' event"
+            raise CallValidationError("wrong_type", f"{what} {call.id!r} has no {missing[0]}")
     if call.started_at and call.ended_at and call.ended_at < call.started_at:
         raise CallValidationError(
             "bad_timestamp",
@@ -218,6 +297,23 @@ def parse_call_object(data: Any) -> Call:
             f"{call.started_at.isoformat()}",
         )
     return call
+
+
+def mark(data: dict[str, Any], **notes: Any) -> dict[str, Any]:
+    """``data`` (a call's fields, copied) with ``notes`` under ``attributes.weave_stream``.
+
+    >>> mark({"id": "c1"}, half="end")
+    {'id': 'c1', 'attributes': {'weave_stream': {'half': 'end'}}}
+    """
+    attributes = data.get("attributes")
+    if attributes is not None and not isinstance(attributes, dict):
+        return data  # not an object: validation refuses it (wrong_type) as it came
+    attributes = dict(attributes or {})
+    noted = attributes.get(MARKER)
+    noted = dict(noted) if isinstance(noted, dict) else {} if noted is None else {"value": noted}
+    noted.update(notes)
+    attributes[MARKER] = noted
+    return {**data, "attributes": attributes}
 
 
 def _json_type(value: Any) -> str:
@@ -249,33 +345,27 @@ def _check_id(data: dict[str, Any]) -> None:
 def _validation_error(exc: ValidationError) -> CallValidationError:
     problems = []
     reason = "wrong_type"
-    for error in exc.errors(include_url=False):
-        field = ".".join(str(part) for part in error["loc"])
-        if error["loc"] and error["loc"][0] in _TIMESTAMP_FIELDS:
+    for field, message, value in field_errors(exc, whole="call"):
+        if field.partition(".")[0] in _TIMESTAMP_FIELDS:
             reason = "bad_timestamp"
-        value = repr(error.get("input"))
-        if len(value) > 80:
-            value = value[:77] + "..."
-        problems.append(f"{field}: {error['msg']} (got {value})")
+        problems.append(f"{field}: {message} (got {shown(value)})")
     return CallValidationError(reason, "; ".join(problems))
 
 
-def merge(start: Call, end: Call) -> Call:
-    """Join a start event and an end event of the same call into a complete call.
+def canonical_json(call: Call, fields: dict[str, Any]) -> bytes:
+    """What ingest forwards: ``fields`` (a validated call's) without nulls, keys sorted,
+    timestamps as ISO-8601 UTC. The same call always gives the same bytes, whatever its
+    producer's key order or timestamp format: their digest identifies its content.
 
-    Fields of the end event (``ended_at``, ``exception``, ``output``, ``summary``,
-    ``wb_run_step_end``) override the start's; everything else comes from the start.
+    >>> call, fields = decode_object({"started_at": 1795662000, "id": "c1", "ended_at": None})
+    >>> canonical_json(call, fields)
+    b'{"id":"c1","started_at":"2026-11-26T03:00:00Z"}'
     """
-    if start.id != end.id:
-        raise ValueError(f"cannot merge calls {start.id!r} and {end.id!r}: ids differ")
-    fields = start.model_dump(exclude_none=True)
-    ended = end.model_dump(exclude_none=True)
-    for name in _END_FIELDS:
-        if name in ended:
-            fields[name] = ended[name]
-    for name, value in ended.items():
-        fields.setdefault(name, value)
-    return Call.model_validate(fields)
+    out = {name: value for name, value in fields.items() if value is not None}
+    for name in _TIMESTAMP_FIELDS:
+        if name in out:
+            out[name] = getattr(call, name).isoformat().replace("+00:00", "Z")
+    return orjson.dumps(out, option=orjson.OPT_SORT_KEYS)
 
 
 def call_from_json(raw: bytes | str) -> Call:

@@ -17,7 +17,7 @@ alerts topic and calls :meth:`Notifier.submit`.
 from __future__ import annotations
 
 from weave_stream.notify.alerts import Alert, alert_id
-from weave_stream.notify.delivery import Notifier, backoff_seconds, parse_retry_after
+from weave_stream.notify.delivery import Notifier, backoff_seconds
 from weave_stream.notify.slack import call_link, slack_payload
 from weave_stream.notify.store import (
     DeliveryStateStore,
@@ -49,7 +49,6 @@ __all__ = [
     "backoff_seconds",
     "call_link",
     "load_targets",
-    "parse_retry_after",
     "sign",
     "slack_payload",
     "verify_signature",

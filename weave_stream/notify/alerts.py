@@ -29,7 +29,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from weave_stream.drift.findings import AlertKind, Finding, StatValue
-from weave_stream.errors import DeliveryError
+from weave_stream.errors import DeliveryError, field_errors
 from weave_stream.ingest.call import Timestamp
 
 __all__ = ["Alert", "alert_id"]
@@ -139,8 +139,5 @@ class Alert(BaseModel):
         try:
             return cls.model_validate_json(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'alert'}: {e['msg']}"
-                for e in exc.errors(include_url=False)
-            )
+            problems = "; ".join(f"{f}: {m}" for f, m, _ in field_errors(exc, whole="alert"))
             raise DeliveryError(f"not an alert record: {problems}") from None

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import json
 import logging
 import random
@@ -35,6 +34,7 @@ from types import TracebackType
 
 import httpx
 
+from weave_stream.durations import parse_retry_after
 from weave_stream.metrics import ALERT_DELIVERY_FAILURES, ALERTS_DELIVERED, ALERTS_PENDING
 from weave_stream.notify.alerts import Alert
 from weave_stream.notify.slack import slack_payload
@@ -42,7 +42,7 @@ from weave_stream.notify.store import DeliveryStateStore, DueDelivery
 from weave_stream.notify.targets import RetryPolicy, SlackTarget, TargetsConfig, WebhookTarget
 from weave_stream.notify.webhook import webhook_request
 
-__all__ = ["Notifier", "backoff_seconds", "parse_retry_after"]
+__all__ = ["Notifier", "backoff_seconds"]
 
 log = logging.getLogger(__name__)
 _REDACTED_LOGGERS = ("httpx", "httpcore", __name__)
@@ -63,26 +63,6 @@ def backoff_seconds(failures: int, policy: RetryPolicy, rng: random.Random) -> f
         policy.max_seconds, policy.initial_seconds * policy.multiplier ** max(0, failures - 1)
     )
     return base * (1.0 - policy.jitter * rng.random())
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (delta seconds or an HTTP date).
-
-    >>> parse_retry_after("3", 0.0), parse_retry_after("soon", 0.0)
-    (3.0, None)
-    >>> parse_retry_after("Thu, 01 Jan 1970 00:01:00 GMT", 30.0)
-    30.0
-    """
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, moment.timestamp() - now)
 
 
 @dataclass(frozen=True)
@@ -307,7 +287,7 @@ class Notifier:
         status = response.status_code
         if 200 <= status < 300:
             return _Outcome(True, False, "delivered", status, f"HTTP {status}")
-        wait = parse_retry_after(response.headers.get("Retry-After"), self._clock())
+        wait = parse_retry_after(response.headers, now=self._clock())
         if status in _RETRIED_STATUSES or status >= 500:
             reason = {429: "http_429", 408: "timeout"}.get(status, "http_5xx")
             return _Outcome(False, True, reason, status, f"HTTP {status}", wait)

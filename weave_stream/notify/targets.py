@@ -44,7 +44,8 @@ from pydantic import (
 )
 
 from weave_stream.drift.findings import AlertKind
-from weave_stream.errors import ConfigError
+from weave_stream.durations import Duration
+from weave_stream.errors import ConfigError, field_errors, shown
 from weave_stream.notify.alerts import Alert
 
 __all__ = [
@@ -67,17 +68,18 @@ class RetryPolicy(BaseModel):
     """Exponential backoff with jitter: the n-th retry waits about ``initial * multiplier**n``.
 
     The wait is capped at ``max_seconds`` and drawn from ``[1 - jitter, 1]`` of it;
-    a ``Retry-After`` answer is honoured (up to ``max_retry_after_seconds``).
+    a ``Retry-After`` answer is honoured (up to ``max_retry_after_seconds``). The
+    ``*_seconds`` fields are durations: seconds or text (``"5m"``, ``"500ms"``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    initial_seconds: float = Field(default=1.0, gt=0)
-    max_seconds: float = Field(default=300.0, gt=0)
+    initial_seconds: Duration = Field(default=1.0, gt=0)
+    max_seconds: Duration = Field(default=300.0, gt=0)
     multiplier: float = Field(default=2.0, ge=1)
     jitter: float = Field(default=0.5, ge=0, le=1)
-    max_retry_after_seconds: float = Field(default=3600.0, gt=0)
-    timeout_seconds: float = Field(default=10.0, gt=0)
+    max_retry_after_seconds: Duration = Field(default=3600.0, gt=0)
+    timeout_seconds: Duration = Field(default=10.0, gt=0)
 
 
 class _Target(BaseModel):
@@ -203,10 +205,9 @@ def load_targets(path: Path, env: dict[str, str] | None = None) -> TargetsConfig
         return TargetsConfig.model_validate(data)
     except ValidationError as exc:
         problems = []
-        for error in exc.errors(include_url=False):
-            loc = [str(part) for part in error["loc"]]
-            shown = "(not shown)" if _SECRET_FIELDS & set(loc) else repr(error.get("input"))[:80]
-            problems.append(f"{'.'.join(loc) or 'file'}: {error['msg']} (got {shown})")
+        for field, message, value in field_errors(exc, whole="file"):
+            secret = _SECRET_FIELDS & set(field.split("."))
+            problems.append(f"{field}: {message} (got {'(not shown)' if secret else shown(value)})")
         raise ConfigError(
             f"alert targets file {path} is invalid:\n  " + "\n  ".join(problems)
         ) from None

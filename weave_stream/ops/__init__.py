@@ -4,7 +4,7 @@
 
     @op function / class ──► Op (name, version, ref = name:version, policy, signature)
                                  │
-    built-ins: Embed, Classify, Judge          registry: "embed" / "pkg.mod:fn" ──► Op
+    built-ins: Embed, Classify, Judge, Explain registry: "embed" / "pkg.mod:fn" ──► Op
                                  │
     run_op(op, inputs) ──► batches, timeout, retries with backoff ──► [OpResult per input]
 
@@ -22,6 +22,7 @@ from weave_stream.ops.classify import Classify
 from weave_stream.ops.decorator import FunctionOp, OpClass, op
 from weave_stream.ops.embed import Embed
 from weave_stream.ops.execute import run_op
+from weave_stream.ops.explain import Explain
 from weave_stream.ops.judge import Judge
 from weave_stream.ops.resolve import BUILTIN_OPS, op_spec, register_op, resolve_op
 
@@ -30,6 +31,7 @@ __all__ = [
     "Classify",
     "CostEstimate",
     "Embed",
+    "Explain",
     "FunctionOp",
     "Judge",
     "Op",

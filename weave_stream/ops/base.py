@@ -23,48 +23,64 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from weave_stream.durations import parse_duration
+from weave_stream.errors import DurationError, OpDefinitionError
+
 __all__ = ["CostEstimate", "Op", "OpPolicy", "OpResult", "Signature"]
 
 
 @dataclass(frozen=True)
 class OpPolicy:
-    """How an op is run.
+    """How an op is run: the options of ``@op(timeout=..., retries=..., backoff=...)``.
 
-    ``timeout_seconds`` bounds one attempt of one batch; a failed or timed-out input
-    is retried up to ``retries`` times, after ``backoff_seconds * 2**attempt``
-    (capped at ``max_backoff_seconds``), or after the ``retry_after`` the op
-    reported, whichever is longer. Batches hold at most ``batch_size`` inputs.
+    ``timeout`` bounds one attempt of one batch; a failed or timed-out input is
+    retried up to ``retries`` times, after ``backoff * 2**attempt`` (capped at
+    ``max_backoff``), or after the ``retry_after`` the op reported, whichever is
+    longer. Batches hold at most ``batch_size`` inputs. Durations are seconds or text
+    (``"30s"``, ``"500ms"``, see :mod:`weave_stream.durations`); they are kept as seconds.
+
+    >>> OpPolicy(timeout="2m", backoff="250ms").timeout, OpPolicy(backoff="250ms").backoff
+    (120.0, 0.25)
     """
 
-    timeout_seconds: float = 60.0
+    timeout: float = 60.0
     retries: int = 2
-    backoff_seconds: float = 0.5
-    max_backoff_seconds: float = 30.0
+    backoff: float = 0.5
+    max_backoff: float = 30.0
     batch_size: int = 64
 
     def __post_init__(self) -> None:
         problems = []
-        if not self.timeout_seconds > 0:
-            problems.append(f"timeout_seconds must be > 0, got {self.timeout_seconds!r}")
-        if self.retries < 0:
-            problems.append(f"retries must be >= 0, got {self.retries!r}")
-        if self.backoff_seconds < 0 or self.max_backoff_seconds < self.backoff_seconds:
-            problems.append(
-                f"need 0 <= backoff_seconds <= max_backoff_seconds, got "
-                f"{self.backoff_seconds!r} and {self.max_backoff_seconds!r}"
-            )
-        if self.batch_size < 1:
+        for name in ("timeout", "backoff", "max_backoff"):
+            try:
+                object.__setattr__(self, name, parse_duration(getattr(self, name)))
+            except DurationError as exc:
+                problems.append(f"{name}: {exc}")
+        if not problems:
+            if not self.timeout > 0:
+                problems.append(f"timeout must be > 0, got {self.timeout!r}")
+            if self.max_backoff < self.backoff:
+                problems.append(
+                    f"need backoff <= max_backoff, got {self.backoff!r} and {self.max_backoff!r}"
+                )
+        if isinstance(self.retries, bool) or not isinstance(self.retries, int) or self.retries < 0:
+            problems.append(f"retries must be a whole number >= 0, got {self.retries!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int):
+            problems.append(f"batch_size must be a whole number >= 1, got {self.batch_size!r}")
+        elif self.batch_size < 1:
             problems.append(f"batch_size must be >= 1, got {self.batch_size!r}")
         if problems:
-            raise ValueError("invalid op policy: " + "; ".join(problems))
+            raise OpDefinitionError(
+                "invalid op policy: " + "; ".join(problems) + " (fix the @op(...) options)"
+            )
 
-    def backoff(self, attempt: int) -> float:
+    def backoff_before(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt`` (0-based).
 
-        >>> [OpPolicy(backoff_seconds=0.5, max_backoff_seconds=3).backoff(a) for a in range(4)]
-        [0.5, 1.0, 2.0, 3]
+        >>> [OpPolicy(backoff=0.5, max_backoff=3).backoff_before(a) for a in range(4)]
+        [0.5, 1.0, 2.0, 3.0]
         """
-        return min(self.backoff_seconds * 2**attempt, self.max_backoff_seconds)
+        return min(self.backoff * 2**attempt, self.max_backoff)
 
 
 @dataclass(frozen=True)

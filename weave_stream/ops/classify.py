@@ -27,6 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from weave_stream.errors import OpDefinitionError, OpError
 from weave_stream.ops.base import CostEstimate, OpResult
 from weave_stream.ops.decorator import op
 from weave_stream.ops.embed import encode_sync, estimate_seconds, run_on_model_thread, text_problem
@@ -55,14 +56,16 @@ class ClassifyOp:
         self.examples = {label: list(texts) for label, texts in (examples or {}).items()}
         unknown = sorted(set(self.examples) - set(self.labels))
         if unknown:
-            raise ValueError(
+            raise OpDefinitionError(
                 f"classify: examples are given for unknown labels {unknown}; the labels are "
                 f"{sorted(self.labels)} (add them to labels, or fix the example keys)"
             )
         if method not in ("centroid", "river"):
-            raise ValueError(f"classify: method must be 'centroid' or 'river', got {method!r}")
+            raise OpDefinitionError(
+                f"classify: method must be 'centroid' or 'river', got {method!r}"
+            )
         if not temperature > 0:
-            raise ValueError(f"classify: temperature must be > 0, got {temperature!r}")
+            raise OpDefinitionError(f"classify: temperature must be > 0, got {temperature!r}")
         self.method: Method = method
         self.temperature = temperature
         self._feedback_digest = ""
@@ -82,12 +85,12 @@ class ClassifyOp:
     def learn(self, text: str, label: str) -> None:
         """Learn that ``text`` is a ``label`` (feedback); the op's version changes."""
         if label not in self.labels:
-            raise ValueError(
+            raise OpError(
                 f"classify: cannot learn unknown label {label!r}; labels: {sorted(self.labels)}"
             )
         problem = text_problem(text)
         if problem:
-            raise ValueError(f"classify: cannot learn from this text: {problem}")
+            raise OpError(f"classify: cannot learn from this text: {problem}")
         with self._lock:
             self._pending.append((text, label))
             chained = f"{self._feedback_digest}\0{label}\0{text}".encode()
@@ -168,7 +171,15 @@ class ClassifyOp:
         return OpResult(value=value, details={"probabilities": scores})
 
 
-Classify = op(name="classify", batched=True, batch_size=256, timeout=300.0, retries=1)(ClassifyOp)
+Classify = op(
+    name="classify",
+    batched=True,
+    batch_size=256,
+    timeout=300.0,
+    retries=1,
+    distributions=("sentence-transformers", "transformers", "torch"),  # it embeds the text
+    higher_is_worse=False,  # a confidence: the least confident are the worst
+)(ClassifyOp)
 
 
 def _features(vector: Vector) -> dict[int, float]:
@@ -177,13 +188,15 @@ def _features(vector: Vector) -> dict[int, float]:
 
 def _check_labels(labels: Mapping[str, str] | Sequence[str]) -> dict[str, str]:
     if isinstance(labels, str):
-        raise ValueError(f"classify: labels must be a list or a mapping, got the string {labels!r}")
+        raise OpDefinitionError(
+            f"classify: labels must be a list or a mapping, got the string {labels!r}"
+        )
     described = dict(labels) if isinstance(labels, Mapping) else {str(x): str(x) for x in labels}
     if len(described) < 2:
-        raise ValueError(f"classify: give at least two labels, got {sorted(described)}")
+        raise OpDefinitionError(f"classify: give at least two labels, got {sorted(described)}")
     bad = [
         label for label, desc in described.items() if not isinstance(desc, str) or not desc.strip()
     ]
     if bad:
-        raise ValueError(f"classify: labels {bad} need a non-empty text description")
+        raise OpDefinitionError(f"classify: labels {bad} need a non-empty text description")
     return {str(label): desc for label, desc in described.items()}

@@ -26,13 +26,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import importlib.metadata
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, overload
 
+from weave_stream.durations import parse_duration
+from weave_stream.errors import DurationError, OpDefinitionError
 from weave_stream.ops.base import CostEstimate, OpPolicy, OpResult, Signature
-from weave_stream.ops.versioning import code_digest, version_digest
+from weave_stream.ops.versioning import code_digest, imported_distributions, version_digest
 
 __all__ = ["FunctionOp", "OpClass", "OpDecorator", "OpOptions", "op"]
 
@@ -51,6 +54,9 @@ class OpOptions:
     depends: tuple[Any, ...] = ()
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON
     unversioned: tuple[str, ...] = ()
+    version: str | None = None  # the user's label, in place of the distributions
+    distributions: tuple[str, ...] | None = None  # None: those the op's module imports
+    higher_is_worse: bool | None = None  # for drill-downs: which scores are the worst
 
 
 class FunctionOp:
@@ -65,6 +71,8 @@ class FunctionOp:
         name: str,
         params: Mapping[str, Any] | None = None,
         instance: Any = None,
+        factory: OpClass | None = None,
+        arguments: Mapping[str, Any] | None = None,
     ) -> None:
         self._function = function
         self._options = options
@@ -72,7 +80,10 @@ class FunctionOp:
         self._name = name
         self._params = dict(params or {})
         self._instance = instance
+        self._factory = factory
+        self._arguments = dict(arguments or {})  # every constructor argument, versioned or not
         self._code: str | None = None
+        self._dependencies: dict[str, str] | None = None
         self._version: tuple[Any, str] | None = None  # (state, version): params never change
         self._signature = _signature_of(function)
         self.__wrapped_op__ = code_target
@@ -86,14 +97,40 @@ class FunctionOp:
 
     @property
     def version(self) -> str:
-        """Digest of code, parameters and learned state (see :mod:`.versioning`)."""
+        """Digest of code, parameters, learned state and the installed distributions the
+        op's module imports, or its ``version=`` label (see :mod:`.versioning`)."""
         if self._code is None:
             self._code = code_digest(self._code_target, self._options.depends)
         state_hook = getattr(self._instance, "version_state", None)
         state = state_hook() if callable(state_hook) else None
         if self._version is None or self._version[0] != state:
-            self._version = (state, version_digest(self._name, self._code, self._params, state))
+            dependencies = dict(self.distributions)
+            if self._options.version is not None:
+                dependencies = {"version": self._options.version}
+            digest = version_digest(self._name, self._code, self._params, state, dependencies)
+            self._version = (state, digest)
         return self._version[1]
+
+    @property
+    def higher_is_worse(self) -> bool | None:
+        """Whether a higher value is worse (drill-downs list the worst first); None: unsaid."""
+        return self._options.higher_is_worse
+
+    @property
+    def distributions(self) -> dict[str, str]:
+        """``{distribution: version}`` this op's version covers (empty with ``version=``)."""
+        if self._dependencies is None:
+            options = self._options
+            if options.version is not None:
+                self._dependencies = {}
+            elif options.distributions is not None:
+                self._dependencies = {
+                    name: _installed_version(name) for name in options.distributions
+                }
+            else:
+                targets = [self._code_target, *options.depends]
+                self._dependencies = imported_distributions(targets)
+        return dict(self._dependencies)
 
     @property
     def ref(self) -> str:
@@ -121,6 +158,29 @@ class FunctionOp:
     def params(self) -> Mapping[str, Any]:
         """The versioned parameters the op was made with (empty for a function)."""
         return dict(self._params)
+
+    def with_params(self, **changes: Any) -> FunctionOp:
+        """The same op class built with ``changes`` to its parameters (a new version).
+
+        Raises :class:`~weave_stream.errors.OpDefinitionError` naming the parameters the op takes
+        when one is unknown, or when the op is a function (it has no parameters).
+
+        >>> from weave_stream.ops.classify import Classify
+        >>> two = Classify(labels=["a", "b"]).with_params(temperature=0.1)
+        >>> two.params["temperature"], two.params["labels"]
+        (0.1, ['a', 'b'])
+        >>> two.with_params(temprature=0.2)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        weave_stream.errors.OpDefinitionError: op 'classify' has no parameter 'temprature'; ...
+        """
+        if self._factory is None:
+            raise OpDefinitionError(
+                f"op {self._name!r} is a function: it has no parameters to vary "
+                f"(changes asked: {sorted(changes)}); vary the op itself, or make it a class "
+                "whose constructor takes them"
+            )
+        return self._factory.rebuild(self._arguments, changes)
 
     def estimate(self, inputs: Sequence[Mapping[str, Any]]) -> CostEstimate:
         """The instance's own estimate, or the declared per-input cost times ``len(inputs)``."""
@@ -224,7 +284,27 @@ class OpClass:
             name=name,
             params=params,
             instance=instance,
+            factory=self,
+            arguments=_keyword_arguments(bound),
         )
+
+    def rebuild(self, arguments: Mapping[str, Any], changes: Mapping[str, Any]) -> FunctionOp:
+        """An op of this class from ``arguments`` (by keyword) with ``changes`` applied."""
+        parameters = inspect.signature(self._cls).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+        named = [
+            name
+            for name, p in parameters.items()
+            if p.kind not in (inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL)
+        ]
+        unknown = sorted(name for name in changes if name not in named and not takes_any)
+        if unknown:
+            name = self._options.name or self._cls.__name__
+            listed = ", ".join(repr(u) for u in unknown)
+            raise OpDefinitionError(
+                f"op {name!r} has no parameter {listed}; its parameters: {', '.join(named)}"
+            )
+        return self(**{**arguments, **changes})
 
     def __repr__(self) -> str:
         return f"<op class {self._options.name or self._cls.__name__}>"
@@ -244,7 +324,7 @@ class OpDecorator:
         if inspect.isclass(item):
             return OpClass(item, self.options)
         if not callable(item):
-            raise TypeError(f"@op decorates a function or a class, not {item!r}")
+            raise OpDefinitionError(f"@op decorates a function or a class, not {item!r:.80}")
         name = self.options.name or item.__name__
         return FunctionOp(item, self.options, code_target=item, name=name)
 
@@ -260,15 +340,18 @@ def op(
     name: str | None = None,
     deterministic: bool = True,
     batched: bool = False,
-    timeout: float = 60.0,
+    timeout: float | str = 60.0,
     retries: int = 2,
-    backoff: float = 0.5,
-    max_backoff: float = 30.0,
+    backoff: float | str = 0.5,
+    max_backoff: float | str = 30.0,
     batch_size: int = 64,
     cost: CostEstimate | None = None,
     depends: Sequence[Any] = (),
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     unversioned: Sequence[str] = (),
+    version: str | None = None,
+    distributions: Sequence[str] | None = None,
+    higher_is_worse: bool | None = None,
 ) -> OpDecorator: ...
 def op(
     target: Any = None,
@@ -276,22 +359,33 @@ def op(
     name: str | None = None,
     deterministic: bool = True,
     batched: bool = False,
-    timeout: float = 60.0,
+    timeout: float | str = 60.0,
     retries: int = 2,
-    backoff: float = 0.5,
-    max_backoff: float = 30.0,
+    backoff: float | str = 0.5,
+    max_backoff: float | str = 30.0,
     batch_size: int = 64,
     cost: CostEstimate | None = None,
     depends: Sequence[Any] = (),
     retry_on: tuple[type[BaseException], ...] = DEFAULT_RETRY_ON,
     unversioned: Sequence[str] = (),
+    version: str | None = None,
+    distributions: Sequence[str] | None = None,
+    higher_is_worse: bool | None = None,
 ) -> FunctionOp | OpClass | OpDecorator:
     """Make an op of a function or class; usable bare (``@op``) or with options (``@op(...)``).
 
+    ``timeout``, ``retries``, ``backoff``, ``max_backoff`` and ``batch_size`` make its
+    :class:`~weave_stream.ops.base.OpPolicy` (durations in seconds or as text, ``"30s"``).
     ``cost`` is the estimate per input; ``depends`` lists further code (functions,
     classes, modules) whose changes must change the version; ``retry_on`` the
     exception types worth retrying; ``unversioned`` the class parameters that do not
     change results (an HTTP client, settings) and so stay out of the version.
+    ``version`` is a label of yours that stands for what the code uses (bump it when
+    the model behind an endpoint changes): it replaces the installed distributions the
+    version otherwise covers; ``distributions`` names exactly which distributions count
+    (default: those the op's module imports). ``higher_is_worse`` says which of the
+    op's values are the worst (a toxicity: higher; a quality score: lower), for
+    drill-downs of columns that do not say it themselves.
 
     mypy does not apply class decorators to types: for a typed class op, write
     ``Keyword = op(name="keyword")(KeywordOp)`` rather than decorating the class.
@@ -301,14 +395,35 @@ def op(
             name=name,
             deterministic=deterministic,
             batched=batched,
-            policy=OpPolicy(timeout, retries, backoff, max_backoff, batch_size),
+            policy=_policy(timeout, retries, backoff, max_backoff, batch_size),
             cost=cost or CostEstimate(),
             depends=tuple(depends),
             retry_on=retry_on,
             unversioned=tuple(unversioned),
+            version=version,
+            distributions=None if distributions is None else tuple(distributions),
+            higher_is_worse=higher_is_worse,
         )
     )
     return decorator(target) if target is not None else decorator
+
+
+def _installed_version(distribution: str) -> str:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"  # installing it later is a change too
+
+
+def _policy(
+    timeout: float | str, retries: int, backoff: float | str, max_backoff: float | str, size: int
+) -> OpPolicy:
+    durations = {"timeout": timeout, "backoff": backoff, "max_backoff": max_backoff}
+    try:
+        seconds = {name: parse_duration(value) for name, value in durations.items()}
+    except DurationError as exc:
+        raise OpDefinitionError(f"@op options: {exc}") from None
+    return OpPolicy(seconds["timeout"], retries, seconds["backoff"], seconds["max_backoff"], size)
 
 
 def _signature_of(function: Callable[..., Any]) -> Signature:
@@ -326,6 +441,18 @@ def _signature_of(function: Callable[..., Any]) -> Signature:
         else:
             optional.append(parameter.name)
     return Signature(tuple(required), tuple(optional), open_)
+
+
+def _keyword_arguments(bound: inspect.BoundArguments) -> dict[str, Any]:
+    """The bound constructor arguments as keywords (``**kwargs`` spread out)."""
+    arguments: dict[str, Any] = {}
+    for name, value in bound.arguments.items():
+        kind = bound.signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            arguments.update(value)
+        elif kind is not inspect.Parameter.VAR_POSITIONAL:
+            arguments[name] = value
+    return arguments
 
 
 def _names(inputs: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -182,7 +182,7 @@ class EmbedOp:
         """Batches sized for the device (this makes the process's backend, probing the device)."""
         kind = model_backend().kind
         batch_size = CPU_OP_BATCH if kind in (None, "cpu") else GPU_OP_BATCH
-        return OpPolicy(timeout_seconds=300.0, retries=1, batch_size=batch_size)
+        return OpPolicy(timeout=300.0, retries=1, batch_size=batch_size)
 
     def version_state(self) -> Mapping[str, str]:
         """The model's identity: a new model package version is a new op version."""
@@ -209,4 +209,6 @@ Embed = op(
     timeout=300.0,
     retries=1,
     unversioned=("token_budget",),
+    # The model package's version is in version_state; the code that runs it counts too.
+    distributions=("sentence-transformers", "transformers", "torch"),
 )(EmbedOp)

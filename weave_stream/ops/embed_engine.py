@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from weave_stream import metrics
 from weave_stream.errors import OpError
+from weave_stream.metrics import EMBED_TEXTS, EMBED_TOKENS
 from weave_stream.ops.embed_batches import Batch, Chunk, cut_chunk, estimated_tokens, token_batches
 from weave_stream.ops.embed_device import DevicePlan
 from weave_stream.ops.embed_model import (
@@ -120,9 +120,9 @@ class EmbeddingEngine:
         self._last_seen: dict[Hashable, float] = {}  # caller -> last request (planner only)
         self._model: Any = None
         self._model_lock = threading.Lock()
-        self._texts = metrics.EMBED_TEXTS.labels(plan.device)
-        self._text_tokens = metrics.EMBED_TOKENS.labels(plan.device, "text")
-        self._padding_tokens = metrics.EMBED_TOKENS.labels(plan.device, "padding")
+        self._texts = EMBED_TEXTS.labels(plan.device)
+        self._text_tokens = EMBED_TOKENS.labels(plan.device, "text")
+        self._padding_tokens = EMBED_TOKENS.labels(plan.device, "padding")
         self._threads = [
             threading.Thread(target=self._plan_loop, name="weave-stream-embed-plan", daemon=True),
             threading.Thread(

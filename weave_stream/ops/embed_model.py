@@ -16,8 +16,8 @@ import threading
 from collections import defaultdict
 from typing import Any
 
-from weave_stream import metrics
 from weave_stream.errors import OpError
+from weave_stream.metrics import EMBED_MODEL_LOADS
 
 __all__ = [
     "DIMENSIONS",
@@ -43,7 +43,7 @@ def load_model(device: str = "cpu", precision: str = "float32") -> Any:
         if key not in _models:
             _models[key] = _load(device, precision)
             MODEL_LOADS[key] += 1
-            metrics.EMBED_MODEL_LOADS.labels(device, precision).inc()
+            EMBED_MODEL_LOADS.labels(device, precision).inc()
         return _models[key]
 
 

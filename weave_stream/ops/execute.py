@@ -3,7 +3,7 @@
 Inputs are cut into batches of ``policy.batch_size`` and run one batch at a time
 (an op that can use more parallelism, like the judge, runs its batch
 concurrently inside :meth:`Op.run_batch`). Each attempt of a batch is bounded by
-``policy.timeout_seconds``. After an attempt, only the inputs whose result is a
+``policy.timeout``. After an attempt, only the inputs whose result is a
 *retriable* failure are tried again, after the backoff or the op's
 ``retry_after``, whichever is longer, up to ``policy.retries`` times (the cost of
 failed attempts is added to the final result's). Whatever
@@ -30,7 +30,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from weave_stream import metrics
+from weave_stream.metrics import OP_BATCH_SECONDS, OP_RETRIES
 from weave_stream.ops.base import Op, OpResult
 
 __all__ = ["run_op"]
@@ -74,14 +74,14 @@ async def _run_with_retries(
         if not retry or attempt == policy.retries:
             return
         waits = [outcomes[pending.index(i)].retry_after or 0.0 for i in retry]
-        delay = max(policy.backoff(attempt), *waits)
-        metrics.OP_RETRIES.labels(op.name).inc(len(retry))
+        delay = max(policy.backoff_before(attempt), *waits)
+        OP_RETRIES.labels(op.name).inc(len(retry))
         await asyncio.sleep(delay)
         pending = retry
 
 
 async def _attempt(op: Op, batch: list[Mapping[str, Any]]) -> list[OpResult]:
-    timeout = op.policy.timeout_seconds
+    timeout = op.policy.timeout
     started = time.perf_counter()
     try:
         outcomes = await asyncio.wait_for(op.run_batch(batch), timeout)
@@ -90,13 +90,13 @@ async def _attempt(op: Op, batch: list[Mapping[str, Any]]) -> list[OpResult]:
             f"op {op.ref} did not finish a batch of {len(batch)} within its "
             f"{timeout:g}s timeout (raise the op's timeout, or lower its batch_size)"
         )
-        metrics.OP_BATCH_SECONDS.labels(op.name).observe(time.perf_counter() - started)
+        OP_BATCH_SECONDS.labels(op.name).observe(time.perf_counter() - started)
         return [OpResult.failure(error, retriable=True) for _ in batch]
     except Exception as exc:  # an op broke its contract; the inputs still get results
         error = f"op {op.ref} failed on a batch of {len(batch)}: {type(exc).__name__}: {exc}"
         return [OpResult.failure(error, retriable=True) for _ in batch]
     elapsed = time.perf_counter() - started
-    metrics.OP_BATCH_SECONDS.labels(op.name).observe(elapsed)
+    OP_BATCH_SECONDS.labels(op.name).observe(elapsed)
     outcomes = list(outcomes)
     if len(outcomes) != len(batch):
         error = (

@@ -37,7 +37,8 @@ import httpx
 import orjson
 
 from weave_stream.config import Settings, load_settings
-from weave_stream.errors import ConfigError
+from weave_stream.durations import parse_duration
+from weave_stream.errors import ConfigError, DurationError, OpDefinitionError
 from weave_stream.ops.base import CostEstimate, OpPolicy, OpResult, Signature
 from weave_stream.ops.decorator import op
 from weave_stream.ops.judge_http import (
@@ -77,14 +78,14 @@ class JudgeOp:
         base_url: str | None = None,
         api_key: str | None = None,
         concurrency: int | None = None,
-        timeout: float = 60.0,
+        timeout: float | str = 60.0,
         retries: int = 3,
-        backoff: float = 1.0,
+        backoff: float | str = 1.0,
     ) -> None:
         self.prompt = prompt
         self.op_signature = Signature(required=_template_fields(prompt))
         if len(score_range) != 2 or not score_range[0] < score_range[1]:
-            raise ValueError(
+            raise OpDefinitionError(
                 f"judge: score_range must be [low, high] with low < high, got {score_range!r}"
             )
         self.score_range = (float(score_range[0]), float(score_range[1]))
@@ -101,12 +102,15 @@ class JudgeOp:
         self._model = model
         self._settings = settings
         self._base_url, self._api_key, self._concurrency = base_url, api_key, concurrency
-        self.timeout = timeout
+        self.timeout = _seconds("timeout", timeout)
+        backoff = _seconds("backoff", backoff)
         batch_size = 4 * (concurrency or 8)
         # An attempt of a batch waits for its requests in waves of `concurrency`; each
         # request has its own timeout, so the batch's bound only catches a stuck op.
         waves = math.ceil(batch_size / (concurrency or 8)) + 2
-        self.op_policy = OpPolicy(timeout * waves, retries, backoff, max(30.0, backoff), batch_size)
+        self.op_policy = OpPolicy(
+            self.timeout * waves, retries, backoff, max(30.0, backoff), batch_size
+        )
 
     # -- resolved lazily: constructing a topology reads no settings ---------------------
     @property
@@ -164,6 +168,10 @@ class JudgeOp:
         )
         seconds = EXPECTED_LATENCY_SECONDS * len(inputs) / concurrency
         return CostEstimate(prompt_tokens + completion_tokens, usd, seconds)
+
+    def parse(self, content: str) -> dict[str, Any]:
+        """The value of an answer: ``{"score", "reason"}`` (raises :class:`JudgeAnswerError`)."""
+        return parse_answer(content, self.score_range)
 
     async def __call__(self, **arguments: list[Any]) -> list[OpResult]:
         count = len(next(iter(arguments.values()), []))
@@ -223,7 +231,7 @@ class JudgeOp:
         )
         cost = reply.cost(self.prices, self.model)
         try:
-            value = parse_answer(reply.content, self.score_range)
+            value = self.parse(reply.content)
         except JudgeAnswerError as exc:
             return OpResult.failure(
                 str(exc), retriable=True, details=details, cost=cost, latency_ms=latency_ms
@@ -236,6 +244,8 @@ Judge = op(
     deterministic=False,
     batched=True,
     depends=(parse_answer,),  # the parser decides the values; its module is not followed
+    distributions=(),  # the model's name is in version_state; the HTTP client does not score
+    higher_is_worse=False,  # a score: the lowest are the worst
     unversioned=(
         "prices",
         "settings",
@@ -249,12 +259,19 @@ Judge = op(
 )(JudgeOp)
 
 
+def _seconds(name: str, value: float | str) -> float:
+    try:
+        return parse_duration(value)
+    except DurationError as exc:
+        raise OpDefinitionError(f"judge: {name}: {exc}") from None
+
+
 def _template_fields(template: str) -> tuple[str, ...]:
     fields: dict[str, None] = {}
     try:
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
-        raise ValueError(
+        raise OpDefinitionError(
             f"judge: the prompt template is malformed ({exc}); "
             "write literal braces as {{ and }}"
         ) from None
@@ -262,14 +279,14 @@ def _template_fields(template: str) -> tuple[str, ...]:
         if name is None:
             continue
         if not name.isidentifier() or spec or conversion:
-            raise ValueError(
+            raise OpDefinitionError(
                 f"judge: prompt placeholder {{{name}{'!' + conversion if conversion else ''}"
                 f"{':' + spec if spec else ''}}} is not a plain argument name; write {{name}} with "
                 "a Python identifier, and literal braces as {{ and }}"
             )
         fields[name] = None
     if not fields:
-        raise ValueError(
+        raise OpDefinitionError(
             "judge: the prompt has no {placeholders}; it would judge nothing about the call"
         )
     return tuple(fields)

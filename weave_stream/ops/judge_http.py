@@ -6,8 +6,6 @@
 
 >>> parse_answer('```json\\n{"score": 4, "reason": "clear"}\\n```', (1, 5))
 {'score': 4.0, 'reason': 'clear'}
->>> parse_retry_after({"retry-after": "2"})
-2.0
 >>> price_of(PRICES, "gpt-4o-mini-2024-07-18")
 (0.15, 0.6)
 """
@@ -16,18 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 import orjson
 
-from weave_stream import metrics
+from weave_stream.durations import parse_retry_after
 from weave_stream.errors import OpError
+from weave_stream.metrics import JUDGE_TOKENS
 
 __all__ = [
     "PRICES",
@@ -36,7 +33,6 @@ __all__ = [
     "chat_completion",
     "concurrency_limit",
     "parse_answer",
-    "parse_retry_after",
     "price_of",
 ]
 
@@ -111,6 +107,8 @@ async def chat_completion(
     status = response.status_code
     if status == 429 or status >= 500:
         retry_after = parse_retry_after(response.headers)
+        if retry_after is not None:
+            retry_after = min(retry_after, MAX_RETRY_AFTER_SECONDS)
         wait = f"; retrying after {retry_after:g}s as asked" if retry_after is not None else ""
         snippet = _scrub(response.text[:200], secret)
         return Reply(
@@ -143,8 +141,8 @@ def _reply_of(response: httpx.Response, where: str, secret: str | None) -> Reply
     prompt_tokens = int(usage.get("prompt_tokens") or 0)
     completion_tokens = int(usage.get("completion_tokens") or 0)
     model = str(data.get("model") or "unknown")
-    metrics.JUDGE_TOKENS.labels(model, "prompt").inc(prompt_tokens)
-    metrics.JUDGE_TOKENS.labels(model, "completion").inc(completion_tokens)
+    JUDGE_TOKENS.labels(model, "prompt").inc(prompt_tokens)
+    JUDGE_TOKENS.labels(model, "completion").inc(completion_tokens)
     return Reply(
         content=content if isinstance(content, str) else orjson.dumps(content).decode(),
         prompt_tokens=prompt_tokens,
@@ -176,29 +174,6 @@ def parse_answer(content: str, score_range: tuple[float, float]) -> dict[str, An
         "score": float(score),
         "reason": reason if isinstance(reason, str) else orjson.dumps(reason).decode(),
     }
-
-
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    seconds: float | None = None
-    if "retry-after-ms" in lowered:
-        try:
-            seconds = float(lowered["retry-after-ms"]) / 1000
-        except ValueError:
-            seconds = None
-    if seconds is None and "retry-after" in lowered:
-        value = lowered["retry-after"].strip()
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                seconds = parsedate_to_datetime(value).timestamp() - time.time()
-            except (TypeError, ValueError):
-                seconds = None
-    if seconds is None:
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
 
 
 def _public_url(url: httpx.URL) -> str:

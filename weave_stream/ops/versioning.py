@@ -17,6 +17,14 @@ globals are state (a lazily loaded model, a cache), not code: they change while
 the process runs and must not change the version. Code imported from other
 modules is not followed; list it in ``depends=`` to have it counted.
 
+The version also covers the installed *distributions* the op's module imports
+(:func:`imported_distributions`: every ``import`` statement of the module, mapped to
+the distribution that provides it, with its version; the standard library and
+weave-stream itself left out): upgrading the package whose model the op wraps gives
+a new ref. ``@op(version="...")`` replaces them with a label the user bumps, and
+``@op(distributions=[...])`` names exactly which distributions count. An op that
+imports no installed distribution keeps the version it had without this rule.
+
 >>> def double(x):
 ...     return 2 * x
 >>> code_digest(double) == code_digest(double)
@@ -28,8 +36,11 @@ True
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
+import importlib.metadata
 import inspect
+import sys
 import textwrap
 import types
 from collections.abc import Iterable, Mapping
@@ -40,30 +51,103 @@ import orjson
 
 from weave_stream.errors import OpError
 
-__all__ = ["canonical_json", "code_digest", "params_digest", "version_digest"]
+__all__ = [
+    "canonical_json",
+    "code_digest",
+    "imported_distributions",
+    "params_digest",
+    "version_digest",
+]
 
 _SIMPLE = (int, float, str, bytes, bool, type(None))
 VERSION_LENGTH = 12
 
 
-def version_digest(name: str, code: str, params: Mapping[str, Any], state: Any = None) -> str:
-    """The version of an op: 12 hex digits over its name, code digest, parameters and state.
+def version_digest(
+    name: str,
+    code: str,
+    params: Mapping[str, Any],
+    state: Any = None,
+    dependencies: Mapping[str, str] | None = None,
+) -> str:
+    """The version of an op: 12 hex digits over its name, code digest, parameters, state
+    and ``dependencies`` (distribution versions, or the user's ``version=`` label).
 
     >>> version_digest("embed", "c0de", {"model": "m"})
     'cfa38988acd7'
     >>> version_digest("embed", "c0de", {"model": "m"}) != version_digest("embed", "c0de", {})
     True
+    >>> version_digest("f", "c0de", {}, dependencies={}) == version_digest("f", "c0de", {})
+    True
     """
     hasher = hashlib.sha256(b"weave-stream-op/1\0")
-    for part in (
-        name.encode(),
-        code.encode(),
-        canonical_json(params, name),
-        canonical_json(state, name),
-    ):
+    parts = [name.encode(), code.encode(), canonical_json(params, name)]
+    parts.append(canonical_json(state, name))
+    if dependencies:  # none: the version an op had before dependencies counted
+        parts.append(canonical_json(dict(dependencies), name))
+    for part in parts:
         hasher.update(len(part).to_bytes(8, "big"))
         hasher.update(part)
     return hasher.hexdigest()[:VERSION_LENGTH]
+
+
+_OWN_DISTRIBUTIONS = frozenset({"weave-stream", "weave_stream"})
+
+
+def imported_distributions(targets: Iterable[Any]) -> dict[str, str]:
+    """``{distribution: version}`` of the installed distributions that the modules of
+    ``targets`` (functions, classes or modules) import, anywhere in the module.
+
+    The standard library, weave-stream itself and modules no installed distribution
+    provides (the user's own files, versioned by their code) are left out.
+
+    >>> sorted(imported_distributions([imported_distributions]))   # this module imports orjson
+    ['orjson']
+    """
+    names: set[str] = set()
+    for target in targets:
+        module = target if isinstance(target, types.ModuleType) else _module_of(target)
+        if module is not None:
+            names.update(_imported_top_names(module))
+    providers = _distributions_by_module(tuple(sys.path))
+    found: dict[str, str] = {}
+    for name in sorted(names - set(sys.stdlib_module_names)):
+        for distribution in providers.get(name, ()):
+            if distribution.lower().replace("_", "-") in _OWN_DISTRIBUTIONS:
+                continue
+            try:
+                found[distribution] = importlib.metadata.version(distribution)
+            except importlib.metadata.PackageNotFoundError:
+                continue  # metadata gone since the mapping was read: it provides nothing
+    return found
+
+
+def _module_of(target: Any) -> types.ModuleType | None:
+    try:
+        return inspect.getmodule(inspect.unwrap(target) if callable(target) else target)
+    except (TypeError, ValueError):
+        return None
+
+
+def _imported_top_names(module: types.ModuleType) -> set[str]:
+    try:
+        tree = ast.parse(inspect.getsource(module))
+    except (OSError, TypeError, SyntaxError):  # no readable source (a REPL): nothing to see
+        return set()
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@functools.lru_cache(maxsize=8)
+def _distributions_by_module(path: tuple[str, ...]) -> Mapping[str, list[str]]:
+    # Which distribution provides which top-level module: read once per sys.path (it
+    # scans every installed distribution); versions are read fresh each time.
+    return importlib.metadata.packages_distributions()
 
 
 def canonical_json(value: Any, where: str = "op") -> bytes:

@@ -30,15 +30,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from weave_stream.aggregates.in_process import aggregate_rows
-from weave_stream.aggregates.rows import RowBuilder
-from weave_stream.aggregates.source import aggregate_plans
+from weave_stream.aggregates.in_process import topology_aggregates
 from weave_stream.columns.cache import MemoryCache, ResultCache
 from weave_stream.columns.derive import DerivedValue, DeriveStats, Trials, derive_batch
 from weave_stream.columns.plan import Plan, plan_topology
 from weave_stream.errors import CallValidationError, ConfigError
 from weave_stream.ingest.call import Call, parse_call_object
-from weave_stream.ingest.outcomes import DeadLetter, expire_pending, ingest_record
+from weave_stream.ingest.files import read_call_file
+from weave_stream.ingest.outcomes import DeadLetter
 from weave_stream.runners.results import ResultTable
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
@@ -60,7 +59,7 @@ DEFAULT_BATCH_SIZE = 256
 def read_calls(source: Any) -> tuple[list[Call], list[DeadLetter]]:
     """The calls of a JSONL file (path), a DataFrame, or an iterable of calls or dicts."""
     if isinstance(source, str | Path):
-        return _read_jsonl(Path(source))
+        return read_call_file(source)
     if hasattr(source, "to_dict") and hasattr(source, "columns"):  # a pandas DataFrame
         records = [_without_missing(row) for row in source.to_dict(orient="records")]
         return _read_objects(records, "dataframe")
@@ -108,7 +107,7 @@ async def arun_local(
             values.extend(await derive_batch(topology, batch, cache, trials=trials, stats=stats))
             bar.update(len(batch))
     columns = [column.name for column in topology.compiled]
-    return ResultTable(topology.name, columns, values, stats, dead_letters)
+    return ResultTable(topology.name, columns, values, stats, dead_letters, topology, calls)
 
 
 def run_local(
@@ -145,28 +144,6 @@ async def plan_local(
     return plan, dead_letters
 
 
-def _read_jsonl(path: Path) -> tuple[list[Call], list[DeadLetter]]:
-    if not path.is_file():
-        raise FileNotFoundError(f"input file {path} does not exist")
-    calls: list[Call] = []
-    dead_letters: list[DeadLetter] = []
-    pending: dict[str, Any] = {}
-    with path.open("rb") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            result = ingest_record(
-                line.rstrip(b"\r\n"), pending, now=float(number), source=(str(path), 0, number)
-            )
-            if result.call is not None:
-                calls.append(result.call)
-            elif result.dead_letter is not None:
-                dead_letters.append(result.dead_letter)
-    # The file is all there is: a half still waiting will never be joined.
-    calls.extend(expire_pending(pending, now=math.inf, timeout=0.0))
-    return calls, dead_letters
-
-
 def _read_objects(records: Iterable[Any], where: str) -> tuple[list[Call], list[DeadLetter]]:
     calls, dead_letters = [], []
     for index, record in enumerate(records):
@@ -197,9 +174,7 @@ def local_aggregates(
     ``calls`` is a JSONL path, a DataFrame or calls (as :func:`~weave_stream.runners.local.
     run_local` takes them); without ``values`` the topology's columns are computed first.
     """
-    plans = aggregate_plans(topology)
     loaded, _ = read_calls(calls)
     if values is None:
         values = run_local(topology, loaded).values
-    rows = RowBuilder(topology, [plan.spec for plan in plans]).rows(loaded, values)
-    return plans, aggregate_rows(plans, rows, topology=topology.name)
+    return topology_aggregates(topology, loaded, values)

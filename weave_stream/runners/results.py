@@ -7,6 +7,24 @@ column with fewer trials than the row's (a deterministic op) shows its last
 trial's value. Files: ``.jsonl`` keeps values nested; ``.csv`` and ``.parquet``
 expand dict values into ``c.<key>`` columns (``doc_class.label``) and write the
 rest as JSON text (CSV) or lists (Parquet).
+
+A table of :func:`~weave_stream.runners.local.run_local` keeps its topology and calls,
+so it answers the topology's aggregates in-process with :meth:`ResultTable.aggregates`:
+the same :class:`~weave_stream.aggregates.table.AggregateTable` that
+``weave-stream aggregates --input`` prints.
+
+>>> from weave_stream import Aggregate, Column, Topology, op, run_local
+>>> @op
+... def words(text: str) -> int:
+...     return len(text.split())
+>>> topology = Topology("demo", [Column("words", words, args={"text": "inputs.document"})],
+...                     aggregates=[Aggregate(name="length", window="1h", group_by=["op_name"],
+...                                           metrics={"words": ["count", "mean"]})])
+>>> calls = [{"id": f"c{i}", "op_name": "extract", "started_at": 1795662000 + i,
+...           "inputs": {"document": "one two " * i}} for i in range(1, 4)]
+>>> table = run_local(topology, calls).aggregates("length", by=[])
+>>> table.frame[["words.count", "words.mean"]].values.tolist()
+[[3.0, 4.0]]
 """
 
 from __future__ import annotations
@@ -15,15 +33,19 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
+import pandas as pd
 
+from weave_stream.aggregates.in_process import topology_aggregates
+from weave_stream.aggregates.queries import choose_plan, query_tables
+from weave_stream.aggregates.table import AggregateTable
 from weave_stream.columns.derive import DerivedValue, DeriveStats
+from weave_stream.errors import OutputError, QueryError
+from weave_stream.ingest.call import Call
 from weave_stream.ingest.outcomes import DeadLetter
-
-if TYPE_CHECKING:
-    import pandas as pd
+from weave_stream.topology.spec import Topology
 
 __all__ = ["OUTPUT_SUFFIXES", "ResultTable"]
 
@@ -32,13 +54,48 @@ OUTPUT_SUFFIXES = (".jsonl", ".csv", ".parquet")
 
 @dataclass
 class ResultTable:
-    """The values of a run, with its counts and the input records that were not calls."""
+    """The values of a run, with its counts and the input records that were not calls.
+
+    ``spec`` and ``calls`` are the topology and calls of the run (kept by
+    :func:`~weave_stream.runners.local.run_local`), which :meth:`aggregates` reads.
+    """
 
     topology: str
     columns: Sequence[str]
     values: list[DerivedValue]
     stats: DeriveStats = field(default_factory=DeriveStats)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    spec: Topology | None = field(default=None, repr=False)
+    calls: Sequence[Call] = field(default=(), repr=False)
+
+    def aggregates(
+        self,
+        aggregate: str | None = None,
+        *,
+        by: str | Sequence[str] | None = None,
+        since: str | float | None = None,
+    ) -> AggregateTable:
+        """The windowed table of ``aggregate`` (the only one when ``None``) over this run.
+
+        ``by`` re-groups on some of its group keys (``[]``: every group merged);
+        ``since`` keeps windows ending within that duration (``"6h"``) before the
+        newest event time. Raises :class:`~weave_stream.errors.QueryError` when the
+        topology has no such aggregate or key.
+        """
+        if self.spec is None:
+            raise QueryError(
+                f"result table of {self.topology!r} has no topology to aggregate with; "
+                "use the table run_local returns"
+            )
+        plans, partials = topology_aggregates(self.spec, self.calls, self.values)
+        if not plans:
+            raise QueryError(
+                f"topology {self.topology!r} declares no aggregates; add one "
+                "(Topology(..., aggregates=[Aggregate(...)]) or an 'aggregates:' section)"
+            )
+        name = choose_plan(plans, aggregate).name
+        keys = [by] if isinstance(by, str) else by
+        return query_tables(plans, partials, aggregate=name, by=keys, since=since)[0]
 
     def __len__(self) -> int:
         return len(self.rows())
@@ -82,8 +139,6 @@ class ResultTable:
 
     def to_pandas(self, expand: bool = False) -> pd.DataFrame:
         """The table as a DataFrame; ``expand`` splits dict values into ``column.key`` columns."""
-        import pandas as pd
-
         frame = pd.DataFrame(self.rows())
         if frame.empty:
             return pd.DataFrame(columns=["call_id", "trace_id", "started_at", "trial"])
@@ -93,8 +148,9 @@ class ResultTable:
         """Write the table to ``path``; the suffix picks the format (.jsonl, .csv, .parquet)."""
         path = Path(path)
         if path.suffix not in OUTPUT_SUFFIXES:
-            raise ValueError(
-                f"cannot write {path}: the file must end in {', '.join(OUTPUT_SUFFIXES)}"
+            raise OutputError(
+                f"cannot write {path}: the file must end in {', '.join(OUTPUT_SUFFIXES)} "
+                "(the suffix picks the format)"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".jsonl":
@@ -115,8 +171,6 @@ class ResultTable:
 
 
 def _expand(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    import pandas as pd
-
     for name in columns:
         if name not in frame or not frame[name].map(lambda cell: isinstance(cell, dict)).any():
             continue

@@ -53,7 +53,9 @@ class WorkerProcess:
         env = {**os.environ, **self.settings.as_environment()}
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "weave_stream", "worker"],
+                # --verbose: Faust's lines too, in this log (the worker's own log file
+                # would otherwise hold them, away from log_tail()).
+                [sys.executable, "-m", "weave_stream", "worker", "--verbose"],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,

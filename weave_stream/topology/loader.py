@@ -12,8 +12,9 @@ YAML (or the dict it parses to)::
         filter: {attributes.env: prod}     # optional
         sample: 1.0                        # optional, relative to the source's
         trials: 1                          # optional, non-deterministic ops only
-    aggregates: []                         # validated by the aggregates module
-    monitors: []                           # validated by the drift module
+        higher_is_worse: false             # optional: drill-downs list the worst first
+    aggregates: []                         # Aggregate entries (topology.aggregates)
+    monitors: []                           # Monitor entries (topology.monitors)
 
 A Python file defines a :class:`~weave_stream.topology.spec.Topology` named ``topology``
 (or exactly one Topology at module level).
@@ -38,11 +39,11 @@ import yaml
 
 from weave_stream.config import Settings
 from weave_stream.errors import TopologyError
+from weave_stream.ops.resolve import importable_from
 from weave_stream.topology.spec import Column, Source, Topology
 
 __all__ = [
     "TOPOLOGY_DIR",
-    "check_sections",
     "find_topology_file",
     "load_topology",
     "topology_from_dict",
@@ -51,7 +52,9 @@ __all__ = [
 TOPOLOGY_DIR = Path("topologies")
 _TOP_KEYS = frozenset({"name", "description", "source", "columns", "aggregates", "monitors"})
 _SOURCE_KEYS = frozenset({"op_name", "filter", "sample"})
-_COLUMN_KEYS = frozenset({"name", "op", "params", "args", "filter", "sample", "trials"})
+_COLUMN_KEYS = frozenset(
+    {"name", "op", "params", "args", "filter", "sample", "trials", "higher_is_worse"}
+)
 _SUFFIXES = (".yaml", ".yml", ".py")
 
 
@@ -60,7 +63,8 @@ def load_topology(
 ) -> Topology:
     """Load and validate a topology from a file, or by name from ``directory`` (``topologies/``).
 
-    Everything is checked here, before anything runs: columns and their DAG, and the
+    Everything is checked here, before anything runs (by building the
+    :class:`~weave_stream.topology.spec.Topology`): columns and their DAG, and the
     ``aggregates:`` and ``monitors:`` sections (keys that name no column or call field,
     a monitor on a column the topology does not have).
     """
@@ -78,25 +82,7 @@ def load_topology(
         topology = topology_from_dict(
             data, settings=settings, search_path=path.parent, origin=str(path)
         )
-    check_sections(topology)
     return topology
-
-
-def check_sections(topology: Topology) -> None:
-    """Validate the ``aggregates:`` and ``monitors:`` of ``topology`` against its columns."""
-    from weave_stream.aggregates.rows import RowBuilder
-    from weave_stream.drift.spec import parse_monitors
-    from weave_stream.windows.spec import parse_aggregates
-
-    RowBuilder(topology, parse_aggregates(topology.aggregates, topology.name))
-    columns = {column.name for column in topology.columns}
-    for monitor in parse_monitors(topology.name, topology.monitors):
-        if monitor.column not in columns:
-            raise TopologyError(
-                f"topology {topology.name!r}, monitor {monitor.name!r}, field column: "
-                f"{monitor.column!r} is not a column of the topology (its columns: "
-                f"{', '.join(sorted(columns))}); name the embedding column to watch"
-            )
 
 
 def find_topology_file(path_or_name: str | Path, directory: Path | None = None) -> Path:
@@ -155,8 +141,8 @@ def topology_from_dict(
             columns=columns,
             source=source,
             description=str(data.get("description") or ""),
-            aggregates=list(data.get("aggregates") or []),
-            monitors=list(data.get("monitors") or []),
+            aggregates=data.get("aggregates") or (),
+            monitors=data.get("monitors") or (),
             settings=settings,
             search_path=search_path,
         )
@@ -197,6 +183,7 @@ def _column(data: Any, index: int, where: str) -> Column:
         filter=data.get("filter"),
         sample=data.get("sample", 1.0),
         trials=data.get("trials", 1),
+        higher_is_worse=data.get("higher_is_worse"),
     )
 
 
@@ -207,7 +194,8 @@ def _from_python(path: Path) -> Topology:
         raise TopologyError(f"cannot import topology file {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # ops defined in the file are versioned by their source
-    spec.loader.exec_module(module)
+    with importable_from(path.parent):  # its own modules beside it
+        spec.loader.exec_module(module)
     found = getattr(module, "topology", None)
     if isinstance(found, Topology):
         return found

@@ -1,8 +1,13 @@
 """The topology registry: a compacted topic mapping topology name → registered spec.
 
 A registration carries the topology's *source* (YAML or Python, exactly as the user
-wrote it) so that a worker loads it with the same loader as the local runner: the
-same file means the same topology everywhere. Unregistering writes a tombstone.
+wrote it) and its own *modules* -- the files beside it that its ops come from
+(:mod:`weave_stream.topology.modules`) -- so that a worker, wherever it runs, loads
+it with the same loader as the local runner: the same files mean the same topology
+everywhere, and a change to any of them is a new version. Before a registration is
+written, :func:`check_loadable` loads it as a worker would (a fresh process, another
+directory); one that would not load is refused with the reason. Unregistering
+writes a tombstone.
 
 Registering Python topologies ships code to the workers: anyone who may write the
 registry topic may run code on them. Restrict write access to that topic (Kafka
@@ -12,13 +17,16 @@ ACLs) in production.
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -27,11 +35,13 @@ from weave_stream.broker.kafka import COMPACTED, ensure_topics, read_topic
 from weave_stream.config import Settings
 from weave_stream.errors import TopologyError
 from weave_stream.topology.loader import find_topology_file, load_topology
+from weave_stream.topology.modules import local_modules, materialize, modules_digest
 from weave_stream.topology.spec import Topology
 
 __all__ = [
     "Registration",
     "SourceFormat",
+    "check_loadable",
     "read_registry",
     "register",
     "registered_topology",
@@ -55,6 +65,7 @@ class Registration:
     version: str
     registered_at: str
     registered_by: str = ""
+    modules: dict[str, str] = field(default_factory=dict)  # relative path -> source
 
     @property
     def registered_epoch(self) -> float:
@@ -66,11 +77,18 @@ class Registration:
 
     @classmethod
     def from_json(cls, raw: bytes) -> Registration:
-        return cls(**orjson.loads(raw))
+        data = orjson.loads(raw)
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
     def create(
-        cls, name: str, source: str, source_format: SourceFormat, version: str | None = None
+        cls,
+        name: str,
+        source: str,
+        source_format: SourceFormat,
+        version: str | None = None,
+        modules: dict[str, str] | None = None,
     ) -> Registration:
         """A registration stamped now; ``version`` defaults to a digest of the source."""
         digest = version or hashlib.sha256(source.encode()).hexdigest()[:12]
@@ -83,7 +101,13 @@ class Registration:
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
             registered_by=socket.gethostname(),
+            modules=dict(modules or {}),
         )
+
+    @property
+    def file_name(self) -> str:
+        """The topology's file name when written out (``<name>.yaml`` or ``<name>.py``)."""
+        return f"{self.name}{'.py' if self.source_format == 'python' else '.yaml'}"
 
 
 async def register(settings: Settings, registration: Registration) -> None:
@@ -163,31 +187,87 @@ async def watch_registry(
         await consumer.stop()
 
 
-def topology_version(topology: Topology) -> str:
-    """12 hex digits over the topology's spec and the refs of its compiled ops."""
-    spec = {"spec": topology.to_dict(), "ops": [c.op.ref for c in topology.compiled]}
+def topology_version(topology: Topology, modules: dict[str, str] | None = None) -> str:
+    """12 hex digits over the topology's spec, the refs of its ops and its shipped modules."""
+    spec: dict[str, Any] = {
+        "spec": topology.to_dict(),
+        "ops": [c.op.ref for c in topology.compiled],
+    }
+    if modules:  # only when there are some: versions of topologies without stay as they were
+        spec["modules"] = modules_digest(modules)
     canonical = orjson.dumps(spec, option=orjson.OPT_SORT_KEYS, default=str)
     return hashlib.sha256(canonical).hexdigest()[:12]
 
 
 def registration_for(path_or_name: str, settings: Settings) -> tuple[Topology, Registration]:
-    """Load and validate a topology file and build its registration."""
+    """Load and validate a topology file and build its registration (with its modules)."""
     path = find_topology_file(path_or_name)
     topology = load_topology(path, settings)
+    modules = local_modules(path, topology)
     source_format: SourceFormat = "python" if path.suffix == ".py" else "yaml"
     registration = Registration.create(
-        topology.name, path.read_text(encoding="utf-8"), source_format, topology_version(topology)
+        topology.name,
+        path.read_text(encoding="utf-8"),
+        source_format,
+        topology_version(topology, modules),
+        modules,
     )
     return topology, registration
 
 
 def topology_from_registration(registration: Registration, settings: Settings) -> Topology:
-    """Load a registered topology exactly as its file would load locally."""
-    suffix = ".py" if registration.source_format == "python" else ".yaml"
-    with tempfile.TemporaryDirectory(prefix="weave-stream-topology-") as folder:
-        path = Path(folder) / f"{registration.name}{suffix}"
-        path.write_text(registration.source, encoding="utf-8")
-        return load_topology(path, settings)
+    """Load a registered topology exactly as its file would load locally, beside its modules.
+
+    The files are written to ``<data_dir>/topologies/<name>/<version>/`` and stay there.
+    """
+    folder = settings.data_dir / "topologies" / registration.name / registration.version
+    path = materialize(folder, registration.file_name, registration.source, registration.modules)
+    return load_topology(path, settings)
+
+
+def check_loadable(registration: Registration, settings: Settings, timeout: float = 120.0) -> None:
+    """Load ``registration`` as a worker would -- a new process in an empty directory --
+    and raise :class:`TopologyError` with the reason when it does not load.
+
+    What loads here only because of this process (a module importable from the current
+    directory, not beside the topology nor installed) is caught so, before any worker
+    crash-loops on it.
+    """
+    with tempfile.TemporaryDirectory(prefix="weave-stream-check-") as folder:
+        record = Path(folder) / "registration.json"
+        record.write_bytes(registration.to_json())
+        environment = {**os.environ, **settings.as_environment()}
+        environment["WEAVE_STREAM_DATA_DIR"] = str(Path(folder) / "data")
+        environment.pop("WEAVE_STREAM_BROKER", None)
+        script = (
+            "import sys, pathlib\n"
+            "from weave_stream.config import load_settings\n"
+            "from weave_stream.errors import WeaveStreamError\n"
+            "from weave_stream.topology.registrations import Registration, "
+            "topology_from_registration\n"
+            "registration = Registration.from_json(pathlib.Path(sys.argv[1]).read_bytes())\n"
+            "try:\n"
+            "    topology_from_registration(registration, load_settings())\n"
+            "except WeaveStreamError as exc:\n"
+            "    sys.exit(str(exc))\n"
+        )
+        answer = subprocess.run(
+            [sys.executable, "-c", script, str(record)],
+            cwd=folder,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+    if answer.returncode != 0:
+        reason = answer.stderr.strip().splitlines() or [f"exit status {answer.returncode}"]
+        detail = "\n  ".join(reason[-12:])
+        raise TopologyError(
+            f"topology {registration.name!r} would not load on a worker (checked in a new "
+            f"process, in another directory):\n  {detail}\nput the modules its ops need beside "
+            "the topology file (they travel with the registration), or install them where "
+            "the workers run"
+        )
 
 
 async def registered_topology(settings: Settings, name: str) -> Topology:

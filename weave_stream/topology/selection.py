@@ -44,13 +44,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from weave_stream.errors import MissingFieldError
 from weave_stream.ingest.call import Call
 
 __all__ = [
     "MISSING",
     "FieldPath",
     "Filter",
-    "MissingFieldError",
     "compile_filter",
     "op_name_matches",
     "sample_point",
@@ -61,10 +61,6 @@ __all__ = [
 _NESTED_FIELDS = frozenset({"inputs", "output", "attributes", "summary", "otel_dump"})
 _CALL_FIELDS = frozenset(Call.model_fields)
 MISSING = object()  # what :func:`walk` gives for a path that is not there
-
-
-class MissingFieldError(LookupError):
-    """A path does not exist in a call (e.g. ``inputs.document`` on a call without it)."""
 
 
 @dataclass(frozen=True)

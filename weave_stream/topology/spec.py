@@ -5,11 +5,14 @@ a sampling rate) and :class:`Column` s: an op, a mapping from the op's arguments
 call paths or other columns (``args``), an optional filter, a sampling rate
 relative to the source's, and a number of trials (non-deterministic ops only).
 Columns may read other columns (``columns.<name>`` in args or filters): they form
-a DAG, run in dependency order. ``aggregates`` and ``monitors`` are kept as plain
-dicts here; the aggregates and drift modules validate them.
+a DAG, run in dependency order. ``aggregates`` are
+:class:`~weave_stream.topology.aggregates.Aggregate` s and ``monitors``
+:class:`~weave_stream.topology.monitors.Monitor` s (or their plain data, as in YAML,
+which is converted: both forms build the same objects).
 
 Constructing a :class:`Topology` validates all of it — unknown op, bad path, wrong
-argument, unknown column, cycle, bad rate or trials — and raises one
+argument, unknown column, cycle, bad rate or trials, an aggregate or monitor that
+is invalid or names no column or call field — and raises one
 :class:`~weave_stream.errors.TopologyError` listing every problem with the
 topology, column and field. The same spec is written in YAML or in Python (see
 ``topologies/``); :func:`load_topology` reads either.
@@ -27,6 +30,19 @@ Traceback (most recent call last):
 weave_stream.errors.TopologyError: topology 'demo' is invalid:
   column 'n', field 'args': unknown argument 'txt' (the op takes: text)
   column 'n', field 'args': missing argument 'text'
+>>> Topology("demo", [Column("n", length, args={"text": "inputs.document"})],
+...          aggregates=[{"name": "q", "window": "bogus", "metrics": {"n": ["mean"]}}])
+Traceback (most recent call last):
+...
+weave_stream.errors.TopologyError: topology 'demo' is invalid:
+  aggregate 'q', field window.size: 'bogus' is not a duration; ...
+>>> Topology("demo", [Column("n", length, args={"text": "inputs.document"})],
+...          monitors=[{"name": "m", "column": "nosuchcol", "reference": {"first_n": 10}}])
+Traceback (most recent call last):
+...
+weave_stream.errors.TopologyError: topology 'demo' is invalid:
+  monitor 'm', field column: 'nosuchcol' is not a column of the topology (its columns: n); \
+name the embedding column to watch
 """
 
 from __future__ import annotations
@@ -41,6 +57,9 @@ from weave_stream.config import Settings
 from weave_stream.errors import OpError, TopologyError
 from weave_stream.ops.base import Op
 from weave_stream.ops.resolve import op_spec, resolve_op
+from weave_stream.topology.aggregates import Aggregate, check_aggregates
+from weave_stream.topology.models import check_entries
+from weave_stream.topology.monitors import Monitor
 from weave_stream.topology.selection import FieldPath, Filter, compile_filter
 
 __all__ = ["Column", "CompiledColumn", "Source", "Topology"]
@@ -69,6 +88,7 @@ class Column:
     filter: Mapping[str, Any] | None = None
     sample: float = 1.0
     trials: int = 1
+    higher_is_worse: bool | None = None  # drill-downs: the op's default when None
 
 
 @dataclass(frozen=True)
@@ -84,42 +104,73 @@ class CompiledColumn:
     depends_on: frozenset[str]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Topology:
-    """A named source of calls and the columns derived from them; validated when built."""
+    """A named source of calls, the columns derived from them, their aggregates and monitors.
+
+    Validated when built; ``aggregates`` and ``monitors`` are kept as typed objects
+    whether they were given as such or as plain data.
+    """
 
     name: str
-    columns: Sequence[Column] = ()
-    source: Source = field(default_factory=Source)
-    description: str = ""
-    aggregates: Sequence[Mapping[str, Any]] = ()
-    monitors: Sequence[Mapping[str, Any]] = ()
-    settings: Settings | None = field(default=None, compare=False, repr=False)
-    search_path: Path | None = field(default=None, compare=False, repr=False)
+    columns: tuple[Column, ...]
+    source: Source
+    description: str
+    aggregates: tuple[Aggregate, ...]
+    monitors: tuple[Monitor, ...]
+    settings: Settings | None = field(compare=False, repr=False)
+    search_path: Path | None = field(compare=False, repr=False)
     compiled: tuple[CompiledColumn, ...] = field(init=False, compare=False, repr=False)
     levels: tuple[tuple[str, ...], ...] = field(init=False, compare=False, repr=False)
     source_filter: Filter | None = field(init=False, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        name: str,
+        columns: Sequence[Column] = (),
+        source: Source | None = None,
+        description: str = "",
+        aggregates: Sequence[Aggregate | Mapping[str, Any]] = (),
+        monitors: Sequence[Monitor | Mapping[str, Any]] = (),
+        settings: Settings | None = None,
+        search_path: Path | None = None,
+    ) -> None:
         problems: list[str] = []
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(name, str) or not _NAME.match(name):
             problems.append(
-                f"field 'name': {self.name!r} is not a topology name; use 1-100 letters, "
+                f"field 'name': {name!r} is not a topology name; use 1-100 letters, "
                 "digits, '_', '.' or '-', starting with a letter or digit"
             )
+        given = {
+            "name": name,
+            "columns": tuple(columns) if isinstance(columns, Sequence) else columns,
+            "source": Source() if source is None else source,
+            "description": description,
+            "settings": settings,
+            "search_path": search_path,
+        }
+        for key, value in given.items():
+            object.__setattr__(self, key, value)
         source_filter = self._compile_source(problems)
-        columns = self._compile_columns(problems)
-        for kind in ("aggregates", "monitors"):
-            entries = getattr(self, kind)
-            if isinstance(entries, str | Mapping) or not all(
-                isinstance(e, Mapping) for e in entries
-            ):
-                problems.append(f"field {kind!r}: must be a list of mappings, got {entries!r:.80}")
-        order, levels = _order(columns, problems)
+        compiled = self._compile_columns(problems)
+        column_names = {c.name for c in self.columns if isinstance(c, Column)}
+        typed_aggregates = check_entries(Aggregate, aggregates, problems)
+        check_aggregates(typed_aggregates, column_names, problems)
+        typed_monitors = check_entries(Monitor, monitors, problems)
+        for monitor in typed_monitors:
+            if monitor.column not in column_names:
+                problems.append(
+                    f"monitor {monitor.name!r}, field column: {monitor.column!r} is not a column "
+                    f"of the topology (its columns: {', '.join(sorted(column_names)) or 'none'}); "
+                    "name the embedding column to watch"
+                )
+        order, levels = _order(compiled, problems)
         if problems:
             listing = "\n  ".join(dict.fromkeys(problems))
-            raise TopologyError(f"topology {self.name!r} is invalid:\n  {listing}")
-        object.__setattr__(self, "compiled", tuple(columns[name] for name in order))
+            raise TopologyError(f"topology {name!r} is invalid:\n  {listing}")
+        object.__setattr__(self, "aggregates", typed_aggregates)
+        object.__setattr__(self, "monitors", typed_monitors)
+        object.__setattr__(self, "compiled", tuple(compiled[n] for n in order))
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "source_filter", source_filter)
 
@@ -143,6 +194,8 @@ class Topology:
             entry.update({"filter": dict(column.filter)} if column.filter else {})
             entry.update({"sample": column.sample} if column.sample != 1.0 else {})
             entry.update({"trials": column.trials} if column.trials != 1 else {})
+            if column.higher_is_worse is not None:
+                entry["higher_is_worse"] = column.higher_is_worse
             columns.append(entry)
         source = {k: v for k, v in vars(self.source).items() if v is not None and v != 1.0}
         return {
@@ -150,8 +203,8 @@ class Topology:
             "description": self.description,
             "source": source,
             "columns": columns,
-            "aggregates": [dict(a) for a in self.aggregates],
-            "monitors": [dict(m) for m in self.monitors],
+            "aggregates": [_plain(a) for a in self.aggregates],
+            "monitors": [_plain(m) for m in self.monitors],
         }
 
     # -- validation ---------------------------------------------------------------------
@@ -230,6 +283,11 @@ class Topology:
             except ValueError as exc:
                 problems.append(f"{where}, field 'filter': {exc}")
         _check_rate(column.sample, f"{where}, field 'sample'", problems)
+        if column.higher_is_worse is not None and not isinstance(column.higher_is_worse, bool):
+            problems.append(
+                f"{where}, field 'higher_is_worse': must be true or false, got "
+                f"{column.higher_is_worse!r}"
+            )
         if (
             not isinstance(column.trials, int)
             or isinstance(column.trials, bool)
@@ -277,10 +335,15 @@ class Topology:
         if not isinstance(column.op, Op):
             problems.append(
                 f"{where}, field 'op': {column.op!r:.60} is not an op; decorate it with @op, "
-                "or name a built-in (embed, classify, judge) or an import path"
+                "or name a built-in (embed, classify, judge, explain) or an import path"
             )
             return None
         return column.op
+
+
+def _plain(spec: Aggregate | Monitor) -> dict[str, Any]:
+    """A typed entry as the plain data that builds it again."""
+    return spec.model_dump(mode="json")
 
 
 def _check_rate(rate: Any, where: str, problems: list[str]) -> None:

@@ -2,7 +2,7 @@
 
 ::
 
-    topology YAML ──► spec.AggregateSpec ──► bucket.AggregatePlan (compiled once)
+    topology.aggregates.Aggregate ──► bucket.AggregatePlan (compiled once)
                                                   │
     rows (one per call) ──► state.WindowState.apply(batch)   per source partition
         dedupe.SeenIdentities   drop redelivered identities
@@ -30,21 +30,12 @@ from weave_stream.windows.rows import AggregateRow, CallRef
 from weave_stream.windows.sampling import CallSample, WorstK
 from weave_stream.windows.sketch import QuantileSketch
 from weave_stream.windows.snapshot import AggregatePartials, merge_partials
-from weave_stream.windows.spec import (
-    AggregateSpec,
-    DrillDownSpec,
-    WindowSpec,
-    parse_aggregates,
-    parse_duration,
-    required_fields,
-)
 from weave_stream.windows.state import BatchReport, ClosedWindow, WindowState
 
 __all__ = [
     "AggregatePartials",
     "AggregatePlan",
     "AggregateRow",
-    "AggregateSpec",
     "Aggregator",
     "BatchReport",
     "Bucket",
@@ -53,17 +44,12 @@ __all__ = [
     "Categories",
     "ClosedWindow",
     "CostSum",
-    "DrillDownSpec",
     "Moments",
     "Outcomes",
     "QuantileSketch",
     "SeenIdentities",
     "WindowGeometry",
-    "WindowSpec",
     "WindowState",
     "WorstK",
     "merge_partials",
-    "parse_aggregates",
-    "parse_duration",
-    "required_fields",
 ]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from weave_stream.windows.spec import AggregateSpec
+from weave_stream.topology.aggregates import Aggregate
 
 __all__ = ["WindowGeometry"]
 
@@ -54,8 +54,8 @@ class WindowGeometry:
             )
 
     @classmethod
-    def of(cls, spec: AggregateSpec) -> WindowGeometry:
-        """The geometry an :class:`AggregateSpec` declares."""
+    def of(cls, spec: Aggregate) -> WindowGeometry:
+        """The geometry an :class:`Aggregate` declares."""
         return cls(spec.window.size, spec.window.step, spec.grace, spec.retention)
 
     @property
@@ -95,25 +95,9 @@ class WindowGeometry:
         """True when a window starts at ``start`` (a multiple of the step)."""
         return start == int(start) and int(start) % self.step == 0
 
-    def pane_closes_at(self, pane: int) -> int:
-        """Clock time from which the pane refuses events (they count as late)."""
-        return pane + self.step + self.grace
-
     def accepts(self, pane: int, clock: float) -> bool:
         """True while the pane still takes events at ``clock``."""
         return clock < pane + self.step + self.grace
-
-    def window_closes_at(self, start: int) -> int:
-        """Clock time at which the window starting at ``start`` is final."""
-        return start + self.size + self.grace
-
-    def closed_window_end(self, clock: float) -> float:
-        """Every window ending at or before this is closed at ``clock``."""
-        return clock - self.grace
-
-    def pane_expires_at(self, pane: int) -> int:
-        """Clock time at which the pane is forgotten (``retention`` after its last window)."""
-        return pane + self.size + self.retention
 
     def last_late_pane(self, clock: float) -> float:
         """Panes starting at or before this refuse events at ``clock``.

@@ -1,6 +1,6 @@
 """A bucket (the partials of one pane and group) and the compiled plan that fills it.
 
-:class:`AggregatePlan` turns an :class:`AggregateSpec` into plain aggregators once;
+:class:`AggregatePlan` turns an :class:`Aggregate` into plain aggregators once;
 pydantic stays off the hot path. :meth:`AggregatePlan.update` folds the rows of one
 micro-batch that fall in the same pane and group into their bucket in one go: per
 column it gathers the values once, then each partial takes the whole list.
@@ -9,7 +9,7 @@ A bucket encodes to compact JSON with partials keyed by ``column:kind``, so stat
 written under an older version of a topology still decodes when metrics are added
 or removed (a partial it lacks starts empty, one no longer asked for is dropped).
 
->>> from weave_stream.windows.spec import parse_aggregates
+>>> from weave_stream.topology.aggregates import parse_aggregates
 >>> from weave_stream.windows.rows import AggregateRow
 >>> spec = parse_aggregates([{"name": "q", "window": "1m", "group_by": ["doc_class"],
 ...                           "metrics": {"score": ["count", "mean", "p50"]}}], "demo")[0]
@@ -30,12 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from weave_stream.topology.aggregates import Aggregate, quantile_of
 from weave_stream.windows.aggregators import Categories, CostSum, Moments, Outcomes
 from weave_stream.windows.arithmetic import WindowGeometry
 from weave_stream.windows.rows import AggregateRow, Entry, entry_of
 from weave_stream.windows.sampling import CallSample, WorstK
 from weave_stream.windows.sketch import QuantileSketch
-from weave_stream.windows.spec import AggregateSpec, quantile_of
 
 __all__ = ["AggregatePlan", "Bucket", "MetricPartials"]
 
@@ -76,9 +76,9 @@ class MetricPartials:
 
 
 class AggregatePlan:
-    """An :class:`AggregateSpec` compiled into aggregators (build once per topology)."""
+    """An :class:`Aggregate` compiled into aggregators (build once per topology)."""
 
-    def __init__(self, spec: AggregateSpec) -> None:
+    def __init__(self, spec: Aggregate) -> None:
         self.spec = spec
         self.name = spec.name
         self.geometry = WindowGeometry.of(spec)
@@ -100,10 +100,10 @@ class AggregatePlan:
         if drill.score is not None and drill.worst_k:
             score_column = drill.score
             self.worst = WorstK(
-                drill.worst_k, drill.worst, lambda r: _score(r, score_column), self._entry
+                drill.worst_k, drill.direction, lambda r: _score(r, score_column), self._entry
             )
 
-    def _plan_column(self, spec: AggregateSpec, column: str) -> MetricPartials:
+    def _plan_column(self, spec: Aggregate, column: str) -> MetricPartials:
         names = spec.metrics[column]
         numeric = spec.numeric(column)
         moments = sketch = categories = cost = None

@@ -30,7 +30,7 @@ from typing import Any, cast
 from ddsketch import LogCollapsingLowestDenseDDSketch
 from ddsketch.store import CollapsingLowestDenseStore
 
-from weave_stream.windows.spec import quantile_of
+from weave_stream.topology.aggregates import quantile_of
 
 __all__ = ["DEFAULT_BIN_LIMIT", "QuantileSketch"]
 

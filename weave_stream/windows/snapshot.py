@@ -7,7 +7,7 @@ snapshot over all the calls. Snapshots hold *panes* (see
 :mod:`weave_stream.windows.arithmetic`); :mod:`weave_stream.aggregates.compose` composes
 them into windows.
 
->>> from weave_stream.windows.spec import parse_aggregates
+>>> from weave_stream.topology.aggregates import parse_aggregates
 >>> from weave_stream.windows.bucket import AggregatePlan
 >>> plan = AggregatePlan(parse_aggregates([{"name": "q", "window": "1m"}], "demo")[0])
 >>> one = AggregatePartials("q", {(0, ()): plan.new_bucket()}, late_rows=2, watermark=30.0)
@@ -23,7 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from weave_stream.errors import TopologyError
+from weave_stream.errors import QueryError
 from weave_stream.windows.bucket import AggregatePlan, Bucket
 
 __all__ = ["AggregatePartials", "PaneKey", "merge_partials"]
@@ -65,7 +65,7 @@ class AggregatePartials:
     def decode(cls, plan: AggregatePlan, data: dict[str, Any]) -> AggregatePartials:
         """A snapshot back from :meth:`encode`; fails if it is of another aggregate."""
         if data.get("aggregate") != plan.name:
-            raise TopologyError(
+            raise QueryError(
                 f"snapshot is of aggregate {data.get('aggregate')!r}, not {plan.name!r}; "
                 "query each aggregate with its own snapshots"
             )
@@ -90,7 +90,7 @@ def merge_partials(
     watermarks = []
     for snapshot in snapshots:
         if snapshot.aggregate != plan.name:
-            raise TopologyError(
+            raise QueryError(
                 f"cannot merge a snapshot of aggregate {snapshot.aggregate!r} into {plan.name!r}"
             )
         for key, bucket in snapshot.panes.items():

@@ -17,7 +17,7 @@ Call :meth:`close_due` on a timer with the wall clock so an idle stream still cl
 (and emits) its last windows. Event times more than ``max_future_skew`` seconds
 ahead of ``now`` count in their pane but do not move the clock.
 
->>> from weave_stream.windows.spec import parse_aggregates
+>>> from weave_stream.topology.aggregates import parse_aggregates
 >>> from weave_stream.windows.rows import AggregateRow
 >>> specs = parse_aggregates([{"name": "q", "window": "1m", "grace": "0s", "retention": "2m",
 ...                           "metrics": {"s": ["mean"]}}], "demo")
@@ -44,13 +44,18 @@ from typing import Any
 
 import orjson
 
-from weave_stream import metrics
-from weave_stream.errors import TopologyError
+from weave_stream.errors import QueryError, TopologyError
+from weave_stream.metrics import (
+    AGGREGATE_BATCH_SECONDS,
+    AGGREGATE_BUCKETS,
+    AGGREGATE_LATE_ROWS,
+    AGGREGATE_ROWS,
+)
+from weave_stream.topology.aggregates import Aggregate
 from weave_stream.windows.bucket import AggregatePlan, Bucket
 from weave_stream.windows.dedupe import DEFAULT_CAPACITY, SeenIdentities
 from weave_stream.windows.rows import AggregateRow
 from weave_stream.windows.snapshot import AggregatePartials, PaneKey
-from weave_stream.windows.spec import AggregateSpec
 
 __all__ = ["BatchReport", "ClosedWindow", "WindowState"]
 
@@ -85,7 +90,7 @@ class WindowState:
 
     def __init__(
         self,
-        specs: Sequence[AggregateSpec | AggregatePlan],
+        specs: Sequence[Aggregate | AggregatePlan],
         table: MutableMapping[str, bytes] | None = None,
         *,
         namespace: str = "",
@@ -115,10 +120,10 @@ class WindowState:
         self._closed_until = dict.fromkeys(self.plans, -math.inf)
         self._oldest_pane = dict.fromkeys(self.plans, math.inf)
         self._duplicates = 0
-        self._metric_rows = metrics.AGGREGATE_ROWS.labels(topology, "applied")
-        self._metric_duplicates = metrics.AGGREGATE_ROWS.labels(topology, "duplicate")
-        self._metric_late = {n: metrics.AGGREGATE_LATE_ROWS.labels(topology, n) for n in self.plans}
-        self._metric_buckets = metrics.AGGREGATE_BUCKETS.labels(topology)
+        self._metric_rows = AGGREGATE_ROWS.labels(topology, "applied")
+        self._metric_duplicates = AGGREGATE_ROWS.labels(topology, "duplicate")
+        self._metric_late = {n: AGGREGATE_LATE_ROWS.labels(topology, n) for n in self.plans}
+        self._metric_buckets = AGGREGATE_BUCKETS.labels(topology)
         self._held = 0
         self._restore()
 
@@ -136,9 +141,7 @@ class WindowState:
     def snapshot(self, aggregate: str) -> AggregatePartials:
         """This partition's partials of ``aggregate`` (shares buckets: use before next apply)."""
         if aggregate not in self.plans:
-            raise TopologyError(
-                f"no aggregate {aggregate!r}; this topology has {sorted(self.plans)}"
-            )
+            raise QueryError(f"no aggregate {aggregate!r}; this topology has {sorted(self.plans)}")
         clock = None if self._clock == -math.inf else self._clock
         return AggregatePartials(
             aggregate,
@@ -329,7 +332,7 @@ class WindowState:
         held = self.bucket_count()
         self._metric_buckets.inc(held - self._held)
         self._held = held
-        metrics.AGGREGATE_BATCH_SECONDS.observe(seconds)
+        AGGREGATE_BATCH_SECONDS.observe(seconds)
 
 
 def _key_function(keys: Sequence[str]) -> KeyFunction:

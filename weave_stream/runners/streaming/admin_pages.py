@@ -34,7 +34,13 @@ from faust.web import Request, Response, View
 
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
-from weave_stream.topology.registrations import Registration, read_registry, register, unregister
+from weave_stream.topology.registrations import (
+    Registration,
+    read_registry,
+    register,
+    registration_for,
+    unregister,
+)
 
 __all__ = ["MAX_TOPOLOGY_BYTES", "bearer_token", "register_admin_pages", "token_matches"]
 
@@ -159,9 +165,6 @@ def _registration_from_yaml(
     name: str, body: bytes, settings: Settings
 ) -> tuple[Registration, dict[str, str]]:
     """Validate ``body`` as topology ``name`` exactly as ``weave-stream register`` would."""
-    # The CLI's registration builder computes the version the same way for both paths.
-    from weave_stream.topology.registrations import registration_for
-
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -32,7 +32,6 @@ backlog late. Closed windows update the latest-closed-window gauges.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import math
 import time
@@ -45,12 +44,14 @@ import orjson
 from faust.streams import _current_event
 from faust.types import TP, EventT
 
-from weave_stream import metrics
 from weave_stream.aggregates.gauges import WindowGauges
 from weave_stream.aggregates.rows import RowBuilder
 from weave_stream.aggregates.source import aggregate_plans, partition_namespace
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import Settings
+from weave_stream.metrics import TOPOLOGY_BATCH_SECONDS, TOPOLOGY_CALLS, UNREADABLE_RECORDS
+from weave_stream.runners.streaming.health import HEALTH, watched_agent
+from weave_stream.runners.streaming.hot_path import lighten_hot_path
 from weave_stream.topics import AGGREGATES_TABLE
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.rows import AggregateRow
@@ -145,10 +146,11 @@ class StreamingAggregates:
         """
         batch_size = max(settings.batch_size, AGGREGATE_BATCH_SIZE)
         max_wait = settings.batch_max_wait_seconds
-        calls_read = metrics.TOPOLOGY_CALLS.labels(self.topology.name)
-        batch_seconds = metrics.TOPOLOGY_BATCH_SECONDS.labels(self.topology.name)
+        calls_read = TOPOLOGY_CALLS.labels(self.topology.name)
+        batch_seconds = TOPOLOGY_BATCH_SECONDS.labels(self.topology.name)
         held: list[EventT] = []
         held_since = [0.0]
+        component = f"topology/{self.topology.name}/aggregate"
 
         def flush() -> None:
             started = time.perf_counter()
@@ -159,9 +161,11 @@ class StreamingAggregates:
                 event.ack()
             calls_read.inc(len(events))
             batch_seconds.observe(time.perf_counter() - started)
+            HEALTH.ok(component)
 
-        @self.app.agent(source, name=f"{self.topology.name}-aggregate")
+        @self.app.agent(source, name=watched_agent(f"{self.topology.name}-aggregate", component))
         async def aggregate(stream: faust.StreamT[bytes]) -> None:
+            HEALTH.running(component)
             async for event in stream.noack().events():  # type: ignore[attr-defined]
                 if not held:
                     held_since[0] = time.monotonic()
@@ -169,19 +173,7 @@ class StreamingAggregates:
                 if len(held) >= batch_size:
                     flush()
 
-        @self.app.task
-        async def lighten_hot_path() -> None:
-            """Drop per-event work this worker does not need (measured: bench/aggregate.py).
-
-            Faust's Monitor sensor times every event for Faust's own web views, which a
-            weave-stream worker does not serve (its /metrics are its own). And the objects
-            of start-up (Faust, pandas, scipy: ~2 x 10^5) are frozen out of the cyclic
-            garbage collector, which otherwise walks them again and again while each
-            event allocates its dictionaries.
-            """
-            with contextlib.suppress(KeyError):
-                self.app.sensors.remove(self.app.monitor)
-            gc.freeze()
+        lighten_hot_path(self.app)  # measured: bench/aggregate.py
 
         @self.app.timer(interval=max_wait)
         async def flush_waiting() -> None:
@@ -222,7 +214,7 @@ class StreamingAggregates:
                         message.topic,
                         message.value,
                     )
-                    metrics.UNREADABLE_RECORDS.labels("calls.valid").inc()
+                    UNREADABLE_RECORDS.labels("calls.valid").inc()
                 continue
             if not builder.selects(call):
                 continue

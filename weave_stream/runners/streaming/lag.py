@@ -21,7 +21,7 @@ from typing import Any
 
 import faust
 
-from weave_stream import metrics
+from weave_stream.metrics import CONSUMER_LAG
 
 __all__ = [
     "LAG_INTERVAL_SECONDS",
@@ -95,9 +95,9 @@ def track_consumer_lag(app: faust.App, interval: float = LAG_INTERVAL_SECONDS) -
         )
         for topic in published - set(lags):
             # Revoked from this process: another worker reports it now.
-            metrics.CONSUMER_LAG.remove(group, topic)
+            CONSUMER_LAG.remove(group, topic)
         for topic, lag in lags.items():
-            metrics.CONSUMER_LAG.labels(group, topic).set(lag)
+            CONSUMER_LAG.labels(group, topic).set(lag)
         published.clear()
         published.update(lags)
 

@@ -38,7 +38,6 @@ import faust
 import numpy as np
 import orjson
 
-from weave_stream import metrics
 from weave_stream.broker.kafka import ensure_topics, read_topic
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.columns.values import derived_key
@@ -56,11 +55,13 @@ from weave_stream.drift.reference import (
     read_reference_calls,
     reference_fingerprint,
 )
-from weave_stream.drift.spec import JsonlReference, MonitorSpec, parse_monitors
 from weave_stream.ingest.call import Call
+from weave_stream.metrics import DERIVED_VALUES_WRITTEN
 from weave_stream.notify.alerts import Alert
 from weave_stream.ops.execute import run_op
+from weave_stream.runners.streaming.health import HEALTH, watched_agent
 from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink
+from weave_stream.topology.monitors import JsonlReference, Monitor
 from weave_stream.topology.spec import Topology
 
 __all__ = ["MonitorHook", "monitor_topics", "register_monitors"]
@@ -70,14 +71,13 @@ log = logging.getLogger(__name__)
 
 def monitor_topics(settings: Settings, topology: Topology) -> list[str]:
     """The one-partition observation topics of the topology's monitors."""
-    specs = parse_monitors(topology.name, topology.monitors)
-    return [settings.topics.observations(topology.name, spec.name) for spec in specs]
+    return [settings.topics.observations(topology.name, spec.name) for spec in topology.monitors]
 
 
 class MonitorHook:
     """What the derive agent calls after each micro-batch: observations to the monitors."""
 
-    def __init__(self, settings: Settings, topology: Topology, specs: Sequence[MonitorSpec]):
+    def __init__(self, settings: Settings, topology: Topology, specs: Sequence[Monitor]):
         self.settings = settings
         self.topology = topology
         self.specs = list(specs)
@@ -105,7 +105,7 @@ def register_monitors(
     app: faust.App, settings: Settings, topology: Topology, sink: RecordSink
 ) -> MonitorHook | None:
     """Declare each monitor's agent and timer on ``app``; the hook for the derive agent."""
-    specs = parse_monitors(topology.name, topology.monitors)
+    specs = topology.monitors
     if not specs:
         return None
     monitors: dict[str, _MonitorRunner] = {}
@@ -118,7 +118,8 @@ def register_monitors(
             value_serializer="raw",
             partitions=1,
         )
-        app.agent(source, name=f"{topology.name}-monitor-{spec.name}")(runner.agent)
+        name = watched_agent(f"{topology.name}-monitor-{spec.name}", runner.component)
+        app.agent(source, name=name)(runner.agent)
 
     @app.timer(interval=1.0)
     async def release_grouped_findings() -> None:
@@ -132,7 +133,7 @@ class _MonitorRunner:
     """One monitor in one worker: its reference, its DriftMonitor once built, its outputs."""
 
     def __init__(
-        self, settings: Settings, topology: Topology, spec: MonitorSpec, sink: RecordSink
+        self, settings: Settings, topology: Topology, spec: Monitor, sink: RecordSink
     ) -> None:
         self.settings, self.topology, self.spec, self.sink = settings, topology, spec, sink
         self.collector = ReferenceCollector(spec.reference)
@@ -143,12 +144,14 @@ class _MonitorRunner:
         self.reference_topic = settings.topics.reference(topology.name, spec.name)
         self.values_topic = settings.topics.derived(topology.name, spec.name)
         self.op_ref = f"monitor:{spec.name}"
+        self.component = f"topology/{topology.name}/monitor/{spec.name}"
         self._started = False
 
     async def agent(self, stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         batches = stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
             self.settings.batch_size, self.settings.batch_max_wait_seconds
         )
+        HEALTH.running(self.component)
         async for events in batches:
             if not self._started:
                 await self._start()
@@ -162,6 +165,7 @@ class _MonitorRunner:
                 else:
                     observations.append(decode_observation(data))
             await self.process(observations)
+            HEALTH.ok(self.component)
             yield None
 
     async def _start(self) -> None:
@@ -266,9 +270,7 @@ class _MonitorRunner:
         if values:
             records = [OutgoingRecord(derived_key(v.call_id, v.trial), v.to_json()) for v in values]
             await self.sink.write(self.values_topic, records)
-            metrics.DERIVED_VALUES_WRITTEN.labels(self.topology.name, self.spec.name).inc(
-                len(records)
-            )
+            DERIVED_VALUES_WRITTEN.labels(self.topology.name, self.spec.name).inc(len(records))
 
     async def _raise(self, findings: Sequence[Finding]) -> None:
         alerts = [Alert.from_finding(self.topology.name, finding) for finding in findings]

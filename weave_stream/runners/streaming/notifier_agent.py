@@ -22,8 +22,9 @@ from typing import Any
 import faust
 import orjson
 
-from weave_stream import metrics
 from weave_stream.config import Settings
+from weave_stream.errors import DeliveryError
+from weave_stream.metrics import UNREADABLE_RECORDS
 from weave_stream.notify import (
     Alert,
     Notifier,
@@ -31,9 +32,12 @@ from weave_stream.notify import (
     TargetsConfig,
     load_targets,
 )
+from weave_stream.runners.streaming.health import HEALTH, watched_agent
 from weave_stream.runners.streaming.sink import OutgoingRecord, attach_sink
 
-__all__ = ["register_notifier"]
+__all__ = ["NOTIFIER_COMPONENT", "register_notifier"]
+
+NOTIFIER_COMPONENT = "notifier"
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +62,19 @@ def register_notifier(app: faust.App, settings: Settings) -> Notifier:
     )
     published: dict[str, Any] = {}
 
-    @app.agent(alerts, name=settings.topics.notifier_agent)
+    @app.agent(alerts, name=watched_agent(settings.topics.notifier_agent, NOTIFIER_COMPONENT))
     async def notify(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         await notifier.start()
+        HEALTH.running(NOTIFIER_COMPONENT)
         async for raw in stream:
             try:
                 alert = Alert.from_json(raw)
-            except ValueError as exc:
+            except DeliveryError as exc:
                 log.error("alerts topic: a record that is not an alert (%s): %r", exc, raw[:200])
-                metrics.UNREADABLE_RECORDS.labels("alerts").inc()
+                UNREADABLE_RECORDS.labels("alerts").inc()
             else:
                 notifier.submit(alert)  # durable before this record is acknowledged
+            HEALTH.ok(NOTIFIER_COMPONENT)
             yield None
 
     @app.timer(interval=1.0)

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import faust
 from faust.web import Request, Response, View
@@ -37,8 +36,8 @@ from weave_stream.aggregates.queries import (
 )
 from weave_stream.aggregates.source import read_snapshots
 from weave_stream.config import Settings
-from weave_stream.errors import TopologyError
-from weave_stream.topology.registrations import Registration, read_registry
+from weave_stream.errors import WeaveStreamError
+from weave_stream.topology.registrations import read_registry, topology_from_registration
 from weave_stream.topology.spec import Topology
 
 __all__ = ["register_query_pages"]
@@ -50,22 +49,26 @@ def register_query_pages(app: faust.App, settings: Settings) -> None:
     """Add ``GET /aggregates/{topology}`` and ``GET /aggregates/{topology}/drill`` to ``app``."""
     loaded: dict[tuple[str, str], Topology] = {}
 
-    async def topology_of(name: str) -> Topology:
+    async def topology_of(name: str) -> Topology | None:
         registration = (await read_registry(settings)).get(name)
         if registration is None:
-            raise LookupError(f"no registered topology {name!r}")
+            return None
         key = (name, registration.version)
         if key not in loaded:
             loaded.clear()  # one version per name is enough: registrations change rarely
-            loaded[key] = await asyncio.to_thread(_load, registration, settings)
+            loaded[key] = await asyncio.to_thread(
+                topology_from_registration, registration, settings
+            )
         return loaded[key]
 
     @app.page("/aggregates/{topology}")
     class Aggregates(View):
         async def get(self, request: Request, topology: str) -> Response:
             query = request.rel_url.query
+            spec = await topology_of(topology)
+            if spec is None:
+                return _error(self, 404, f"no registered topology {topology!r}")
             try:
-                spec = await topology_of(topology)
                 plans, snapshots = await read_snapshots(settings, spec)
                 by = parse_by(query.getall("by")) if "by" in query else None
                 tables = await asyncio.to_thread(
@@ -76,9 +79,7 @@ def register_query_pages(app: faust.App, settings: Settings) -> None:
                     by=by,
                     since=query.get("since"),
                 )
-            except LookupError as exc:
-                return _error(self, 404, str(exc))
-            except (TopologyError, ValueError) as exc:
+            except WeaveStreamError as exc:
                 return _error(self, 400, str(exc))
             return self.json(tables_document(topology, tables))
 
@@ -89,37 +90,21 @@ def register_query_pages(app: faust.App, settings: Settings) -> None:
             start = query.get("window_start")
             if start is None:
                 return _error(self, 400, "window_start is required (ISO-8601 or epoch seconds)")
+            spec = await topology_of(topology)
+            if spec is None:
+                return _error(self, 404, f"no registered topology {topology!r}")
             try:
-                spec = await topology_of(topology)
                 plans, snapshots = await read_snapshots(settings, spec)
-                window_start: Any = float(start) if _is_number(start) else start
                 found = drill(
                     plans,
                     snapshots,
-                    window_start=window_start,
+                    window_start=start,
                     group=parse_group(query.getall("group", [])),
                     aggregate=query.get("aggregate"),
                 )
-            except LookupError as exc:
-                return _error(self, 404, str(exc))
-            except (TopologyError, ValueError) as exc:
+            except WeaveStreamError as exc:
                 return _error(self, 400, str(exc))
             return self.json(found.to_dict())
-
-
-def _load(registration: Registration, settings: Settings) -> Topology:
-    # The registration's loader lives with the register command (shared by the workers).
-    from weave_stream.topology.registrations import topology_from_registration
-
-    return topology_from_registration(registration, settings)
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def _error(view: View, status: int, message: str) -> Response:

@@ -30,14 +30,22 @@ from typing import Any
 
 import faust
 
-from weave_stream import metrics
 from weave_stream.columns.cache import CachedValue, CacheKey, MemoryCache
 from weave_stream.columns.derive import DerivedValue, derive_batch
 from weave_stream.columns.values import derived_key
 from weave_stream.config import Settings
 from weave_stream.ingest.call import Call, call_from_json
+from weave_stream.metrics import (
+    COLUMN_INFO,
+    DERIVED_VALUES_WRITTEN,
+    TOPOLOGY_BATCH_SECONDS,
+    TOPOLOGY_CALLS,
+    TOPOLOGY_INFO,
+    UNREADABLE_RECORDS,
+)
 from weave_stream.runners.streaming.aggregates import attach_aggregates
 from weave_stream.runners.streaming.app import create_app
+from weave_stream.runners.streaming.health import HEALTH, watched_agent
 from weave_stream.runners.streaming.monitor_agent import register_monitors
 from weave_stream.runners.streaming.sink import OutgoingRecord, attach_sink
 from weave_stream.runners.streaming.watchdog import Activity, watch_for_stall
@@ -71,21 +79,22 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     column_topics = {name: topics.derived(topology.name, name) for name in columns}
     for topic in column_topics.values():
         app.topic(topic, partitions=settings.partitions)
-    values_out = metrics.DERIVED_VALUES_WRITTEN
-    batch_seconds = metrics.TOPOLOGY_BATCH_SECONDS.labels(topology.name)
-    calls_read = metrics.TOPOLOGY_CALLS.labels(topology.name)
-    metrics.TOPOLOGY_INFO.labels(topology.name, version).set(1)
+    values_out = DERIVED_VALUES_WRITTEN
+    batch_seconds = TOPOLOGY_BATCH_SECONDS.labels(topology.name)
+    calls_read = TOPOLOGY_CALLS.labels(topology.name)
+    TOPOLOGY_INFO.labels(topology.name, version).set(1)
     for compiled in topology.compiled:
-        metrics.COLUMN_INFO.labels(
-            topology.name, compiled.name, compiled.op.name, compiled.op.ref
-        ).set(1)
+        COLUMN_INFO.labels(topology.name, compiled.name, compiled.op.name, compiled.op.ref).set(1)
 
     if aggregates is not None and not topology.compiled:
         aggregates.consume(source, settings)  # aggregate-only: its own light agent
         return app
 
-    @app.agent(source, name=f"{topology.name}-derive")
+    component = f"topology/{topology.name}/derive"
+
+    @app.agent(source, name=watched_agent(f"{topology.name}-derive", component))
     async def derive(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
+        HEALTH.running(component)
         batches = stream.take_events(  # type: ignore[attr-defined]  # missing from StreamT
             settings.batch_size, settings.batch_max_wait_seconds
         )
@@ -124,6 +133,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
                 await monitors.offer(sink, calls, values)  # embeddings to the drift monitors
             batch_seconds.observe(time.perf_counter() - started)
             activity.end()
+            HEALTH.ok(component)
             yield None
 
     @app.timer(interval=min(300.0, max(1.0, settings.results_retention_seconds / 10)))
@@ -147,7 +157,7 @@ def _decode(raws: Iterable[Any]) -> list[Call]:
         except ValueError:
             # The ingest agent wrote it, so this is a bug or a foreign writer: say so.
             log.error("skipping a record of the valid-calls topic that is not a call: %r", raw)
-            metrics.UNREADABLE_RECORDS.labels("calls.valid").inc()
+            UNREADABLE_RECORDS.labels("calls.valid").inc()
     return calls
 
 

@@ -68,9 +68,13 @@ def watch_for_stall(
 ) -> None:
     """Check every few seconds; stop the worker (SIGTERM to itself) if it is stalled."""
 
+    stopping = False
+
     @app.timer(interval=max(1.0, stall_seconds / 3))
     async def stall_watchdog() -> None:
-        if app.rebalancing or activity.idle_for() < stall_seconds:
+        nonlocal stopping
+        # Once: a second SIGTERM would make the worker exit at once, uncommitted.
+        if stopping or app.rebalancing or activity.idle_for() < stall_seconds:
             return
         assigned = [tp for tp in app.assignor.assigned_actives() if tp.topic == topic]
         if not assigned:
@@ -86,4 +90,5 @@ def watch_for_stall(
                 topic,
                 behind,
             )
+            stopping = True
             os.kill(os.getpid(), signal.SIGTERM)

@@ -13,7 +13,7 @@ answers 200 ``ok`` (as Slack does), unless told otherwise:
 Only requests answered 2xx are *accepted* (:meth:`Receiver.accepted`): that is what
 a target actually took.
 
-Run alone: ``python -m tests.servers.webhooks`` (prints the URL it serves).
+Run alone: ``python -m tests.support.servers.webhooks`` (prints the URL it serves).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""What a topology's ``monitors:`` entry says: the monitor spec, validated at load time.
+"""What a topology's ``monitors:`` entry says: a :class:`Monitor`, validated when built.
 
-A monitor watches one embedding column. Its *reference* is the set of known examples
+A monitor watches one embedding column (the :class:`~weave_stream.topology.spec.Topology`
+it joins checks that the column is one of its own). Its *reference* is the set of known examples
 (the first N calls, a time range of calls, or a JSONL file of calls); its *index*
 holds their embeddings (exact, HNSW or IVF, chosen by size unless overridden); its
 *threshold* is calibrated from the reference unless given; its *learning* policy says
@@ -9,11 +10,11 @@ settings configure the window test and the change detector.
 
 The reference may be written in full or as a shorthand:
 
->>> spec = MonitorSpec.model_validate(
-...     {"name": "doc_drift", "column": "doc_embedding", "reference": {"first_n": 500}}
-... )
+>>> spec = Monitor(name="doc_drift", column="doc_embedding", reference={"first_n": 500})
 >>> spec.reference.kind, spec.reference.n, spec.index.kind, spec.calibration_quantile
 ('first_n', 500, 'auto', 0.99)
+>>> Monitor(name="m", column="e", reference={"first_n": 2}, cooldown="10m").cooldown
+600.0
 >>> parse_monitors("extract", [{"name": "m", "column": "emb", "reference": {"first_n": 1}}])
 Traceback (most recent call last):
 ...
@@ -23,22 +24,17 @@ Input should be greater than or equal to 2 (got 1); fix the monitors: entry of t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
+from weave_stream.durations import Duration
 from weave_stream.errors import TopologyError
 from weave_stream.ingest.call import Timestamp
+from weave_stream.topology.models import SpecModel, check_entries
 from weave_stream.topology.selection import FieldPath
 
 __all__ = [
@@ -47,7 +43,7 @@ __all__ = [
     "IndexSpec",
     "JsonlReference",
     "LearningSpec",
-    "MonitorSpec",
+    "Monitor",
     "ReferenceSpec",
     "ShiftSpec",
     "TimeRangeReference",
@@ -58,8 +54,8 @@ IndexKind = Literal["auto", "exact", "hnsw", "ivf"]
 _NAME = r"^[A-Za-z_][A-Za-z0-9_.-]{0,99}$"
 
 
-class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Spec(SpecModel):
+    """A part of a monitor; errors in it name the monitor's field."""
 
 
 class FirstNReference(_Spec):
@@ -174,8 +170,12 @@ class ShiftSpec(_Spec):
         return self
 
 
-class MonitorSpec(_Spec):
-    """One drift monitor of a topology (see the module docstring)."""
+class Monitor(SpecModel):
+    """One drift monitor of a topology (see the module docstring).
+
+    ``cooldown`` is a duration (``"5m"`` or seconds; ``cooldown_seconds`` is read too):
+    at most one grouped alert per group per cool-down.
+    """
 
     name: str = Field(pattern=_NAME)
     column: str = Field(min_length=1, description="the embedding column to watch")
@@ -189,7 +189,9 @@ class MonitorSpec(_Spec):
     calibration_sample: int = Field(default=20_000, ge=10)
     learning: LearningSpec = LearningSpec()
     shift: ShiftSpec = ShiftSpec()
-    cooldown_seconds: float = Field(default=300.0, ge=0)
+    cooldown: Duration = Field(
+        default=300.0, ge=0, validation_alias=AliasChoices("cooldown", "cooldown_seconds")
+    )
     group_by: tuple[str, ...] = ()
     sample_size: int = Field(default=5, ge=1, le=100)
 
@@ -226,30 +228,16 @@ class MonitorSpec(_Spec):
         return {**data, "reference": reference}
 
 
-def parse_monitors(topology: str, entries: Sequence[Mapping[str, Any]]) -> list[MonitorSpec]:
-    """Validate the ``monitors:`` entries of a topology; raise :class:`TopologyError` if one is bad.
+def parse_monitors(topology: str, entries: Iterable[Monitor | Mapping[str, Any]]) -> list[Monitor]:
+    """Validate ``monitors:`` entries; a :class:`TopologyError` names each bad one.
 
-    The message names the topology, the monitor, the field, the bad value and the fix.
-    Monitor names must be unique within the topology.
+    Entries are :class:`Monitor` s or their plain data. The message names the
+    topology, the monitor, the field, the bad value and the fix. Monitor names must
+    be unique within the topology. The column is not checked here (the topology
+    checks it against its columns).
     """
-    specs: list[MonitorSpec] = []
-    for position, entry in enumerate(entries):
-        label = entry.get("name", f"#{position}") if isinstance(entry, Mapping) else f"#{position}"
-        try:
-            spec = MonitorSpec.model_validate(entry)
-        except ValidationError as exc:
-            error = exc.errors(include_url=False)[0]
-            field = ".".join(str(part) for part in error["loc"]) or "monitor"
-            value = repr(error.get("input"))
-            value = value if len(value) <= 80 else value[:77] + "..."
-            raise TopologyError(
-                f"topology {topology!r}, monitor {label!r}, field {field}: {error['msg']} "
-                f"(got {value}); fix the monitors: entry of the topology"
-            ) from None
-        if any(known.name == spec.name for known in specs):
-            raise TopologyError(
-                f"topology {topology!r}: two monitors are named {spec.name!r}; "
-                "give each monitor a unique name"
-            )
-        specs.append(spec)
-    return specs
+    problems: list[str] = []
+    specs = check_entries(Monitor, entries, problems)
+    if problems:
+        raise TopologyError("\n".join(f"topology {topology!r}, {p}" for p in problems))
+    return list(specs)

@@ -1,6 +1,8 @@
 """What a topology declares under ``aggregates:``: windows, group-by keys, metrics, drill-down.
 
-One entry, in YAML::
+An :class:`Aggregate` is written in YAML or built in Python; both give the same
+object, and :class:`~weave_stream.topology.spec.Topology` checks its keys against
+the topology's columns when it is built. One entry, in YAML::
 
     aggregates:
       - name: quality_by_class
@@ -13,45 +15,47 @@ One entry, in YAML::
           doc_class: [counts]
         drill_down: {sample_size: 20, worst_k: 5, score: judge_score, worst: lowest}
 
-Durations are whole seconds written as ``90s``, ``5m``, ``1h30m``, ``2d``, ``1w`` or a
-number of seconds. Windows are aligned to the Unix epoch (UTC) and follow event time,
-the call's ``started_at``.
+Durations are whole seconds, written as :mod:`weave_stream.durations` reads them
+(``90s``, ``5m``, ``1h30m``, ``2d``, ``1w`` or a number of seconds). Windows are
+aligned to the Unix epoch (UTC) and follow event time, the call's ``started_at``.
 
->>> spec = parse_aggregates([{"name": "q", "window": "5m", "metrics": {"s": ["mean", "p90"]}}],
-...                         topology="demo")[0]
+>>> spec = Aggregate(name="q", window="5m", metrics={"s": ["mean", "p90"]})
 >>> spec.window.size, spec.window.step, spec.grace, spec.drill_down.score
 (300, 300, 600, 's')
->>> parse_duration("1h30m")
-5400
+>>> spec == parse_aggregates([{"name": "q", "window": "5m", "metrics": {"s": ["mean", "p90"]}}],
+...                          topology="demo")[0]
+True
+>>> Aggregate(name="q", window={"size": "1h", "step": "7m"})
+Traceback (most recent call last):
+...
+weave_stream.errors.TopologyError: aggregate 'q', field window: hopping step 420s must divide \
+the window size 3600s (e.g. size 1h with step 5m, 10m or 15m) (got ...); fix the aggregate
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import timedelta
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, field_validator, model_validator
 
+from weave_stream.durations import WholeSeconds
 from weave_stream.errors import TopologyError
+from weave_stream.topology.models import SpecModel, check_entries
+from weave_stream.topology.selection import FieldPath
 
 __all__ = [
     "CATEGORY_METRICS",
+    "DURATION",
     "NUMERIC_METRICS",
-    "AggregateSpec",
+    "Aggregate",
     "DrillDownSpec",
-    "WindowSpec",
+    "Window",
+    "aggregate_key",
+    "check_aggregates",
     "parse_aggregates",
-    "parse_duration",
     "quantile_of",
     "required_fields",
 ]
@@ -59,39 +63,9 @@ __all__ = [
 NUMERIC_METRICS = frozenset({"count", "sum", "mean", "std", "ci95", "min", "max"})
 CATEGORY_METRICS = frozenset({"counts"})
 ANY_METRICS = frozenset({"error_rate", "cost_sum"})
+DURATION = "duration_seconds"  # a key every call has: ended_at - started_at
 _QUANTILE = re.compile(r"^p(?P<pct>\d{1,2}(?:\.\d+)?)$")
-_DURATION_PART = re.compile(r"(\d+)([wdhms])")
-_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _NAME = r"^[A-Za-z_][A-Za-z0-9_.\-]{0,63}$"
-
-
-def parse_duration(value: Any) -> int:
-    """Whole seconds from text (``"90s"``, ``"5m"``, ``"1h30m"``, ``"2d"``, ``"1w"``) or numbers.
-
-    >>> parse_duration("2d"), parse_duration(45), parse_duration(timedelta(minutes=2))
-    (172800, 45, 120)
-    """
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool):
-        raise ValueError(f"a duration cannot be a boolean ({value!r})")
-    if isinstance(value, int | float):
-        if value < 0 or value != int(value):
-            raise ValueError(f"duration {value!r} must be a whole, non-negative number of seconds")
-        return int(value)
-    if isinstance(value, str):
-        text = value.strip().lower().replace(" ", "")
-        if text.isdigit():
-            return int(text)
-        parts = _DURATION_PART.findall(text)
-        if parts and "".join(n + u for n, u in parts) == text:
-            return sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
-    raise ValueError(
-        f"{value!r} is not a duration; write whole seconds or e.g. 90s, 5m, 1h30m, 2d, 1w"
-    )
-
-
-Duration = Annotated[int, BeforeValidator(parse_duration)]
 
 
 def quantile_of(metric: str) -> float | None:
@@ -104,13 +78,15 @@ def quantile_of(metric: str) -> float | None:
     return round(float(match.group("pct")) / 100, 10) if match else None
 
 
-class WindowSpec(BaseModel):
-    """A tumbling (``step == size``) or hopping (``step < size``) window, in seconds."""
+class Window(SpecModel):
+    """A tumbling (``step == size``) or hopping (``step < size``) window, in whole seconds.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    >>> Window(size="1h", step="5m").kind, Window(size="10m").step
+    ('hopping', 600)
+    """
 
-    size: Duration = Field(gt=0)
-    step: Duration = Field(default=0, ge=0, description="0 or absent: tumbling (step = size)")
+    size: WholeSeconds = Field(gt=0)
+    step: WholeSeconds = Field(default=0, ge=0, description="0 or absent: tumbling (step = size)")
 
     @model_validator(mode="before")
     @classmethod
@@ -125,7 +101,7 @@ class WindowSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _check_step(self) -> WindowSpec:
+    def _check_step(self) -> Window:
         if self.step == 0:
             object.__setattr__(self, "step", self.size)
         if self.step > self.size or self.size % self.step:
@@ -141,26 +117,34 @@ class WindowSpec(BaseModel):
         return "tumbling" if self.step == self.size else "hopping"
 
 
-class DrillDownSpec(BaseModel):
+class DrillDownSpec(SpecModel):
     """What each bucket keeps to show the calls behind it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     sample_size: int = Field(default=10, ge=0, le=1000, description="calls kept per bucket")
     worst_k: int = Field(default=5, ge=0, le=1000)
     score: str | None = None
-    worst: Literal["lowest", "highest"] = "lowest"
+    # None: from the score's column (its higher_is_worse, else its op's; see
+    # aggregates.source.worst_direction); "lowest" when nothing says.
+    worst: Literal["lowest", "highest"] | None = None
+    worst_reason: str = ""  # why that direction, for the drill-down's heading
+
+    @property
+    def direction(self) -> Literal["lowest", "highest"]:
+        """The worst scores are the lowest or the highest."""
+        return self.worst or "lowest"
 
 
-class AggregateSpec(BaseModel):
-    """One windowed group-by of a topology, validated when the topology loads."""
+class Aggregate(SpecModel):
+    """One windowed group-by of a topology: written in YAML or built here, validated when built.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Its keys (``group_by`` and the ``metrics`` columns) are checked against the
+    topology's columns by the :class:`~weave_stream.topology.spec.Topology` it joins.
+    """
 
     name: str = Field(pattern=_NAME)
-    window: WindowSpec
-    grace: Duration = 600
-    retention: Duration = 86400
+    window: Window
+    grace: WholeSeconds = 600
+    retention: WholeSeconds = 86400
     group_by: tuple[str, ...] = ()
     metrics: dict[str, tuple[str, ...]] = Field(default_factory=dict)
     max_categories: int = Field(default=50, ge=1, le=10_000)
@@ -195,7 +179,7 @@ class AggregateSpec(BaseModel):
         return value
 
     @model_validator(mode="after")
-    def _check_consistency(self) -> AggregateSpec:
+    def _check_consistency(self) -> Aggregate:
         if len(set(self.group_by)) != len(self.group_by):
             raise ValueError(f"group_by repeats a key: {list(self.group_by)}")
         if self.retention < self.grace:
@@ -228,32 +212,69 @@ class AggregateSpec(BaseModel):
 
 
 def parse_aggregates(
-    entries: Iterable[Mapping[str, Any]], topology: str
-) -> tuple[AggregateSpec, ...]:
-    """Validate a topology's ``aggregates:`` entries; a :class:`TopologyError` names the bad one.
+    entries: Iterable[Aggregate | Mapping[str, Any]], topology: str
+) -> tuple[Aggregate, ...]:
+    """Validate ``aggregates:`` entries; a :class:`TopologyError` names each bad one.
+
+    Entries are :class:`Aggregate` s or their plain data. The keys are not checked
+    here (they need the topology's columns): :func:`check_aggregates` does that.
 
     >>> parse_aggregates([{"name": "q", "window": {"size": "1h", "step": "7m"}}], "demo")
     Traceback (most recent call last):
     ...
     weave_stream.errors.TopologyError: topology 'demo', aggregate 'q', field window: ...
     """
-    specs: list[AggregateSpec] = []
-    for index, entry in enumerate(entries):
-        name = entry.get("name", f"#{index}") if isinstance(entry, Mapping) else f"#{index}"
+    problems: list[str] = []
+    specs = check_entries(Aggregate, entries, problems)
+    if problems:
+        raise TopologyError("\n".join(f"topology {topology!r}, {p}" for p in problems))
+    return specs
+
+
+def check_aggregates(
+    specs: Iterable[Aggregate], columns: Collection[str], problems: list[str]
+) -> None:
+    """Append a problem for every key of ``specs`` that is neither a column nor a call field."""
+    for key in sorted(required_fields(specs)):
         try:
-            spec = AggregateSpec.model_validate(entry)
-        except ValidationError as exc:
-            raise TopologyError(_describe(exc, topology, str(name))) from None
-        if any(s.name == spec.name for s in specs):
-            raise TopologyError(
-                f"topology {topology!r}: two aggregates are named {spec.name!r}; "
-                "give each a unique name"
-            )
-        specs.append(spec)
-    return tuple(specs)
+            aggregate_key(key, columns)
+        except ValueError as exc:
+            problems.append(f"aggregates: {exc}")
 
 
-def required_fields(specs: Iterable[AggregateSpec]) -> frozenset[str]:
+def aggregate_key(text: str, columns: Collection[str]) -> tuple[str | None, tuple[str, ...]]:
+    """Where a group-by key or metric column is read: ``(column, parts)`` or ``(None, parts)``.
+
+    A key is a column (``doc_class``), a field inside one (``doc_class.confidence``), a
+    call field (``attributes.model``) or :data:`DURATION` (``(None, ())``). A key that
+    is none of these raises ``ValueError`` naming the topology's columns (the topology
+    reports it as a :class:`TopologyError`).
+
+    >>> aggregate_key("doc_class.confidence", {"doc_class"}), aggregate_key("op_name", ())
+    (('doc_class', ('confidence',)), (None, ('op_name',)))
+    """
+    head, _, rest = text.partition(".")
+    if head in columns:
+        return head, tuple(rest.split(".")) if rest else ()
+    if text == DURATION:
+        return None, ()
+    try:
+        path = FieldPath.parse(text)
+    except ValueError as exc:
+        raise ValueError(
+            f"key {text!r} is neither a column of the topology "
+            f"({', '.join(sorted(columns)) or 'it has none'}) nor a call field: {exc}; "
+            f"or use {DURATION!r}"
+        ) from None
+    if path.column is not None and path.column not in columns:
+        raise ValueError(
+            f"key {text!r} reads column {path.column!r}, which the topology does not have "
+            f"(its columns: {', '.join(sorted(columns)) or 'none'})"
+        )
+    return path.column, path.parts
+
+
+def required_fields(specs: Iterable[Aggregate]) -> frozenset[str]:
     """Every group-by key and metric column the row builder must extract for ``specs``.
 
     >>> entry = {"name": "q", "window": "1m", "group_by": ["op_name"], "metrics": {"s": "mean"}}
@@ -265,14 +286,3 @@ def required_fields(specs: Iterable[AggregateSpec]) -> frozenset[str]:
         fields.update(spec.group_by)
         fields.update(spec.metrics)
     return frozenset(fields)
-
-
-def _describe(exc: ValidationError, topology: str, name: str) -> str:
-    problems = []
-    for error in exc.errors(include_url=False):
-        field = ".".join(str(p) for p in error["loc"]) or "entry"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        shown = repr(error.get("input"))
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        problems.append(f"field {field}: {message} (got {shown})")
-    return f"topology {topology!r}, aggregate {name!r}, " + "; ".join(problems)

@@ -1,4 +1,5 @@
-"""Rows for the windowed-aggregate tests, and a pandas ground truth written independently.
+"""Rows for the windowed-aggregate tests, a pandas ground truth written independently, and
+the aggregate (:func:`spec_for`) those tests compute over them.
 
 The classes are real categories of the chatterbot corpus; scores, latencies and costs
 are drawn from seeded distributions with a few errors, non-numbers and repeats mixed in.
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from weave_stream.aggregates import aggregate_table
+from weave_stream.topology.aggregates import parse_aggregates
 from weave_stream.windows import AggregateRow
 
 T0 = 1_795_662_000.0  # 2026-11-26T03:00:00Z, a multiple of one hour
@@ -130,3 +133,77 @@ def truth(
 def lower_quantile(values: Sequence[float], q: float) -> float:
     """numpy's ``method="lower"`` quantile, the value the sketch guarantee refers to."""
     return float(np.quantile(np.asarray(values, dtype=float), q, method="lower"))
+
+
+# The aggregate the window-state and query tests compute over these rows.
+GROUP_BY = ["doc_class", "attributes.model"]
+EXACT = [
+    "rows",
+    "score.count",
+    "score.sum",
+    "score.mean",
+    "score.std",
+    "score.min",
+    "score.max",
+    "score.errors",
+    "score.error_rate",
+    "score.cost_sum",
+]
+QUANTILES = ["latency_ms.p50", "latency_ms.p99", "drift.p90"]
+
+
+def spec_for(window: Any, grace: str = "2m", retention: str = "1d", **extra: Any) -> Any:
+    """The ``quality`` aggregate over these rows' columns, with ``window`` and ``extra``."""
+    entry = {
+        "name": "quality",
+        "window": window,
+        "grace": grace,
+        "retention": retention,
+        "group_by": GROUP_BY,
+        "metrics": {
+            "score": [
+                "count",
+                "sum",
+                "mean",
+                "std",
+                "ci95",
+                "min",
+                "max",
+                "error_rate",
+                "cost_sum",
+            ],
+            "latency_ms": ["p50", "p99"],
+            "drift": ["p90"],
+            "label": ["counts"],
+        },
+        "drill_down": {"sample_size": 8, "worst_k": 3, "score": "score", "worst": "lowest"},
+        **extra,
+    }
+    return parse_aggregates([entry], "test")[0]
+
+
+def table_frame(spec: Any, snapshots: Any, by: Any = None) -> pd.DataFrame:
+    """The aggregate's table as a frame, window starts as epoch seconds (as :func:`truth`)."""
+    frame = aggregate_table(spec, snapshots, by=by).frame.copy()
+    frame["window_start"] = frame["window_start"].map(lambda t: int(t.timestamp()))
+    return frame
+
+
+def assert_matches_truth(frame: pd.DataFrame, expected: pd.DataFrame, keys: list[str]) -> None:
+    """Same windows and groups; exact figures equal, sketched quantiles within 1 %."""
+    joined = expected.merge(frame, on=keys, how="outer", suffixes=("_truth", ""), indicator=True)
+    assert (joined["_merge"] == "both").all(), joined[joined["_merge"] != "both"][keys]
+    for column in EXACT:
+        np.testing.assert_allclose(
+            joined[column].astype(float),
+            joined[f"{column}_truth"].astype(float),
+            rtol=1e-9,
+            atol=1e-12,
+            equal_nan=True,
+            err_msg=column,
+        )
+    for column in QUANTILES:
+        exact, sketched = joined[f"{column}_truth"], joined[column]
+        assert (abs(sketched - exact) <= 0.01 * abs(exact) + 1e-12).all(), column
+    for column in [c for c in expected.columns if ".counts." in c]:
+        assert (joined[column] == joined[f"{column}_truth"]).all(), column

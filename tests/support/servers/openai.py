@@ -15,7 +15,7 @@ Faults: :func:`answer` (a given content), :func:`status` (HTTP 500 or any code),
 Every request is recorded (time, body, headers), and the peak number of requests
 in flight is kept, so tests can check retries, waits and the concurrency limit.
 
-Run alone: ``python -m tests.servers.openai`` (prints the base URL it serves).
+Run alone: ``python -m tests.support.servers.openai`` (prints the base URL it serves).
 """
 
 from __future__ import annotations
