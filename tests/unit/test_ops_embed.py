@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
+from click.testing import CliRunner
 
+from weave_stream.cli import cli
 from weave_stream.config import load_settings
-from weave_stream.demo.samples import corpus_documents
+from weave_stream.demo.samples import corpus_documents, sample_calls
 from weave_stream.ops import Embed, resolve_op, run_op
 from weave_stream.ops.embed import (
     DIMENSIONS,
@@ -128,3 +132,34 @@ def test_the_ref_does_not_change_with_the_device_or_precision_the_settings_pick(
         use_backend(previous)
     assert len(refs) == 1  # where a value is computed is not what it is
     assert vectors[0] @ vectors[1] > 0.999  # the same vector, within half precision
+
+
+def test_a_local_run_says_which_device_and_precision_computed_its_embeddings(
+    tmp_path: Path,
+) -> None:
+    calls = sample_calls(corpus_documents("english", categories=["science"])[:3])
+    (tmp_path / "calls.jsonl").write_bytes(b"\n".join(orjson.dumps(c) for c in calls))
+    (tmp_path / "vectors.yaml").write_text(
+        "name: vectors\nsource: {op_name: text-extract}\n"
+        "columns:\n  - {name: embedding, op: embed, args: {text: inputs.document}}\n"
+    )
+    previous = use_backend(None)
+    try:
+        ran = CliRunner().invoke(
+            cli,
+            [
+                "run",
+                str(tmp_path / "vectors.yaml"),
+                "--input",
+                str(tmp_path / "calls.jsonl"),
+                "--out",
+                str(tmp_path / "out.jsonl"),
+                "--quiet",
+            ],
+            env={"WEAVE_STREAM_DATA_DIR": str(tmp_path), "WEAVE_STREAM_DEVICE": "cpu"},
+        )
+    finally:
+        configure_model(None)
+        use_backend(previous)
+    assert ran.exit_code == 0, ran.output
+    assert "vectors: embeddings on cpu in float32, batches of 1024 tokens" in ran.output

@@ -49,6 +49,7 @@ __all__ = [
     "encode_sync",
     "load_model",
     "model_backend",
+    "model_in_use",
     "token_batches",
     "use_backend",
 ]
@@ -108,6 +109,16 @@ def model_backend() -> EmbeddingBackend:
         if _backend is None:
             _backend = backend_for(_settings or load_settings())
         return _backend
+
+
+def model_in_use() -> str | None:
+    """Where this process's model runs, in one line, once something embedded (else None).
+
+    >>> use_backend(None) and None; model_in_use() is None
+    True
+    """
+    backend = _backend
+    return backend.describe() if backend is not None else None
 
 
 def configure_model(settings: Settings | None) -> None:
