@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -63,3 +64,5 @@ def test_two_topologies_of_a_worker_share_one_loaded_model(
     with urllib.request.urlopen(f"{worker.url}/readyz", timeout=10) as answer:
         components = json.loads(answer.read())["components"]
     assert components["model-service"]["state"] == "ok"
+    said = "\n".join(p.read_text() for p in (settings.data_dir / "logs").glob("*model-service.log"))
+    assert re.search(r"model service on unix:\S+: \S+.* in (float32|float16), batches of", said)
