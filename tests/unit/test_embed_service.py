@@ -135,3 +135,15 @@ def test_a_workers_model_service_asked_for_a_gpu_it_lacks_is_failed_on_readyz_sa
     reason = failed["last_error"]
     assert "exited with 1" in reason and "restarting it in" in reason
     assert f"device='{absent}'" in reason and "device=cpu" in reason  # what to set instead
+
+
+def test_a_stopped_model_service_is_not_restarted_by_the_supervisors_next_poll(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> object:
+        service = ModelServiceProcess(load_settings(env={}, data_dir=tmp_path))
+        await service.stop()  # the worker is stopping; its registry loop may poll once more
+        await service.keep_alive()
+        return service.process
+
+    assert asyncio.run(scenario()) is None  # nothing started while the worker stops

@@ -47,6 +47,7 @@ class ModelServiceProcess:
         self._ready = False
         self._failures = 0
         self._retry_at = 0.0
+        self._stopped = False  # stop() was called: keep_alive restarts nothing
         self._log_path = settings.data_dir / "logs" / f"{settings.worker_id}.model-service.log"
 
     @property
@@ -64,6 +65,7 @@ class ModelServiceProcess:
     async def start(self) -> None:
         """Start the service (returns at once; clients wait for its socket)."""
         HEALTH.starting(COMPONENT)
+        self._stopped = False
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         self.web_port = free_port()
         environment = {
@@ -92,6 +94,8 @@ class ModelServiceProcess:
     async def keep_alive(self) -> None:
         """Restart the service if it died (with a backoff), saying why; report it ok, and
         log where the model runs, once its socket is up."""
+        if self._stopped:
+            return
         if self.process is not None and self.process.returncode is not None:
             self._failures += 1
             delay = _RESTART_BACKOFF[min(self._failures, len(_RESTART_BACKOFF)) - 1]
@@ -115,7 +119,7 @@ class ModelServiceProcess:
 
     async def stop(self, timeout: float = 20.0) -> None:
         """Stop the service gracefully (after the topology processes)."""
-        process, self.process = self.process, None
+        process, self.process, self._stopped = self.process, None, True
         HEALTH.forget(COMPONENT)
         if process is None or process.returncode is not None:
             return

@@ -159,6 +159,7 @@ class TopologySupervisor:
         self.policy = RestartPolicy()
         self._log_dir = settings.data_dir / "logs"
         self._last_poll = 0.0
+        self._stopping = False  # the worker is stopping: restart nothing
         self.model_service = (
             ModelServiceProcess(settings) if settings.embed_service == "auto" else None
         )
@@ -188,6 +189,8 @@ class TopologySupervisor:
             if self.model_service is not None:
                 await self.model_service.start()
             async for registrations in watch_registry(self.settings, poll_seconds=1.0):
+                if self._stopping:  # children exit now: restarting them would hold the stop up
+                    continue
                 if self.model_service is not None:
                     await self.model_service.keep_alive()
                 await self.reconcile(registrations)
@@ -338,7 +341,9 @@ class TopologySupervisor:
 
     def signal_all(self) -> None:
         """SIGTERM every child at once (the worker is stopping: each starts its own
-        bounded shutdown now, not after the worker's other services)."""
+        bounded shutdown now, not after the worker's other services); from now on
+        nothing is restarted (the model service stops after them, in :meth:`stop_all`)."""
+        self._stopping = True
         for child in self.children.values():
             child.terminate()
 
@@ -357,6 +362,7 @@ class TopologySupervisor:
 
     async def stop_all(self) -> None:
         """Stop every child gracefully (they commit what they processed), then the model service."""
+        self._stopping = True
         await asyncio.gather(*(self._stop(name) for name in list(self.children)))
         if self.model_service is not None:
             await self.model_service.stop()
