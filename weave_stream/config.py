@@ -51,6 +51,7 @@ _TOPIC_PART = re.compile(r"^[A-Za-z0-9._-]+$")
 _STORE_SCHEMES = frozenset({"file", "s3", "s3a", "gs", "az", "abfs", "abfss", "memory"})
 # store_options may carry object-store credentials.
 _SECRETS = frozenset({"judge_api_key", "api_token", "store_options"})
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")  # where the embedding model runs
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,21 @@ class Settings(BaseModel):
     # 0.25 s doubled bench/stream.py's p50 latency against 0.05 s at the same throughput.
     batch_size: int = Field(default=64, ge=1, le=100_000)
     batch_max_wait_seconds: Duration = Field(default=0.05, gt=0)
+    # The embedding model of the embed and classify ops (weave_stream.ops.embed_device).
+    # device: "auto" (a CUDA GPU, else Apple's MPS, else the CPU), "cpu", "cuda", "cuda:N"
+    # or "mps"; precision "auto" is float16 on a GPU and float32 on the CPU. Vectors are
+    # normalised float32 either way, and op refs do not depend on either.
+    device: str = "auto"
+    precision: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    # Padded tokens per forward pass, the longest wait for more texts to fill one, and
+    # the threads tokenizing ahead of the model; None: the device's default.
+    embed_token_budget: int | None = Field(default=None, ge=16, le=4_194_304)
+    embed_gather_seconds: Duration | None = Field(default=None, ge=0, le=10)
+    embed_tokenizer_threads: int | None = Field(default=None, ge=0, le=256)
+    # Where a streaming worker's topology processes embed: "auto" (one model service per
+    # worker, shared by them all), "process" (each loads its own model), or
+    # "unix:/path/to.sock" (a running `weave-stream model-service`, e.g. one per host).
+    embed_service: str = "auto"
     # A topology worker idle this long while its partitions lag restarts (see watchdog).
     stall_seconds: Duration = Field(default=30.0, gt=0)
     # Reconciliation: every interval, a topology worker checks the calls of its partitions
@@ -197,6 +213,26 @@ class Settings(BaseModel):
                 "(several bootstrap servers: kafka://h1:9092,h2:9092)"
             )
         return f"kafka://{','.join(hosts)}"
+
+    @field_validator("device")
+    @classmethod
+    def _check_device(cls, value: str) -> str:
+        if not DEVICE_PATTERN.match(value.strip().lower()):
+            raise ValueError(
+                f"device {value!r} is not a device; use auto, cpu, cuda, cuda:N (N counts "
+                "from 0) or mps"
+            )
+        return value.strip().lower()
+
+    @field_validator("embed_service")
+    @classmethod
+    def _check_embed_service(cls, value: str) -> str:
+        if value in ("auto", "process") or (value.startswith("unix:") and len(value) > 5):
+            return value
+        raise ValueError(
+            f"embed_service {value!r} is not auto, process or unix:/path/to/model.sock "
+            "(the socket of a running `weave-stream model-service`)"
+        )
 
     @field_validator("topic_prefix")
     @classmethod

@@ -51,6 +51,9 @@ __all__ = [
     "DERIVED_COST_USD",
     "DERIVED_VALUES",
     "DERIVED_VALUES_WRITTEN",
+    "EMBED_MODEL_LOADS",
+    "EMBED_TEXTS",
+    "EMBED_TOKENS",
     "HOLES_HEALED",
     "INDEX_REBUILDS",
     "INGEST_BATCH_SECONDS",
@@ -214,6 +217,28 @@ JUDGE_TOKENS = Counter(
     "weave_stream_judge_tokens_total",
     "Tokens used by the LLM judge, by model and kind (prompt or completion).",
     ["model", "kind"],
+    registry=REGISTRY,
+)
+# The embedding model (embed and classify ops), wherever it runs: in the process or in
+# a worker's model service.
+EMBED_MODEL_LOADS = Counter(
+    "weave_stream_embed_model_loads_total",
+    "Times the embedding model was loaded into memory, by device and precision (one per "
+    "process that embeds, or one per worker with the shared model service).",
+    ["device", "precision"],
+    registry=REGISTRY,
+)
+EMBED_TEXTS = Counter(
+    "weave_stream_embed_texts_total",
+    "Texts embedded by the model, by device.",
+    ["device"],
+    registry=REGISTRY,
+)
+EMBED_TOKENS = Counter(
+    "weave_stream_embed_tokens_total",
+    "Tokens through the embedding model, by kind: text (real tokens) or padding (the "
+    "waste of a batch of mixed lengths).",
+    ["device", "kind"],
     registry=REGISTRY,
 )
 DERIVED_VALUES = Counter(

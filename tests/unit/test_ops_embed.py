@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
+from click.testing import CliRunner
 
-from weave_stream.demo.samples import corpus_documents
-from weave_stream.ops import Embed, run_op
-from weave_stream.ops.embed import DIMENSIONS, encode_sync
+from weave_stream.cli import cli
+from weave_stream.config import load_settings
+from weave_stream.demo.samples import corpus_documents, sample_calls
+from weave_stream.ops import Embed, resolve_op, run_op
+from weave_stream.ops.embed import (
+    DIMENSIONS,
+    configure_model,
+    encode_sync,
+    model_backend,
+    use_backend,
+)
 
 
 def embed(texts: list[Any]) -> list[Any]:
@@ -102,3 +113,53 @@ def test_the_version_names_the_model_and_not_the_inner_batch_size() -> None:
     assert Embed().ref == Embed(token_budget=256).ref
     assert Embed().signature.required == ("text",)
     assert Embed().deterministic
+
+
+def test_the_ref_does_not_change_with_the_device_or_precision_the_settings_pick() -> None:
+    previous = use_backend(None)
+    refs, vectors = set(), []
+    try:
+        for precision in ("float32", "bfloat16"):
+            use_backend(None)  # the next op made from settings makes the process's backend
+            settings = load_settings(env={}, device="cpu", precision=precision)
+            embed_op = resolve_op("embed", settings=settings)  # as a topology file loads it
+            results = asyncio.run(run_op(embed_op, [{"text": "an invoice for March"}]))
+            assert f"cpu in {precision}" in model_backend().describe()
+            refs.add(embed_op.ref)
+            vectors.append(np.array(results[0].value))
+    finally:
+        configure_model(None)
+        use_backend(previous)
+    assert len(refs) == 1  # where a value is computed is not what it is
+    assert vectors[0] @ vectors[1] > 0.999  # the same vector, within half precision
+
+
+def test_a_local_run_says_which_device_and_precision_computed_its_embeddings(
+    tmp_path: Path,
+) -> None:
+    calls = sample_calls(corpus_documents("english", categories=["science"])[:3])
+    (tmp_path / "calls.jsonl").write_bytes(b"\n".join(orjson.dumps(c) for c in calls))
+    (tmp_path / "vectors.yaml").write_text(
+        "name: vectors\nsource: {op_name: text-extract}\n"
+        "columns:\n  - {name: embedding, op: embed, args: {text: inputs.document}}\n"
+    )
+    previous = use_backend(None)
+    try:
+        ran = CliRunner().invoke(
+            cli,
+            [
+                "run",
+                str(tmp_path / "vectors.yaml"),
+                "--input",
+                str(tmp_path / "calls.jsonl"),
+                "--out",
+                str(tmp_path / "out.jsonl"),
+                "--quiet",
+            ],
+            env={"WEAVE_STREAM_DATA_DIR": str(tmp_path), "WEAVE_STREAM_DEVICE": "cpu"},
+        )
+    finally:
+        configure_model(None)
+        use_backend(previous)
+    assert ran.exit_code == 0, ran.output
+    assert "vectors: embeddings on cpu in float32, batches of 1024 tokens" in ran.output

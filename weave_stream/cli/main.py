@@ -45,6 +45,7 @@ COMMAND_MODULES: dict[str, str] = {
     "datasets": "dataset_cmds",
     "dataset": "dataset_cmds",
     "topics": "topic_cmds",
+    "model-service": "model_cmds",
 }
 
 

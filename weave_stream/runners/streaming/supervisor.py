@@ -13,6 +13,10 @@ Each child is a component ``topology/<name>`` of the worker's health
 ``/readyz`` answers, ``failed`` with the reason when it exits (the last error line of
 its log) or when its ``/readyz`` reports a failed component, so ``/readyz``,
 ``weave-stream status`` and ``weave-stream topologies`` show a crash loop.
+
+With ``embed_service=auto`` it also runs the worker's model service (see
+:mod:`.model_service`): the children embed through it, so the host holds one
+embedding model, not one per topology.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from weave_stream.broker.embedded import die_with_parent, free_port
 from weave_stream.config import Settings
 from weave_stream.metrics import TOPOLOGY_REGISTERED
 from weave_stream.runners.streaming.health import HEALTH
+from weave_stream.runners.streaming.model_service import ModelServiceProcess
 from weave_stream.topology.registrations import Registration, watch_registry
 
 __all__ = ["RestartPolicy", "TopologySupervisor", "component_name", "last_error_line"]
@@ -154,15 +159,21 @@ class TopologySupervisor:
         self.policy = RestartPolicy()
         self._log_dir = settings.data_dir / "logs"
         self._last_poll = 0.0
+        self._stopping = False  # the worker is stopping: restart nothing
+        self.model_service = (
+            ModelServiceProcess(settings) if settings.embed_service == "auto" else None
+        )
 
     def metrics_urls(self) -> list[str]:
-        """The ``/metrics`` URLs of the children alive now."""
+        """The ``/metrics`` URLs of the children alive now (and the model service's)."""
         host = self.settings.web_host
-        return [
+        urls = [
             f"http://{host}:{child.web_port}/metrics"
             for child in self.children.values()
             if child.process.returncode is None
         ]
+        service = self.model_service.metrics_url if self.model_service else None
+        return [*urls, service] if service else urls
 
     def running(self) -> dict[str, str]:
         """``{topology: version}`` of the children alive now."""
@@ -175,7 +186,13 @@ class TopologySupervisor:
     async def run(self) -> None:
         """Follow the registry until cancelled; then stop every child."""
         try:
+            if self.model_service is not None:
+                await self.model_service.start()
             async for registrations in watch_registry(self.settings, poll_seconds=1.0):
+                if self._stopping:  # children exit now: restarting them would hold the stop up
+                    continue
+                if self.model_service is not None:
+                    await self.model_service.keep_alive()
                 await self.reconcile(registrations)
                 if time.monotonic() - self._last_poll >= POLL_SECONDS:
                     self._last_poll = time.monotonic()
@@ -292,6 +309,8 @@ class TopologySupervisor:
             "WEAVE_STREAM_WORKER_ID": f"{self.settings.worker_id}.{name}",
             "WEAVE_STREAM_SHUTDOWN_TIMEOUT_SECONDS": str(child_bound),
         }
+        if self.model_service is not None:
+            environment["WEAVE_STREAM_EMBED_SERVICE"] = self.model_service.address
         log_path = self._log_path(name)
         offset = log_path.stat().st_size if log_path.exists() else 0
         with open(log_path, "ab") as log_file:
@@ -322,7 +341,9 @@ class TopologySupervisor:
 
     def signal_all(self) -> None:
         """SIGTERM every child at once (the worker is stopping: each starts its own
-        bounded shutdown now, not after the worker's other services)."""
+        bounded shutdown now, not after the worker's other services); from now on
+        nothing is restarted (the model service stops after them, in :meth:`stop_all`)."""
+        self._stopping = True
         for child in self.children.values():
             child.terminate()
 
@@ -340,5 +361,8 @@ class TopologySupervisor:
             await child.process.wait()
 
     async def stop_all(self) -> None:
-        """Stop every child gracefully (they commit what they processed)."""
+        """Stop every child gracefully (they commit what they processed), then the model service."""
+        self._stopping = True
         await asyncio.gather(*(self._stop(name) for name in list(self.children)))
+        if self.model_service is not None:
+            await self.model_service.stop()
