@@ -74,9 +74,19 @@ def test_a_crashed_agent_and_a_crash_looping_child_fail_readyz_status_and_metric
     assert "exited with status 1" in child["last_error"]
     assert "nowhere_to_be_found_ops" in child["last_error"]
 
-    status = weave_stream("status", "--format", "json", *flags)
-    assert status.returncode == 1, status.stderr
-    agents = {row["agent"]: row for row in json.loads(status.stdout)["agents"]}
+    # `status` reads what the worker last published (on a change, within PUBLISH_SECONDS).
+    def status_agents() -> tuple[int, dict[str, dict[str, Any]]]:
+        status = weave_stream("status", "--format", "json", *flags)
+        rows = json.loads(status.stdout)["agents"] if status.stdout else []
+        return status.returncode, {row["agent"]: row for row in rows}
+
+    code, agents = wait_until(
+        status_agents,
+        60,
+        "`status` to show the crash-looping child failed",
+        until=lambda found: found[1].get("topology/broken", {}).get("state") == "failed",
+    )
+    assert code == 1
     assert agents["ingest"]["state"] == "failed"
     assert "refused the idempotent producer" in agents["ingest"]["last_error"]
     assert agents["topology/broken"]["state"] == "failed"
