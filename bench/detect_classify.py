@@ -11,9 +11,10 @@ Zero-shot baseline: cosine similarity to the embedding of each one-line
 description. Few-shot (3 labelled examples per class, 5 draws): the baseline is the
 centroid of the examples alone. Each at the op's defaults and with the opt-in
 ``calibration`` (200 unlabelled texts of the task, scored on the others), e.g.
-``python -m bench.detect_classify`` for these figures alone. The subject is the op's own prototypes, computed
-on the cached embeddings (the op's ``_fold_feedback``/``_centroid_results``, so the
-model is not run again for every draw).
+``python -m bench.detect_classify`` for these figures alone. The subject is the
+op's own prototypes, computed on the cached embeddings (the op's
+``_fold_feedback``/``_centroid_results``, so the model is not run again for every
+draw; it does embed the descriptions, examples and calibration texts).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ deterministic; its digest is part of the op's version.
 >>> import numpy as np
 >>> prototypes = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
 >>> sample = np.array([[0.8, 0.6], [0.6, 0.8]], dtype=np.float32)
->>> adapt_prototypes(prototypes, sample, prior_weight=0.5, rounds=1).round(3).tolist()
+>>> [[round(float(x), 3) for x in row] for row in adapt_prototypes(prototypes, sample, 0.5, 1)]
 [[0.949, 0.316], [0.316, 0.949]]
 >>> load_calibration(["a question", "another"])
 ('a question', 'another')
