@@ -19,6 +19,7 @@ draw; it does embed the descriptions, examples and calibration texts).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -168,8 +169,17 @@ def classify_figures(seeds: int = 5, calibration_size: int = 200) -> list[dict[s
     return figures
 
 
-if __name__ == "__main__":
-    import json
+def print_figures(figures: list[dict[str, Any]]) -> None:
+    """A readable table of the figures, then each as one JSON line."""
+    print(f"{'figure':20} {'task':7} {'setting':11} {'mean':>6} {'worst':>6} {'baseline':>9}")
+    for f in figures:
+        print(
+            f"{f['bench']:20} {f['task']:7} {f['setting']:11} {f['value']:6.3f} "
+            f"{f['worst']:6.3f} {f['baseline']:9.3f}"
+        )
+    for f in figures:
+        print(json.dumps(f))
 
-    for line in classify_figures():
-        print(json.dumps(line))
+
+if __name__ == "__main__":
+    print_figures(classify_figures())
