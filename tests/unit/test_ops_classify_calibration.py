@@ -52,8 +52,9 @@ def test_calibration_moves_predictions_toward_the_truth_and_stays_deterministic(
     correct = [sum(p == t for p, t in zip(run, truth, strict=True)) for run in (plain, calibrated)]
     assert correct[1] >= correct[0] + 0.05 * len(truth), correct
     assert calibrated != plain  # it changed predictions, and for the better overall
-    # Same inputs, same sample: the same values, from a fresh op too.
-    assert predict(Classify(labels=KINDS, calibration=sample()), list(documents)) == calibrated
+    # Same inputs, same sample: the same values, from a fresh op too (every 4th text).
+    again = predict(Classify(labels=KINDS, calibration=sample()), list(documents[::4]))
+    assert again == calibrated[::4]
 
 
 def test_the_calibration_set_is_part_of_the_version(tmp_path: Path) -> None:
