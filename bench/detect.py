@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.detect_classify import classify_figures
+from bench.detect_classify import classify_figures, print_figures
 from tests.support.corpora import NEW_KINDS, STABLE_KINDS, texts
 from weave_stream.drift.monitor import DriftMonitor
 from weave_stream.drift.observation import Observation
@@ -193,8 +193,7 @@ def main() -> None:
             baseline_false_flags=worst["baseline_false_flags"],
             false_flags_after_shift=worst["false_flags_after"],
         )
-    for figure in classify_figures(seeds=5):
-        print(json.dumps(figure))
+    print_figures(classify_figures(seeds=5))
 
 
 if __name__ == "__main__":

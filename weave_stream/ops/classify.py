@@ -14,6 +14,10 @@ within 3 points of the mean, where examples alone varied by 5), ``method="river"
 trains a river online softmax regression on the embeddings. Either way
 :meth:`Classify.learn` keeps learning from feedback.
 
+Opt-in ``calibration``: a fixed sample of the user's unlabelled inputs (texts, or a
+file of one a line) to which the label vectors adapt (:mod:`.calibration`): on the
+bench, zero-shot gained 6-10 points over the op without it, and few-shot up to 5.
+
 Confidence is the softmax of the cosine similarities divided by ``temperature``
 (centroid) or the river model's probability. What the op has learned is part of
 its version: feedback gives a new ref, so values computed before it stay
@@ -37,6 +41,12 @@ import numpy.typing as npt
 
 from weave_stream.errors import OpDefinitionError, OpError
 from weave_stream.ops.base import CostEstimate, OpResult
+from weave_stream.ops.calibration import (
+    Calibration,
+    adapt_prototypes,
+    calibration_digest,
+    load_calibration,
+)
 from weave_stream.ops.decorator import op
 from weave_stream.ops.embed import encode_sync, estimate_seconds, run_on_model_thread, text_problem
 
@@ -53,7 +63,9 @@ class ClassifyOp:
     ``labels`` maps each label to a description or a list of descriptions (or lists
     labels, each its own description); ``examples`` maps labels to example texts;
     ``prior_weight`` is the description's share of a label's vector once it has
-    examples (``centroid``).
+    examples (``centroid``), and a label vector's share against the calibration texts
+    it attracts; ``calibration`` is a fixed sample of unlabelled inputs (texts or a
+    file path) the label vectors adapt to, over ``calibration_rounds`` rounds.
     """
 
     def __init__(
@@ -63,8 +75,23 @@ class ClassifyOp:
         method: Method = "centroid",
         temperature: float = 0.05,
         prior_weight: float = 0.5,
+        calibration: Calibration | None = None,
+        calibration_rounds: int = 1,
     ) -> None:
         self.labels = _check_labels(labels)
+        if calibration is not None and method != "centroid":
+            raise OpDefinitionError(
+                f"classify: calibration adapts label vectors and needs method='centroid', "
+                f"got method={method!r} (drop calibration, or use the centroid method)"
+            )
+        if not isinstance(calibration_rounds, int) or not 1 <= calibration_rounds <= 10:
+            raise OpDefinitionError(
+                f"classify: calibration_rounds must be an integer from 1 to 10 (1 measured "
+                f"best), got {calibration_rounds!r}"
+            )
+        self.calibration = load_calibration(calibration) if calibration is not None else ()
+        self.calibration_rounds = calibration_rounds
+        self._calibration_vectors: Vector | None = None
         if not 0.0 <= prior_weight <= 1.0:
             raise OpDefinitionError(
                 f"classify: prior_weight must be in [0, 1] (the weight of the label "
@@ -95,8 +122,11 @@ class ClassifyOp:
         self._river: Any = None
 
     def version_state(self) -> Mapping[str, str] | None:
-        """A digest of the feedback learned so far (None before any)."""
-        return {"feedback": self._feedback_digest} if self._feedback_digest else None
+        """Digests of the calibration texts and of the feedback learned so far (or None)."""
+        state = {"calibration": calibration_digest(self.calibration)} if self.calibration else {}
+        if self._feedback_digest:
+            state["feedback"] = self._feedback_digest
+        return state or None
 
     def estimate(self, inputs: Sequence[Mapping[str, Any]]) -> CostEstimate:
         """No dollars; the time of embedding each text."""
@@ -152,6 +182,8 @@ class ClassifyOp:
         examples = [(text, label) for label, texts in self.examples.items() for text in texts]
         vectors = encode_sync([text for text, _ in examples]) if examples else phrase_vectors[:0]
         size = phrase_vectors.shape[1]
+        if self.calibration:
+            self._calibration_vectors = encode_sync(self.calibration)
         self._sums = {label: np.zeros(size, dtype=np.float32) for label in self.labels}
         self._counts = dict.fromkeys(self.labels, 0)
         pairs = examples
@@ -192,6 +224,10 @@ class ClassifyOp:
         assert self._sums is not None
         names = list(self._sums)
         centroids = np.stack([self._prototype(name) for name in names])
+        if self._calibration_vectors is not None:
+            centroids = adapt_prototypes(
+                centroids, self._calibration_vectors, self.prior_weight, self.calibration_rounds
+            )
         similarities = vectors @ centroids.T
         logits = similarities / self.temperature
         probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -229,6 +265,7 @@ Classify = op(
     retries=1,
     distributions=("sentence-transformers", "transformers", "torch"),  # it embeds the text
     higher_is_worse=False,  # a confidence: the least confident are the worst
+    depends=(adapt_prototypes,),  # the adaptation decides values; its module is not followed
 )(ClassifyOp)
 
 
