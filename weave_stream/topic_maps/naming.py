@@ -18,13 +18,11 @@ weave_stream.ops.judge_http.JudgeAnswerError: the namer's answer has no usable '
 
 from __future__ import annotations
 
-import hashlib
 import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
 import orjson
 
 from weave_stream.columns.cache import CachedValue, ResultCache, cache_key
@@ -32,7 +30,7 @@ from weave_stream.ops.base import CostEstimate, OpResult
 from weave_stream.ops.decorator import op
 from weave_stream.ops.execute import run_op
 from weave_stream.ops.judge import JudgeOp
-from weave_stream.ops.judge_http import JudgeAnswerError, chat_completion
+from weave_stream.ops.judge_http import JudgeAnswerError
 
 __all__ = [
     "MAX_NAME_CHARS",
@@ -86,52 +84,10 @@ class TopicNamerOp(JudgeOp):
         options.setdefault("max_tokens", 300)
         super().__init__(model=model, **options)
 
-    async def _judge(
-        self,
-        client: httpx.AsyncClient,
-        limit: Any,
-        key: str | None,
-        item: Mapping[str, Any],
-    ) -> OpResult:
-        prompt = self.render(item)
-        digest = hashlib.sha256(f"{self.system}\0{prompt}".encode()).hexdigest()
-        body: dict[str, Any] = {
-            "model": self.model,
-            "messages": [
-                {"role": "system", "content": self.system},
-                {"role": "user", "content": prompt},
-            ],
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-        }
-        if self.json_mode:
-            body["response_format"] = {"type": "json_object"}
-        async with limit:
-            started = time.perf_counter()
-            reply = await chat_completion(client, body, secret=key)
-            latency_ms = (time.perf_counter() - started) * 1000
-        details: dict[str, Any] = {"prompt_sha256": digest, "model": self.model}
-        if reply.error is not None:
-            return OpResult.failure(
-                reply.error,
-                retriable=reply.retriable,
-                retry_after=reply.retry_after,
-                details={**details, "status": reply.status},
-                latency_ms=latency_ms,
-            )
-        details.update(
-            raw_answer=reply.content,
-            prompt_tokens=reply.prompt_tokens,
-            completion_tokens=reply.completion_tokens,
-        )
-        cost = reply.cost(self.prices, self.model)
-        try:
-            value = parse_name(reply.content)
-        except JudgeAnswerError as exc:
-            return OpResult.failure(
-                str(exc), retriable=True, details=details, cost=cost, latency_ms=latency_ms
-            )
-        return OpResult(value=value, cost=cost, latency_ms=latency_ms, details=details)
+    def parse(self, content: str) -> dict[str, str]:
+        """The name in the answer (raises :class:`JudgeAnswerError` when it is unusable:
+        the judge's request path retries it, then records the error)."""
+        return parse_name(content)
 
 
 TopicNamer = op(
