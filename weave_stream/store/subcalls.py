@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.columns.tree import tree_records, trees
-from weave_stream.store.rows import join_value, split_value
+from weave_stream.store.rows import split_value, value_from_row
 from weave_stream.store.tables import Store
 
 __all__ = [
@@ -99,25 +99,10 @@ def sub_call_rows_from_json(raw: bytes | str, stored_at: datetime) -> list[dict[
 
 
 def sub_call_from_row(row: Mapping[str, Any]) -> DerivedValue:
-    """The sub-call record a ``subcalls`` row holds (the inverse of :func:`sub_call_rows`)."""
-    return DerivedValue(
-        call_id=row["call_id"],
-        trace_id=row.get("trace_id"),
-        topology=row["topology"],
-        column=row["column_name"],
-        op_ref=row["op_ref"],
-        trial=row["trial"],
-        value=join_value(row),
-        error=row.get("error"),
-        latency_ms=row.get("latency_ms"),
-        cost=row.get("cost"),
-        computed_at=row["computed_at"],
-        started_at=row.get("started_at"),
-        details=orjson.loads(row["details"]) if row.get("details") else {},
-        cached=bool(row.get("cached")),
-        input_digest=row.get("input_digest"),
-        parent_ref=row.get("parent_ref"),
-        position=row["position"],
+    """The sub-call record a ``subcalls`` row holds (the inverse of :func:`sub_call_rows`):
+    a ``values`` row's fields plus its place in the tree."""
+    return value_from_row(row).model_copy(
+        update={"parent_ref": row.get("parent_ref"), "position": row["position"]}
     )
 
 
