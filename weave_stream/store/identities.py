@@ -122,52 +122,60 @@ def _isin(
     return dataset.to_table(filter=pc.field(column).isin(sorted(set(keys))))
 
 
-# -- values: the first success, else the first error ---------------------------------
-
-
-def _value_identity(row: Mapping[str, Any]) -> Hashable:
-    return (row["call_id"], row["column_name"], row["op_ref"], row["trial"])
+# -- values and sub-calls: the first success, else the first error -------------------
 
 
 def _value_state(row: Mapping[str, Any]) -> str:
     return "ok" if row["error"] is None else "error"
 
 
-def _lookup_values(
-    table: DeltaTable, rows: list[Row], before: datetime | None
-) -> dict[Hashable, Any]:
-    found = _isin(table, "call_id", [r["call_id"] for r in rows], {r["date"] for r in rows}, before)
-    states: dict[Hashable, Any] = {}
-    for stored in found.select(["call_id", "column_name", "op_ref", "trial", "error"]).to_pylist():
-        key = _value_identity(stored)
-        if states.get(key) != "ok":
-            states[key] = _value_state(stored)
-    return states
+def _first_success_rules(identity: tuple[str, ...]) -> TableRules:
+    """The rules of a table whose rows are kept per ``identity`` (columns of the row):
+    the first success, else the first error, a later success replacing a stored error."""
+
+    def key(row: Mapping[str, Any]) -> Hashable:
+        return tuple(row[column] for column in identity)
+
+    columns = (*identity, "error")
+
+    def lookup(table: DeltaTable, rows: list[Row], before: datetime | None) -> dict[Hashable, Any]:
+        dates = {r["date"] for r in rows}
+        found = _isin(table, "call_id", [r["call_id"] for r in rows], dates, before)
+        states: dict[Hashable, Any] = {}
+        for stored in found.select(list(columns)).to_pylist():
+            if states.get(key(stored)) != "ok":
+                states[key(stored)] = _value_state(stored)
+        return states
+
+    def first(rows: Iterable[Row]) -> list[Row]:
+        kept: dict[Hashable, Row] = {}
+        for row in rows:
+            held = kept.get(key(row))
+            if held is None or (held["error"] is not None and row["error"] is None):
+                kept[key(row)] = row
+        return list(kept.values())
+
+    return TableRules(
+        identity=key,
+        state=_value_state,
+        event_time=lambda row: row["started_at"] or row["computed_at"],
+        lookup=lookup,
+        supersede=lambda state, row: row if state == "error" and row["error"] is None else None,
+        first=first,
+        merge_on=" AND ".join(f"t.{c} = s.{c}" for c in ("date", *identity)),
+        key_columns=columns,
+    )
+
+
+VALUES = _first_success_rules(("call_id", "column_name", "op_ref", "trial"))
+# Sub-calls: per place in a value's tree.
+SUBCALLS = _first_success_rules(("call_id", "column_name", "column_ref", "trial", "position"))
 
 
 def first_values(rows: Iterable[Row]) -> list[Row]:
     """One row per identity: the first success, else the first error (the readers' rule of
     :func:`weave_stream.columns.values.first_values`, on rows)."""
-    kept: dict[Hashable, Row] = {}
-    for row in rows:
-        key = _value_identity(row)
-        held = kept.get(key)
-        if held is None or (held["error"] is not None and row["error"] is None):
-            kept[key] = row
-    return list(kept.values())
-
-
-VALUES = TableRules(
-    identity=_value_identity,
-    state=_value_state,
-    event_time=lambda row: row["started_at"] or row["computed_at"],
-    lookup=_lookup_values,
-    supersede=lambda state, row: row if state == "error" and row["error"] is None else None,
-    first=first_values,
-    merge_on="t.date = s.date AND t.call_id = s.call_id AND t.column_name = s.column_name "
-    "AND t.op_ref = s.op_ref AND t.trial = s.trial",
-    key_columns=("call_id", "column_name", "op_ref", "trial", "error"),
-)
+    return VALUES.first(rows)
 
 
 # -- calls: a complete call over a half, two halves merged ---------------------------
@@ -253,49 +261,10 @@ ALERTS = TableRules(
     key_columns=("id",),
 )
 
-RULES: dict[str, TableRules] = {"calls": CALLS, "values": VALUES, "alerts": ALERTS}
+RULES: dict[str, TableRules] = {
+    "calls": CALLS,
+    "values": VALUES,
+    "alerts": ALERTS,
+    "subcalls": SUBCALLS,
+}
 """The rules of every table."""
-
-
-# -- sub-calls: per place in a value's tree, the first success, else the first error --
-
-
-def _sub_call_identity(row: Mapping[str, Any]) -> Hashable:
-    return (row["call_id"], row["column_name"], row["column_ref"], row["trial"], row["position"])
-
-
-def _lookup_sub_calls(
-    table: DeltaTable, rows: list[Row], before: datetime | None
-) -> dict[Hashable, Any]:
-    found = _isin(table, "call_id", [r["call_id"] for r in rows], {r["date"] for r in rows}, before)
-    states: dict[Hashable, Any] = {}
-    columns = ["call_id", "column_name", "column_ref", "trial", "position", "error"]
-    for stored in found.select(columns).to_pylist():
-        key = _sub_call_identity(stored)
-        if states.get(key) != "ok":
-            states[key] = _value_state(stored)
-    return states
-
-
-def _first_sub_calls(rows: Iterable[Row]) -> list[Row]:
-    kept: dict[Hashable, Row] = {}
-    for row in rows:
-        key = _sub_call_identity(row)
-        held = kept.get(key)
-        if held is None or (held["error"] is not None and row["error"] is None):
-            kept[key] = row
-    return list(kept.values())
-
-
-SUBCALLS = TableRules(
-    identity=_sub_call_identity,
-    state=_value_state,
-    event_time=lambda row: row["started_at"] or row["computed_at"],
-    lookup=_lookup_sub_calls,
-    supersede=lambda state, row: row if state == "error" and row["error"] is None else None,
-    first=_first_sub_calls,
-    merge_on="t.date = s.date AND t.call_id = s.call_id AND t.column_name = s.column_name "
-    "AND t.column_ref = s.column_ref AND t.trial = s.trial AND t.position = s.position",
-    key_columns=("call_id", "column_name", "column_ref", "trial", "position", "error"),
-)
-RULES["subcalls"] = SUBCALLS
