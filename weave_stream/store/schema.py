@@ -99,6 +99,31 @@ CALLS_SCHEMA = pa.schema(
     ]
 )
 
+# A derived value (or sub-call) as the values and subcalls tables hold it, typed (see
+# weave_stream.store.rows.split_value): exactly one of number / text / vector for a
+# scalar or an embedding; a dict's top-level scalar fields in fields_number /
+# fields_text; value_json only when the typed columns cannot give the value back exactly
+# (nested data, mixed lists...). Then its outcome and times, and the call's day.
+_TYPED_VALUE: list[pa.Field | tuple[str, pa.DataType]] = [
+    ("kind", pa.string()),
+    ("number", pa.float64()),
+    ("text", pa.string()),
+    ("vector", pa.list_(pa.float32())),
+    ("fields_number", pa.map_(pa.string(), pa.float64())),
+    ("fields_text", pa.map_(pa.string(), pa.string())),
+    ("value_json", _JSON),
+    ("error", pa.string()),
+    ("latency_ms", pa.float64()),
+    ("cost", pa.float64()),
+    ("cached", pa.bool_()),
+    ("input_digest", pa.string()),
+    ("details", _JSON),
+    ("computed_at", _TIME),
+    ("started_at", _TIME),  # the call's
+    ("stored_at", _TIME),
+    pa.field("date", pa.string(), nullable=False),
+]
+
 VALUES_SCHEMA = pa.schema(
     [
         pa.field("call_id", pa.string(), nullable=False),
@@ -108,27 +133,7 @@ VALUES_SCHEMA = pa.schema(
         pa.field("op_ref", pa.string(), nullable=False),
         ("op", pa.string()),  # the op's name: op_ref without its version
         pa.field("trial", pa.int32(), nullable=False),
-        # The value, typed (see weave_stream.store.rows.split_value): exactly one of
-        # number / text / vector for a scalar or an embedding; a dict's top-level scalar
-        # fields in fields_number / fields_text; value_json only when the typed columns
-        # cannot give the value back exactly (nested data, mixed lists...).
-        ("kind", pa.string()),
-        ("number", pa.float64()),
-        ("text", pa.string()),
-        ("vector", pa.list_(pa.float32())),
-        ("fields_number", pa.map_(pa.string(), pa.float64())),
-        ("fields_text", pa.map_(pa.string(), pa.string())),
-        ("value_json", _JSON),
-        ("error", pa.string()),
-        ("latency_ms", pa.float64()),
-        ("cost", pa.float64()),
-        ("cached", pa.bool_()),
-        ("input_digest", pa.string()),
-        ("details", _JSON),
-        ("computed_at", _TIME),
-        ("started_at", _TIME),  # the call's
-        ("stored_at", _TIME),
-        pa.field("date", pa.string(), nullable=False),
+        *_TYPED_VALUE,
     ]
 )
 
@@ -169,24 +174,7 @@ SUBCALLS_SCHEMA = pa.schema(
         ("parent_ref", pa.string()),  # the op that made this call
         pa.field("op_ref", pa.string(), nullable=False),  # the op called
         ("op", pa.string()),
-        # The value, typed as in the values table (weave_stream.store.rows.split_value).
-        ("kind", pa.string()),
-        ("number", pa.float64()),
-        ("text", pa.string()),
-        ("vector", pa.list_(pa.float32())),
-        ("fields_number", pa.map_(pa.string(), pa.float64())),
-        ("fields_text", pa.map_(pa.string(), pa.string())),
-        ("value_json", _JSON),
-        ("error", pa.string()),
-        ("latency_ms", pa.float64()),
-        ("cost", pa.float64()),
-        ("cached", pa.bool_()),
-        ("input_digest", pa.string()),
-        ("details", _JSON),
-        ("computed_at", _TIME),
-        ("started_at", _TIME),  # the call's
-        ("stored_at", _TIME),
-        pa.field("date", pa.string(), nullable=False),
+        *_TYPED_VALUE,  # the value, typed as in the values table
     ]
 )
 
