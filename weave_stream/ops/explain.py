@@ -31,7 +31,7 @@ from weave_stream.config import Settings
 from weave_stream.errors import OpDefinitionError
 from weave_stream.ops.base import CostEstimate, OpResult, Signature
 from weave_stream.ops.decorator import op
-from weave_stream.ops.judge import JudgeOp
+from weave_stream.ops.judge import JUDGE_UNVERSIONED, JudgeOp
 from weave_stream.ops.judge_http import JudgeAnswerError
 
 __all__ = ["DEFAULT_PROMPT", "EXPLAIN_SYSTEM", "Explain", "parse_reason"]
@@ -154,14 +154,5 @@ Explain = op(
     deterministic=False,
     batched=True,
     depends=(JudgeOp, parse_reason),  # the judge's request and this parser decide values
-    unversioned=(
-        "prices",
-        "settings",
-        "base_url",
-        "api_key",
-        "concurrency",
-        "timeout",
-        "retries",
-        "backoff",
-    ),
+    unversioned=JUDGE_UNVERSIONED,
 )(ExplainOp)

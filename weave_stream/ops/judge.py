@@ -50,7 +50,7 @@ from weave_stream.ops.judge_http import (
     price_of,
 )
 
-__all__ = ["PRICES", "Judge"]
+__all__ = ["JUDGE_UNVERSIONED", "PRICES", "Judge"]
 
 SYSTEM_PROMPT = (
     "You are a careful, strict evaluator. Reply with only a JSON object of the form "
@@ -239,6 +239,19 @@ class JudgeOp:
         return OpResult(value=value, cost=cost, latency_ms=latency_ms, details=details)
 
 
+JUDGE_UNVERSIONED = (
+    "prices",
+    "settings",
+    "base_url",
+    "api_key",
+    "concurrency",
+    "timeout",
+    "retries",
+    "backoff",
+)
+"""Parameters of the judge (and of ops built on its request path) that do not change what
+it answers: where and how it is asked, and what it costs."""
+
 Judge = op(
     name="judge",
     deterministic=False,
@@ -246,16 +259,7 @@ Judge = op(
     depends=(parse_answer,),  # the parser decides the values; its module is not followed
     distributions=(),  # the model's name is in version_state; the HTTP client does not score
     higher_is_worse=False,  # a score: the lowest are the worst
-    unversioned=(
-        "prices",
-        "settings",
-        "base_url",
-        "api_key",
-        "concurrency",
-        "timeout",
-        "retries",
-        "backoff",
-    ),
+    unversioned=JUDGE_UNVERSIONED,
 )(JudgeOp)
 
 

@@ -29,7 +29,7 @@ from weave_stream.columns.cache import CachedValue, ResultCache, cache_key
 from weave_stream.ops.base import CostEstimate, OpResult
 from weave_stream.ops.decorator import op
 from weave_stream.ops.execute import run_op
-from weave_stream.ops.judge import JudgeOp
+from weave_stream.ops.judge import JUDGE_UNVERSIONED, JudgeOp
 from weave_stream.ops.judge_http import JudgeAnswerError
 
 __all__ = [
@@ -95,16 +95,7 @@ TopicNamer = op(
     deterministic=False,
     batched=True,
     depends=(parse_name, JudgeOp),
-    unversioned=(
-        "prices",
-        "settings",
-        "base_url",
-        "api_key",
-        "concurrency",
-        "timeout",
-        "retries",
-        "backoff",
-    ),
+    unversioned=JUDGE_UNVERSIONED,
 )(TopicNamerOp)
 
 
