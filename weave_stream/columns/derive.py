@@ -121,6 +121,17 @@ class DerivedValue(BaseModel):
         """Inverse of :meth:`to_json`."""
         return cls.model_validate_json(raw)
 
+    def cache_entry(self) -> tuple[CacheKey, CachedValue] | None:
+        """The result cache's entry for this value, as the runners' caches key it; None
+        for an error or a value whose op never ran (nothing to reuse)."""
+        if self.error is not None or self.input_digest is None:
+            return None
+        key = CacheKey(self.op_ref, self.input_digest, self.trial)
+        found = CachedValue(
+            self.value, self.latency_ms, self.cost, self.details, self.computed_at.timestamp()
+        )
+        return key, found
+
 
 @dataclass
 class ColumnStats:

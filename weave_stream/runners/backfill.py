@@ -106,15 +106,8 @@ async def known_results(
     for value in await read_derived(settings, topology.name, columns):
         if value.error is None:
             written.add(identity(value))
-        if value.error is None and value.input_digest is not None:
-            key = CacheKey(value.op_ref, value.input_digest, value.trial)
-            entries[key] = CachedValue(
-                value.value,
-                value.latency_ms,
-                value.cost,
-                value.details,
-                value.computed_at.timestamp(),
-            )
+        if (entry := value.cache_entry()) is not None:
+            entries[entry[0]] = entry[1]
     await cache.put_many(entries)
     return cache, written
 

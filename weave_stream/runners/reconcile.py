@@ -71,15 +71,8 @@ async def reconcile_calls(
         if value.call_id not in wanted:
             continue
         present.add((value.call_id, value.column, value.trial))
-        if value.error is None and value.input_digest is not None:
-            key = CacheKey(value.op_ref, value.input_digest, value.trial)
-            entries[key] = CachedValue(
-                value.value,
-                value.latency_ms,
-                value.cost,
-                value.details,
-                value.computed_at.timestamp(),
-            )
+        if (entry := value.cache_entry()) is not None:
+            entries[entry[0]] = entry[1]
     cache = MemoryCache(max_entries=max(1024, 2 * len(entries)))
     await cache.put_many(entries)
     expected = await expected_values(topology, calls, cache)

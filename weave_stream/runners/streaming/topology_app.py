@@ -200,13 +200,10 @@ def _new_results(
     """Successful values not yet in the results table, per call, as table entries."""
     fresh: dict[str, dict[str, str]] = defaultdict(dict)
     for value in values:
-        if value.error is not None or value.input_digest is None:
+        if (entry := value.cache_entry()) is None:
             continue
-        key = CacheKey(value.op_ref, value.input_digest, value.trial).encode()
+        key = entry[0].encode()
         if key in known.get(value.call_id, {}):
             continue
-        cached = CachedValue(
-            value.value, value.latency_ms, value.cost, value.details, value.computed_at.timestamp()
-        )
-        fresh[value.call_id][key] = cached.to_json().decode()
+        fresh[value.call_id][key] = entry[1].to_json().decode()
     return fresh
