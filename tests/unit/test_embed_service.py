@@ -147,3 +147,30 @@ def test_a_stopped_model_service_is_not_restarted_by_the_supervisors_next_poll(
         return service.process
 
     assert asyncio.run(scenario()) is None  # nothing started while the worker stops
+
+
+def test_a_workers_model_service_starts_only_once_a_topology_process_asks_for_it(
+    tmp_path: Path,
+) -> None:
+    """A worker whose topologies embed nothing never starts the service (nor imports torch,
+    ~590 MB); the first client that finds no socket asks for it, and the next poll starts it."""
+
+    async def scenario() -> tuple[object, bool, bool, object]:
+        service = ModelServiceProcess(load_settings(env={}, data_dir=tmp_path))
+        try:
+            for _ in range(3):  # the supervisor's registry polls, with no client yet
+                await service.keep_alive()
+            unasked, listed = service.process, COMPONENT in HEALTH.snapshot()
+            client = ServiceClient(service.socket_path, "asking", connect_wait_seconds=0.3)
+            with pytest.raises(OpError, match="not answering"):
+                await asyncio.to_thread(client.embed, ["a text"])  # nothing serves it yet
+            client.close()
+            asked = service.wanted
+            await service.keep_alive()
+            return unasked, listed, asked, service.process
+        finally:
+            await service.stop()
+
+    unasked, listed, asked, started = asyncio.run(scenario())
+    assert unasked is None and not listed  # not started, and not on /readyz
+    assert asked and started is not None  # started at the poll after the client asked

@@ -12,6 +12,10 @@ Frames are a 4-byte big-endian length and a payload. A request is JSON:
 ``{"texts": [...], "budget": null}`` or ``{"hello": "client name"}``; the answer
 starts with one byte: ``V`` then n x 384 float32 (little-endian, row-major), ``E``
 then an error message, ``S`` then JSON (the engine's stats, the clients seen).
+
+A worker starts its service on demand: a client that finds no socket creates the
+file :func:`demand_path` beside it, and the worker starts the service at its next
+poll. A worker whose topologies embed nothing never starts one (nor imports torch).
 """
 
 from __future__ import annotations
@@ -41,13 +45,18 @@ from weave_stream.ops.embed_device import plan_for
 from weave_stream.ops.embed_engine import EmbeddingEngine
 from weave_stream.ops.embed_model import DIMENSIONS
 
-__all__ = ["ModelService", "ServiceClient"]
+__all__ = ["ModelService", "ServiceClient", "demand_path"]
 
 log = logging.getLogger(__name__)
 
 _LENGTH = struct.Struct(">I")
 _CONNECT_WAIT_SECONDS = 30.0  # a worker's service may still be starting with its children
 _REQUEST_TIMEOUT_SECONDS = 600.0  # the op's own timeout (300 s) fires first
+
+
+def demand_path(socket_path: str) -> Path:
+    """The file a client creates to ask its worker to start the service at ``socket_path``."""
+    return Path(f"{socket_path}.wanted")
 
 
 def _send(sock: socket.socket, payload: bytes) -> None:
@@ -176,6 +185,7 @@ class ServiceClient:
         self.connect_wait_seconds = connect_wait_seconds
         self.name = name or f"pid-{os.getpid()}"
         self.device: str | None = None  # the service's, known after the first connection
+        self._asked = False  # the demand file is created once
         self._idle: queue.LifoQueue[socket.socket] = queue.LifoQueue()
         self._callers = ThreadPoolExecutor(
             connections, thread_name_prefix="weave-stream-embed-client"
@@ -256,9 +266,19 @@ class ServiceClient:
                 return sock
             except OSError as exc:  # not there yet (starting), or not a socket at all
                 sock.close()
+                self._ask_for_service()
                 if time.monotonic() > deadline:
                     raise self._unreachable(exc) from None
                 time.sleep(0.2)  # the service is starting: its socket appears shortly
+
+    def _ask_for_service(self) -> None:
+        """Ask the worker to start its service (it starts one only when asked)."""
+        if not self._asked:
+            self._asked = True
+            try:
+                demand_path(self.path).touch(exist_ok=True)
+            except OSError:  # not a worker's socket folder: a service run by hand
+                log.debug("cannot ask for the model service at %s", self.path)
 
     def _unreachable(self, exc: BaseException) -> OpError:
         return OpError(

@@ -1,11 +1,13 @@
 """The worker's model service process: one embedding model shared by its topology processes.
 
-The supervisor starts ``weave-stream model-service`` beside the topology processes
-(when ``embed_service`` is ``auto``) and hands them its socket
-(``WEAVE_STREAM_EMBED_SERVICE=unix:<path>``); it restarts the service if it dies
-(topology processes reconnect), reports it on ``/readyz`` as ``model-service``, and
-adds its ``/metrics`` to the worker's. The service loads the model on its first
-request, so a worker whose topologies embed nothing never loads it.
+The supervisor hands its topology processes the service's socket
+(``WEAVE_STREAM_EMBED_SERVICE=unix:<path>``, when ``embed_service`` is ``auto``) and
+starts ``weave-stream model-service`` when the first of them asks for it (a client
+that finds no socket creates :func:`~weave_stream.ops.embed_service.demand_path`):
+a worker whose topologies embed nothing never starts it, nor imports torch (~590 MB
+resident). Once started, the service is restarted if it dies (topology processes
+reconnect), reported on ``/readyz`` as ``model-service``, and its ``/metrics`` are
+added to the worker's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from weave_stream.broker.embedded import die_with_parent, free_port
 from weave_stream.config import Settings
+from weave_stream.ops.embed_service import demand_path
 from weave_stream.runners.streaming.health import HEALTH
 
 __all__ = ["ModelServiceProcess"]
@@ -48,6 +51,7 @@ class ModelServiceProcess:
         self._failures = 0
         self._retry_at = 0.0
         self._stopped = False  # stop() was called: keep_alive restarts nothing
+        self._started = False  # asked for once: from then on it is kept alive
         self._log_path = settings.data_dir / "logs" / f"{settings.worker_id}.model-service.log"
 
     @property
@@ -62,10 +66,15 @@ class ModelServiceProcess:
             return None
         return f"http://{self.settings.web_host}:{self.web_port}/metrics"
 
+    @property
+    def wanted(self) -> bool:
+        """A topology process asked for the service (or it was started before)."""
+        return self._started or demand_path(self.socket_path).exists()
+
     async def start(self) -> None:
         """Start the service (returns at once; clients wait for its socket)."""
         HEALTH.starting(COMPONENT)
-        self._stopped = False
+        self._stopped, self._started = False, True
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         self.web_port = free_port()
         environment = {
@@ -92,9 +101,10 @@ class ModelServiceProcess:
         log.info("model service: pid %d on %s", self.process.pid, self.address)
 
     async def keep_alive(self) -> None:
-        """Restart the service if it died (with a backoff), saying why; report it ok, and
-        log where the model runs, once its socket is up."""
-        if self._stopped:
+        """Start the service once a topology process asks for it; restart it if it died
+        (with a backoff), saying why; report it ok, and log where the model runs, once
+        its socket is up."""
+        if self._stopped or not self.wanted:
             return
         if self.process is not None and self.process.returncode is not None:
             self._failures += 1
@@ -121,6 +131,7 @@ class ModelServiceProcess:
         """Stop the service gracefully (after the topology processes)."""
         process, self.process, self._stopped = self.process, None, True
         HEALTH.forget(COMPONENT)
+        demand_path(self.socket_path).unlink(missing_ok=True)
         if process is None or process.returncode is not None:
             return
         process.send_signal(signal.SIGTERM)

@@ -14,7 +14,7 @@ Each child is a component ``topology/<name>`` of the worker's health
 its log) or when its ``/readyz`` reports a failed component, so ``/readyz``,
 ``weave-stream status`` and ``weave-stream topologies`` show a crash loop.
 
-With ``embed_service=auto`` it also runs the worker's model service (see
+With ``embed_service=auto`` it also runs the worker's model service, once a child asks (see
 :mod:`.model_service`): the children embed through it, so the host holds one
 embedding model, not one per topology.
 """
@@ -186,8 +186,6 @@ class TopologySupervisor:
     async def run(self) -> None:
         """Follow the registry until cancelled; then stop every child."""
         try:
-            if self.model_service is not None:
-                await self.model_service.start()
             async for registrations in watch_registry(self.settings, poll_seconds=1.0):
                 if self._stopping:  # children exit now: restarting them would hold the stop up
                     continue
