@@ -58,7 +58,7 @@ from weave_stream.runners.workers import WorkerProcess
 from weave_stream.topology.registrations import register, registration_for
 from weave_stream.topology.spec import Topology
 
-__all__ = ["COMMANDS", "demo"]
+__all__ = ["COMMANDS", "demo", "demo_calls"]
 
 _MERGE_TIMEOUT = 3.0
 
@@ -94,6 +94,13 @@ SHIFTED_LANGUAGE = "japanese"
     help="Trace a small application with the real weave client instead (pip install "
     "'weave-stream[weave]'): its calls reach the topology through the collector.",
 )
+@click.option(
+    "--write-calls",
+    "calls_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Only write the demo's calls (--calls of them, complete, one JSON per line) to "
+    "this file and exit: input for `run`, `plan`, `ingest` and `aggregates --input`.",
+)
 @settings_options("judge_base_url", "judge_model")
 def demo(
     call_count: int,
@@ -101,9 +108,15 @@ def demo(
     rate: float,
     out_dir: Path,
     with_weave: bool,
+    calls_file: Path | None,
     settings: Settings,
 ) -> None:
     """Run weave-stream end to end on the embedded broker: no Docker, nothing to set up."""
+    if calls_file is not None:
+        calls = demo_calls(call_count)
+        calls_file.write_bytes(b"".join(orjson.dumps(call) + b"\n" for call in calls))
+        click.echo(f"wrote {len(calls)} calls to {calls_file}")
+        return
     if not topology_path.is_file():
         fail(
             f"no topology file {topology_path}: run the demo from the repository root, "
@@ -331,13 +344,9 @@ def _step(number: str, title: str) -> None:
     click.secho(f"\n[{number}] {title}", bold=True)
 
 
-def _demo_records(
-    call_count: int, max_payload: int, shift_at: float = SHIFT_AT
-) -> tuple[list[bytes], dict[str, Any]]:
-    """Calls from real documents, English first, then (from ``shift_at``) Japanese ones —
-    a new kind of document the drift monitor has not seen. Every 5th call comes as start
-    + end events; two lone halves and one bad record per dead-letter reason are mixed in.
-    """
+def demo_calls(call_count: int, shift_at: float = SHIFT_AT) -> list[dict[str, Any]]:
+    """The demo's complete calls: real English documents, then (from ``shift_at``)
+    Japanese ones, started over the last few minutes (1.2 s apart)."""
     english = corpus_documents("english")
     random.Random(7).shuffle(english)
     familiar = int(call_count * shift_at)
@@ -345,9 +354,21 @@ def _demo_records(
     # Live calls: started over the last few minutes, as a production stream's would be
     # (windows close on wall-clock time too, so calls from hours ago would be late).
     spacing = timedelta(seconds=1.2)  # 400 calls over 8 minutes: a few windows
-    calls = sample_calls(
+    return sample_calls(
         documents, start=datetime.now(UTC) - spacing * len(documents), spacing=spacing
     )
+
+
+def _demo_records(
+    call_count: int, max_payload: int, shift_at: float = SHIFT_AT
+) -> tuple[list[bytes], dict[str, Any]]:
+    """Calls from real documents, English first, then (from ``shift_at``) Japanese ones —
+    a new kind of document the drift monitor has not seen. Every 5th call comes as start
+    + end events; two lone halves and one bad record per dead-letter reason are mixed in.
+    """
+    calls = demo_calls(call_count, shift_at)
+    familiar = int(call_count * shift_at)
+    english = corpus_documents("english")
     phases: list[list[bytes]] = [[], []]
     for index, call in enumerate(calls):
         phase = phases[0 if index < familiar else 1]
