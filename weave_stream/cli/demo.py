@@ -45,6 +45,7 @@ from weave_stream.columns.values import read_derived
 from weave_stream.config import Settings
 from weave_stream.demo.judge_standin import StandInJudge
 from weave_stream.demo.samples import (
+    Document,
     corpus_documents,
     malformed_records,
     sample_calls,
@@ -344,11 +345,16 @@ def _step(number: str, title: str) -> None:
     click.secho(f"\n[{number}] {title}", bold=True)
 
 
+def _shuffled_english() -> list[Document]:
+    english = corpus_documents("english")
+    random.Random(7).shuffle(english)
+    return english
+
+
 def demo_calls(call_count: int, shift_at: float = SHIFT_AT) -> list[dict[str, Any]]:
     """The demo's complete calls: real English documents, then (from ``shift_at``)
     Japanese ones, started over the last few minutes (1.2 s apart)."""
-    english = corpus_documents("english")
-    random.Random(7).shuffle(english)
+    english = _shuffled_english()
     familiar = int(call_count * shift_at)
     documents = english[:familiar] + corpus_documents(SHIFTED_LANGUAGE)[: call_count - familiar]
     # Live calls: started over the last few minutes, as a production stream's would be
@@ -368,7 +374,7 @@ def _demo_records(
     """
     calls = demo_calls(call_count, shift_at)
     familiar = int(call_count * shift_at)
-    english = corpus_documents("english")
+    english = _shuffled_english()
     phases: list[list[bytes]] = [[], []]
     for index, call in enumerate(calls):
         phase = phases[0 if index < familiar else 1]
