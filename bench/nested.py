@@ -12,7 +12,8 @@ disturbs less):
   against a column computing ``embed`` directly on the same texts in one batch run.
   ``ratio`` = direct seconds / nested seconds (throughput ratio). Goal >= 0.9.
 * ``nested_sync_vs_direct``: the same with a sync parent (``embed.call``): each
-  parent runs on a thread of its own, 64 at a time (the parent's batch size).
+  parent runs on a thread of its own, 256 at a time (`SYNC_FAN_OUT`; it was 64, the
+  parent's batch size, which gave `embed` batches of 64).
 * ``sub_call_overhead``: microseconds per parent of the routing itself: 2,000
   parents calling a batched op that does nothing, async and sync parents.
 

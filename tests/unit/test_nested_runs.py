@@ -63,6 +63,30 @@ def column(parent: Any) -> Topology:
 
 @pytest.mark.usefixtures("deterministic_flushes")
 @pytest.mark.parametrize("kind", ["async", "sync"])
+def test_parents_beyond_their_own_batch_fill_a_larger_sub_op_batch(kind: str) -> None:
+    """A sub-op with batches of 256 (``embed``'s on a CPU) under parents with batches of 64:
+    200 parents make one batch of 200, sync ones too (they run 256 at a time on threads;
+    64 at a time gave ``embed`` batches of 64 and 0.71 of its direct throughput)."""
+    shout = Shout(batch_size=256)
+    sub = shout.op
+    if kind == "async":
+
+        @op(name="summarise")
+        async def summarise(document: str) -> str:
+            return str(await sub.acall(text=document))[:5]
+    else:
+
+        @op(name="summarise")
+        def summarise(document: str) -> str:
+            return str(sub.call(text=document))[:5]
+
+    table = run_local(column(summarise), calls(200), batch_size=200)
+    assert table.to_pandas()["s"].tolist()[:2] == ["DOC 0", "DOC 1"]
+    assert shout.batches == [200]
+
+
+@pytest.mark.usefixtures("deterministic_flushes")
+@pytest.mark.parametrize("kind", ["async", "sync"])
 def test_parallel_parents_share_full_batches_of_the_sub_op(shout: Shout, kind: str) -> None:
     sub = shout.op
     if kind == "async":

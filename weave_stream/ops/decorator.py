@@ -255,9 +255,15 @@ class FunctionOp:
 
     @property
     def fans_out(self) -> bool:
-        """An async op that calls ops: in a run, all its inputs may run at once."""
-        is_async = inspect.iscoroutinefunction(self._function)
-        return not self._options.batched and is_async and bool(self.sub_ops)
+        """An op that calls ops: in a run, many of its inputs run at once (all of an
+        async op's; a sync op's on threads, :data:`~weave_stream.ops.execute.SYNC_FAN_OUT`
+        at a time), so that their sub-calls meet in full batches."""
+        return not self._options.batched and bool(self.sub_ops)
+
+    @property
+    def runs_on_threads(self) -> bool:
+        """A sync function: each input of a run takes a thread while it runs."""
+        return not inspect.iscoroutinefunction(self._function)
 
     @property
     def frames_inputs(self) -> bool:
