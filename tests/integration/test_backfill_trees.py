@@ -1,5 +1,5 @@
 """A backfill (and the reconciler, which writes through the same ``write_missing``) writes
-the trees of ops that call ops to ``<prefix>.subcalls.<topology>``
+the trees of ops that call ops to ``<prefix>.subcalls.<topology>``,
 marked with its writer; what the cache already holds is written again with no new tree."""
 
 from __future__ import annotations
