@@ -124,7 +124,7 @@ def test_the_column_waits_for_a_map_then_follows_current(tmp_path: Path) -> None
     fresh, truth = corpus(CATEGORIES, per=3, seed=9)
     before = run_local(topology, calls(fresh.vectors))  # no map: not fatal, each value says so
     errors = {v.error for v in before.values if v.column == "topic"}
-    assert len(errors) == 1 and "no topic map for support.doc_embedding yet" in errors.pop()
+    assert len(errors) == 1 and "no topic map for support.doc_embedding yet" in str(errors.pop())
     inputs, _ = corpus(CATEGORIES)
     embedding_ref = topology.column("doc_embedding").op.ref
     with StandInJudge() as judge:
