@@ -202,3 +202,81 @@ def test_a_due_window_raises_the_shift_alert() -> None:
     assert vanished.kind == "topic_shift" and vanished.stats["observed_share"] == 0
     assert vanished.call_ids  # the map kept no examples: the window's calls stand in
     assert vanished.time.timestamp() == hour + 3600
+
+
+def store_calls(inputs: Any, start: str = "2026-12-01T00:00:00Z") -> list[dict[str, Any]]:
+    from datetime import datetime, timedelta
+
+    first = datetime.fromisoformat(start)
+    return [
+        {
+            "id": call_id,
+            "op_name": "predict",
+            "started_at": (first + timedelta(seconds=i)).isoformat(),
+            "inputs": {"vector": vector.tolist(), "document": text},
+        }
+        for i, (call_id, vector, text) in enumerate(
+            zip(inputs.call_ids, inputs.vectors, inputs.texts, strict=True)
+        )
+    ]
+
+
+def test_a_scheduled_refit_fits_then_stands_and_a_failed_one_keeps_the_map(
+    tmp_path: Path,
+) -> None:
+    from weave_stream.runners.streaming.health import HEALTH
+    from weave_stream.runners.streaming.topic_agent import TopicColumnWatch
+
+    with StandInJudge() as judge:
+        settings = Settings(
+            store_url=str(tmp_path / "store"),
+            data_dir=tmp_path / "data",
+            judge_base_url=judge.base_url,
+        )
+        topology = topology_from_dict(
+            {
+                "name": "support",
+                "columns": [
+                    {
+                        **VECTOR_COLUMN,
+                        "op": "tests.unit.test_topic_stream:vector_of_document",
+                        "args": {"text": "inputs.document", "vector": "inputs.vector"},
+                    }
+                ],
+                "topics": [{"column": "doc_embedding", "refit": "1h", "since": "3650d"}],
+            },
+            settings=settings,
+        )
+        watch = TopicColumnWatch(settings, topology, topology.topics[0])
+        maps = MapStore(settings.store_location)
+        few, _ = corpus(["money"], per=3, seed=1)
+        run_local(topology, store_calls(few), store=settings.store_location)
+        asyncio.run(watch.refit())  # too few calls: failed, said, no map
+        state = HEALTH.snapshot()[f"{watch.component}/refit"]
+        assert state["state"] == "failed" and "a topic fit needs at least" in state["last_error"]
+        assert maps.current_ref("support", "doc_embedding") is None
+        assert watch.refresh() is None
+        assert HEALTH.snapshot()[watch.component]["state"] == "waiting"
+
+        inputs, _ = corpus(CATEGORIES)
+        run_local(topology, store_calls(inputs), store=settings.store_location)
+        asyncio.run(watch.refit())
+        assert HEALTH.snapshot()[f"{watch.component}/refit"]["state"] == "ok"
+        first = maps.current("support", "doc_embedding")
+        assert len(first.topics) == len(CATEGORIES) and first.call_count == 63
+        assert watch.refresh() == first
+        assert HEALTH.snapshot()[watch.component]["state"] == "ok"
+        asyncio.run(watch.refit())  # the same calls: the map stands (no new version)
+        assert maps.refs("support", "doc_embedding") == [first.ref]
+        maps.save(first.with_frozen())  # `topics freeze`: refits skip it
+        more, _ = corpus(CATEGORIES, per=5, seed=4)
+        run_local(topology, store_calls(more), store=settings.store_location)
+        asyncio.run(watch.refit())
+        assert maps.current("support", "doc_embedding").ref == first.ref
+    HEALTH.forget(watch.component)
+    HEALTH.forget(f"{watch.component}/refit")
+
+
+@op
+def vector_of_document(text: str, vector: list[float]) -> list[float]:
+    return vector

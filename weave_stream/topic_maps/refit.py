@@ -13,6 +13,7 @@ Its outcome says what happened, for the worker's health and metrics.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ from weave_stream.topology.topic_columns import TopicColumn
 
 __all__ = ["CACHE_FILE", "RefitOutcome", "refit_topics"]
 
+_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # calls' times lie after it (ingest checks)
 CACHE_FILE = "results.sqlite"  # the CLI's result cache in <data_dir>/cache: names shared
 
 
@@ -61,9 +63,10 @@ async def refit_topics(
     if spec.frozen or (previous is not None and previous.frozen):
         why = "frozen: true" if spec.frozen else "its map is frozen (topics freeze --off thaws)"
         return RefitOutcome("skipped", previous.ref if previous else None, why)
+    since = max(datetime.now(UTC) - timedelta(seconds=spec.since), _EARLIEST)
     inputs, embedding_ref = load_inputs(
-        topology, spec.column, store=store, since=f"{spec.since:g}s", settings=settings
-    )  # a bare number would be read as epoch seconds
+        topology, spec.column, store=store, since=since, settings=settings
+    )
     if previous is not None and previous.embedding_ref != embedding_ref:
         previous = None  # another model's centres cannot start this fit
     params = ClusterParams(
