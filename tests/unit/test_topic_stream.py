@@ -280,3 +280,40 @@ def test_a_scheduled_refit_fits_then_stands_and_a_failed_one_keeps_the_map(
 @op
 def vector_of_document(text: str, vector: list[float]) -> list[float]:
     return vector
+
+
+def test_topics_fit_takes_the_column_and_knobs_of_the_topics_entry(tmp_path: Path) -> None:
+    import yaml
+    from click.testing import CliRunner
+
+    from weave_stream.cli.main import cli
+
+    spec_file = tmp_path / "support.yaml"
+    spec_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "support",
+                "columns": [
+                    {
+                        "name": "doc_embedding",
+                        "op": "tests.unit.test_topic_stream:vector_of_document",
+                        "args": {"text": "inputs.document", "vector": "inputs.vector"},
+                    }
+                ],
+                "topics": [{"column": "doc_embedding", "max_topics": 3, "since": "3650d"}],
+            }
+        )
+    )
+    store = tmp_path / "store"
+    inputs, _ = corpus(CATEGORIES)
+    settings = Settings(store_url=str(store), data_dir=tmp_path / "data")
+    run_local(
+        topology_from_dict(yaml.safe_load(spec_file.read_text())), store_calls(inputs), store=store
+    )
+    with StandInJudge() as judge:
+        flags = ["--store-url", str(store), "--data-dir", str(tmp_path / "data")]
+        flags += ["--judge-base-url", judge.base_url, "--judge-model", "gpt-4o-mini"]
+        result = CliRunner().invoke(cli, ["topics", "fit", str(spec_file), *flags])
+    assert result.exit_code == 0, result.output
+    fitted = MapStore(settings.store_location).current("support", "doc_embedding")
+    assert fitted.params["max_topics"] == 3 and len(fitted.topics) <= 3

@@ -27,7 +27,7 @@ from weave_stream.topic_maps.storage import MapStore
 from weave_stream.topology.spec import Topology
 from weave_stream.topology.topic_columns import TopicColumn
 
-__all__ = ["CACHE_FILE", "RefitOutcome", "refit_topics"]
+__all__ = ["CACHE_FILE", "RefitOutcome", "refit_since", "refit_topics"]
 
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # calls' times lie after it (ingest checks)
 CACHE_FILE = "results.sqlite"  # the CLI's result cache in <data_dir>/cache: names shared
@@ -40,6 +40,11 @@ class RefitOutcome:
     outcome: Literal["fitted", "unchanged", "skipped"]
     ref: str | None
     detail: str
+
+
+def refit_since(spec: TopicColumn) -> datetime:
+    """The oldest ``started_at`` a refit of ``spec`` reads: ``since`` before now."""
+    return max(datetime.now(UTC) - timedelta(seconds=spec.since), _EARLIEST)
 
 
 async def refit_topics(
@@ -63,9 +68,8 @@ async def refit_topics(
     if spec.frozen or (previous is not None and previous.frozen):
         why = "frozen: true" if spec.frozen else "its map is frozen (topics freeze --off thaws)"
         return RefitOutcome("skipped", previous.ref if previous else None, why)
-    since = max(datetime.now(UTC) - timedelta(seconds=spec.since), _EARLIEST)
     inputs, embedding_ref = load_inputs(
-        topology, spec.column, store=store, since=since, settings=settings
+        topology, spec.column, store=store, since=refit_since(spec), settings=settings
     )
     if previous is not None and previous.embedding_ref != embedding_ref:
         previous = None  # another model's centres cannot start this fit
