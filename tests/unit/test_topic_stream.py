@@ -314,6 +314,11 @@ def test_topics_fit_takes_the_column_and_knobs_of_the_topics_entry(tmp_path: Pat
         flags = ["--store-url", str(store), "--data-dir", str(tmp_path / "data")]
         flags += ["--judge-base-url", judge.base_url, "--judge-model", "gpt-4o-mini"]
         result = CliRunner().invoke(cli, ["topics", "fit", str(spec_file), *flags])
-    assert result.exit_code == 0, result.output
-    fitted = MapStore(settings.store_location).current("support", "doc_embedding")
-    assert fitted.params["max_topics"] == 3 and len(fitted.topics) <= 3
+        assert result.exit_code == 0, result.output
+        fitted = MapStore(settings.store_location).current("support", "doc_embedding")
+        assert fitted.params["max_topics"] == 3 and len(fitted.topics) <= 3
+        frozen = spec_file.read_text().replace("max_topics: 3", "max_topics: 4\n  frozen: true")
+        spec_file.write_text(frozen)
+        refused = CliRunner().invoke(cli, ["topics", "fit", str(spec_file), *flags])
+    assert refused.exit_code != 0 and "says frozen: true" in refused.output, refused.output
+    assert MapStore(settings.store_location).current("support", "doc_embedding") == fitted

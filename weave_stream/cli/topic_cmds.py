@@ -90,6 +90,12 @@ def _prepare(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
     previous = None if options["fresh"] else maps.current_or_none(topology.name, column)
     if previous is not None and previous.embedding_ref != embedding_ref:
         previous = None  # another model's centres cannot start this fit
+    if entry is not None and entry.frozen and previous is not None:  # a first fit is fine
+        raise TopicError(
+            f"the topics: entry of {topology.name}.{column} says frozen: true: its map is "
+            "assigned to, never refitted; drop frozen from the topology (or pass --fresh "
+            "to fit a new map anyway)"
+        )
     # Flags first, then the topology's topics: entry (a manual fit and the scheduled
     # refit then fit with the same parameters, so their maps stay comparable).
     known = entry or TopicColumn(column=column)
