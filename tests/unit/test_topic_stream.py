@@ -251,9 +251,9 @@ def test_a_scheduled_refit_fits_then_stands_and_a_failed_one_keeps_the_map(
         maps = MapStore(settings.store_location)
         few, _ = corpus(["money"], per=3, seed=1)
         run_local(topology, store_calls(few), store=settings.store_location)
-        asyncio.run(watch.refit())  # too few calls: failed, said, no map
+        asyncio.run(watch.refit())  # too few calls, no map yet: waiting, and says why
         state = HEALTH.snapshot()[f"{watch.component}/refit"]
-        assert state["state"] == "failed" and "a topic fit needs at least" in state["last_error"]
+        assert state["state"] == "waiting" and "a topic fit needs at least" in state["detail"]
         assert maps.current_ref("support", "doc_embedding") is None
         assert watch.refresh() is None
         assert HEALTH.snapshot()[watch.component]["state"] == "waiting"
@@ -268,6 +268,14 @@ def test_a_scheduled_refit_fits_then_stands_and_a_failed_one_keeps_the_map(
         assert HEALTH.snapshot()[watch.component]["state"] == "ok"
         asyncio.run(watch.refit())  # the same calls: the map stands (no new version)
         assert maps.refs("support", "doc_embedding") == [first.ref]
+        watch.spec = watch.spec.model_copy(update={"budget": 0.0})  # any naming: refused
+        extra, _ = corpus(["money"], per=6, seed=7)
+        run_local(topology, store_calls(extra), store=settings.store_location)
+        asyncio.run(watch.refit())
+        state = HEALTH.snapshot()[f"{watch.component}/refit"]
+        assert state["state"] == "failed" and "over the budget" in state["last_error"]
+        assert maps.current_ref("support", "doc_embedding") == first.ref  # the map stays
+        watch.spec = topology.topics[0]
         maps.save(first.with_frozen())  # `topics freeze`: refits skip it
         more, _ = corpus(CATEGORIES, per=5, seed=4)
         run_local(topology, store_calls(more), store=settings.store_location)

@@ -22,7 +22,8 @@ topology worker
   ``refit`` interval after the worker starts; with no map yet it fits the first one.
   A refit that fails marks ``topology/<t>/topics/<column>/refit`` failed (``/readyz``
   503, with the reason) and counts it; the current map stays, and the next run that
-  succeeds clears it.
+  succeeds clears it. While no map exists yet, a failed first fit (too few calls so
+  far) leaves the component ``waiting`` with the reason, not failed.
 """
 
 from __future__ import annotations
@@ -172,8 +173,17 @@ class TopicColumnWatch:
             )
         except Exception as exc:  # reported: health, metric, log; the map stays as it was
             TOPIC_REFITS.labels(name, column, "failed").inc()
-            HEALTH.failed(component, f"refit failed, the map stays as it was: {describe(exc)}")
             log.error("topology %s: refit of topics %s failed: %s", name, column, describe(exc))
+            if self.maps.current_ref(name, self.spec.column) is None:
+                # No map to fall back on yet (a new topology, too few calls so far): the
+                # column waits for its first map, it has not failed.
+                HEALTH.waiting(
+                    component,
+                    f"the first fit failed: {describe(exc)}; the next try is in "
+                    f"{self.spec.refit:g}s",
+                )
+            else:
+                HEALTH.failed(component, f"refit failed, the map stays as it was: {describe(exc)}")
             return
         TOPIC_REFITS.labels(name, column, outcome.outcome).inc()
         HEALTH.ok(component)
