@@ -10,7 +10,9 @@ a DAG, run in dependency order. ``aggregates`` are
 :class:`~weave_stream.topology.monitors.Monitor` s (or their plain data, as in YAML,
 which is converted: both forms build the same objects); ``datasets`` ("from now on"
 rules) are :class:`~weave_stream.topology.datasets.DatasetSpec` s, compiled into
-``dataset_rules`` with the columns.
+``dataset_rules`` with the columns; each ``topics`` entry
+(:class:`~weave_stream.topology.topic_columns.TopicColumn`) adds the column that
+assigns calls to the topics of its embedding column (``columns`` then ends with it).
 
 Constructing a :class:`Topology` validates all of it — unknown op, bad path, wrong
 argument, unknown column, cycle, bad rate or trials, an aggregate, monitor or dataset
@@ -297,7 +299,7 @@ class Topology:
     ) -> None:
         """Check the ``topics:`` entries and add the column each one assigns."""
         own = {c.name: c for c in self.columns if isinstance(c, Column)}
-        check_topic_columns(specs, {name: None for name in own}, problems)
+        check_topic_columns(specs, set(own), problems)
         added = []
         for spec in specs:
             embedding = compiled.get(spec.column)

@@ -24,7 +24,7 @@ refit, or frozen (got {'column': 'e', 'frozen': True, 'refit': '1d'}); fix the t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -109,15 +109,10 @@ def is_generated(column: Any, specs: tuple[TopicColumn, ...]) -> bool:
 
 
 def check_topic_columns(
-    specs: tuple[TopicColumn, ...],
-    columns: Mapping[str, Any],
-    problems: list[str],
+    specs: tuple[TopicColumn, ...], columns: Collection[str], problems: list[str]
 ) -> None:
-    """Each entry's embedding column exists and its added column's name is free.
-
-    ``columns`` maps the topology's own column names to their op's name (None when
-    unknown), for the hint that the clustered column should be an embedding.
-    """
+    """Each entry's embedding column is one of ``columns`` (the topology's own) and the
+    name of the column it adds is free; problems appended."""
     names = ", ".join(sorted(columns)) or "none"
     for spec in specs:
         where = f"topic {spec.name!r}"
