@@ -15,7 +15,7 @@ from tests.support.topic_maps import CATEGORIES, PARAMS, corpus
 from weave_stream.columns.cache import MemoryCache
 from weave_stream.config import Settings
 from weave_stream.demo.judge_standin import StandInJudge
-from weave_stream.errors import TopologyError
+from weave_stream.errors import TopicError, TopologyError
 from weave_stream.ops import op
 from weave_stream.runners.local import run_local
 from weave_stream.topic_maps import MapStore, TopicNamer, fit_map
@@ -146,6 +146,11 @@ def test_the_column_waits_for_a_map_then_follows_current(tmp_path: Path) -> None
     by_category = {truth[i]: values[i].value["topic_id"] for i in range(len(truth))}
     assert len(set(by_category.values())) == len(CATEGORIES)  # one topic per category
     assert values[0].op_ref != next(v.op_ref for v in before.values if v.column == "topic")
+    # A map of another embedding model made current: refused before a local run, and
+    # each value of a running stream says why (the column follows CURRENT).
+    MapStore(settings.store_location).save(dataclasses.replace(topic_map, embedding_ref="e:2"))
+    with pytest.raises(TopicError, match="fitted on embeddings of e:2, but the column"):
+        run_local(spec([{"column": "doc_embedding"}], settings=settings), calls(fresh.vectors))
 
 
 def test_windows_are_checked_once_the_stream_or_the_clock_passes_them() -> None:

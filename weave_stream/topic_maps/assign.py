@@ -14,8 +14,9 @@ part of the op's version, so values of two maps are never mixed in the cache.
 
 With ``follow=True`` (the column a topology's ``topics:`` entry adds) it follows
 ``CURRENT`` instead: it looks at the pointer before every batch and switches to the
-new map when a refit replaced it, and while no map was fitted yet each call's value
-is an error saying so (not fatal: assignment starts with the first map).
+new map when a refit replaced it; while no map was fitted yet, or the current one is
+refused (another embedding model), each call's value is an error saying so (not
+fatal: assignment starts with the first usable map).
 
 >>> import numpy as np
 >>> from weave_stream.topic_maps.model import Topic, TopicMap
@@ -118,6 +119,7 @@ class AssignTopicOp:
         self._index: TopicIndex | None = None
         self._pointer: str | None = None  # follow: the CURRENT ref the index was loaded for
         self._checked_at = -math.inf  # follow: when CURRENT was last read (monotonic)
+        self._refused: str | None = None  # follow: why the current map cannot be used
 
     def _maps(self) -> MapStore:
         store = self._store
@@ -134,7 +136,7 @@ class AssignTopicOp:
         if self.follow:
             found = self._followed()
             if found is None:
-                raise TopicError(self._no_map())
+                raise TopicError(self._refused or self._no_map())
             return found
         if self._index is None:
             maps = self._maps()
@@ -155,11 +157,16 @@ class AssignTopicOp:
         maps = self._maps()
         pointer = maps.current_ref(self.topology, self.column)
         if pointer is None:
-            self._index = self._pointer = None
-        elif pointer != self._pointer or self._index is None:
+            self._index = self._pointer = self._refused = None
+        elif pointer != self._pointer:
+            self._index, self._pointer, self._refused = None, pointer, None
             topic_map = maps.load(self.topology, self.column, pointer)
-            check_map(topic_map, self.column, self.embedding_ref)
-            self._index, self._pointer = TopicIndex(topic_map), pointer
+            try:
+                check_map(topic_map, self.column, self.embedding_ref)
+            except TopicError as exc:  # each value says so; the stream goes on
+                self._refused = str(exc)
+            else:
+                self._index = TopicIndex(topic_map)
         return self._index
 
     def _no_map(self) -> str:
@@ -173,21 +180,22 @@ class AssignTopicOp:
         """Load the map now: no map, or one of another model, fails before anything runs
         (following ``CURRENT``, no map yet is not a failure: calls wait for one)."""
         if self.follow:
-            self._followed()
+            if self._followed() is None and self._refused:
+                raise TopicError(self._refused)
         else:
             _ = self.index
 
     def version_state(self) -> Mapping[str, str]:
         """The map's ref: values of two maps never share a cache entry."""
         if self.follow and self._followed() is None:
-            return {"map": "none"}
+            return {"map": f"refused:{self._pointer}" if self._refused else "none"}
         return {"map": self.index.map.ref}
 
     def __call__(self, embedding: list[Any]) -> list[OpResult]:
         present = [i for i, v in enumerate(embedding) if v is not None and len(v) > 0]
         results = [OpResult.failure("no embedding to assign") for _ in embedding]
         if present and self.follow and self._followed() is None:
-            return [OpResult.failure(self._no_map()) for _ in embedding]
+            return [OpResult.failure(self._refused or self._no_map()) for _ in embedding]
         if present:
             values = self.index.assign(np.asarray([embedding[i] for i in present]))
             for i, value in zip(present, values, strict=True):
