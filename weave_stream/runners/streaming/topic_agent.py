@@ -9,7 +9,8 @@ topology worker
   few seconds, whether a map exists: component ``topology/<t>/topics/<column>`` is
   ``waiting`` (with the command to fit one) until then, ``ok`` after, in ``/readyz``
   and ``weave-stream status`` (waiting is not a failure: the worker stays ready and
-  the calls' topic values are errors saying there is no map yet);
+  the calls' topic values are errors saying there is no map yet); a current map of
+  another embedding model fails the component, with the command to refit;
 * with ``watch`` on, adds every assigned call to tumbling event-time windows
   (:class:`~weave_stream.topic_maps.windows.TopicWindows`) and checks each window
   once with :class:`~weave_stream.topic_maps.watch.TopicWatch`: ``topic_shift`` and
@@ -38,6 +39,7 @@ import faust
 
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import Settings
+from weave_stream.errors import TopicError
 from weave_stream.ingest.call import Call
 from weave_stream.metrics import (
     ALERTS_RAISED,
@@ -49,6 +51,7 @@ from weave_stream.metrics import (
 from weave_stream.notify.alerts import Alert
 from weave_stream.runners.streaming.health import HEALTH, describe
 from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink
+from weave_stream.topic_maps.assign import check_map
 from weave_stream.topic_maps.model import TopicMap
 from weave_stream.topic_maps.refit import refit_topics
 from weave_stream.topic_maps.storage import MapStore
@@ -82,6 +85,7 @@ class TopicColumnWatch:
         )
         self._map: TopicMap | None = None
         self._text = _text_path(topology, spec.column)
+        self._embedding_ref = topology.column(spec.column).op.ref
         self._late = TOPIC_WATCH_LATE.labels(topology.name, spec.name)
         self._counted: dict[str, Any] = {}
         HEALTH.starting(self.component)
@@ -137,6 +141,11 @@ class TopicColumnWatch:
                 TOPIC_MAP_INFO.remove(self.topology.name, self.spec.name, self._map.ref)
             self._map = self.maps.load(self.topology.name, self.spec.column, ref)
             TOPIC_MAP_INFO.labels(self.topology.name, self.spec.name, ref).set(1)
+        try:
+            check_map(self._map, self.spec.column, self._embedding_ref)
+        except TopicError as exc:  # the column's values say so too; a refit fixes it
+            HEALTH.failed(self.component, str(exc))
+            return None
         HEALTH.ok(self.component)
         return self._map
 
