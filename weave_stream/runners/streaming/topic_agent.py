@@ -39,7 +39,7 @@ import faust
 
 from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import Settings
-from weave_stream.errors import TopicError
+from weave_stream.errors import MissingFieldError, TopicError
 from weave_stream.ingest.call import Call
 from weave_stream.metrics import (
     ALERTS_RAISED,
@@ -119,7 +119,7 @@ class TopicColumnWatch:
             return None
         try:
             text = self._text.resolve(call.to_dict(), {})
-        except (KeyError, ValueError):  # a call without the text: the alert goes without
+        except MissingFieldError:  # a call without the text: its alert goes without
             return None
         return " ".join(str(text).split())[:EXCERPT_CHARS] if text is not None else None
 
