@@ -335,3 +335,68 @@ def test_topics_fit_takes_the_column_and_knobs_of_the_topics_entry(tmp_path: Pat
         refused = CliRunner().invoke(cli, ["topics", "fit", str(spec_file), *flags])
     assert refused.exit_code != 0 and "says frozen: true" in refused.output, refused.output
     assert MapStore(settings.store_location).current("support", "doc_embedding") == fitted
+
+
+def test_the_worker_hook_counts_topics_and_alerts_once_the_stream_passes_a_window(
+    tmp_path: Path,
+) -> None:
+    import orjson
+
+    from weave_stream.ingest.call import call_from_json
+    from weave_stream.metrics import TOPIC_CALLS
+    from weave_stream.runners.streaming.health import HEALTH
+    from weave_stream.runners.streaming.topic_agent import TopicColumnWatch
+
+    settings = Settings(store_url=str(tmp_path / "store"), data_dir=tmp_path / "data")
+    entry = {"column": "doc_embedding", "name": "subject", "watch": {"grace": 0, "min_calls": 40}}
+    data = {
+        "name": "hooked",
+        "columns": [
+            {
+                "name": "doc_embedding",
+                "op": "tests.unit.test_topic_stream:vector_of_document",
+                "args": {"text": "inputs.document", "vector": "inputs.vector"},
+            }
+        ],
+        "topics": [entry],
+    }
+    topology = topology_from_dict(data, settings=settings)
+    training, truth = corpus(CATEGORIES)
+    with StandInJudge() as judge:
+        topic_map = asyncio.run(
+            fit_map(
+                training,
+                topology="hooked",
+                column="doc_embedding",
+                embedding_ref=topology.column("doc_embedding").op.ref,
+                params=PARAMS,
+                namer=TopicNamer(model="gpt-4o-mini", base_url=judge.base_url),
+                cache=MemoryCache(),
+            )
+        )
+    MapStore(settings.store_location).save(topic_map)
+    topology = topology_from_dict(data, settings=settings)  # a worker starting: map found
+    watch = TopicColumnWatch(settings, topology, topology.topics[0])
+    shifted, _ = corpus(["money", "food", "science"], per=20, seed=3)  # no sports
+    tick, _ = corpus(["money"], per=1, seed=8)
+    raw = [*store_calls(shifted), *store_calls(tick, start="2026-12-01T02:00:00Z")]
+    for call in raw:
+        call["ended_at"] = call["started_at"]
+    values = run_local(topology, raw).values
+    calls = [call_from_json(orjson.dumps(c)) for c in raw]
+    watch.observe(calls[:-1], [v for v in values if v.call_id != raw[-1]["id"]])
+    assert watch.refresh() is not None
+    assert HEALTH.snapshot()[watch.component]["state"] == "ok"
+    assert watch.due_alerts(now=0) == []  # the stream has not passed the window yet
+    watch.observe(calls[-1:], [v for v in values if v.call_id == raw[-1]["id"]])
+    alerts = watch.due_alerts(now=0)
+    sports = topic_map.topic(topic_map.assignments[training.call_ids[truth.index("sports")]])
+    (shift,) = [a for a in alerts if a.stats["topic"] == sports.name]
+    assert shift.kind == "topic_shift" and shift.monitor == "topics:doc_embedding"
+    assert shift.stats["window_calls"] == len(raw) - 1 and shift.stats["observed_share"] == 0
+    assert shift.call_ids  # the map's example calls of the vanished topic
+    counted = sum(
+        TOPIC_CALLS.labels("hooked", "subject", t.name)._value.get() for t in topic_map.topics
+    )
+    assert counted == len(raw)
+    HEALTH.forget(watch.component)
