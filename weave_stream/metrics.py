@@ -82,6 +82,10 @@ __all__ = [
     "STORE_UNTYPED_VALUES",
     "SUB_CALLS",
     "SUB_CALL_BATCH_SIZE",
+    "TOPIC_CALLS",
+    "TOPIC_MAP_INFO",
+    "TOPIC_REFITS",
+    "TOPIC_WATCH_LATE",
     "TOPOLOGY_BATCH_SECONDS",
     "TOPOLOGY_CALLS",
     "TOPOLOGY_INFO",
@@ -539,6 +543,35 @@ DATASET_CANDIDATES = Counter(
     "(the call is in the dataset already: a replay), capped (the period's cap was reached), "
     "refused (the dataset remembers another mapping; logged).",
     ["dataset", "outcome"],
+    registry=REGISTRY,
+)
+
+# Topics (weave_stream.topic_maps) on the stream: a topology's topics: entries.
+TOPIC_CALLS = Counter(
+    "weave_stream_topic_calls_total",
+    "Calls the topic column assigned, by topology, column and topic name ('outlier' beyond "
+    "every topic's radius; 'none' while no map is fitted): the dashboard's topic mix.",
+    ["topology", "column", "topic"],
+    registry=REGISTRY,
+)
+TOPIC_MAP_INFO = Gauge(
+    "weave_stream_topic_map_info",
+    "1 for the topic map a topic column assigns with (its ref), per topology and column.",
+    ["topology", "column", "map"],
+    registry=REGISTRY,
+)
+TOPIC_REFITS = Counter(
+    "weave_stream_topic_refits_total",
+    "Scheduled refits of a topic map, by outcome: fitted, unchanged, skipped (frozen), "
+    "failed (the map stays the previous one; the worker's health says why).",
+    ["topology", "column", "outcome"],
+    registry=REGISTRY,
+)
+TOPIC_WATCH_LATE = Counter(
+    "weave_stream_topic_watch_late_total",
+    "Assigned calls that came after their window's topic_shift / new_topic check: "
+    "counted here, not checked (raise the watch's grace if this grows).",
+    ["topology", "column"],
     registry=REGISTRY,
 )
 

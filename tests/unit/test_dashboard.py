@@ -50,6 +50,7 @@ SPEC: dict[str, Any] = {
     "monitors": [
         {"name": "doc_drift", "column": "doc_embedding", "reference": {"first_n": 500}},
     ],
+    "topics": [{"column": "doc_embedding", "refit": "1d"}],
 }
 
 
@@ -179,6 +180,8 @@ def test_per_class_means_come_with_bands_one_panel_per_class(board: dict[str, An
         ("errors", "weave_stream_derived_values_total"),
         ("cost", "weave_stream_derived_cost_usd_total"),
         ("op latency", "weave_stream_op_batch_seconds_bucket"),
+        ("topic mix", "weave_stream_topic_calls_total"),
+        ("topic refits", "weave_stream_topic_refits_total"),
     ],
 )
 def test_the_panels_the_issue_asks_for_are_there(
@@ -273,6 +276,52 @@ def test_the_class_mean_weights_each_workers_mean_by_its_rows(
                         "exp_samples": [
                             {"labels": '{group="money"}', "value": 0.6},
                             {"labels": '{group="food"}', "value": 0.7},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "test.yml"
+    path.write_text(yaml.safe_dump(test))
+    result = subprocess.run(
+        [promtool(), "test", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_topic_mix_is_each_topics_share_over_every_worker(
+    board: dict[str, Any], tmp_path: Path
+) -> None:
+    # Two workers assign calls: "refunds" 3/min + 1/min, "recipes" 4/min on one worker,
+    # outliers 2/min: shares 0.4, 0.4 and 0.2 of the 10 calls a minute.
+    (panel,) = titled(board, "topic mix: topic")
+    # rounded: Prometheus sums series in no fixed order, so the last bit varies
+    expr = "round(" + panel["targets"][0]["expr"].replace("$__rate_interval", "2m") + ", 0.001)"
+    counter = 'weave_stream_topic_calls_total{topology="support", column="topic", '
+    series = [
+        (counter + 'topic="refunds", instance="w1"}', "0+3x10"),
+        (counter + 'topic="refunds", instance="w2"}', "0+1x10"),
+        (counter + 'topic="recipes", instance="w2"}', "0+4x10"),
+        (counter + 'topic="outlier", instance="w1"}', "0+2x10"),
+        ('weave_stream_topic_calls_total{topology="other", column="topic", topic="x"}', "0+50x10"),
+    ]
+    (tmp_path / "none.yml").write_text("groups: []\n")
+    test = {
+        "rule_files": ["none.yml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": v} for s, v in series],
+                "promql_expr_test": [
+                    {
+                        "expr": expr,
+                        "eval_time": "5m",
+                        "exp_samples": [
+                            {"labels": '{topic="refunds"}', "value": 0.4},
+                            {"labels": '{topic="recipes"}', "value": 0.4},
+                            {"labels": '{topic="outlier"}', "value": 0.2},
                         ],
                     }
                 ],

@@ -60,11 +60,12 @@ def _show(found: SystemStatus, settings: Settings) -> None:
     if found.agents:
         click.echo("agents:")
         click.echo(
-            f"  {'worker':<16} {'agent':<28} {'state':<9} {'restarts':>8} {'lag':>7}  last error"
+            f"  {'worker':<16} {'agent':<28} {'state':<9} {'restarts':>8} {'lag':>7}  last error "
+            "(waiting: for what)"
         )
         for row in found.agents:
             lag = "-" if row.lag is None else str(row.lag)
-            colour = {"failed": "red", "starting": "yellow"}.get(row.state)
+            colour = {"failed": "red", "starting": "yellow", "waiting": "yellow"}.get(row.state)
             line = (
                 f"  {row.worker:<16} {row.agent:<28} {row.state:<9} {row.restarts:>8} "
                 f"{lag:>7}  {row.last_error or ''}"

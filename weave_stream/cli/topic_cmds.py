@@ -21,9 +21,10 @@ from weave_stream.cli.ops_cmds import CACHE_FILE
 from weave_stream.cli.options import fail, settings_options
 from weave_stream.columns.cache import SqliteCache
 from weave_stream.config import Settings
-from weave_stream.errors import WeaveStreamError
+from weave_stream.errors import TopicError, WeaveStreamError
 from weave_stream.query.text import format_frame, parse_where
 from weave_stream.topology.loader import load_topology
+from weave_stream.topology.topic_columns import TopicColumn
 
 __all__ = ["COMMANDS"]
 
@@ -31,14 +32,29 @@ __all__ = ["COMMANDS"]
 def _fit_options(function: Any) -> Any:
     options = [
         click.argument("topology"),
-        click.option("--column", required=True, help="The embedding column (doc_embedding)."),
-        click.option("--since", help="Calls started within this duration (7d) or from a time."),
+        click.option(
+            "--column",
+            help="The embedding column (doc_embedding); default: the topology's topics: entry.",
+        ),
+        click.option(
+            "--since",
+            help="Calls started within this duration (7d) or from a time "
+            "(default: the topics: entry's since, else all).",
+        ),
         click.option("--until", help="... and before this duration ago or time."),
         click.option("--where", help="A filter in the topology filter language (YAML)."),
-        click.option("--max-topics", type=click.IntRange(2, 500), default=30, show_default=True),
-        click.option("--min-topic-size", type=click.IntRange(2), default=5, show_default=True),
+        click.option(
+            "--max-topics",
+            type=click.IntRange(2, 500),
+            help="At most this many topics (default: the topics: entry's, else 30).",
+        ),
+        click.option(
+            "--min-topic-size",
+            type=click.IntRange(2),
+            help="Calls a topic needs at least (default: the topics: entry's, else 5).",
+        ),
         click.option("--k", "k", type=click.IntRange(2), help="A fixed number of topics."),
-        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--seed", type=int, help="The fit's seed (default: the entry's, else 0)."),
         click.option("--fresh", is_flag=True, help="Ignore the current map (no refit from it)."),
         click.option("--model", help="The namer's model (default: judge_model)."),
         click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path)),
@@ -53,15 +69,20 @@ def _prepare(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
     from weave_stream.store.tables import Store
     from weave_stream.topic_maps import ClusterParams, MapStore, TopicNamer
     from weave_stream.topic_maps.inputs import load_inputs
+    from weave_stream.topic_maps.refit import refit_since
 
     topology = load_topology(options["topology"], settings=settings)
-    column = options["column"]
+    entry = _topics_entry(topology, options["column"])
+    column = options["column"] or (entry.column if entry is not None else "")
     store = Store.from_settings(settings)
+    since = options["since"]
+    if since is None and entry is not None:
+        since = refit_since(entry)  # what the scheduled refit reads: the same map
     inputs, embedding_ref = load_inputs(
         topology,
         column,
         store=store,
-        since=options["since"],
+        since=since,
         until=options["until"],
         where=parse_where(options["where"]),
     )
@@ -69,11 +90,20 @@ def _prepare(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
     previous = None if options["fresh"] else maps.current_or_none(topology.name, column)
     if previous is not None and previous.embedding_ref != embedding_ref:
         previous = None  # another model's centres cannot start this fit
+    if entry is not None and entry.frozen and previous is not None:  # a first fit is fine
+        raise TopicError(
+            f"the topics: entry of {topology.name}.{column} says frozen: true: its map is "
+            "assigned to, never refitted; drop frozen from the topology (or pass --fresh "
+            "to fit a new map anyway)"
+        )
+    # Flags first, then the topology's topics: entry (a manual fit and the scheduled
+    # refit then fit with the same parameters, so their maps stay comparable).
+    known = entry or TopicColumn(column=column)
     params = ClusterParams(
-        seed=options["seed"],
-        max_topics=options["max_topics"],
-        min_topic_size=options["min_topic_size"],
-        k=options["k"],
+        seed=known.seed if options["seed"] is None else options["seed"],
+        max_topics=options["max_topics"] or known.max_topics,
+        min_topic_size=options["min_topic_size"] or known.min_topic_size,
+        k=options["k"] or known.k,
     )
     directory = options["cache_dir"] or settings.data_dir / "cache"
     return {
@@ -87,6 +117,20 @@ def _prepare(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
         "namer": TopicNamer(model=options["model"], settings=settings),
         "cache": SqliteCache(directory / CACHE_FILE, max_bytes=settings.cache_max_bytes),
     }
+
+
+def _topics_entry(topology: Any, column: str | None) -> TopicColumn | None:
+    """The ``topics:`` entry of ``column`` (or the only one when no column is given)."""
+    entries = list(topology.topics)
+    if column is not None:
+        return next((e for e in entries if e.column == column), None)
+    if len(entries) == 1:
+        return entries[0]
+    listed = ", ".join(e.column for e in entries) or "none"
+    raise TopicError(
+        f"topology {topology.name!r} declares {len(entries)} topics: entries ({listed}); "
+        "name the embedding column with --column"
+    )
 
 
 @click.group(name="topics")

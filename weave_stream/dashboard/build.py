@@ -2,7 +2,8 @@
 
 What the topology declares decides the panels: per aggregate with a ``group_by``, the
 mean of each ``mean`` column per class over time, one panel per class with a band
-(repeated over a template variable), and the calls counted per class; per derived
+(repeated over a template variable), and the calls counted per class; per ``topics:``
+entry, the topic mix over time (:mod:`weave_stream.dashboard.topic_panels`); per derived
 column, values, errors, cache hits, op latency and cost; novelty and alerts of its
 monitors; the consumer lag of its group. Every query names metrics through the metric
 objects of :mod:`weave_stream.metrics`, so a renamed metric fails here, not silently
@@ -41,6 +42,7 @@ from weave_stream.dashboard.panels import (
     series,
     window_rows,
 )
+from weave_stream.dashboard.topic_panels import topic_panels
 from weave_stream.metrics import WORKER_INFO
 from weave_stream.topology.aggregates import Aggregate
 from weave_stream.topology.spec import Topology
@@ -107,6 +109,10 @@ def build_dashboard(topology: Topology, default_prefix: str = "weave") -> dict[s
         layout.row(f"By {', '.join(aggregate.group_by)} ({aggregate.name}, latest closed window)")
         for panel, width in aggregate_panels(name, aggregate):
             layout.add(panel, width)
+    if topology.topics:
+        layout.row("Topics")
+        for panel in topic_panels(topology):
+            layout.add(panel, width=8)
     layout.row("Derived columns")
     for panel in column_panels(topology):
         layout.add(panel)

@@ -206,7 +206,7 @@ async def system_status(settings: Settings) -> SystemStatus:
                 str(component.get("state", "starting")),
                 int(component.get("restarts") or 0),
                 lags.get(name),
-                component.get("last_error"),
+                component.get("detail") or component.get("last_error"),  # waiting: for what
             )
             agents.append(row)
             if row.state == "failed":

@@ -89,6 +89,13 @@ class MapStore:
             )
         return self.load(topology, column, pointer.read_text().strip())
 
+    def current_ref(self, topology: str, column: str) -> str | None:
+        """The ref CURRENT points at (one small read), or None when none was fitted yet."""
+        try:
+            return (self._folder(topology, column) / "CURRENT").read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
     def current_or_none(self, topology: str, column: str) -> TopicMap | None:
         """The current map, or None when none was fitted yet."""
         if not (self._folder(topology, column) / "CURRENT").is_file():

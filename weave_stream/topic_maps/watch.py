@@ -103,9 +103,11 @@ class TopicWatch:
             z = (observed - expected) / math.sqrt(expected * (1 - expected) / total)
             if abs(z) < self.z_threshold:
                 continue
-            examples = members or [
-                WindowCall(call_id, topic.id) for call_id in topic.example_call_ids
-            ]
+            examples = (
+                members
+                or [WindowCall(call_id, topic.id) for call_id in topic.example_call_ids]
+                or list(calls[:EXAMPLES])  # a map without examples: the window's calls
+            )
             stats = {
                 "topic": topic.name,
                 "topic_id": topic.id,

@@ -16,6 +16,7 @@ YAML (or the dict it parses to)::
     aggregates: []                         # Aggregate entries (topology.aggregates)
     monitors: []                           # Monitor entries (topology.monitors)
     datasets: []                           # DatasetSpec entries, "from now on" (topology.datasets)
+    topics: []                             # TopicColumn entries (topology.topic_columns)
 
 A Python file defines a :class:`~weave_stream.topology.spec.Topology` named ``topology``
 (or exactly one Topology at module level).
@@ -52,7 +53,7 @@ __all__ = [
 
 TOPOLOGY_DIR = Path("topologies")
 _TOP_KEYS = frozenset(
-    {"name", "description", "source", "columns", "aggregates", "monitors", "datasets"}
+    {"name", "description", "source", "columns", "aggregates", "monitors", "datasets", "topics"}
 )
 _SOURCE_KEYS = frozenset({"op_name", "filter", "sample"})
 _COLUMN_KEYS = frozenset(
@@ -147,6 +148,7 @@ def topology_from_dict(
             aggregates=data.get("aggregates") or (),
             monitors=data.get("monitors") or (),
             datasets=data.get("datasets") or (),
+            topics=data.get("topics") or (),
             settings=settings,
             search_path=search_path,
         )

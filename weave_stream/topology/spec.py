@@ -10,7 +10,9 @@ a DAG, run in dependency order. ``aggregates`` are
 :class:`~weave_stream.topology.monitors.Monitor` s (or their plain data, as in YAML,
 which is converted: both forms build the same objects); ``datasets`` ("from now on"
 rules) are :class:`~weave_stream.topology.datasets.DatasetSpec` s, compiled into
-``dataset_rules`` with the columns.
+``dataset_rules`` with the columns; each ``topics`` entry
+(:class:`~weave_stream.topology.topic_columns.TopicColumn`) adds the column that
+assigns calls to the topics of its embedding column (``columns`` then ends with it).
 
 Constructing a :class:`Topology` validates all of it — unknown op, bad path, wrong
 argument, unknown column, cycle, bad rate or trials, an aggregate, monitor or dataset
@@ -64,6 +66,12 @@ from weave_stream.topology.datasets import DatasetRule, DatasetSpec, check_datas
 from weave_stream.topology.models import check_entries
 from weave_stream.topology.monitors import Monitor
 from weave_stream.topology.selection import FieldPath, Filter, compile_filter
+from weave_stream.topology.topic_columns import (
+    ASSIGN_OP,
+    TopicColumn,
+    check_topic_columns,
+    is_generated,
+)
 
 __all__ = ["Column", "CompiledColumn", "Source", "Topology"]
 
@@ -122,6 +130,7 @@ class Topology:
     aggregates: tuple[Aggregate, ...]
     monitors: tuple[Monitor, ...]
     datasets: tuple[DatasetSpec, ...]
+    topics: tuple[TopicColumn, ...]
     settings: Settings | None = field(compare=False, repr=False)
     search_path: Path | None = field(compare=False, repr=False)
     compiled: tuple[CompiledColumn, ...] = field(init=False, compare=False, repr=False)
@@ -140,6 +149,7 @@ class Topology:
         datasets: Sequence[DatasetSpec | Mapping[str, Any]] = (),
         settings: Settings | None = None,
         search_path: Path | None = None,
+        topics: Sequence[TopicColumn | Mapping[str, Any]] = (),
     ) -> None:
         problems: list[str] = []
         if not isinstance(name, str) or not _NAME.match(name):
@@ -147,9 +157,12 @@ class Topology:
                 f"field 'name': {name!r} is not a topology name; use 1-100 letters, "
                 "digits, '_', '.' or '-', starting with a letter or digit"
             )
+        typed_topics = check_entries(TopicColumn, topics, problems)
+        if isinstance(columns, Sequence):  # a copy passes the added topic columns back in
+            columns = tuple(c for c in columns if not is_generated(c, typed_topics))
         given = {
             "name": name,
-            "columns": tuple(columns) if isinstance(columns, Sequence) else columns,
+            "columns": columns,
             "source": Source() if source is None else source,
             "description": description,
             "settings": settings,
@@ -159,6 +172,7 @@ class Topology:
             object.__setattr__(self, key, value)
         source_filter = self._compile_source(problems)
         compiled = self._compile_columns(problems)
+        self._add_topic_columns(typed_topics, compiled, problems)
         column_names = {c.name for c in self.columns if isinstance(c, Column)}
         typed_aggregates = check_entries(Aggregate, aggregates, problems)
         check_aggregates(typed_aggregates, column_names, problems)
@@ -179,6 +193,7 @@ class Topology:
         object.__setattr__(self, "aggregates", typed_aggregates)
         object.__setattr__(self, "monitors", typed_monitors)
         object.__setattr__(self, "datasets", typed_datasets)
+        object.__setattr__(self, "topics", typed_topics)
         object.__setattr__(self, "compiled", tuple(compiled[n] for n in order))
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "source_filter", source_filter)
@@ -195,6 +210,8 @@ class Topology:
         """The spec as plain data (the YAML form), ops named by registry name or import path."""
         columns = []
         for column in self.columns:
+            if is_generated(column, self.topics):
+                continue  # the topics: entry below adds it again
             if isinstance(column.op, str):
                 name, params = column.op, dict(column.params)
             else:
@@ -217,6 +234,7 @@ class Topology:
             "monitors": [_plain(m) for m in self.monitors],
             # only when declared: specs without datasets keep their digest
             **({"datasets": [_plain(d) for d in self.datasets]} if self.datasets else {}),
+            **({"topics": [_plain(t) for t in self.topics]} if self.topics else {}),
         }
 
     # -- validation ---------------------------------------------------------------------
@@ -272,6 +290,30 @@ class Topology:
                         f"{dependency!r}; columns: {', '.join(compiled) or 'none'}"
                     )
         return compiled
+
+    def _add_topic_columns(
+        self,
+        specs: tuple[TopicColumn, ...],
+        compiled: dict[str, CompiledColumn],
+        problems: list[str],
+    ) -> None:
+        """Check the ``topics:`` entries and add the column each one assigns."""
+        own = {c.name: c for c in self.columns if isinstance(c, Column)}
+        check_topic_columns(specs, set(own), problems)
+        added = []
+        for spec in specs:
+            embedding = compiled.get(spec.column)
+            if embedding is None or spec.name in own:
+                continue  # reported above (or with the embedding column itself)
+            params = spec.op_params(self.name, embedding.op.ref)  # a new model: map refused
+            if self.settings is not None:
+                params["settings"] = self.settings
+            column = Column(spec.name, ASSIGN_OP, {"embedding": f"columns.{spec.column}"}, params)
+            result = self._compile_column(column, f"topic {spec.name!r}", problems)
+            if result is not None:
+                compiled[spec.name] = result
+                added.append(column)
+        object.__setattr__(self, "columns", (*self.columns, *added))
 
     def _compile_column(
         self, column: Column, where: str, problems: list[str]
@@ -353,7 +395,7 @@ class Topology:
         return column.op
 
 
-def _plain(spec: Aggregate | Monitor | DatasetSpec) -> dict[str, Any]:
+def _plain(spec: Aggregate | Monitor | DatasetSpec | TopicColumn) -> dict[str, Any]:
     """A typed entry as the plain data that builds it again."""
     return spec.model_dump(mode="json")
 

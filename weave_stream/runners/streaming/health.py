@@ -20,6 +20,9 @@ False
 >>> health.ok("store-sink")
 >>> health.ready
 True
+>>> health.waiting("topics", "no topic map yet")   # not failed: ready, and says why
+>>> health.ready, health.snapshot()["topics"]["state"], health.snapshot()["topics"]["detail"]
+(True, 'waiting', 'no topic map yet')
 """
 
 from __future__ import annotations
@@ -48,13 +51,15 @@ Listener = Callable[[str, "ComponentState"], None]
 
 @dataclass
 class ComponentState:
-    """The last word of one component: ``ok``, ``starting`` or ``failed``, and why."""
+    """The last word of one component: ``ok``, ``starting``, ``waiting`` (for something it
+    needs, said in ``detail``: not a failure) or ``failed``, and why."""
 
     state: str = "starting"
     since: float = 0.0
     restarts: int = 0
     last_error: str | None = None
     last_error_at: float | None = None
+    detail: str | None = None
 
 
 class ComponentHealth:
@@ -91,9 +96,21 @@ class ComponentHealth:
         else:
             self.ok(name)
 
+    def waiting(self, name: str, detail: str) -> None:
+        """``name`` waits for something it needs (``detail`` says what): ready, not failed."""
+        component = self._get(name)
+        was_failed = component.state == "failed"
+        if component.state != "waiting":
+            component.state, component.since = "waiting", time.time()
+        component.detail = detail
+        if was_failed:
+            COMPONENT_FAILED.labels(name).set(0)
+            self._tell(name, component)
+
     def ok(self, name: str) -> None:
         """``name`` works (the last error stays on record)."""
         component = self._get(name)
+        component.detail = None
         if component.state != "ok":
             was_failed = component.state == "failed"
             component.state, component.since = "ok", time.time()

@@ -50,6 +50,18 @@ HEALTHY_AFTER_SECONDS = 60.0  # a child that ran this long is forgiven its past 
 POLL_SECONDS = 2.0
 
 
+def _mirror_waiting(component: str, parts: dict[str, Any]) -> None:
+    """A child's ``<component>/topics/...`` parts in this process's health too, so that
+    ``/readyz`` and ``weave-stream status`` say a topic column waits for its first map."""
+    for name, state in parts.items():
+        if not name.startswith(f"{component}/topics/") or not isinstance(state, dict):
+            continue
+        if state.get("state") == "waiting":
+            HEALTH.waiting(name, str(state.get("detail") or "waiting"))
+        elif state.get("state") == "ok":
+            HEALTH.ok(name)
+
+
 def component_name(topology: str) -> str:
     """The health component of a topology's child process.
 
@@ -208,7 +220,7 @@ class TopologySupervisor:
                 log.info("topology %s unregistered: stopping its worker", name)
                 await self._stop(name)
         for name in list(HEALTH.snapshot()):
-            topology = name.removeprefix("topology/")
+            topology = name.removeprefix("topology/").split("/")[0]  # and its topics/ parts
             if name.startswith("topology/") and topology not in registrations:
                 HEALTH.forget(name)
         now = time.monotonic()
@@ -282,6 +294,7 @@ class TopologySupervisor:
         except ValueError:  # not our JSON: a child that is not up yet
             body = {}
         failures = body.get("failures") or {}
+        _mirror_waiting(component, body.get("components") or {})
         if answer.status_code == 200:
             child.reported = None
             HEALTH.ok(component)

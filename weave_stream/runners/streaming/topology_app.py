@@ -54,6 +54,7 @@ from weave_stream.runners.streaming.health import HEALTH, watched_agent
 from weave_stream.runners.streaming.monitor_agent import register_monitors
 from weave_stream.runners.streaming.reconciler import attach_reconciler
 from weave_stream.runners.streaming.sink import OutgoingRecord, attach_sink
+from weave_stream.runners.streaming.topic_agent import attach_topics, check_windows
 from weave_stream.runners.streaming.watchdog import Activity, watch_for_stall
 from weave_stream.topology.spec import Topology
 
@@ -79,6 +80,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     sink = attach_sink(app, settings)
     aggregates = attach_aggregates(app, settings, topology)  # None: no aggregates declared
     monitors = register_monitors(app, settings, topology, sink)  # None: no monitors declared
+    topic_watches = attach_topics(app, settings, topology, sink)  # topics: entries
     activity = Activity()
     watch_for_stall(app, settings, topics.valid, activity, settings.stall_seconds)
     attach_reconciler(app, settings, topology)  # no value missing for long, none silently
@@ -159,6 +161,10 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
                 }
                 # embeddings to the drift monitors, with each call's source partition
                 await monitors.offer(sink, calls, values, partitions)
+            if topic_watches:  # topic mix counted; windows the stream passed are checked
+                for watch in topic_watches:
+                    watch.observe(calls, values)
+                await check_windows(topic_watches, sink, settings)
             batch_seconds.observe(time.perf_counter() - started)
             activity.end()
             HEALTH.ok(component)
