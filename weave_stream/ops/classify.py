@@ -181,14 +181,14 @@ class ClassifyOp:
         ]
         phrase_vectors = encode_sync([phrase for phrase, *_ in phrases])
         for label in self.labels:
-            described = []
+            wholes: list[Vector] = []
             for number in range(len(self._descriptions(label))):
                 rows = [i for i, (_, *key) in enumerate(phrases) if key == [label, number]]
                 whole, parts = phrase_vectors[rows[0]], phrase_vectors[rows[1:]]
                 if len(parts):  # the whole description keeps half the weight (see _PARTS_SHARE)
                     whole = _PARTS_SHARE * _unit(parts.mean(axis=0)) + (1 - _PARTS_SHARE) * whole
-                described.append(_unit(whole))
-            self._described[label] = _unit(np.mean(described, axis=0))
+                wholes.append(_unit(whole))
+            self._described[label] = _unit(np.mean(wholes, axis=0))
         described = [(self._descriptions(label)[0], label) for label in self.labels]
         examples = [(text, label) for label, texts in self.examples.items() for text in texts]
         vectors = encode_sync([text for text, _ in examples]) if examples else phrase_vectors[:0]
