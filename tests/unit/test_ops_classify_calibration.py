@@ -71,6 +71,7 @@ def test_the_calibration_set_is_part_of_the_version(tmp_path: Path) -> None:
     path.write_text("\n".join(t.replace("\n", " ") for t in texts_a[50:100]), encoding="utf-8")
     assert Classify(labels=KINDS, calibration=str(path)).own_version != first
     assert Classify(labels=KINDS, calibration=sample(), calibration_rounds=2).ref != with_a.ref
+    assert Classify(labels=KINDS, calibration=sample(), calibration_weight=0.5).ref != with_a.ref
 
 
 def test_bad_calibration_is_refused_with_the_fix(tmp_path: Path) -> None:
@@ -85,3 +86,5 @@ def test_bad_calibration_is_refused_with_the_fix(tmp_path: Path) -> None:
         Classify(labels=KINDS, calibration=sample(), method="river")
     with pytest.raises(OpDefinitionError, match="calibration_rounds must be an integer"):
         Classify(labels=KINDS, calibration=sample(), calibration_rounds=0)
+    with pytest.raises(OpDefinitionError, match=r"calibration_weight must be in \[0, 1\]"):
+        Classify(labels=KINDS, calibration=sample(), calibration_weight=1.2)

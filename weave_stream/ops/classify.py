@@ -63,9 +63,10 @@ class ClassifyOp:
     ``labels`` maps each label to a description or a list of descriptions (or lists
     labels, each its own description); ``examples`` maps labels to example texts;
     ``prior_weight`` is the description's share of a label's vector once it has
-    examples (``centroid``), and a label vector's share against the calibration texts
-    it attracts; ``calibration`` is a fixed sample of unlabelled inputs (texts or a
-    file path) the label vectors adapt to, over ``calibration_rounds`` rounds.
+    examples (``centroid``); ``calibration`` is a fixed sample of unlabelled inputs
+    (texts or a file path) the label vectors adapt to, over ``calibration_rounds``
+    rounds, each keeping ``calibration_weight`` of its vector against the mean of the
+    calibration texts it attracts.
     """
 
     def __init__(
@@ -77,6 +78,7 @@ class ClassifyOp:
         prior_weight: float = 0.5,
         calibration: Calibration | None = None,
         calibration_rounds: int = 1,
+        calibration_weight: float = 0.3,
     ) -> None:
         self.labels = _check_labels(labels)
         if calibration is not None and method != "centroid":
@@ -91,6 +93,12 @@ class ClassifyOp:
             )
         self.calibration = load_calibration(calibration) if calibration is not None else ()
         self.calibration_rounds = calibration_rounds
+        if not 0.0 <= calibration_weight <= 1.0:
+            raise OpDefinitionError(
+                f"classify: calibration_weight must be in [0, 1] (the label vector's share "
+                f"against the calibration texts nearest it), got {calibration_weight!r}"
+            )
+        self.calibration_weight = calibration_weight
         self._calibration_vectors: Vector | None = None
         if not 0.0 <= prior_weight <= 1.0:
             raise OpDefinitionError(
@@ -229,7 +237,10 @@ class ClassifyOp:
         centroids = np.stack([self._prototype(name) for name in names])
         if self._calibration_vectors is not None:
             centroids = adapt_prototypes(
-                centroids, self._calibration_vectors, self.prior_weight, self.calibration_rounds
+                centroids,
+                self._calibration_vectors,
+                self.calibration_weight,
+                self.calibration_rounds,
             )
         similarities = vectors @ centroids.T
         logits = similarities / self.temperature
