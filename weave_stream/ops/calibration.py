@@ -10,9 +10,10 @@ assigned to its nearest label vector, and each label vector becomes
 ``calibration_weight``, 0.3: the label vector keeps less than half, as description
 vectors sit far from the texts; 0.3 beat 0.5 by 0.4-1.7 points zero-shot on four
 tasks and was level with examples). Hard assignment in one round did best across the
-bench's tasks (bench/detect_classify.py); more rounds drift on short, ambiguous texts. Centering (subtracting the sample's mean, or the descriptions'
-mean) and templates (``"This text is about ..."``) were measured too and did not
-help consistently, so they are not offered.
+bench's tasks (bench/detect_classify.py); more rounds drift on short, ambiguous
+texts. Centering (subtracting the sample's mean, or the descriptions' mean) and
+templates (``"This text is about ..."``) were measured too and did not help
+consistently, so they are not offered.
 
 The sample is fixed (texts, or a file of them read once), so the op stays
 deterministic; its digest is part of the op's version.
