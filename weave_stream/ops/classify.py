@@ -69,8 +69,8 @@ class ClassifyOp:
     ``prior_weight`` is the description's share of a label's vector once it has
     examples (``centroid``); ``calibration`` is a fixed sample of unlabelled inputs
     (texts or a file path) the label vectors adapt to, over ``calibration_rounds``
-    rounds, each keeping ``calibration_weight`` of its vector against the mean of the
-    calibration texts it attracts.
+    rounds, each label vector counting as ``calibration_prior`` texts against the mean
+    of the calibration texts it attracts.
     """
 
     def __init__(
@@ -82,7 +82,7 @@ class ClassifyOp:
         prior_weight: float = 0.5,
         calibration: Calibration | None = None,
         calibration_rounds: int = 1,
-        calibration_weight: float = 0.3,
+        calibration_prior: float = 5.0,
     ) -> None:
         self.labels = _check_labels(labels)
         if calibration is not None and method != "centroid":
@@ -97,12 +97,13 @@ class ClassifyOp:
             )
         self.calibration = load_calibration(calibration) if calibration is not None else ()
         self.calibration_rounds = calibration_rounds
-        if not 0.0 <= calibration_weight <= 1.0:
+        if not 0.0 <= calibration_prior <= 1000.0:
             raise OpDefinitionError(
-                f"classify: calibration_weight must be in [0, 1] (the label vector's share "
-                f"against the calibration texts nearest it), got {calibration_weight!r}"
+                f"classify: calibration_prior must be from 0 to 1000 (how many calibration "
+                f"texts a label's own vector counts as; 5 measured best), got "
+                f"{calibration_prior!r}"
             )
-        self.calibration_weight = calibration_weight
+        self.calibration_prior = calibration_prior
         self._calibration_vectors: Vector | None = None
         if not 0.0 <= prior_weight <= 1.0:
             raise OpDefinitionError(
@@ -243,7 +244,7 @@ class ClassifyOp:
             centroids = adapt_prototypes(
                 centroids,
                 self._calibration_vectors,
-                self.calibration_weight,
+                self.calibration_prior,
                 self.calibration_rounds,
             )
         similarities = vectors @ centroids.T
