@@ -18,9 +18,10 @@ trains a river online softmax regression on the embeddings. Either way
 
 Opt-in ``calibration``: a fixed sample of the user's unlabelled inputs (texts, or a
 file of one a line) to which the label vectors adapt (:mod:`.calibration`): on the
-bench's three tasks (200 texts), zero-shot gained 3.4-11 points over the op without
-it, and few-shot -1 to +5. No data-free change to the label vectors did as well (README,
-"Monitor and classifier settings", lists what was tried).
+bench's three tasks (200 texts), zero-shot rose to 3-12 points above the
+cosine-to-description baseline (-2 to +2 without it), and few-shot moved -1 to +5.
+No data-free change to the label vectors did as well (bench/classify_alternatives.py;
+README, "Monitor and classifier settings", lists what was tried).
 
 Confidence is the softmax of the cosine similarities divided by ``temperature``
 (centroid) or the river model's probability. What the op has learned is part of
