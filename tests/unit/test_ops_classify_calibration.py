@@ -13,11 +13,13 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.support.corpora import texts
 from weave_stream.errors import OpDefinitionError
 from weave_stream.ops import Classify, run_op
+from weave_stream.ops.calibration import adapt_prototypes
 
 KINDS = {
     "chat": "small talk with a chatbot",
@@ -71,6 +73,7 @@ def test_the_calibration_set_is_part_of_the_version(tmp_path: Path) -> None:
     path.write_text("\n".join(t.replace("\n", " ") for t in texts_a[50:100]), encoding="utf-8")
     assert Classify(labels=KINDS, calibration=str(path)).own_version != first
     assert Classify(labels=KINDS, calibration=sample(), calibration_rounds=2).ref != with_a.ref
+    assert Classify(labels=KINDS, calibration=sample(), calibration_prior=10.0).ref != with_a.ref
 
 
 def test_bad_calibration_is_refused_with_the_fix(tmp_path: Path) -> None:
@@ -85,3 +88,22 @@ def test_bad_calibration_is_refused_with_the_fix(tmp_path: Path) -> None:
         Classify(labels=KINDS, calibration=sample(), method="river")
     with pytest.raises(OpDefinitionError, match="calibration_rounds must be an integer"):
         Classify(labels=KINDS, calibration=sample(), calibration_rounds=0)
+    with pytest.raises(OpDefinitionError, match=r"calibration_prior must be from 0 to 1000"):
+        Classify(labels=KINDS, calibration=sample(), calibration_prior=-1.0)
+
+
+def test_a_label_moves_by_how_many_texts_it_attracts() -> None:
+    """A label vector counts as ``prior_count`` texts: few texts move it little, many much."""
+    labels = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
+    toward = np.array([0.6, 0.0, 0.8], dtype=np.float32)  # nearer the first label
+    one, many = toward[None, :], np.repeat(toward[None, :], 45, axis=0)
+    moved_by_one = adapt_prototypes(labels, one, 5.0, 1)
+    moved_by_many = adapt_prototypes(labels, many, 5.0, 1)
+    # 1 text against a prior of 5: a sixth of the way; 45 texts: nine tenths.
+    assert moved_by_one[0] @ toward < moved_by_many[0] @ toward
+    expected = labels[0] * 5 / 50 + toward * 45 / 50
+    assert np.allclose(moved_by_many[0], expected / np.linalg.norm(expected), atol=1e-6)
+    expected = labels[0] * 5 / 6 + toward / 6
+    assert np.allclose(moved_by_one[0], expected / np.linalg.norm(expected), atol=1e-6)
+    assert np.array_equal(moved_by_many[1], labels[1])  # attracted none: unchanged
+    assert np.allclose(adapt_prototypes(labels, many, 0.0, 1)[0], toward)  # no prior: the texts

@@ -2,11 +2,13 @@
 
 Zero-shot by default: each label is described in words (one description or a
 list of them), and a document gets the label whose description vector is nearest
-(cosine). A label's vector is the mean of the unit embeddings of its descriptions
-and of their parts (``"money, banking and finance"`` also counts as ``money``,
-``banking``, ``finance``): on real questions in 10 topics that beat the single
-description by 2-3 points, where prefixing the label name (``"money: ..."``, the
-former default) lost 1-5 (bench/detect.py). Given labelled ``examples``, it learns:
+(cosine). A label's vector is the mean of the unit vectors of its descriptions, and
+the parts of a description (``"money, banking and finance"``: ``money``, ``banking``,
+``finance``) share half of its vector: on chat turns in 10 topics that beat the
+description alone by 2.4 points, and on sections of the Python reference it cost 1.7
+where parts counted as whole phrases cost 4.5; prefixing the label name
+(``"money: ..."``, the former default) lost 1-5 (bench/detect_classify.py). Given
+labelled ``examples``, it learns:
 ``method="centroid"`` mixes each label's description vector with the mean of its
 examples (``prior_weight`` for the description, 0.5 by default: 3 examples a class
 gained 6-15 points over the description alone, and the worst of five draws stayed
@@ -16,7 +18,10 @@ trains a river online softmax regression on the embeddings. Either way
 
 Opt-in ``calibration``: a fixed sample of the user's unlabelled inputs (texts, or a
 file of one a line) to which the label vectors adapt (:mod:`.calibration`): on the
-bench, zero-shot gained 6-10 points over the op without it, and few-shot up to 5.
+bench's three tasks (200 texts), zero-shot rose to 3-12 points above the
+cosine-to-description baseline (-2 to +2 without it), and few-shot moved -1 to +5.
+No data-free change to the label vectors did as well (bench/classify_alternatives.py;
+README, "Monitor and classifier settings", lists what was tried).
 
 Confidence is the softmax of the cosine similarities divided by ``temperature``
 (centroid) or the river model's probability. What the op has learned is part of
@@ -63,9 +68,10 @@ class ClassifyOp:
     ``labels`` maps each label to a description or a list of descriptions (or lists
     labels, each its own description); ``examples`` maps labels to example texts;
     ``prior_weight`` is the description's share of a label's vector once it has
-    examples (``centroid``), and a label vector's share against the calibration texts
-    it attracts; ``calibration`` is a fixed sample of unlabelled inputs (texts or a
-    file path) the label vectors adapt to, over ``calibration_rounds`` rounds.
+    examples (``centroid``); ``calibration`` is a fixed sample of unlabelled inputs
+    (texts or a file path) the label vectors adapt to, over ``calibration_rounds``
+    rounds, each label vector counting as ``calibration_prior`` texts against the mean
+    of the calibration texts it attracts.
     """
 
     def __init__(
@@ -77,6 +83,7 @@ class ClassifyOp:
         prior_weight: float = 0.5,
         calibration: Calibration | None = None,
         calibration_rounds: int = 1,
+        calibration_prior: float = 5.0,
     ) -> None:
         self.labels = _check_labels(labels)
         if calibration is not None and method != "centroid":
@@ -91,6 +98,13 @@ class ClassifyOp:
             )
         self.calibration = load_calibration(calibration) if calibration is not None else ()
         self.calibration_rounds = calibration_rounds
+        if not 0.0 <= calibration_prior <= 1000.0:
+            raise OpDefinitionError(
+                f"classify: calibration_prior must be from 0 to 1000 (how many calibration "
+                f"texts a label's own vector counts as; 5 measured best), got "
+                f"{calibration_prior!r}"
+            )
+        self.calibration_prior = calibration_prior
         self._calibration_vectors: Vector | None = None
         if not 0.0 <= prior_weight <= 1.0:
             raise OpDefinitionError(
@@ -173,11 +187,22 @@ class ClassifyOp:
                     self._learn_vector(vector, label)
 
     def _initialise(self) -> None:
-        phrases = [(phrase, label) for label in self.labels for phrase in self._phrases(label)]
-        phrase_vectors = encode_sync([text for text, _ in phrases])
+        phrases = [
+            (phrase, label, number)
+            for label in self.labels
+            for number, description in enumerate(self._descriptions(label))
+            for phrase in _phrases(description)
+        ]
+        phrase_vectors = encode_sync([phrase for phrase, *_ in phrases])
         for label in self.labels:
-            rows = [i for i, (_, owner) in enumerate(phrases) if owner == label]
-            self._described[label] = _unit(phrase_vectors[rows].mean(axis=0))
+            wholes: list[Vector] = []
+            for number in range(len(self._descriptions(label))):
+                rows = [i for i, (_, *key) in enumerate(phrases) if key == [label, number]]
+                whole, parts = phrase_vectors[rows[0]], phrase_vectors[rows[1:]]
+                if len(parts):  # the whole description keeps half the weight (see _PARTS_SHARE)
+                    whole = _PARTS_SHARE * _unit(parts.mean(axis=0)) + (1 - _PARTS_SHARE) * whole
+                wholes.append(_unit(whole))
+            self._described[label] = _unit(np.mean(wholes, axis=0))
         described = [(self._descriptions(label)[0], label) for label in self.labels]
         examples = [(text, label) for label, texts in self.examples.items() for text in texts]
         vectors = encode_sync([text for text, _ in examples]) if examples else phrase_vectors[:0]
@@ -204,14 +229,6 @@ class ClassifyOp:
         described = self.labels[label]
         return [described] if isinstance(described, str) else list(described)
 
-    def _phrases(self, label: str) -> list[str]:
-        """A label's descriptions, and the parts of each (split at commas, and, or)."""
-        phrases: list[str] = []
-        for description in self._descriptions(label):
-            parts = [p.strip() for p in _PARTS.split(description) if p.strip()]
-            phrases += [description, *(parts if len(parts) > 1 else [])]
-        return list(dict.fromkeys(phrases))
-
     def _learn_vector(self, vector: Vector, label: str) -> None:
         assert self._sums is not None
         self._sums[label] = self._sums[label] + vector
@@ -226,7 +243,10 @@ class ClassifyOp:
         centroids = np.stack([self._prototype(name) for name in names])
         if self._calibration_vectors is not None:
             centroids = adapt_prototypes(
-                centroids, self._calibration_vectors, self.prior_weight, self.calibration_rounds
+                centroids,
+                self._calibration_vectors,
+                self.calibration_prior,
+                self.calibration_rounds,
             )
         similarities = vectors @ centroids.T
         logits = similarities / self.temperature
@@ -270,6 +290,23 @@ Classify = op(
 
 
 _PARTS = re.compile(r",|;|/|\band\b|\bor\b")
+# The parts' share of a description's vector. Parts help where a description lists
+# synonyms ("money, banking and finance": +2.3 points on the chat topics) and hurt
+# where the whole phrase is the meaning ("special method names such as __init__ and
+# __add__": the parts alone cost 4.5 points on the Python-docs task, half-weight 1.7).
+_PARTS_SHARE = 0.5
+
+
+def _phrases(description: str) -> list[str]:
+    """A description, then its parts (split at commas, semicolons, slashes, and, or).
+
+    >>> _phrases("money, banking and finance")
+    ['money, banking and finance', 'money', 'banking', 'finance']
+    >>> _phrases("a joke")
+    ['a joke']
+    """
+    parts = [part.strip() for part in _PARTS.split(description) if part.strip()]
+    return [description, *(parts if len(parts) > 1 else [])]
 
 
 def _unit(vector: npt.NDArray[np.floating[Any]]) -> Vector:
