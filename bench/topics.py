@@ -46,12 +46,16 @@ from weave_stream.demo.samples import corpus_documents
 from weave_stream.topic_maps.cluster import ClusterParams, cluster, unit_rows
 from weave_stream.topic_maps.matching import compare_assignments, match_centres, nearest
 
-CORPORA = ("english", "italian", "dutch")
+CORPORA = ("english", "italian", "dutch", "kinds", "encyclopedia")
+MIXED_PER_KIND = 200  # the "kinds" corpus: the first 200 texts of each of ten kinds
 CACHE = Path.home() / ".cache/weave-stream/bench-topics"
 
 
 def embedded(language: str) -> tuple[np.ndarray, np.ndarray]:
-    """Unit embeddings and category labels of one language's conversations."""
+    """Unit embeddings and category labels of one corpus (a chatterbot language, or one
+    built from tests/assets/corpora.jsonl.gz: ``kinds``, ``encyclopedia``)."""
+    if language in ("kinds", "encyclopedia"):
+        return _assets(language)
     documents = corpus_documents(language)
     texts = [d.text for d in documents]
     digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
@@ -70,6 +74,24 @@ def embedded(language: str) -> tuple[np.ndarray, np.ndarray]:
         CACHE.mkdir(parents=True, exist_ok=True)
         np.save(path, vectors)
     return unit_rows(vectors), np.asarray([d.category for d in documents])
+
+
+def _assets(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``kinds``: ten kinds of text (chat, trivia, coding, jokes, Python docs, news,
+    reviews, encyclopedia, Spanish and German chat), labelled by kind: well separated,
+    few categories. ``encyclopedia``: Wikipedia passages labelled by article (92): many
+    fine categories, more than a map's ``max_topics``."""
+    from tests.support.corpora import NEW_KINDS, STABLE_KINDS, texts
+
+    if name == "encyclopedia":
+        found = texts("encyclopedia")
+        return unit_rows(found.vectors), np.asarray(found.labels)
+    vectors, labels = [], []
+    for kind in STABLE_KINDS + NEW_KINDS:
+        some = texts(kind).vectors[:MIXED_PER_KIND]
+        vectors.append(some)
+        labels += [kind] * len(some)
+    return unit_rows(np.vstack(vectors)), np.asarray(labels)
 
 
 def topics_of(
