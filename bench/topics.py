@@ -2,8 +2,12 @@
 
 Corpora (real labelled text shipped in a package, nothing downloaded): the
 conversations of chatterbot-corpus in English (2026 documents, 21 categories),
-Italian (562, 19) and Dutch (314, 16), embedded with all-MiniLM-L6-v2 (the
-embeddings are cached under ~/.cache/weave-stream/ keyed by the texts' digest).
+Italian (562, 19) and Dutch (314, 16); from tests/assets/corpora.jsonl.gz, ``kinds``
+(200 texts of each of ten kinds, labelled by kind: 1893, 10) and ``encyclopedia``
+(Wikipedia passages labelled by article: 1000, 92). All embedded with
+all-MiniLM-L6-v2 (cached under ~/.cache/weave-stream/, keyed by the texts' digest).
+Dutch through an English model is nearly flat; kinds is well separated; encyclopedia
+has more categories than a map's ``max_topics``.
 
 Figures, one JSON line each:
 
@@ -22,7 +26,8 @@ Figures, one JSON line each:
   (subject), fresh caches, interleaved over ``--rounds``; ratio = baseline seconds /
   subject seconds (throughput kept). Goal >= 0.95.
 
-Run: ``.venv/bin/python bench/topics.py [--seeds 3] [--rows 100000] [--parts ...]``.
+Run: ``.venv/bin/python bench/topics.py [--seeds 3] [--rows 100000] [--parts ...]
+[--corpora english,dutch]``.
 """
 
 from __future__ import annotations
@@ -46,12 +51,16 @@ from weave_stream.demo.samples import corpus_documents
 from weave_stream.topic_maps.cluster import ClusterParams, cluster, unit_rows
 from weave_stream.topic_maps.matching import compare_assignments, match_centres, nearest
 
-CORPORA = ("english", "italian", "dutch")
+CORPORA = ("english", "italian", "dutch", "kinds", "encyclopedia")
+MIXED_PER_KIND = 200  # the "kinds" corpus: the first 200 texts of each of ten kinds
 CACHE = Path.home() / ".cache/weave-stream/bench-topics"
 
 
 def embedded(language: str) -> tuple[np.ndarray, np.ndarray]:
-    """Unit embeddings and category labels of one language's conversations."""
+    """Unit embeddings and category labels of one corpus (a chatterbot language, or one
+    built from tests/assets/corpora.jsonl.gz: ``kinds``, ``encyclopedia``)."""
+    if language in ("kinds", "encyclopedia"):
+        return _assets(language)
     documents = corpus_documents(language)
     texts = [d.text for d in documents]
     digest = hashlib.sha256("\0".join(texts).encode()).hexdigest()[:16]
@@ -70,6 +79,24 @@ def embedded(language: str) -> tuple[np.ndarray, np.ndarray]:
         CACHE.mkdir(parents=True, exist_ok=True)
         np.save(path, vectors)
     return unit_rows(vectors), np.asarray([d.category for d in documents])
+
+
+def _assets(name: str) -> tuple[np.ndarray, np.ndarray]:
+    """``kinds``: ten kinds of text (chat, trivia, coding, jokes, Python docs, news,
+    reviews, encyclopedia, Spanish and German chat), labelled by kind: well separated,
+    few categories. ``encyclopedia``: Wikipedia passages labelled by article (92): many
+    fine categories, more than a map's ``max_topics``."""
+    from tests.support.corpora import NEW_KINDS, STABLE_KINDS, texts
+
+    if name == "encyclopedia":
+        found = texts("encyclopedia")
+        return unit_rows(found.vectors), np.asarray(found.labels)
+    vectors, labels = [], []
+    for kind in STABLE_KINDS + NEW_KINDS:
+        some = texts(kind).vectors[:MIXED_PER_KIND]
+        vectors.append(some)
+        labels += [kind] * len(some)
+    return unit_rows(np.vstack(vectors)), np.asarray(labels)
 
 
 def topics_of(
@@ -99,11 +126,12 @@ def main() -> None:
     parser.add_argument("--column-calls", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--parts", default="quality,fit,column")
+    parser.add_argument("--corpora", default=",".join(CORPORA), help="of " + ", ".join(CORPORA))
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     figures = []
     if "quality" in parts:
-        figures += quality(args.seeds)
+        figures += quality(args.seeds, args.corpora.split(","))
     if "fit" in parts:
         figures.append(fit_time(args.rows))
     if "column" in parts:
@@ -112,14 +140,14 @@ def main() -> None:
         print(json.dumps(figure))
 
 
-def quality(seeds: int) -> list[dict[str, object]]:
+def quality(seeds: int, corpora: list[str]) -> list[dict[str, object]]:
     """AMI against true categories and refit stability, per corpus."""
     figures: list[dict[str, object]] = []
     print(
         f"{'corpus':<10}{'docs':>6}{'cats':>6}{'topics':>8}{'AMI':>8}{'kmeans@k':>10}"
         f"{'stab warm':>11}{'stab cold':>11}"
     )
-    for language in CORPORA:
+    for language in corpora:
         vectors, labels = embedded(language)
         categories = len(set(labels.tolist()))
         ours, told, ks, warm, cold = [], [], [], [], []

@@ -29,9 +29,9 @@ The package, in the order calls flow (a stage imports only the ones above it)::
     drift/       vector index, novelty, shift and change detection, storms (pure)
     notify/      alert records, Slack and webhook delivery
     dashboard/   Grafana dashboards generated from a topology
-    store/       the call store: calls, derived values and alerts in Delta tables
+    store/       the call store: calls, derived values and alerts in Delta tables; topic maps
     datasets/    datasets: immutable, versioned events in the call store; rules, export
-    query/       calls(): lazy queries over the call store (DuckDB), to pandas
+    query/       calls(): lazy queries over the call store (DuckDB), to pandas; .topics()
     topic_maps/  topics: fit and name clusters of a column's embeddings, assign, alert
     runners/     local, results, backfill, worker processes; streaming/ (Faust, alone)
     demo/        sample calls and the stand-in judge of ``weave-stream demo``

@@ -8,6 +8,7 @@ loopback. The model's own embeddings are clustered in bench/topics.py.
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ from click.testing import CliRunner, Result
 from weave_stream.cli.main import cli
 from weave_stream.demo.judge_standin import StandInJudge
 from weave_stream.demo.samples import corpus_documents, sample_calls
+from weave_stream.errors import TopicError
 from weave_stream.ops import op
+from weave_stream.query import calls
 from weave_stream.runners.local import run_local
 from weave_stream.topology.loader import load_topology
 
@@ -124,3 +127,34 @@ def test_an_unknown_column_names_the_columns(world: dict[str, Any], tmp_path: Pa
     result = CliRunner().invoke(cli, [*argv, "--store-url", str(root / "store")])
     assert result.exit_code == 1
     assert "has no column 'nope'" in result.output and "doc_embedding, quality" in result.output
+
+
+def test_calls_topics_from_python(world: dict[str, Any], tmp_path: Path) -> None:
+    """``calls(...).topics()``: fitted calls keep their fit's topic, new calls get their
+    nearest one; the summary counts them per topic (in a copy of the store)."""
+    root = world["root"]
+    store = tmp_path / "store"
+    shutil.copytree(root / "store", store, ignore=shutil.ignore_patterns("topic_maps"))
+    query = calls(store=store, columns=["inputs.document", "output.topic"])
+    with pytest.raises(TopicError, match="run `weave-stream topics fit topical --column"):
+        query.topics("topical", "doc_embedding").to_pandas()
+    argv = ["topics", "fit", str(root / "topical.yaml"), "--column", "doc_embedding"]
+    options = ["--store-url", str(store), "--data-dir", str(tmp_path / "data")]
+    options += ["--judge-base-url", world["judge"].base_url, "--judge-model", "gpt-4o-mini"]
+    fitted = CliRunner().invoke(cli, [*argv, "--max-topics", "6", *options])
+    assert fitted.exit_code == 0, fitted.output
+    documents = [d for c in CATEGORIES for d in corpus_documents("english", [c])[14:18]]
+    topology = load_topology(root / "topical.yaml")
+    run_local(topology, sample_calls(documents, seed="later"), store=store)
+
+    frame = query.topics("topical", "doc_embedding").to_pandas()
+    assert len(frame) == 42 + len(documents) and frame["topic_id"].notna().all()
+    assert frame["topic_from"].value_counts().to_dict() == {"fit": 42, "nearest": len(documents)}
+    # One topic per category, fitted and new calls alike (the blobs are far apart).
+    by_category = frame.groupby("output.topic")["topic"].agg(set)
+    assert all(len(names) == 1 for names in by_category) and len(frame["topic"].unique()) == 3
+    summary = query.topics("topical", "doc_embedding").summary().set_index("topic")
+    counts = frame["topic"].value_counts()
+    assert summary["calls"].to_dict() == counts.to_dict()
+    assert summary["share"].sum() == pytest.approx(1.0)
+    assert summary["fit_size"].tolist() == [14, 14, 14] and "outlier" not in summary.index

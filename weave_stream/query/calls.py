@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from weave_stream.config import Settings
     from weave_stream.datasets.dataset import Dataset
+    from weave_stream.query.call_topics import CallTopics
     from weave_stream.query.compare import RangeComparison
     from weave_stream.query.grouping import GroupBy
 
@@ -217,6 +218,15 @@ class Query:
         """The calls behind a group-by row (its ``call_ids``), with this query's columns."""
         ids = row["call_ids"]
         return self._with(call_ids=tuple(ids), limit=None, sort=self.spec.sort)
+
+    def topics(self, topology: str, column: str, *, ref: str | None = None) -> CallTopics:
+        """These calls with their topic of the stored topic map of ``topology.column``
+        (its current map, or ``ref``): ``.to_pandas()`` adds ``topic_id``, ``topic``,
+        ``topic_distance`` and ``topic_from``; ``.summary()`` is one row per topic. Lazy:
+        see :mod:`weave_stream.query.call_topics`."""
+        from weave_stream.query.call_topics import CallTopics
+
+        return CallTopics(self, topology, column, ref)
 
     def to_dataset(
         self,

@@ -14,11 +14,11 @@
 
 from __future__ import annotations
 
+from weave_stream.store.topic_map import OUTLIER, Naming, Refit, Topic, TopicMap, map_ref
+from weave_stream.store.topic_map_files import MapStore
 from weave_stream.topic_maps.cluster import ClusterParams, cluster, minimum_documents
 from weave_stream.topic_maps.fit import FitPlan, TopicInputs, fit_map, plan_fit
-from weave_stream.topic_maps.model import OUTLIER, Naming, Refit, Topic, TopicMap, map_ref
 from weave_stream.topic_maps.naming import TopicNamer, parse_name
-from weave_stream.topic_maps.storage import MapStore
 
 __all__ = [
     "OUTLIER",

@@ -19,7 +19,7 @@ refused (another embedding model), each call's value is an error saying so (not
 fatal: assignment starts with the first usable map).
 
 >>> import numpy as np
->>> from weave_stream.topic_maps.model import Topic, TopicMap
+>>> from weave_stream.store.topic_map import Topic, TopicMap
 >>> t = [Topic(i, n, "", tuple(np.eye(3)[i]), 0.2, 1, 0.5) for i, n in enumerate(["a", "b"])]
 >>> index = TopicIndex(TopicMap("t", "c", "embed:1", "topicmap:1", tuple(t)))
 >>> [v["topic"] for v in index.assign(np.array([[0.9, 0.1, 0], [0, 0, 1]]))]
@@ -39,9 +39,9 @@ import numpy as np
 from weave_stream.errors import TopicError
 from weave_stream.ops.base import OpResult
 from weave_stream.ops.decorator import op
+from weave_stream.store.topic_map import OUTLIER, TopicMap
+from weave_stream.store.topic_map_files import MapStore
 from weave_stream.topic_maps.cluster import unit_rows
-from weave_stream.topic_maps.model import OUTLIER, TopicMap
-from weave_stream.topic_maps.storage import MapStore
 
 __all__ = ["FOLLOW_CHECK_SECONDS", "AssignTopic", "TopicIndex", "check_map"]
 

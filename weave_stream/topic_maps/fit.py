@@ -20,9 +20,9 @@ from scipy import stats
 from weave_stream.columns.cache import ResultCache
 from weave_stream.errors import BudgetExceededError, TopicError
 from weave_stream.ops.base import CostEstimate
+from weave_stream.store.topic_map import Naming, Refit, Topic, TopicMap, map_ref
 from weave_stream.topic_maps.cluster import Clustering, ClusterParams, cluster, unit_rows
 from weave_stream.topic_maps.matching import compare_assignments, match_centres, nearest
-from weave_stream.topic_maps.model import Naming, Refit, Topic, TopicMap, map_ref
 from weave_stream.topic_maps.naming import estimate_naming, name_topics, naming_input
 
 __all__ = ["FitPlan", "TopicInputs", "fit_map", "plan_fit"]

@@ -1,6 +1,6 @@
 """Topic maps from Python: the topic table, the calls behind a topic, and the plots.
 
->>> from weave_stream.topic_maps.model import Topic, TopicMap
+>>> from weave_stream.store.topic_map import Topic, TopicMap
 >>> t = Topic(0, "billing", "Money matters.", (1.0, 0.0), 0.3, 4, 1.0,
 ...           scores={"quality": {"mean": 0.5, "low": 0.4, "high": 0.6, "count": 4.0}})
 >>> table = topic_table(TopicMap("s", "c", "embed:1", "topicmap:1", (t,)))
@@ -18,9 +18,9 @@ import numpy as np
 from weave_stream.durations import parse_duration
 from weave_stream.errors import TopicError
 from weave_stream.query.calls import Query, calls
+from weave_stream.store.topic_map import TopicMap
+from weave_stream.store.topic_map_files import MapStore
 from weave_stream.topic_maps.cluster import unit_rows
-from weave_stream.topic_maps.model import TopicMap
-from weave_stream.topic_maps.storage import MapStore
 
 if TYPE_CHECKING:
     import pandas as pd

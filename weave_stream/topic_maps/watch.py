@@ -14,7 +14,7 @@ embeddings):
 Alerts are :class:`~weave_stream.notify.alerts.Alert` records (deterministic ids), so
 the existing notifier delivers them once to Slack and webhooks.
 
->>> from weave_stream.topic_maps.model import Topic, TopicMap
+>>> from weave_stream.store.topic_map import Topic, TopicMap
 >>> topics = tuple(Topic(i, f"t{i}", "", (float(i == 0), float(i == 1)), 0.1, 50, 0.5)
 ...                for i in range(2))
 >>> watch = TopicWatch(TopicMap("s", "c", "embed:1", "topicmap:1", topics), min_calls=20)
@@ -35,8 +35,8 @@ import numpy as np
 from sklearn.cluster import DBSCAN
 
 from weave_stream.notify.alerts import Alert
+from weave_stream.store.topic_map import TopicMap
 from weave_stream.topic_maps.cluster import unit_rows
-from weave_stream.topic_maps.model import TopicMap
 
 __all__ = ["TopicWatch", "WindowCall"]
 

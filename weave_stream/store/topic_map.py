@@ -3,7 +3,9 @@
 A map's ``ref`` is ``topicmap:<digest>``, the digest of what decides it: the input
 calls (their ids, sorted), the fit parameters and the op refs (embedding, namer). So
 the same calls and parameters give the same ref, and a new name or a new model gives
-a new one. A map is stored as one JSON document (see :mod:`.storage`).
+a new one. A map is stored as one JSON document (see
+:mod:`weave_stream.store.topic_map_files`); it lives in the store layer so that
+``calls(...).topics()`` can read it (fitting one is :mod:`weave_stream.topic_maps`).
 
 >>> topic = Topic(id=0, name="billing", description="", centre=(1.0, 0.0), radius=0.3,
 ...               size=4, share=1.0, example_call_ids=("c1",))
@@ -13,6 +15,8 @@ a new one. A map is stored as one JSON document (see :mod:`.storage`).
 (True, True)
 >>> m.topic(0).name, m.topic_named("billing").id
 ('billing', 0)
+>>> nearest_topics(m, [[0.9, 0.1], [0.0, 1.0]])[0].tolist()
+[0, -1]
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+import numpy as np
 import orjson
 
 from weave_stream.errors import TopicError
 
-__all__ = ["OUTLIER", "Naming", "Refit", "Topic", "TopicMap", "map_ref"]
+__all__ = ["OUTLIER", "Naming", "Refit", "Topic", "TopicMap", "map_ref", "nearest_topics"]
 
 OUTLIER = "outlier"  # what the assignment column says beyond every topic's radius
 FORMAT_VERSION = 1
@@ -167,3 +172,29 @@ class TopicMap:
         data["silhouette_by_k"] = {int(k): v for k, v in data["silhouette_by_k"].items()}
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known}, topics=topics, refit=refit)
+
+
+def nearest_topics(topic_map: TopicMap, vectors: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Each vector's nearest topic id (-1: an outlier, beyond that topic's radius) and its
+    cosine distance to that topic's centre: what the topic column gives a new call."""
+    data = np.asarray(vectors, dtype=np.float32)
+    if not topic_map.topics or data.size == 0:
+        return np.full(len(data), -1, dtype=np.int64), np.full(len(data), np.nan)
+    centres = np.asarray([t.centre for t in topic_map.topics], dtype=np.float32)
+    if data.ndim != 2 or data.shape[1] != centres.shape[1]:
+        raise TopicError(
+            f"topic map {topic_map.ref} was fitted on {centres.shape[1]}-d embeddings of "
+            f"{topic_map.embedding_ref}; got vectors of shape {data.shape}: refit the map "
+            f"(weave-stream topics fit {topic_map.topology} --column {topic_map.column})"
+        )
+    similarity = _unit(data) @ _unit(centres).T
+    index = np.argmax(similarity, axis=1)
+    distance = np.maximum(0.0, 1.0 - similarity[np.arange(len(data)), index])
+    radii = np.asarray([t.radius for t in topic_map.topics])[index]
+    ids = np.asarray([t.id for t in topic_map.topics], dtype=np.int64)[index]
+    return np.where(distance > radii, -1, ids), distance
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)

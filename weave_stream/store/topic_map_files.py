@@ -10,7 +10,7 @@ starting, the CLI) never sees half a map; a worker restart reads CURRENT and kee
 assigning with the same map — it is stored, never recomputed.
 
 >>> import tempfile
->>> from weave_stream.topic_maps.model import TopicMap
+>>> from weave_stream.store.topic_map import TopicMap
 >>> maps = MapStore(tempfile.mkdtemp())
 >>> m = TopicMap(topology="t", column="c", embedding_ref="embed:1", ref="topicmap:ab12", topics=())
 >>> maps.save(m, current=True).name
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from weave_stream.errors import TopicError
-from weave_stream.topic_maps.model import TopicMap
+from weave_stream.store.topic_map import TopicMap
 
 __all__ = ["MapStore"]
 
