@@ -189,7 +189,7 @@ def test_windows_hold_bounded_state() -> None:
 def test_a_due_window_raises_the_shift_alert() -> None:
     inputs, truth = corpus(CATEGORIES, per=20)
     assignments = {c: CATEGORIES.index(t) for c, t in zip(inputs.call_ids, truth, strict=True)}
-    from weave_stream.topic_maps.model import Topic, TopicMap
+    from weave_stream.store.topic_map import Topic, TopicMap
 
     topics = tuple(
         Topic(i, name, "", tuple(np.zeros(384)), 0.3, 20, 0.25) for i, name in enumerate(CATEGORIES)

@@ -26,12 +26,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+import faiss
 import numpy as np
 import orjson
 
 from weave_stream.errors import TopicError
 
-__all__ = ["OUTLIER", "Naming", "Refit", "Topic", "TopicMap", "map_ref", "nearest_topics"]
+__all__ = [
+    "OUTLIER",
+    "Naming",
+    "Refit",
+    "Topic",
+    "TopicIndex",
+    "TopicMap",
+    "map_ref",
+    "nearest_topics",
+]
 
 OUTLIER = "outlier"  # what the assignment column says beyond every topic's radius
 FORMAT_VERSION = 1
@@ -174,25 +184,59 @@ class TopicMap:
         return cls(**{k: v for k, v in data.items() if k in known}, topics=topics, refit=refit)
 
 
+class TopicIndex:
+    """Nearest-centre search over one map's topics: a FAISS inner-product index over its
+    unit centres (a few dozen vectors: one exact search per micro-batch costs
+    microseconds beside the model that made the embeddings). The topic column, the
+    CLI and ``calls(...).topics()`` all assign through it."""
+
+    def __init__(self, topic_map: TopicMap) -> None:
+        if not topic_map.topics:
+            raise TopicError(f"topic map {topic_map.ref} has no topics to assign calls to")
+        centres = _unit(np.asarray([t.centre for t in topic_map.topics], dtype=np.float32))
+        self.map = topic_map
+        self.dimensions = centres.shape[1]
+        self._index = faiss.IndexFlatIP(self.dimensions)
+        self._index.add(centres)
+        self._radii = np.asarray([t.radius for t in topic_map.topics], dtype=np.float32)
+        self._ids = np.asarray([t.id for t in topic_map.topics], dtype=np.int64)
+        self._names = {t.id: t.name for t in topic_map.topics}
+
+    def nearest(self, vectors: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Each vector's topic id (-1: an outlier, beyond its nearest topic's radius) and
+        its cosine distance to that topic's centre."""
+        data = _unit(np.asarray(vectors, dtype=np.float32))
+        if data.ndim != 2 or data.shape[1] != self.dimensions:
+            raise TopicError(
+                f"topic map {self.map.ref} was fitted on {self.dimensions}-d embeddings of "
+                f"{self.map.embedding_ref}; got vectors of shape {data.shape}: the embedding "
+                f"column changed, so refit the map (weave-stream topics fit "
+                f"{self.map.topology} --column {self.map.column})"
+            )
+        similarity, index = self._index.search(data, 1)
+        nearest = index[:, 0]
+        distance = np.maximum(0.0, 1.0 - similarity[:, 0])
+        return np.where(distance > self._radii[nearest], -1, self._ids[nearest]), distance
+
+    def assign(self, vectors: Any) -> list[dict[str, Any]]:
+        """One ``{"topic", "topic_id", "distance"}`` per vector (n x d): the topic column's
+        value (``topic_id`` -1 and :data:`OUTLIER` beyond the radius)."""
+        ids, distances = self.nearest(vectors)
+        out = []
+        for topic_id, distance in zip(ids.tolist(), distances.tolist(), strict=True):
+            name = OUTLIER if topic_id < 0 else self._names[topic_id]
+            out.append({"topic": name, "topic_id": topic_id, "distance": round(distance, 6)})
+        return out
+
+
 def nearest_topics(topic_map: TopicMap, vectors: Any) -> tuple[np.ndarray, np.ndarray]:
     """Each vector's nearest topic id (-1: an outlier, beyond that topic's radius) and its
-    cosine distance to that topic's centre: what the topic column gives a new call."""
+    cosine distance to that topic's centre: what the topic column gives a new call (all
+    -1 for a map with no topics)."""
     data = np.asarray(vectors, dtype=np.float32)
     if not topic_map.topics or data.size == 0:
         return np.full(len(data), -1, dtype=np.int64), np.full(len(data), np.nan)
-    centres = np.asarray([t.centre for t in topic_map.topics], dtype=np.float32)
-    if data.ndim != 2 or data.shape[1] != centres.shape[1]:
-        raise TopicError(
-            f"topic map {topic_map.ref} was fitted on {centres.shape[1]}-d embeddings of "
-            f"{topic_map.embedding_ref}; got vectors of shape {data.shape}: refit the map "
-            f"(weave-stream topics fit {topic_map.topology} --column {topic_map.column})"
-        )
-    similarity = _unit(data) @ _unit(centres).T
-    index = np.argmax(similarity, axis=1)
-    distance = np.maximum(0.0, 1.0 - similarity[np.arange(len(data)), index])
-    radii = np.asarray([t.radius for t in topic_map.topics])[index]
-    ids = np.asarray([t.id for t in topic_map.topics], dtype=np.int64)[index]
-    return np.where(distance > radii, -1, ids), distance
+    return TopicIndex(topic_map).nearest(data)
 
 
 def _unit(rows: np.ndarray) -> np.ndarray:

@@ -1,9 +1,9 @@
 """The topic column: each call's nearest topic of the stored map, or ``outlier``.
 
-:class:`TopicIndex` is a FAISS inner-product index over the map's unit centres (a
-few dozen vectors: one exact search per micro-batch costs microseconds beside the
-model that made the embeddings). A call farther (cosine distance) than its nearest
-topic's radius is an ``outlier``.
+:class:`~weave_stream.store.topic_map.TopicIndex` is a FAISS inner-product index over
+the map's unit centres (a few dozen vectors: one exact search per micro-batch costs
+microseconds beside the model that made the embeddings). A call farther (cosine
+distance) than its nearest topic's radius is an ``outlier``.
 
 :data:`AssignTopic` is the op a topology uses; its value is
 ``{"topic": name, "topic_id": id, "distance": d}`` (``topic_id`` -1 for outliers), so
@@ -33,54 +33,17 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-import faiss
 import numpy as np
 
 from weave_stream.errors import TopicError
 from weave_stream.ops.base import OpResult
 from weave_stream.ops.decorator import op
-from weave_stream.store.topic_map import OUTLIER, TopicMap
+from weave_stream.store.topic_map import TopicIndex, TopicMap
 from weave_stream.store.topic_map_files import MapStore
-from weave_stream.topic_maps.cluster import unit_rows
 
 __all__ = ["FOLLOW_CHECK_SECONDS", "AssignTopic", "TopicIndex", "check_map"]
 
 FOLLOW_CHECK_SECONDS = 1.0  # following CURRENT: a refit's map is used within this
-
-
-class TopicIndex:
-    """Nearest-centre search over one map's topics."""
-
-    def __init__(self, topic_map: TopicMap) -> None:
-        if not topic_map.topics:
-            raise TopicError(f"topic map {topic_map.ref} has no topics to assign calls to")
-        centres = unit_rows([t.centre for t in topic_map.topics])
-        self.map = topic_map
-        self.dimensions = centres.shape[1]
-        self._index = faiss.IndexFlatIP(self.dimensions)
-        self._index.add(centres)
-        self._radii = np.asarray([t.radius for t in topic_map.topics], dtype=np.float32)
-
-    def assign(self, vectors: Any) -> list[dict[str, Any]]:
-        """One ``{"topic", "topic_id", "distance"}`` per vector (n x d)."""
-        data = unit_rows(vectors)
-        if data.ndim != 2 or data.shape[1] != self.dimensions:
-            raise TopicError(
-                f"topic map {self.map.ref} was fitted on {self.dimensions}-d embeddings of "
-                f"{self.map.embedding_ref}; got vectors of shape {data.shape}: the embedding "
-                f"column changed, so refit the map (weave-stream topics fit "
-                f"{self.map.topology} --column {self.map.column})"
-            )
-        similarity, nearest = self._index.search(data, 1)
-        out = []
-        for sim, index in zip(similarity[:, 0].tolist(), nearest[:, 0].tolist(), strict=True):
-            topic = self.map.topics[index]
-            distance = round(max(0.0, 1.0 - sim), 6)
-            if distance > self._radii[index]:
-                out.append({"topic": OUTLIER, "topic_id": -1, "distance": distance})
-            else:
-                out.append({"topic": topic.name, "topic_id": topic.id, "distance": distance})
-        return out
 
 
 def check_map(topic_map: TopicMap, column: str, embedding_ref: str | None) -> None:

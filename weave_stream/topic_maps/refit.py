@@ -19,11 +19,11 @@ from typing import Any, Literal
 
 from weave_stream.columns.cache import SqliteCache
 from weave_stream.config import Settings
+from weave_stream.store.topic_map_files import MapStore
 from weave_stream.topic_maps.cluster import ClusterParams
 from weave_stream.topic_maps.fit import fit_map
 from weave_stream.topic_maps.inputs import load_inputs
 from weave_stream.topic_maps.naming import TopicNamer
-from weave_stream.topic_maps.storage import MapStore
 from weave_stream.topology.spec import Topology
 from weave_stream.topology.topic_columns import TopicColumn
 

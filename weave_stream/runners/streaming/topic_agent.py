@@ -51,10 +51,10 @@ from weave_stream.metrics import (
 from weave_stream.notify.alerts import Alert
 from weave_stream.runners.streaming.health import HEALTH, describe
 from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink
+from weave_stream.store.topic_map import TopicMap
+from weave_stream.store.topic_map_files import MapStore
 from weave_stream.topic_maps.assign import check_map
-from weave_stream.topic_maps.model import TopicMap
 from weave_stream.topic_maps.refit import refit_topics
-from weave_stream.topic_maps.storage import MapStore
 from weave_stream.topic_maps.watch import TopicWatch, WindowCall
 from weave_stream.topic_maps.windows import TopicWindows
 from weave_stream.topology.selection import FieldPath
