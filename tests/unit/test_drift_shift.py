@@ -76,6 +76,28 @@ def test_the_monitor_flags_most_of_the_new_kind_and_few_stable_calls(
     assert any(s.new_distribution for s in scores)
 
 
+def test_calls_spread_where_the_reference_is_narrow_are_a_shift_though_the_mean_stays() -> None:
+    # The reference varies along 4 of 16 directions; the new calls have the same mean
+    # but vary along the other 12 too: the spread term sees it, the mean term alone
+    # (spread: false) barely does.
+    rng = np.random.default_rng(3)
+    scale = np.r_[np.ones(4), np.full(12, 0.2)]
+    reference = rng.normal(size=(800, 16)) * scale
+    new = rng.normal(size=(60, 16)) * np.r_[np.ones(4), np.full(12, 0.45)]
+
+    def first_alarm(spread: bool) -> int | None:
+        window = ShiftTest.from_reference(reference, ShiftSpec(spread=spread)).window()
+        for v in rng.normal(size=(1_000, 16)) * scale:
+            result = window.push(v)
+            assert result is None or not result.shifted
+        alarms = [i for i, v in enumerate(new) if (r := window.push(v)) and r.shifted]
+        return alarms[0] + 1 if alarms else None
+
+    with_spread, mean_only = first_alarm(True), first_alarm(False)
+    assert with_spread is not None and with_spread <= 15
+    assert mean_only is None or mean_only > 2 * with_spread
+
+
 def test_a_reference_too_small_for_the_shift_test_is_refused() -> None:
     with pytest.raises(TopologyError, match="too small for shift detection"):
         ShiftTest.from_reference(np.random.default_rng(0).normal(size=(30, 8)), ShiftSpec())
