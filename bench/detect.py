@@ -1,15 +1,15 @@
 """Detection quality at the defaults, beside plain numpy baselines, on real text of several kinds.
 
-Run from the repository root: ``.venv/bin/python bench/detect.py [--seeds N]``.
+Run from the repository root: ``.venv/bin/python bench/detect.py [--seeds N] [--no-classify]``.
 
 Corpora: ``tests/support/corpora.py`` (built by ``bench/build_corpora.py`` from packages on
 the package index). *Stable traffic* is a varied mix of prompts (chat on 18
 topics, trivia and coding questions, programmer jokes, Python documentation);
 each *new kind* (news, movie reviews, encyclopedia articles, Spanish chat, German
-chat) is one corpus pair. Per pair and seed: a reference of 1,000 stable calls,
-then 3,000 more stable calls (false alarms, false flags), then 300 calls of the
-new kind (calls to the first shift alert, share flagged novel), then 300 stable
-calls again (false flags while the post-shift classifier is active).
+chat, software licenses, package READMEs) is one corpus pair. Per pair and seed:
+a reference of 1,000 stable calls, then 3,000 more stable calls (false alarms,
+false flags), then 300 calls of the new kind (calls to the first shift alert, share
+flagged novel), then 300 stable calls again (false flags while the post-shift classifier is active).
 
 The subject is :class:`weave_stream.drift.DriftMonitor` with a default spec
 (``cooldown: 0`` only so that every detection is counted, not grouped).
@@ -174,7 +174,11 @@ def emit(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3)
-    seeds = range(parser.parse_args().seeds)
+    parser.add_argument(
+        "--no-classify", action="store_true", help="skip the classification figures (~3 min)"
+    )
+    args = parser.parse_args()
+    seeds = range(args.seeds)
     rows = []
     print(
         f"{'stable -> new kind':24} {'delay':>11} {'false alarms':>13} {'recall':>11} "
@@ -211,7 +215,8 @@ def main() -> None:
             baseline_false_flags=worst["baseline_false_flags"],
             false_flags_after_shift=worst["false_flags_after"],
         )
-    print_figures(classify_figures(seeds=5))
+    if not args.no_classify:
+        print_figures(classify_figures(seeds=5))
 
 
 if __name__ == "__main__":
