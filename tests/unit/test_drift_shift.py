@@ -58,7 +58,9 @@ def test_the_monitor_flags_most_of_the_new_kind_and_few_stable_calls(
     corpus: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> None:
     reference, held, news = corpus
-    spec = Monitor(name="m", column="e", reference={"first_n": 500}, cooldown=0)
+    spec = Monitor.model_validate(
+        {"name": "m", "column": "e", "reference": {"first_n": 500}, "cooldown": 0}
+    )
     monitor = DriftMonitor.build("t", spec, [f"r{i}" for i in range(500)], reference)
 
     def observe(vectors: np.ndarray, prefix: str) -> list[NoveltyScore]:
