@@ -4,9 +4,10 @@ Per-example novelty misses a shift when the reference is varied: documents of a
 new kind can each lie near *some* known document, yet together they move the
 stream. After every call (or every ``every`` calls) the test asks whether the mean
 of the latest ``k`` embeddings has moved away from the reference's mean, for
-several ``k`` at once (``calls``, ``calls/2``, ``calls/4``, ``calls/8``): a short
-window catches an abrupt shift within a few calls, a long one a subtle one, so
-the delay is not bounded below by a window length.
+several ``k`` at once (eight lengths, ``calls`` down by half-octave steps: 7, 10,
+14, 20, 28, 40, 57 and 80 calls at the default): a short window catches an abrupt
+shift within a few calls, a long one a subtle one, so the delay is not bounded
+below by a window length.
 
 The embeddings are *whitened* with the reference's covariance (shrunk toward the
 identity by ``shrinkage``, so that 384 dimensions can be estimated from a few
@@ -106,7 +107,7 @@ class ShiftTest:
         if not scales:
             raise TopologyError(
                 f"{where}: a reference of {len(vectors)} examples is too small for shift "
-                f"detection: it needs at least {4 * _SMALLEST_SCALE} (better: hundreds); "
+                f"detection: it needs at least {4 * min(_scales(spec.calls))} (better: hundreds); "
                 "give the monitor a larger reference or set shift: {enabled: false}"
             )
         rng = np.random.default_rng(seed)
@@ -250,9 +251,7 @@ class ShiftWindow:
 
 
 def _scales(calls: int) -> list[int]:
-    scales: list[int] = []
-    k = calls
-    while k >= _SMALLEST_SCALE and len(scales) < 4:
-        scales.append(k)
-        k //= 2
-    return sorted(scales)
+    """Eight lengths, ``calls`` down by half-octave steps (80: 7, 10, 14, 20, 28, 40, 57, 80),
+    at least ``_SMALLEST_SCALE``: a run of new calls always nearly fills one window."""
+    scales = {round(calls / math.sqrt(2) ** step) for step in range(8)}
+    return sorted(k for k in scales if k >= _SMALLEST_SCALE)
