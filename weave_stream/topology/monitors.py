@@ -135,8 +135,8 @@ class LearningSpec(_Spec):
 class ShiftSpec(_Spec):
     """Distribution-shift detection: a sequential test of the latest calls, per group.
 
-    After every ``every`` calls, the means of the latest ``calls``, ``calls/2``,
-    ``calls/4`` and ``calls/8`` embeddings are compared with the reference's mean
+    After every ``every`` calls, the means of the latest ``calls`` embeddings, and of
+    seven shorter runs down by half-octave steps, are compared with the reference's mean
     (``whitened_mean``: in the reference's whitened space, covariance shrunk toward
     the identity by ``shrinkage``; ``mean``: a plain centroid distance), together
     with (``spread``) how far the calls lie from the reference in that space. The
