@@ -27,7 +27,8 @@ covariance; windows slid over random orderings of the other half (100 streams of
 stream*. A Gumbel law fitted to those maxima, extrapolated to
 ``false_alarm_calls``, gives the threshold: stable traffic like the reference
 raises a false alarm with probability about ``false_alarm_rate`` per
-``false_alarm_calls`` calls.
+``false_alarm_calls`` calls (measured on held-out real text: several times more
+often, since half the reference shows little of the far tail; see the README).
 
 >>> import numpy as np
 >>> from weave_stream.topology.monitors import ShiftSpec
