@@ -13,7 +13,10 @@ line, committed, so tests and benchmarks never download anything). Sources:
   ABC news articles (the Lee corpus), Pang & Lee movie-review sentences and IMDB
   reviews, English Wikipedia articles;
 * the ``pyjokes`` 0.8.3 wheel (BSD): programmer jokes in English;
-* the standard library's ``pydoc_data.topics``: Python reference documentation.
+* the standard library's ``pydoc_data.topics``: Python reference documentation;
+* the packages installed in the project's environment (``importlib.metadata``): the
+  license files in their ``.dist-info`` (legal text) and their long descriptions
+  (package READMEs and release notes), so these two kinds follow what is installed.
 
 Each source, its version and license are named in ``tests/assets/NOTICE`` (keep it in
 step when a source or version changes).
@@ -27,6 +30,7 @@ from __future__ import annotations
 import ast
 import bz2
 import gzip
+import importlib.metadata
 import importlib.resources
 import json
 import random
@@ -180,6 +184,56 @@ def python_docs() -> Iterator[tuple]:
                 yield topic, next(passages(paragraph))
 
 
+_LICENSE_FILE = re.compile(r"(?:^|/)(?:LICEN[CS]E|COPYING|NOTICE)[^/]*$", re.IGNORECASE)
+
+
+def _distributions() -> list[importlib.metadata.Distribution]:
+    found = {d.metadata["Name"].lower(): d for d in importlib.metadata.distributions()}
+    return [found[name] for name in sorted(found)]
+
+
+def _mostly_words(text: str, share: float) -> bool:
+    return sum(c.isalpha() or c == " " for c in text) >= share * len(text)
+
+
+def licenses() -> Iterator[tuple]:
+    """Paragraphs of the license files that installed packages ship in their .dist-info."""
+    for dist in _distributions():
+        for file in dist.files or []:
+            if ".dist-info/" not in str(file) or not _LICENSE_FILE.search(str(file)):
+                continue
+            try:
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            for paragraph in re.split(r"\n\s*\n", text):
+                paragraph = " ".join(paragraph.split())
+                if len(paragraph) >= 150 and _mostly_words(paragraph, 0.8):
+                    yield dist.metadata["Name"], next(passages(paragraph))
+
+
+def package_readmes() -> Iterator[tuple]:
+    """Prose paragraphs of installed packages' long descriptions (code, tables, links cut)."""
+    for dist in _distributions():
+        body = dist.metadata.get_payload() or dist.metadata.get("Description") or ""  # type: ignore[attr-defined]
+        body = re.sub(r"```.*?```", "", str(body), flags=re.S)
+        body = re.sub(r"!\[[^\]]*\]\([^)]*\)|<[^>]+>", "", body)
+        body = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", body)
+        for paragraph in re.split(r"\n\s*\n", body):
+            skip = ("    ", "\t", "|", "#", "=", "-", ">", "..")
+            lines = [line for line in paragraph.splitlines() if not line.startswith(skip)]
+            paragraph = " ".join(" ".join(lines).split())
+            if len(paragraph) >= 150 and _mostly_words(paragraph, 0.85):
+                yield dist.metadata["Name"], next(passages(paragraph))
+
+
+_CHAT = {
+    "ai", "botprofile", "computers", "conversations", "emotion", "food", "gossip",
+    "greetings", "health", "history", "humor", "literature", "money", "movies",
+    "politics", "psychology", "science", "sports",
+}  # fmt: skip
+
+
 SOURCES = {
     "chat": lambda: chatterbot("english", _CHAT, answers=True),
     "trivia": lambda: chatterbot("english", {"trivia"}, answers=False),
@@ -193,12 +247,9 @@ SOURCES = {
     ),
     "spanish": lambda: chatterbot("spanish", None, answers=True),
     "german": lambda: chatterbot("german", None, answers=True),
+    "licenses": licenses,
+    "package_readmes": package_readmes,
 }
-_CHAT = {
-    "ai", "botprofile", "computers", "conversations", "emotion", "food", "gossip",
-    "greetings", "health", "history", "humor", "literature", "money", "movies",
-    "politics", "psychology", "science", "sports",
-}  # fmt: skip
 
 
 def build() -> list[dict[str, str]]:

@@ -30,7 +30,15 @@ __all__ = ["NEW_KINDS", "STABLE_KINDS", "Texts", "embed", "texts"]
 CORPORA = Path(__file__).parent.parent / "assets" / "corpora.jsonl.gz"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "weave-stream"
 STABLE_KINDS = ("chat", "trivia", "coding", "jokes", "python_docs")
-NEW_KINDS = ("news", "reviews", "encyclopedia", "spanish", "german")
+NEW_KINDS = (
+    "news",
+    "reviews",
+    "encyclopedia",
+    "spanish",
+    "german",
+    "licenses",
+    "package_readmes",
+)
 
 
 @dataclass(frozen=True)

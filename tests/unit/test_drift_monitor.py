@@ -159,6 +159,7 @@ def test_a_monitor_reopens_from_its_snapshot_and_rebuilds_a_corrupt_one(
     assert again.scorer.threshold == first.scorer.threshold
     assert again.shift_test is not None and first.shift_test is not None
     assert again.shift_test.threshold == first.shift_test.threshold
+    assert again.shift_test.spread == first.shift_test.spread is not None
     assert np.allclose(again.shift_test.mean, first.shift_test.mean)
 
     (tmp_path / DATA_FILE).write_bytes(b"not an index")

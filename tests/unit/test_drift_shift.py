@@ -40,14 +40,16 @@ def stream(vectors: np.ndarray, size: int, seed: int) -> np.ndarray:
     return vectors[rows[:size]]
 
 
+@pytest.mark.parametrize("kind", ["news", "encyclopedia"])
 def test_the_shift_is_alerted_within_15_calls_and_stable_traffic_raises_none(
-    corpus: tuple[np.ndarray, np.ndarray, np.ndarray],
+    corpus: tuple[np.ndarray, np.ndarray, np.ndarray], kind: str
 ) -> None:
-    reference, held, news = corpus
+    # Encyclopedia passages move the mean little: the spread term finds them.
+    reference, held, _ = corpus
     window = ShiftTest.from_reference(reference, ShiftSpec()).window()
     stable = [window.push(v) for v in stream(held, 3_000, seed=1)]
     assert [r for r in stable if r is not None and r.shifted] == []
-    shifted = [window.push(v) for v in news[:40]]
+    shifted = [window.push(v) for v in texts(kind).vectors_of(40)]
     first = next(i for i, r in enumerate(shifted) if r is not None and r.shifted)
     assert first < 15
 
@@ -56,7 +58,9 @@ def test_the_monitor_flags_most_of_the_new_kind_and_few_stable_calls(
     corpus: tuple[np.ndarray, np.ndarray, np.ndarray],
 ) -> None:
     reference, held, news = corpus
-    spec = Monitor(name="m", column="e", reference={"first_n": 500}, cooldown=0)
+    spec = Monitor.model_validate(
+        {"name": "m", "column": "e", "reference": {"first_n": 500}, "cooldown": 0}
+    )
     monitor = DriftMonitor.build("t", spec, [f"r{i}" for i in range(500)], reference)
 
     def observe(vectors: np.ndarray, prefix: str) -> list[NoveltyScore]:
@@ -76,9 +80,31 @@ def test_the_monitor_flags_most_of_the_new_kind_and_few_stable_calls(
     assert any(s.new_distribution for s in scores)
 
 
+def test_calls_spread_where_the_reference_is_narrow_are_a_shift_though_the_mean_stays() -> None:
+    # The reference varies along 4 of 16 directions; the new calls have the same mean
+    # but vary along the other 12 too: the spread term sees it, the mean term alone
+    # (spread: false) barely does.
+    rng = np.random.default_rng(3)
+    scale = np.r_[np.ones(4), np.full(12, 0.2)]
+    reference = rng.normal(size=(800, 16)) * scale
+    new = rng.normal(size=(60, 16)) * np.r_[np.ones(4), np.full(12, 0.45)]
+
+    def first_alarm(spread: bool) -> int | None:
+        window = ShiftTest.from_reference(reference, ShiftSpec(spread=spread)).window()
+        for v in rng.normal(size=(1_000, 16)) * scale:
+            result = window.push(v)
+            assert result is None or not result.shifted
+        alarms = [i for i, v in enumerate(new) if (r := window.push(v)) and r.shifted]
+        return alarms[0] + 1 if alarms else None
+
+    with_spread, mean_only = first_alarm(True), first_alarm(False)
+    assert with_spread is not None and with_spread <= 15
+    assert mean_only is None or mean_only > 2 * with_spread
+
+
 def test_a_reference_too_small_for_the_shift_test_is_refused() -> None:
-    with pytest.raises(TopologyError, match="too small for shift detection"):
-        ShiftTest.from_reference(np.random.default_rng(0).normal(size=(30, 8)), ShiftSpec())
+    with pytest.raises(TopologyError, match="too small for shift detection: it needs at least 28"):
+        ShiftTest.from_reference(np.random.default_rng(0).normal(size=(24, 8)), ShiftSpec())
 
 
 def test_the_former_window_key_is_accepted_with_a_warning() -> None:

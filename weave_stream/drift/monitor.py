@@ -175,6 +175,7 @@ class DriftMonitor:
                 tuple(int(k) for k in stored["scales"]),
                 float(stored["scale_norm"]),
                 float(stored["threshold"]),
+                _spread(stored.get("spread")),
             )
         return cls(topology, spec, scorer, shift_test, excerpt_of=excerpt_of, stored=extra)
 
@@ -369,3 +370,10 @@ def _build_index(
             "held_out_ids": [ids[int(row)] for row in test.held_out_rows],
         }
     return index, extra
+
+
+def _spread(stored: Any) -> tuple[float, float] | None:
+    """The stored spread statistics (absent from snapshots older than the spread term)."""
+    if not isinstance(stored, list | tuple) or len(stored) != 2:
+        return None
+    return float(stored[0]), float(stored[1])

@@ -4,17 +4,22 @@ Per-example novelty misses a shift when the reference is varied: documents of a
 new kind can each lie near *some* known document, yet together they move the
 stream. After every call (or every ``every`` calls) the test asks whether the mean
 of the latest ``k`` embeddings has moved away from the reference's mean, for
-several ``k`` at once (``calls``, ``calls/2``, ``calls/4``, ``calls/8``): a short
-window catches an abrupt shift within a few calls, a long one a subtle one, so
-the delay is not bounded below by a window length.
+several ``k`` at once (eight lengths, ``calls`` down by half-octave steps: 7, 10,
+14, 20, 28, 40, 57 and 80 calls at the default): a short window catches an abrupt
+shift within a few calls, a long one a subtle one, so the delay is not bounded
+below by a window length.
 
 The embeddings are *whitened* with the reference's covariance (shrunk toward the
 identity by ``shrinkage``, so that 384 dimensions can be estimated from a few
 hundred examples): a move into a direction where the reference barely varies
 counts for more than the same move along its main directions (``statistic:
-mean`` skips the whitening, a plain centroid distance). For each ``k`` the
-statistic is the unbiased squared norm of the window's mean, standardized so
-that all ``k`` share one scale; the test statistic is their maximum.
+mean`` skips the whitening, a plain centroid distance). For each ``k`` two terms
+are standardized to one scale and averaged: the unbiased squared norm of the
+window's mean (*where* the calls are: a moved mean), and, with ``spread`` (the
+default), the window's mean squared whitened norm against the reference's (*how
+far* each call lies from the reference: calls of a new kind vary along directions
+in which the reference barely does, so they lie farther out even when their mean
+moved little). The test statistic is the maximum over ``k``.
 
 Calibration: the reference is split in two halves. One half gives the mean and
 covariance; windows slid over random orderings of the other half (100 streams of
@@ -22,7 +27,8 @@ covariance; windows slid over random orderings of the other half (100 streams of
 stream*. A Gumbel law fitted to those maxima, extrapolated to
 ``false_alarm_calls``, gives the threshold: stable traffic like the reference
 raises a false alarm with probability about ``false_alarm_rate`` per
-``false_alarm_calls`` calls.
+``false_alarm_calls`` calls (measured on held-out real text: several times more
+often, since half the reference shows little of the far tail; see the README).
 
 >>> import numpy as np
 >>> from weave_stream.topology.monitors import ShiftSpec
@@ -77,6 +83,7 @@ class ShiftTest:
         scales: tuple[int, ...],
         scale_norm: float,
         threshold: float,
+        spread: tuple[float, float] | None = None,
     ) -> None:
         self.spec = spec
         self.mean = mean.astype(np.float64)
@@ -84,6 +91,9 @@ class ShiftTest:
         self.scales = scales
         self.scale_norm = scale_norm
         self.threshold = threshold
+        # Mean and standard deviation of a held-out call's squared (whitened) norm;
+        # None: the mean term alone (spread off, or restored from an older snapshot).
+        self.spread = spread
         self.fit_rows: np.ndarray | None = None  # reference rows of the fitting half
         self.held_out_rows: np.ndarray | None = None
 
@@ -98,7 +108,7 @@ class ShiftTest:
         if not scales:
             raise TopologyError(
                 f"{where}: a reference of {len(vectors)} examples is too small for shift "
-                f"detection: it needs at least {4 * _SMALLEST_SCALE} (better: hundreds); "
+                f"detection: it needs at least {4 * min(_scales(spec.calls))} (better: hundreds); "
                 "give the monitor a larger reference or set shift: {enabled: false}"
             )
         rng = np.random.default_rng(seed)
@@ -108,6 +118,9 @@ class ShiftTest:
         held = test.transform(vectors[held_rows])
         covariance_held = np.cov(held.T)
         test.scale_norm = float(np.sqrt(np.sum(covariance_held * covariance_held))) or 1.0
+        if spec.spread:
+            norms = np.einsum("ij,ij->i", held, held)
+            test.spread = (float(norms.mean()), float(norms.std()) or 1.0)
         test.threshold = test._calibrate(held, rng)
         test.fit_rows, test.held_out_rows = fit_rows, held_rows
         return test
@@ -120,6 +133,7 @@ class ShiftTest:
         scales: tuple[int, ...],
         scale_norm: float,
         threshold: float,
+        spread: tuple[float, float] | None = None,
     ) -> ShiftTest:
         """The test with its mean and whitening computed from ``fit`` (the fitting half)."""
         fit = np.asarray(fit, dtype=np.float64)
@@ -130,7 +144,7 @@ class ShiftTest:
             ridge = spec.shrinkage * float(np.trace(covariance)) / len(mean)
             cholesky = np.linalg.cholesky(covariance + (ridge + 1e-9) * np.eye(len(mean)))
             whitening = np.linalg.inv(cholesky).T
-        return cls(spec, mean, whitening, tuple(scales), scale_norm, threshold)
+        return cls(spec, mean, whitening, tuple(scales), scale_norm, threshold, spread)
 
     def transform(self, vectors: np.ndarray) -> np.ndarray:
         """Centre on the reference mean and whiten (``(n, dim)``)."""
@@ -139,7 +153,12 @@ class ShiftTest:
 
     def to_dict(self) -> dict[str, Any]:
         """The calibrated parameters; the mean and whitening are refitted from the stored rows."""
-        return {"threshold": self.threshold, "scale_norm": self.scale_norm, "scales": self.scales}
+        return {
+            "threshold": self.threshold,
+            "scale_norm": self.scale_norm,
+            "scales": self.scales,
+            "spread": self.spread,
+        }
 
     def window(self) -> ShiftWindow:
         """A fresh sliding window (one per monitored group)."""
@@ -157,10 +176,26 @@ class ShiftTest:
             if k > len(transformed):
                 continue
             window_sum = sums[k:] - sums[:-k]
-            norm = np.einsum("ij,ij->i", window_sum, window_sum) - (squares[k:] - squares[:-k])
-            standardized = norm / (k * (k - 1)) * math.sqrt(k * (k - 1) / 2) / self.scale_norm
+            standardized = self.standardized(
+                k, np.einsum("ij,ij->i", window_sum, window_sum), squares[k:] - squares[:-k]
+            )
             out[k - 1 :] = np.maximum(out[k - 1 :], standardized)
         return out
+
+    def standardized(self, k: int, sum_norm: Any, norms: Any) -> Any:
+        """The statistic of a window of ``k`` calls, from the squared norm of their sum
+        and the sum of their squared norms (floats or arrays of them).
+
+        The mean term's null standard deviation is ``sqrt(2 k (k-1)) * scale_norm /
+        (k (k-1))`` (a U-statistic of independent calls), the spread term's
+        ``sqrt(k) * sd``: both are ~1 on stable traffic at every ``k``.
+        """
+        mean_term = (sum_norm - norms) / math.sqrt(2 * k * (k - 1)) / self.scale_norm
+        if self.spread is None:
+            return mean_term
+        centre, deviation = self.spread
+        spread_term = (norms - k * centre) / (math.sqrt(k) * deviation)
+        return (mean_term + spread_term) / math.sqrt(2)
 
     def _calibrate(self, held: np.ndarray, rng: np.random.Generator) -> float:
         maxima = np.empty(_STREAMS)
@@ -206,8 +241,8 @@ class ShiftWindow:
                 break
             window = recent[-k:]
             total = window.sum(axis=0)
-            norm = float(total @ total) - float(np.einsum("ij,ij->", window, window))
-            value = norm / (k * (k - 1)) * math.sqrt(k * (k - 1) / 2) / self.test.scale_norm
+            norms = float(np.einsum("ij,ij->", window, window))
+            value = float(self.test.standardized(k, float(total @ total), norms))
             if value > best:
                 best, best_calls = value, k
         shifted = best > self.test.threshold
@@ -217,9 +252,7 @@ class ShiftWindow:
 
 
 def _scales(calls: int) -> list[int]:
-    scales: list[int] = []
-    k = calls
-    while k >= _SMALLEST_SCALE and len(scales) < 4:
-        scales.append(k)
-        k //= 2
-    return sorted(scales)
+    """Eight lengths, ``calls`` down by half-octave steps (80: 7, 10, 14, 20, 28, 40, 57, 80),
+    at least ``_SMALLEST_SCALE``: a run of new calls always nearly fills one window."""
+    scales = {round(calls / math.sqrt(2) ** step) for step in range(8)}
+    return sorted(k for k in scales if k >= _SMALLEST_SCALE)

@@ -135,10 +135,11 @@ class LearningSpec(_Spec):
 class ShiftSpec(_Spec):
     """Distribution-shift detection: a sequential test of the latest calls, per group.
 
-    After every ``every`` calls, the means of the latest ``calls``, ``calls/2``,
-    ``calls/4`` and ``calls/8`` embeddings are compared with the reference's mean
+    After every ``every`` calls, the means of the latest ``calls`` embeddings, and of
+    seven shorter runs down by half-octave steps, are compared with the reference's mean
     (``whitened_mean``: in the reference's whitened space, covariance shrunk toward
-    the identity by ``shrinkage``; ``mean``: a plain centroid distance). The
+    the identity by ``shrinkage``; ``mean``: a plain centroid distance), together
+    with (``spread``) how far the calls lie from the reference in that space. The
     threshold is calibrated on the reference so that stable traffic raises a false
     alarm with probability ``false_alarm_rate`` per ``false_alarm_calls`` calls (see
     :mod:`weave_stream.drift.shift`). Once a shift is detected, a
@@ -155,6 +156,7 @@ class ShiftSpec(_Spec):
     calls: int = Field(default=80, ge=10, le=10_000)
     every: int = Field(default=1, ge=1, le=10_000)
     statistic: Literal["whitened_mean", "mean"] = "whitened_mean"
+    spread: bool = True
     shrinkage: float = Field(default=0.3, gt=0, le=100)
     false_alarm_rate: float = Field(default=0.01, gt=0, lt=0.5)
     false_alarm_calls: int = Field(default=10_000, ge=1_000, le=1_000_000_000)
