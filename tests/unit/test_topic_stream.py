@@ -18,7 +18,7 @@ from weave_stream.demo.judge_standin import StandInJudge
 from weave_stream.errors import TopicError, TopologyError
 from weave_stream.ops import op
 from weave_stream.runners.local import run_local
-from weave_stream.topic_maps import MapStore, TopicNamer, fit_map
+from weave_stream.topic_maps import MapStore, TopicNamer, assign, fit_map
 from weave_stream.topic_maps.watch import TopicWatch, WindowCall
 from weave_stream.topic_maps.windows import TopicWindows
 from weave_stream.topology.loader import topology_from_dict
@@ -118,7 +118,12 @@ def calls(vectors: Any, prefix: str = "n") -> list[dict[str, Any]]:
     ]
 
 
-def test_the_column_waits_for_a_map_then_follows_current(tmp_path: Path) -> None:
+def test_the_column_waits_for_a_map_then_follows_current(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # While a map is in use, CURRENT is read once a second at most; without one, every
+    # batch looks, so the first map is used by the very next batch (an hour here).
+    monkeypatch.setattr(assign, "FOLLOW_CHECK_SECONDS", 3600.0)
     settings = Settings(store_url=str(tmp_path / "store"), data_dir=tmp_path / "data")
     topology = spec([{"column": "doc_embedding"}], settings=settings)
     fresh, truth = corpus(CATEGORIES, per=3, seed=9)
@@ -140,7 +145,7 @@ def test_the_column_waits_for_a_map_then_follows_current(tmp_path: Path) -> None
             )
         )
     MapStore(settings.store_location).save(topic_map)
-    after = run_local(spec([{"column": "doc_embedding"}], settings=settings), calls(fresh.vectors))
+    after = run_local(topology, calls(fresh.vectors))  # the same column, now with a map
     values = [v for v in after.values if v.column == "topic"]
     assert all(v.error is None for v in values)
     by_category = {truth[i]: values[i].value["topic_id"] for i in range(len(truth))}

@@ -114,8 +114,11 @@ class AssignTopicOp:
     def _followed(self) -> TopicIndex | None:
         """The index of the current map (reloaded when CURRENT moved), None while none."""
         now = time.monotonic()
-        if now - self._checked_at < FOLLOW_CHECK_SECONDS:
-            return self._index  # the version is asked for per value: one read a second
+        if self._pointer is not None and now - self._checked_at < FOLLOW_CHECK_SECONDS:
+            # The version is asked for per value: one read a second while a map is in use.
+            # Without one, every look reads the pointer (a missing file: a failed open),
+            # so the first map is used by the first batch after it is saved.
+            return self._index
         self._checked_at = now
         maps = self._maps()
         pointer = maps.current_ref(self.topology, self.column)
