@@ -335,6 +335,19 @@ def test_topics_fit_takes_the_column_and_knobs_of_the_topics_entry(tmp_path: Pat
         assert result.exit_code == 0, result.output
         fitted = MapStore(settings.store_location).current("support", "doc_embedding")
         assert fitted.params["max_topics"] == 3 and len(fitted.topics) <= 3
+        # show and drill take the column of the only topics: entry too
+        on_store = flags[:4]
+        shown = CliRunner().invoke(cli, ["topics", "show", str(spec_file), *on_store])
+        assert shown.exit_code == 0 and fitted.ref in shown.output, shown.output
+        drilled = CliRunner().invoke(cli, ["topics", "drill", str(spec_file), "0", *on_store])
+        assert drilled.exit_code == 0 and "topic 0 " in drilled.output, drilled.output
+        bare = tmp_path / "bare.yaml"
+        bare.write_text(spec_file.read_text().split("topics:")[0])
+        unnamed = CliRunner().invoke(cli, ["topics", "show", str(bare), *on_store])
+        assert unnamed.exit_code != 0
+        assert "declares 0 topics: entries (none); name the embedding column with --column" in (
+            unnamed.output
+        )
         frozen = spec_file.read_text().replace("max_topics: 3", "max_topics: 4\n  frozen: true")
         spec_file.write_text(frozen)
         refused = CliRunner().invoke(cli, ["topics", "fit", str(spec_file), *flags])

@@ -219,16 +219,29 @@ def _name(topology: str, settings: Settings) -> str:
     return topology
 
 
-def _current(settings: Settings, topology: str, column: str) -> Any:
+def _current(settings: Settings, topology: str, column: str | None) -> Any:
     from weave_stream.store.tables import Store
     from weave_stream.topic_maps import MapStore
 
+    column = _column(settings, topology, column)
     return MapStore(Store.from_settings(settings)).current(_name(topology, settings), column)
+
+
+def _column(settings: Settings, topology: str, column: str | None) -> str:
+    """``--column``, or the column of the topology's only ``topics:`` entry."""
+    if column is not None:
+        return column
+    entry = _topics_entry(load_topology(topology, settings=settings), None)
+    assert entry is not None  # without a column, _topics_entry finds one or raises
+    return entry.column
 
 
 @topics_group.command(name="show")
 @click.argument("topology")
-@click.option("--column", required=True)
+@click.option(
+    "--column",
+    help="The embedding column; default: the topology's only topics: entry.",
+)
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table")
 @click.option(
     "--plot",
@@ -241,7 +254,7 @@ def _current(settings: Settings, topology: str, column: str) -> Any:
 @settings_options("store_url", "data_dir")
 def show_command(
     topology: str,
-    column: str,
+    column: str | None,
     output_format: str,
     plot: Path | None,
     every: str,
@@ -267,10 +280,15 @@ def show_command(
 @topics_group.command(name="drill")
 @click.argument("topology")
 @click.argument("topic")
-@click.option("--column", required=True)
+@click.option(
+    "--column",
+    help="The embedding column; default: the topology's only topics: entry.",
+)
 @click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
 @settings_options("store_url", "data_dir")
-def drill_command(topology: str, topic: str, column: str, limit: int, settings: Settings) -> None:
+def drill_command(
+    topology: str, topic: str, column: str | None, limit: int, settings: Settings
+) -> None:
     """The calls behind TOPIC (its name or id) in the current map, with excerpts."""
     from weave_stream.store.tables import Store
     from weave_stream.topic_maps.frames import topic_calls
@@ -279,7 +297,8 @@ def drill_command(topology: str, topic: str, column: str, limit: int, settings: 
     try:
         topic_map = _current(settings, topology, column)
         chosen = topic_map.topic_named(topic)
-        _, text_path = embedding_column(load_topology(topology, settings=settings), column)
+        loaded = load_topology(topology, settings=settings)
+        _, text_path = embedding_column(loaded, topic_map.column)
         store = Store.from_settings(settings)
         columns = ["op_name", "started_at", text_path]
         query = topic_calls(topic_map, chosen.id, store=store, columns=columns)
@@ -293,17 +312,20 @@ def drill_command(topology: str, topic: str, column: str, limit: int, settings: 
 
 @topics_group.command(name="freeze")
 @click.argument("topology")
-@click.option("--column", required=True)
+@click.option(
+    "--column",
+    help="The embedding column; default: the topology's only topics: entry.",
+)
 @click.option("--off", is_flag=True, help="Thaw: let fits refit the map again.")
 @settings_options("store_url", "data_dir")
-def freeze_command(topology: str, column: str, off: bool, settings: Settings) -> None:
+def freeze_command(topology: str, column: str | None, off: bool, settings: Settings) -> None:
     """Freeze the current map: new calls are assigned to it, never refitted."""
     from weave_stream.store.tables import Store
     from weave_stream.topic_maps import MapStore
 
     try:
         maps = MapStore(Store.from_settings(settings))
-        topic_map = maps.current(_name(topology, settings), column)
+        topic_map = _current(settings, topology, column)
         maps.save(topic_map.with_frozen(not off))
     except WeaveStreamError as exc:
         fail(str(exc))
@@ -313,7 +335,10 @@ def freeze_command(topology: str, column: str, off: bool, settings: Settings) ->
 
 @topics_group.command(name="watch")
 @click.argument("topology")
-@click.option("--column", required=True)
+@click.option(
+    "--column",
+    help="The embedding column; default: the topology's only topics: entry.",
+)
 @click.option("--since", default="1h", show_default=True, help="The window: calls this recent.")
 @click.option("--z", "z_threshold", type=float, default=4.0, show_default=True)
 @click.option("--min-calls", type=click.IntRange(1), default=50, show_default=True)
@@ -322,7 +347,7 @@ def freeze_command(topology: str, column: str, off: bool, settings: Settings) ->
 @settings_options("store_url", "data_dir")
 def watch_command(
     topology: str,
-    column: str,
+    column: str | None,
     since: str,
     z_threshold: float,
     min_calls: int,
@@ -339,6 +364,7 @@ def watch_command(
 
     try:
         loaded = load_topology(topology, settings=settings)
+        column = _column(settings, topology, column)
         topic_map = _current(settings, loaded.name, column)
         inputs, embedding_ref = load_inputs(
             loaded, column, store=Store.from_settings(settings), since=since
