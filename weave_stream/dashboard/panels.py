@@ -42,6 +42,8 @@ __all__ = [
     "group_variable",
     "pipeline_panels",
     "series",
+    "target",
+    "timeseries",
     "window_rows",
 ]
 
@@ -60,17 +62,21 @@ def series(metric: MetricWrapperBase, suffix: str = "") -> str:
     return family.name + ("_total" if family.type == "counter" else "") + suffix
 
 
-def _target(expr: str, legend: str = "", ref: str = "A") -> dict[str, Any]:
+def target(expr: str, legend: str = "", ref: str = "A") -> dict[str, Any]:
+    """A Prometheus query of a panel, with its legend."""
     return {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend, "refId": ref}
 
 
-def _timeseries(
+def timeseries(
     title: str,
     targets: Sequence[dict[str, Any]],
     unit: str = "short",
     description: str = "",
+    legend: str = "bottom",
     **custom: Any,
 ) -> dict[str, Any]:
+    """A Grafana time-series panel of ``targets`` (their refIds A, B, ... in order);
+    ``custom``: the field config's custom options (stacking, fillOpacity, ...)."""
     refs = iter("ABCDEFGHIJKLMNOP")
     return {
         "type": "timeseries",
@@ -79,7 +85,7 @@ def _timeseries(
         "datasource": DATASOURCE,
         "targets": [{**target, "refId": next(refs)} for target in targets],
         "fieldConfig": {"defaults": {"unit": unit, "custom": custom}, "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "bottom"}},
+        "options": {"legend": {"displayMode": "list", "placement": legend}},
     }
 
 
@@ -109,18 +115,18 @@ def aggregate_panels(name: str, aggregate: Aggregate) -> Iterator[tuple[dict[str
     variable = group_variable(aggregate)
     for column in means:
         yield (
-            _timeseries(
+            timeseries(
                 f"{column}: mean per class",
-                [_target(_weighted_mean(name, aggregate.name, column), "{{group}}")],
+                [target(_weighted_mean(name, aggregate.name, column), "{{group}}")],
                 description=f"Mean {column} of each class in the latest closed window of "
                 f"{aggregate.name}, weighted over the workers.",
             ),
             12,
         )
     rows = window_rows(name, aggregate.name)
-    counts = _timeseries(
+    counts = timeseries(
         "calls per class",
-        [_target(f"sum by (group) ({rows})", "{{group}}")],
+        [target(f"sum by (group) ({rows})", "{{group}}")],
         description="Rows (calls x trials) per class in the latest closed window of "
         f"{aggregate.name}.",
         drawStyle="bars",
@@ -135,12 +141,12 @@ def aggregate_panels(name: str, aggregate: Aggregate) -> Iterator[tuple[dict[str
 def _band_panel(name: str, aggregate: Aggregate, column: str, variable: str) -> dict[str, Any]:
     mean = _weighted_mean(name, aggregate.name, column, f'group=~"${variable}"')
     spread = f"2 * stddev_over_time(({mean}){_BAND_RANGE})"
-    panel = _timeseries(
+    panel = timeseries(
         f"{column} of ${variable}",
         [
-            _target(mean, "mean"),
-            _target(f"{mean} + {spread}", "upper"),
-            _target(f"{mean} - {spread}", "lower"),
+            target(mean, "mean"),
+            target(f"{mean} + {spread}", "upper"),
+            target(f"{mean} - {spread}", "lower"),
         ],
         description=f"Mean {column} of the class in the latest closed window, with a band of "
         "±2 standard deviations of its window means over the previous 6 hours.",
@@ -168,52 +174,48 @@ def _band_panel(name: str, aggregate: Aggregate, column: str, variable: str) -> 
 def column_panels(topology: Topology) -> Iterator[dict[str, Any]]:
     name = topology.name
     values = f'{series(DERIVED_VALUES)}{{topology="{name}"'
-    yield _timeseries(
+    yield timeseries(
         "values per second by column and outcome",
-        [
-            _target(
-                f"sum by (column, outcome) (rate({values}}}[{_RATE}]))", "{{column}} {{outcome}}"
-            )
-        ],
+        [target(f"sum by (column, outcome) (rate({values}}}[{_RATE}]))", "{{column}} {{outcome}}")],
         unit="ops",
     )
     errors = f'sum by (column) (rate({values}, outcome="error"}}[{_RATE}]))'
     made = f'sum by (column) (rate({values}, outcome=~"computed|cached|error"}}[{_RATE}]))'
-    yield _timeseries(
+    yield timeseries(
         "errors: share of values",
-        [_target(f"{errors} / {made}", "{{column}}")],
+        [target(f"{errors} / {made}", "{{column}}")],
         unit="percentunit",
         description="Values that carry an error (op failed after its retries), per column.",
     )
     cached = f'sum by (column) (rate({values}, outcome="cached"}}[{_RATE}]))'
     looked_up = f'sum by (column) (rate({values}, outcome=~"computed|cached"}}[{_RATE}]))'
-    yield _timeseries(
+    yield timeseries(
         "result cache hits",
-        [_target(f"{cached} / {looked_up}", "{{column}}")],
+        [target(f"{cached} / {looked_up}", "{{column}}")],
         unit="percentunit",
     )
     ops = "|".join(sorted({column.op.name for column in topology.compiled}))
     buckets = series(OP_BATCH_SECONDS, "_bucket")
     latency = f'sum by (le, op) (rate({buckets}{{op=~"{ops}"}}[{_RATE}]))'
-    yield _timeseries(
+    yield timeseries(
         "op latency per batch (p50, p95)",
         [
-            _target(f"histogram_quantile(0.5, {latency})", "{{op}} p50"),
-            _target(f"histogram_quantile(0.95, {latency})", "{{op}} p95"),
+            target(f"histogram_quantile(0.5, {latency})", "{{op}} p50"),
+            target(f"histogram_quantile(0.95, {latency})", "{{op}} p95"),
         ],
         unit="s",
         description="Time of one attempt of an op on one batch, over every topology using it.",
     )
     cost = f'{series(DERIVED_COST_USD)}{{topology="{name}"}}'
-    yield _timeseries(
+    yield timeseries(
         "cost per hour by column",
-        [_target(f"sum by (column) (increase({cost}[1h]))", "{{column}}")],
+        [target(f"sum by (column) (increase({cost}[1h]))", "{{column}}")],
         unit="currencyUSD",
         description="Dollars spent computing values (cache hits cost nothing).",
     )
-    yield _timeseries(
+    yield timeseries(
         "column ops",
-        [_target(f'{series(COLUMN_INFO)}{{topology="{name}"}}', "{{column}}: {{op_ref}}")],
+        [target(f'{series(COLUMN_INFO)}{{topology="{name}"}}', "{{column}}: {{op_ref}}")],
         description="The op ref computing each column (a new ref after an op changes).",
     )
 
@@ -223,35 +225,35 @@ def drift_panels(topology: Topology) -> Iterator[dict[str, Any]]:
     monitors = ", ".join(m.name for m in topology.monitors) or "none yet"
     buckets = f'{series(NOVELTY_DISTANCE, "_bucket")}{{topology="{name}"}}'
     novelty = f"sum by (le, monitor) (rate({buckets}[{_RATE}]))"
-    yield _timeseries(
+    yield timeseries(
         "novelty: distance to the nearest known example",
         [
-            _target(f"histogram_quantile({q}, {novelty})", f"{{{{monitor}}}} p{round(q * 100)}")
+            target(f"histogram_quantile({q}, {novelty})", f"{{{{monitor}}}} p{round(q * 100)}")
             for q in (0.5, 0.9, 0.99)
         ],
         description=f"Monitors: {monitors}.",
     )
     raised = f'{series(ALERTS_RAISED)}{{topology="{name}"}}'
     grouped = f'{series(ALERTS_GROUPED)}{{topology="{name}"}}'
-    yield _timeseries(
+    yield timeseries(
         "drift alerts per hour",
         [
-            _target(f"sum by (kind) (increase({raised}[1h]))", "raised {{kind}}"),
-            _target(f"sum by (kind) (increase({grouped}[1h]))", "grouped {{kind}}"),
+            target(f"sum by (kind) (increase({raised}[1h]))", "raised {{kind}}"),
+            target(f"sum by (kind) (increase({grouped}[1h]))", "grouped {{kind}}"),
         ],
     )
-    yield _timeseries(
+    yield timeseries(
         "alert delivery (all targets)",
         [
-            _target(
+            target(
                 f"sum by (target) (rate({series(ALERTS_DELIVERED)}[{_RATE}]))",
                 "delivered {{target}}",
             ),
-            _target(
+            target(
                 f"sum by (target, reason) (rate({series(ALERT_DELIVERY_FAILURES)}[{_RATE}]))",
                 "failed {{target}} {{reason}}",
             ),
-            _target(f"sum by (target) ({series(ALERTS_PENDING)})", "pending {{target}}"),
+            target(f"sum by (target) ({series(ALERTS_PENDING)})", "pending {{target}}"),
         ],
         unit="short",
     )
@@ -259,37 +261,37 @@ def drift_panels(topology: Topology) -> Iterator[dict[str, Any]]:
 
 def pipeline_panels(name: str) -> Iterator[dict[str, Any]]:
     lag = series(CONSUMER_LAG)
-    yield _timeseries(
+    yield timeseries(
         "consumer lag (records)",
         [
-            _target(
+            target(
                 f'sum by (topic) ({lag}{{group="weave-stream.$prefix.topology.{name}"}})',
                 f"{name} on {{{{topic}}}}",
             ),
-            _target(f'sum by (topic) ({lag}{{group="weave-stream.$prefix"}})', "ingest"),
+            target(f'sum by (topic) ({lag}{{group="weave-stream.$prefix"}})', "ingest"),
         ],
     )
     calls = f'{series(TOPOLOGY_CALLS)}{{topology="{name}"}}'
     written = f'{series(DERIVED_VALUES_WRITTEN)}{{topology="{name}"}}'
-    yield _timeseries(
+    yield timeseries(
         "calls read and values written per second",
         [
-            _target(f"sum(rate({calls}[{_RATE}]))", "calls read"),
-            _target(f"sum by (column) (rate({written}[{_RATE}]))", "written {{column}}"),
+            target(f"sum(rate({calls}[{_RATE}]))", "calls read"),
+            target(f"sum by (column) (rate({written}[{_RATE}]))", "written {{column}}"),
         ],
         unit="ops",
     )
     batch = f'{series(TOPOLOGY_BATCH_SECONDS, "_bucket")}{{topology="{name}"}}'
-    yield _timeseries(
+    yield timeseries(
         "micro-batch time (p50, p95)",
         [
-            _target(f"histogram_quantile({q}, sum by (le) (rate({batch}[{_RATE}])))", f"p{p}")
+            target(f"histogram_quantile({q}, sum by (le) (rate({batch}[{_RATE}])))", f"p{p}")
             for q, p in ((0.5, 50), (0.95, 95))
         ],
         unit="s",
     )
-    yield _timeseries(
+    yield timeseries(
         "dead letters per second by reason (all calls)",
-        [_target(f"sum by (reason) (rate({series(DEAD_LETTERS)}[{_RATE}]))", "{{reason}}")],
+        [target(f"sum by (reason) (rate({series(DEAD_LETTERS)}[{_RATE}]))", "{{reason}}")],
         unit="ops",
     )

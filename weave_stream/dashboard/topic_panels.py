@@ -18,32 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from weave_stream.dashboard.panels import DATASOURCE, series
+from weave_stream.dashboard.panels import series, target, timeseries
 from weave_stream.metrics import TOPIC_CALLS, TOPIC_MAP_INFO, TOPIC_REFITS
 from weave_stream.topology.spec import Topology
 
 __all__ = ["topic_panels"]
 
 _RATE = "$__rate_interval"
-
-
-def _target(expr: str, legend: str) -> dict[str, Any]:
-    return {"datasource": DATASOURCE, "expr": expr, "legendFormat": legend}
-
-
-def _panel(
-    title: str, targets: list[dict[str, Any]], unit: str, description: str, **custom: Any
-) -> dict[str, Any]:
-    refs = iter("ABCDEFGH")
-    return {
-        "type": "timeseries",
-        "title": title,
-        "description": description,
-        "datasource": DATASOURCE,
-        "targets": [{**target, "refId": next(refs)} for target in targets],
-        "fieldConfig": {"defaults": {"unit": unit, "custom": custom}, "overrides": []},
-        "options": {"legend": {"displayMode": "list", "placement": "right"}},
-    }
 
 
 def topic_panels(topology: Topology) -> Iterator[dict[str, Any]]:
@@ -53,33 +34,36 @@ def topic_panels(topology: Topology) -> Iterator[dict[str, Any]]:
         selector = f'{{topology="{name}", column="{spec.name}"}}'
         per_topic = f"sum by (topic) (rate({series(TOPIC_CALLS)}{selector}[{_RATE}]))"
         total = f"sum(rate({series(TOPIC_CALLS)}{selector}[{_RATE}]))"
-        yield _panel(
+        yield timeseries(
             f"topic mix: {spec.name} (share of calls)",
-            [_target(f"{per_topic} / ignoring(topic) group_left {total}", "{{topic}}")],
+            [target(f"{per_topic} / ignoring(topic) group_left {total}", "{{topic}}")],
             "percentunit",
             f"Each topic's share of the calls the {spec.name} column assigned (of "
             f"{spec.column}'s current map); 'outlier' lies beyond every topic's radius, "
             "'unassigned' came while no map existed. topic_shift alerts fire when a share "
             "leaves its normal range.",
+            legend="right",
             stacking={"mode": "percent", "group": "A"},
             fillOpacity=60,
         )
-        yield _panel(
+        yield timeseries(
             f"calls per topic: {spec.name}",
-            [_target(f"60 * {per_topic}", "{{topic}}")],
+            [target(f"60 * {per_topic}", "{{topic}}")],
             "short",
             "Calls assigned per topic per minute.",
+            legend="right",
             stacking={"mode": "normal", "group": "A"},
             fillOpacity=30,
         )
         refits = f"sum by (outcome) (increase({series(TOPIC_REFITS)}{selector}[1h]))"
-        yield _panel(
+        yield timeseries(
             f"topic map and refits: {spec.name}",
             [
-                _target(f"max by (map) ({series(TOPIC_MAP_INFO)}{selector})", "map {{map}}"),
-                _target(refits, "refits {{outcome}} / h"),
+                target(f"max by (map) ({series(TOPIC_MAP_INFO)}{selector})", "map {{map}}"),
+                target(refits, "refits {{outcome}} / h"),
             ],
             "short",
             "The map the column assigns with (a new ref after each refit), and the "
             "scheduled refits per hour by outcome (failed: the map stayed the previous one).",
+            legend="right",
         )
