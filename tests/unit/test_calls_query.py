@@ -196,8 +196,10 @@ def test_children_follow_parent_ids_over_the_trace_tree(world: dict[str, Any]) -
         descendants |= frontier
     everyone = parents.children(recursive=True).to_pandas()
     assert ids(everyone) == sorted(descendants - chosen)
+    # Any 3 parents (a limit without a sort) have 6 embeds below them, every time: the
+    # walk once read the parents twice and, 1 time in 10, two different threes (0 or 4).
     embeds = parents.limit(3).children(op_name="embed", recursive=True)
-    assert len(embeds) == 6
+    assert [len(embeds) for _ in range(20)] == [6] * 20
 
 
 def test_two_time_ranges_compare_as_scipy_does(world: dict[str, Any]) -> None:

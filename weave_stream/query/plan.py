@@ -247,11 +247,15 @@ class SqlBuilder:
         return f"(SELECT id FROM {self.ids_tables[ids]})"
 
     def _descendants(self, parents: str) -> str:
-        # Descendants share their root's trace: walk only the calls of those traces.
+        # The parents are chosen once: read twice, a LIMIT without an ORDER BY may pick
+        # other calls the second time (DuckDB scans in parallel), and the walk from one
+        # choice through the traces of another found nothing. Descendants share their
+        # root's trace: walk only the calls of those traces.
         return (
-            '(WITH RECURSIVE kin AS (SELECT id, parent_id FROM "calls" WHERE trace_id IN '
-            f'(SELECT trace_id FROM "calls" WHERE id IN ({parents}))), '
-            f"tree(id) AS (SELECT k.id FROM kin k WHERE k.parent_id IN ({parents}) "
+            f"(WITH RECURSIVE roots AS MATERIALIZED ({parents}), "
+            'kin AS (SELECT id, parent_id FROM "calls" WHERE trace_id IN '
+            '(SELECT trace_id FROM "calls" WHERE id IN (SELECT id FROM roots))), '
+            "tree(id) AS (SELECT k.id FROM kin k WHERE k.parent_id IN (SELECT id FROM roots) "
             "UNION SELECT k.id FROM kin k JOIN tree t ON k.parent_id = t.id) "
             "SELECT id FROM tree)"
         )
