@@ -27,6 +27,7 @@ from weave_stream.columns.derive import DerivedValue
 from weave_stream.columns.values import derived_key
 
 __all__ = [
+    "SUB_CALL_COLUMNS",
     "column_ref_of",
     "node_text",
     "position_order",
@@ -35,6 +36,24 @@ __all__ = [
     "tree_records",
     "trees",
 ]
+
+SUB_CALL_COLUMNS = [
+    "call_id",
+    "topology",
+    "column",
+    "column_ref",
+    "trial",
+    "position",
+    "parent_ref",
+    "op_ref",
+    "value",
+    "error",
+    "latency_ms",
+    "cost",
+    "cached",
+]
+"""The columns of a query's sub-calls (:func:`~weave_stream.query.subcalls.sub_calls_frame`);
+a local run's ``sub_calls_frame()`` has the same, less ``topology`` and ``column_ref``."""
 
 
 def node_text(value: DerivedValue) -> str:

@@ -32,7 +32,12 @@ import pandas as pd
 import pyarrow.compute as pc
 
 from weave_stream.columns.derive import DerivedValue
-from weave_stream.columns.tree import position_order, render_tree, shown_values
+from weave_stream.columns.tree import (
+    SUB_CALL_COLUMNS,
+    position_order,
+    render_tree,
+    shown_values,
+)
 from weave_stream.errors import QueryError
 from weave_stream.store.rows import value_from_row
 from weave_stream.store.subcalls import read_sub_calls, sub_call_from_row
@@ -41,24 +46,6 @@ if TYPE_CHECKING:
     from weave_stream.store.tables import Store
 
 __all__ = ["SUB_CALL_COLUMNS", "sub_calls_frame", "tree_text"]
-
-SUB_CALL_COLUMNS = [
-    "call_id",
-    "topology",
-    "column",
-    "column_ref",
-    "trial",
-    "position",
-    "parent_ref",
-    "op_ref",
-    "value",
-    "error",
-    "latency_ms",
-    "cost",
-    "cached",
-]
-"""The columns of :func:`sub_calls_frame` (a local run's ``sub_calls_frame()`` has the
-same, less ``topology`` and ``column_ref``)."""
 
 
 def sub_calls_frame(

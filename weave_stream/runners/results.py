@@ -48,7 +48,7 @@ from weave_stream.aggregates.in_process import topology_aggregates
 from weave_stream.aggregates.queries import choose_plan, query_tables
 from weave_stream.aggregates.table import AggregateTable
 from weave_stream.columns.derive import DerivedValue, DeriveStats
-from weave_stream.columns.tree import render_tree
+from weave_stream.columns.tree import SUB_CALL_COLUMNS, render_tree
 from weave_stream.errors import OutputError, QueryError
 from weave_stream.ingest.call import Call
 from weave_stream.ingest.outcomes import DeadLetter
@@ -157,19 +157,8 @@ class ResultTable:
         """Every sub-call of the run, one row each: which call, column and trial it was
         made for, its ``position`` in the tree, ``parent_ref``, ``op_ref``, value, error,
         latency, cost and whether it was ``cached``."""
-        names = [
-            "call_id",
-            "column",
-            "trial",
-            "position",
-            "parent_ref",
-            "op_ref",
-            "value",
-            "error",
-            "latency_ms",
-            "cost",
-            "cached",
-        ]
+        # The store's sub-call columns, less those a run's records do not carry.
+        names = [n for n in SUB_CALL_COLUMNS if n not in ("topology", "column_ref")]
         return pd.DataFrame(
             [{name: getattr(sub, name) for name in names} for sub in self.sub_calls],
             columns=names,
