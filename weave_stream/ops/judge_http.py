@@ -30,6 +30,7 @@ __all__ = [
     "PRICES",
     "JudgeAnswerError",
     "Reply",
+    "answer_json",
     "chat_completion",
     "concurrency_limit",
     "parse_answer",
@@ -151,14 +152,20 @@ def _reply_of(response: httpx.Response, where: str, secret: str | None) -> Reply
     )
 
 
-def parse_answer(content: str, score_range: tuple[float, float]) -> dict[str, Any]:
-    """``{"score": float, "reason": str}`` from the model's text, or :class:`JudgeAnswerError`."""
+def answer_json(content: str, who: str = "judge") -> Any:
+    """The JSON in a model's text (bare, or fenced in a ```json block), or
+    :class:`JudgeAnswerError` naming ``who`` answered."""
     fenced = _FENCE.match(content)
     text = fenced.group(1) if fenced else content.strip()
     try:
-        answer = orjson.loads(text)
+        return orjson.loads(text)
     except orjson.JSONDecodeError:
-        raise JudgeAnswerError(f"the judge's answer is not JSON: {content[:200]!r}") from None
+        raise JudgeAnswerError(f"the {who}'s answer is not JSON: {content[:200]!r}") from None
+
+
+def parse_answer(content: str, score_range: tuple[float, float]) -> dict[str, Any]:
+    """``{"score": float, "reason": str}`` from the model's text, or :class:`JudgeAnswerError`."""
+    answer = answer_json(content)
     if not isinstance(answer, dict):
         raise JudgeAnswerError(f"the judge's answer is not a JSON object: {content[:200]!r}")
     score = answer.get("score")

@@ -18,7 +18,6 @@ weave_stream.ops.judge_http.JudgeAnswerError: the namer's answer has no usable '
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -30,7 +29,7 @@ from weave_stream.ops.base import CostEstimate, OpResult
 from weave_stream.ops.decorator import op
 from weave_stream.ops.execute import run_op
 from weave_stream.ops.judge import JUDGE_UNVERSIONED, JudgeOp
-from weave_stream.ops.judge_http import JudgeAnswerError
+from weave_stream.ops.judge_http import JudgeAnswerError, answer_json
 
 __all__ = [
     "MAX_NAME_CHARS",
@@ -52,17 +51,11 @@ NAMING_PROMPT = (
     "Topic documents (the first are nearest the topic's centre, the last are spread "
     "across it):\n\n{documents}\n\nName this topic and describe it."
 )
-_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 
 
 def parse_name(content: str) -> dict[str, str]:
     """``{"name", "description"}`` from the model's text, or :class:`JudgeAnswerError`."""
-    fenced = _FENCE.match(content)
-    text = fenced.group(1) if fenced else content.strip()
-    try:
-        answer = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise JudgeAnswerError(f"the namer's answer is not JSON: {content[:200]!r}") from None
+    answer = answer_json(content, "namer")
     name = answer.get("name") if isinstance(answer, dict) else None
     if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_NAME_CHARS:
         raise JudgeAnswerError(
