@@ -3,7 +3,6 @@ then assigns; a window of calls whose topic mix moved raises alerts delivered to
 
 from __future__ import annotations
 
-import asyncio
 import json
 import urllib.request
 from collections.abc import Callable
@@ -13,14 +12,12 @@ from typing import Any
 
 from tests.support.records import produce_calls
 from tests.support.servers.webhooks import Receiver
-from tests.support.topic_maps import CATEGORIES, PARAMS, corpus
+from tests.support.topic_maps import CATEGORIES, corpus, fit_test_map
 from tests.support.topologies import ASSETS, covers, register_file, wait_for_values
 from tests.support.waiting import wait_until
-from weave_stream.columns.cache import MemoryCache
 from weave_stream.config import Settings
-from weave_stream.demo.judge_standin import StandInJudge
 from weave_stream.runners.workers import WorkerProcess
-from weave_stream.topic_maps import MapStore, TopicInputs, TopicNamer, fit_map
+from weave_stream.topic_maps import MapStore, TopicInputs
 
 HOUR = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
 
@@ -95,18 +92,7 @@ def test_the_topic_column_waits_for_its_map_then_assigns_and_alerts_on_a_shift(
         # A map fitted beforehand (from the embeddings the worker computes: same op ref).
         embedding_ref = next(v.op_ref for v in values if v.column == "doc_embedding")
         training, truth = corpus(CATEGORIES)
-        with StandInJudge() as judge:
-            topic_map = asyncio.run(
-                fit_map(
-                    training,
-                    topology="topical",
-                    column="doc_embedding",
-                    embedding_ref=embedding_ref,
-                    params=PARAMS,
-                    namer=TopicNamer(model="gpt-4o-mini", base_url=judge.base_url),
-                    cache=MemoryCache(),
-                )
-            )
+        topic_map = fit_test_map(training, "topical", embedding_ref)
         MapStore(settings.store_location).save(topic_map)
         expected = {
             t: topic_map.assignments[c] for c, t in zip(training.call_ids, truth, strict=True)

@@ -3,12 +3,17 @@ carrying a real document of its category (so the stand-in namer reads real text)
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 
+from weave_stream.columns.cache import MemoryCache
+from weave_stream.demo.judge_standin import StandInJudge
 from weave_stream.demo.samples import corpus_documents
-from weave_stream.topic_maps import ClusterParams, TopicInputs
+from weave_stream.store.topic_map import TopicMap
+from weave_stream.topic_maps import ClusterParams, TopicInputs, TopicNamer, fit_map
 
-__all__ = ["CATEGORIES", "PARAMS", "corpus"]
+__all__ = ["CATEGORIES", "PARAMS", "corpus", "fit_test_map"]
 
 CATEGORIES = ["money", "food", "science", "sports"]
 PARAMS = ClusterParams(seed=0, max_topics=8, min_topic_size=5)
@@ -29,3 +34,20 @@ def corpus(categories: list[str], per: int = 15, seed: int = 0) -> tuple[TopicIn
             truth.append(category)
     scores = {"quality": [float(i % 5) / 4 for i in range(len(ids))]}
     return TopicInputs(ids, np.asarray(vectors, dtype=np.float32), texts, scores), truth
+
+
+def fit_test_map(inputs: TopicInputs, topology: str, embedding_ref: str) -> TopicMap:
+    """A map of ``inputs`` (column ``doc_embedding``, :data:`PARAMS`) named by the stand-in
+    judge, with a fresh cache."""
+    with StandInJudge() as judge:
+        return asyncio.run(
+            fit_map(
+                inputs,
+                topology=topology,
+                column="doc_embedding",
+                embedding_ref=embedding_ref,
+                params=PARAMS,
+                namer=TopicNamer(model="gpt-4o-mini", base_url=judge.base_url),
+                cache=MemoryCache(),
+            )
+        )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -10,14 +9,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support.topic_maps import CATEGORIES, PARAMS, corpus
-from weave_stream.columns.cache import MemoryCache
-from weave_stream.demo.judge_standin import StandInJudge
+from tests.support.topic_maps import CATEGORIES, corpus, fit_test_map
 from weave_stream.errors import TopicError
 from weave_stream.notify.slack import slack_payload
 from weave_stream.ops import op
 from weave_stream.runners.local import run_local
-from weave_stream.topic_maps import MapStore, TopicNamer, fit_map
+from weave_stream.topic_maps import MapStore
 from weave_stream.topic_maps.assign import AssignTopic, TopicIndex
 from weave_stream.topic_maps.watch import TopicWatch, WindowCall
 from weave_stream.topology.spec import Column, Source, Topology
@@ -25,18 +22,7 @@ from weave_stream.topology.spec import Column, Source, Topology
 
 def fitted_store(tmp_path: Path) -> tuple[Path, Any, Any]:
     inputs, truth = corpus(CATEGORIES)
-    with StandInJudge() as judge:
-        topic_map = asyncio.run(
-            fit_map(
-                inputs,
-                topology="support",
-                column="doc_embedding",
-                embedding_ref="embed:test",
-                params=PARAMS,
-                namer=TopicNamer(model="gpt-4o-mini", base_url=judge.base_url),
-                cache=MemoryCache(),
-            )
-        )
+    topic_map = fit_test_map(inputs, "support", "embed:test")
     store = tmp_path / "store"
     MapStore(store).save(topic_map)
     return store, topic_map, (inputs, truth)

@@ -11,14 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support.topic_maps import CATEGORIES, PARAMS, corpus
-from weave_stream.columns.cache import MemoryCache
+from tests.support.topic_maps import CATEGORIES, corpus, fit_test_map
 from weave_stream.config import Settings
 from weave_stream.demo.judge_standin import StandInJudge
 from weave_stream.errors import TopicError, TopologyError
 from weave_stream.ops import op
 from weave_stream.runners.local import run_local
-from weave_stream.topic_maps import MapStore, TopicNamer, assign, fit_map
+from weave_stream.topic_maps import MapStore, assign
 from weave_stream.topic_maps.watch import TopicWatch, WindowCall
 from weave_stream.topic_maps.windows import TopicWindows
 from weave_stream.topology.loader import topology_from_dict
@@ -132,18 +131,7 @@ def test_the_column_waits_for_a_map_then_follows_current(
     assert len(errors) == 1 and "no topic map for support.doc_embedding yet" in str(errors.pop())
     inputs, _ = corpus(CATEGORIES)
     embedding_ref = topology.column("doc_embedding").op.ref
-    with StandInJudge() as judge:
-        topic_map = asyncio.run(
-            fit_map(
-                inputs,
-                topology="support",
-                column="doc_embedding",
-                embedding_ref=embedding_ref,
-                params=PARAMS,
-                namer=TopicNamer(model="gpt-4o-mini", base_url=judge.base_url),
-                cache=MemoryCache(),
-            )
-        )
+    topic_map = fit_test_map(inputs, "support", embedding_ref)
     MapStore(settings.store_location).save(topic_map)
     after = run_local(topology, calls(fresh.vectors))  # the same column, now with a map
     values = [v for v in after.values if v.column == "topic"]
@@ -380,18 +368,7 @@ def test_the_worker_hook_counts_topics_and_alerts_once_the_stream_passes_a_windo
     }
     topology = topology_from_dict(data, settings=settings)
     training, truth = corpus(CATEGORIES)
-    with StandInJudge() as judge:
-        topic_map = asyncio.run(
-            fit_map(
-                training,
-                topology="hooked",
-                column="doc_embedding",
-                embedding_ref=topology.column("doc_embedding").op.ref,
-                params=PARAMS,
-                namer=TopicNamer(model="gpt-4o-mini", base_url=judge.base_url),
-                cache=MemoryCache(),
-            )
-        )
+    topic_map = fit_test_map(training, "hooked", topology.column("doc_embedding").op.ref)
     MapStore(settings.store_location).save(topic_map)
     topology = topology_from_dict(data, settings=settings)  # a worker starting: map found
     watch = TopicColumnWatch(settings, topology, topology.topics[0])
