@@ -61,6 +61,23 @@ def column(parent: Any) -> Topology:
     return Topology("t", [Column("s", parent, args={"document": "inputs.document"})])
 
 
+def summariser(sub: Any, kind: str) -> Any:
+    """A parent op calling ``sub`` once per input, written ``async`` or ``sync``."""
+    if kind == "async":
+
+        @op(name="summarise")
+        async def summarise(document: str) -> str:
+            return str(await sub.acall(text=document))[:5]
+
+        return summarise
+
+    @op(name="summarise")
+    def summarise_sync(document: str) -> str:
+        return str(sub.call(text=document))[:5]
+
+    return summarise_sync
+
+
 @pytest.mark.usefixtures("deterministic_flushes")
 @pytest.mark.parametrize("kind", ["async", "sync"])
 def test_parents_beyond_their_own_batch_fill_a_larger_sub_op_batch(kind: str) -> None:
@@ -68,19 +85,7 @@ def test_parents_beyond_their_own_batch_fill_a_larger_sub_op_batch(kind: str) ->
     200 parents make one batch of 200, sync ones too (they run 256 at a time on threads;
     64 at a time gave ``embed`` batches of 64 and 0.71 of its direct throughput)."""
     shout = Shout(batch_size=256)
-    sub = shout.op
-    if kind == "async":
-
-        @op(name="summarise")
-        async def summarise(document: str) -> str:
-            return str(await sub.acall(text=document))[:5]
-    else:
-
-        @op(name="summarise")
-        def summarise(document: str) -> str:
-            return str(sub.call(text=document))[:5]
-
-    table = run_local(column(summarise), calls(200), batch_size=200)
+    table = run_local(column(summariser(shout.op, kind)), calls(200), batch_size=200)
     assert table.to_pandas()["s"].tolist()[:2] == ["DOC 0", "DOC 1"]
     assert shout.batches == [200]
 
@@ -89,18 +94,7 @@ def test_parents_beyond_their_own_batch_fill_a_larger_sub_op_batch(kind: str) ->
 @pytest.mark.parametrize("kind", ["async", "sync"])
 def test_parallel_parents_share_full_batches_of_the_sub_op(shout: Shout, kind: str) -> None:
     sub = shout.op
-    if kind == "async":
-
-        @op(name="summarise")
-        async def summarise(document: str) -> str:
-            return str(await sub.acall(text=document))[:5]
-    else:
-
-        @op(name="summarise")
-        def summarise(document: str) -> str:
-            return str(sub.call(text=document))[:5]
-
-    table = run_local(column(summarise), calls(200), batch_size=200)
+    table = run_local(column(summariser(sub, kind)), calls(200), batch_size=200)
     assert table.to_pandas()["s"].tolist()[:2] == ["DOC 0", "DOC 1"]
     # 200 parents, one request each: full batches of the sub-op's 64, not 200 calls.
     assert sum(shout.batches) == 200
