@@ -261,33 +261,13 @@ def test_the_class_mean_weights_each_workers_mean_by_its_rows(
         (mean + 'group="food", instance="w2"}', "0.7x5"),
         (rows + 'group="food", instance="w2"}', "4x5"),
     ]
-    (tmp_path / "none.yml").write_text("groups: []\n")
-    test = {
-        "rule_files": ["none.yml"],
-        "evaluation_interval": "1m",
-        "tests": [
-            {
-                "interval": "1m",
-                "input_series": [{"series": s, "values": v} for s, v in series],
-                "promql_expr_test": [
-                    {
-                        "expr": expr,
-                        "eval_time": "3m",
-                        "exp_samples": [
-                            {"labels": '{group="money"}', "value": 0.6},
-                            {"labels": '{group="food"}', "value": 0.7},
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
-    path = tmp_path / "test.yml"
-    path.write_text(yaml.safe_dump(test))
-    result = subprocess.run(
-        [promtool(), "test", "rules", str(path)], capture_output=True, text=True, check=False
+    expect_promql(
+        tmp_path,
+        series,
+        expr,
+        "3m",
+        [({"group": "money"}, 0.6), ({"group": "food"}, 0.7)],
     )
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_the_topic_mix_is_each_topics_share_over_every_worker(
@@ -306,7 +286,29 @@ def test_the_topic_mix_is_each_topics_share_over_every_worker(
         (counter + 'topic="outlier", instance="w1"}', "0+2x10"),
         ('weave_stream_topic_calls_total{topology="other", column="topic", topic="x"}', "0+50x10"),
     ]
+    expect_promql(
+        tmp_path,
+        series,
+        expr,
+        "5m",
+        [({"topic": "refunds"}, 0.4), ({"topic": "recipes"}, 0.4), ({"topic": "outlier"}, 0.2)],
+    )
+
+
+def expect_promql(
+    tmp_path: Path,
+    series: list[tuple[str, str]],
+    expr: str,
+    eval_time: str,
+    samples: list[tuple[dict[str, str], float]],
+) -> None:
+    """``promtool test rules``: over ``series`` (one sample a minute), ``expr`` at
+    ``eval_time`` gives exactly ``samples`` (labels, value)."""
     (tmp_path / "none.yml").write_text("groups: []\n")
+    expected = [
+        {"labels": "{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}", "value": value}
+        for labels, value in samples
+    ]
     test = {
         "rule_files": ["none.yml"],
         "evaluation_interval": "1m",
@@ -315,15 +317,7 @@ def test_the_topic_mix_is_each_topics_share_over_every_worker(
                 "interval": "1m",
                 "input_series": [{"series": s, "values": v} for s, v in series],
                 "promql_expr_test": [
-                    {
-                        "expr": expr,
-                        "eval_time": "5m",
-                        "exp_samples": [
-                            {"labels": '{topic="refunds"}', "value": 0.4},
-                            {"labels": '{topic="recipes"}', "value": 0.4},
-                            {"labels": '{topic="outlier"}', "value": 0.2},
-                        ],
-                    }
+                    {"expr": expr, "eval_time": eval_time, "exp_samples": expected}
                 ],
             }
         ],
