@@ -380,11 +380,12 @@ def test_the_worker_hook_counts_topics_and_alerts_once_the_stream_passes_a_windo
     values = run_local(topology, raw).values
     calls = [call_from_json(orjson.dumps(c)) for c in raw]
     watch.observe(calls[:-1], [v for v in values if v.call_id != raw[-1]["id"]])
-    assert watch.refresh() is not None
+    current = watch.refresh()
+    assert current is not None
     assert HEALTH.snapshot()[watch.component]["state"] == "ok"
-    assert watch.due_alerts(now=0) == []  # the stream has not passed the window yet
+    assert watch.due_alerts(0, current) == []  # the stream has not passed the window yet
     watch.observe(calls[-1:], [v for v in values if v.call_id == raw[-1]["id"]])
-    alerts = watch.due_alerts(now=0)
+    alerts = watch.due_alerts(0, current)
     sports = topic_map.topic(topic_map.assignments[training.call_ids[truth.index("sports")]])
     (shift,) = [a for a in alerts if a.stats["topic"] == sports.name]
     assert shift.kind == "topic_shift" and shift.monitor == "topics:doc_embedding"

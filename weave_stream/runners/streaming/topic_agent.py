@@ -54,6 +54,7 @@ from weave_stream.runners.streaming.sink import OutgoingRecord, RecordSink
 from weave_stream.store.topic_map import TopicMap
 from weave_stream.store.topic_map_files import MapStore
 from weave_stream.topic_maps.assign import check_map
+from weave_stream.topic_maps.inputs import embedding_column
 from weave_stream.topic_maps.refit import refit_topics
 from weave_stream.topic_maps.watch import TopicWatch, WindowCall
 from weave_stream.topic_maps.windows import TopicWindows
@@ -149,13 +150,13 @@ class TopicColumnWatch:
         HEALTH.ok(self.component)
         return self._map
 
-    def due_alerts(self, now: float) -> list[Alert]:
-        """The alerts of the windows due now (checked against the current map)."""
+    def due_alerts(self, now: float, topic_map: TopicMap | None) -> list[Alert]:
+        """The alerts of the windows due now, checked against ``topic_map`` (the current
+        map, as :meth:`refresh` just found it; None: none usable, nothing is checked)."""
         if self.windows is None:
             return []
         due = self.windows.due(now)
-        topic_map = self.refresh() if due else None
-        if topic_map is None or not topic_map.topics:
+        if not due or topic_map is None or not topic_map.topics:
             return []
         watch = self.spec.watch
         checker = TopicWatch(topic_map, watch.z_threshold, watch.min_calls, watch.min_new_topic)
@@ -209,12 +210,10 @@ class TopicColumnWatch:
 
 def _text_path(topology: Topology, column: str) -> FieldPath | None:
     """The call field the embedding column embeds (for alert excerpts), if it reads one."""
-    raw = next((c for c in topology.columns if c.name == column), None)
-    for path in raw.args.values() if raw is not None else ():
-        parsed = FieldPath.parse(str(path))
-        if parsed.column is None:
-            return parsed
-    return None
+    try:
+        return FieldPath.parse(embedding_column(topology, column)[1])
+    except TopicError:  # it embeds no call field: alerts go without excerpts
+        return None
 
 
 def attach_topics(
@@ -251,8 +250,7 @@ async def check_windows(
     """Refresh each entry's map state; send the alerts of its due windows."""
     now = time.time()
     for watch in watches:
-        watch.refresh()
-        alerts = watch.due_alerts(now)
+        alerts = watch.due_alerts(now, watch.refresh())
         if alerts:
             records = [OutgoingRecord(alert.id.encode(), alert.to_json()) for alert in alerts]
             await sink.write(settings.topics.alerts, records)
