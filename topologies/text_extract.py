@@ -96,6 +96,14 @@ topology = Topology(
             "shift": {"calls": 40},
         }
     ],
+    topics=[
+        {
+            "column": "doc_embedding",
+            "refit": "1d",
+            "max_topics": 12,
+            "watch": {"window": "2m", "grace": "30s"},
+        }
+    ],
     datasets=[
         {
             "name": "low-faithfulness",

@@ -86,6 +86,7 @@ __all__ = [
     "TOPIC_MAP_INFO",
     "TOPIC_REFITS",
     "TOPIC_WATCH_LATE",
+    "TOPIC_WINDOWS_CHECKED",
     "TOPOLOGY_BATCH_SECONDS",
     "TOPOLOGY_CALLS",
     "TOPOLOGY_INFO",
@@ -571,6 +572,13 @@ TOPIC_WATCH_LATE = Counter(
     "weave_stream_topic_watch_late_total",
     "Assigned calls that came after their window's topic_shift / new_topic check: "
     "counted here, not checked (raise the watch's grace if this grows).",
+    ["topology", "column"],
+    registry=REGISTRY,
+)
+TOPIC_WINDOWS_CHECKED = Counter(
+    "weave_stream_topic_windows_checked_total",
+    "Windows of assigned calls checked for topic_shift / new_topic alerts (each once, "
+    "with a topic map to check against).",
     ["topology", "column"],
     registry=REGISTRY,
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -107,16 +108,23 @@ def test_demo_runs_end_to_end_and_the_books_balance(tmp_path: Path) -> None:
         assert reason in result.stdout
     assert "the judge column uses the built-in stand-in" in result.stdout
     assert "registered text_extract version" in result.stdout
-    assert "drift alerts received by the demo's webhook" in result.stdout
+    assert "drift and topic alerts received by the demo's webhook" in result.stdout
     assert "aggregate quality_by_class of text_extract" in result.stdout
     assert list(tmp_path.glob("*.png")), "the demo writes its plots to its output folder"
-    # Topics: fitted on the stored calls, named by the stand-in (which says it is no LLM).
-    assert "topics fitted on the first" in result.stdout
+    # Topics: fitted on the first 30 stored calls, named by the stand-in (which says it is
+    # no LLM); the worker's topic column then assigns exactly the 30 calls that came after.
+    assert "topics fitted on the first 30 calls" in result.stdout
     assert "stand-in namer (word counts, not an LLM)" in result.stdout
+    assert "the worker's topic column assigned the 30 calls that came after the map" in (
+        result.stdout
+    )
+    assert "(31 calls came before it" in result.stdout  # 30 and the call whose end never came
+    assert ".topics('text_extract', 'doc_embedding').summary()" in result.stdout
     assert (tmp_path / "topics.png").is_file()
     # Step 7, a calls() query over the store: the five lowest judge scores, ascending.
     assert ">>> from weave_stream import calls" in result.stdout
-    table = result.stdout.split("limit=5).to_pandas()")[1].split("[8/9]")[0].strip().splitlines()
+    after = result.stdout.split("limit=5).to_pandas()")[1]
+    table = re.split(r"\n\[\d+/\d+\]", after)[0].strip().splitlines()
     assert table[0].split() == ["id", "document", "class", "score"]
     scores = [float(line.split()[-1]) for line in table[1:]]
     assert len(scores) == 5 and scores == sorted(scores)

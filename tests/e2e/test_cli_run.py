@@ -80,9 +80,10 @@ def test_plan_then_run_then_a_cached_rerun(workdir: Path, server: FakeOpenAI) ->
         workdir, server, "run", "text_extract", "--input", calls, "--out", str(out), "--quiet"
     )
     assert first.returncode == 0, first.stderr
+    # Four columns; the topic column's values say that no topic map was fitted yet.
     assert (
-        f"{3 * CALLS} values = 0 cached + 0 deduplicated + {3 * CALLS} computed + "
-        "0 not computable; 0 errors"
+        f"{4 * CALLS} values = 0 cached + 0 deduplicated + {4 * CALLS} computed + "
+        f"0 not computable; {CALLS} errors"
     ) in first.stderr
     assert len(server.requests) == CALLS
     table = pd.read_parquet(out)
@@ -101,6 +102,7 @@ def test_plan_then_run_then_a_cached_rerun(workdir: Path, server: FakeOpenAI) ->
     } <= set(table.columns)
     assert table["doc_embedding"].map(len).eq(384).all()
     assert table["faithfulness.error"].isna().all()
+    assert table["topic.error"].str.contains("no topic map for text_extract.doc_embedding").all()
 
     replan = weave_stream(workdir, server, "plan", "text_extract", "--input", calls)
     for column in ("doc_class", "doc_embedding", "faithfulness"):
@@ -117,7 +119,8 @@ def test_plan_then_run_then_a_cached_rerun(workdir: Path, server: FakeOpenAI) ->
         str(workdir / "again.csv"),
     )
     assert again.returncode == 0, again.stderr
-    assert f"= {3 * CALLS} cached + 0 deduplicated + 0 computed + 0 not" in again.stderr
+    # The topic column's errors are not cached: a map fitted since would be used.
+    assert f"= {3 * CALLS} cached + 0 deduplicated + {CALLS} computed + 0 not" in again.stderr
     assert len(server.requests) == CALLS  # nothing asked of the judge again
     assert len(pd.read_csv(workdir / "again.csv")) == CALLS
 
@@ -126,7 +129,7 @@ def test_plan_then_run_then_a_cached_rerun(workdir: Path, server: FakeOpenAI) ->
         "--out", str(workdir / "forced.jsonl"), "--no-cache", "--quiet",
     )  # fmt: skip
     assert forced.returncode == 0, forced.stderr
-    assert f"= 0 cached + 0 deduplicated + {3 * CALLS} computed" in forced.stderr
+    assert f"= 0 cached + 0 deduplicated + {4 * CALLS} computed" in forced.stderr
     assert len(server.requests) == 2 * CALLS
 
 

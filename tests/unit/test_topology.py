@@ -72,10 +72,12 @@ def test_the_yaml_and_python_text_extract_topologies_mean_the_same() -> None:
     assert from_yaml.source_filter == from_python.source_filter
     assert from_yaml.description == from_python.description
     assert from_yaml.datasets == from_python.datasets
+    assert from_yaml.topics == from_python.topics
+    assert [t.column for t in from_yaml.topics] == ["doc_embedding"]
     assert (
         from_yaml.levels
         == from_python.levels
-        == (("doc_class", "doc_embedding"), ("faithfulness",))
+        == (("doc_class", "doc_embedding"), ("faithfulness", "topic"))
     )
     for a, b in zip(from_yaml.compiled, from_python.compiled, strict=True):
         assert (a.name, a.op.ref, a.args, a.filter, a.sample, a.trials, a.depends_on) == (

@@ -1,15 +1,18 @@
 """``weave-stream demo``: the main job a new user runs first, end to end on one machine.
 
 It starts the embedded broker and a worker, registers the text-extract topology
-(classify the document, judge the extraction, embed the document), streams calls
-built from real documents (with start/end event pairs, calls whose other half never
-comes, and malformed records mixed in), shows live progress from the worker's own
-metrics, shows the derived values as they arrive, queries the call store the
-worker's sink wrote (the lowest judge scores, with their documents), fits and names
-a topic map of the stored calls' embeddings (cli/demo_topics.py), and ends with
+(classify the document, judge the extraction, embed the document, assign its topic),
+and streams calls built from real documents (with start/end event pairs, calls whose
+other half never comes, and malformed records mixed in) in two phases: after the
+first half, it fits and names a topic map of the stored calls' embeddings
+(cli/demo_topics.py), which the worker's topic column then uses for every later call
+as it streams, watching its windows for topic alerts. It shows live progress from the
+worker's own metrics, the derived values as they arrive, the drift and topic alerts
+the Japanese calls of the second phase raise, queries the call store the worker's sink
+wrote (the lowest judge scores, with their documents; the topic table), and ends with
 a summary whose books must balance and the "from now on" dataset of the lowest judge
-scores the store sink filled. With no judge endpoint configured, the judge
-column uses a built-in stand-in (word overlap, not an LLM), and the demo says so.
+scores the store sink filled. With no judge endpoint configured, the judge column and
+the topic namer use a built-in stand-in (word overlap, not an LLM), and the demo says so.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ from weave_stream.broker.kafka import ensure_topics, produce, read_topic
 from weave_stream.cli.aggregates_cmds import show_aggregates
 from weave_stream.cli.demo_calls import (
     await_rule_datasets,
+    await_stored,
     show_lowest_scores,
     show_rule_datasets,
 )
-from weave_stream.cli.demo_topics import show_topics
+from weave_stream.cli.demo_topics import await_topic_checks, fit_first_map, show_stream_topics
 from weave_stream.cli.ingest_cmds import call_key
 from weave_stream.cli.options import connected, fail, settings_options
 from weave_stream.columns.derive import DerivedValue
@@ -66,6 +70,7 @@ _MERGE_TIMEOUT = 3.0
 
 DEFAULT_TOPOLOGY = Path("topologies") / "text_extract.yaml"
 SHIFT_AT = 0.75  # the share of calls before the documents change kind
+FIT_AT = 0.5  # the share of calls streamed before the first topic map is fitted
 SHIFTED_LANGUAGE = "japanese"
 
 
@@ -184,10 +189,10 @@ def _run(
             "partitions": 2,
         }
     )
-    _step("1/9", "broker")
+    _step("1", "broker")
     # Its own broker unless one is named: a running one may hold another user's topics.
     with connected(settings, may_start=True, discover=False) as settings:
-        _step("2/9", "worker")
+        _step("2", "worker")
         worker = WorkerProcess(settings, log_path=out_dir / "worker.log")
         with worker:
             try:
@@ -195,55 +200,89 @@ def _run(
             except WeaveStreamError as exc:
                 fail(str(exc))
             click.echo(f"worker ready; metrics at {worker.url}/metrics (log: {worker.log_path})")
-            _step("3/9", f"registering {topology_path}")
+            _step("3", f"registering {topology_path}")
             topology = _register(settings, topology_path)
+            spec = topology.topics[0] if topology.topics else None
             records, expected = _demo_records(call_count, settings.max_payload_bytes)
-            _step("4/9", f"streaming {len(records)} records to {settings.topics.calls}")
             asyncio.run(ensure_topics(settings, [settings.topics.calls]))
-            with tqdm(total=len(records), unit="rec", desc="produce") as bar:
-                asyncio.run(
-                    produce(
-                        settings,
-                        settings.topics.calls,
-                        ((call_key(raw), raw, ()) for raw in records),
-                        rate=rate,
-                        on_sent=lambda n: bar.update(1),
-                    )
-                )
-            counts = _follow(worker, len(records), expected["calls"])
+            first, later = records
+            _step(
+                "4",
+                f"streaming the first {expected['first_calls']} calls to {settings.topics.calls}",
+            )
+            _produce(settings, first, rate)
+            _follow(worker, len(first), expected["first_calls"] + expected["incomplete"])
+            _step("5", "topics: a map of the first calls, fitted and named")
+            topic_map = None
+            if spec is None:
+                click.echo(f"  skipped: {topology.name} has no topics: entry")
+            elif (
+                await_stored(settings, topology, spec.column, expected["first_selected"])
+                < (expected["first_selected"])
+            ):
+                click.echo("  skipped: the call store did not catch up with the stream")
+            else:
+                topic_map = fit_first_map(settings, topology, spec)
+            _step(
+                "6",
+                f"streaming the other {expected['calls'] - expected['first_calls'] - 2} calls"
+                + (
+                    f": the worker's {spec.name} column assigns each as it comes"
+                    if topic_map and spec
+                    else ""
+                ),
+            )
+            _produce(settings, later, rate)
+            counts = _follow(worker, len(first) + len(later), expected["calls"])
             letters = asyncio.run(_dead_letters(settings))
-            _step("5/9", f"derived values of {topology.name}")
+            _step("7", f"derived values of {topology.name}")
             values = _follow_values(settings, topology, expected["selected"])
             _show_values(topology, values)
-            if receiver is not None and topology.monitors:
+            if topic_map is not None and spec is not None:
+                window = spec.watch.window
+                ends = sorted({(t // window + 1) * window for t in expected["later_started"]})
+                await_topic_checks(worker, topology, spec, ends)
+            if receiver is not None and (topology.monitors or topology.topics):
                 _await_alerts(receiver)
             plots: list[Path] = []
             if topology.aggregates:
-                _step("6/9", f"aggregates of {topology.name}")
+                _step("8", f"aggregates of {topology.name}")
                 plots = show_aggregates(settings, topology.name, out_dir)
-            _step("7/9", "calls() over the call store: the lowest judge scores")
+            _step("9", "calls() over the call store: the lowest judge scores")
             stored = show_lowest_scores(settings, topology, expected["selected"])
             datasets = await_rule_datasets(settings, topology) if stored else []
-            _step("8/9", "topics: fit, name and assign the stored calls")
-            if stored:
-                show_topics(settings, topology, out_dir)
-            else:
-                click.echo("  skipped: the call store did not catch up with the stream")
-        _step("9/9", "summary")
-        ok = _summary(counts, letters, expected, len(records))
+            if topic_map is not None and spec is not None:
+                _step("10", "topics on the stream: the worker's assignments, the topic table")
+                plot = show_stream_topics(settings, topology, spec, values, out_dir)
+                plots += [plot] if plot else []
+        _step(_LAST, "summary")
+        ok = _summary(counts, letters, expected, len(first) + len(later))
         ok = _values_summary(topology, values, expected["selected"]) and ok
         if not stored:
             click.echo("  the call store did not catch up with the stream in time")
         if receiver is not None:
             kinds = Counter(alert.kind for alert in receiver.alerts)
             shown = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())) or "none"
-            click.echo(f"  drift alerts received by the demo's webhook: {shown}")
+            click.echo(f"  drift and topic alerts received by the demo's webhook: {shown}")
         for plot in plots:
             click.echo(f"  plot: {plot}")
         show_rule_datasets(datasets, settings.store_location)
         click.echo(f"  outputs (worker log, plots, alert targets) are in {out_dir}/")
     if not ok:
         fail("the books do not balance: see the summary above and the worker log")
+
+
+def _produce(settings: Settings, records: list[bytes], rate: float) -> None:
+    with tqdm(total=len(records), unit="rec", desc="produce") as bar:
+        asyncio.run(
+            produce(
+                settings,
+                settings.topics.calls,
+                ((call_key(raw), raw, ()) for raw in records),
+                rate=rate,
+                on_sent=lambda n: bar.update(1),
+            )
+        )
 
 
 def _await_alerts(receiver: WebhookReceiver, quiet_seconds: float = 5.0) -> None:
@@ -310,7 +349,9 @@ def _show_values(topology: Topology, values: list[DerivedValue], rows: int = 8) 
         by_call.setdefault(value.call_id, {})[value.column] = value
     columns = [column.name for column in topology.compiled]
     click.echo("  " + "call".ljust(10) + "".join(c[:28].ljust(30) for c in columns))
-    for call_id, row in list(by_call.items())[:rows]:
+    listed = list(by_call.items())
+    shown = listed if len(listed) <= rows else listed[: rows // 2] + listed[-(rows // 2) :]
+    for call_id, row in shown:  # some of the first calls and some of the last
         cells = [_cell(row.get(column)).ljust(30) for column in columns]
         click.echo("  " + call_id[:8].ljust(10) + "".join(cells))
 
@@ -341,8 +382,11 @@ def _values_summary(topology: Topology, values: list[DerivedValue], calls: int) 
     return complete
 
 
+_LAST = "11"  # the demo's steps: 1 to 11, each numbered "[n/11]"
+
+
 def _step(number: str, title: str) -> None:
-    click.secho(f"\n[{number}] {title}", bold=True)
+    click.secho(f"\n[{number}/{_LAST}] {title}", bold=True)
 
 
 def _shuffled_english() -> list[Document]:
@@ -366,29 +410,35 @@ def demo_calls(call_count: int, shift_at: float = SHIFT_AT) -> list[dict[str, An
 
 
 def _demo_records(
-    call_count: int, max_payload: int, shift_at: float = SHIFT_AT
-) -> tuple[list[bytes], dict[str, Any]]:
-    """Calls from real documents, English first, then (from ``shift_at``) Japanese ones —
-    a new kind of document the drift monitor has not seen. Every 5th call comes as start
-    + end events; two lone halves and one bad record per dead-letter reason are mixed in.
+    call_count: int, max_payload: int, shift_at: float = SHIFT_AT, fit_at: float = FIT_AT
+) -> tuple[tuple[list[bytes], list[bytes]], dict[str, Any]]:
+    """The records of the demo's two phases: its first calls (English; a topic map is
+    fitted on them), then the rest, English and, from ``shift_at``, Japanese — a new
+    kind of document the drift monitor and the topic map have not seen. Every 5th call
+    comes as start + end events; two lone halves and one bad record per dead-letter
+    reason are mixed into the first phase. Each part is shuffled (calls arrive out of
+    order), the Japanese ones among themselves so that the shift stays clean.
     """
     calls = demo_calls(call_count, shift_at)
-    familiar = int(call_count * shift_at)
+    familiar, fitted = (
+        int(call_count * shift_at),
+        min(int(call_count * fit_at), int(call_count * shift_at)),
+    )
     english = _shuffled_english()
-    phases: list[list[bytes]] = [[], []]
+    parts: list[list[bytes]] = [[], [], []]
     for index, call in enumerate(calls):
-        phase = phases[0 if index < familiar else 1]
+        part = parts[0 if index < fitted else 1 if index < familiar else 2]
         if index % 5 == 0:
             start, end = split_into_events(call)
-            phase += [orjson.dumps(start), orjson.dumps({"end": end})]
+            part += [orjson.dumps(start), orjson.dumps({"end": end})]
         else:
-            phase.append(orjson.dumps(call))
+            part.append(orjson.dumps(call))
     lone_start, _ = split_into_events(sample_calls(english[-2:-1], seed="lone-start")[0])
     _, lone_end = split_into_events(sample_calls(english[-1:], seed="lone-end")[0])
     bad = malformed_records(max_payload)
-    phases[0] += [orjson.dumps(lone_start), orjson.dumps(lone_end), *(raw for _, raw in bad)]
-    for number, phase in enumerate(phases):
-        random.Random(11 + number).shuffle(phase)
+    parts[0] += [orjson.dumps(lone_start), orjson.dumps(lone_end), *(raw for _, raw in bad)]
+    for number, part in enumerate(parts):
+        random.Random(11 + number).shuffle(part)
     expected = {
         "calls": len(calls) + 2,
         # An end event alone has no op_name, so no topology's source selects it.
@@ -396,8 +446,13 @@ def _demo_records(
         "complete": len(calls),
         "incomplete": 2,
         "dead_letters": Counter(reason for reason, _ in bad),
+        "first_calls": fitted,
+        "first_selected": fitted + 1,
+        "later_started": [
+            datetime.fromisoformat(call["started_at"]).timestamp() for call in calls[fitted:]
+        ],
     }
-    return phases[0] + phases[1], expected
+    return (parts[0], parts[1] + parts[2]), expected
 
 
 def _follow(

@@ -20,6 +20,7 @@ from weave_stream.topology.spec import Topology
 
 __all__ = [
     "await_rule_datasets",
+    "await_stored",
     "lowest_scores_query",
     "show_lowest_scores",
     "show_rule_datasets",
@@ -57,20 +58,8 @@ def show_lowest_scores(
     if query is None:
         click.echo("  (the topology has no judge column: nothing to rank)")
         return True
-    # A value, success or error, has an op ref: count the calls the store holds one for.
-    judge = _score_path(query).rsplit(".", 1)[0]
-    stored = calls(settings=settings, op=topology.source.op_name, columns=[])
-    stored = stored.where({f"{judge}#op_ref": {"exists": True}})
-    deadline = time.monotonic() + timeout
-    held = 0
-    while time.monotonic() < deadline:
-        try:
-            held = stored.count()
-        except WeaveStreamError:
-            held = 0  # the sink has not written this column yet
-        if held >= expected:
-            break
-        time.sleep(1.0)
+    judge = next(column.name for column in topology.compiled if column.op.name == "judge")
+    held = await_stored(settings, topology, judge, expected, timeout)
     click.echo(f"  the store at {settings.store_location} holds every call and value; in Python:")
     click.secho(_snippet(query, settings.store_location), fg="cyan")
     try:
@@ -81,8 +70,25 @@ def show_lowest_scores(
     return held >= expected
 
 
-def _score_path(query: Query) -> str:
-    return dict(query.spec.columns)["score"].text
+def await_stored(
+    settings: Settings, topology: Topology, column: str, expected: int, timeout: float = 60.0
+) -> int:
+    """Wait until the store holds a value of ``column`` for ``expected`` calls of
+    ``topology``'s source (bounded by ``timeout``); the count it holds."""
+    # A value, success or error, has an op ref: count the calls the store holds one for.
+    stored = calls(settings=settings, op=topology.source.op_name, columns=[])
+    stored = stored.where({f"{topology.name}.{column}#op_ref": {"exists": True}})
+    deadline = time.monotonic() + timeout
+    held = 0
+    while time.monotonic() < deadline:
+        try:
+            held = stored.count()
+        except WeaveStreamError:
+            held = 0  # the sink has not written this column yet
+        if held >= expected:
+            break
+        time.sleep(1.0)
+    return held
 
 
 def _document_path(topology: Topology) -> str:

@@ -1,77 +1,140 @@
-"""The demo's topics step: fit a topic map over the stored calls, name it, show it.
+"""The demo's topics steps: a map fitted after the first calls, then the stream's use of it.
 
-The first half of the stored calls (by start time) are fitted; the namer is the
-judge endpoint of the demo (the stand-in says it is not an LLM); the rest are
-assigned by the topic column (the same op a streaming topology would run), and the
-topic table and the map's plot are shown.
+:func:`fit_first_map` fits the topology's ``topics:`` entry on the calls the store
+holds so far, with the function a worker's refit schedule runs
+(:func:`~weave_stream.topic_maps.refit.refit_topics`): named by the demo's judge
+endpoint (the stand-in says it is not an LLM), stored, and made the current map. From
+then on the worker's topic column assigns every call as it streams, and checks each
+window of assigned calls for ``topic_shift`` / ``new_topic``. :func:`show_stream_topics`
+shows what the column made of the later calls, the topic table over every stored
+call (``calls(...).topics(...).summary()``, as a notebook user would ask) and the map.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
 
-from weave_stream.columns.cache import MemoryCache
+from weave_stream.columns.derive import DerivedValue
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
 from weave_stream.query.text import format_frame
+from weave_stream.runners.workers import WorkerProcess
+from weave_stream.store.topic_map import TopicMap
 from weave_stream.topology.spec import Topology
+from weave_stream.topology.topic_columns import TopicColumn
 
-__all__ = ["show_topics"]
+__all__ = ["await_topic_checks", "fit_first_map", "show_stream_topics"]
 
-COLUMN = "doc_embedding"
+_IDLE_SECONDS = 30.0  # a worker checks a quiet stream's last window after this (windows.py)
 
 
-def show_topics(settings: Settings, topology: Topology, out_dir: Path) -> bool:
-    """Fit, name, store and show a topic map of ``topology``'s embeddings; False if it could not."""
+def fit_first_map(settings: Settings, topology: Topology, spec: TopicColumn) -> TopicMap | None:
+    """Fit, name and store ``spec``'s first map from the stored calls; show it (None: failed)."""
     from weave_stream.store.tables import Store
-    from weave_stream.topic_maps import ClusterParams, MapStore, TopicInputs, TopicNamer, fit_map
-    from weave_stream.topic_maps.assign import TopicIndex
-    from weave_stream.topic_maps.frames import plot_map, topic_table
-    from weave_stream.topic_maps.inputs import load_inputs
+    from weave_stream.store.topic_map_files import MapStore
+    from weave_stream.topic_maps.frames import topic_table
+    from weave_stream.topic_maps.refit import refit_topics
 
-    if COLUMN not in {c.name for c in topology.compiled}:
-        click.echo(f"  {topology.name} has no {COLUMN} column: no topics to fit")
-        return True
     store = Store.from_settings(settings)
     try:
-        inputs, embedding_ref = load_inputs(topology, COLUMN, store=store)
-        half = len(inputs.call_ids) // 2
-        first = TopicInputs(
-            inputs.call_ids[:half],
-            inputs.vectors[:half],
-            inputs.texts[:half],
-            {k: v[:half] for k, v in inputs.scores.items()},
-        )
-        topic_map = asyncio.run(
-            fit_map(
-                first,
-                topology=topology.name,
-                column=COLUMN,
-                embedding_ref=embedding_ref,
-                params=ClusterParams(seed=0, max_topics=12),
-                namer=TopicNamer(settings=settings),
-                cache=MemoryCache(),
-            )
-        )
-        MapStore(store).save(topic_map)
-        assigned = TopicIndex(topic_map).assign(inputs.vectors[half:])
-        plot = plot_map(topic_map, out_dir / "topics.png", store=store, every="1m")
+        asyncio.run(refit_topics(topology, spec, settings, store=store))
+        topic_map = MapStore(store).current(topology.name, spec.column)
     except WeaveStreamError as exc:
         click.echo(f"  topics could not be fitted: {exc}")
-        return False
+        return None
     click.echo(
-        f"  {topic_map.ref}: {len(topic_map.topics)} topics fitted on the first {half} calls "
-        f"(k by silhouette), named by the judge endpoint:"
+        f"  {topic_map.ref}: {len(topic_map.topics)} topics fitted on the first "
+        f"{topic_map.call_count} calls (k by silhouette), named by the judge endpoint; "
+        f"the current map of {topology.name}.{spec.column} from now on:"
     )
     click.echo(format_frame(topic_table(topic_map).drop(columns=["description"]), "table"))
     if topic_map.topics:
         click.echo(f"  topic {topic_map.topics[0].id}: {topic_map.topics[0].description[:160]}")
-    mix = Counter(a["topic"] for a in assigned)
+    return topic_map
+
+
+def await_topic_checks(
+    worker: WorkerProcess,
+    topology: Topology,
+    spec: TopicColumn,
+    window_ends: Sequence[float],
+) -> int:
+    """Wait until the worker checked the windows ending at ``window_ends`` (epoch seconds)
+    for topic alerts: a window is due once the stream passed its end plus grace, or, the
+    stream quiet, once the clock has. Returns the windows checked."""
+    if not spec.watch.enabled or not window_ends:
+        return 0
+    key = (
+        f'weave_stream_topic_windows_checked_total{{column="{spec.name}",'
+        f'topology="{topology.name}"}}'
+    )
+    last_due = max(window_ends) + spec.watch.grace
+    wait = max(last_due - time.time(), 0.0) + _IDLE_SECONDS + 15.0
+    click.echo(
+        f"  waiting up to {wait:.0f}s for the worker to check {len(window_ends)} window(s) of "
+        f"{spec.watch.window:g}s for topic_shift / new_topic (each is checked once the "
+        f"stream passed its end + {spec.watch.grace:g}s grace, or the clock has)"
+    )
+    deadline = time.monotonic() + wait
+    checked = 0
+    while time.monotonic() < deadline:
+        checked = int(worker.metrics().get(key, 0.0))
+        if checked >= len(window_ends):
+            break
+        time.sleep(1.0)
+    return checked
+
+
+def show_stream_topics(
+    settings: Settings,
+    topology: Topology,
+    spec: TopicColumn,
+    values: Sequence[DerivedValue],
+    out_dir: Path,
+) -> Path | None:
+    """What the worker's topic column made of the calls, the topic table over every stored
+    call, and the map's plot (its path; None when there is no map to show)."""
+    from weave_stream.query.calls import calls
+    from weave_stream.store.tables import Store
+    from weave_stream.topic_maps.frames import plot_map
+
+    mine = [v for v in values if v.column == spec.name and v.trial == 0]
+    assigned = [v.value for v in mine if v.error is None and isinstance(v.value, dict)]
+    mix = Counter(str(a["topic"]) for a in assigned)
     shown = ", ".join(f"{name} {count}" for name, count in mix.most_common(6))
-    click.echo(f"  the other {len(assigned)} calls, assigned by the topic column: {shown}")
+    click.echo(
+        f"  the worker's {spec.name} column assigned the {len(assigned)} calls that came "
+        f"after the map, as they streamed: {shown or 'none'}"
+    )
+    click.echo(
+        f"  ({len(mine) - len(assigned)} calls came before it: their {spec.name} value is an "
+        "error saying that no map was fitted yet)"
+    )
+    store = settings.store_location
+    click.echo("  the topic table over every stored call, in Python:")
+    click.secho(
+        "  >>> from weave_stream import calls\n"
+        f"  >>> calls(store={store!r}, op={topology.source.op_name!r})"
+        f".topics({topology.name!r}, {spec.column!r}).summary()",
+        fg="cyan",
+    )
+    try:
+        topics = calls(settings=settings, op=topology.source.op_name).topics(
+            topology.name, spec.column
+        )
+        summary = topics.summary()
+        click.echo(format_frame(summary.drop(columns=["description"]), "table"), nl=False)
+        plot = plot_map(
+            topics.map, out_dir / "topics.png", store=Store.from_settings(settings), every="1m"
+        )
+    except WeaveStreamError as exc:
+        click.echo(f"  the topics could not be shown: {exc}")
+        return None
     click.echo(f"  plot: {plot}")
-    return True
+    return plot

@@ -47,6 +47,7 @@ from weave_stream.metrics import (
     TOPIC_MAP_INFO,
     TOPIC_REFITS,
     TOPIC_WATCH_LATE,
+    TOPIC_WINDOWS_CHECKED,
 )
 from weave_stream.notify.alerts import Alert
 from weave_stream.runners.streaming.health import HEALTH, describe
@@ -161,6 +162,7 @@ class TopicColumnWatch:
         watch = self.spec.watch
         checker = TopicWatch(topic_map, watch.z_threshold, watch.min_calls, watch.min_new_topic)
         alerts = [a for window in due for a in checker.check(window.calls, time=window.end)]
+        TOPIC_WINDOWS_CHECKED.labels(self.topology.name, self.spec.name).inc(len(due))
         for alert in alerts:
             ALERTS_RAISED.labels(self.topology.name, alert.kind).inc()
             log.info(
