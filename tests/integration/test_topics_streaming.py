@@ -141,6 +141,13 @@ def test_the_topic_column_waits_for_its_map_then_assigns_and_alerts_on_a_shift(
             k: v for k, v in metrics.items() if k.startswith("weave_stream_topic_calls_total")
         }
         assert sum(counted.values()) == len(early_calls) + len(window) + 1
+        # The column's info series moved to the op ref of the map it follows now.
+        (mapped_ref,) = {v.op_ref for v in values if v.call_id in ids and v.column == "topic"}
+        info = [k for k in metrics if k.startswith("weave_stream_column_info{")]
+        assert [k for k in info if 'column="topic"' in k] == [
+            f'weave_stream_column_info{{column="topic",op="topic",op_ref="{mapped_ref}",'
+            'topology="topical"}'
+        ], info
         wait_until(
             lambda: readyz(worker)["components"],
             10,

@@ -219,6 +219,22 @@ def store_calls(inputs: Any, start: str = "2026-12-01T00:00:00Z") -> list[dict[s
     ]
 
 
+def refitted_topology(name: str, folder: Path, judge_url: str) -> tuple[Settings, Topology]:
+    """Settings on a store in ``folder``, and a topology whose topics are refitted hourly
+    over every call stored (the documents embedded: ``inputs.document``)."""
+    settings = Settings(
+        store_url=str(folder / "store"), data_dir=folder / "data", judge_base_url=judge_url
+    )
+    column = {
+        **VECTOR_COLUMN,
+        "op": "tests.unit.test_topic_stream:vector_of_document",
+        "args": {"text": "inputs.document", "vector": "inputs.vector"},
+    }
+    topics = [{"column": "doc_embedding", "refit": "1h", "since": "3650d"}]
+    spec = {"name": name, "columns": [column], "topics": topics}
+    return settings, topology_from_dict(spec, settings=settings)
+
+
 def test_a_scheduled_refit_fits_then_stands_and_a_failed_one_keeps_the_map(
     tmp_path: Path,
 ) -> None:
@@ -226,25 +242,7 @@ def test_a_scheduled_refit_fits_then_stands_and_a_failed_one_keeps_the_map(
     from weave_stream.runners.streaming.topic_agent import TopicColumnWatch
 
     with StandInJudge() as judge:
-        settings = Settings(
-            store_url=str(tmp_path / "store"),
-            data_dir=tmp_path / "data",
-            judge_base_url=judge.base_url,
-        )
-        topology = topology_from_dict(
-            {
-                "name": "support",
-                "columns": [
-                    {
-                        **VECTOR_COLUMN,
-                        "op": "tests.unit.test_topic_stream:vector_of_document",
-                        "args": {"text": "inputs.document", "vector": "inputs.vector"},
-                    }
-                ],
-                "topics": [{"column": "doc_embedding", "refit": "1h", "since": "3650d"}],
-            },
-            settings=settings,
-        )
+        settings, topology = refitted_topology("support", tmp_path, judge.base_url)
         watch = TopicColumnWatch(settings, topology, topology.topics[0])
         maps = MapStore(settings.store_location)
         few, _ = corpus(["money"], per=3, seed=1)
@@ -286,6 +284,75 @@ def test_a_scheduled_refit_fits_then_stands_and_a_failed_one_keeps_the_map(
 @op
 def vector_of_document(text: str, vector: list[float]) -> list[float]:
     return vector
+
+
+def test_the_leader_refit_timer_moves_current_and_the_column_info_follows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import faust
+
+    from weave_stream.broker.sink import RecordSink
+    from weave_stream.metrics import COLUMN_INFO, TOPIC_REFITS
+    from weave_stream.runners.streaming.health import HEALTH
+    from weave_stream.runners.streaming.topic_agent import attach_topics
+
+    monkeypatch.setattr(assign, "FOLLOW_CHECK_SECONDS", 0.0)  # the op reads CURRENT each time
+    app = faust.App("refit-timer", broker="kafka://127.0.0.1:9", autodiscover=False)
+    timers: list[tuple[float, bool, Any]] = []
+    register_timer = app.timer
+
+    def recorded_timer(interval: float, on_leader: bool = False, **options: Any) -> Any:
+        def register(function: Any) -> Any:
+            timers.append((interval, on_leader, function))
+            return register_timer(interval, on_leader=on_leader, **options)(function)
+
+        return register
+
+    monkeypatch.setattr(app, "timer", recorded_timer)
+
+    def column_refs() -> set[str]:
+        return {
+            sample.labels["op_ref"]
+            for metric in COLUMN_INFO.collect()
+            for sample in metric.samples
+            if sample.labels["topology"] == "timed" and sample.labels["column"] == "topic"
+        }
+
+    def refits(outcome: str) -> float:
+        return TOPIC_REFITS.labels("timed", "topic", outcome)._value.get()
+
+    with StandInJudge() as judge:
+        settings, topology = refitted_topology("timed", tmp_path, judge.base_url)
+        (watch,) = attach_topics(app, settings, topology, RecordSink("127.0.0.1:9"))
+        # Only the leader refits, once per refit interval; the map state timer runs everywhere.
+        (refit_timer,) = [function for _, leader, function in timers if leader]
+        assert [(i, leader) for i, leader, _ in timers] == [(2.0, False), (3600.0, True)]
+        no_map = column_refs()
+        assert no_map == {topology.column("topic").op.ref}  # shown from the start
+
+        inputs, _ = corpus(CATEGORIES)
+        run_local(topology, store_calls(inputs), store=settings.store_location)
+        fitted_before = refits("fitted")
+        asyncio.run(refit_timer())  # no map yet: the timer fits the first one
+        maps = MapStore(settings.store_location)
+        first = maps.current("timed", "doc_embedding")
+        assert len(first.topics) == len(CATEGORIES) and refits("fitted") == fitted_before + 1
+        first_refs = column_refs()
+        assert len(first_refs) == 1 and first_refs != no_map  # the op ref names the map
+
+        born, _ = corpus(["history"], per=15, seed=5)
+        later = "2026-12-02T00:00:00Z"
+        run_local(topology, store_calls(born, start=later), store=settings.store_location)
+        asyncio.run(refit_timer())
+        second = maps.current("timed", "doc_embedding")
+        assert second.ref != first.ref and second.refit is not None
+        assert second.refit.previous_ref == first.ref and len(second.refit.born) == 1
+        assert {t.name for t in first.topics} <= {t.name for t in second.topics}  # carried over
+        assert HEALTH.snapshot()[f"{watch.component}/refit"]["state"] == "ok"
+        assert watch.refresh() == second
+        assert column_refs() == {topology.column("topic").op.ref} != first_refs  # old one gone
+    HEALTH.forget(watch.component)
+    HEALTH.forget(f"{watch.component}/refit")
 
 
 def test_topics_fit_takes_the_column_and_knobs_of_the_topics_entry(tmp_path: Path) -> None:

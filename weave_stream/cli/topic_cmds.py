@@ -13,18 +13,19 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from weave_stream.cli.ops_cmds import CACHE_FILE
 from weave_stream.cli.options import fail, settings_options
-from weave_stream.columns.cache import SqliteCache
 from weave_stream.config import Settings
 from weave_stream.errors import TopicError, WeaveStreamError
 from weave_stream.query.text import format_frame, parse_where
 from weave_stream.topology.loader import load_topology
 from weave_stream.topology.topic_columns import TopicColumn
+
+if TYPE_CHECKING:
+    from weave_stream.topic_maps.job import FitJob
 
 __all__ = ["COMMANDS"]
 
@@ -65,58 +66,34 @@ def _fit_options(function: Any) -> Any:
     return function
 
 
-def _prepare(settings: Settings, options: dict[str, Any]) -> dict[str, Any]:
-    from weave_stream.store.tables import Store
-    from weave_stream.topic_maps import ClusterParams, MapStore, TopicNamer
-    from weave_stream.topic_maps.inputs import load_inputs
-    from weave_stream.topic_maps.refit import refit_since
+def _prepare(settings: Settings, options: dict[str, Any]) -> FitJob:
+    """The fit the options ask for, set up as the scheduled refit sets up its own: flags
+    first, then the topology's ``topics:`` entry (so their maps stay comparable)."""
+    from weave_stream.topic_maps.job import fit_params, prepare_fit
 
     topology = load_topology(options["topology"], settings=settings)
     entry = _topics_entry(topology, options["column"])
     column = options["column"] or (entry.column if entry is not None else "")
-    store = Store.from_settings(settings)
-    since = options["since"]
-    if since is None and entry is not None:
-        since = refit_since(entry)  # what the scheduled refit reads: the same map
-    inputs, embedding_ref = load_inputs(
+    params = fit_params(
+        entry or TopicColumn(column=column),
+        seed=options["seed"],
+        max_topics=options["max_topics"],
+        min_topic_size=options["min_topic_size"],
+        k=options["k"],
+    )
+    return prepare_fit(
         topology,
         column,
-        store=store,
-        since=since,
+        settings,
+        entry=entry,
+        since=options["since"],
         until=options["until"],
         where=parse_where(options["where"]),
+        fresh=options["fresh"],
+        params=params,
+        model=options["model"],
+        cache_dir=options["cache_dir"],
     )
-    maps = MapStore(store)
-    previous = None if options["fresh"] else maps.current_or_none(topology.name, column)
-    if previous is not None and previous.embedding_ref != embedding_ref:
-        previous = None  # another model's centres cannot start this fit
-    if entry is not None and entry.frozen and previous is not None:  # a first fit is fine
-        raise TopicError(
-            f"the topics: entry of {topology.name}.{column} says frozen: true: its map is "
-            "assigned to, never refitted; drop frozen from the topology (or pass --fresh "
-            "to fit a new map anyway)"
-        )
-    # Flags first, then the topology's topics: entry (a manual fit and the scheduled
-    # refit then fit with the same parameters, so their maps stay comparable).
-    known = entry or TopicColumn(column=column)
-    params = ClusterParams(
-        seed=known.seed if options["seed"] is None else options["seed"],
-        max_topics=options["max_topics"] or known.max_topics,
-        min_topic_size=options["min_topic_size"] or known.min_topic_size,
-        k=options["k"] or known.k,
-    )
-    directory = options["cache_dir"] or settings.data_dir / "cache"
-    return {
-        "topology": topology,
-        "column": column,
-        "inputs": inputs,
-        "embedding_ref": embedding_ref,
-        "maps": maps,
-        "previous": previous,
-        "params": params,
-        "namer": TopicNamer(model=options["model"], settings=settings),
-        "cache": SqliteCache(directory / CACHE_FILE, max_bytes=settings.cache_max_bytes),
-    }
 
 
 def _topics_entry(topology: Any, column: str | None) -> TopicColumn | None:
@@ -142,13 +119,9 @@ def topics_group() -> None:
 @_fit_options
 def plan_command(settings: Settings, **options: Any) -> None:
     """What a fit would cost: topics, names cached (free), LLM calls, tokens, dollars."""
-    from weave_stream.topic_maps.fit import plan_fit
-
     try:
         job = _prepare(settings, options)
-        plan = asyncio.run(
-            plan_fit(job["inputs"], job["params"], job["namer"], job["cache"], job["previous"])
-        )
+        plan = asyncio.run(job.plan())
     except WeaveStreamError as exc:
         fail(str(exc))
         return
@@ -156,7 +129,7 @@ def plan_command(settings: Settings, **options: Any) -> None:
         "unknown (model has no price)" if plan.estimate.usd is None else f"${plan.estimate.usd:.4f}"
     )
     click.echo(
-        f"{len(job['inputs'].call_ids)} calls -> {plan.topics} topics; names cached: "
+        f"{len(job.inputs.call_ids)} calls -> {plan.topics} topics; names cached: "
         f"{plan.cached}; LLM calls: {plan.to_name}; tokens: ~{plan.estimate.tokens}; cost: {usd}"
     )
 
@@ -166,28 +139,14 @@ def plan_command(settings: Settings, **options: Any) -> None:
 @click.option("--budget", type=float, help="Refuse the fit if naming would cost more (USD).")
 def fit_command(settings: Settings, budget: float | None, **options: Any) -> None:
     """Fit (or refit) the topic map of TOPOLOGY's --column and make it current."""
-    from weave_stream.topic_maps import fit_map
-
     try:
         job = _prepare(settings, options)
-        topic_map = asyncio.run(
-            fit_map(
-                job["inputs"],
-                topology=job["topology"].name,
-                column=job["column"],
-                embedding_ref=job["embedding_ref"],
-                params=job["params"],
-                namer=job["namer"],
-                cache=job["cache"],
-                previous=job["previous"],
-                budget=budget,
-            )
-        )
-        path = job["maps"].save(topic_map)
+        topic_map = asyncio.run(job.fit(budget))
+        path = job.maps.save(topic_map)
     except WeaveStreamError as exc:
         fail(str(exc))
         return
-    if job["previous"] is not None and topic_map.ref == job["previous"].ref:
+    if job.unchanged(topic_map):
         click.echo(
             f"{topic_map.ref} stands: the calls and parameters are those of the current map "
             "(nothing refitted, no LLM call)"

@@ -8,6 +8,7 @@
     refit: previous map's centres start the k-means; Hungarian matching carries ids,
            stability / ARI / born, gone, merged, split
     stream: AssignTopic column (FAISS over the centres; ``outlier`` beyond a radius)
+    job.prepare_fit: the one set-up of ``topics fit|plan`` and the worker's scheduled refit
 
 (A package of its own, not ``weave_stream.topics``: that module names Kafka topics.)
 """

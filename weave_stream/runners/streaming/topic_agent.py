@@ -10,7 +10,9 @@ topology worker
   ``waiting`` (with the command to fit one) until then, ``ok`` after, in ``/readyz``
   and ``weave-stream status`` (waiting is not a failure: the worker stays ready and
   the calls' topic values are errors saying there is no map yet); a current map of
-  another embedding model fails the component, with the command to refit;
+  another embedding model fails the component, with the command to refit. The
+  followed map is part of the column's op ref, so the column's
+  ``weave_stream_column_info`` series moves to the new ref when the map changes;
 * with ``watch`` on, adds every assigned call to tumbling event-time windows
   (:class:`~weave_stream.topic_maps.windows.TopicWindows`) and checks each window
   once with :class:`~weave_stream.topic_maps.watch.TopicWatch`: ``topic_shift`` and
@@ -43,6 +45,7 @@ from weave_stream.errors import MissingFieldError, TopicError
 from weave_stream.ingest.call import Call
 from weave_stream.metrics import (
     ALERTS_RAISED,
+    COLUMN_INFO,
     TOPIC_CALLS,
     TOPIC_MAP_INFO,
     TOPIC_REFITS,
@@ -90,7 +93,22 @@ class TopicColumnWatch:
         self._embedding_ref = topology.column(spec.column).op.ref
         self._late = TOPIC_WATCH_LATE.labels(topology.name, spec.name)
         self._counted: dict[str, Any] = {}
+        self._column = topology.column(spec.name)
+        self._column_ref: str | None = None  # the op ref weave_stream_column_info shows
+        self._show_column_ref()
         HEALTH.starting(self.component)
+
+    def _show_column_ref(self) -> None:
+        """Keep ``weave_stream_column_info`` on the topic column's op ref: the map it
+        follows is part of it, so a refit (or a first map) changes it."""
+        ref = self._column.op.ref
+        if ref == self._column_ref:
+            return
+        name, op = self.topology.name, self._column.op.name
+        if self._column_ref is not None:
+            COLUMN_INFO.remove(name, self.spec.name, op, self._column_ref)
+        COLUMN_INFO.labels(name, self.spec.name, op, ref).set(1)
+        self._column_ref = ref
 
     def observe(self, calls: Sequence[Call], values: Sequence[DerivedValue]) -> None:
         """Count the batch's topic values and add them to the windows."""
@@ -126,7 +144,8 @@ class TopicColumnWatch:
         return " ".join(str(text).split())[:EXCERPT_CHARS] if text is not None else None
 
     def refresh(self) -> TopicMap | None:
-        """Look at CURRENT: the map in use (reloaded when it moved), health and info metric."""
+        """Look at CURRENT: the map in use (reloaded when it moved), health and info metrics."""
+        self._show_column_ref()
         ref = self.maps.current_ref(self.topology.name, self.spec.column)
         if ref is None:
             HEALTH.waiting(

@@ -97,8 +97,11 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     batch_seconds = TOPOLOGY_BATCH_SECONDS.labels(topology.name)
     calls_read = TOPOLOGY_CALLS.labels(topology.name)
     TOPOLOGY_INFO.labels(topology.name, version).set(1)
+    followed = {watch.spec.name for watch in topic_watches}  # their watches keep it current
     for compiled in topology.compiled:
-        COLUMN_INFO.labels(topology.name, compiled.name, compiled.op.name, compiled.op.ref).set(1)
+        if compiled.name not in followed:
+            op = compiled.op
+            COLUMN_INFO.labels(topology.name, compiled.name, op.name, op.ref).set(1)
 
     if aggregates is not None and not topology.compiled:
         aggregates.consume(source, settings)  # aggregate-only: its own light agent
