@@ -379,6 +379,13 @@ def _values_summary(topology: Topology, values: list[DerivedValue], calls: int) 
         errors = sum(1 for v in mine if v.error is not None)
         click.echo(f"    {column.name:<38}  {len(mine):>6}  ({errors} errors)")
         complete = complete and len(mine) == calls
+    for spec in topology.topics:
+        waited = sum(1 for v in values if v.column == spec.name and v.error is not None)
+        if waited:
+            click.echo(
+                f"    ({spec.name}: the calls before its first topic map have an error value "
+                f"saying so; `weave-stream topics fit {topology.name}` fits one)"
+            )
     return complete
 
 
