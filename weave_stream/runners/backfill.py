@@ -27,7 +27,7 @@ from weave_stream.columns.tree import tree_records
 from weave_stream.columns.values import ValueIdentity, derived_key, identity, read_derived
 from weave_stream.config import Settings
 from weave_stream.errors import BudgetExceededError
-from weave_stream.ingest.call import Call
+from weave_stream.ingest.call import Call, call_order
 from weave_stream.ingest.outcomes import expire_pending, ingest_record
 from weave_stream.runners.local import batches
 from weave_stream.topology.spec import Topology
@@ -88,10 +88,7 @@ async def calls_in_range(settings: Settings, window: TimeRange) -> list[Call]:
     # Halves whose partner never came are calls too (as the ingest agent forwards them).
     for call in expire_pending(pending, now=float("inf"), timeout=0.0):
         calls.setdefault(call.id, call)
-    return sorted(
-        (call for call in calls.values() if window.contains(call)),
-        key=lambda c: (c.started_at or c.ended_at, c.id),
-    )
+    return sorted((call for call in calls.values() if window.contains(call)), key=call_order)
 
 
 async def known_results(

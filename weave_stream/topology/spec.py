@@ -59,13 +59,26 @@ from typing import Any
 
 from weave_stream.config import Settings
 from weave_stream.errors import OpError, TopologyError
+from weave_stream.ingest.call import Call
 from weave_stream.ops.base import Op
 from weave_stream.ops.resolve import op_spec, resolve_op
 from weave_stream.topology.aggregates import Aggregate, check_aggregates
+from weave_stream.topology.calibration import (
+    CALIBRATED_OPS,
+    CalibrationRequest,
+    first_n_of,
+    request_problems,
+)
 from weave_stream.topology.datasets import DatasetRule, DatasetSpec, check_datasets
 from weave_stream.topology.models import check_entries
 from weave_stream.topology.monitors import Monitor
-from weave_stream.topology.selection import FieldPath, Filter, compile_filter
+from weave_stream.topology.selection import (
+    FieldPath,
+    Filter,
+    compile_filter,
+    op_name_matches,
+    sampled,
+)
 from weave_stream.topology.topic_columns import (
     ASSIGN_OP,
     TopicColumn,
@@ -137,6 +150,7 @@ class Topology:
     levels: tuple[tuple[str, ...], ...] = field(init=False, compare=False, repr=False)
     source_filter: Filter | None = field(init=False, compare=False, repr=False)
     dataset_rules: tuple[DatasetRule, ...] = field(init=False, compare=False, repr=False)
+    calibrations: tuple[CalibrationRequest, ...] = field(init=False, compare=False, repr=False)
 
     def __init__(
         self,
@@ -198,6 +212,18 @@ class Topology:
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "source_filter", source_filter)
         object.__setattr__(self, "dataset_rules", rules)
+        object.__setattr__(self, "calibrations", _calibration_requests(self.columns, compiled))
+
+    def selects(self, call: Call, data: Mapping[str, Any] | None = None) -> bool:
+        """Whether ``call`` is one of the source's (op name, filter, sample); ``data`` is
+        ``call.to_dict()`` when the caller has it."""
+        source = self.source
+        if source.op_name is not None and not op_name_matches(source.op_name, call.op_name):
+            return False
+        found = self.source_filter
+        if found is not None and not found.matches(call.to_dict() if data is None else data, {}):
+            return False
+        return sampled(call.id, source.sample)
 
     def column(self, name: str) -> CompiledColumn:
         """The compiled column ``name``."""
@@ -318,7 +344,10 @@ class Topology:
     def _compile_column(
         self, column: Column, where: str, problems: list[str]
     ) -> CompiledColumn | None:
-        an_op = self._resolve(column, where, problems)
+        reported = len(problems)
+        first_n = self._first_n(column, where, problems)
+        uncalibrated = first_n is not None or len(problems) > reported  # reported once
+        an_op = self._resolve(column, where, problems, uncalibrated=uncalibrated)
         args: dict[str, FieldPath] = {}
         if not isinstance(column.args, Mapping):
             problems.append(
@@ -361,22 +390,50 @@ class Topology:
                 f"{where}, field 'trials': op {an_op.ref} is deterministic, so every trial would "
                 "give the same value; trials apply to non-deterministic ops (drop 'trials')"
             )
+        if first_n is not None:
+            found = request_problems(args, column_filter)
+            problems.extend(f"{where}, field 'params.calibration': {p}" for p in found)
         paths = list(args.values()) + (column_filter.paths if column_filter else [])
         depends_on = frozenset(p.column for p in paths if p.column is not None)
         return CompiledColumn(
             column.name, an_op, args, column_filter, column.sample, column.trials, depends_on
         )
 
-    def _resolve(self, column: Column, where: str, problems: list[str]) -> Op | None:
+    def _first_n(self, column: Column, where: str, problems: list[str]) -> int | None:
+        """N of the column's ``calibration: {first_n: N}`` (see :mod:`.calibration`), if any."""
+        params = column.params
+        if not isinstance(params, Mapping) or "calibration" not in params:
+            return None
+        if not isinstance(column.op, str):
+            return None  # params on a built op are reported by _resolve
+        try:
+            first_n = first_n_of(params["calibration"])
+        except ValueError as exc:
+            problems.append(f"{where}, field 'params.calibration': {exc}")
+            return None
+        if first_n is not None and not _calibrated_op(column):
+            problems.append(
+                f"{where}, field 'params.calibration': {{first_n: N}} applies to the "
+                f"{', '.join(sorted(CALIBRATED_OPS))} op, not {column.op!r:.60}"
+            )
+            return None
+        return first_n
+
+    def _resolve(
+        self, column: Column, where: str, problems: list[str], *, uncalibrated: bool = False
+    ) -> Op | None:
         if isinstance(column.op, str):
             if column.params is not None and not isinstance(column.params, Mapping):
                 problems.append(
                     f"{where}, field 'params': must be a mapping, got {column.params!r:.80}"
                 )
                 return None
+            params = column.params
+            if uncalibrated:  # built without it until the sample is resolved to texts
+                params = {k: v for k, v in column.params.items() if k != "calibration"}
             try:
                 return resolve_op(
-                    column.op, column.params, settings=self.settings, search_path=self.search_path
+                    column.op, params, settings=self.settings, search_path=self.search_path
                 )
             except OpError as exc:
                 problems.append(f"{where}, field 'op': {exc}")
@@ -393,6 +450,29 @@ class Topology:
             )
             return None
         return column.op
+
+
+def _calibration_requests(
+    columns: Sequence[Column], compiled: Mapping[str, CompiledColumn]
+) -> tuple[CalibrationRequest, ...]:
+    """The valid ``calibration: {first_n}`` requests (problems were reported when compiled)."""
+    requests = []
+    for column in columns:
+        result = compiled.get(column.name)
+        if result is None or not _calibrated_op(column) or "text" not in result.args:
+            continue
+        try:
+            first_n = first_n_of(column.params.get("calibration"))
+        except ValueError:
+            continue
+        if first_n is not None:
+            requests.append(CalibrationRequest(column.name, first_n, result.args["text"],
+                                               result.filter))  # fmt: skip
+    return tuple(requests)
+
+
+def _calibrated_op(column: Column) -> bool:
+    return isinstance(column.op, str) and column.op in CALIBRATED_OPS
 
 
 def _plain(spec: Aggregate | Monitor | DatasetSpec | TopicColumn) -> dict[str, Any]:
