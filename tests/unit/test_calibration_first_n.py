@@ -9,6 +9,7 @@ column uncalibrated (its own ref) with a warning. One test runs the real model.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from typing import Any
 
@@ -17,8 +18,13 @@ import yaml
 
 from tests.support.corpora import texts
 from weave_stream.errors import OpDefinitionError, TopologyError
+from weave_stream.ingest.call import Call, parse_call_object
 from weave_stream.ops import Classify, run_op
+from weave_stream.runners.calibration import calibrate_from_store
 from weave_stream.runners.local import plan_local, run_local
+from weave_stream.store.calibrations import CalibrationFiles
+from weave_stream.store.tables import open_store
+from weave_stream.store.writer import StoreWriter
 from weave_stream.topology.calibrate import calibrate, with_samples
 from weave_stream.topology.loader import load_topology
 from weave_stream.topology.spec import Column, Source, Topology
@@ -48,6 +54,10 @@ def calls(count: int, *, start: int = 0, op_name: str = "ask") -> list[dict[str,
         }
         for i in range(start, start + count)
     ]
+
+
+def calls_of(records: list[dict[str, Any]]) -> list[Call]:
+    return [parse_call_object(record) for record in records]
 
 
 @pytest.mark.parametrize(
@@ -165,3 +175,29 @@ def test_the_local_runner_classifies_with_the_first_n_of_its_input() -> None:
     assert {value.op_ref for value in table.values} == {direct.ref}
     results = asyncio.run(run_op(direct, [{"text": call["inputs"]["q"]} for call in stream]))
     assert frame["kind"].map(lambda v: v["label"]).tolist() == [r.value["label"] for r in results]
+
+
+def test_the_store_resolves_once_it_holds_n_calls_and_keeps_that_sample(tmp_path: Any) -> None:
+    """What a streaming worker does: the same sample as the local runner, then kept."""
+    store = open_store(tmp_path / "store")
+    writer = StoreWriter(store)
+    spec = topology()
+    assert calibrate_from_store(store, spec).found == {"kind": 0}  # no calls table yet
+    stream = [parse_call_object(call) for call in calls(30)]
+    writer.write_calls(stream[23:] + calls_of(calls(8, op_name="other")))
+    waiting = calibrate_from_store(store, spec)  # 7 calls of the source stored
+    assert waiting.found == {"kind": 7} and waiting.samples == {} and waiting.pending
+    assert not CalibrationFiles(store).path("t", "kind").exists()
+    writer.write_calls(stream[:23])
+    resolved = calibrate_from_store(store, spec, chunk=4)
+    local = calibrate(spec, stream)
+    assert resolved.call_ids == local.call_ids
+    assert resolved.topology.column("kind").op.ref == local.topology.column("kind").op.ref
+    # A call started before all of them, stored later, does not move the kept sample.
+    writer.write_calls(calls_of(calls(1, start=-1)))
+    again = calibrate_from_store(store, spec)
+    assert again.call_ids == local.call_ids
+    kept = CalibrationFiles(store).path("t", "kind")
+    assert json.loads(kept.read_text())["call_ids"] == list(local.call_ids["kind"])
+    # Another first_n is another sample, taken afresh (and it replaces the old one).
+    assert calibrate_from_store(store, topology(12)).call_ids["kind"][0] == "ask--01"
