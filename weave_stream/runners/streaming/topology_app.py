@@ -50,6 +50,7 @@ from weave_stream.metrics import (
 )
 from weave_stream.runners.streaming.aggregates import attach_aggregates
 from weave_stream.runners.streaming.app import create_app
+from weave_stream.runners.streaming.calibration_agent import attach_calibration
 from weave_stream.runners.streaming.health import HEALTH, watched_agent
 from weave_stream.runners.streaming.monitor_agent import register_monitors
 from weave_stream.runners.streaming.reconciler import attach_reconciler
@@ -78,6 +79,8 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
         use_partitioner=True,
     )
     sink = attach_sink(app, settings)
+    # calibration: {first_n} columns compute uncalibrated until the store holds N calls
+    calibration = attach_calibration(app, settings, topology)  # None: no such column
     aggregates = attach_aggregates(app, settings, topology)  # None: no aggregates declared
     monitors = register_monitors(app, settings, topology, sink)  # None: no monitors declared
     topic_watches = attach_topics(app, settings, topology, sink)  # topics: entries
@@ -97,7 +100,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     batch_seconds = TOPOLOGY_BATCH_SECONDS.labels(topology.name)
     calls_read = TOPOLOGY_CALLS.labels(topology.name)
     TOPOLOGY_INFO.labels(topology.name, version).set(1)
-    for compiled in topology.compiled:
+    for compiled in (calibration.topology if calibration else topology).compiled:
         COLUMN_INFO.labels(topology.name, compiled.name, compiled.op.name, compiled.op.ref).set(1)
 
     if aggregates is not None and not topology.compiled:
@@ -127,7 +130,8 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
                 }
             )
             sub_calls: list[DerivedValue] = []
-            values = await derive_batch(topology, calls, cache, sub_calls=sub_calls)
+            deriving = calibration.topology if calibration is not None else topology
+            values = await derive_batch(deriving, calls, cache, sub_calls=sub_calls)
             # Sub-calls' results are kept with their call too: a redelivered call whose
             # column op changed still finds what the ops it calls computed.
             fresh = _new_results([*values, *sub_calls], known)
