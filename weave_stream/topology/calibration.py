@@ -27,13 +27,22 @@ calls to calibrate on; 200 in the bench), got 3
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from weave_stream.topology.selection import FieldPath, Filter
 
-__all__ = ["MAX_FIRST_N", "MIN_FIRST_N", "CalibrationRequest", "first_n_of", "request_problems"]
+__all__ = [
+    "CALIBRATED_OPS",
+    "MAX_FIRST_N",
+    "MIN_FIRST_N",
+    "CalibrationRequest",
+    "calibration_requests",
+    "column_first_n",
+    "first_n_of",
+    "request_problems",
+]
 
 # Fewer than 10 texts cannot say where a label's inputs lie (with 25 the op gained only
 # 1-3 points); above 20,000 encoding the sample at the op's start takes minutes.
@@ -99,3 +108,45 @@ def request_problems(args: Mapping[str, FieldPath], column_filter: Filter | None
             "their own fields (filter on call fields, or give a list of texts as calibration)"
         )
     return problems
+
+
+def column_first_n(op: object, params: object, where: str, problems: list[str]) -> int | None:
+    """N of a column's ``calibration: {first_n: N}`` (``op`` named, ``params`` given), if any;
+    what is wrong with it goes to ``problems``, prefixed by ``where``."""
+    if not isinstance(op, str) or not isinstance(params, Mapping) or "calibration" not in params:
+        return None  # params on a built op are reported by the topology
+    try:
+        first_n = first_n_of(params["calibration"])
+    except ValueError as exc:
+        problems.append(f"{where}: {exc}")
+        return None
+    if first_n is not None and op not in CALIBRATED_OPS:
+        problems.append(
+            f"{where}: {{first_n: N}} applies to the {', '.join(sorted(CALIBRATED_OPS))} op, "
+            f"not {op!r:.60}"
+        )
+        return None
+    return first_n
+
+
+class _Compiled(Protocol):
+    @property
+    def args(self) -> Mapping[str, FieldPath]: ...
+    @property
+    def filter(self) -> Filter | None: ...
+
+
+def calibration_requests(
+    columns: Iterable[tuple[str, object, object, _Compiled | None]],
+) -> tuple[CalibrationRequest, ...]:
+    """The valid requests among ``(name, op, params, compiled column or None)`` (the
+    problems of the others were reported when the columns were compiled)."""
+    requests = []
+    for name, op, params, compiled in columns:
+        if compiled is None or "text" not in compiled.args:
+            continue
+        first_n = column_first_n(op, params, "", [])
+        if first_n is not None:
+            requests.append(CalibrationRequest(name, first_n, compiled.args["text"],
+                                               compiled.filter))  # fmt: skip
+    return tuple(requests)

@@ -64,9 +64,9 @@ from weave_stream.ops.base import Op
 from weave_stream.ops.resolve import op_spec, resolve_op
 from weave_stream.topology.aggregates import Aggregate, check_aggregates
 from weave_stream.topology.calibration import (
-    CALIBRATED_OPS,
     CalibrationRequest,
-    first_n_of,
+    calibration_requests,
+    column_first_n,
     request_problems,
 )
 from weave_stream.topology.datasets import DatasetRule, DatasetSpec, check_datasets
@@ -212,7 +212,8 @@ class Topology:
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "source_filter", source_filter)
         object.__setattr__(self, "dataset_rules", rules)
-        object.__setattr__(self, "calibrations", _calibration_requests(self.columns, compiled))
+        requested = [(c.name, c.op, c.params, compiled.get(c.name)) for c in self.columns]
+        object.__setattr__(self, "calibrations", calibration_requests(requested))
 
     def selects(self, call: Call, data: Mapping[str, Any] | None = None) -> bool:
         """Whether ``call`` is one of the source's (op name, filter, sample); ``data`` is
@@ -345,7 +346,8 @@ class Topology:
         self, column: Column, where: str, problems: list[str]
     ) -> CompiledColumn | None:
         reported = len(problems)
-        first_n = self._first_n(column, where, problems)
+        first_n = column_first_n(column.op, column.params, f"{where}, field 'params.calibration'",
+                                 problems)  # fmt: skip
         uncalibrated = first_n is not None or len(problems) > reported  # reported once
         an_op = self._resolve(column, where, problems, uncalibrated=uncalibrated)
         args: dict[str, FieldPath] = {}
@@ -399,26 +401,6 @@ class Topology:
             column.name, an_op, args, column_filter, column.sample, column.trials, depends_on
         )
 
-    def _first_n(self, column: Column, where: str, problems: list[str]) -> int | None:
-        """N of the column's ``calibration: {first_n: N}`` (see :mod:`.calibration`), if any."""
-        params = column.params
-        if not isinstance(params, Mapping) or "calibration" not in params:
-            return None
-        if not isinstance(column.op, str):
-            return None  # params on a built op are reported by _resolve
-        try:
-            first_n = first_n_of(params["calibration"])
-        except ValueError as exc:
-            problems.append(f"{where}, field 'params.calibration': {exc}")
-            return None
-        if first_n is not None and not _calibrated_op(column):
-            problems.append(
-                f"{where}, field 'params.calibration': {{first_n: N}} applies to the "
-                f"{', '.join(sorted(CALIBRATED_OPS))} op, not {column.op!r:.60}"
-            )
-            return None
-        return first_n
-
     def _resolve(
         self, column: Column, where: str, problems: list[str], *, uncalibrated: bool = False
     ) -> Op | None:
@@ -450,29 +432,6 @@ class Topology:
             )
             return None
         return column.op
-
-
-def _calibration_requests(
-    columns: Sequence[Column], compiled: Mapping[str, CompiledColumn]
-) -> tuple[CalibrationRequest, ...]:
-    """The valid ``calibration: {first_n}`` requests (problems were reported when compiled)."""
-    requests = []
-    for column in columns:
-        result = compiled.get(column.name)
-        if result is None or not _calibrated_op(column) or "text" not in result.args:
-            continue
-        try:
-            first_n = first_n_of(column.params.get("calibration"))
-        except ValueError:
-            continue
-        if first_n is not None:
-            requests.append(CalibrationRequest(column.name, first_n, result.args["text"],
-                                               result.filter))  # fmt: skip
-    return tuple(requests)
-
-
-def _calibrated_op(column: Column) -> bool:
-    return isinstance(column.op, str) and column.op in CALIBRATED_OPS
 
 
 def _plain(spec: Aggregate | Monitor | DatasetSpec | TopicColumn) -> dict[str, Any]:
