@@ -201,3 +201,20 @@ def test_the_store_resolves_once_it_holds_n_calls_and_keeps_that_sample(tmp_path
     assert json.loads(kept.read_text())["call_ids"] == list(local.call_ids["kind"])
     # Another first_n is another sample, taken afresh (and it replaces the old one).
     assert calibrate_from_store(store, topology(12)).call_ids["kind"][0] == "ask--01"
+
+
+def test_a_worker_keeps_a_sample_only_once_two_looks_agree(tmp_path: Any) -> None:
+    store = open_store(tmp_path / "store")
+    StoreWriter(store).write_calls(calls_of(calls(12, start=5)))
+    seen: dict[str, tuple[str, ...]] = {}
+
+    def settled(column: str, ids: tuple[str, ...]) -> bool:  # as the worker's watch does
+        agreed, seen[column] = seen.get(column) == ids, ids
+        return agreed
+
+    first = calibrate_from_store(store, topology(), settled=settled)
+    assert first.pending and not CalibrationFiles(store).path("t", "kind").exists()
+    StoreWriter(store).write_calls(calls_of(calls(5)))  # another sink commits earlier calls
+    assert calibrate_from_store(store, topology(), settled=settled).pending  # they moved
+    kept = calibrate_from_store(store, topology(), settled=settled)
+    assert kept.call_ids["kind"] == tuple(f"ask-{i:03d}" for i in range(10))

@@ -20,7 +20,7 @@ is whatever the store held, in call order, when it first held N.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -38,9 +38,20 @@ from weave_stream.topology.spec import Topology
 __all__ = ["calibrate_from_store", "stored_calls_in_order"]
 
 
-def calibrate_from_store(store: Store, topology: Topology, *, chunk: int = 1000) -> Calibrated:
+def calibrate_from_store(
+    store: Store,
+    topology: Topology,
+    *,
+    chunk: int = 1000,
+    settled: Callable[[str, tuple[str, ...]], bool] | None = None,
+) -> Calibrated:
     """``topology`` with each ``{first_n}`` column calibrated on its kept sample, or on one
-    taken now from ``store`` when it holds enough calls (and then kept)."""
+    taken now from ``store`` when it holds enough calls (and then kept).
+
+    ``settled(column, call_ids)`` may hold a sample back (it stays pending) until the
+    caller has seen the same one twice: the store sinks of several workers commit at
+    their own pace, so the first N calls stored are not yet the first N made.
+    """
     files = CalibrationFiles(store)
     samples: dict[str, tuple[str, ...]] = {}
     call_ids: dict[str, tuple[str, ...]] = {}
@@ -55,6 +66,9 @@ def calibrate_from_store(store: Store, topology: Topology, *, chunk: int = 1000)
                 pending.append(request)
                 continue
             ids, texts = zip(*sample, strict=True)
+            if settled is not None and not settled(request.column, ids):
+                pending.append(request)
+                continue
             taken = Sample(topology.name, request.column, request.n, request.text.text, ids, texts)
             kept = files.save(taken)  # another worker may have kept one first: use that one
         found[request.column] = len(kept.texts)

@@ -6,8 +6,10 @@ when the worker starts. So the worker derives with the column's op *uncalibrated
 :data:`CHECK_SECONDS`, asks the call store (:func:`~weave_stream.runners.calibration.
 calibrate_from_store`) whether it holds N such calls yet. Meanwhile a component
 ``topology/<name>/calibration/<column>`` is *waiting* in ``/readyz`` and ``weave-stream
-status``: "calibrating classify column kind: 37 of 200 calls stored". Once resolved,
-the sample is kept in the store folder (the first worker to resolve it writes it;
+status``: "calibrating classify column kind: 37 of 200 calls stored". Once two checks
+in a row find the same first N calls (the store sinks of several workers commit at
+their own pace), the sample is resolved:
+it is kept in the store folder (the first worker to resolve it writes it;
 every other one, and a restarted one, reads it at start) and the worker switches to
 the calibrated topology from its next batch: ``ok``. A store that cannot be read or
 written fails the component with the reason; the column keeps computing uncalibrated.
@@ -49,6 +51,7 @@ class CalibrationWatch:
             for request in topology.calibrations
         }
         self.resolved = False
+        self._candidates: dict[str, tuple[str, ...]] = {}  # the last check's samples (ids)
         for component in self.components.values():
             HEALTH.starting(component)
 
@@ -77,7 +80,9 @@ class CalibrationWatch:
         if self.resolved:
             return
         try:
-            found = await asyncio.to_thread(calibrate_from_store, self.store, self.base)
+            found = await asyncio.to_thread(
+                calibrate_from_store, self.store, self.base, settled=self._settled
+            )
         except (StoreError, OSError) as exc:
             for component in self.components.values():
                 HEALTH.failed(component, f"cannot take the calibration sample: {describe(exc)}")
@@ -92,6 +97,13 @@ class CalibrationWatch:
                 [found.topology.column(column).op.ref for column in sorted(found.samples)],
             )
         self.resolved = not found.pending
+
+    def _settled(self, column: str, call_ids: tuple[str, ...]) -> bool:
+        """The same first N calls as one check ago: no store sink was about to add earlier
+        ones (each commits every ``store_batch_seconds``)."""
+        settled = self._candidates.get(column) == call_ids
+        self._candidates[column] = call_ids
+        return settled
 
     def _report(self, found: Calibrated) -> None:
         for request in self.base.calibrations:

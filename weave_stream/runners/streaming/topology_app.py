@@ -86,7 +86,9 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     topic_watches = attach_topics(app, settings, topology, sink)  # topics: entries
     activity = Activity()
     watch_for_stall(app, settings, topics.valid, activity, settings.stall_seconds)
-    attach_reconciler(app, settings, topology)  # no value missing for long, none silently
+    # no value missing for long, none silently (repaired with the calibrated op once it is)
+    current = (lambda: calibration.topology) if calibration is not None else None
+    attach_reconciler(app, settings, topology, current)
     columns = [column.name for column in topology.columns]
     rules = topology.dataset_rules
     if rules:
