@@ -8,10 +8,9 @@ calibrate_from_store`) whether it holds N such calls yet. Meanwhile a component
 ``topology/<name>/calibration/<column>`` is *waiting* in ``/readyz`` and ``weave-stream
 status``: "calibrating classify column kind: 37 of 200 calls stored". Once two checks
 in a row find the same first N calls (the store sinks of several workers commit at
-their own pace), the sample is resolved:
-it is kept in the store folder (the first worker to resolve it writes it;
-every other one, and a restarted one, reads it at start) and the worker switches to
-the calibrated topology from its next batch: ``ok``. A store that cannot be read or
+their own pace), the sample is kept in the store folder (the first worker to resolve
+it writes it; every other one, and a restarted one, reads it at start) and the worker
+switches to the calibrated topology from its next batch: ``ok``. A store that cannot be read or
 written fails the component with the reason; the column keeps computing uncalibrated.
 """
 
