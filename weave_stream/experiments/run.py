@@ -25,7 +25,7 @@ from weave_stream.columns.plan import Plan, plan_topology
 from weave_stream.errors import ConfigError, ExperimentError
 from weave_stream.ingest.call import Call
 from weave_stream.ops.base import CostEstimate, Op, OpPolicy, OpResult, Signature
-from weave_stream.runners.local import batches, preflight
+from weave_stream.runners.local import batches, calibrated, preflight
 from weave_stream.topology.spec import Topology
 
 __all__ = ["NOT_COMPUTED", "ExperimentPlan", "VariantCells", "plan_experiment", "run_cells"]
@@ -110,7 +110,7 @@ async def plan_experiment(
     plans = {}
     for variant, topology in topologies.items():
         plans[variant] = await plan_topology(
-            topology, batches(calls, batch_size), cache, trials=trials
+            calibrated(topology, calls), batches(calls, batch_size), cache, trials=trials
         )
     return ExperimentPlan(experiment, plans)
 
@@ -132,7 +132,8 @@ async def run_cells(
             except ConfigError as exc:
                 raise ExperimentError(f"variant {variant!r}: {exc}") from None
     results = []
-    for variant, topology in topologies.items():
+    for variant, given in topologies.items():
+        topology = calibrated(given, calls)  # calibration: {first_n}: the cells' first calls
         runnable = topology if compute else cached_only(topology)
         stats = DeriveStats()
         values: list[DerivedValue] = []

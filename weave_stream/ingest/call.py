@@ -46,6 +46,7 @@ __all__ = [
     "CallKind",
     "Usage",
     "call_from_json",
+    "call_order",
     "canonical_json",
     "decode_object",
     "decode_record",
@@ -199,6 +200,20 @@ class Call(BaseModel):
     def to_dict(self) -> dict[str, Any]:
         """The call as plain JSON-compatible data (timestamps as ISO strings)."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def call_order(call: Call) -> tuple[bool, datetime, str]:
+    """The sort key of call order: event time (``started_at``, else ``ended_at``), then id.
+
+    The order of a monitor's ``reference: {first_n}``, a backfill and a classify column's
+    ``calibration: {first_n}``; a call with no time at all comes last.
+
+    >>> late, early = Call(id="b", started_at=1795662001), Call(id="a", started_at=1795662000)
+    >>> [call.id for call in sorted([late, early], key=call_order)]
+    ['a', 'b']
+    """
+    moment = call.started_at or call.ended_at
+    return moment is None, moment or _EARLIEST, call.id
 
 
 def parse_call(raw: bytes | None, max_payload_bytes: int | None = None) -> Call:

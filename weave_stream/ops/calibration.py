@@ -33,7 +33,7 @@ deterministic; its digest is part of the op's version.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,12 @@ Calibration = str | Path | Sequence[str]
 
 def load_calibration(calibration: Calibration) -> tuple[str, ...]:
     """The calibration texts: given as a list, or read from a UTF-8 file of one text a line."""
+    if isinstance(calibration, Mapping):
+        raise OpDefinitionError(
+            f"classify: calibration {dict(calibration)!r} is not a sample of texts; "
+            "{first_n: N} (the source's first N calls) is a topology setting: give it in the "
+            "params of a column whose op is 'classify' (see the README), or give texts here"
+        )
     if isinstance(calibration, str | Path):
         path = Path(calibration)
         try:

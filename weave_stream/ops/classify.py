@@ -21,7 +21,9 @@ file of one a line) to which the label vectors adapt (:mod:`.calibration`): on t
 bench's three tasks (200 texts), zero-shot rose to 3-12 points above the
 cosine-to-description baseline (-2 to +2 without it), and few-shot moved -1 to +5.
 No data-free change to the label vectors did as well (bench/classify_alternatives.py;
-README, "Monitor and classifier settings", lists what was tried).
+README, "Monitor and classifier settings", lists what was tried). In a topology the
+sample may be the first N calls of the column's source, ``calibration: {first_n: N}``
+(:mod:`weave_stream.topology.calibration`), resolved to texts before this op is built.
 
 Confidence is the softmax of the cosine similarities divided by ``temperature``
 (centroid) or the river model's probability. What the op has learned is part of

@@ -15,6 +15,8 @@ way calls are then filtered by their own timestamps.
 
 from __future__ import annotations
 
+import asyncio
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,9 +29,11 @@ from weave_stream.columns.tree import tree_records
 from weave_stream.columns.values import ValueIdentity, derived_key, identity, read_derived
 from weave_stream.config import Settings
 from weave_stream.errors import BudgetExceededError
-from weave_stream.ingest.call import Call
+from weave_stream.ingest.call import Call, call_order
 from weave_stream.ingest.outcomes import expire_pending, ingest_record
+from weave_stream.runners.calibration import calibrate_from_store
 from weave_stream.runners.local import batches
+from weave_stream.store.tables import open_store
 from weave_stream.topology.spec import Topology
 
 __all__ = [
@@ -88,10 +92,7 @@ async def calls_in_range(settings: Settings, window: TimeRange) -> list[Call]:
     # Halves whose partner never came are calls too (as the ingest agent forwards them).
     for call in expire_pending(pending, now=float("inf"), timeout=0.0):
         calls.setdefault(call.id, call)
-    return sorted(
-        (call for call in calls.values() if window.contains(call)),
-        key=lambda c: (c.started_at or c.ended_at, c.id),
-    )
+    return sorted((call for call in calls.values() if window.contains(call)), key=call_order)
 
 
 async def known_results(
@@ -127,6 +128,13 @@ async def run_backfill(
     Raises :class:`BudgetExceededError` when the plan exceeds ``budget_usd``.
     """
     calls = await calls_in_range(settings, window)
+    if topology.calibrations:  # calibration {first_n}: the stream's sample, from the store
+        resolved = await asyncio.to_thread(
+            calibrate_from_store, open_store(None, settings), topology
+        )
+        for note in resolved.notes:
+            warnings.warn(f"topology {topology.name!r}, {note}", UserWarning, stacklevel=2)
+        topology = resolved.topology
     cache, written = await known_results(settings, topology)
     plan = await plan_topology(topology, batches(calls, settings.batch_size), cache)
     if on_plan is not None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import math
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,7 @@ from weave_stream.ops.subops import reachable_ops
 from weave_stream.runners.results import ResultTable
 from weave_stream.store.tables import StoreLike, open_store
 from weave_stream.store.writer import StoreWriter
+from weave_stream.topology.calibrate import calibrate
 from weave_stream.topology.spec import Topology
 from weave_stream.windows.bucket import AggregatePlan
 from weave_stream.windows.snapshot import AggregatePartials
@@ -51,6 +53,7 @@ from weave_stream.windows.snapshot import AggregatePartials
 __all__ = [
     "arun_local",
     "batches",
+    "calibrated",
     "local_aggregates",
     "plan_local",
     "preflight",
@@ -90,6 +93,18 @@ def preflight(topology: Topology) -> None:
                     ) from None
 
 
+def calibrated(topology: Topology, calls: Sequence[Call]) -> Topology:
+    """``topology`` with its ``calibration: {first_n: N}`` columns calibrated on the first N
+    of ``calls`` in call order (:mod:`weave_stream.topology.calibrate`): the same calls give
+    the same op refs. A column short of calls stays uncalibrated, with a warning."""
+    if not topology.calibrations:
+        return topology
+    resolved = calibrate(topology, calls)
+    for note in resolved.notes:
+        warnings.warn(f"topology {topology.name!r}, {note}", UserWarning, stacklevel=3)
+    return resolved.topology
+
+
 def batches(calls: Sequence[Call], batch_size: int) -> Iterator[Sequence[Call]]:
     """``calls`` in consecutive batches of ``batch_size``."""
     for start in range(0, len(calls), batch_size):
@@ -109,6 +124,7 @@ async def arun_local(
     """The async form of :func:`run_local`."""
     preflight(topology)
     calls, dead_letters = read_calls(source)
+    topology = calibrated(topology, calls)
     cache = cache if cache is not None else MemoryCache()
     stats = DeriveStats()
     values: list[DerivedValue] = []
@@ -209,6 +225,7 @@ async def plan_local(
 ) -> tuple[Plan, list[DeadLetter]]:
     """The cost plan of running ``topology`` over ``source``, and the records that are not calls."""
     calls, dead_letters = read_calls(source)
+    topology = calibrated(topology, calls)
     cache = cache if cache is not None else MemoryCache()
     plan = await plan_topology(topology, batches(calls, batch_size), cache, trials=trials)
     return plan, dead_letters

@@ -59,13 +59,26 @@ from typing import Any
 
 from weave_stream.config import Settings
 from weave_stream.errors import OpError, TopologyError
+from weave_stream.ingest.call import Call
 from weave_stream.ops.base import Op
 from weave_stream.ops.resolve import op_spec, resolve_op
 from weave_stream.topology.aggregates import Aggregate, check_aggregates
+from weave_stream.topology.calibration import (
+    CalibrationRequest,
+    calibration_requests,
+    column_first_n,
+    request_problems,
+)
 from weave_stream.topology.datasets import DatasetRule, DatasetSpec, check_datasets
 from weave_stream.topology.models import check_entries
 from weave_stream.topology.monitors import Monitor
-from weave_stream.topology.selection import FieldPath, Filter, compile_filter
+from weave_stream.topology.selection import (
+    FieldPath,
+    Filter,
+    compile_filter,
+    op_name_matches,
+    sampled,
+)
 from weave_stream.topology.topic_columns import (
     ASSIGN_OP,
     TopicColumn,
@@ -137,6 +150,7 @@ class Topology:
     levels: tuple[tuple[str, ...], ...] = field(init=False, compare=False, repr=False)
     source_filter: Filter | None = field(init=False, compare=False, repr=False)
     dataset_rules: tuple[DatasetRule, ...] = field(init=False, compare=False, repr=False)
+    calibrations: tuple[CalibrationRequest, ...] = field(init=False, compare=False, repr=False)
 
     def __init__(
         self,
@@ -198,6 +212,19 @@ class Topology:
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "source_filter", source_filter)
         object.__setattr__(self, "dataset_rules", rules)
+        requested = [(c.name, c.op, c.params, compiled.get(c.name)) for c in self.columns]
+        object.__setattr__(self, "calibrations", calibration_requests(requested))
+
+    def selects(self, call: Call, data: Mapping[str, Any] | None = None) -> bool:
+        """Whether ``call`` is one of the source's (op name, filter, sample); ``data`` is
+        ``call.to_dict()`` when the caller has it."""
+        source = self.source
+        if source.op_name is not None and not op_name_matches(source.op_name, call.op_name):
+            return False
+        found = self.source_filter
+        if found is not None and not found.matches(call.to_dict() if data is None else data, {}):
+            return False
+        return sampled(call.id, source.sample)
 
     def column(self, name: str) -> CompiledColumn:
         """The compiled column ``name``."""
@@ -318,7 +345,11 @@ class Topology:
     def _compile_column(
         self, column: Column, where: str, problems: list[str]
     ) -> CompiledColumn | None:
-        an_op = self._resolve(column, where, problems)
+        reported = len(problems)
+        first_n = column_first_n(column.op, column.params, f"{where}, field 'params.calibration'",
+                                 problems)  # fmt: skip
+        uncalibrated = first_n is not None or len(problems) > reported  # reported once
+        an_op = self._resolve(column, where, problems, uncalibrated=uncalibrated)
         args: dict[str, FieldPath] = {}
         if not isinstance(column.args, Mapping):
             problems.append(
@@ -361,22 +392,30 @@ class Topology:
                 f"{where}, field 'trials': op {an_op.ref} is deterministic, so every trial would "
                 "give the same value; trials apply to non-deterministic ops (drop 'trials')"
             )
+        if first_n is not None:
+            found = request_problems(args, column_filter)
+            problems.extend(f"{where}, field 'params.calibration': {p}" for p in found)
         paths = list(args.values()) + (column_filter.paths if column_filter else [])
         depends_on = frozenset(p.column for p in paths if p.column is not None)
         return CompiledColumn(
             column.name, an_op, args, column_filter, column.sample, column.trials, depends_on
         )
 
-    def _resolve(self, column: Column, where: str, problems: list[str]) -> Op | None:
+    def _resolve(
+        self, column: Column, where: str, problems: list[str], *, uncalibrated: bool = False
+    ) -> Op | None:
         if isinstance(column.op, str):
             if column.params is not None and not isinstance(column.params, Mapping):
                 problems.append(
                     f"{where}, field 'params': must be a mapping, got {column.params!r:.80}"
                 )
                 return None
+            params = column.params
+            if uncalibrated:  # built without it until the sample is resolved to texts
+                params = {k: v for k, v in column.params.items() if k != "calibration"}
             try:
                 return resolve_op(
-                    column.op, column.params, settings=self.settings, search_path=self.search_path
+                    column.op, params, settings=self.settings, search_path=self.search_path
                 )
             except OpError as exc:
                 problems.append(f"{where}, field 'op': {exc}")

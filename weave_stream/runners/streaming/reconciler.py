@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+from collections.abc import Callable
 
 import faust
 
@@ -52,8 +53,14 @@ def _quiet_client_logs() -> None:
             logger.addFilter(quiet)
 
 
-def attach_reconciler(app: faust.App, settings: Settings, topology: Topology) -> None:
-    """Run a reconciliation pass on ``app`` every ``reconcile_interval_seconds``."""
+def attach_reconciler(
+    app: faust.App,
+    settings: Settings,
+    topology: Topology,
+    current: Callable[[], Topology] | None = None,
+) -> None:
+    """Run a reconciliation pass on ``app`` every ``reconcile_interval_seconds``, repairing
+    with ``current()`` (the topology the worker derives with now) or ``topology``."""
     if settings.reconcile_interval_seconds <= 0 or not topology.compiled:
         return
     name = topology.name
@@ -76,7 +83,8 @@ def attach_reconciler(app: faust.App, settings: Settings, topology: Topology) ->
             return
         _RECONCILING.set(True)  # this timer's task, and the client tasks it starts
         try:
-            result = await reconcile_partitions(settings, topology, partitions)
+            deriving = current() if current is not None else topology
+            result = await reconcile_partitions(settings, deriving, partitions)
         except Exception as exc:  # counted and logged; the same calls are checked next time
             RECONCILE_FAILURES.labels(name).inc()
             log.error(

@@ -51,10 +51,12 @@ POLL_SECONDS = 2.0
 
 
 def _mirror_waiting(component: str, parts: dict[str, Any]) -> None:
-    """A child's ``<component>/topics/...`` parts in this process's health too, so that
-    ``/readyz`` and ``weave-stream status`` say a topic column waits for its first map."""
+    """A child's ``<component>/topics/...`` and ``<component>/calibration/...`` parts in this
+    process's health too, so that ``/readyz`` and ``weave-stream status`` say a topic column
+    waits for its first map, or a classify column for the calls it calibrates on."""
+    mirrored = (f"{component}/topics/", f"{component}/calibration/")
     for name, state in parts.items():
-        if not name.startswith(f"{component}/topics/") or not isinstance(state, dict):
+        if not name.startswith(mirrored) or not isinstance(state, dict):
             continue
         if state.get("state") == "waiting":
             HEALTH.waiting(name, str(state.get("detail") or "waiting"))
@@ -220,7 +222,7 @@ class TopologySupervisor:
                 log.info("topology %s unregistered: stopping its worker", name)
                 await self._stop(name)
         for name in list(HEALTH.snapshot()):
-            topology = name.removeprefix("topology/").split("/")[0]  # and its topics/ parts
+            topology = name.removeprefix("topology/").split("/")[0]  # and its mirrored parts
             if name.startswith("topology/") and topology not in registrations:
                 HEALTH.forget(name)
         now = time.monotonic()

@@ -50,6 +50,7 @@ from weave_stream.metrics import (
 )
 from weave_stream.runners.streaming.aggregates import attach_aggregates
 from weave_stream.runners.streaming.app import create_app
+from weave_stream.runners.streaming.calibration_agent import attach_calibration
 from weave_stream.runners.streaming.health import HEALTH, watched_agent
 from weave_stream.runners.streaming.monitor_agent import register_monitors
 from weave_stream.runners.streaming.reconciler import attach_reconciler
@@ -78,12 +79,16 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
         use_partitioner=True,
     )
     sink = attach_sink(app, settings)
+    # calibration: {first_n} columns compute uncalibrated until the store holds N calls
+    calibration = attach_calibration(app, settings, topology)  # None: no such column
     aggregates = attach_aggregates(app, settings, topology)  # None: no aggregates declared
     monitors = register_monitors(app, settings, topology, sink)  # None: no monitors declared
     topic_watches = attach_topics(app, settings, topology, sink)  # topics: entries
     activity = Activity()
     watch_for_stall(app, settings, topics.valid, activity, settings.stall_seconds)
-    attach_reconciler(app, settings, topology)  # no value missing for long, none silently
+    # no value missing for long, none silently (repaired with the calibrated op once it is)
+    current = (lambda: calibration.topology) if calibration is not None else None
+    attach_reconciler(app, settings, topology, current)
     columns = [column.name for column in topology.columns]
     rules = topology.dataset_rules
     if rules:
@@ -98,7 +103,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
     calls_read = TOPOLOGY_CALLS.labels(topology.name)
     TOPOLOGY_INFO.labels(topology.name, version).set(1)
     followed = {watch.spec.name for watch in topic_watches}  # their watches keep it current
-    for compiled in topology.compiled:
+    for compiled in (calibration.topology if calibration else topology).compiled:
         if compiled.name not in followed:
             op = compiled.op
             COLUMN_INFO.labels(topology.name, compiled.name, op.name, op.ref).set(1)
@@ -130,7 +135,8 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
                 }
             )
             sub_calls: list[DerivedValue] = []
-            values = await derive_batch(topology, calls, cache, sub_calls=sub_calls)
+            deriving = calibration.topology if calibration is not None else topology
+            values = await derive_batch(deriving, calls, cache, sub_calls=sub_calls)
             # Sub-calls' results are kept with their call too: a redelivered call whose
             # column op changed still finds what the ops it calls computed.
             fresh = _new_results([*values, *sub_calls], known)
