@@ -62,6 +62,7 @@ from weave_stream.notify.receiver import WebhookReceiver
 from weave_stream.runners.workers import WorkerProcess
 from weave_stream.topology.registrations import register, registration_for
 from weave_stream.topology.spec import Topology
+from weave_stream.topology.topic_columns import TopicColumn
 
 __all__ = ["COMMANDS", "demo", "demo_calls"]
 
@@ -71,6 +72,9 @@ _MERGE_TIMEOUT = 3.0
 DEFAULT_TOPOLOGY = Path("topologies") / "text_extract.yaml"
 SHIFT_AT = 0.75  # the share of calls before the documents change kind
 FIT_AT = 0.5  # the share of calls streamed before the first topic map is fitted
+# Up to this window (seconds), the demo's calls end where a topic window starts: at most
+# 2 minutes ago, so its 7 minutes of calls stay within the aggregates' 10-minute grace.
+_ALIGN_WINDOWS = 120.0
 SHIFTED_LANGUAGE = "japanese"
 
 
@@ -203,7 +207,9 @@ def _run(
             _step("3", f"registering {topology_path}")
             topology = _register(settings, topology_path)
             spec = topology.topics[0] if topology.topics else None
-            records, expected = _demo_records(call_count, settings.max_payload_bytes)
+            records, expected = _demo_records(
+                call_count, settings.max_payload_bytes, end=_timeline_end(spec)
+            )
             asyncio.run(ensure_topics(settings, [settings.topics.calls]))
             first, later = records
             _step(
@@ -402,22 +408,38 @@ def _shuffled_english() -> list[Document]:
     return english
 
 
-def demo_calls(call_count: int, shift_at: float = SHIFT_AT) -> list[dict[str, Any]]:
+def demo_calls(
+    call_count: int, shift_at: float = SHIFT_AT, end: datetime | None = None
+) -> list[dict[str, Any]]:
     """The demo's complete calls: real English documents, then (from ``shift_at``)
-    Japanese ones, started over the last few minutes (1.2 s apart)."""
+    Japanese ones, started over the few minutes before ``end`` (now), 1 s apart."""
     english = _shuffled_english()
     familiar = int(call_count * shift_at)
     documents = english[:familiar] + corpus_documents(SHIFTED_LANGUAGE)[: call_count - familiar]
     # Live calls: started over the last few minutes, as a production stream's would be
     # (windows close on wall-clock time too, so calls from hours ago would be late).
-    spacing = timedelta(seconds=1.2)  # 400 calls over 8 minutes: a few windows
-    return sample_calls(
-        documents, start=datetime.now(UTC) - spacing * len(documents), spacing=spacing
-    )
+    spacing = timedelta(seconds=1.0)  # 400 calls over 7 minutes: a few windows
+    end = end or datetime.now(UTC)
+    return sample_calls(documents, start=end - spacing * len(documents), spacing=spacing)
+
+
+def _timeline_end(spec: TopicColumn | None) -> datetime:
+    """When the demo's calls end: the start of the topic watch's current window (when its
+    windows are short), so every window of the calls has ended and the worker checks each
+    as soon as the stream is quiet, not when the clock passes the last one; else now."""
+    now = datetime.now(UTC)
+    if spec is None or not spec.watch.enabled or spec.watch.window > _ALIGN_WINDOWS:
+        return now
+    window = spec.watch.window
+    return datetime.fromtimestamp(now.timestamp() // window * window, UTC)
 
 
 def _demo_records(
-    call_count: int, max_payload: int, shift_at: float = SHIFT_AT, fit_at: float = FIT_AT
+    call_count: int,
+    max_payload: int,
+    shift_at: float = SHIFT_AT,
+    fit_at: float = FIT_AT,
+    end: datetime | None = None,
 ) -> tuple[tuple[list[bytes], list[bytes]], dict[str, Any]]:
     """The records of the demo's two phases: its first calls (English; a topic map is
     fitted on them), then the rest, English and, from ``shift_at``, Japanese — a new
@@ -426,7 +448,7 @@ def _demo_records(
     reason are mixed into the first phase. Each part is shuffled (calls arrive out of
     order), the Japanese ones among themselves so that the shift stays clean.
     """
-    calls = demo_calls(call_count, shift_at)
+    calls = demo_calls(call_count, shift_at, end)
     familiar, fitted = (
         int(call_count * shift_at),
         min(int(call_count * fit_at), int(call_count * shift_at)),
@@ -436,8 +458,8 @@ def _demo_records(
     for index, call in enumerate(calls):
         part = parts[0 if index < fitted else 1 if index < familiar else 2]
         if index % 5 == 0:
-            start, end = split_into_events(call)
-            part += [orjson.dumps(start), orjson.dumps({"end": end})]
+            first_half, second_half = split_into_events(call)
+            part += [orjson.dumps(first_half), orjson.dumps({"end": second_half})]
         else:
             part.append(orjson.dumps(call))
     lone_start, _ = split_into_events(sample_calls(english[-2:-1], seed="lone-start")[0])
