@@ -45,3 +45,26 @@ def test_a_refit_keeps_its_k_unless_another_is_clearly_better() -> None:
 
 def test_size_floor_grows_slowly_with_the_corpus() -> None:
     assert [size_floor(n) for n in (10, 300, 2_000, 100_000)] == [2, 6, 8, 14]
+
+
+def test_a_topic_of_duplicates_still_takes_in_their_variants() -> None:
+    # Templated prompts: one topic is 30 copies of one document. Its own distances are all
+    # 0, so without a floor its radius is 0 and every variant of it would be an outlier.
+    rng = np.random.default_rng(11)  # not blobs' seed: the template is no blob's centre
+    spread = blobs(3, 60, 0.35, seed=3)
+    template = rng.normal(size=64)
+    data = np.vstack([spread, np.tile(template, (30, 1))])
+    data /= np.linalg.norm(data, axis=1, keepdims=True)
+    result = cluster(data, ClusterParams(seed=0, k=4))
+    copies = int(result.labels[-1])
+    assert np.all(result.labels[-30:] == copies)
+    distances = 1.0 - np.einsum("ij,ij->i", data, result.centres[result.labels])
+    assert distances[-30:].max() < 1e-3  # the copies sit on their centre
+    assert result.radii[copies] > 0.5 * np.median(result.radii)  # the map's spread, not 0
+    variant = template + rng.normal(scale=0.2, size=64)
+    variant /= np.linalg.norm(variant)
+    assert 0.0 < 1.0 - float(variant @ result.centres[copies]) < result.radii[copies]
+    # The floor is the map's typical spread, not more: a call far from every topic is out.
+    stranger = rng.normal(size=64)
+    stranger /= np.linalg.norm(stranger)
+    assert np.all(1.0 - result.centres @ stranger > result.radii)

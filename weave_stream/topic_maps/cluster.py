@@ -59,6 +59,10 @@ class ClusterParams:
     selection_sample: int = 2000
     radius_quantile: float = 0.95
     radius_margin: float = 1.25  # new calls of a topic spread a little wider than its fit
+    # A radius is at least this quantile of every fitted call's distance to its centre:
+    # a topic of (near-)identical documents (templated prompts) has a radius near 0 and
+    # would call each variant an outlier (bench/topics.py --parts outliers).
+    radius_floor_quantile: float = 0.75
     k: int | None = None  # a fixed number of topics (skips the silhouette search)
     keep_k_within: float = 0.02  # a refit keeps the previous k if its silhouette is this close
 
@@ -109,13 +113,15 @@ def cluster(vectors: Any, params: ClusterParams, init: np.ndarray | None = None)
     labels = model.fit_predict(data)
     centres = unit_rows(model.cluster_centers_)
     # Radius: a high quantile of the members' distances (so stray members do not make a
-    # topic swallow everything around it), with a margin: fresh calls of the same topic
-    # fall past the fit's own quantile that often, and they are not outliers.
+    # topic swallow everything around it), at least the map's typical spread (a topic of
+    # duplicates has none), with a margin: fresh calls of the same topic fall past the
+    # fit's own quantile that often, and they are not outliers.
     distances = 1.0 - np.einsum("ij,ij->i", data, centres[labels])
+    floor = float(np.quantile(distances, params.radius_floor_quantile))
     radii = np.array(
         [
             params.radius_margin
-            * float(np.quantile(distances[labels == topic], params.radius_quantile))
+            * max(float(np.quantile(distances[labels == topic], params.radius_quantile)), floor)
             if np.any(labels == topic)
             else 0.0
             for topic in range(k)
