@@ -108,6 +108,8 @@ def test_english_then_japanese_raises_grouped_novelty_and_shift_alerts(documents
     # The shift is seen only once Japanese arrives, by the sliding whitened-mean test.
     assert shift and all(c.startswith("ja-") for f in shift for c in f.call_ids[-1:])
     assert {f.detector for f in shift} == {"sliding_whitened_mean"}
+    # Each shows an excerpt of a call of the new kind (the call that tipped its window).
+    assert all(f.excerpt in {excerpt(text) for text in documents.japanese} for f in shift)
 
 
 def test_english_alone_raises_no_distribution_shift(documents: Corpus) -> None:

@@ -121,5 +121,11 @@ def test_a_vanished_topic_and_gathering_outliers_raise_alerts(tmp_path: Path) ->
     assert new.count == 12 and set(new.call_ids) <= set(born.call_ids)
     shift = next(a for a in alerts if a.kind == "topic_shift")
     assert shift.stats["observed_share"] == 0 and shift.stats["expected_share"] == 0.25
+    # No call of the topic that left to quote: the alert says what moved instead.
+    name = topic_map.topic(sports).name
+    assert (
+        shift.excerpt
+        == f"topic {name!r}: 0% of the window's 72 calls, 25% of the calls the map was fitted on"
+    )
     assert "Topic shift" in str(slack_payload(shift, "{call_id}"))
     assert "New topic" in str(slack_payload(new, "{call_id}"))

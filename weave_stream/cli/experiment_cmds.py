@@ -17,9 +17,8 @@ from pathlib import Path
 
 import click
 
-from weave_stream.cli.ops_cmds import CACHE_FILE
 from weave_stream.cli.options import fail, settings_options
-from weave_stream.columns.cache import SqliteCache
+from weave_stream.columns.cache import results_cache
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
 from weave_stream.experiments.loader import ExperimentFile, load_experiment
@@ -110,7 +109,7 @@ def _run(
     cached_only: bool,
     out_dir: Path | None,
 ) -> None:
-    with SqliteCache(cache_dir / CACHE_FILE, max_bytes=settings.cache_max_bytes) as cache:
+    with results_cache(settings, cache_dir) as cache:
         try:
             spec = load_experiment(file, settings=settings, cache=cache, trials=trials)
             experiment = spec.experiment

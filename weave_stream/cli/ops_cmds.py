@@ -18,7 +18,7 @@ import click
 
 from weave_stream.cli.backfill_cmds import plan_backfill, range_options, time_range
 from weave_stream.cli.options import fail, settings_options
-from weave_stream.columns.cache import ResultCache, SqliteCache, WriteOnlyCache
+from weave_stream.columns.cache import ResultCache, SqliteCache, WriteOnlyCache, results_cache
 from weave_stream.columns.plan import Plan, run_table
 from weave_stream.config import Settings
 from weave_stream.errors import WeaveStreamError
@@ -30,8 +30,6 @@ from weave_stream.topology.loader import load_topology
 from weave_stream.topology.spec import Topology
 
 __all__ = ["COMMANDS", "plan", "run"]
-
-CACHE_FILE = "results.sqlite"
 
 
 def _common(function: click.decorators.FC, input_required: bool = True) -> click.decorators.FC:
@@ -182,8 +180,7 @@ def _load(name: str, settings: Settings) -> Topology:
 
 
 def _open_cache(settings: Settings, cache_dir: Path | None) -> SqliteCache:
-    directory = cache_dir or settings.data_dir / "cache"
-    return SqliteCache(directory / CACHE_FILE, max_bytes=settings.cache_max_bytes)
+    return results_cache(settings, cache_dir)
 
 
 def _plan(

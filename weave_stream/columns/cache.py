@@ -33,6 +33,8 @@ from typing import Any, NamedTuple, Protocol
 
 import orjson
 
+from weave_stream.config import Settings
+
 __all__ = [
     "CacheKey",
     "CachedValue",
@@ -42,6 +44,7 @@ __all__ = [
     "WriteOnlyCache",
     "cache_key",
     "input_digest",
+    "results_cache",
 ]
 
 _CHUNK = 500  # keys per SQL statement, well under SQLite's variable limit
@@ -287,3 +290,13 @@ CREATE TRIGGER IF NOT EXISTS results_insert AFTER INSERT ON results
 CREATE TRIGGER IF NOT EXISTS results_delete AFTER DELETE ON results
     BEGIN UPDATE size SET total = total - OLD.size; END;
 """
+
+
+RESULTS_FILE = "results.sqlite"
+
+
+def results_cache(settings: Settings, directory: Path | None = None) -> SqliteCache:
+    """The result cache the CLI's runs, plans, experiments and topic fits (the workers'
+    refits too) share: ``results.sqlite`` in ``directory`` (default ``<data_dir>/cache``)."""
+    folder = directory or settings.data_dir / "cache"
+    return SqliteCache(folder / RESULTS_FILE, max_bytes=settings.cache_max_bytes)

@@ -281,6 +281,7 @@ class DriftMonitor:
             call_ids=tuple(call_ids[i] for i in picks),
             time=last.time,
             group=last.group,
+            excerpt=excerpt(last.text),  # the call that tipped the window: of the new kind
             stats={
                 "window_size": size,
                 "mean_novelty": float(np.mean(list(state.novelty)[-size:])),

@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from weave_stream.columns.cache import SqliteCache
+from weave_stream.columns.cache import SqliteCache, results_cache
 from weave_stream.config import Settings
 from weave_stream.errors import TopicError
 from weave_stream.store.topic_map import TopicMap
@@ -35,10 +35,9 @@ from weave_stream.topic_maps.naming import TopicNamer
 from weave_stream.topology.spec import Topology
 from weave_stream.topology.topic_columns import TopicColumn
 
-__all__ = ["CACHE_FILE", "FitJob", "fit_params", "prepare_fit", "refit_since"]
+__all__ = ["FitJob", "fit_params", "prepare_fit", "refit_since"]
 
 _EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # calls' times lie after it (ingest checks)
-CACHE_FILE = "results.sqlite"  # the CLI's result cache in <data_dir>/cache: names shared
 
 
 def refit_since(spec: TopicColumn) -> datetime:
@@ -155,5 +154,5 @@ def prepare_fit(
         previous=previous,
         params=params or fit_params(entry or TopicColumn(column=column)),
         namer=TopicNamer(model=model, settings=settings),
-        cache=SqliteCache(directory / CACHE_FILE, max_bytes=settings.cache_max_bytes),
+        cache=results_cache(settings, directory),
     )

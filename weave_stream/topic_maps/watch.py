@@ -76,7 +76,9 @@ class TopicWatch:
         calls: Sequence[WindowCall],
         moment: datetime,
         stats: dict[str, Any],
+        summary: str | None = None,
     ) -> Alert:
+        """``summary`` is the excerpt when none of ``calls`` has one (a topic that left)."""
         return Alert.create(
             topology=self.topic_map.topology,
             monitor=f"topics:{self.topic_map.column}",
@@ -87,7 +89,7 @@ class TopicWatch:
             time=moment,
             count=len(calls),
             stats={**stats, "map": self.topic_map.ref},
-            excerpt=next((c.excerpt for c in calls if c.excerpt), None),
+            excerpt=next((c.excerpt for c in calls if c.excerpt), summary),
             detector="topic_share" if kind == "topic_shift" else "outlier_density",
         )
 
@@ -115,8 +117,14 @@ class TopicWatch:
                 "observed_share": round(observed, 4),
                 "window_calls": total,
             }
+            summary = (
+                f"topic {topic.name!r}: {observed:.0%} of the window's {total} calls, "
+                f"{expected:.0%} of the calls the map was fitted on"
+            )
             alerts.append(
-                self._alert("topic_shift", abs(z), self.z_threshold, examples, moment, stats)
+                self._alert(
+                    "topic_shift", abs(z), self.z_threshold, examples, moment, stats, summary
+                )
             )
         return alerts
 
