@@ -69,6 +69,7 @@ __all__ = [
     "TopologyError",
     "VectorIndexError",
     "WeaveStreamError",
+    "WeaveStreamWarning",
     "field_errors",
     "shown",
     "validation_problems",
@@ -77,6 +78,10 @@ __all__ = [
 
 class WeaveStreamError(Exception):
     """Root of every error weave-stream raises on purpose."""
+
+
+class WeaveStreamWarning(UserWarning):
+    """Something goes on in a lesser way, and says why (the CLI shows it as one line)."""
 
 
 class ConfigError(WeaveStreamError):

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.support.corpora import texts
-from weave_stream.errors import OpDefinitionError, TopologyError
+from weave_stream.errors import OpDefinitionError, TopologyError, WeaveStreamWarning
 from weave_stream.ingest.call import Call, parse_call_object
 from weave_stream.ops import Classify, run_op
 from weave_stream.runners.calibration import calibrate_from_store
@@ -154,7 +154,7 @@ def test_fewer_than_n_calls_leave_the_column_uncalibrated_with_a_warning() -> No
         "first_n)"
     ]
     assert short.topology.column("kind").op.ref == topology().column("kind").op.ref
-    with pytest.warns(UserWarning, match="topology 't', column 'kind': .* 7 found"):
+    with pytest.warns(WeaveStreamWarning, match="topology 't', column 'kind': .* 7 found"):
         plan, _ = asyncio.run(plan_local(topology(), calls(7)))
     assert plan.calls == 7
     with pytest.raises(ValueError, match=r"columns \['nope'\] have no calibration"):

@@ -57,3 +57,20 @@ def test_a_command_imports_only_its_own_module() -> None:
     assert "weave_stream.cli.aggregates_cmds" not in modules
     assert "weave_stream.cli.store_cmds" not in modules
     assert heavy == "False False"
+
+
+def test_our_warnings_are_one_line_and_a_librarys_keep_their_place() -> None:
+    script = (
+        "import warnings, sys\n"
+        "from weave_stream.cli.main import _show_warning\n"
+        "from weave_stream.errors import WeaveStreamWarning\n"
+        "warnings.showwarning = _show_warning\n"
+        "warnings.warn('topology t, column c: computed uncalibrated', WeaveStreamWarning)\n"
+        "warnings.warn('a library speaks', DeprecationWarning)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "always", "-c", script], capture_output=True, text=True, check=True
+    )
+    lines = done.stderr.splitlines()
+    assert lines[0] == "warning: topology t, column c: computed uncalibrated"
+    assert "<string>:6: DeprecationWarning: a library speaks" in lines[1]

@@ -9,8 +9,12 @@ that runs keeps each start, and ``weave-stream COMMAND --help``, quick.
 from __future__ import annotations
 
 import importlib
+import warnings
+from typing import TextIO
 
 import click
+
+from weave_stream.errors import WeaveStreamWarning
 
 __all__ = ["COMMAND_MODULES", "cli", "main"]
 
@@ -76,6 +80,26 @@ def cli() -> None:
     over Weave calls streaming through Kafka."""
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """weave-stream's own warnings (a run that goes on in a lesser way, and says why) as
+    one yellow line on stderr; a library's keep Python's form (file and line)."""
+    if issubclass(category, WeaveStreamWarning):
+        click.secho(f"warning: {message}", fg="yellow", err=True)
+    else:
+        _python_warning(message, category, filename, lineno, file, line)
+
+
+_python_warning = warnings.showwarning
+
+
 def main() -> None:
     """Console-script entry point."""
+    warnings.showwarning = _show_warning
     cli(prog_name="weave-stream")

@@ -28,7 +28,7 @@ from weave_stream.columns.plan import Plan, plan_topology
 from weave_stream.columns.tree import tree_records
 from weave_stream.columns.values import ValueIdentity, derived_key, identity, read_derived
 from weave_stream.config import Settings
-from weave_stream.errors import BudgetExceededError
+from weave_stream.errors import BudgetExceededError, WeaveStreamWarning
 from weave_stream.ingest.call import Call, call_order
 from weave_stream.ingest.outcomes import expire_pending, ingest_record
 from weave_stream.runners.calibration import calibrate_from_store
@@ -133,7 +133,7 @@ async def run_backfill(
             calibrate_from_store, open_store(None, settings), topology
         )
         for note in resolved.notes:
-            warnings.warn(f"topology {topology.name!r}, {note}", UserWarning, stacklevel=2)
+            warnings.warn(f"topology {topology.name!r}, {note}", WeaveStreamWarning, stacklevel=2)
         topology = resolved.topology
     cache, written = await known_results(settings, topology)
     plan = await plan_topology(topology, batches(calls, settings.batch_size), cache)

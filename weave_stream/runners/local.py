@@ -37,7 +37,7 @@ from weave_stream.columns.derive import DerivedValue, DeriveStats, Trials, deriv
 from weave_stream.columns.plan import Plan, plan_topology
 from weave_stream.datasets.apply import Candidate, apply_candidates, candidates
 from weave_stream.datasets.dataset import Dataset
-from weave_stream.errors import CallValidationError, ConfigError
+from weave_stream.errors import CallValidationError, ConfigError, WeaveStreamWarning
 from weave_stream.ingest.call import Call, parse_call_object
 from weave_stream.ingest.files import read_call_file
 from weave_stream.ingest.outcomes import DeadLetter
@@ -101,7 +101,7 @@ def calibrated(topology: Topology, calls: Sequence[Call]) -> Topology:
         return topology
     resolved = calibrate(topology, calls)
     for note in resolved.notes:
-        warnings.warn(f"topology {topology.name!r}, {note}", UserWarning, stacklevel=3)
+        warnings.warn(f"topology {topology.name!r}, {note}", WeaveStreamWarning, stacklevel=3)
     return resolved.topology
 
 
