@@ -218,3 +218,56 @@ def test_a_worker_keeps_a_sample_only_once_two_looks_agree(tmp_path: Any) -> Non
     assert calibrate_from_store(store, topology(), settled=settled).pending  # they moved
     kept = calibrate_from_store(store, topology(), settled=settled)
     assert kept.call_ids["kind"] == tuple(f"ask-{i:03d}" for i in range(10))
+
+
+def test_first_n_needs_the_centroid_method_and_says_so_at_load() -> None:
+    params = {"labels": LABELS, "method": "river", "calibration": {"first_n": 10}}
+    with pytest.raises(TopologyError, match="needs method 'centroid', got method 'river'"):
+        Topology("t", [Column("kind", "classify", {"text": "inputs.q"}, params)])
+
+
+def test_a_kept_sample_of_another_source_is_not_used(tmp_path: Any) -> None:
+    store = open_store(tmp_path / "store")
+    StoreWriter(store).write_calls(calls_of(calls(12) + calls(12, op_name="other")))
+    asks = calibrate_from_store(store, topology())
+    assert asks.call_ids["kind"][0] == "ask-000"
+    other = Topology(
+        "t",
+        [Column("kind", "classify", args={"text": "inputs.q"},
+                params={"labels": LABELS, "calibration": {"first_n": 10}})],
+        source=Source(op_name="other"),
+    )  # fmt: skip
+    # Same topology name, column, N and text path: only the source changed.
+    assert other.calibrations[0].key != topology().calibrations[0].key
+    assert calibrate_from_store(store, other).call_ids["kind"][0] == "other-000"
+
+
+def test_a_text_path_that_finds_nothing_stops_reading_the_store_and_says_why(
+    tmp_path: Any,
+) -> None:
+    store = open_store(tmp_path / "store")
+    StoreWriter(store).write_calls(calls_of(calls(250)))
+    typo = topology(args={"text": "inputs.qestion"})
+    with pytest.raises(TopologyError, match=r"found 0 calls with a text at inputs.qestion among "
+                                            r"the first 2\d\d calls"):  # fmt: skip
+        calibrate_from_store(store, typo, chunk=10)
+
+
+def test_a_worker_whose_sample_cannot_be_taken_fails_its_component_and_keeps_looking(
+    tmp_path: Any,
+) -> None:
+    from weave_stream.config import Settings
+    from weave_stream.runners.streaming.calibration_agent import CalibrationWatch
+    from weave_stream.runners.streaming.health import HEALTH
+
+    settings = Settings(store_url=str(tmp_path / "store"), data_dir=tmp_path / "data")
+    StoreWriter(open_store(None, settings)).write_calls(calls_of(calls(250)))
+    watch = CalibrationWatch(settings, topology(args={"text": "inputs.qestion"}))
+    component = watch.components["kind"]
+    try:
+        asyncio.run(watch.check())  # the error ends this look, not the looks to come
+        state = HEALTH.snapshot()[component]
+        assert state["state"] == "failed" and "check the column's args.text" in state["last_error"]
+        assert not watch.resolved and watch.topology is watch.base  # still uncalibrated
+    finally:
+        HEALTH.forget(component)

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from weave_stream.errors import StoreError
+from weave_stream.errors import TopologyError
 from weave_stream.ingest.call import Call
 from weave_stream.store.calibrations import CalibrationFiles, Sample
 from weave_stream.store.rows import call_from_row
@@ -35,7 +35,9 @@ from weave_stream.topology.calibration import CalibrationRequest
 from weave_stream.topology.selection import op_name_matches
 from weave_stream.topology.spec import Topology
 
-__all__ = ["calibrate_from_store", "stored_calls_in_order"]
+__all__ = ["SCAN_LIMIT", "calibrate_from_store", "stored_calls_in_order"]
+
+SCAN_LIMIT = 20  # x N: the stored calls read, at most, looking for N with a text
 
 
 def calibrate_from_store(
@@ -58,7 +60,7 @@ def calibrate_from_store(
     pending: list[CalibrationRequest] = []
     found: dict[str, int] = {}
     for request in topology.calibrations:
-        kept = files.load(topology.name, request.column, request.n, request.text.text)
+        kept = files.load(topology.name, request.column, request.n, request.key)
         if kept is None:
             sample = _first_n_stored(store, topology, request, chunk)
             found[request.column] = len(sample)
@@ -69,7 +71,7 @@ def calibrate_from_store(
             if settled is not None and not settled(request.column, ids):
                 pending.append(request)
                 continue
-            taken = Sample(topology.name, request.column, request.n, request.text.text, ids, texts)
+            taken = Sample(topology.name, request.column, request.n, request.key, ids, texts)
             kept = files.save(taken)  # another worker may have kept one first: use that one
         found[request.column] = len(kept.texts)
         samples[request.column], call_ids[request.column] = kept.texts, kept.call_ids
@@ -80,13 +82,29 @@ def calibrate_from_store(
 def _first_n_stored(
     store: Store, topology: Topology, request: CalibrationRequest, chunk: int
 ) -> list[tuple[str, str]]:
-    calls: list[Call] = []
+    """The first ``request.n`` (call id, text) of the stored calls, read a chunk at a time
+    in call order (each chunk is later than the one before: the sample only grows).
+
+    Raises :class:`TopologyError` when ``SCAN_LIMIT`` x N calls of the source held too few
+    texts: the column's text path or filter is most likely wrong, and reading on would
+    read the whole store again on every look."""
     sample: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    scanned, limit = 0, SCAN_LIMIT * request.n
     for batch in stored_calls_in_order(store, topology.source.op_name, max(chunk, request.n)):
-        calls.extend(batch)
-        sample = first_n_sample(topology, request, calls)
+        fresh = [call for call in batch if call.id not in seen]
+        seen.update(call.id for call in fresh)
+        scanned += len(fresh)
+        sample += first_n_sample(topology, request, fresh)[: request.n - len(sample)]
         if len(sample) >= request.n:
             break
+        if scanned >= limit:
+            raise TopologyError(
+                f"topology {topology.name!r}, column {request.column!r}: calibration "
+                f"{{first_n: {request.n}}} found {len(sample)} calls with a text at "
+                f"{request.text.text} among the first {scanned} calls of the source; check "
+                "the column's args.text and filter (or lower first_n)"
+            )
     return sample
 
 
@@ -94,10 +112,9 @@ def stored_calls_in_order(
     store: Store, op_name: str | None, chunk: int = 1000
 ) -> Iterator[list[Call]]:
     """The store's calls (of ``op_name``, a glob) in call order, ``chunk`` at a time."""
-    try:
-        dataset = store.dataset("calls")
-    except StoreError:
-        return  # nothing stored yet
+    if "calls" not in store.present():
+        return  # nothing stored yet (any other store error is raised: it is no "0 stored")
+    dataset = store.dataset("calls")
     index = dataset.to_table(columns=["id", "op_name", "started_at", "ended_at"])
     if op_name is not None:
         names = [n for n in pc.unique(index["op_name"]).to_pylist() if op_name_matches(op_name, n)]

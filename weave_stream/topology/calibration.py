@@ -27,6 +27,8 @@ calls to calibrate on; 200 in the bench), got 3
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -61,6 +63,13 @@ class CalibrationRequest:
     n: int
     text: FieldPath
     filter: Filter | None = None
+    selection: str = ""  # digest of what picks the calls: source, column filter, text, N
+
+    @property
+    def key(self) -> str:
+        """What a kept sample must match to be this request's: the text path and the
+        digest of the selection (a changed source or filter takes a new sample)."""
+        return f"{self.text.text}#{self.selection}"
 
     def describe(self) -> str:
         """How a person reads the request, e.g. in a status line."""
@@ -126,6 +135,13 @@ def column_first_n(op: object, params: object, where: str, problems: list[str]) 
             f"not {op!r:.60}"
         )
         return None
+    method = params.get("method", "centroid")
+    if first_n is not None and method != "centroid":
+        problems.append(
+            f"{where}: calibration adapts label vectors and needs method 'centroid', got "
+            f"method {method!r:.40} (drop calibration, or use the centroid method)"
+        )
+        return None
     return first_n
 
 
@@ -137,16 +153,22 @@ class _Compiled(Protocol):
 
 
 def calibration_requests(
-    columns: Iterable[tuple[str, object, object, _Compiled | None]],
+    columns: Iterable[tuple[str, object, object, object, _Compiled | None]],
+    source: object,
 ) -> tuple[CalibrationRequest, ...]:
-    """The valid requests among ``(name, op, params, compiled column or None)`` (the
-    problems of the others were reported when the columns were compiled)."""
+    """The valid requests among ``(name, op, params, filter as written, compiled column or
+    None)`` of a topology reading ``source`` (the problems of the others were reported
+    when the columns were compiled)."""
     requests = []
-    for name, op, params, compiled in columns:
+    for name, op, params, written_filter, compiled in columns:
         if compiled is None or "text" not in compiled.args:
             continue
         first_n = column_first_n(op, params, "", [])
         if first_n is not None:
-            requests.append(CalibrationRequest(name, first_n, compiled.args["text"],
-                                               compiled.filter))  # fmt: skip
+            text = compiled.args["text"]
+            chosen = {"source": source, "filter": written_filter, "text": text.text, "n": first_n}
+            digest = hashlib.sha256(
+                json.dumps(chosen, sort_keys=True, default=repr).encode()
+            ).hexdigest()[:16]
+            requests.append(CalibrationRequest(name, first_n, text, compiled.filter, digest))
     return tuple(requests)

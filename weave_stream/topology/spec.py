@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -212,8 +212,9 @@ class Topology:
         object.__setattr__(self, "levels", levels)
         object.__setattr__(self, "source_filter", source_filter)
         object.__setattr__(self, "dataset_rules", rules)
-        requested = [(c.name, c.op, c.params, compiled.get(c.name)) for c in self.columns]
-        object.__setattr__(self, "calibrations", calibration_requests(requested))
+        requested = [(c.name, c.op, c.params, c.filter, compiled.get(c.name)) for c in self.columns]
+        source_spec = asdict(self.source)
+        object.__setattr__(self, "calibrations", calibration_requests(requested, source_spec))
 
     def selects(self, call: Call, data: Mapping[str, Any] | None = None) -> bool:
         """Whether ``call`` is one of the source's (op name, filter, sample); ``data`` is

@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
+import time
 
 import faust
 
@@ -32,11 +34,12 @@ from weave_stream.store.tables import open_store
 from weave_stream.topology.calibrate import Calibrated, with_samples
 from weave_stream.topology.spec import Topology
 
-__all__ = ["CHECK_SECONDS", "CalibrationWatch", "attach_calibration"]
+__all__ = ["CHECK_SECONDS", "MAX_CHECK_SECONDS", "CalibrationWatch", "attach_calibration"]
 
 log = logging.getLogger(__name__)
 
-CHECK_SECONDS = 2.0  # how often the store is asked while a column waits for its calls
+CHECK_SECONDS = 2.0  # how often the store is asked at first while a column waits
+MAX_CHECK_SECONDS = 30.0  # ... and at most this far apart later
 
 
 class CalibrationWatch:
@@ -51,6 +54,9 @@ class CalibrationWatch:
         }
         self.resolved = False
         self._candidates: dict[str, tuple[str, ...]] = {}  # the last check's samples (ids)
+        self._pause = CHECK_SECONDS / 1.5  # grows while a column waits (see check)
+        self._next_look = -math.inf
+        self._seen = -1  # calls with a text found at the last look, over the columns
         for component in self.components.values():
             HEALTH.starting(component)
 
@@ -60,8 +66,7 @@ class CalibrationWatch:
             files = CalibrationFiles(self.store)
             kept = {}
             for request in self.base.calibrations:
-                text = request.text.text
-                sample = files.load(self.base.name, request.column, request.n, text)
+                sample = files.load(self.base.name, request.column, request.n, request.key)
                 if sample is not None:
                     kept[request.column] = sample.texts
         except StoreError as exc:
@@ -75,18 +80,26 @@ class CalibrationWatch:
         self.resolved = len(kept) == len(self.components)
 
     async def check(self) -> None:
-        """Ask the store (off the event loop); switch to what it resolved; report."""
-        if self.resolved:
+        """Ask the store (off the event loop); switch to what it resolved; report. While a
+        column waits, looks come less often (up to every :data:`MAX_CHECK_SECONDS`): each
+        one reads the stored calls' index."""
+        if self.resolved or time.monotonic() < self._next_look:
             return
+        self._pause = min(self._pause * 1.5, MAX_CHECK_SECONDS)  # reset below on progress
+        self._next_look = time.monotonic() + self._pause
         try:
             found = await asyncio.to_thread(
                 calibrate_from_store, self.store, self.base, settled=self._settled
             )
-        except (StoreError, OSError) as exc:
+        except Exception as exc:  # reported, never a silent end of the timer: looks go on
+            log.error("topology %s: calibration failed: %s", self.base.name, describe(exc))
             for component in self.components.values():
                 HEALTH.failed(component, f"cannot take the calibration sample: {describe(exc)}")
             return
         self._report(found)
+        if sum(found.found.values()) != self._seen:  # calls are coming: look again soon
+            self._seen, self._pause = sum(found.found.values()), CHECK_SECONDS
+            self._next_look = time.monotonic() + self._pause
         if found.samples and set(found.samples) != self._calibrated():
             self._switch(found.topology)
             log.info(
