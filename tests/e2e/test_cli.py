@@ -119,6 +119,7 @@ def test_demo_runs_end_to_end_and_the_books_balance(tmp_path: Path) -> None:
         result.stdout
     )
     assert "(31 calls came before it" in result.stdout  # 30 and the call whose end never came
+    assert "the worker checked 1 window(s) of assigned calls" in result.stdout  # for alerts
     assert ".topics('text_extract', 'doc_embedding').summary()" in result.stdout
     assert (tmp_path / "topics.png").is_file()
     # Step 7, a calls() query over the store: the five lowest judge scores, ascending.

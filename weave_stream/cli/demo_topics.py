@@ -27,12 +27,12 @@ from weave_stream.errors import WeaveStreamError
 from weave_stream.query.text import format_frame
 from weave_stream.runners.workers import WorkerProcess
 from weave_stream.store.topic_map import TopicMap
+from weave_stream.topic_maps.windows import IDLE_SECONDS
 from weave_stream.topology.spec import Topology
 from weave_stream.topology.topic_columns import TopicColumn
 
 __all__ = ["await_topic_checks", "fit_first_map", "show_stream_topics"]
 
-_IDLE_SECONDS = 30.0  # a worker checks a quiet stream's last window after this (windows.py)
 _MAX_WAIT = 180.0  # the demo waits this long at most for the worker's window checks
 
 
@@ -77,7 +77,7 @@ def await_topic_checks(
         f'topology="{topology.name}"}}'
     )
     last_due = max(window_ends) + spec.watch.grace
-    wait = max(last_due - time.time(), 0.0) + _IDLE_SECONDS + 15.0
+    wait = max(last_due - time.time(), 0.0) + IDLE_SECONDS + 15.0
     if wait > _MAX_WAIT:
         due = datetime.fromtimestamp(last_due, UTC).strftime("%H:%M:%S")
         click.echo(
@@ -97,6 +97,14 @@ def await_topic_checks(
         if checked >= len(window_ends):
             break
         time.sleep(1.0)
+    if checked >= len(window_ends):
+        click.echo(f"  the worker checked {checked} window(s) of assigned calls")
+    else:
+        click.secho(
+            f"  the worker checked {checked} of {len(window_ends)} window(s) in {wait:.0f}s: "
+            f"see {worker.log_path} and `weave-stream status`",
+            fg="yellow",
+        )
     return checked
 
 

@@ -2,7 +2,10 @@
 
 ::
 
-    <store>/calibrations/<topology>/<column>.json   {first_n, text, call_ids, texts, digest}
+    <store>/calibrations/<topology>/<column>.json   {first_n, text, call_ids, texts}
+
+``text`` is the request's key: the column's text path and a digest of what selects its
+calls (source, column filter, N), so a sample of another selection is never reused.
 
 The streaming worker resolves a classify column's sample from the call store once it
 holds N calls of the source, and keeps it here, so a restarted worker (or another
@@ -27,17 +30,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from weave_stream.errors import StoreError
+from weave_stream.store.side_files import file_name, side_folder
 
 __all__ = ["CalibrationFiles", "Sample"]
-
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 @dataclass(frozen=True)
@@ -80,20 +81,16 @@ class CalibrationFiles:
     """The resolved samples kept beside a call store (a local folder)."""
 
     def __init__(self, store: Any) -> None:
-        location = getattr(store, "location", store)
-        if getattr(store, "is_local", True) is False:
-            raise StoreError(
-                f"calibration samples are kept in a local store folder; the store is "
-                f"{location!r}. Point store_url at a folder (or mount the bucket), or give "
-                "the classify column a list of texts as calibration"
-            )
-        self.root = Path(str(location)) / "calibrations"
+        fix = (
+            "Point store_url at a folder, or give the classify column a list of texts as "
+            "calibration"
+        )
+        self.root = side_folder(store, "calibrations", StoreError, "calibration samples", fix)
 
     def path(self, topology: str, column: str) -> Path:
         """The file of ``topology``'s ``column``."""
         for what, name in (("topology", topology), ("column", column)):
-            if not _NAME.match(name):
-                raise StoreError(f"{what} name {name!r} cannot name a calibration file")
+            file_name(what, name, StoreError, "a calibration file")
         return self.root / topology / f"{column}.json"
 
     def load(self, topology: str, column: str, first_n: int, text: str) -> Sample | None:

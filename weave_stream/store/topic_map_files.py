@@ -22,35 +22,27 @@ assigning with the same map — it is stored, never recomputed.
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from weave_stream.errors import TopicError
+from weave_stream.store.side_files import file_name, side_folder
 from weave_stream.store.topic_map import TopicMap
 
 __all__ = ["MapStore"]
-
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
 class MapStore:
     """The topic maps kept beside a call store (a local folder)."""
 
     def __init__(self, store: Any) -> None:
-        location = getattr(store, "location", store)
-        if getattr(store, "is_local", True) is False:
-            raise TopicError(
-                f"topic maps are kept in a local store folder; the store is {location!r}. "
-                "Point store_url at a folder (or mount the bucket) to fit topics"
-            )
-        self.root = Path(str(location)) / "topic_maps"
+        fix = "Point store_url at a folder (or mount the bucket) to fit topics"
+        self.root = side_folder(store, "topic_maps", TopicError, "topic maps", fix)
 
     def _folder(self, topology: str, column: str) -> Path:
         for what, name in (("topology", topology), ("column", column)):
-            if not _NAME.match(name):
-                raise TopicError(f"{what} name {name!r} cannot name a topic map folder")
+            file_name(what, name, TopicError, "a topic map folder")
         return self.root / topology / column
 
     def save(self, topic_map: TopicMap, *, current: bool = True) -> Path:

@@ -56,7 +56,8 @@ async def refit_topics(
         why = "frozen: true" if spec.frozen else "its map is frozen (topics freeze --off thaws)"
         return RefitOutcome("skipped", previous.ref if previous else None, why)
     job = prepare_fit(topology, spec.column, settings, entry=spec, store=store, cache_dir=cache_dir)
-    topic_map = await job.fit(budget=spec.budget)
+    with job.cache:  # a worker refits again and again: each refit closes its connection
+        topic_map = await job.fit(budget=spec.budget)
     if job.unchanged(topic_map):
         return RefitOutcome("unchanged", topic_map.ref, "the calls and parameters are the same")
     job.maps.save(topic_map)

@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 
 from weave_stream.topic_maps.watch import WindowCall
 
-__all__ = ["DueWindow", "TopicWindows"]
+__all__ = ["IDLE_SECONDS", "DueWindow", "TopicWindows"]
+
+IDLE_SECONDS = 30.0  # a quiet stream's windows are checked once no call came for this long
 
 
 @dataclass
@@ -53,7 +55,7 @@ class TopicWindows:
 
     size: float
     grace: float = 60.0
-    idle: float = 30.0
+    idle: float = IDLE_SECONDS
     max_open: int = 4
     max_calls: int = 100_000
     clock: Callable[[], float] = time.monotonic  # for the idle test
