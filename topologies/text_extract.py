@@ -39,7 +39,12 @@ topology = Topology(
         "Classify each input document by topic, judge whether the extracted topic and "
         "summary are faithful to it, and embed the document.\n"
     ),
-    source=Source(op_name="text-extract", filter={"exception": {"exists": False}}, sample=1.0),
+    # A failed call has no extraction to judge, nor has a call that has not ended yet.
+    source=Source(
+        op_name="text-extract",
+        filter={"exception": {"exists": False}, "output": {"exists": True}},
+        sample=1.0,
+    ),
     columns=[
         Column("doc_class", Classify(labels=LABELS), args={"text": "inputs.document"}),
         Column(

@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.servers.openai import FakeOpenAI
 from weave_stream.demo.samples import corpus_documents, sample_calls, split_into_events
+from weave_stream.query.calls import calls as call_query
 
 REPO = Path(__file__).resolve().parents[2]
 CLI = REPO / ".venv" / "bin" / "weave-stream"
@@ -117,8 +118,18 @@ def test_plan_then_run_then_a_cached_rerun(workdir: Path, server: FakeOpenAI) ->
         calls,
         "--out",
         str(workdir / "again.csv"),
+        "--store",
+        "--store-url",
+        str(workdir / "store"),
     )
     assert again.returncode == 0, again.stderr
+    # --store: the calls and values land in the call store, as a worker's sink writes them.
+    stored = call_query(
+        store=str(workdir / "store"),
+        op="text-extract",
+        columns={"score": "text_extract.faithfulness.score"},
+    ).to_pandas()
+    assert len(stored) == CALLS and stored["score"].notna().all()
     # The topic column's errors are not cached: a map fitted since would be used.
     assert f"= {3 * CALLS} cached + 0 deduplicated + {CALLS} computed + 0 not" in again.stderr
     assert len(server.requests) == CALLS  # nothing asked of the judge again

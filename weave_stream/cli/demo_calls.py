@@ -188,4 +188,5 @@ def show_rule_datasets(found: list[tuple[str, Any]], store: str, rows: int = 8) 
         frame = dataset.to_pandas()
         shown = [c for c in ("id", "class", "score", "document", "source_call") if c in frame]
         click.echo(format_frame(frame[shown].head(rows), "table"), nl=False)
-        click.secho(f"  weave-stream dataset show {name} --store-url {store}", fg="cyan")
+        more = f" (the first {rows} of {len(frame)} above)" if len(frame) > rows else ""
+        click.secho(f"  weave-stream dataset show {name} --store-url {store}{more}", fg="cyan")

@@ -125,6 +125,9 @@ def show_stream_topics(
     assigned = [v.value for v in mine if v.error is None and isinstance(v.value, dict)]
     mix = Counter(str(a["topic"]) for a in assigned)
     shown = ", ".join(f"{name} {count}" for name, count in mix.most_common(6))
+    rest = mix.most_common()[6:]
+    if rest:
+        shown += f", and {sum(n for _, n in rest)} in {len(rest)} other topic(s)"
     click.echo(
         f"  the worker's {spec.name} column assigned the {len(assigned)} calls that came "
         f"after the map, as they streamed: {shown or 'none'}"
@@ -154,4 +157,9 @@ def show_stream_topics(
         click.echo(f"  the topics could not be shown: {exc}")
         return None
     click.echo(f"  plot: {plot}")
+    click.secho(
+        f"  weave-stream topics show {topology.name} --store-url {store}    # the same, later "
+        f"(and topics drill {topology.name} TOPIC --store-url {store})",
+        fg="cyan",
+    )
     return plot

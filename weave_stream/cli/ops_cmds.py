@@ -115,7 +115,14 @@ def plan(
     "--budget", type=click.FloatRange(min=0), help="Refuse to start if the plan costs more USD."
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-@settings_options("judge_base_url", "judge_model", "data_dir")
+@click.option(
+    "--store",
+    "to_store",
+    is_flag=True,
+    help="Also write the calls and their values to the call store (store_url), as a "
+    "worker's store sink does: for calls() queries, datasets and `topics fit`.",
+)
+@settings_options("judge_base_url", "judge_model", "data_dir", "store_url")
 def run(
     topology_name: str,
     input_path: Path,
@@ -126,6 +133,7 @@ def run(
     no_cache: bool,
     budget: float | None,
     quiet: bool,
+    to_store: bool,
     settings: Settings,
 ) -> None:
     """Run TOPOLOGY over --input in-process and write the result table to --out.
@@ -155,6 +163,7 @@ def run(
                 trials=trials,
                 batch_size=batch_size,
                 progress=not quiet,
+                store=settings.store_location if to_store else False,
             )
         )
     table.write(out_path)
@@ -166,6 +175,12 @@ def run(
         f"${cost:.4f} spent; {len(table)} rows written to {out_path}",
         err=True,
     )
+    if to_store:
+        click.echo(
+            f"{topology.name}: the calls and their values are in the call store at "
+            f"{settings.store_location}",
+            err=True,
+        )
     where = model_in_use()
     if where is not None:  # which device and precision computed the embeddings
         click.echo(f"{topology.name}: embeddings on {where}", err=True)

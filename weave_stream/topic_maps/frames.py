@@ -68,9 +68,10 @@ def topic_calls(
 
 
 def plot_map(topic_map: TopicMap, out: Path, *, store: Any = None, every: str = "1h") -> Path:
-    """Two panels: the fitted calls' embeddings in 2-D (PCA) coloured by topic, and each
-    topic's share of calls per ``every`` bucket of ``started_at`` (a duration: 10m, 1h, 1d);
-    written to ``out``."""
+    """Two panels, one colour per topic in both: the fitted calls' embeddings in 2-D (PCA),
+    and each topic's share (``outlier`` in grey) of every stored call with an embedding —
+    those fitted and those assigned since — per ``every`` bucket of ``started_at`` (a
+    duration: 10m, 1h, 1d); written to ``out``."""
     step = parse_duration(every)
     if step <= 0:
         raise TopicError(f"the shares' time bucket (--every) is {every!r}: write 10m, 1h or 1d")
@@ -88,24 +89,43 @@ def plot_map(topic_map: TopicMap, out: Path, *, store: Any = None, every: str = 
     ).to_pandas()
     frame["topic"] = frame["id"].map(topic_map.assignments)
     names = {t.id: t.name for t in topic_map.topics}
+    palette = plt.get_cmap("tab20")
+    colours = {topic_id: palette(i % 20) for i, topic_id in enumerate(names)}
+    colours[-1] = (0.75, 0.75, 0.75, 1.0)  # outlier
     vectors = unit_rows(frame["vector"].tolist())
     centred = vectors - vectors.mean(axis=0)
     _, _, axes_t = np.linalg.svd(centred, full_matrices=False)  # PCA by SVD
     points = centred @ axes_t[:2].T
-    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 6))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(15, 6))
     labels = frame["topic"].to_numpy()
     for topic_id, name in names.items():
         rows = np.flatnonzero(labels == topic_id)
-        left.scatter(points[rows, 0], points[rows, 1], s=8, label=name[:30])
-    left.set_title(f"{topic_map.topology}.{topic_map.column}: calls by topic (PCA)")
+        left.scatter(
+            points[rows, 0], points[rows, 1], s=8, color=colours[topic_id], label=name[:30]
+        )
+    left.set_title(f"{topic_map.topology}.{topic_map.column}: the {len(frame)} calls fitted (PCA)")
     left.legend(fontsize=7, markerscale=2, loc="best")
-    bucket = pd.to_datetime(frame["started_at"], utc=True).dt.floor(pd.Timedelta(seconds=step))
-    shares = pd.crosstab(bucket, frame["topic"].map(names), normalize="index")
+    # Every stored call with an embedding: its topic in this map (fitted, or nearest).
+    every_call = (
+        calls(store=store, columns={"started_at": "started_at"})
+        .topics(topic_map.topology, topic_map.column, ref=topic_map.ref)
+        .to_pandas()
+    )
+    every_call = every_call[every_call["topic_id"].notna()]
+    bucket = pd.to_datetime(every_call["started_at"], utc=True).dt.floor(pd.Timedelta(seconds=step))
+    shares = pd.crosstab(bucket, every_call["topic_id"].astype(int), normalize="index")
+    order = [t for t in [*names, -1] if t in shares.columns]
+    shares = shares[order]
     # Bars, not areas: a few buckets far apart must not read as a trend between them.
     shares.index = pd.DatetimeIndex(shares.index).strftime("%Y-%m-%d %H:%M")
-    shares.plot.bar(ax=right, stacked=True, legend=False, width=0.9)
-    right.set_title(f"topic shares per {every}")
+    shares.columns = [names.get(t, "outlier")[:30] for t in order]
+    shares.plot.bar(
+        ax=right, stacked=True, width=0.9, color=[colours[t] for t in order], legend=False
+    )
+    right.set_title(f"topic shares of all {len(every_call)} calls per {every}")
     right.set_ylabel("share of calls")
+    if -1 in order:
+        right.legend([plt.Rectangle((0, 0), 1, 1, color=colours[-1])], ["outlier"], fontsize=7)
     figure.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(out, dpi=100)
