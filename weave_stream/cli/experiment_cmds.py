@@ -24,7 +24,9 @@ from weave_stream.errors import WeaveStreamError
 from weave_stream.experiments.loader import ExperimentFile, load_experiment
 from weave_stream.experiments.result import ExperimentResult
 
-__all__ = ["COMMANDS", "experiment_command"]
+__all__ = ["COMMANDS", "STANDIN_MODEL", "experiment_command"]
+
+STANDIN_MODEL = "stand-in"  # the judge model's name while the stand-in answers
 
 
 @click.command(name="experiment")
@@ -78,11 +80,16 @@ def experiment_command(
 
     with StandInJudge() as standin:
         click.secho(
-            f"judge: the stand-in on {standin.base_url} (word overlap, not an LLM)",
+            f"judge: the stand-in on {standin.base_url} (word overlap, not an LLM), as model "
+            f"{STANDIN_MODEL!r}: its answers are cached apart from a real model's",
             fg="yellow",
             err=True,
         )
-        with_standin = settings.model_copy(update={"judge_base_url": standin.base_url})
+        # The endpoint is not part of a judge's version, its model is: under the configured
+        # model's name, the stand-in's answers would later be taken for that model's.
+        with_standin = settings.model_copy(
+            update={"judge_base_url": standin.base_url, "judge_model": STANDIN_MODEL}
+        )
         _run(
             file,
             with_standin,
