@@ -51,6 +51,7 @@ from weave_stream.metrics import (
 from weave_stream.runners.streaming.aggregates import attach_aggregates
 from weave_stream.runners.streaming.app import create_app
 from weave_stream.runners.streaming.calibration_agent import attach_calibration
+from weave_stream.runners.streaming.column_health import ColumnHealth
 from weave_stream.runners.streaming.health import HEALTH, watched_agent
 from weave_stream.runners.streaming.monitor_agent import register_monitors
 from weave_stream.runners.streaming.reconciler import attach_reconciler
@@ -113,6 +114,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
         return app
 
     component = f"topology/{topology.name}/derive"
+    column_health = ColumnHealth(topology.name, skip={entry.name for entry in topology.topics})
 
     @app.agent(source, name=watched_agent(f"{topology.name}-derive", component))
     async def derive(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
@@ -137,6 +139,7 @@ def create_topology_app(settings: Settings, topology: Topology, version: str) ->
             sub_calls: list[DerivedValue] = []
             deriving = calibration.topology if calibration is not None else topology
             values = await derive_batch(deriving, calls, cache, sub_calls=sub_calls)
+            column_health.observe(values)  # a column of nothing but errors fails, visibly
             # Sub-calls' results are kept with their call too: a redelivered call whose
             # column op changed still finds what the ops it calls computed.
             fresh = _new_results([*values, *sub_calls], known)
