@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.support.corpora import embed, texts
+from tests.support.corpora import PYTHON_SECTIONS, embed, labelled, texts
 from weave_stream.ops.classify import ClassifyOp
 
 TOPICS = {
@@ -56,34 +56,16 @@ KINDS = {
     "spanish": "a text in Spanish",
     "german": "a text in German",
 }
-DOCS = {
-    "types": "built-in types and their operations",
-    "compound": "compound statements: if, while, for, try, with and function definitions",
-    "specialnames": "special method names such as __init__ and __add__",
-    "comparisons": "comparison operators and equality",
-    "formatstrings": "format string syntax and format specifications",
-    "attribute-access": "customizing attribute access and descriptors",
-    "assignment": "assignment statements",
-    "typesseq": "sequence types: lists, tuples and ranges",
-    "execmodel": "the execution model: names, scopes and binding",
-    "import": "the import system, modules and packages",
-    "debugger": "the pdb debugger and its commands",
-}
+DOCS = PYTHON_SECTIONS
 TASKS = ("topics", "kinds", "docs")
 
 
 def task(name: str) -> tuple[list[str], np.ndarray, dict[str, str]]:
     """Texts, label numbers and label descriptions of a task."""
     if name == "topics":
-        chat = texts("chat")
-        rows = [i for i, label in enumerate(chat.labels) if label in TOPICS]
-        labels = np.array([list(TOPICS).index(chat.labels[i]) for i in rows])
-        return [chat.texts[i] for i in rows], labels, TOPICS
+        return (*labelled("chat", TOPICS), TOPICS)
     if name == "docs":
-        docs = texts("python_docs")
-        rows = [i for i, label in enumerate(docs.labels) if label in DOCS]
-        labels = np.array([list(DOCS).index(docs.labels[i]) for i in rows])
-        return [docs.texts[i] for i in rows], labels, DOCS
+        return (*labelled("python_docs", DOCS), DOCS)
     documents: list[str] = []
     numbers: list[int] = []
     for number, kind in enumerate(KINDS):

@@ -20,12 +20,13 @@ import gzip
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["NEW_KINDS", "STABLE_KINDS", "Texts", "embed", "texts"]
+__all__ = ["NEW_KINDS", "PYTHON_SECTIONS", "STABLE_KINDS", "Texts", "embed", "labelled", "texts"]
 
 CORPORA = Path(__file__).parent.parent / "assets" / "corpora.jsonl.gz"
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "weave-stream"
@@ -39,6 +40,22 @@ NEW_KINDS = (
     "licenses",
     "package_readmes",
 )
+
+# Sections of the Python language reference (the python_docs kind), described by their
+# titles: technical phrases whose parts ("modules", "__add__") mean little alone.
+PYTHON_SECTIONS = {
+    "types": "built-in types and their operations",
+    "compound": "compound statements: if, while, for, try, with and function definitions",
+    "specialnames": "special method names such as __init__ and __add__",
+    "comparisons": "comparison operators and equality",
+    "formatstrings": "format string syntax and format specifications",
+    "attribute-access": "customizing attribute access and descriptors",
+    "assignment": "assignment statements",
+    "typesseq": "sequence types: lists, tuples and ranges",
+    "execmodel": "the execution model: names, scopes and binding",
+    "import": "the import system, modules and packages",
+    "debugger": "the pdb debugger and its commands",
+}
 
 
 @dataclass(frozen=True)
@@ -107,3 +124,12 @@ def embed(batch: tuple[str, ...]) -> np.ndarray:
         np.save(temporary, vectors)
         temporary.replace(path)
     return vectors
+
+
+def labelled(kind: str, described: Mapping[str, str]) -> tuple[list[str], np.ndarray]:
+    """The texts of ``kind`` whose label ``described`` names, and each one's label number
+    (the label's position in ``described``): a classification task."""
+    found = texts(kind)
+    rows = [i for i, label in enumerate(found.labels) if label in described]
+    numbers = np.array([list(described).index(found.labels[i]) for i in rows])
+    return [found.texts[i] for i in rows], numbers

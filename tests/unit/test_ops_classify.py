@@ -28,7 +28,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from tests.support.corpora import embed, texts
+from tests.support.corpora import PYTHON_SECTIONS, embed, labelled
 from weave_stream.demo.samples import Document, corpus_documents
 from weave_stream.errors import OpDefinitionError, OpError
 from weave_stream.ops import Classify, run_op
@@ -147,21 +147,7 @@ def test_a_label_may_have_several_descriptions_and_bad_ones_are_refused() -> Non
         Classify(labels=CATEGORIES, prior_weight=1.5)
 
 
-# Sections of the Python language reference (tests/assets/corpora.jsonl.gz), described
-# by their titles: technical phrases whose parts ("modules", "__add__") mean little alone.
-SECTIONS = {
-    "types": "built-in types and their operations",
-    "compound": "compound statements: if, while, for, try, with and function definitions",
-    "specialnames": "special method names such as __init__ and __add__",
-    "comparisons": "comparison operators and equality",
-    "formatstrings": "format string syntax and format specifications",
-    "attribute-access": "customizing attribute access and descriptors",
-    "assignment": "assignment statements",
-    "typesseq": "sequence types: lists, tuples and ranges",
-    "execmodel": "the execution model: names, scopes and binding",
-    "import": "the import system, modules and packages",
-    "debugger": "the pdb debugger and its commands",
-}
+SECTIONS = PYTHON_SECTIONS
 
 
 def test_a_description_keeps_its_weight_against_its_parts() -> None:
@@ -171,10 +157,8 @@ def test_a_description_keeps_its_weight_against_its_parts() -> None:
     label's vector the plain mean of description and parts) lost 4.5 points to the
     descriptions alone (0.448 against 0.493); at half weight the op is within 2 of them.
     """
-    docs = texts("python_docs")
-    rows = [i for i, label in enumerate(docs.labels) if label in SECTIONS]
-    vectors = embed(tuple(docs.texts[i] for i in rows))
-    truth = np.array([list(SECTIONS).index(docs.labels[i]) for i in rows])
+    documents, truth = labelled("python_docs", SECTIONS)
+    vectors = embed(tuple(documents))
     described = embed(tuple(SECTIONS.values()))
     baseline = np.mean(np.argmax(vectors @ described.T, axis=1) == truth)
     op = ClassifyOp(labels=SECTIONS)  # the op itself, to score the cached embeddings
