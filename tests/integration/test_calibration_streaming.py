@@ -5,11 +5,8 @@ local runner's over the same calls, from a sample kept in the store folder."""
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -25,14 +22,6 @@ from weave_stream.topology.loader import load_topology
 
 LABELS = {"chat": "small talk with a chatbot", "news": "a news report"}
 START = 1795662000
-
-
-def readyz(worker: WorkerProcess) -> dict[str, Any]:
-    try:
-        with urllib.request.urlopen(f"{worker.url}/readyz", timeout=5) as answer:
-            return dict(json.loads(answer.read()))
-    except urllib.error.HTTPError as error:  # 503 still carries the components
-        return dict(json.loads(error.read()))
 
 
 def test_a_first_n_column_waits_for_its_calls_then_calibrates_on_them(
@@ -70,7 +59,7 @@ def test_a_first_n_column_waits_for_its_calls_then_calibrates_on_them(
     wait_for_values(settings, "asking", ["kind"], covers(calls[:6], ["kind"], uncalibrated))
     component = "topology/asking/calibration/kind"
     wait_until(
-        lambda: readyz(worker)["components"].get(component, {}),
+        lambda: worker.readiness()[1]["components"].get(component, {}),
         60,
         f"{component} waiting with 6 of 10 calls stored",
         until=lambda state: (
@@ -80,7 +69,7 @@ def test_a_first_n_column_waits_for_its_calls_then_calibrates_on_them(
 
     produce_calls(settings, calls[6:14])
     wait_until(
-        lambda: readyz(worker)["components"].get(component, {}),
+        lambda: worker.readiness()[1]["components"].get(component, {}),
         60,
         f"{component} ok once 10 calls are stored",
         until=lambda state: state.get("state") == "ok",

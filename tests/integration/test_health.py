@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from typing import Any
 
@@ -36,14 +34,6 @@ columns:
 FIXED = BROKEN.replace("nowhere_to_be_found_ops:length", "weave_stream.ops.resolve:_example_length")
 
 
-def _readyz(worker: WorkerProcess) -> tuple[int, dict[str, Any]]:
-    try:
-        with urllib.request.urlopen(f"{worker.url}/readyz", timeout=5) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as answer:
-        return answer.code, json.loads(answer.read())
-
-
 def test_a_crashed_agent_and_a_crash_looping_child_fail_readyz_status_and_metrics(
     make_settings: Callable[..., Settings], start_worker: Callable[..., WorkerProcess]
 ) -> None:
@@ -53,7 +43,7 @@ def test_a_crashed_agent_and_a_crash_looping_child_fail_readyz_status_and_metric
     produce_calls(settings, sample_calls(corpus_documents("english", ["movies"]))[:5])
 
     def ingest_failed() -> dict[str, Any] | None:
-        status, body = _readyz(worker)
+        status, body = worker.readiness()
         return body if status == 503 and "ingest" in body["failures"] else None
 
     body = wait_until(ingest_failed, 120, "/readyz to fail for the crashed ingest agent")
@@ -67,7 +57,7 @@ def test_a_crashed_agent_and_a_crash_looping_child_fail_readyz_status_and_metric
     asyncio.run(register(settings, Registration.create("broken", BROKEN, "yaml", "v1")))
 
     def child_failed() -> dict[str, Any] | None:
-        component = _readyz(worker)[1]["components"].get("topology/broken", {})
+        component = worker.readiness()[1]["components"].get("topology/broken", {})
         return component if component.get("state") == "failed" else None
 
     child = wait_until(child_failed, 120, "the crash-looping child to fail /readyz")
@@ -100,7 +90,7 @@ def test_a_crashed_agent_and_a_crash_looping_child_fail_readyz_status_and_metric
     asyncio.run(register(settings, Registration.create("broken", FIXED, "yaml", "v2")))
 
     def child_ok() -> bool:
-        component = _readyz(worker)[1]["components"].get("topology/broken", {})
+        component = worker.readiness()[1]["components"].get("topology/broken", {})
         return component.get("state") == "ok"
 
     wait_until(child_ok, 90, "the re-registered child to run")

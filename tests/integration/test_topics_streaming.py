@@ -4,7 +4,6 @@ then assigns; a window of calls whose topic mix moved raises alerts delivered to
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -35,15 +34,6 @@ def as_calls(inputs: TopicInputs, start: datetime) -> list[dict[str, Any]]:
             zip(inputs.call_ids, inputs.texts, inputs.vectors, strict=True)
         )
     ]
-
-
-def readyz(worker: WorkerProcess) -> dict[str, Any]:
-    request = urllib.request.Request(f"{worker.url}/readyz")
-    try:
-        with urllib.request.urlopen(request, timeout=5) as answer:
-            return dict(json.loads(answer.read()))
-    except urllib.error.HTTPError as error:  # 503 still carries the components
-        return dict(json.loads(error.read()))
 
 
 def test_the_topic_column_waits_for_its_map_then_assigns_and_alerts_on_a_shift(
@@ -82,7 +72,7 @@ def test_the_topic_column_waits_for_its_map_then_assigns_and_alerts_on_a_shift(
         assert all("no topic map for topical.doc_embedding yet" in e for e in errors), errors
         component = "topology/topical/topics/topic"
         waiting = wait_until(
-            lambda: readyz(worker)["components"].get(component, {}),
+            lambda: worker.readiness()[1]["components"].get(component, {}),
             30,
             f"{component} waiting in the worker's /readyz",
             until=lambda state: state.get("state") == "waiting",
@@ -149,7 +139,7 @@ def test_the_topic_column_waits_for_its_map_then_assigns_and_alerts_on_a_shift(
             'topology="topical"}'
         ], info
         wait_until(
-            lambda: readyz(worker)["components"],
+            lambda: worker.readiness()[1]["components"],
             10,
             f"{component} ok once its map exists",
             until=lambda components: components[component]["state"] == "ok",

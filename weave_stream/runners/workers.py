@@ -81,6 +81,15 @@ class WorkerProcess:
             f"worker not ready after {timeout:.0f}s (last answer: {last!r}):\n{self.log_tail()}"
         )
 
+    def readiness(self) -> tuple[int, dict[str, Any]]:
+        """``/readyz`` now: its status (200, or 503 with a failed component) and its body,
+        every component with its state."""
+        try:
+            with urllib.request.urlopen(f"{self.url}/readyz", timeout=5) as answer:
+                return answer.status, dict(json.loads(answer.read()))
+        except urllib.error.HTTPError as answer:  # 503 still carries the components
+            return answer.code, dict(json.loads(answer.read()))
+
     def metrics(self) -> dict[str, float]:
         """The worker's metrics as ``{'name{label="v",...}': value}``."""
         with urllib.request.urlopen(f"{self.url}/metrics", timeout=5) as answer:
