@@ -112,7 +112,7 @@ def stored_calls_in_order(
     store: Store, op_name: str | None, chunk: int = 1000
 ) -> Iterator[list[Call]]:
     """The store's calls (of ``op_name``, a glob) in call order, ``chunk`` at a time."""
-    if "calls" not in store.present():
+    if not store.has("calls"):
         return  # nothing stored yet (any other store error is raised: it is no "0 stored")
     dataset = store.dataset("calls")
     index = dataset.to_table(columns=["id", "op_name", "started_at", "ended_at"])
@@ -125,6 +125,6 @@ def stored_calls_in_order(
     ids = ordered["id"].to_pylist()
     for start in range(0, len(ids), chunk):
         wanted = ids[start : start + chunk]
-        rows = store.dataset("calls").to_table(filter=pc.field("id").isin(wanted)).to_pylist()
+        rows = dataset.to_table(filter=pc.field("id").isin(wanted)).to_pylist()
         by_id = {row["id"]: call_from_row(row) for row in rows}
         yield [by_id[call_id] for call_id in wanted if call_id in by_id]

@@ -94,11 +94,11 @@ class Store:
 
     def present(self) -> list[str]:
         """The names of the store tables that exist (each a Delta table)."""
-        return [
-            name
-            for name in TABLES
-            if DeltaTable.is_deltatable(self.uri(name), storage_options=self._options())
-        ]
+        return [name for name in TABLES if self.has(name)]
+
+    def has(self, name: str) -> bool:
+        """Whether table ``name`` exists (a Delta table at its place)."""
+        return bool(DeltaTable.is_deltatable(self.uri(name), storage_options=self._options()))
 
     def ensure(self) -> None:
         """Create every missing table (empty, with its schema); check the existing ones."""

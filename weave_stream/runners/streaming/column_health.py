@@ -7,12 +7,13 @@ and ``weave-stream status`` say so, as the values do. One success makes it ok ag
 A topics entry's column is left out: before its first map its values are errors by
 design, and its own component says that it waits.
 
+>>> from types import SimpleNamespace as Value
 >>> from weave_stream.runners.streaming.health import HEALTH
 >>> health = ColumnHealth("t", threshold=2)
->>> health.observe([_error("judge", "no endpoint")] * 2)
+>>> health.observe([Value(column="judge", error="no endpoint")] * 2)
 >>> HEALTH.snapshot()["topology/t/columns/judge"]["state"]
 'failed'
->>> health.observe([_error("judge", None)])
+>>> health.observe([Value(column="judge", error=None)])
 >>> HEALTH.snapshot()["topology/t/columns/judge"]["state"]
 'ok'
 >>> HEALTH.forget("topology/t/columns/judge")
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Sequence
-from types import SimpleNamespace
 from typing import Any
 
 from weave_stream.runners.streaming.health import HEALTH
@@ -68,8 +68,3 @@ class ColumnHealth:
 
     def _component(self, column: str) -> str:
         return f"topology/{self.topology}/columns/{column}"
-
-
-def _error(column: str, error: str | None) -> Any:
-    """A stand-in value for the example above."""
-    return SimpleNamespace(column=column, error=error)
