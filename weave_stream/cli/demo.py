@@ -260,7 +260,9 @@ def _run(
             datasets = await_rule_datasets(settings, topology) if stored else []
             if topic_map is not None and spec is not None:
                 _step("10", "topics on the stream: the worker's assignments, the topic table")
-                plot = show_stream_topics(settings, topology, spec, values, out_dir)
+                plot = show_stream_topics(
+                    settings, topology, spec, values, out_dir, topology_path.resolve()
+                )
                 plots += [plot] if plot else []
         _step(_LAST, "summary")
         ok = _summary(counts, letters, expected, len(first) + len(later))

@@ -114,9 +114,11 @@ def show_stream_topics(
     spec: TopicColumn,
     values: Sequence[DerivedValue],
     out_dir: Path,
+    topology_path: Path,
 ) -> Path | None:
     """What the worker's topic column made of the calls, the topic table over every stored
-    call, and the map's plot (its path; None when there is no map to show)."""
+    call, and the map's plot (its path; None when there is no map to show); the commands
+    to see them again name ``topology_path``, the file the demo registered."""
     from weave_stream.query.calls import calls
     from weave_stream.store.tables import Store
     from weave_stream.topic_maps.frames import plot_map
@@ -158,8 +160,8 @@ def show_stream_topics(
         return None
     click.echo(f"  plot: {plot}")
     click.secho(
-        f"  weave-stream topics show {topology.name} --store-url {store}    # the same, later "
-        f"(and topics drill {topology.name} TOPIC --store-url {store})",
+        f"  weave-stream topics show {topology_path} --store-url {store}    # the same, later "
+        f"(and topics drill {topology_path} TOPIC --store-url {store})",
         fg="cyan",
     )
     return plot
